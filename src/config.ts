@@ -1,0 +1,216 @@
+/**
+ * The only reader of process.env: every variable of SPEC.md parsed once with zod, derived
+ * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
+ */
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { SwitchboardError } from './errors.js';
+
+// Not z.coerce.boolean(): it reads "false" as true.
+const bool = (def: 'true' | 'false') =>
+  z
+    .enum(['true', 'false', '1', '0'], { message: 'must be true or false' })
+    .default(def)
+    .transform((v) => v === 'true' || v === '1');
+
+const int = (def: number, min: number, max: number) =>
+  z.coerce
+    .number({ message: 'must be a number' })
+    .int({ message: 'must be a whole number' })
+    .min(min, { message: `must be at least ${min}` })
+    .max(max, { message: `must be at most ${max}` })
+    .default(def);
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const url = (protocols: readonly string[]) =>
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL starting with ${protocols.map((p) => p + '//').join(' or ')}` },
+  );
+
+const Env = z.object({
+  PORT: int(8080, 1, 65535),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  PUBLIC_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
+  REDIS_URL: optionalString.pipe(url(['redis:', 'rediss:']).optional()),
+  MODEL_PROVIDER: optionalString.pipe(
+    z.enum(['openai', 'azure', 'sim'], { message: 'must be openai, azure or sim' }).optional(),
+  ),
+  OPENAI_API_KEY: optionalString,
+  OPENAI_REALTIME_URL: z.string().default('wss://api.openai.com/v1/realtime').pipe(url(['wss:', 'ws:'])),
+  OPENAI_REALTIME_MODEL: z.string().min(1).default('gpt-realtime'),
+  AZURE_OPENAI_ENDPOINT: optionalString.pipe(url(['https:', 'wss:', 'http:', 'ws:']).optional()),
+  AZURE_OPENAI_API_KEY: optionalString,
+  AZURE_OPENAI_DEPLOYMENT: optionalString,
+  /** Set only for preview (beta-shape) Azure deployments, e.g. 2025-04-01-preview. Unset = GA /openai/v1. */
+  AZURE_OPENAI_API_VERSION: optionalString,
+  TENANTS_FILE: optionalString,
+  ADMIN_TOKEN: optionalString.pipe(
+    z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
+  ),
+  STREAM_TOKEN_SECRET: optionalString.pipe(
+    z.string().min(32, { message: 'must be at least 32 characters' }).optional(),
+  ),
+  TWILIO_VALIDATE_SIGNATURES: bool('true'),
+  DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      message: 'must be one of fatal, error, warn, info, debug, trace, silent',
+    })
+    .default('info'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
+  OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
+  UWS_ALLOW_FALLBACK: bool('false'),
+  /** `realistic` paces replies like a person; `loadtest` answers at once with short audio (bench, k6). */
+  SIM_MODEL_MODE: z
+    .enum(['realistic', 'loadtest'], { message: 'must be realistic or loadtest' })
+    .default('realistic'),
+  MODEL_CONNECT_TIMEOUT_MS: int(5000, 100, 60_000),
+  MODEL_CONNECT_ATTEMPTS: int(3, 1, 10),
+  MAX_CALL_SECONDS: int(3600, 10, 4 * 3600),
+  /** Per-frame relay-time histogram; off only to measure what measuring costs. */
+  FRAME_METRICS: bool('true'),
+  /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */
+  TWILIO_MAX_BACKPRESSURE_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
+  /** Upstream `ws` bufferedAmount past which caller audio is dropped (oldest first) instead of queued. */
+  MODEL_MAX_BUFFERED_BYTES: int(256 * 1024, 16 * 1024, 64 * 1024 * 1024),
+  /** Largest accepted Twilio media-socket message. Twilio's media frames are ~300 bytes. */
+  TWILIO_MAX_MESSAGE_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
+  /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
+  CALLER_AUDIO_RING_SECONDS: int(5, 1, 60),
+});
+
+export type ModelConfig =
+  | { provider: 'openai'; url: string; apiKey: string; model: string }
+  | { provider: 'azure'; url: string; apiKey: string; deployment: string; shape: 'ga' | 'beta' }
+  | { provider: 'sim'; mode: 'realistic' | 'loadtest' };
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Base URL Twilio reaches, without trailing slash. */
+  publicUrl: string;
+  redisUrl: string | undefined;
+  model: ModelConfig;
+  modelConnectTimeoutMs: number;
+  modelConnectAttempts: number;
+  tenantsFile: string | undefined;
+  adminToken: string | undefined;
+  streamTokenSecret: string;
+  /** True when STREAM_TOKEN_SECRET was not given: tokens only verify on this process. */
+  streamTokenSecretEphemeral: boolean;
+  validateSignatures: boolean;
+  drainTimeoutSeconds: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  otlpEndpoint: string | undefined;
+  serviceName: string;
+  allowUwsFallback: boolean;
+  maxCallSeconds: number;
+  frameMetrics: boolean;
+  twilioMaxBackpressureBytes: number;
+  modelMaxBufferedBytes: number;
+  twilioMaxMessageBytes: number;
+  callerAudioRingFrames: number;
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
+
+function isLoopbackUrl(u: string): boolean {
+  const host = new URL(u).hostname;
+  return LOOPBACK.has(host) || host.startsWith('127.');
+}
+
+/** Parse and validate the environment. Throws one SwitchboardError listing every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
+  const r = Env.safeParse(env);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);
+    throw new SwitchboardError('config_invalid', lines.join('\n'));
+  }
+  const e = r.data;
+  const problems: string[] = [];
+
+  const provider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'sim');
+  let model: ModelConfig;
+  if (provider === 'openai') {
+    if (!e.OPENAI_API_KEY) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
+    if (e.OPENAI_REALTIME_URL.startsWith('ws:') && !isLoopbackUrl(e.OPENAI_REALTIME_URL)) {
+      problems.push('OPENAI_REALTIME_URL: plain ws:// is allowed only for loopback hosts; use wss://');
+    }
+    model = { provider, url: e.OPENAI_REALTIME_URL, apiKey: e.OPENAI_API_KEY ?? '', model: e.OPENAI_REALTIME_MODEL };
+  } else if (provider === 'azure') {
+    if (!e.AZURE_OPENAI_ENDPOINT) problems.push('AZURE_OPENAI_ENDPOINT: required when MODEL_PROVIDER is azure');
+    if (!e.AZURE_OPENAI_API_KEY) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
+    if (!e.AZURE_OPENAI_DEPLOYMENT) problems.push('AZURE_OPENAI_DEPLOYMENT: required when MODEL_PROVIDER is azure');
+    const endpoint = e.AZURE_OPENAI_ENDPOINT ?? 'https://invalid.example';
+    if (/^(http|ws):/.test(endpoint) && !isLoopbackUrl(endpoint)) {
+      problems.push('AZURE_OPENAI_ENDPOINT: plain http/ws is allowed only for loopback hosts; use https://');
+    }
+    model = {
+      provider,
+      url: azureRealtimeUrl(endpoint, e.AZURE_OPENAI_DEPLOYMENT ?? '', e.AZURE_OPENAI_API_VERSION),
+      apiKey: e.AZURE_OPENAI_API_KEY ?? '',
+      deployment: e.AZURE_OPENAI_DEPLOYMENT ?? '',
+      shape: e.AZURE_OPENAI_API_VERSION ? 'beta' : 'ga',
+    };
+  } else {
+    model = { provider: 'sim', mode: e.SIM_MODEL_MODE };
+  }
+  if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
+
+  const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  return Object.freeze({
+    port: e.PORT,
+    host: e.HOST,
+    publicUrl,
+    redisUrl: e.REDIS_URL,
+    model: Object.freeze(model),
+    modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
+    modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
+    tenantsFile: e.TENANTS_FILE,
+    adminToken: e.ADMIN_TOKEN,
+    streamTokenSecret: e.STREAM_TOKEN_SECRET ?? randomBytes(32).toString('base64url'),
+    streamTokenSecretEphemeral: e.STREAM_TOKEN_SECRET === undefined,
+    validateSignatures: e.TWILIO_VALIDATE_SIGNATURES,
+    drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
+    logLevel: e.LOG_LEVEL,
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+    serviceName: e.OTEL_SERVICE_NAME,
+    allowUwsFallback: e.UWS_ALLOW_FALLBACK,
+    maxCallSeconds: e.MAX_CALL_SECONDS,
+    frameMetrics: e.FRAME_METRICS,
+    twilioMaxBackpressureBytes: e.TWILIO_MAX_BACKPRESSURE_BYTES,
+    modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
+    twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,
+    callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
+  });
+}
+
+/**
+ * Azure's two URL forms (PROTOCOLS.md §6): GA `/openai/v1/realtime?model=<deployment>`, or the
+ * preview `/openai/realtime?api-version=…&deployment=…`, which speaks the beta event shape.
+ */
+export function azureRealtimeUrl(endpoint: string, deployment: string, apiVersion: string | undefined): string {
+  const base = new URL(endpoint);
+  base.protocol = base.protocol === 'http:' || base.protocol === 'ws:' ? 'ws:' : 'wss:';
+  const root = base.origin;
+  const dep = encodeURIComponent(deployment);
+  return apiVersion
+    ? `${root}/openai/realtime?api-version=${encodeURIComponent(apiVersion)}&deployment=${dep}`
+    : `${root}/openai/v1/realtime?model=${dep}`;
+}
+
+/** The wss (or ws, for a plain-http dev base) URL of the media socket, as written in TwiML. */
+export function mediaStreamUrl(config: Pick<Config, 'publicUrl'>): string {
+  return config.publicUrl.replace(/^http/, 'ws') + '/twilio/media';
+}

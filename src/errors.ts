@@ -1,0 +1,96 @@
+/**
+ * The one error type of Switchboard, its stable codes, and the WebSocket close codes we send.
+ * Boundaries translate errors into close codes, HTTP statuses or tool errors; nothing else throws raw.
+ */
+
+/** Stable snake_case codes; each is listed in README.md (Errors). */
+export const ErrorCodes = [
+  'config_invalid',
+  'uws_native_missing',
+  'internal',
+  'bad_request',
+  'payload_too_large',
+  'unauthorized',
+  'forbidden',
+  'not_found',
+  'conflict',
+  'signature_invalid',
+  'stream_token_invalid',
+  'tenant_unknown',
+  'tenant_busy',
+  'twilio_message_invalid',
+  'twilio_protocol',
+  'model_unreachable',
+  'model_auth',
+  'model_protocol',
+  'model_closed',
+  'model_session_expired',
+  'tool_unknown',
+  'tool_arguments_invalid',
+  'tool_failed',
+  'tool_timeout',
+  'store_unavailable',
+  'draining',
+  'rate_limited',
+] as const;
+export type ErrorCode = (typeof ErrorCodes)[number];
+
+export class SwitchboardError extends Error {
+  override readonly name = 'SwitchboardError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Only this flag decides whether a caller of the failed operation may try again. */
+    readonly retryable = false,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * Close codes for the Twilio media socket (and the model socket when we close it).
+ * 1000-1015 are RFC 6455; 4000+ are ours. Twilio ignores the code, but logs, tests and the
+ * simulated caller read it, so each reason is distinct.
+ */
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  unsupportedData: 1003,
+  messageTooBig: 1009,
+  internalError: 1011,
+  /** Media, mark or other event before a valid `start`. */
+  notStarted: 4000,
+  /** Malformed JSON or a frame that fails validation, past the tolerated count. */
+  invalidMessage: 4001,
+  /** Missing, expired, reused or mismatched stream token. */
+  streamTokenInvalid: 4003,
+  /** Upgrade signature did not verify. */
+  signatureInvalid: 4004,
+  /** The relay is draining and takes no new streams. */
+  draining: 4005,
+  /** A second `start` on one socket, or a `streamSid` that does not match. */
+  streamMismatch: 4006,
+  /** The model upstream could not be reached or failed; fallback TwiML runs after this close. */
+  modelUnavailable: 4010,
+  /** The call ended on purpose (end_call tool, hang-up). */
+  callEnded: 4011,
+  /** The call was handed to a human; Twilio runs the new TwiML. */
+  handedOff: 4012,
+  /** Tenant over its concurrency limit, or too many connection attempts. */
+  overCapacity: 4013,
+  /** The call ran past the longest allowed call duration. */
+  callTooLong: 4014,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+export function assertNever(x: never): never {
+  throw new SwitchboardError('internal', `unhandled variant ${JSON.stringify(x)}`);
+}
+
+/** Pull a short message out of anything thrown; never the stack, never a secret-bearing object. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return typeof err === 'string' ? err : 'unknown error';
+}

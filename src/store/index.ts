@@ -1,0 +1,2 @@
+export * from './call-store.js';
+export * from './memory-store.js';

@@ -1,0 +1,145 @@
+/**
+ * Every Prometheus metric the relay exports, on one registry per relay instance (tests run several
+ * relays in one process). Names are fixed by SPEC.md; label values are bounded sets, never CallSid.
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Direction = 'caller_to_model' | 'model_to_caller';
+
+/** Why a frame was not relayed; a closed set so the label stays bounded. */
+export type DropReason =
+  | 'model_not_ready' // caller audio overflowed the ring while the model connected/reconnected
+  | 'model_backpressure' // upstream socket's bufferedAmount past its cap
+  | 'caller_backpressure' // uWS send buffer toward Twilio past its cap
+  | 'invalid_frame' // a media message that failed validation
+  | 'stale_response' // model audio for a response already cancelled by barge-in
+  | 'call_ending'; // audio after the call started to end
+
+export type CallOutcome =
+  | 'completed' // caller or model ended the call normally
+  | 'ended_by_assistant'
+  | 'transferred'
+  | 'caller_hung_up'
+  | 'model_unavailable'
+  | 'model_failed'
+  | 'rejected_token'
+  | 'rejected_capacity'
+  | 'protocol_error'
+  | 'drained'
+  | 'too_long'
+  | 'abandoned'; // the pod that held the call died; reaped by a survivor
+
+/** Sub-millisecond buckets: the relay's own work per frame is microseconds (PERFORMANCE.md). */
+export const FRAME_BUCKETS = [
+  0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+export const TURN_BUCKETS = [0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
+export const TOOL_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const CONNECT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10];
+
+export interface RelayMetrics {
+  readonly registry: Registry;
+  readonly activeCalls: Gauge;
+  readonly callsTotal: Counter<'outcome'>;
+  readonly frameRelay: Histogram<'direction'>;
+  readonly framesDropped: Counter<'direction' | 'reason'>;
+  readonly turnLatency: Histogram;
+  readonly toolCall: Histogram<'tool' | 'outcome'>;
+  readonly upstreamConnect: Histogram<'provider' | 'outcome'>;
+  readonly eventLoopLag: Gauge;
+  readonly twilioMessagesInvalid: Counter<'reason'>;
+  readonly bargeIns: Counter;
+  readonly webhooks: Counter<'route' | 'outcome'>;
+  /** Stop background samplers (event-loop monitor). */
+  close(): void;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string } = {}): RelayMetrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+
+  const m: RelayMetrics = {
+    registry,
+    activeCalls: new Gauge({
+      name: 'switchboard_active_calls',
+      help: 'Calls with a live media stream on this pod (the autoscaling signal).',
+      registers: [registry],
+    }),
+    callsTotal: new Counter({
+      name: 'switchboard_calls_total',
+      help: 'Calls ended, by outcome.',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    frameRelay: new Histogram({
+      name: 'switchboard_frame_relay_seconds',
+      help: "Time from a frame's arrival on one socket to its hand-off to the other.",
+      labelNames: ['direction'],
+      buckets: FRAME_BUCKETS,
+      registers: [registry],
+    }),
+    framesDropped: new Counter({
+      name: 'switchboard_frames_dropped_total',
+      help: 'Audio frames not relayed, by direction and reason.',
+      labelNames: ['direction', 'reason'],
+      registers: [registry],
+    }),
+    turnLatency: new Histogram({
+      name: 'switchboard_turn_latency_seconds',
+      help: 'Caller stops speaking -> first model audio frame sent to Twilio.',
+      buckets: TURN_BUCKETS,
+      registers: [registry],
+    }),
+    toolCall: new Histogram({
+      name: 'switchboard_tool_call_seconds',
+      help: 'Tool call duration, by tool and outcome.',
+      labelNames: ['tool', 'outcome'],
+      buckets: TOOL_BUCKETS,
+      registers: [registry],
+    }),
+    upstreamConnect: new Histogram({
+      name: 'switchboard_upstream_connect_seconds',
+      help: 'Time to open the model socket and have the session configured.',
+      labelNames: ['provider', 'outcome'],
+      buckets: CONNECT_BUCKETS,
+      registers: [registry],
+    }),
+    eventLoopLag: new Gauge({
+      name: 'switchboard_event_loop_lag_seconds',
+      help: 'Event-loop delay p99 over the last scrape interval.',
+      registers: [registry],
+      collect() {
+        this.set(loop.percentile(99) / 1e9);
+        loop.reset();
+      },
+    }),
+    twilioMessagesInvalid: new Counter({
+      name: 'switchboard_twilio_messages_invalid_total',
+      help: 'Media-socket messages rejected, by reason.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    bargeIns: new Counter({
+      name: 'switchboard_barge_ins_total',
+      help: 'Times the caller interrupted the assistant.',
+      registers: [registry],
+    }),
+    webhooks: new Counter({
+      name: 'switchboard_webhooks_total',
+      help: 'Twilio webhooks handled, by route and outcome.',
+      labelNames: ['route', 'outcome'],
+      registers: [registry],
+    }),
+    close() {
+      loop.disable();
+    },
+  };
+  // Pre-create the label sets dashboards expect, so series exist from the first scrape.
+  m.frameRelay.labels('caller_to_model');
+  m.frameRelay.labels('model_to_caller');
+  return m;
+}

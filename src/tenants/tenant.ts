@@ -1,0 +1,134 @@
+/**
+ * The tenant schema: one business served by Switchboard, its numbers, Twilio credentials (by
+ * reference, never inline), model persona, enabled tools and the business data tools read.
+ */
+import { z } from 'zod';
+
+export const E164 = z.string().regex(/^\+[1-9]\d{6,14}$/, { message: 'must be an E.164 number like +14155550100' });
+
+/** A secret given by reference: an environment variable name or a mounted file path. */
+export const SecretRef = z.union([
+  z.object({ env: z.string().regex(/^[A-Z_][A-Z0-9_]*$/, { message: 'must be an environment variable name' }) }),
+  z.object({ file: z.string().min(1) }),
+  /** Only for the embedded demo tenant and tests; rejected by the admin API. */
+  z.object({ value: z.string().min(1) }),
+]);
+export type SecretRef = z.infer<typeof SecretRef>;
+
+const Slot = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/, { message: 'must be local time YYYY-MM-DDTHH:MM' });
+
+export const BusinessData = z.object({
+  currency: z.string().length(3).default('USD'),
+  timeZone: z.string().default('UTC'),
+  /** Postcodes (or prefixes ending in *) the business serves. */
+  serviceArea: z.array(z.string().min(1)).default([]),
+  priceBook: z
+    .array(
+      z.object({
+        service: z.string().min(1),
+        description: z.string().default(''),
+        minPrice: z.number().nonnegative(),
+        maxPrice: z.number().nonnegative(),
+        options: z.record(z.string(), z.number()).default({}),
+      }),
+    )
+    .default([]),
+  technicians: z
+    .array(z.object({ id: z.string().min(1), name: z.string().min(1), skills: z.array(z.string()).default([]), areas: z.array(z.string()).default([]) }))
+    .default([]),
+  hours: z
+    .array(z.object({ day: z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']), open: z.string(), close: z.string() }))
+    .default([]),
+  slots: z.array(Slot).default([]),
+  emergencyPolicy: z.enum(['transfer', 'advise']).default('transfer'),
+});
+export type BusinessData = z.infer<typeof BusinessData>;
+
+export const ToolName = z.enum([
+  'check_service_area',
+  'quote_price',
+  'book_appointment',
+  'assign_technician',
+  'flag_emergency',
+  'transfer_to_human',
+  'end_call',
+  'create_call_summary',
+]);
+export type ToolName = z.infer<typeof ToolName>;
+
+export const TenantSchema = z.object({
+  id: z.string().regex(/^[a-z0-9][a-z0-9_-]{1,62}$/, { message: 'must be 2-63 chars of a-z, 0-9, _ or -' }),
+  displayName: z.string().min(1).max(200),
+  phoneNumbers: z.array(E164).min(1),
+  twilio: z.object({
+    accountSid: z.string().regex(/^AC[0-9a-fA-F]{32}$/, { message: 'must be AC followed by 32 hex digits' }),
+    authToken: SecretRef,
+  }),
+  model: z
+    .object({
+      voice: z.string().default('marin'),
+      instructions: z.string().default('You answer the phone for a small business. Be brief and friendly.'),
+      greeting: z.string().default('Hello, thanks for calling. How can I help?'),
+      language: z.string().default('en'),
+    })
+    .default({ voice: 'marin', instructions: 'You answer the phone for a small business. Be brief and friendly.', greeting: 'Hello, thanks for calling. How can I help?', language: 'en' }),
+  tools: z.array(ToolName).default(['end_call']),
+  business: BusinessData.default(BusinessData.parse({})),
+  humanFallbackNumber: E164.optional(),
+  maxConcurrentCalls: z.number().int().positive().default(50),
+  retentionDays: z.number().int().min(1).max(3650).default(30),
+});
+export type TenantInput = z.input<typeof TenantSchema>;
+export type TenantConfig = z.infer<typeof TenantSchema>;
+
+/** A tenant with its secrets resolved, as the relay uses it. Never serialised to a response. */
+export interface Tenant extends TenantConfig {
+  readonly resolvedAuthToken: string;
+}
+
+export const DEMO_ACCOUNT_SID = 'AC00000000000000000000000000000000';
+export const DEMO_AUTH_TOKEN = 'demo-auth-token-not-secret';
+export const DEMO_NUMBER = '+15005550006';
+
+/** The embedded tenant of `npm start`: a plumbing business with a little business data. */
+export const DEMO_TENANT: TenantInput = {
+  id: 'demo',
+  displayName: 'Demo Plumbing',
+  phoneNumbers: [DEMO_NUMBER],
+  twilio: { accountSid: DEMO_ACCOUNT_SID, authToken: { value: DEMO_AUTH_TOKEN } },
+  model: {
+    voice: 'marin',
+    instructions:
+      'You answer the phone for Demo Plumbing. Be brief and friendly. Use the tools to check the ' +
+      'service area, quote prices and book appointments. Call end_call after saying goodbye.',
+    greeting: 'Thanks for calling Demo Plumbing, how can I help you today?',
+    language: 'en',
+  },
+  tools: ['check_service_area', 'quote_price', 'book_appointment', 'assign_technician', 'flag_emergency', 'transfer_to_human', 'end_call', 'create_call_summary'],
+  business: {
+    currency: 'USD',
+    timeZone: 'America/New_York',
+    serviceArea: ['10001', '10002', '10003', '112*'],
+    priceBook: [
+      { service: 'drain_cleaning', description: 'Clear a blocked drain', minPrice: 120, maxPrice: 250, options: { after_hours: 80 } },
+      { service: 'water_heater_repair', description: 'Repair a water heater', minPrice: 200, maxPrice: 600, options: { after_hours: 120 } },
+      { service: 'leak_repair', description: 'Find and fix a leak', minPrice: 150, maxPrice: 400, options: {} },
+    ],
+    technicians: [
+      { id: 'tech-ana', name: 'Ana', skills: ['drain_cleaning', 'leak_repair'], areas: ['10001', '10002'] },
+      { id: 'tech-ben', name: 'Ben', skills: ['water_heater_repair', 'leak_repair'], areas: ['10002', '10003', '112*'] },
+    ],
+    hours: [
+      { day: 'mon', open: '08:00', close: '18:00' },
+      { day: 'tue', open: '08:00', close: '18:00' },
+      { day: 'wed', open: '08:00', close: '18:00' },
+      { day: 'thu', open: '08:00', close: '18:00' },
+      { day: 'fri', open: '08:00', close: '18:00' },
+    ],
+    slots: ['2030-01-07T09:00', '2030-01-07T11:00', '2030-01-07T14:00', '2030-01-08T09:00', '2030-01-08T11:00'],
+    emergencyPolicy: 'transfer',
+  },
+  humanFallbackNumber: '+15005550007',
+  maxConcurrentCalls: 50,
+  retentionDays: 30,
+};

@@ -1,0 +1,2 @@
+export * from './tool-runner.js';
+export * from './builtin-runner.js';

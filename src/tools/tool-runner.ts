@@ -1,0 +1,48 @@
+/**
+ * The seam between a call and the business tools: the bridge hands every model function call to a
+ * ToolRunner and relays the result; tools never see sockets. Failures become results, not throws.
+ */
+import type { Logger } from 'pino';
+import type { Tenant } from '../tenants/index.js';
+
+/** A function tool as sent to the model in session.update (GA and beta share this shape). */
+export interface ToolDefinition {
+  type: 'function';
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+}
+
+/** What the call must do once the model has spoken the tool's result. */
+export type CallEffect =
+  | { kind: 'end_call'; reason: string }
+  | { kind: 'transfer'; to: string; reason: 'emergency' | 'caller-asked' };
+
+export type ToolOutcome = 'ok' | 'invalid_arguments' | 'error' | 'timeout' | 'unknown_tool';
+
+export interface ToolResult {
+  /** JSON text given to the model as function_call_output.output. */
+  output: string;
+  outcome: ToolOutcome;
+  effect?: CallEffect;
+}
+
+export interface ToolContext {
+  callSid: string;
+  tenant: Tenant;
+  /** The model's call_id: the idempotency key of this invocation. */
+  callId: string;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export interface ToolRunner {
+  /** The tools offered to the model for this tenant. */
+  definitions(tenant: Tenant): ToolDefinition[];
+  /** Run one call. Never rejects: bad arguments and failures come back as results. */
+  run(ctx: ToolContext, name: string, argumentsJson: string): Promise<ToolResult>;
+}
+
+export function toolError(outcome: Exclude<ToolOutcome, 'ok'>, message: string): ToolResult {
+  return { outcome, output: JSON.stringify({ ok: false, error: message }) };
+}
