@@ -41,7 +41,7 @@ export const CONNECT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10];
 export interface RelayMetrics {
   readonly registry: Registry;
   readonly activeCalls: Gauge;
-  readonly callsTotal: Counter<'outcome'>;
+  readonly callsTotal: Counter<'outcome' | 'tenant'>;
   readonly frameRelay: Histogram<'direction'>;
   readonly framesDropped: Counter<'direction' | 'reason'>;
   readonly turnLatency: Histogram;
@@ -51,6 +51,7 @@ export interface RelayMetrics {
   readonly twilioMessagesInvalid: Counter<'reason'>;
   readonly bargeIns: Counter;
   readonly webhooks: Counter<'route' | 'outcome'>;
+  readonly tenantBusy: Counter<'tenant'>;
   /** Stop background samplers (event-loop monitor). */
   close(): void;
 }
@@ -71,8 +72,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     }),
     callsTotal: new Counter({
       name: 'switchboard_calls_total',
-      help: 'Calls ended, by outcome.',
-      labelNames: ['outcome'],
+      help: 'Calls ended, by outcome and tenant (tenants are a bounded, operator-defined set).',
+      labelNames: ['outcome', 'tenant'],
       registers: [registry],
     }),
     frameRelay: new Histogram({
@@ -126,6 +127,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     bargeIns: new Counter({
       name: 'switchboard_barge_ins_total',
       help: 'Times the caller interrupted the assistant.',
+      registers: [registry],
+    }),
+    tenantBusy: new Counter({
+      name: 'switchboard_tenant_busy_total',
+      help: 'Calls turned away because the tenant was at its concurrency limit.',
+      labelNames: ['tenant'],
       registers: [registry],
     }),
     webhooks: new Counter({
