@@ -1,0 +1,621 @@
+/**
+ * One call: the Twilio media socket on one side, the realtime model socket on the other. Owns the
+ * per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected (server/ owns uWS).
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
+import {
+  APPEND_PREFIX,
+  functionCallOutput,
+  parseModelEvent,
+  responseCancel,
+  responseCreate,
+  sessionUpdate,
+  truncateItem,
+  userText,
+  type ModelEvent,
+  type RealtimeSocket,
+  type SessionShape,
+} from '../model/index.js';
+import type { CallStore } from '../store/index.js';
+import type { CallOutcome, DropReason, RelayMetrics } from '../telemetry/index.js';
+import type { Tenant } from '../tenants/index.js';
+import type { CallEffect, ToolRunner } from '../tools/index.js';
+import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
+import { AudioRing } from './audio-ring.js';
+import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
+import { base64MulawMs, PlaybackTracker } from './playback.js';
+
+/** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
+export interface TwilioSocket {
+  /** uWS semantics: 1 sent, 0 sent but backpressure built up, 2 dropped. */
+  send(text: string): number;
+  bufferedAmount(): number;
+  /** Batch several sends into one syscall. */
+  cork(fn: () => void): void;
+  end(code: number, reason: string): void;
+}
+
+export interface StartInfo {
+  streamSid: string;
+  callSid: string;
+  accountSid: string;
+  customParameters: Readonly<Record<string, string>>;
+}
+
+export type Authorisation =
+  | { ok: true; tenant: Tenant }
+  | { ok: false; code: CloseCode; reason: string; outcome: CallOutcome };
+
+export interface ModelConnector {
+  readonly provider: 'openai' | 'azure' | 'sim';
+  readonly shape: SessionShape;
+  connect(signal: AbortSignal, log: Logger): Promise<RealtimeSocket>;
+}
+
+export interface BridgeLimits {
+  twilioMaxBackpressureBytes: number;
+  modelMaxBufferedBytes: number;
+  twilioMaxMessageBytes: number;
+  callerAudioRingFrames: number;
+  maxCallMs: number;
+  modelConnectTimeoutMs: number;
+  frameMetrics: boolean;
+  /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
+  windDownMs: number;
+}
+
+export interface BridgeDeps {
+  clock: Clock;
+  store: CallStore;
+  tools: ToolRunner;
+  metrics: RelayMetrics;
+  log: Logger;
+  model: ModelConnector;
+  authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation>;
+  limits: BridgeLimits;
+  pod: string;
+}
+
+/** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
+const MAX_INVALID_MESSAGES = 20;
+/** Stream-time ring of append times, for mapping the model's audio_end_ms back to wall time. */
+const APPEND_TIMES = 512;
+
+interface ResponseTools {
+  pending: number;
+  done: boolean;
+  followUpSent: boolean;
+}
+
+export class CallBridge {
+  state: CallState = { kind: 'awaiting-start' };
+  tenant: Tenant | undefined;
+  private enc: TwilioEncoder | undefined;
+  private model: RealtimeSocket | undefined;
+  private readonly connectAbort = new AbortController();
+  private readonly ring: AudioRing;
+  private readonly playback = new PlaybackTracker();
+  private latestMediaTs = 0;
+  private activeResponseId: string | undefined;
+  private readonly discarded = new Set<string>();
+  private readonly responseTools = new Map<string, ResponseTools>();
+  private pendingEffect: CallEffect | undefined;
+  private invalidMessages = 0;
+  private twilioOpen = true;
+  private counted = false;
+  private startedAt = 0;
+  private sessionConfigured = false;
+  private readonly cancelTimers: (() => void)[] = [];
+  private log: Logger;
+  // Turn latency: append time of each 20 ms of caller audio, indexed by stream position.
+  private readonly appendTimes = new Float64Array(APPEND_TIMES);
+  private appendedMs = 0;
+  private turnEndMono: number | undefined;
+  private lastModelAudioMono = 0;
+  private turns = 0;
+  private toolCalls = 0;
+  private c2m: { observe(v: number): void } | undefined;
+  private m2c: { observe(v: number): void } | undefined;
+  /** Frames relayed/dropped, for the end-of-call log line. */
+  readonly stats = { framesIn: 0, framesOut: 0, dropped: 0, bargeIns: 0, marksEchoed: 0 };
+
+  constructor(
+    private readonly twilio: TwilioSocket,
+    private readonly deps: BridgeDeps,
+    private readonly upgradeSignature: string | undefined,
+    private readonly onEnded: (bridge: CallBridge) => void,
+  ) {
+    this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
+    this.log = deps.log;
+    if (deps.limits.frameMetrics) {
+      this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
+      this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
+    }
+  }
+
+  get callSid(): string | undefined {
+    return 'callSid' in this.state ? this.state.callSid : undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Twilio -> relay
+
+  /** A media-socket message. `data` is a view over uWS memory, valid only during this call. */
+  onTwilioMessage(data: Buffer, isBinary: boolean): void {
+    const t0 = performance.now();
+    if (isBinary) return this.invalid('binary', 'binary frame');
+    const r = parseTwilioMessage(data, this.deps.limits.twilioMaxMessageBytes);
+    if (!r.ok) return this.invalid(r.reason, r.detail);
+    const m = r.msg;
+    if (m.event === 'media') {
+      this.onCallerAudio(m.payload, m.timestampMs, t0);
+      return;
+    }
+    this.onTwilioControl(m);
+  }
+
+  private onCallerAudio(payload: string, ts: number, t0: number): void {
+    this.stats.framesIn++;
+    this.latestMediaTs = ts;
+    const s = this.state;
+    if (relaysCallerAudio(s)) {
+      const model = this.model!;
+      if (model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes) {
+        return this.drop('caller_to_model', 'model_backpressure');
+      }
+      model.send(APPEND_PREFIX + payload + '"}');
+      this.noteAppended(payload);
+      this.c2m?.observe((performance.now() - t0) / 1000);
+    } else if (buffersCallerAudio(s)) {
+      if (this.ring.push(payload)) this.drop('caller_to_model', 'model_not_ready');
+    } else if (s.kind === 'awaiting-start') {
+      this.fail(CloseCode.notStarted, 'media before start', 'protocol_error');
+    }
+    // ended: late frames after close are ignored
+  }
+
+  private noteAppended(payload: string): void {
+    this.appendedMs += base64MulawMs(payload);
+    this.appendTimes[Math.floor(this.appendedMs / 20) % APPEND_TIMES] = performance.now();
+  }
+
+  private onTwilioControl(m: Exclude<TwilioInbound, { event: 'media' }>): void {
+    switch (m.event) {
+      case 'connected':
+        return;
+      case 'start':
+        return this.onStart(m);
+      case 'mark':
+        if (this.playback.echoed(m.name, this.latestMediaTs)) this.stats.marksEchoed++;
+        this.maybeFinishWindDown();
+        return;
+      case 'dtmf':
+        if (this.state.kind === 'live' && this.model) {
+          this.model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
+          if (!this.activeResponseId) this.model.send(responseCreate());
+        }
+        return;
+      case 'stop':
+        if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
+        this.finish(this.state.kind === 'ending' ? this.state.outcome : 'caller_hung_up', CloseCode.normal, 'stream stopped');
+        return;
+    }
+  }
+
+  private onStart(m: Extract<TwilioInbound, { event: 'start' }>): void {
+    if (this.state.kind !== 'awaiting-start') {
+      return this.fail(CloseCode.streamMismatch, 'second start on one stream', 'protocol_error');
+    }
+    this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
+    this.startedAt = this.deps.clock.now();
+    this.enc = twilioEncoder(m.streamSid);
+    this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid });
+    this.cancelTimers.push(
+      this.deps.clock.after(this.deps.limits.maxCallMs, () =>
+        this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long'),
+      ),
+    );
+    const start: StartInfo = {
+      streamSid: m.streamSid,
+      callSid: m.callSid,
+      accountSid: m.accountSid,
+      customParameters: m.customParameters,
+    };
+    this.deps.authorise(start, this.upgradeSignature).then(
+      (a) => this.onAuthorised(a, start),
+      (err: unknown) => {
+        this.log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'stream authorisation failed');
+        this.fail(CloseCode.internalError, 'authorisation unavailable', 'protocol_error');
+      },
+    );
+  }
+
+  private onAuthorised(a: Authorisation, start: StartInfo): void {
+    if (this.state.kind !== 'verifying') return; // hung up meanwhile
+    if (!a.ok) {
+      this.log.warn({ code: 'stream_token_invalid', reason: a.reason }, 'media stream refused');
+      return this.fail(a.code, a.reason, a.outcome);
+    }
+    this.tenant = a.tenant;
+    this.log = this.log.child({ tenant: a.tenant.id });
+    this.move({ type: 'authorised', tenantId: a.tenant.id });
+    this.counted = true;
+    this.deps.metrics.activeCalls.inc();
+    this.background(
+      this.deps.store.startCall({
+        callSid: start.callSid,
+        tenantId: a.tenant.id,
+        streamSid: start.streamSid,
+        pod: this.deps.pod,
+        startedAt: this.startedAt,
+      }),
+      'store.startCall',
+    );
+    void this.connectModel();
+  }
+
+  /** Twilio's socket drained below its backpressure limit. Audio is dropped, not queued, so nothing to resume. */
+  onTwilioDrain(): void {}
+
+  /** The media socket is gone (stop, hang-up, network). */
+  onTwilioClose(code: number): void {
+    this.twilioOpen = false;
+    if (this.state.kind === 'ended') return;
+    const outcome: CallOutcome =
+      this.state.kind === 'ending' ? this.state.outcome : this.state.kind === 'awaiting-start' ? 'protocol_error' : 'caller_hung_up';
+    this.finish(outcome, code, 'media socket closed');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // model
+
+  private async connectModel(): Promise<void> {
+    const t0 = performance.now();
+    const provider = this.deps.model.provider;
+    let sock: RealtimeSocket;
+    try {
+      sock = await this.deps.model.connect(this.connectAbort.signal, this.log);
+    } catch (err) {
+      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
+      if (this.state.kind === 'ended') return;
+      const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
+      this.log.warn({ code, err: errorMessage(err) }, 'model unreachable; caller gets the fallback');
+      return this.fail(CloseCode.modelUnavailable, 'model unavailable', 'model_unavailable');
+    }
+    if (this.state.kind === 'ended') {
+      sock.close(1000, 'call ended');
+      return;
+    }
+    this.model = sock;
+    sock.onMessage((data) => this.onModelMessage(data));
+    sock.onClose((code, reason) => this.onModelClose(code, reason));
+    const tenant = this.tenant!;
+    sock.send(
+      sessionUpdate({
+        shape: this.deps.model.shape,
+        instructions: tenant.model.instructions,
+        voice: tenant.model.voice,
+        tools: this.deps.tools.definitions(tenant),
+        language: tenant.model.language,
+      }),
+    );
+    const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
+      if (this.sessionConfigured || this.state.kind === 'ended') return;
+      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
+      this.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
+      this.fail(CloseCode.modelUnavailable, 'model session not configured', 'model_unavailable');
+    });
+    this.cancelTimers.push(cancel);
+    this.onSessionConfigured = () => {
+      cancel();
+      this.deps.metrics.upstreamConnect.labels(provider, 'ok').observe((performance.now() - t0) / 1000);
+    };
+  }
+
+  private onSessionConfigured: (() => void) | undefined;
+
+  private onModelMessage(data: Buffer): void {
+    const t0 = performance.now();
+    const ev = parseModelEvent(data);
+    if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
+    this.onModelControl(ev);
+  }
+
+  private onModelAudio(ev: Extract<ModelEvent, { type: 'audio_delta' }>, t0: number): void {
+    if (this.discarded.has(ev.responseId)) return this.drop('model_to_caller', 'stale_response');
+    if (!this.twilioOpen || !this.enc || !relaysCallerAudio(this.state)) return this.drop('model_to_caller', 'call_ending');
+    if (this.twilio.bufferedAmount() > this.deps.limits.twilioMaxBackpressureBytes) {
+      return this.drop('model_to_caller', 'caller_backpressure');
+    }
+    const enc = this.enc;
+    const ms = base64MulawMs(ev.delta);
+    const markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
+    let result = 1;
+    this.twilio.cork(() => {
+      result = this.twilio.send(enc.media(ev.delta));
+      this.twilio.send(enc.mark(markName));
+    });
+    if (result === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    this.stats.framesOut++;
+    const now = performance.now();
+    this.m2c?.observe((now - t0) / 1000);
+    this.lastModelAudioMono = now;
+    if (this.turnEndMono !== undefined) {
+      this.deps.metrics.turnLatency.observe((now - this.turnEndMono) / 1000);
+      this.turnEndMono = undefined;
+    }
+  }
+
+  private onModelControl(ev: Exclude<ModelEvent, { type: 'audio_delta' }>): void {
+    switch (ev.type) {
+      case 'session.created':
+        return;
+      case 'session.updated':
+        if (this.sessionConfigured) return;
+        if (!ev.audioFormatOk) {
+          // A rejected or partial session.update leaves 24 kHz PCM: forwarding it would be static.
+          this.log.error({ code: 'model_protocol' }, 'model did not accept μ-law audio');
+          return this.fail(CloseCode.modelUnavailable, 'model audio format not μ-law', 'model_failed');
+        }
+        this.sessionConfigured = true;
+        this.onSessionConfigured?.();
+        return this.goLive();
+      case 'speech_started':
+        return this.onCallerSpeech();
+      case 'speech_stopped':
+        this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
+        return;
+      case 'response_created':
+        this.activeResponseId = ev.responseId;
+        return;
+      case 'audio_done':
+        return;
+      case 'assistant_transcript':
+        this.turns++;
+        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
+        return;
+      case 'caller_transcript':
+        this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
+        return;
+      case 'function_call':
+        return this.onFunctionCall(ev);
+      case 'response_done':
+        return this.onResponseDone(ev);
+      case 'error':
+        return this.onModelError(ev);
+      case 'ignored':
+        if (this.log.isLevelEnabled('debug')) this.log.debug({ eventType: ev.eventType }, 'model event ignored');
+        return;
+      case 'invalid':
+        this.log.warn({ code: 'model_protocol', detail: ev.detail }, 'unparseable model event');
+        return;
+    }
+  }
+
+  private goLive(): void {
+    if (this.state.kind !== 'connecting' || !this.model) return;
+    this.move({ type: 'model-ready' });
+    this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
+    const model = this.model;
+    // Audio that arrived while we connected goes first, in order.
+    this.ring.drain((payload) => {
+      model.send(APPEND_PREFIX + payload + '"}');
+      this.noteAppended(payload);
+    });
+    const greeting = this.tenant!.model.greeting;
+    model.send(responseCreate({ instructions: `Greet the caller with exactly: ${greeting}` }));
+  }
+
+  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, cancel generation. */
+  private onCallerSpeech(): void {
+    if (!this.playback.unplayed && !this.activeResponseId) return;
+    this.stats.bargeIns++;
+    this.deps.metrics.bargeIns.inc();
+    if (this.twilioOpen && this.enc) this.twilio.send(this.enc.clear());
+    const model = this.model;
+    for (const t of this.playback.interrupt(this.latestMediaTs)) {
+      model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
+    }
+    if (this.activeResponseId) {
+      this.discarded.add(this.activeResponseId);
+      // interrupt_response usually cancels server-side already; "not active" errors are benign.
+      model?.send(responseCancel(this.activeResponseId));
+    }
+  }
+
+  private onFunctionCall(ev: Extract<ModelEvent, { type: 'function_call' }>): void {
+    const tenant = this.tenant;
+    const callSid = this.callSid;
+    if (!tenant || !callSid) return;
+    this.toolCalls++;
+    let rt = this.responseTools.get(ev.responseId);
+    if (!rt) {
+      rt = { pending: 0, done: false, followUpSent: false };
+      this.responseTools.set(ev.responseId, rt);
+    }
+    rt.pending++;
+    const startedAt = this.deps.clock.now();
+    const t0 = performance.now();
+    const tools = this.deps.tools;
+    const toolLog = this.log.child({ tool: ev.name, callId: ev.callId });
+    void tools
+      .run({ callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal }, ev.name, ev.arguments)
+      .then((result) => {
+        const seconds = (performance.now() - t0) / 1000;
+        const toolLabel = tenant.tools.includes(ev.name as never) ? ev.name : 'unknown';
+        this.deps.metrics.toolCall.labels(toolLabel, result.outcome).observe(seconds);
+        toolLog.info({ outcome: result.outcome, ms: Math.round(seconds * 1000) }, 'tool call');
+        this.background(
+          this.deps.store.recordToolCall(callSid, {
+            callId: ev.callId,
+            name: ev.name,
+            arguments: ev.arguments,
+            output: result.output,
+            outcome: result.outcome,
+            startedAt,
+            durationMs: Math.round(seconds * 1000),
+          }),
+          'store.recordToolCall',
+        );
+        if (this.state.kind === 'ended') return;
+        this.model?.send(functionCallOutput(ev.callId, result.output));
+        if (result.effect) this.pendingEffect = result.effect;
+        rt.pending--;
+        this.maybeFollowUp(ev.responseId, rt);
+      });
+  }
+
+  /** After a tool result, ask for the spoken answer only once the tool's response is done. */
+  private maybeFollowUp(responseId: string, rt: ResponseTools): void {
+    if (rt.pending > 0 || !rt.done || rt.followUpSent || !this.model) return;
+    rt.followUpSent = true;
+    this.responseTools.delete(responseId);
+    this.model.send(responseCreate());
+    const effect = this.pendingEffect;
+    if (effect && this.state.kind === 'live') {
+      this.pendingEffect = undefined;
+      const outcome: CallOutcome = effect.kind === 'end_call' ? 'ended_by_assistant' : 'transferred';
+      const closeCode = effect.kind === 'end_call' ? CloseCode.callEnded : CloseCode.handedOff;
+      this.move({ type: 'wind-down', outcome, closeCode });
+      this.background(this.deps.store.setPhase(this.callSid!, effect.kind === 'end_call' ? 'ending' : 'handing-off'), 'store.setPhase');
+      this.cancelTimers.push(
+        this.deps.clock.after(this.deps.limits.windDownMs, () => {
+          if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
+        }),
+      );
+      this.windDownResponseSeen = false;
+    }
+  }
+
+  private windDownResponseSeen = false;
+
+  private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
+    if (this.activeResponseId === ev.responseId) this.activeResponseId = undefined;
+    if (ev.status === 'failed') this.log.warn({ code: 'model_protocol', reason: ev.reason }, 'model response failed');
+    const rt = this.responseTools.get(ev.responseId);
+    if (rt) {
+      rt.done = true;
+      this.maybeFollowUp(ev.responseId, rt);
+    } else if (this.state.kind === 'ending') {
+      // The goodbye response finished generating; close once it has played.
+      this.windDownResponseSeen = true;
+      this.maybeFinishWindDown();
+    }
+  }
+
+  private maybeFinishWindDown(): void {
+    const s = this.state;
+    if (s.kind !== 'ending' || !this.windDownResponseSeen || this.playback.unplayed) return;
+    this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
+  }
+
+  private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
+    if (ev.code === 'conversation_already_has_active_response' || ev.code === 'response_cancel_not_active') {
+      this.log.debug({ code: ev.code }, 'benign model race');
+      return;
+    }
+    if (ev.fatal) {
+      this.log.error({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'fatal model error');
+      const outcome: CallOutcome = ev.code === 'session_expired' ? 'too_long' : 'model_failed';
+      return this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);
+    }
+    this.log.warn({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'model error');
+  }
+
+  private onModelClose(code: number, reason: string): void {
+    this.model = undefined;
+    if (this.state.kind === 'ended') return;
+    this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
+    if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
+    this.fail(CloseCode.modelUnavailable, 'model connection lost', 'model_failed');
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // helpers
+
+  private appendTimeAt(audioMs: number): number | undefined {
+    if (audioMs < 0 || audioMs > this.appendedMs || this.appendedMs - audioMs > (APPEND_TIMES - 2) * 20) return undefined;
+    const t = this.appendTimes[Math.floor(audioMs / 20) % APPEND_TIMES];
+    return t === undefined || t === 0 ? undefined : t;
+  }
+
+  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; interrupted?: boolean }): void {
+    const sid = this.callSid;
+    if (sid) this.background(this.deps.store.appendTranscript(sid, entry), 'store.appendTranscript');
+  }
+
+  private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
+    this.stats.dropped++;
+    this.deps.metrics.framesDropped.labels(direction, reason).inc();
+  }
+
+  private invalid(reason: string, detail: string): void {
+    this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
+    this.invalidMessages++;
+    if (this.invalidMessages === 1) this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');
+    if (reason === 'too_large') return this.fail(CloseCode.messageTooBig, 'message too large', 'protocol_error');
+    if (this.invalidMessages >= MAX_INVALID_MESSAGES || this.state.kind === 'awaiting-start') {
+      this.fail(CloseCode.invalidMessage, 'invalid messages', 'protocol_error');
+    }
+  }
+
+  private move(input: CallInput): void {
+    const next = transition(this.state, input);
+    if (next) this.state = next;
+  }
+
+  private background(p: Promise<unknown>, what: string): void {
+    p.catch((err: unknown) => this.log.warn({ code: 'store_unavailable', op: what, err: errorMessage(err) }, 'store write failed'));
+  }
+
+  /** End the call because something went wrong (or ran out): close Twilio with `code`. */
+  fail(code: CloseCode, reason: string, outcome: CallOutcome): void {
+    this.finish(outcome, code, reason);
+  }
+
+  /** The single exit: idempotent; closes both sockets, settles metrics and the store record. */
+  finish(outcome: CallOutcome, code: number, reason: string): void {
+    if (this.state.kind === 'ended') return;
+    const wasStarted = this.state.kind !== 'awaiting-start';
+    const callSid = this.callSid;
+    this.state = { kind: 'ended', outcome };
+    for (const c of this.cancelTimers) c();
+    this.connectAbort.abort();
+    this.ring.clear();
+    this.model?.close(1000, 'call ended');
+    this.model = undefined;
+    if (this.twilioOpen) {
+      this.twilioOpen = false;
+      try {
+        this.twilio.end(code, reason);
+      } catch {
+        // uWS throws if the socket closed under us in the same tick; nothing left to close.
+      }
+    }
+    if (this.counted) {
+      this.deps.metrics.activeCalls.dec();
+      this.counted = false;
+    }
+    if (wasStarted) {
+      this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
+    }
+    if (callSid && this.tenant) {
+      this.background(this.deps.store.endCall(callSid, outcome, this.tenant.retentionDays * 86_400), 'store.endCall');
+    }
+    this.log.info(
+      {
+        outcome,
+        closeCode: code,
+        reason,
+        durationMs: this.startedAt ? this.deps.clock.now() - this.startedAt : 0,
+        turns: this.turns,
+        toolCalls: this.toolCalls,
+        ...this.stats,
+      },
+      'call ended',
+    );
+    this.onEnded(this);
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * One call's lifecycle as a discriminated union with pure transitions. The bridge feeds socket
+ * events in and acts on the resulting state; illegal moves return undefined instead of throwing.
+ */
+import type { CloseCode } from '../errors.js';
+import type { CallOutcome } from '../telemetry/metrics.js';
+
+export type CallState =
+  | { kind: 'awaiting-start' }
+  /** `start` received; token and signature being checked. Nothing goes upstream yet. */
+  | { kind: 'verifying'; streamSid: string; callSid: string }
+  /** Authorised; the model socket is opening. Caller audio waits in a bounded ring. */
+  | { kind: 'connecting'; streamSid: string; callSid: string; tenantId: string }
+  | { kind: 'live'; streamSid: string; callSid: string; tenantId: string }
+  /** The assistant is saying its last words (end_call, transfer); the line closes once they played. */
+  | { kind: 'ending'; streamSid: string; callSid: string; tenantId: string; outcome: CallOutcome; closeCode: CloseCode }
+  | { kind: 'ended'; outcome: CallOutcome };
+
+export type CallInput =
+  | { type: 'start'; streamSid: string; callSid: string }
+  | { type: 'authorised'; tenantId: string }
+  | { type: 'model-ready' }
+  | { type: 'wind-down'; outcome: CallOutcome; closeCode: CloseCode }
+  | { type: 'end'; outcome: CallOutcome };
+
+export function transition(s: CallState, input: CallInput): CallState | undefined {
+  if (s.kind === 'ended') return undefined;
+  switch (input.type) {
+    case 'start':
+      return s.kind === 'awaiting-start' ? { kind: 'verifying', streamSid: input.streamSid, callSid: input.callSid } : undefined;
+    case 'authorised':
+      return s.kind === 'verifying'
+        ? { kind: 'connecting', streamSid: s.streamSid, callSid: s.callSid, tenantId: input.tenantId }
+        : undefined;
+    case 'model-ready':
+      return s.kind === 'connecting' ? { ...s, kind: 'live' } : undefined;
+    case 'wind-down':
+      return s.kind === 'live' ? { ...s, kind: 'ending', outcome: input.outcome, closeCode: input.closeCode } : undefined;
+    case 'end':
+      return { kind: 'ended', outcome: input.outcome };
+  }
+}
+
+/** States in which caller audio goes to the model (or waits for it). */
+export function relaysCallerAudio(s: CallState): boolean {
+  return s.kind === 'live' || s.kind === 'ending';
+}
+
+export function buffersCallerAudio(s: CallState): boolean {
+  return s.kind === 'verifying' || s.kind === 'connecting';
+}

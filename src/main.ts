@@ -1,0 +1,69 @@
+/**
+ * Composition root: config -> dependencies -> server, then signal handling. Nothing else.
+ * A bad configuration prints one line per problem and exits 1.
+ */
+import { loadConfig } from './config.js';
+import { SwitchboardError } from './errors.js';
+import { startRelay } from './server/index.js';
+import { createLogger } from './telemetry/index.js';
+import { StaticTenantRegistry } from './tenants/index.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof SwitchboardError) {
+      for (const line of err.message.split('\n')) console.error(`switchboard: invalid configuration: ${line}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.logLevel });
+  let tenants;
+  try {
+    tenants = config.tenantsFile ? StaticTenantRegistry.fromFile(config.tenantsFile, process.env) : StaticTenantRegistry.demo();
+  } catch (err) {
+    if (err instanceof SwitchboardError) {
+      for (const line of err.message.split('\n')) console.error(`switchboard: invalid tenants: ${line}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  let relay;
+  try {
+    relay = await startRelay(config, { log, tenants });
+  } catch (err) {
+    if (err instanceof SwitchboardError) {
+      console.error(`switchboard: cannot start: ${err.code}: ${err.message}`);
+      process.exit(1);
+    }
+    throw err;
+  }
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: closing now');
+      void relay.close().then(() => process.exit(0));
+      return;
+    }
+    stopping = true;
+    log.info({ signal, drainTimeoutSeconds: config.drainTimeoutSeconds }, 'shutting down: draining live calls');
+    void relay
+      .drain()
+      .then(async ({ remaining }) => {
+        log.info({ remaining }, 'drain finished');
+        await relay.close();
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        log.error({ err }, 'drain failed');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,48 @@
+/**
+ * Who may open a media stream: the `start` event must carry a valid, unused stream token for its
+ * CallSid and tenant, and, when Twilio signed the upgrade, that signature must verify.
+ */
+import type { Authorisation, StartInfo } from '../call/index.js';
+import { CloseCode } from '../errors.js';
+import type { CallStore } from '../store/index.js';
+import type { TenantDirectory } from '../tenants/index.js';
+import { validateUpgradeSignature, verifyStreamToken } from '../twilio/index.js';
+
+export interface StreamAuthDeps {
+  tenants: TenantDirectory;
+  store: CallStore;
+  secret: string;
+  validateSignatures: boolean;
+  /** The <Stream url> as written in TwiML (what Twilio signs on the upgrade). */
+  streamUrl: string;
+  now(): number;
+}
+
+/** Seconds a consumed token id is remembered; longer than any token lives. */
+const CONSUMED_TTL_SECONDS = 600;
+
+export function createStreamAuthoriser(d: StreamAuthDeps) {
+  return async function authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation> {
+    const tenantId = start.customParameters['tenant'] ?? '';
+    const tenant = d.tenants.byId(tenantId);
+    const refuse = (reason: string): Authorisation => ({ ok: false, code: CloseCode.streamTokenInvalid, reason, outcome: 'rejected_token' });
+    if (!tenant) return refuse('unknown tenant');
+    if (tenant.twilio.accountSid !== start.accountSid) return refuse('account does not own tenant');
+    if (d.validateSignatures && upgradeSignature !== undefined) {
+      if (!validateUpgradeSignature(tenant.resolvedAuthToken, upgradeSignature, d.streamUrl)) {
+        return { ok: false, code: CloseCode.signatureInvalid, reason: 'upgrade signature invalid', outcome: 'rejected_token' };
+      }
+    }
+    const check = verifyStreamToken(d.secret, start.customParameters['token'], {
+      callSid: start.callSid,
+      tenantId,
+      now: d.now(),
+    });
+    if (!check.ok) return refuse(`stream token ${check.reason}`);
+    // Atomic across pods (Redis SET NX): a replayed token fails everywhere.
+    if (!(await d.store.consumeOnce(`stream-token:${check.claims.jti}`, CONSUMED_TTL_SECONDS))) {
+      return refuse('stream token already used');
+    }
+    return { ok: true, tenant };
+  };
+}

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { AudioRing } from '../../src/call/audio-ring.js';
+import { buffersCallerAudio, relaysCallerAudio, transition, type CallState } from '../../src/call/call-state.js';
+import { CloseCode } from '../../src/errors.js';
+
+describe('call state transitions', () => {
+  it('walks the happy path', () => {
+    let s: CallState = { kind: 'awaiting-start' };
+    s = transition(s, { type: 'start', streamSid: 'MZ1', callSid: 'CA1' })!;
+    expect(s.kind).toBe('verifying');
+    expect(buffersCallerAudio(s)).toBe(true);
+    s = transition(s, { type: 'authorised', tenantId: 't' })!;
+    expect(s).toEqual({ kind: 'connecting', streamSid: 'MZ1', callSid: 'CA1', tenantId: 't' });
+    s = transition(s, { type: 'model-ready' })!;
+    expect(s.kind).toBe('live');
+    expect(relaysCallerAudio(s)).toBe(true);
+    s = transition(s, { type: 'wind-down', outcome: 'ended_by_assistant', closeCode: CloseCode.callEnded })!;
+    expect(s.kind).toBe('ending');
+    expect(relaysCallerAudio(s)).toBe(true);
+    s = transition(s, { type: 'end', outcome: 'ended_by_assistant' })!;
+    expect(s).toEqual({ kind: 'ended', outcome: 'ended_by_assistant' });
+  });
+
+  it('refuses illegal moves', () => {
+    const start: CallState = { kind: 'awaiting-start' };
+    expect(transition(start, { type: 'model-ready' })).toBeUndefined();
+    expect(transition(start, { type: 'authorised', tenantId: 't' })).toBeUndefined();
+    const live: CallState = { kind: 'live', streamSid: 'MZ', callSid: 'CA', tenantId: 't' };
+    expect(transition(live, { type: 'start', streamSid: 'MZ', callSid: 'CA' })).toBeUndefined();
+    expect(transition({ kind: 'ended', outcome: 'completed' }, { type: 'end', outcome: 'completed' })).toBeUndefined();
+  });
+});
+
+describe('AudioRing', () => {
+  it('keeps the newest frames and reports each overflow', () => {
+    const r = new AudioRing(3);
+    expect(r.push('a')).toBe(false);
+    expect(r.push('b')).toBe(false);
+    expect(r.push('c')).toBe(false);
+    expect(r.push('d')).toBe(true);
+    expect(r.push('e')).toBe(true);
+    const out: string[] = [];
+    r.drain((f) => out.push(f));
+    expect(out).toEqual(['c', 'd', 'e']);
+    expect(r.size).toBe(0);
+  });
+});

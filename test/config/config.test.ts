@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { azureRealtimeUrl, loadConfig, mediaStreamUrl } from '../../src/config.js';
+import { SwitchboardError } from '../../src/errors.js';
+
+function configError(env: NodeJS.ProcessEnv): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(SwitchboardError);
+    expect((err as SwitchboardError).code).toBe('config_invalid');
+    return (err as Error).message.split('\n');
+  }
+  throw new Error('expected a config error');
+}
+
+describe('loadConfig', () => {
+  it('gives the embedded defaults of npm start', () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(8080);
+    expect(c.host).toBe('0.0.0.0');
+    expect(c.publicUrl).toBe('http://localhost:8080');
+    expect(c.redisUrl).toBeUndefined();
+    expect(c.model).toEqual({ provider: 'sim', mode: 'realistic' });
+    expect(c.validateSignatures).toBe(true);
+    expect(c.drainTimeoutSeconds).toBe(3600);
+    expect(c.streamTokenSecretEphemeral).toBe(true);
+    expect(c.streamTokenSecret.length).toBeGreaterThanOrEqual(32);
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(mediaStreamUrl(c)).toBe('ws://localhost:8080/twilio/media');
+  });
+
+  it('picks openai when a key is set, GA URL and model', () => {
+    const c = loadConfig({ OPENAI_API_KEY: 'sk-test' });
+    expect(c.model).toEqual({ provider: 'openai', url: 'wss://api.openai.com/v1/realtime', apiKey: 'sk-test', model: 'gpt-realtime' });
+  });
+
+  it('builds Azure GA and preview URLs', () => {
+    const ga = loadConfig({ MODEL_PROVIDER: 'azure', AZURE_OPENAI_ENDPOINT: 'https://res.openai.azure.com', AZURE_OPENAI_API_KEY: 'k', AZURE_OPENAI_DEPLOYMENT: 'rt' });
+    expect(ga.model).toMatchObject({ provider: 'azure', url: 'wss://res.openai.azure.com/openai/v1/realtime?model=rt', shape: 'ga' });
+    expect(azureRealtimeUrl('https://res.openai.azure.com/', 'rt', '2025-04-01-preview')).toBe(
+      'wss://res.openai.azure.com/openai/realtime?api-version=2025-04-01-preview&deployment=rt',
+    );
+  });
+
+  it('reads "false" as false, not true', () => {
+    expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: 'false' }).validateSignatures).toBe(false);
+    expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: '0' }).validateSignatures).toBe(false);
+  });
+
+  it('names every bad variable, one line each', () => {
+    const lines = configError({ PORT: 'eighty', REDIS_URL: 'http://nope', LOG_LEVEL: 'loud', TWILIO_VALIDATE_SIGNATURES: 'yes' });
+    expect(lines).toHaveLength(4);
+    expect(lines.some((l) => l.startsWith('PORT: '))).toBe(true);
+    expect(lines.some((l) => l.startsWith('REDIS_URL: must be a URL starting with redis:// or rediss://'))).toBe(true);
+    expect(lines.some((l) => l.startsWith('LOG_LEVEL: '))).toBe(true);
+    expect(lines.some((l) => l.startsWith('TWILIO_VALIDATE_SIGNATURES: must be true or false'))).toBe(true);
+  });
+
+  it('requires provider credentials and refuses plain ws to remote hosts', () => {
+    expect(configError({ MODEL_PROVIDER: 'openai' })).toEqual(['OPENAI_API_KEY: required when MODEL_PROVIDER is openai']);
+    expect(configError({ MODEL_PROVIDER: 'azure' })).toHaveLength(3);
+    expect(configError({ OPENAI_API_KEY: 'k', OPENAI_REALTIME_URL: 'ws://example.com/v1/realtime' })[0]).toMatch(/loopback/);
+    expect(loadConfig({ OPENAI_API_KEY: 'k', OPENAI_REALTIME_URL: 'ws://127.0.0.1:9/v1/realtime' }).model.provider).toBe('openai');
+  });
+
+  it('rejects short secrets and out-of-range numbers', () => {
+    expect(configError({ STREAM_TOKEN_SECRET: 'short' })[0]).toMatch(/^STREAM_TOKEN_SECRET: must be at least 32/);
+    expect(configError({ ADMIN_TOKEN: 'x' })[0]).toMatch(/^ADMIN_TOKEN: must be at least 16/);
+    expect(configError({ PORT: '70000' })[0]).toMatch(/^PORT: must be at most 65535/);
+    expect(configError({ DRAIN_TIMEOUT_SECONDS: '-1' })[0]).toMatch(/^DRAIN_TIMEOUT_SECONDS/);
+  });
+});
