@@ -1,0 +1,6 @@
+/**
+ * The model folder's public surface: the realtime wire protocol (pure) and the model socket.
+ * What to say when (session set-up, barge-in, tools) is left to the call bridge.
+ */
+export * from './realtime-protocol.js';
+export * from './realtime-connection.js';
