@@ -60,7 +60,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
   const registry = new Registry();
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
 
-  const loop = monitorEventLoopDelay({ resolution: 10 });
+  // The histogram's samples include the sampling interval itself: an idle loop reads ~10 ms at a
+  // 10 ms resolution, so the gauge reports the delay beyond it.
+  const LOOP_RESOLUTION_MS = 10;
+  const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loop.enable();
 
   const m: RelayMetrics = {
@@ -111,10 +114,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     }),
     eventLoopLag: new Gauge({
       name: 'switchboard_event_loop_lag_seconds',
-      help: 'Event-loop delay p99 over the last scrape interval.',
+      help: 'Event-loop delay p99 beyond the 10 ms sampling interval, since the previous scrape.',
       registers: [registry],
       collect() {
-        this.set(loop.percentile(99) / 1e9);
+        this.set(Math.max(0, loop.percentile(99) / 1e9 - LOOP_RESOLUTION_MS / 1000));
         loop.reset();
       },
     }),
