@@ -1,0 +1,645 @@
+// @ts-check
+/**
+ * The simulated Twilio caller, sans-IO: signed voice webhook, TwiML parsing, and one call's Media
+ * Stream state machine (pacing, playback, marks, clear, barge-in, DTMF, stop). Sockets, HTTP and
+ * timers belong to the adapters (src/sim/sim-caller.ts for Node, the k6 scripts for k6).
+ */
+import { FRAME_BYTES, FRAME_MS, SpeechTextCollector, readSpeechMarker, silence, speechFrames } from './audio.js';
+
+/**
+ * @typedef {(key: string, data: string) => string} HmacSha1Base64
+ *   HMAC-SHA1 over UTF-8 `data` with UTF-8 `key`, base64-encoded (node:crypto or k6/crypto).
+ */
+
+// --- webhook and signature ---------------------------------------------------------------------
+
+/**
+ * Twilio's X-Twilio-Signature (PROTOCOLS.md §3): the URL, then each field as name+value sorted by
+ * name, HMAC-SHA1 with the auth token, base64. Repeated names (array values) sign each value, sorted.
+ * @param {string} url @param {Record<string, string | string[]>} params @param {string} authToken
+ * @param {HmacSha1Base64} hmacSha1Base64
+ * @returns {string}
+ */
+export function twilioSignature(url, params, authToken, hmacSha1Base64) {
+  let data = url;
+  // Byte-wise order, as twilio-node's Object.keys(...).sort() does for ASCII names.
+  for (const name of Object.keys(params).sort()) {
+    const v = params[name];
+    const values = Array.isArray(v) ? [...v].sort() : [v ?? ''];
+    for (const value of values) data += name + value;
+  }
+  return hmacSha1Base64(authToken, data);
+}
+
+/**
+ * application/x-www-form-urlencoded as browsers and Twilio write it (space as +). Hand-written:
+ * k6 has no URLSearchParams.
+ * @param {Record<string, string>} fields
+ */
+export function formEncode(fields) {
+  /** @param {string} s */
+  const enc = (s) => encodeURIComponent(s).replace(/%20/g, '+');
+  return Object.keys(fields)
+    .map((k) => `${enc(k)}=${enc(fields[k] ?? '')}`)
+    .join('&');
+}
+
+/**
+ * Twilio signs voice webhooks over HTTPS without the port (PROTOCOLS.md §3); HTTP keeps it.
+ * @param {string} url
+ */
+function signedUrlForm(url) {
+  const m = /^https:\/\/([^/:?#]+):\d+(.*)$/i.exec(url);
+  return m ? `https://${m[1]}${m[2]}` : url;
+}
+
+/**
+ * Build the signed voice webhook Twilio would POST for an inbound call.
+ * @param {{ baseUrl: string, callSid: string, accountSid: string, from: string, to: string,
+ *   authToken: string, hmacSha1Base64: HmacSha1Base64, publicUrl?: string }} o
+ *   `publicUrl`: the base URL Twilio was configured with, when it differs from the address dialled
+ *   (a relay behind an ingress validates against its PUBLIC_URL); defaults to `baseUrl`.
+ * @returns {{ url: string, body: string, params: Record<string, string>,
+ *   headers: { 'content-type': string, 'x-twilio-signature': string } }}
+ */
+export function buildVoiceWebhook(o) {
+  const path = '/twilio/voice';
+  const url = o.baseUrl.replace(/\/+$/, '') + path;
+  const signUrl = (o.publicUrl ?? o.baseUrl).replace(/\/+$/, '') + path;
+  /** @type {Record<string, string>} */
+  const params = {
+    AccountSid: o.accountSid,
+    ApiVersion: '2010-04-01',
+    CallSid: o.callSid,
+    CallStatus: 'ringing',
+    Called: o.to,
+    Caller: o.from,
+    Direction: 'inbound',
+    From: o.from,
+    To: o.to,
+  };
+  const signature = twilioSignature(signedUrlForm(signUrl), params, o.authToken, o.hmacSha1Base64);
+  return {
+    url,
+    body: formEncode(params),
+    params,
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+  };
+}
+
+// --- TwiML ---------------------------------------------------------------------------------------
+
+/**
+ * One TwiML verb as the caller runs it. `text` is the decoded element text (Say's words, Dial's
+ * number); `attrs` its decoded attributes.
+ * @typedef {{ verb: string, text: string, attrs: Record<string, string> }} TwimlVerb
+ */
+
+/**
+ * @typedef {{ kind: 'stream', streamUrl: string, statusCallback?: string,
+ *   parameters: Record<string, string>, before: TwimlVerb[], after: TwimlVerb[] }
+ * | { kind: 'other', verbs: TwimlVerb[] }} ParsedTwiml
+ */
+
+/** @param {string} s */
+export function decodeXmlEntities(s) {
+  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|amp|lt|gt|quot|apos);/g, (_m, e) => {
+    const name = /** @type {string} */ (e);
+    switch (name) {
+      case 'amp':
+        return '&';
+      case 'lt':
+        return '<';
+      case 'gt':
+        return '>';
+      case 'quot':
+        return '"';
+      case 'apos':
+        return "'";
+      default:
+        return String.fromCodePoint(name[1] === 'x' ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10));
+    }
+  });
+}
+
+/** @param {string} raw @returns {Record<string, string>} */
+function parseAttrs(raw) {
+  /** @type {Record<string, string>} */
+  const out = {};
+  const re = /([A-Za-z_][\w:.-]*)\s*=\s*(?:"([^"]*)"|'([^']*)')/g;
+  for (let m = re.exec(raw); m; m = re.exec(raw)) out[/** @type {string} */ (m[1])] = decodeXmlEntities(m[2] ?? m[3] ?? '');
+  return out;
+}
+
+/**
+ * Sibling elements of one XML fragment. TwiML never nests an element inside one of the same name,
+ * so a lazy match up to the first matching close tag is exact for it.
+ * @param {string} xml @returns {Array<{ name: string, attrs: Record<string, string>, inner: string }>}
+ */
+function elements(xml) {
+  const out = [];
+  // Attribute values may hold a raw '>' (XML allows it; the twilio SDK writes it): skip quoted runs.
+  const re = /<([A-Za-z][\w:.-]*)((?:[^>"'/]|"[^"]*"|'[^']*'|\/(?!>))*)(?:\/>|>([\s\S]*?)<\/\1\s*>)/g;
+  for (let m = re.exec(xml); m; m = re.exec(xml)) {
+    out.push({ name: /** @type {string} */ (m[1]), attrs: parseAttrs(m[2] ?? ''), inner: m[3] ?? '' });
+  }
+  return out;
+}
+
+/** @param {{ name: string, attrs: Record<string, string>, inner: string }} e @returns {TwimlVerb} */
+function toVerb(e) {
+  // Dial may wrap its target in <Number>/<Client>/<Sip>: take the text either way.
+  const text = decodeXmlEntities(e.inner.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim());
+  return { verb: e.name, text, attrs: e.attrs };
+}
+
+/**
+ * Parse the TwiML subset the relay answers with: `<Connect><Stream url><Parameter/></Stream></Connect>`
+ * with verbs before/after it, or anything else (`<Say>…</Say><Hangup/>`, `<Reject/>`). Regex-based
+ * because k6 has no XML parser; entities are decoded. Throws on a document without `<Response>`.
+ * @param {string} xml @returns {ParsedTwiml}
+ */
+export function parseTwiml(xml) {
+  const cleaned = xml.replace(/<\?[\s\S]*?\?>/g, '').replace(/<!--[\s\S]*?-->/g, '');
+  const resp = /<Response(?:\s[^>]*)?>([\s\S]*)<\/Response\s*>|<Response(?:\s[^>]*)?\/>/.exec(cleaned);
+  if (!resp) throw new Error(`not TwiML (no <Response>): ${xml.slice(0, 120)}`);
+  const top = elements(resp[1] ?? '');
+  const connectAt = top.findIndex((e) => e.name === 'Connect' && elements(e.inner).some((c) => c.name === 'Stream'));
+  if (connectAt < 0) return { kind: 'other', verbs: top.map(toVerb) };
+  const connect = /** @type {(typeof top)[number]} */ (top[connectAt]);
+  const stream = /** @type {(typeof top)[number]} */ (elements(connect.inner).find((c) => c.name === 'Stream'));
+  /** @type {Record<string, string>} */
+  const parameters = {};
+  for (const p of elements(stream.inner)) {
+    if (p.name === 'Parameter' && p.attrs.name !== undefined) parameters[p.attrs.name] = p.attrs.value ?? '';
+  }
+  /** @type {ParsedTwiml} */
+  const parsed = {
+    kind: 'stream',
+    streamUrl: stream.attrs.url ?? '',
+    parameters,
+    before: top.slice(0, connectAt).map(toVerb),
+    after: top.slice(connectAt + 1).map(toVerb),
+  };
+  if (stream.attrs.statusCallback !== undefined) parsed.statusCallback = stream.attrs.statusCallback;
+  return parsed;
+}
+
+/**
+ * What a caller would hear/experience from TwiML verbs, as one line: Say text, other verbs in tags.
+ * @param {readonly TwimlVerb[]} verbs
+ */
+export function describeVerbs(verbs) {
+  return verbs
+    .map((v) => (v.verb === 'Say' ? v.text : v.text ? `<${v.verb}>${v.text}</${v.verb}>` : `<${v.verb}/>`))
+    .join(' ');
+}
+
+// --- the call ------------------------------------------------------------------------------------
+
+/**
+ * @typedef {{ say: string, bargeInAfterMs?: number, dtmf?: string }} CallTurn
+ * @typedef {{ turns: CallTurn[], hangupAfterMs?: number, waitForGreeting?: boolean, maxCallMs: number,
+ *   quietMs?: number, replyTimeoutMs?: number }} CallScript
+ *   `quietMs` (default 300): playback idle this long ends a reply. `replyTimeoutMs` (default 10000):
+ *   no reply audio this long after the caller stopped speaking is an error, and the next turn starts.
+ */
+
+/**
+ * @typedef {{ said: string, heard: string, turnLatencyMs: number | null, bargeIn: boolean,
+ *   clearReceived: boolean }} TurnReport
+ * @typedef {{ callSid: string, streamSid: string, greeting: string, turns: TurnReport[],
+ *   turnsPlanned: number, marksSent: number, marksEchoed: number, clears: number, framesSent: number,
+ *   framesReceived: number, audioMsReceived: number, dtmfSent: number, maxInterArrivalGapMs: number,
+ *   closeCode: number | null, closeReason: string, endedBy: 'caller' | 'relay' | 'timeout' | null,
+ *   fallback: string | null, durationMs: number, errors: string[] }} CallerReport
+ *   `marksSent`: marks the relay sent (received here); `marksEchoed`: echoes sent back.
+ *   `fallback`: the TwiML after `</Connect>` Twilio would run because the relay closed the socket.
+ */
+
+/**
+ * @param {string} callSid @param {string} [streamSid]
+ * @returns {CallerReport} a report for a call that never reached its Media Stream.
+ */
+export function emptyReport(callSid, streamSid = '') {
+  return {
+    callSid,
+    streamSid,
+    greeting: '',
+    turns: [],
+    turnsPlanned: 0,
+    marksSent: 0,
+    marksEchoed: 0,
+    clears: 0,
+    framesSent: 0,
+    framesReceived: 0,
+    audioMsReceived: 0,
+    dtmfSent: 0,
+    maxInterArrivalGapMs: 0,
+    closeCode: null,
+    closeReason: '',
+    endedBy: null,
+    fallback: null,
+    durationMs: 0,
+    errors: [],
+  };
+}
+
+const MAX_ERRORS = 50;
+const BYTES_PER_MS = FRAME_BYTES / FRAME_MS;
+const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * @typedef {'init' | 'greeting' | 'speaking' | 'listening' | 'closing' | 'ended'} Phase
+ * @typedef {{ atMs: number, kind: 'mark', name: string } | { atMs: number, kind: 'text', text: string }} Playout
+ */
+
+/**
+ * One simulated call on an open Media Stream. Every method takes the adapter's current time in ms
+ * (any monotonic clock) and returns the JSON text messages to send, in order.
+ */
+export class CallerSession {
+  /**
+   * @param {{ callSid: string, accountSid: string, streamSid: string, parameters: Record<string, string>,
+   *   script: CallScript, b64encode: (bytes: Uint8Array) => string, b64decode: (s: string) => Uint8Array,
+   *   clockMs?: () => number, after?: TwimlVerb[] }} o
+   *   `clockMs` supplies the time when a method is called without one; `after` is the TwiML after
+   *   `</Connect>` (reported as the fallback if the relay closes the socket).
+   */
+  constructor(o) {
+    this.o = o;
+    this.script = o.script;
+    this.quietMs = o.script.quietMs ?? 300;
+    this.replyTimeoutMs = o.script.replyTimeoutMs ?? 10_000;
+    this.sidJson = JSON.stringify(o.streamSid);
+    this.silenceB64 = o.b64encode(silence(FRAME_BYTES));
+    /** @type {Phase} */
+    this.phase = 'init';
+    this.seq = 0;
+    this.chunk = 0;
+    this.openMs = 0;
+    /** Current turn index; -1 while the greeting plays. */
+    this.turn = -1;
+    /** @type {string[]} base64 speech frames still to send for the current turn */
+    this.speech = [];
+    this.speechAt = 0;
+    /** @type {string[]} */
+    this.dtmf = [];
+    this.speechEndMs = 0;
+    /** When the phase started waiting (open, or end of the caller's speech). */
+    this.waitFromMs = 0;
+    /** First reply audio of the current wait: arrival and play start, or -1. */
+    this.replyRecvMs = -1;
+    this.replyPlayMs = -1;
+    this.closingFromMs = 0;
+    /** Playback: the time at which everything received so far will have played. */
+    this.playEndMs = 0;
+    /** @type {Playout[]} marks and heard texts in play order */
+    this.playout = [];
+    this.frame = new Uint8Array(FRAME_BYTES);
+    this.frameFill = 0;
+    this.collector = new SpeechTextCollector();
+    this.lastMediaMs = -1;
+    this.boundary = true;
+    /** @type {string[]} */
+    this.greetingParts = [];
+    this.report_ = emptyReport(o.callSid, o.streamSid);
+    this.report_.turnsPlanned = o.script.turns.length;
+  }
+
+  /** @param {number | undefined} t */
+  now(t) {
+    return t ?? (this.o.clockMs ? this.o.clockMs() : 0);
+  }
+
+  /** True once `stop` was sent or the socket closed. */
+  get done() {
+    return this.phase === 'ended';
+  }
+
+  /** @param {string} msg */
+  error(msg) {
+    if (this.report_.errors.length < MAX_ERRORS) this.report_.errors.push(msg);
+  }
+
+  /** @param {string} event @param {string} body */
+  envelope(event, body) {
+    this.seq++;
+    return `{"event":"${event}","sequenceNumber":"${this.seq}","streamSid":${this.sidJson}${body}}`;
+  }
+
+  /**
+   * The `connected` and `start` messages Twilio sends first.
+   * @param {number} [nowMs] @returns {string[]}
+   */
+  open(nowMs) {
+    const now = this.now(nowMs);
+    if (this.phase !== 'init') return [];
+    this.openMs = now;
+    this.waitFromMs = now;
+    this.playEndMs = now;
+    const start = {
+      accountSid: this.o.accountSid,
+      streamSid: this.o.streamSid,
+      callSid: this.o.callSid,
+      tracks: ['inbound'],
+      customParameters: this.o.parameters,
+      mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+    };
+    const out = ['{"event":"connected","protocol":"Call","version":"1.0.0"}', this.envelope('start', `,"start":${JSON.stringify(start)}`)];
+    if (this.script.waitForGreeting === false) this.startTurn(0, now);
+    else this.phase = 'greeting';
+    return out;
+  }
+
+  /**
+   * Called every 20 ms: this tick's media frame (Twilio sends audio continuously), due mark echoes,
+   * DTMF, and `stop` when the call is over.
+   * @param {number} [nowMs] @returns {string[]}
+   */
+  tick(nowMs) {
+    const now = this.now(nowMs);
+    /** @type {string[]} */
+    const out = [];
+    if (this.phase === 'init' || this.phase === 'ended') return out;
+    this.advancePlayback(now, out);
+    if (now - this.openMs >= this.script.maxCallMs) {
+      this.error(`call still running after maxCallMs=${this.script.maxCallMs}: caller hung up`);
+      this.stop(now, out, 'timeout');
+      return out;
+    }
+    this.advanceScript(now);
+    if (this.phase === 'closing' && this.script.hangupAfterMs !== undefined && now - this.closingFromMs >= this.script.hangupAfterMs) {
+      this.stop(now, out, 'caller');
+      return out;
+    }
+    const digit = this.dtmf.shift();
+    if (digit !== undefined) {
+      out.push(this.envelope('dtmf', `,"dtmf":{"track":"inbound_track","digit":${JSON.stringify(digit)}}`));
+      this.report_.dtmfSent++;
+    }
+    let payload = this.silenceB64;
+    if (this.phase === 'speaking') {
+      payload = /** @type {string} */ (this.speech[this.speechAt]);
+      this.speechAt++;
+      if (this.speechAt >= this.speech.length) this.endSpeech(now);
+    }
+    this.chunk++;
+    const ts = Math.max(0, Math.round(now - this.openMs));
+    out.push(
+      this.envelope('media', `,"media":{"track":"inbound","chunk":"${this.chunk}","timestamp":"${ts}","payload":"${payload}"}`),
+    );
+    this.report_.framesSent++;
+    return out;
+  }
+
+  /**
+   * Hang up now (Twilio's `stop`), e.g. when the adapter is aborted.
+   * @param {number} [nowMs] @returns {string[]}
+   */
+  hangup(nowMs) {
+    /** @type {string[]} */
+    const out = [];
+    if (this.phase !== 'init' && this.phase !== 'ended') this.stop(this.now(nowMs), out, 'caller');
+    return out;
+  }
+
+  /**
+   * A text message from the relay: media is queued for playback, marks wait for the audio before
+   * them, clear drops the queue and echoes every pending mark at once.
+   * @param {string} text @param {number} [nowMs] @returns {string[]}
+   */
+  onMessage(text, nowMs) {
+    const now = this.now(nowMs);
+    /** @type {string[]} */
+    const out = [];
+    if (this.phase === 'ended') return out;
+    /** @type {unknown} */
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      this.error(`31951 invalid message: not JSON: ${text.slice(0, 80)}`);
+      return out;
+    }
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) {
+      this.error(`31951 invalid message: not an object: ${text.slice(0, 80)}`);
+      return out;
+    }
+    const m = /** @type {Record<string, unknown>} */ (msg);
+    if (this.phase === 'init') {
+      this.error(`message before start: ${String(m.event)}`);
+      return out;
+    }
+    if (m.streamSid !== this.o.streamSid) {
+      this.error(`31951 invalid message: streamSid ${JSON.stringify(m.streamSid)} is not this stream's`);
+      return out;
+    }
+    this.advancePlayback(now, out);
+    switch (m.event) {
+      case 'media': {
+        const media = /** @type {Record<string, unknown> | undefined} */ (m.media);
+        const payload = media?.payload;
+        if (!exactKeys(m, ['event', 'streamSid', 'media']) || !media || !exactKeys(media, ['payload']) || typeof payload !== 'string' || payload.length === 0 || payload.length % 4 !== 0 || !B64.test(payload)) {
+          this.error(`31951 invalid message: bad media shape: ${text.slice(0, 120)}`);
+          return out;
+        }
+        this.onAudio(this.o.b64decode(payload), now);
+        break;
+      }
+      case 'mark': {
+        const mark = /** @type {Record<string, unknown> | undefined} */ (m.mark);
+        const name = mark?.name;
+        if (!exactKeys(m, ['event', 'streamSid', 'mark']) || !mark || !exactKeys(mark, ['name']) || typeof name !== 'string') {
+          this.error(`31951 invalid message: bad mark shape: ${text.slice(0, 120)}`);
+          return out;
+        }
+        this.report_.marksSent++;
+        if (this.playEndMs <= now) this.echoMark(name, out);
+        else this.playout.push({ atMs: this.playEndMs, kind: 'mark', name });
+        break;
+      }
+      case 'clear': {
+        if (!exactKeys(m, ['event', 'streamSid'])) {
+          this.error(`31951 invalid message: bad clear shape: ${text.slice(0, 120)}`);
+          return out;
+        }
+        this.report_.clears++;
+        const t = this.report_.turns[this.turn];
+        if (t) t.clearReceived = true;
+        // Twilio: clear empties the buffer and echoes all pending marks at once; queued words are never heard.
+        for (const p of this.playout) if (p.kind === 'mark') this.echoMark(p.name, out);
+        this.playout = [];
+        this.playEndMs = now;
+        this.frameFill = 0;
+        this.collector.reset();
+        this.boundary = true;
+        break;
+      }
+      default:
+        this.error(`31951 invalid message: unknown event ${JSON.stringify(m.event)}`);
+    }
+    return out;
+  }
+
+  /**
+   * The socket closed (by either side).
+   * @param {number} code @param {string} reason @param {number} [nowMs]
+   */
+  onClose(code, reason, nowMs) {
+    const now = this.now(nowMs);
+    if (this.report_.closeCode === null) {
+      this.report_.closeCode = code;
+      this.report_.closeReason = reason;
+    }
+    if (this.phase === 'ended') return;
+    this.report_.endedBy = 'relay';
+    const after = this.o.after ?? [];
+    if (after.length > 0) this.report_.fallback = describeVerbs(after);
+    this.finish(now);
+  }
+
+  /** @returns {CallerReport} */
+  report() {
+    const r = this.report_;
+    return { ...r, greeting: this.greetingParts.join(' '), turns: r.turns.map((t) => ({ ...t })), errors: [...r.errors] };
+  }
+
+  // --- internals ---------------------------------------------------------------------------------
+
+  /** @param {number} now @param {string[]} out @param {'caller' | 'timeout'} by */
+  stop(now, out, by) {
+    out.push(this.envelope('stop', `,"stop":{"accountSid":${JSON.stringify(this.o.accountSid)},"callSid":${JSON.stringify(this.o.callSid)}}`));
+    this.report_.endedBy = by;
+    this.finish(now);
+  }
+
+  /** @param {number} now */
+  finish(now) {
+    this.phase = 'ended';
+    this.report_.durationMs = Math.round(now - this.openMs);
+  }
+
+  /** @param {string} name @param {string[]} out */
+  echoMark(name, out) {
+    out.push(this.envelope('mark', `,"mark":{"name":${JSON.stringify(name)}}`));
+    this.report_.marksEchoed++;
+  }
+
+  /** Echo marks and "hear" words whose audio has played by `now`. @param {number} now @param {string[]} out */
+  advancePlayback(now, out) {
+    let i = 0;
+    for (; i < this.playout.length; i++) {
+      const p = /** @type {Playout} */ (this.playout[i]);
+      if (p.atMs > now) break;
+      if (p.kind === 'mark') this.echoMark(p.name, out);
+      else this.hear(p.text);
+    }
+    if (i > 0) this.playout.splice(0, i);
+  }
+
+  /** @param {string} text */
+  hear(text) {
+    const t = this.report_.turns[this.turn];
+    if (t) t.heard = t.heard ? `${t.heard} ${text}` : text;
+    else this.greetingParts.push(text);
+  }
+
+  /** @param {Uint8Array} bytes @param {number} now */
+  onAudio(bytes, now) {
+    const r = this.report_;
+    r.framesReceived++;
+    r.audioMsReceived += bytes.length / BYTES_PER_MS;
+    const playFrom = Math.max(now, this.playEndMs);
+    // Reply words ride on 160-byte frames counted from the start of each reply (audio.js marker).
+    let newReply = false;
+    for (let off = 0; off < bytes.length; ) {
+      const n = Math.min(FRAME_BYTES - this.frameFill, bytes.length - off);
+      this.frame.set(bytes.subarray(off, off + n), this.frameFill);
+      this.frameFill += n;
+      off += n;
+      if (this.frameFill < FRAME_BYTES) break;
+      this.frameFill = 0;
+      const marker = readSpeechMarker(this.frame);
+      if (!marker) continue;
+      if (marker.index === 0) {
+        this.collector.reset();
+        newReply = true;
+      }
+      this.collector.push(this.frame);
+      const text = this.collector.text();
+      if (text !== undefined) {
+        this.playout.push({ atMs: playFrom + (off - FRAME_BYTES) / BYTES_PER_MS, kind: 'text', text });
+        this.collector.reset();
+      }
+    }
+    // Gaps count within one reply only: a new reply, a clear or caller speech in between is a boundary.
+    if (!this.boundary && !newReply && this.lastMediaMs >= 0) r.maxInterArrivalGapMs = Math.max(r.maxInterArrivalGapMs, now - this.lastMediaMs);
+    this.lastMediaMs = now;
+    this.boundary = false;
+    if ((this.phase === 'greeting' || this.phase === 'listening') && this.replyRecvMs < 0) {
+      this.replyRecvMs = now;
+      this.replyPlayMs = playFrom;
+      const t = r.turns[this.turn];
+      if (t && this.phase === 'listening') t.turnLatencyMs = Math.round((now - this.speechEndMs) * 10) / 10;
+    }
+    this.playEndMs = playFrom + bytes.length / BYTES_PER_MS;
+  }
+
+  /** @param {number} now */
+  advanceScript(now) {
+    if (this.phase !== 'greeting' && this.phase !== 'listening') return;
+    const next = this.turn + 1;
+    const nextTurn = this.script.turns[next];
+    const what = this.phase === 'greeting' ? 'greeting' : `reply to turn ${next}`;
+    const bargeIn = nextTurn?.bargeInAfterMs;
+    if (this.replyRecvMs >= 0) {
+      const finished = now >= this.playEndMs + this.quietMs;
+      const bargeNow = bargeIn !== undefined && now >= this.replyPlayMs + bargeIn;
+      if (!finished && !bargeNow) return;
+    } else if (now - this.waitFromMs < this.replyTimeoutMs) {
+      return;
+    } else {
+      this.error(`no ${what} within ${this.replyTimeoutMs} ms`);
+    }
+    if (nextTurn) this.startTurn(next, now);
+    else {
+      this.phase = 'closing';
+      this.closingFromMs = now;
+    }
+  }
+
+  /** @param {number} i @param {number} now */
+  startTurn(i, now) {
+    const turn = /** @type {CallTurn} */ (this.script.turns[i]);
+    if (!turn) {
+      this.phase = 'closing';
+      this.closingFromMs = now;
+      return;
+    }
+    this.turn = i;
+    this.report_.turns.push({ said: turn.say, heard: '', turnLatencyMs: null, bargeIn: now < this.playEndMs, clearReceived: false });
+    this.speech = turn.say ? speechFrames(turn.say).map((f) => this.o.b64encode(f)) : [];
+    this.speechAt = 0;
+    for (const d of turn.dtmf ?? '') this.dtmf.push(d);
+    this.boundary = true;
+    if (this.speech.length > 0) this.phase = 'speaking';
+    else this.endSpeech(now);
+  }
+
+  /** @param {number} now */
+  endSpeech(now) {
+    this.phase = 'listening';
+    this.speechEndMs = now;
+    this.waitFromMs = now;
+    this.replyRecvMs = -1;
+    this.replyPlayMs = -1;
+    this.boundary = true;
+  }
+}
+
+/** @param {Record<string, unknown>} o @param {string[]} keys */
+function exactKeys(o, keys) {
+  const k = Object.keys(o);
+  return k.length === keys.length && keys.every((x) => Object.prototype.hasOwnProperty.call(o, x));
+}
