@@ -1,0 +1,141 @@
+{{/*
+Names, labels and the few derived values every template shares. Cross-field rules the JSON schema
+cannot phrase readably are checked here with `fail`, so a bad install stops with one clear line.
+*/}}
+
+{{- define "switchboard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchboard.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "switchboard.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "switchboard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: relay
+{{- end }}
+
+{{/* Labels without a component, for objects that are not the relay (the built-in Redis). */}}
+{{- define "switchboard.baseLabels" -}}
+helm.sh/chart: {{ include "switchboard.chart" . }}
+app.kubernetes.io/name: {{ include "switchboard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: switchboard
+{{- end }}
+
+{{- define "switchboard.labels" -}}
+{{ include "switchboard.baseLabels" . }}
+app.kubernetes.io/component: relay
+{{- end }}
+
+{{- define "switchboard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "switchboard.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.secretName" -}}
+{{- if .Values.secrets.create }}{{ include "switchboard.fullname" . }}{{ else }}{{ .Values.secrets.existingSecret }}{{ end }}
+{{- end }}
+
+{{- define "switchboard.tenantsConfigMapName" -}}
+{{- default (printf "%s-tenants" (include "switchboard.fullname" .)) .Values.tenants.existingConfigMap }}
+{{- end }}
+
+{{- define "switchboard.tokensSecretName" -}}
+{{- default (printf "%s-twilio-tokens" (include "switchboard.fullname" .)) .Values.tenants.existingTokensSecret }}
+{{- end }}
+
+{{- define "switchboard.hasTenants" -}}
+{{- if or .Values.tenants.registry .Values.tenants.existingConfigMap }}true{{ end }}
+{{- end }}
+
+{{- define "switchboard.hasTokens" -}}
+{{- if or .Values.tenants.authTokens .Values.tenants.existingTokensSecret }}true{{ end }}
+{{- end }}
+
+{{/* Pod termination grace: preStop sleep + drain timeout + margin, the one place it is computed. */}}
+{{- define "switchboard.terminationGracePeriodSeconds" -}}
+{{- add .Values.drain.preStopSleepSeconds .Values.drain.timeoutSeconds .Values.drain.terminationMarginSeconds }}
+{{- end }}
+
+{{- define "switchboard.publicUrl" -}}
+{{- if .Values.config.publicUrl }}
+{{- .Values.config.publicUrl | trimSuffix "/" }}
+{{- else if and .Values.ingress.enabled .Values.ingress.host }}
+{{- printf "https://%s" .Values.ingress.host }}
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.hasRedis" -}}
+{{- if or .Values.redis.enabled .Values.redis.url .Values.redis.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* Rules that span several keys, checked once (rendered from deployment.yaml). */}}
+{{- define "switchboard.validate" -}}
+{{- if and .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- fail "autoscaling.enabled and keda.enabled are both true: choose one (KEDA creates its own HPA, and two HPAs on one Deployment fight)" }}
+{{- end }}
+{{- if and (not .Values.secrets.create) (not .Values.secrets.existingSecret) }}
+{{- fail "secrets.create is false: set secrets.existingSecret to the Secret holding STREAM_TOKEN_SECRET" }}
+{{- end }}
+{{- if and .Values.secrets.create .Values.secrets.existingSecret }}
+{{- fail "secrets.create and secrets.existingSecret are both set: choose one" }}
+{{- end }}
+{{- if and .Values.redis.enabled (or .Values.redis.url .Values.redis.existingSecret) }}
+{{- fail "redis.enabled (built-in Redis) and redis.url/redis.existingSecret (external) are both set: choose one" }}
+{{- end }}
+{{- if and .Values.redis.url (not .Values.secrets.create) }}
+{{- fail "redis.url is stored in the chart Secret, but secrets.create is false: put REDIS_URL in your Secret and set redis.existingSecret to it" }}
+{{- end }}
+{{- if and .Values.redis.url .Values.redis.existingSecret }}
+{{- fail "redis.url and redis.existingSecret are both set: choose one" }}
+{{- end }}
+{{- $scaled := or .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- if and (or $scaled (gt (int .Values.replicaCount) 1)) (not (include "switchboard.hasRedis" .)) }}
+{{- fail "more than one replica needs shared state: set redis.url, redis.existingSecret or redis.enabled (pods would not see each other's calls, tokens or tenant changes)" }}
+{{- end }}
+{{- if and $scaled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) }}
+{{- fail (printf "autoscaling.minReplicas (%v) is greater than autoscaling.maxReplicas (%v)" .Values.autoscaling.minReplicas .Values.autoscaling.maxReplicas) }}
+{{- end }}
+{{- if and $scaled (gt (int .Values.autoscaling.targetActiveCallsPerPod) (int .Values.autoscaling.podCapacityCalls)) }}
+{{- fail (printf "autoscaling.targetActiveCallsPerPod (%v) is above autoscaling.podCapacityCalls (%v): pods would refuse calls before the autoscaler reacts" .Values.autoscaling.targetActiveCallsPerPod .Values.autoscaling.podCapacityCalls) }}
+{{- end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.host) }}
+{{- fail "ingress.enabled needs ingress.host (Twilio reaches the relay through it)" }}
+{{- end }}
+{{- if and .Values.tenants.registry .Values.tenants.existingConfigMap }}
+{{- fail "tenants.registry and tenants.existingConfigMap are both set: choose one" }}
+{{- end }}
+{{- if and .Values.tenants.authTokens .Values.tenants.existingTokensSecret }}
+{{- fail "tenants.authTokens and tenants.existingTokensSecret are both set: choose one" }}
+{{- end }}
+{{- end }}

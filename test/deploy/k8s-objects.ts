@@ -1,0 +1,99 @@
+/**
+ * Test helpers for deploy/: run the extracted helm and kubectl, split multi-document YAML, and
+ * validate each object with the kubernetes-models schema for its apiVersion and kind.
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler';
+import { Job } from 'kubernetes-models/batch/v1/Job';
+import { Ingress } from 'kubernetes-models/networking.k8s.io/v1/Ingress';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Namespace } from 'kubernetes-models/v1/Namespace';
+import { Secret } from 'kubernetes-models/v1/Secret';
+import { Service } from 'kubernetes-models/v1/Service';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+
+/** A rendered Kubernetes object, loosely typed: tests read fields by path. */
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  [key: string]: any;
+}
+
+type Validatable = { validate(): void };
+const MODELS: Record<string, new (data: never) => Validatable> = {
+  'v1/ConfigMap': ConfigMap,
+  'v1/Secret': Secret,
+  'v1/Service': Service,
+  'v1/ServiceAccount': ServiceAccount,
+  'v1/Namespace': Namespace,
+  'apps/v1/Deployment': Deployment,
+  'apps/v1/StatefulSet': StatefulSet,
+  'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
+  'batch/v1/Job': Job,
+  'networking.k8s.io/v1/Ingress': Ingress,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'keda.sh/v1alpha1/ScaledObject': ScaledObject,
+  'monitoring.coreos.com/v1/PrometheusRule': PrometheusRule,
+  'monitoring.coreos.com/v1/ServiceMonitor': ServiceMonitor,
+};
+
+/** Validate one object against its schema; throws naming the object when the kind is unknown or invalid. */
+export function validateObject(obj: K8sObject): void {
+  const key = `${obj.apiVersion}/${obj.kind}`;
+  const Model = MODELS[key];
+  if (!Model) throw new Error(`no kubernetes-models schema registered for ${key} (${obj.metadata.name})`);
+  try {
+    new Model(obj as never).validate();
+  } catch (err) {
+    throw new Error(`${key} ${obj.metadata.name} is invalid: ${String(err)}`, { cause: err });
+  }
+}
+
+/** Parse a multi-document YAML stream, dropping empty documents; throws on YAML errors. */
+export function parseObjects(text: string): K8sObject[] {
+  const out: K8sObject[] = [];
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length > 0) throw new Error(`invalid YAML: ${doc.errors.map((e) => e.message).join('; ')}`);
+    const value = doc.toJS() as K8sObject | null;
+    if (value !== null) out.push(value);
+  }
+  return out;
+}
+
+/** Find exactly one object by kind (and name suffix); throws listing what exists otherwise. */
+export function only(objects: readonly K8sObject[], kind: string, nameEndsWith = ''): K8sObject {
+  const hits = objects.filter((o) => o.kind === kind && o.metadata.name.endsWith(nameEndsWith));
+  if (hits.length !== 1) {
+    throw new Error(`expected one ${kind} named *${nameEndsWith}, found ${hits.length} in: ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);
+  }
+  return hits[0] as K8sObject;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const execFileP = promisify(execFile);
+
+/** Run a binary and collect its output; a non-zero exit is returned, not thrown. */
+export async function run(bin: string, args: readonly string[], cwd?: string): Promise<RunResult> {
+  try {
+    const { stdout, stderr } = await execFileP(bin, args, { cwd, maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(err) };
+  }
+}
