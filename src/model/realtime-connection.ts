@@ -29,13 +29,19 @@ export function modelEndpoint(model: ModelConfig, simUrl?: string): ModelEndpoin
       const u = new URL(model.url);
       // An explicit ?model= in OPENAI_REALTIME_URL is the more specific setting; keep it.
       if (!u.searchParams.has('model')) u.searchParams.set('model', model.model);
-      return { url: u.toString(), headers: { Authorization: `Bearer ${model.apiKey}` }, shape: 'ga', provider: 'openai' };
+      return {
+        url: u.toString(),
+        headers: { Authorization: `Bearer ${model.apiKey}` },
+        shape: 'ga',
+        provider: 'openai',
+      };
     }
     case 'azure':
       // config.ts already built the GA or preview URL; the preview one speaks the beta shape.
       return { url: model.url, headers: { 'api-key': model.apiKey }, shape: model.shape, provider: 'azure' };
     case 'sim': {
-      if (simUrl === undefined) throw new SwitchboardError('internal', 'modelEndpoint: provider sim needs the sim server URL');
+      if (simUrl === undefined)
+        throw new SwitchboardError('internal', 'modelEndpoint: provider sim needs the sim server URL');
       const u = new URL(simUrl);
       u.searchParams.set('model', 'sim');
       return { url: u.toString(), headers: { Authorization: 'Bearer sim' }, shape: 'ga', provider: 'sim' };
@@ -185,7 +191,8 @@ function attempt(
     const onError = (err: Error & { code?: string }): void => {
       finish(failure ?? { kind: 'network', code: err.code, message: err.message });
     };
-    const onEarlyClose = (): void => finish(failure ?? { kind: 'network', code: undefined, message: 'closed during connect' });
+    const onEarlyClose = (): void =>
+      finish(failure ?? { kind: 'network', code: undefined, message: 'closed during connect' });
     const onAbort = (): void => finish({ kind: 'aborted' });
     const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
 
@@ -230,11 +237,19 @@ export async function connectRealtime(ep: ModelEndpoint, o: ConnectOptions): Pro
   for (let n = 0; n < attempts; n++) {
     if (o.signal?.aborted) throw abortError(o.signal);
     try {
-      const sock = await attempt(ep, o.timeoutMs, o.signal, (ws) => wrap(ws, o.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS, o.log));
+      const sock = await attempt(ep, o.timeoutMs, o.signal, (ws) =>
+        wrap(ws, o.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS, o.log),
+      );
       if (n > 0) o.log.info({ provider: ep.provider, host, attempt: n + 1 }, 'model connected after retry');
       return sock;
     } catch (err) {
-      if (!(err instanceof AttemptError)) throw err;
+      if (!(err instanceof AttemptError)) {
+        // `new WebSocket` throws synchronously on a URL it cannot use (bad scheme, fragment).
+        const why = err instanceof Error ? err.message : 'unknown error';
+        throw new SwitchboardError('model_unreachable', `model connect failed: ${why}`, false, {
+          cause: err,
+        });
+      }
       const f = err.failure;
       if (f.kind === 'aborted') throw abortError(o.signal as AbortSignal);
       last = err;
@@ -244,10 +259,14 @@ export async function connectRealtime(ep: ModelEndpoint, o: ConnectOptions): Pro
         'model connect attempt failed',
       );
       if (f.kind === 'status' && (f.status === 401 || f.status === 403)) {
-        throw new SwitchboardError('model_auth', `model rejected credentials (HTTP ${f.status})`, false, { cause: err });
+        throw new SwitchboardError('model_auth', `model rejected credentials (HTTP ${f.status})`, false, {
+          cause: err,
+        });
       }
       if (!retryable) {
-        throw new SwitchboardError('model_unreachable', `model connect failed: ${err.message}`, false, { cause: err });
+        throw new SwitchboardError('model_unreachable', `model connect failed: ${err.message}`, false, {
+          cause: err,
+        });
       }
       if (n + 1 < attempts && !(await sleep(backoff(n), o.signal))) throw abortError(o.signal as AbortSignal);
     }

@@ -3,6 +3,7 @@
  * client events as ready-to-send JSON text, and server events parsed into one tagged union.
  * Sockets, retries and timing are left to realtime-connection.ts and the call bridge.
  */
+import { isAscii } from 'node:buffer';
 import { z } from 'zod';
 import type { ToolDefinition } from '../tools/index.js';
 
@@ -184,7 +185,10 @@ export const FATAL_ERROR_CODES: ReadonlySet<string> = new Set([
 ]);
 
 // GA `format` is an object; accept a bare string too, as some gateways flatten it.
-const AudioFormat = z.union([z.string(), z.object({ type: z.string() }).loose()]).optional().nullable();
+const AudioFormat = z
+  .union([z.string(), z.object({ type: z.string() }).loose()])
+  .optional()
+  .nullable();
 
 const SessionEvent = z.object({
   session: z
@@ -214,7 +218,11 @@ const AudioDelta = z.object({
   delta: z.string(),
 });
 const AudioDone = z.object({ response_id: z.string(), item_id: z.string() });
-const AssistantTranscript = z.object({ response_id: z.string(), item_id: z.string(), transcript: z.string() });
+const AssistantTranscript = z.object({
+  response_id: z.string(),
+  item_id: z.string(),
+  transcript: z.string(),
+});
 const CallerTranscript = z.object({ item_id: z.string(), transcript: z.string() });
 const ResponseCreated = z.object({ response: z.object({ id: z.string() }).loose() });
 const OutputItemDone = z.object({
@@ -289,7 +297,9 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
       const r = SessionEvent.safeParse(obj);
       if (!r.success) return invalid(t, r.error);
       const s = r.data.session;
-      const ga = formatType(s.audio?.input?.format) === 'audio/pcmu' && formatType(s.audio?.output?.format) === 'audio/pcmu';
+      const ga =
+        formatType(s.audio?.input?.format) === 'audio/pcmu' &&
+        formatType(s.audio?.output?.format) === 'audio/pcmu';
       const beta = s.input_audio_format === 'g711_ulaw' && s.output_audio_format === 'g711_ulaw';
       return { type: t, audioFormatOk: ga || beta };
     }
@@ -397,145 +407,129 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
 // ---------------------------------------------------------------------------------------------
 // Fast path for audio deltas (bench/model-event.bench.ts has the numbers)
 //
-// Deltas are most of the model's messages and can be tens of KB; JSON.parse + zod of each costs
-// several times a string scan. The scan accepts only the flat shape the server sends: type first,
-// no nested object or array, string values without escapes, `"key":"` with no space. Anything else
-// falls back to JSON.parse, so the fast path can only ever agree with the slow one. In valid JSON
-// `"key":` cannot occur inside a string value (every quote in a string is escaped), so in a flat
-// object a match is a top-level key.
+// Deltas are most of the model's messages and can be tens of KB. The fast path walks the flat
+// object the server sends with a few string searches: type first, ASCII only, no backslash
+// anywhere (so every string ends at the next quote), no whitespace between tokens, scalar values
+// only. Anything else (nesting, escapes, spaces, odd numbers) falls back to JSON.parse + zod, so the
+// fast path returns what the slow path would, duplicate keys included (last wins). The one
+// difference: a raw control character inside the delta string, which JSON forbids, is not looked
+// for (it would cost a scan of the payload and no server sends one).
+//
+// Measured: a native call per Buffer.indexOf, and V8's multi-character String#indexOf, cost more
+// than the search itself; so the Buffer is decoded once (latin1 equals UTF-8 for ASCII and is the
+// cheapest decode) and walked with single-character searches.
 
-const GA_DELTA_HEAD = Buffer.from('{"type":"response.output_audio.delta"');
-const BETA_DELTA_HEAD = Buffer.from('{"type":"response.audio.delta"');
-const GA_DELTA_HEAD_S = GA_DELTA_HEAD.toString('latin1');
-const BETA_DELTA_HEAD_S = BETA_DELTA_HEAD.toString('latin1');
-const K_RESPONSE_ID = '"response_id":"';
-const K_ITEM_ID = '"item_id":"';
-const K_CONTENT_INDEX = '"content_index":';
-const K_DELTA = '"delta":"';
+const GA_DELTA_HEAD = '{"type":"response.output_audio.delta"';
+const BETA_DELTA_HEAD = '{"type":"response.audio.delta"';
+const GA_DELTA_HEAD_B = Buffer.from(GA_DELTA_HEAD, 'latin1');
+const BETA_DELTA_HEAD_B = Buffer.from(BETA_DELTA_HEAD, 'latin1');
 const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
-const OPEN_BRACE = 0x7b;
-const OPEN_BRACKET = 0x5b;
+const COMMA = 0x2c;
+const COLON = 0x3a;
 const CLOSE_BRACE = 0x7d;
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 
 function startsWithBuf(buf: Buffer, head: Buffer): boolean {
   return buf.length > head.length && buf.compare(head, 0, head.length, 0, head.length) === 0;
 }
 
-/** The string value starting at `from` (just past its opening quote), or undefined if escaped/unterminated. */
-function bufString(buf: Buffer, from: number): string | undefined {
-  const end = buf.indexOf(QUOTE, from);
-  if (end < 0) return undefined;
-  const bs = buf.indexOf(BACKSLASH, from);
-  if (bs >= 0 && bs < end) return undefined;
-  // utf8 like the slow path, so a non-ASCII id decodes the same either way.
-  return buf.toString('utf8', from, end);
-}
-
-function bufInt(buf: Buffer, from: number): number | undefined {
+/** A small non-negative JSON integer as JSON.parse reads it, or undefined to let zod judge. */
+function intToken(tok: string): number | undefined {
+  const len = tok.length;
+  if (len === 0 || len > 9 || (len > 1 && tok.charCodeAt(0) === 0x30)) return undefined;
   let n = 0;
-  let i = from;
-  for (; i < buf.length && i < from + 9; i++) {
-    const c = buf[i] as number;
-    if (c < 0x30 || c > 0x39) break;
+  for (let i = 0; i < len; i++) {
+    const c = tok.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return undefined;
     n = n * 10 + (c - 0x30);
   }
-  if (i === from || (buf[from] === 0x30 && i > from + 1)) return undefined;
-  const next = buf[i];
-  // `1.5`, `1e3` or a 10+ digit number: let JSON.parse and zod decide.
-  if (next !== 0x2c && next !== CLOSE_BRACE && next !== 0x20) return undefined;
   return n;
 }
 
-function lastNonSpace(buf: Buffer): number | undefined {
-  let i = buf.length - 1;
-  while (i >= 0 && (buf[i] === 0x20 || buf[i] === 0x0a || buf[i] === 0x0d || buf[i] === 0x09)) i--;
-  return buf[i];
+/** `s` is known to start with a delta head of length `pos`. */
+function fastDelta(s: string, pos: number): ModelEvent | undefined {
+  if (s.indexOf('\\', pos) >= 0) return undefined;
+  let responseId: string | undefined;
+  let itemId: string | undefined;
+  let contentIndex: number | undefined;
+  let delta: string | undefined;
+  // Each round: at `,` (another member follows) or `}` (done).
+  for (let guard = 0; guard < 64; guard++) {
+    const c = s.charCodeAt(pos);
+    if (c === CLOSE_BRACE) {
+      for (let i = pos + 1; i < s.length; i++) {
+        const w = s.charCodeAt(i);
+        if (w !== 0x20 && w !== 0x0a && w !== 0x0d && w !== 0x09) return undefined;
+      }
+      if (
+        responseId === undefined ||
+        itemId === undefined ||
+        contentIndex === undefined ||
+        delta === undefined
+      ) {
+        return undefined;
+      }
+      return { type: 'audio_delta', responseId, itemId, contentIndex, delta };
+    }
+    if (c !== COMMA || s.charCodeAt(pos + 1) !== QUOTE) return undefined;
+    const keyEnd = s.indexOf('"', pos + 2);
+    if (keyEnd < 0 || s.charCodeAt(keyEnd + 1) !== COLON) return undefined;
+    const key = s.slice(pos + 2, keyEnd);
+    const v = keyEnd + 2;
+    if (s.charCodeAt(v) === QUOTE) {
+      const valEnd = s.indexOf('"', v + 1);
+      if (valEnd < 0) return undefined;
+      if (key === 'delta') delta = s.slice(v + 1, valEnd);
+      else if (key === 'item_id') itemId = s.slice(v + 1, valEnd);
+      else if (key === 'response_id') responseId = s.slice(v + 1, valEnd);
+      else if (key === 'content_index' || key === 'type') return undefined; // zod or a second type decides
+      pos = valEnd + 1;
+    } else {
+      // A scalar (number, true, false, null) runs to the next `,` or `}`; it is short, so walk it.
+      let tokEnd = v;
+      const limit = Math.min(s.length, v + 32);
+      while (tokEnd < limit && s.charCodeAt(tokEnd) !== COMMA && s.charCodeAt(tokEnd) !== CLOSE_BRACE)
+        tokEnd++;
+      if (tokEnd === limit) return undefined;
+      const tok = s.slice(v, tokEnd);
+      if (key === 'content_index') {
+        contentIndex = intToken(tok);
+        if (contentIndex === undefined) return undefined;
+      } else if (key === 'response_id' || key === 'item_id' || key === 'delta' || key === 'type') {
+        return undefined;
+      } else if (
+        tok !== 'true' &&
+        tok !== 'false' &&
+        tok !== 'null' &&
+        intToken(tok) === undefined &&
+        !JSON_NUMBER.test(tok)
+      ) {
+        return undefined;
+      }
+      pos = tokEnd;
+    }
+  }
+  return undefined;
 }
 
 function fastDeltaBuffer(buf: Buffer): ModelEvent | undefined {
-  const head = startsWithBuf(buf, GA_DELTA_HEAD)
-    ? GA_DELTA_HEAD.length
-    : startsWithBuf(buf, BETA_DELTA_HEAD)
-      ? BETA_DELTA_HEAD.length
+  const head = startsWithBuf(buf, GA_DELTA_HEAD_B)
+    ? GA_DELTA_HEAD_B.length
+    : startsWithBuf(buf, BETA_DELTA_HEAD_B)
+      ? BETA_DELTA_HEAD_B.length
       : -1;
-  if (head < 0) return undefined;
-  if (buf[head] !== 0x2c && buf[head] !== CLOSE_BRACE) return undefined;
-  if (lastNonSpace(buf) !== CLOSE_BRACE) return undefined;
-  // Flat objects only: memchr over the buffer is far cheaper than parsing it.
-  if (buf.indexOf(OPEN_BRACE, 1) >= 0 || buf.indexOf(OPEN_BRACKET, 1) >= 0) return undefined;
-
-  const r = buf.indexOf(K_RESPONSE_ID, head, 'latin1');
-  if (r < 0) return undefined;
-  const responseId = bufString(buf, r + K_RESPONSE_ID.length);
-  if (responseId === undefined) return undefined;
-  const it = buf.indexOf(K_ITEM_ID, head, 'latin1');
-  if (it < 0) return undefined;
-  const itemId = bufString(buf, it + K_ITEM_ID.length);
-  if (itemId === undefined) return undefined;
-  const ci = buf.indexOf(K_CONTENT_INDEX, head, 'latin1');
-  if (ci < 0) return undefined;
-  const contentIndex = bufInt(buf, ci + K_CONTENT_INDEX.length);
-  if (contentIndex === undefined) return undefined;
-  const d = buf.indexOf(K_DELTA, head, 'latin1');
-  if (d < 0) return undefined;
-  const delta = bufString(buf, d + K_DELTA.length);
-  if (delta === undefined) return undefined;
-  return { type: 'audio_delta', responseId, itemId, contentIndex, delta };
-}
-
-function strString(s: string, from: number): string | undefined {
-  const end = s.indexOf('"', from);
-  if (end < 0) return undefined;
-  const bs = s.indexOf('\\', from);
-  if (bs >= 0 && bs < end) return undefined;
-  return s.slice(from, end);
-}
-
-function strInt(s: string, from: number): number | undefined {
-  let n = 0;
-  let i = from;
-  for (; i < s.length && i < from + 9; i++) {
-    const c = s.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) break;
-    n = n * 10 + (c - 0x30);
-  }
-  if (i === from || (s.charCodeAt(from) === 0x30 && i > from + 1)) return undefined;
-  const next = s.charCodeAt(i);
-  if (next !== 0x2c && next !== CLOSE_BRACE && next !== 0x20) return undefined;
-  return n;
+  if (head < 0 || !isAscii(buf)) return undefined;
+  return fastDelta(buf.toString('latin1'), head);
 }
 
 function fastDeltaString(s: string): ModelEvent | undefined {
-  const head = s.startsWith(GA_DELTA_HEAD_S)
-    ? GA_DELTA_HEAD_S.length
-    : s.startsWith(BETA_DELTA_HEAD_S)
-      ? BETA_DELTA_HEAD_S.length
+  const head = s.startsWith(GA_DELTA_HEAD)
+    ? GA_DELTA_HEAD.length
+    : s.startsWith(BETA_DELTA_HEAD)
+      ? BETA_DELTA_HEAD.length
       : -1;
-  if (head < 0) return undefined;
-  const after = s.charCodeAt(head);
-  if (after !== 0x2c && after !== CLOSE_BRACE) return undefined;
-  const trimmed = s.trimEnd();
-  if (trimmed.charCodeAt(trimmed.length - 1) !== CLOSE_BRACE) return undefined;
-  if (s.indexOf('{', 1) >= 0 || s.indexOf('[', 1) >= 0) return undefined;
-
-  const r = s.indexOf(K_RESPONSE_ID, head);
-  if (r < 0) return undefined;
-  const responseId = strString(s, r + K_RESPONSE_ID.length);
-  if (responseId === undefined) return undefined;
-  const it = s.indexOf(K_ITEM_ID, head);
-  if (it < 0) return undefined;
-  const itemId = strString(s, it + K_ITEM_ID.length);
-  if (itemId === undefined) return undefined;
-  const ci = s.indexOf(K_CONTENT_INDEX, head);
-  if (ci < 0) return undefined;
-  const contentIndex = strInt(s, ci + K_CONTENT_INDEX.length);
-  if (contentIndex === undefined) return undefined;
-  const d = s.indexOf(K_DELTA, head);
-  if (d < 0) return undefined;
-  const delta = strString(s, d + K_DELTA.length);
-  if (delta === undefined) return undefined;
-  return { type: 'audio_delta', responseId, itemId, contentIndex, delta };
+  // A string is already decoded: non-ASCII is harmless here.
+  return head < 0 ? undefined : fastDelta(s, head);
 }
 
 /** The slow path alone: JSON.parse, then zod for the event kinds we act on. Exported for the bench. */
@@ -547,7 +541,10 @@ export function parseModelEventSlow(data: Buffer | string): ModelEvent {
     return { type: 'invalid', detail: `not JSON: ${err instanceof Error ? err.message : 'parse error'}` };
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-    return { type: 'invalid', detail: `not a JSON object: ${Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v}` };
+    return {
+      type: 'invalid',
+      detail: `not a JSON object: ${Array.isArray(v) ? 'array' : v === null ? 'null' : typeof v}`,
+    };
   }
   return fromObject(v as Record<string, unknown>);
 }

@@ -7,7 +7,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { WebSocketServer } from 'ws';
 import { pino } from 'pino';
-import { connectRealtime, modelEndpoint, type ModelEndpoint, type RealtimeSocket } from '../../src/model/index.js';
+import {
+  connectRealtime,
+  modelEndpoint,
+  type ModelEndpoint,
+  type RealtimeSocket,
+} from '../../src/model/index.js';
 import { SwitchboardError } from '../../src/errors.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 
@@ -55,7 +60,9 @@ async function upgradeServer(answer: (n: number, req: IncomingMessage) => number
         wss.emit('connection', ws, req);
       });
     } else {
-      socket.end(`HTTP/1.1 ${a} Nope\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`);
+      socket.end(
+        `HTTP/1.1 ${a} Nope\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`,
+      );
     }
   });
   await listen(http);
@@ -87,16 +94,31 @@ function track(s: RealtimeSocket): RealtimeSocket {
 
 describe('modelEndpoint', () => {
   it('openai: model in the query, Bearer, no OpenAI-Beta', () => {
-    const e = modelEndpoint({ provider: 'openai', url: 'wss://api.openai.com/v1/realtime', apiKey: 'sk-1', model: 'gpt-realtime' });
+    const e = modelEndpoint({
+      provider: 'openai',
+      url: 'wss://api.openai.com/v1/realtime',
+      apiKey: 'sk-1',
+      model: 'gpt-realtime',
+    });
     expect(e).toEqual({
       url: 'wss://api.openai.com/v1/realtime?model=gpt-realtime',
       headers: { Authorization: 'Bearer sk-1' },
       shape: 'ga',
       provider: 'openai',
     });
-    const q = modelEndpoint({ provider: 'openai', url: 'wss://gw.example/v1/realtime?x=1', apiKey: 'k', model: 'm' });
+    const q = modelEndpoint({
+      provider: 'openai',
+      url: 'wss://gw.example/v1/realtime?x=1',
+      apiKey: 'k',
+      model: 'm',
+    });
     expect(q.url).toBe('wss://gw.example/v1/realtime?x=1&model=m');
-    const keep = modelEndpoint({ provider: 'openai', url: 'wss://gw.example/v1/realtime?model=pinned', apiKey: 'k', model: 'm' });
+    const keep = modelEndpoint({
+      provider: 'openai',
+      url: 'wss://gw.example/v1/realtime?model=pinned',
+      apiKey: 'k',
+      model: 'm',
+    });
     expect(keep.url).toBe('wss://gw.example/v1/realtime?model=pinned');
   });
 
@@ -108,7 +130,9 @@ describe('modelEndpoint', () => {
       shape: 'beta',
       provider: 'azure',
     });
-    expect(modelEndpoint({ provider: 'azure', url, apiKey: 'az', deployment: 'd', shape: 'ga' }).shape).toBe('ga');
+    expect(modelEndpoint({ provider: 'azure', url, apiKey: 'az', deployment: 'd', shape: 'ga' }).shape).toBe(
+      'ga',
+    );
   });
 
   it('sim: the sim URL with model=sim', () => {
@@ -186,7 +210,12 @@ describe('connectRealtime', () => {
     const srv = await listen(net.createServer(() => connections++));
     const t0 = performance.now();
     const err = await rejection(
-      connectRealtime(ep(`ws://127.0.0.1:${port(srv)}/`), { timeoutMs: 150, attempts: 2, backoffMs: noBackoff, log }),
+      connectRealtime(ep(`ws://127.0.0.1:${port(srv)}/`), {
+        timeoutMs: 150,
+        attempts: 2,
+        backoffMs: noBackoff,
+        log,
+      }),
     );
     expect(err.code).toBe('model_unreachable');
     expect(err.retryable).toBe(true);
@@ -230,7 +259,9 @@ describe('connectRealtime', () => {
   it('does not retry 401 or 403', async () => {
     for (const status of [401, 403]) {
       const srv = await upgradeServer(() => status);
-      const err = await rejection(connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 3, backoffMs: noBackoff, log }));
+      const err = await rejection(
+        connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 3, backoffMs: noBackoff, log }),
+      );
       expect(err.code).toBe('model_auth');
       expect(err.retryable).toBe(false);
       expect(srv.seen).toHaveLength(1);
@@ -239,7 +270,9 @@ describe('connectRealtime', () => {
 
   it('does not retry other 4xx', async () => {
     const srv = await upgradeServer(() => 404);
-    const err = await rejection(connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 3, backoffMs: noBackoff, log }));
+    const err = await rejection(
+      connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 3, backoffMs: noBackoff, log }),
+    );
     expect(err.code).toBe('model_unreachable');
     expect(err.retryable).toBe(false);
     expect(err.message).toContain('HTTP 404');
@@ -267,7 +300,9 @@ describe('connectRealtime', () => {
 
   it('gives up after attempts on repeated 5xx, retryable', async () => {
     const srv = await upgradeServer(() => 502);
-    const err = await rejection(connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 2, backoffMs: noBackoff, log }));
+    const err = await rejection(
+      connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 2, backoffMs: noBackoff, log }),
+    );
     expect(err.code).toBe('model_unreachable');
     expect(err.retryable).toBe(true);
     expect(srv.seen).toHaveLength(2);
@@ -279,7 +314,12 @@ describe('connectRealtime', () => {
     srv.on('connection', (s: net.Socket) => serverSockets.push(s));
     await listen(srv);
     const ac = new AbortController();
-    const p = connectRealtime(ep(`ws://127.0.0.1:${port(srv)}/`), { timeoutMs: 10_000, attempts: 3, signal: ac.signal, log });
+    const p = connectRealtime(ep(`ws://127.0.0.1:${port(srv)}/`), {
+      timeoutMs: 10_000,
+      attempts: 3,
+      signal: ac.signal,
+      log,
+    });
     const [s] = (await once(srv, 'connection')) as [net.Socket];
     const closed = once(s, 'close');
     ac.abort(new Error('caller hung up'));
@@ -310,9 +350,19 @@ describe('connectRealtime', () => {
     expect(srv.seen).toHaveLength(1);
   });
 
+  it('a URL ws cannot use is model_unreachable, not a raw throw', async () => {
+    const err = await rejection(
+      connectRealtime(ep('ftp://127.0.0.1/x'), { timeoutMs: 2000, attempts: 3, log }),
+    );
+    expect(err.code).toBe('model_unreachable');
+    expect(err.retryable).toBe(false);
+  });
+
   it('an already-aborted signal connects nowhere', async () => {
     const srv = await upgradeServer(() => 'accept');
-    const err = await rejection(connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 1, signal: AbortSignal.abort(), log }));
+    const err = await rejection(
+      connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 1, signal: AbortSignal.abort(), log }),
+    );
     expect(err.message).toBe('model connect aborted');
     expect(srv.seen).toHaveLength(0);
   });
@@ -352,12 +402,21 @@ describe('RealtimeSocket', () => {
     const srv = net.createServer((s) => {
       s.once('data', (buf: Buffer) => {
         const key = /sec-websocket-key: (.+)\r\n/i.exec(buf.toString())?.[1] ?? '';
-        const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
-        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+        const accept = createHash('sha1')
+          .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
+          .digest('base64');
+        s.write(
+          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+        );
       });
     });
     await listen(srv);
-    const sock = await connectRealtime(ep(`ws://127.0.0.1:${port(srv)}/`), { timeoutMs: 2000, attempts: 1, closeTimeoutMs: 100, log });
+    const sock = await connectRealtime(ep(`ws://127.0.0.1:${port(srv)}/`), {
+      timeoutMs: 2000,
+      attempts: 1,
+      closeTimeoutMs: 100,
+      log,
+    });
     const t0 = performance.now();
     const closed = new Promise<number>((resolve) => sock.onClose((code) => resolve(code)));
     sock.close(1000);
@@ -369,7 +428,9 @@ describe('RealtimeSocket', () => {
     const srv = await upgradeServer(() => 'accept');
     srv.wss.on('connection', (ws: WebSocket) => ws.close(1001, 'session_expired'));
     const sock = await connectRealtime(ep(srv.url), { timeoutMs: 2000, attempts: 1, log });
-    const [code, reason] = await new Promise<[number, string]>((resolve) => sock.onClose((c, r) => resolve([c, r])));
+    const [code, reason] = await new Promise<[number, string]>((resolve) =>
+      sock.onClose((c, r) => resolve([c, r])),
+    );
     expect([code, reason]).toEqual([1001, 'session_expired']);
   });
 });
