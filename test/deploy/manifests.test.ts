@@ -1,0 +1,132 @@
+/**
+ * Plain manifests and the image recipe: kubectl kustomize renders base, production overlay and the
+ * k6 Job, every object validates, and they stay in step with the chart; the Dockerfile's structure.
+ */
+/* Rendered YAML is untyped data read by path; the schemas were checked by validateObject. */
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { ensureK8sTools } from '../../scripts/k8s-tools.js';
+import { only, parseObjects, run, validateObject, type K8sObject } from './k8s-objects.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const chartValues = parseYaml(readFileSync(join(ROOT, 'deploy/helm/switchboard/values.yaml'), 'utf8')) as {
+  autoscaling: { behavior: unknown; targetActiveCallsPerPod: number };
+  drain: { timeoutSeconds: number; preStopSleepSeconds: number; terminationMarginSeconds: number };
+};
+const rendered: Record<'base' | 'production' | 'loadtest', K8sObject[]> = { base: [], production: [], loadtest: [] };
+
+beforeAll(async () => {
+  const { kubectl } = ensureK8sTools();
+  const render = async (dir: string) => {
+    const r = await run(kubectl, ['kustomize', join(ROOT, dir)]);
+    if (r.code !== 0) throw new Error(`kubectl kustomize ${dir} failed:\n${r.stderr}`);
+    return parseObjects(r.stdout);
+  };
+  const [b, p, l] = await Promise.all([render('deploy/k8s/base'), render('deploy/k8s/overlays/production'), render('deploy/k8s/loadtest')]);
+  Object.assign(rendered, { base: b, production: p, loadtest: l });
+});
+
+describe('kustomize', () => {
+  it.each(['base', 'production', 'loadtest'] as const)('%s renders valid objects', (which) => {
+    expect(rendered[which].length).toBeGreaterThan(1);
+    for (const o of rendered[which]) validateObject(o);
+  });
+
+  it('production puts everything in its namespace with the pinned image and a wider HPA', () => {
+    const objs = rendered.production;
+    for (const o of objs.filter((x) => x.kind !== 'Namespace')) expect(o.metadata.namespace).toBe('switchboard');
+    const dep = only(objs, 'Deployment');
+    expect(dep.spec.template.spec.containers[0].image).toBe('ghcr.io/switchboard/switchboard:0.1.0');
+    const hpa = only(objs, 'HorizontalPodAutoscaler').spec;
+    expect([hpa.minReplicas, hpa.maxReplicas]).toEqual([3, 40]);
+    expect(only(objs, 'ConfigMap').data.PUBLIC_URL).toBe('https://voice.example.com');
+    const a = only(objs, 'Ingress').metadata.annotations ?? {};
+    expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
+    expect(a['nginx.ingress.kubernetes.io/proxy-buffering']).toBe('off');
+  });
+
+  it('keeps grace period, preStop and DRAIN_TIMEOUT_SECONDS in step, as the chart does', () => {
+    const dep = only(rendered.production, 'Deployment');
+    const spec = dep.spec.template.spec;
+    const drain = Number(only(rendered.production, 'ConfigMap').data.DRAIN_TIMEOUT_SECONDS);
+    const sleep = Number(spec.containers[0].lifecycle.preStop.exec.command[1]);
+    expect(spec.terminationGracePeriodSeconds).toBe(sleep + drain + chartValues.drain.terminationMarginSeconds);
+    expect(drain).toBe(chartValues.drain.timeoutSeconds);
+    expect(sleep).toBe(chartValues.drain.preStopSleepSeconds);
+  });
+
+  it('uses the chart HPA metric, target and behaviour', () => {
+    const hpa = only(rendered.base, 'HorizontalPodAutoscaler').spec;
+    expect(hpa.metrics[0].pods.metric.name).toBe('switchboard_active_calls');
+    expect(hpa.metrics[0].pods.target).toEqual({ type: 'AverageValue', averageValue: String(chartValues.autoscaling.targetActiveCallsPerPod) });
+    expect(hpa.behavior).toEqual(chartValues.autoscaling.behavior);
+  });
+
+  it('runs the k6 call storm from the loadtest ConfigMaps with every -e variable defined', () => {
+    const job = only(rendered.loadtest, 'Job');
+    const c = job.spec.template.spec.containers[0];
+    const args = c.args as string[];
+    expect(args[0]).toBe('run');
+    expect(args[args.length - 1]).toBe('/scripts/call-storm.js');
+    const params = only(rendered.loadtest, 'ConfigMap').data as Record<string, string>;
+    const defined = new Set([...Object.keys(params), ...(c.env as { name: string }[]).map((e) => e.name)]);
+    const vars = args.flatMap((a, i) => (args[i - 1] === '-e' ? [a] : []));
+    expect(vars.length).toBeGreaterThanOrEqual(4);
+    for (const v of vars) {
+      const m = /^([A-Z_]+)=\$\(([A-Z_]+)\)$/.exec(v);
+      expect(m, v).not.toBeNull();
+      expect(defined.has(m?.[2] ?? '')).toBe(true);
+    }
+    const mounts = Object.fromEntries((c.volumeMounts as { name: string; mountPath: string }[]).map((m) => [m.mountPath, m.name]));
+    expect(mounts['/scripts']).toBe('scripts');
+    expect(mounts['/scripts/lib']).toBe('lib');
+    expect(job.spec.backoffLimit).toBe(0);
+    // The lib ConfigMap is made from loadtest/lib, which the relay's simulators share.
+    expect(existsSync(join(ROOT, 'loadtest/lib/audio.js'))).toBe(true);
+  });
+});
+
+describe('Dockerfile', () => {
+  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  const instr = (name: string) => lines.filter((l) => l.toUpperCase().startsWith(name + ' '));
+
+  it('builds and runs on node:20-bookworm-slim in two stages', () => {
+    const froms = instr('FROM');
+    expect(froms.length).toBe(2);
+    for (const f of froms) expect(f).toMatch(/^FROM node:20-bookworm-slim( AS \w+)?$/i);
+    expect(text).toMatch(/npm ci --omit=dev/);
+    expect(instr('COPY').some((l) => l.includes('--from=deps'))).toBe(true);
+  });
+
+  it('runs as a non-root numeric user, stops with SIGTERM and starts node directly', () => {
+    const user = instr('USER').at(-1) ?? '';
+    expect(user).toMatch(/^USER [1-9]\d{3,}(:\d+)?$/);
+    expect(instr('STOPSIGNAL')).toEqual(['STOPSIGNAL SIGTERM']);
+    const cmd = instr('CMD').at(-1) ?? '';
+    const argv = JSON.parse(cmd.slice(4)) as string[]; // exec form: node is PID 1
+    expect(argv[0]).toBe('node');
+    expect(argv).toContain('tsx');
+    const entry = argv[argv.length - 1] ?? '';
+    expect(existsSync(join(ROOT, entry))).toBe(true);
+    expect(instr('ENTRYPOINT')).toEqual([]);
+  });
+
+  it('copies only what exists and .dockerignore lets in', () => {
+    const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8');
+    for (const l of instr('COPY').filter((x) => !x.includes('--from='))) {
+      const parts = l.split(/\s+/).slice(1, -1);
+      for (const p of parts) {
+        expect(existsSync(join(ROOT, p)), p).toBe(true);
+        expect(ignore).toContain(`!${p.replace(/\/$/, '')}`);
+      }
+    }
+  });
+});
