@@ -1,0 +1,100 @@
+/**
+ * The one-time stream token the voice webhook puts in `<Parameter name="token">`: HMAC-signed claims
+ * binding the media stream to one CallSid and tenant. Consuming it once is the store's job (consumeOnce).
+ */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { z } from 'zod';
+import { SwitchboardError } from '../errors.js';
+
+export interface StreamTokenClaims {
+  callSid: string;
+  tenantId: string;
+  /** Expiry, unix ms. */
+  exp: number;
+  /** Unique id; the store consumes it once. */
+  jti: string;
+}
+
+export type TokenCheck =
+  | { ok: true; claims: StreamTokenClaims }
+  | { ok: false; reason: 'malformed' | 'bad_signature' | 'expired' | 'wrong_call' | 'wrong_tenant' };
+
+const VERSION = 'v1';
+/** Twilio's `<Parameter>` limit is 500 chars for name + value; stay well under it. */
+export const MAX_STREAM_TOKEN_CHARS = 400;
+
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+const Claims = z.object({
+  callSid: z.string().min(1),
+  tenantId: z.string().min(1),
+  exp: z.number().int().nonnegative(),
+  jti: z.string().min(1),
+});
+
+function sign(secret: string, signingInput: string): string {
+  return createHmac('sha256', secret).update(signingInput, 'utf8').digest('base64url');
+}
+
+/**
+ * Issue a compact token `v1.<base64url claims JSON>.<base64url HMAC-SHA256 over "v1.<claims>">`.
+ * @throws SwitchboardError `internal` for an empty secret, a bad ttl, or a token that would not fit
+ *   a Twilio `<Parameter>`.
+ */
+export function issueStreamToken(
+  secret: string,
+  claims: { callSid: string; tenantId: string },
+  opts: { now: number; ttlMs: number; jti?: string },
+): string {
+  if (secret.length === 0) throw new SwitchboardError('internal', 'stream token secret is empty');
+  if (!Number.isSafeInteger(opts.ttlMs) || opts.ttlMs <= 0) {
+    throw new SwitchboardError('internal', `stream token ttlMs must be a positive integer (got ${opts.ttlMs})`);
+  }
+  const body: StreamTokenClaims = {
+    callSid: claims.callSid,
+    tenantId: claims.tenantId,
+    exp: Math.floor(opts.now) + opts.ttlMs,
+    jti: opts.jti ?? randomBytes(16).toString('base64url'),
+  };
+  const signingInput = `${VERSION}.${Buffer.from(JSON.stringify(body), 'utf8').toString('base64url')}`;
+  const token = `${signingInput}.${sign(secret, signingInput)}`;
+  if (token.length > MAX_STREAM_TOKEN_CHARS) {
+    throw new SwitchboardError('internal', `stream token is ${token.length} chars, over ${MAX_STREAM_TOKEN_CHARS}`);
+  }
+  return token;
+}
+
+/**
+ * Check a token from `start.customParameters`: signature (constant time) first, then expiry, then
+ * the binding to this call and tenant. Never throws. A valid answer still needs `consumeOnce(jti)`.
+ */
+export function verifyStreamToken(
+  secret: string,
+  token: string | undefined,
+  expect: { callSid: string; tenantId: string; now: number },
+): TokenCheck {
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_STREAM_TOKEN_CHARS) {
+    return { ok: false, reason: 'malformed' };
+  }
+  const parts = token.split('.');
+  if (parts.length !== 3) return { ok: false, reason: 'malformed' };
+  const [version, payload, signature] = parts as [string, string, string];
+  if (version !== VERSION || !B64URL.test(payload) || !B64URL.test(signature)) return { ok: false, reason: 'malformed' };
+  if (secret.length === 0) return { ok: false, reason: 'bad_signature' };
+  const want = Buffer.from(sign(secret, `${version}.${payload}`), 'latin1');
+  const got = Buffer.from(signature, 'latin1');
+  if (want.length !== got.length || !timingSafeEqual(want, got)) return { ok: false, reason: 'bad_signature' };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
+  } catch {
+    return { ok: false, reason: 'malformed' };
+  }
+  const r = Claims.safeParse(raw);
+  if (!r.success) return { ok: false, reason: 'malformed' };
+  const claims = r.data;
+  if (expect.now >= claims.exp) return { ok: false, reason: 'expired' };
+  if (claims.callSid !== expect.callSid) return { ok: false, reason: 'wrong_call' };
+  if (claims.tenantId !== expect.tenantId) return { ok: false, reason: 'wrong_tenant' };
+  return { ok: true, claims };
+}

@@ -1,0 +1,293 @@
+import { describe, expect, it } from 'vitest';
+import {
+  parseTwilioJson,
+  parseTwilioMessage,
+  scanMediaFrame,
+  twilioEncoder,
+  type ParseResult,
+} from '../../src/twilio/media-stream-codec.js';
+
+const MAX = 64 * 1024;
+const SID = 'MZ18ad3ab5a668481ce02b83e7395059f0';
+const PAYLOAD = Buffer.from(Array.from({ length: 160 }, (_, i) => (i * 37) & 0xff)).toString('base64');
+
+const buf = (s: string): Buffer => Buffer.from(s, 'utf8');
+const json = (v: unknown): Buffer => buf(JSON.stringify(v));
+const parse = (v: unknown): ParseResult => parseTwilioMessage(typeof v === 'string' ? buf(v) : json(v), MAX);
+
+/** The layout of PROTOCOLS.md §2 (streamSid before media). */
+const mediaA = (ts = '5', payload = PAYLOAD, sid = SID): string =>
+  `{"event":"media","sequenceNumber":"4","streamSid":${JSON.stringify(sid)},"media":{"track":"inbound","chunk":"2","timestamp":"${ts}","payload":"${payload}"}}`;
+/** The layout of Twilio's docs (streamSid last). */
+const mediaB = (ts = '5', payload = PAYLOAD): string =>
+  `{"event":"media","sequenceNumber":"4","media":{"track":"inbound","chunk":"2","timestamp":"${ts}","payload":"${payload}"},"streamSid":"${SID}"}`;
+
+function expectInvalid(r: ParseResult, reason: string, detail?: RegExp): void {
+  expect(r.ok).toBe(false);
+  if (r.ok) return;
+  expect(r.reason).toBe(reason);
+  if (detail) expect(r.detail).toMatch(detail);
+}
+
+describe('parseTwilioMessage: media', () => {
+  it('reads both Twilio layouts through the fast path', () => {
+    for (const frame of [mediaA(), mediaB()]) {
+      const want = { ok: true, msg: { event: 'media', payload: PAYLOAD, timestampMs: 5 } };
+      expect(scanMediaFrame(buf(frame))).toEqual(want);
+      expect(parse(frame)).toEqual(want);
+    }
+  });
+
+  it('keeps timestamp "0" as 0, not as missing (the `if (!startTs)` bug)', () => {
+    expect(parse(mediaA('0'))).toEqual({ ok: true, msg: { event: 'media', payload: PAYLOAD, timestampMs: 0 } });
+    expect(parse(mediaB('0'))).toEqual({ ok: true, msg: { event: 'media', payload: PAYLOAD, timestampMs: 0 } });
+  });
+
+  it('parses large timestamps and padded payloads', () => {
+    for (const payload of ['AAAA', 'AAA=', 'AA==', '+/+/']) {
+      const r = parse(mediaA('3600000', payload));
+      expect(r).toEqual({ ok: true, msg: { event: 'media', payload, timestampMs: 3_600_000 } });
+    }
+  });
+
+  it('returns a payload that outlives the buffer it came from', () => {
+    const data = buf(mediaA());
+    const r = parseTwilioMessage(data, MAX);
+    data.fill(0x41); // uWS reuses its ArrayBuffer after the callback
+    expect(r.ok && r.msg.event === 'media' && r.msg.payload).toBe(PAYLOAD);
+  });
+
+  it('falls back to JSON for other field orders, whitespace and escapes, with the same answer', () => {
+    const want = { ok: true, msg: { event: 'media', payload: PAYLOAD, timestampMs: 20 } };
+    const variants = [
+      { media: { payload: PAYLOAD, timestamp: '20', chunk: '2', track: 'inbound' }, event: 'media', streamSid: SID },
+      { event: 'media', media: { timestamp: '20', payload: PAYLOAD } }, // no track, no sid
+      { event: 'media', streamSid: 'MZ"\\\u2028é', media: { track: 'inbound', timestamp: '20', payload: PAYLOAD } },
+      { event: 'media', media: { track: 'inbound', timestamp: 20, payload: PAYLOAD } }, // a number is accepted
+    ];
+    for (const v of variants) {
+      expect(scanMediaFrame(json(v))).toBeUndefined();
+      expect(parse(v)).toEqual(want);
+    }
+    const pretty = JSON.stringify(variants[0], null, 2);
+    expect(scanMediaFrame(buf(pretty))).toBeUndefined();
+    expect(parse(pretty)).toEqual(want);
+    // An escaped key still means "payload" to JSON.parse.
+    const escaped = mediaA('20').replace('"payload"', '"\\u0070ayload"');
+    expect(scanMediaFrame(buf(escaped))).toBeUndefined();
+    expect(parse(escaped)).toEqual(want);
+  });
+
+  it('accepts escapes in streamSid through the JSON path', () => {
+    const r = parse(mediaA('7', PAYLOAD, 'MZ\\"odd"'));
+    expect(r).toEqual({ ok: true, msg: { event: 'media', payload: PAYLOAD, timestampMs: 7 } });
+  });
+
+  it('rejects non-base64 payloads with a clear reason', () => {
+    for (const bad of ['AAA', 'A===', '=AAA', 'AA-_', 'AA A', '', 'AAAA\\n']) {
+      const frame = mediaA('5', bad);
+      expect(scanMediaFrame(buf(frame))).toBeUndefined();
+      expectInvalid(parse(frame), 'invalid_shape', /media\.payload/);
+    }
+  });
+
+  it('rejects bad timestamps, other tracks and missing fields', () => {
+    expectInvalid(parse(mediaA('-1')), 'invalid_shape', /media\.timestamp/);
+    expectInvalid(parse(mediaA('1e3')), 'invalid_shape', /media\.timestamp/);
+    expectInvalid(parse(mediaA('')), 'invalid_shape', /media\.timestamp/);
+    expectInvalid(parse(mediaA('1234567890123456')), 'invalid_shape', /media\.timestamp/);
+    expectInvalid(parse(mediaA().replace('"inbound"', '"outbound"')), 'invalid_shape', /media\.track/);
+    expectInvalid(parse({ event: 'media', media: { timestamp: '1' } }), 'invalid_shape', /media\.payload/);
+    expectInvalid(parse({ event: 'media', media: { payload: PAYLOAD } }), 'invalid_shape', /media\.timestamp/);
+    expectInvalid(parse({ event: 'media' }), 'invalid_shape', /media/);
+    expectInvalid(parse({ event: 'media', media: { timestamp: true, payload: PAYLOAD } }), 'invalid_shape');
+    expectInvalid(parse({ event: 'media', media: 'x' }), 'invalid_shape');
+  });
+
+  it('rejects trailing bytes, truncation and raw control characters like JSON.parse does', () => {
+    expectInvalid(parse(mediaA() + 'x'), 'malformed_json');
+    expectInvalid(parse(mediaA().slice(0, -1)), 'malformed_json');
+    expectInvalid(parse(mediaA('5', PAYLOAD, 'MZ').replace('"MZ"', '"M\u0001Z"')), 'malformed_json');
+  });
+
+  it('never disagrees with the JSON path (mutation sweep)', () => {
+    const frames = [mediaA(), mediaB(), mediaA('0', 'AA=='), mediaB('123', '+/8=')];
+    let scanned = 0;
+    let checked = 0;
+    for (const frame of frames) {
+      const base = buf(frame);
+      // Every single-byte replacement at every position with a set of structurally interesting bytes.
+      for (let pos = 0; pos < base.length; pos++) {
+        for (const byte of [0x22, 0x5c, 0x7d, 0x7b, 0x2c, 0x3a, 0x3d, 0x20, 0x01, 0x30, 0x41, 0x2d, 0xc3]) {
+          const m = Buffer.from(base);
+          m[pos] = byte;
+          const fast = scanMediaFrame(m);
+          checked++;
+          if (fast === undefined) continue;
+          scanned++;
+          expect(fast, `byte ${byte} at ${pos} of ${frame}`).toEqual(parseTwilioJson(m));
+        }
+        // Deleting a byte.
+        const d = Buffer.concat([base.subarray(0, pos), base.subarray(pos + 1)]);
+        const fast = scanMediaFrame(d);
+        if (fast !== undefined) expect(fast).toEqual(parseTwilioJson(d));
+      }
+    }
+    expect(checked).toBeGreaterThan(10_000);
+    expect(scanned).toBeGreaterThan(1_000); // the sweep exercised the fast path, not only the fallback
+  });
+});
+
+describe('parseTwilioMessage: other events', () => {
+  it('connected', () => {
+    expect(parse({ event: 'connected', protocol: 'Call', version: '1.0.0' })).toEqual({ ok: true, msg: { event: 'connected' } });
+  });
+
+  it('start, with custom parameters copied and frozen', () => {
+    const frame = {
+      event: 'start',
+      sequenceNumber: '1',
+      streamSid: SID,
+      start: {
+        accountSid: 'AC' + '1'.repeat(32),
+        streamSid: SID,
+        callSid: 'CA' + 'f'.repeat(32),
+        tracks: ['inbound'],
+        customParameters: { tenant: 't_123', token: 'v1.abc.def', __proto__: 'x' },
+        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      },
+    };
+    // JSON.stringify drops a literal __proto__ key set this way; write it into the text instead.
+    const text = JSON.stringify(frame).replace('"token"', '"__proto__":"x","token"');
+    const r = parse(text);
+    expect(r.ok).toBe(true);
+    if (!r.ok || r.msg.event !== 'start') throw new Error('not a start');
+    expect(r.msg).toMatchObject({
+      event: 'start',
+      streamSid: SID,
+      callSid: 'CA' + 'f'.repeat(32),
+      accountSid: 'AC' + '1'.repeat(32),
+      tracks: ['inbound'],
+    });
+    expect(r.msg.customParameters.tenant).toBe('t_123');
+    expect(r.msg.customParameters.token).toBe('v1.abc.def');
+    expect(Object.hasOwn(r.msg.customParameters, '__proto__')).toBe(true);
+    expect(Object.getPrototypeOf(r.msg.customParameters)).toBe(Object.prototype);
+    expect(Object.isFrozen(r.msg.customParameters)).toBe(true);
+  });
+
+  it('start: streamSid from either place, defaults, and mismatches', () => {
+    const start = { accountSid: 'AC1', callSid: 'CA1' };
+    expect(parse({ event: 'start', streamSid: 'MZ1', start })).toEqual({
+      ok: true,
+      msg: { event: 'start', streamSid: 'MZ1', callSid: 'CA1', accountSid: 'AC1', tracks: ['inbound'], customParameters: {} },
+    });
+    expectInvalid(parse({ event: 'start', start }), 'invalid_shape', /streamSid/);
+    expectInvalid(parse({ event: 'start', streamSid: 'MZ1', start: { ...start, streamSid: 'MZ2' } }), 'invalid_shape', /differ/);
+    expectInvalid(parse({ event: 'start', streamSid: 'MZ1', start: { accountSid: 'AC1' } }), 'invalid_shape', /start\.callSid/);
+    expectInvalid(
+      parse({ event: 'start', streamSid: 'MZ1', start: { ...start, customParameters: { n: 1 } } }),
+      'invalid_shape',
+      /customParameters/,
+    );
+    expectInvalid(parse({ event: 'start', streamSid: 'MZ1' }), 'invalid_shape', /start/);
+    const protoNumber = JSON.stringify({ event: 'start', streamSid: 'MZ1', start: { ...start, customParameters: { a: 'b' } } }).replace(
+      '"a":"b"',
+      '"a":"b","__proto__":1',
+    );
+    expectInvalid(parse(protoNumber), 'invalid_shape', /customParameters/);
+  });
+
+  it('mark with any name', () => {
+    const name = 'item_abc:1840:g3:m17 "quoted" \\ é 🎉';
+    expect(parse({ event: 'mark', sequenceNumber: '9', streamSid: SID, mark: { name } })).toEqual({
+      ok: true,
+      msg: { event: 'mark', name },
+    });
+    expectInvalid(parse({ event: 'mark', streamSid: SID }), 'invalid_shape', /mark/);
+    expectInvalid(parse({ event: 'mark', mark: { name: 3 } }), 'invalid_shape', /mark\.name/);
+  });
+
+  it('dtmf', () => {
+    for (const digit of ['0', '9', '*', '#']) {
+      expect(parse({ event: 'dtmf', streamSid: SID, dtmf: { track: 'inbound_track', digit } })).toEqual({
+        ok: true,
+        msg: { event: 'dtmf', digit },
+      });
+    }
+    expectInvalid(parse({ event: 'dtmf', dtmf: { digit: '12' } }), 'invalid_shape', /dtmf\.digit/);
+    expectInvalid(parse({ event: 'dtmf' }), 'invalid_shape');
+  });
+
+  it('stop', () => {
+    expect(parse({ event: 'stop', sequenceNumber: '12', streamSid: SID, stop: { accountSid: 'AC1', callSid: 'CA1' } })).toEqual({
+      ok: true,
+      msg: { event: 'stop' },
+    });
+  });
+});
+
+describe('parseTwilioMessage: invalid frames', () => {
+  it('malformed JSON', () => {
+    expectInvalid(parse('{"event":'), 'malformed_json');
+    expectInvalid(parse(''), 'malformed_json');
+    expectInvalid(parseTwilioMessage(Buffer.from([0xef, 0xbb, 0xbf, 0x7b, 0x7d]), MAX), 'malformed_json');
+  });
+
+  it('not an object, or no event', () => {
+    expectInvalid(parse('[1,2]'), 'invalid_shape', /not a JSON object/);
+    expectInvalid(parse('"media"'), 'invalid_shape', /not a JSON object/);
+    expectInvalid(parse('null'), 'invalid_shape', /not a JSON object/);
+    expectInvalid(parse({ streamSid: SID }), 'invalid_shape', /event/);
+    expectInvalid(parse({ event: 5 }), 'invalid_shape', /event/);
+  });
+
+  it('unknown event, named in the detail (clipped)', () => {
+    expectInvalid(parse({ event: 'close' }), 'unknown_event', /"close"/);
+    const r = parse({ event: 'x'.repeat(10_000) });
+    expectInvalid(r, 'unknown_event');
+    expect(!r.ok && r.detail.length).toBeLessThan(300);
+  });
+
+  it('too large, checked before parsing', () => {
+    const frame = buf(mediaA());
+    expectInvalid(parseTwilioMessage(frame, frame.length - 1), 'too_large', new RegExp(`${frame.length} bytes`));
+    expect(parseTwilioMessage(frame, frame.length).ok).toBe(true);
+    expectInvalid(parseTwilioMessage(Buffer.alloc(100_000, 0x20), MAX), 'too_large');
+  });
+
+  it('binary frames', () => {
+    expectInvalid(parseTwilioMessage(buf(mediaA()), MAX, true), 'binary');
+  });
+});
+
+describe('twilioEncoder', () => {
+  const enc = twilioEncoder(SID);
+
+  it('media round-trips to the PROTOCOLS.md shape', () => {
+    expect(JSON.parse(enc.media(PAYLOAD))).toStrictEqual({ event: 'media', streamSid: SID, media: { payload: PAYLOAD } });
+  });
+
+  it('mark names with any characters are escaped', () => {
+    for (const name of ['item_abc:1840:g3:m17', 'a"b\\c', 'line\nbreak\u0000', '\u2028é🎉', '\ud800']) {
+      expect(JSON.parse(enc.mark(name))).toStrictEqual({ event: 'mark', streamSid: SID, mark: { name } });
+    }
+  });
+
+  it('clear', () => {
+    expect(JSON.parse(enc.clear())).toStrictEqual({ event: 'clear', streamSid: SID });
+  });
+
+  it('escapes the streamSid once', () => {
+    const odd = twilioEncoder('MZ"\\x</script>');
+    expect(JSON.parse(odd.media('AAAA'))).toStrictEqual({ event: 'media', streamSid: 'MZ"\\x</script>', media: { payload: 'AAAA' } });
+    expect(JSON.parse(odd.clear())).toStrictEqual({ event: 'clear', streamSid: 'MZ"\\x</script>' });
+  });
+
+  it('its media frames parse back through the fast path of a media frame', () => {
+    // Inbound and outbound differ in shape, but an encoded payload must survive our own parser's checks.
+    const sent = JSON.parse(enc.media(PAYLOAD)) as { media: { payload: string } };
+    const inbound = buf(mediaA('40', sent.media.payload));
+    expect(scanMediaFrame(inbound)).toEqual({ ok: true, msg: { event: 'media', payload: PAYLOAD, timestampMs: 40 } });
+  });
+});
