@@ -192,6 +192,7 @@ export function parseTwiml(xml) {
 export function describeVerbs(verbs) {
   return verbs
     .map((v) => (v.verb === 'Say' ? v.text : v.text ? `<${v.verb}>${v.text}</${v.verb}>` : `<${v.verb}/>`))
+    .filter((s) => s !== '')
     .join(' ');
 }
 

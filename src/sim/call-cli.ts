@@ -45,6 +45,10 @@ export interface CliOptions {
   authToken: string;
   script: ScriptName;
   json: boolean;
+  /** The relay's PUBLIC_URL when it differs from --url (signatures are computed over it). */
+  publicUrl?: string;
+  /** Dial this ws(s) URL instead of the TwiML's `<Stream url>` (e.g. a local port behind a TLS PUBLIC_URL). */
+  streamUrl?: string;
 }
 
 /** Parse `npm run call -- …` arguments; returns a one-line complaint instead of throwing. */
@@ -59,6 +63,8 @@ export function parseCliArgs(argv: readonly string[]): { ok: true; options: CliO
         'auth-token': { type: 'string', default: DEMO_AUTH_TOKEN },
         script: { type: 'string', default: 'default' },
         json: { type: 'boolean', default: false },
+        'public-url': { type: 'string' },
+        'stream-url': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -68,6 +74,10 @@ export function parseCliArgs(argv: readonly string[]): { ok: true; options: CliO
       return { ok: false, error: `--script must be one of ${Object.keys(SCRIPTS).join(', ')} (got ${script})` };
     }
     if (!/^https?:\/\//.test(values.url)) return { ok: false, error: `--url must start with http:// or https:// (got ${values.url})` };
+    const publicUrl = values['public-url'];
+    if (publicUrl !== undefined && !/^https?:\/\//.test(publicUrl)) return { ok: false, error: `--public-url must start with http:// or https:// (got ${publicUrl})` };
+    const streamUrl = values['stream-url'];
+    if (streamUrl !== undefined && !/^wss?:\/\//.test(streamUrl)) return { ok: false, error: `--stream-url must start with ws:// or wss:// (got ${streamUrl})` };
     return {
       ok: true,
       options: {
@@ -77,6 +87,8 @@ export function parseCliArgs(argv: readonly string[]): { ok: true; options: CliO
         authToken: values['auth-token'],
         script: script as ScriptName,
         json: values.json,
+        ...(publicUrl !== undefined ? { publicUrl: publicUrl.replace(/\/+$/, '') } : {}),
+        ...(streamUrl !== undefined ? { streamUrl } : {}),
       },
     };
   } catch (err) {
@@ -263,7 +275,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   let report: CallReport;
   try {
-    report = await placeCall({ baseUrl: o.url, to: o.to, accountSid: o.accountSid, authToken: o.authToken, script: SCRIPTS[o.script], signal: abort.signal });
+    report = await placeCall({
+      baseUrl: o.url,
+      to: o.to,
+      accountSid: o.accountSid,
+      authToken: o.authToken,
+      script: SCRIPTS[o.script],
+      signal: abort.signal,
+      ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
+      ...(o.streamUrl !== undefined ? { streamUrlOverride: o.streamUrl } : {}),
+    });
   } finally {
     process.off('SIGINT', onSigint);
   }

@@ -552,7 +552,8 @@ describe('placeCall on real sockets', () => {
       ['Thanks, goodbye', 'You said: Thanks, goodbye'],
     ]);
     for (const t of r.turns) expect(t.turnLatencyMs).toBeGreaterThanOrEqual(0);
-    expect(r.framesSent).toBeGreaterThanOrEqual(50);
+    // Paced in real time by the shared ticker: one 20 ms frame per 20 ms of call, give or take a few.
+    expect(Math.abs(r.framesSent - r.durationMs / 20)).toBeLessThanOrEqual(3 + r.durationMs / 200);
     expect(callOutcome(r)).toEqual({ ok: true });
     // The relay saw Twilio's event order: start first, marks echoed, no stop (it closed the socket).
     const log = relay.events.get(r.callSid)!;
