@@ -344,9 +344,22 @@ export const CURVES: Record<'storm' | 'ramp', ArrivalCurve> = {
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The chart's autoscaling and drain values (deploy/helm/switchboard/values.yaml by default). */
-export function loadChartSettings(valuesPath = join(ROOT, 'deploy/helm/switchboard/values.yaml')): AutoscalingSettings {
-  const v = parseYaml(readFileSync(valuesPath, 'utf8')) as {
+function mergeValues(base: unknown, over: unknown): unknown {
+  if (typeof base !== 'object' || base === null || Array.isArray(base)) return over ?? base;
+  if (typeof over !== 'object' || over === null || Array.isArray(over)) return over ?? base;
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(over)) out[k] = mergeValues(out[k], v);
+  return out;
+}
+
+/**
+ * The chart's autoscaling and drain values: values.yaml, with an overrides file (e.g.
+ * values-production.yaml) merged over it the way helm merges `-f`.
+ */
+export function loadChartSettings(overridesPath?: string): AutoscalingSettings {
+  const defaults: unknown = parseYaml(readFileSync(join(ROOT, 'deploy/helm/switchboard/values.yaml'), 'utf8'));
+  const overrides: unknown = overridesPath === undefined ? {} : parseYaml(readFileSync(overridesPath, 'utf8'));
+  const v = mergeValues(defaults, overrides) as {
     autoscaling: Omit<AutoscalingSettings, 'drainTimeoutSeconds'>;
     drain: { timeoutSeconds: number };
   };

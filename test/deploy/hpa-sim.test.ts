@@ -37,6 +37,13 @@ describe('hpa-sim', () => {
     expect(chart.behavior.scaleDown.stabilizationWindowSeconds).toBeGreaterThan(0);
   });
 
+  it('merges an overrides file over the chart defaults, as helm -f does', () => {
+    const prod = loadChartSettings(resolve(ROOT, 'deploy/helm/switchboard/values-production.yaml'));
+    expect(prod.minReplicas).toBe(3);
+    expect(prod.maxReplicas).toBe(40);
+    expect(prod.behavior).toEqual(chart.behavior);
+  });
+
   it('applies rate policies as kube-controller-manager does', () => {
     const up = chart.behavior.scaleUp; // 100 % or 4 pods per 30 s, whichever is more
     expect(scaleLimit(up, 'up', 2, [], 0)).toBe(6);
