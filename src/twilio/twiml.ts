@@ -11,23 +11,28 @@ const { VoiceResponse } = twilio.twiml;
 export const MAX_STREAM_PARAMETER_CHARS = 500;
 
 /**
- * `<Connect><Stream url statusCallback><Parameter…/></Stream></Connect><Say>fallback</Say><Hangup/>`.
+ * `<Connect><Stream url statusCallback><Parameter…/></Stream></Connect>` followed by what runs once the
+ * relay closes the media socket: a `<Redirect>` to the relay (which answers according to how the call
+ * ended: hang up, dial a human, or apologise), or a spoken fallback and `<Hangup/>`.
  *
- * TwiML after `</Connect>` runs only once the relay closes the media socket, so the `<Say>` is what the
- * caller hears when the model is unavailable. The stream URL must be `wss://` (or relative) and carry
- * no query string: Twilio drops it (PROTOCOLS.md §1), so per-call data goes in `parameters`.
+ * The stream URL must be `wss://` (Twilio refuses `ws://`; plain `ws://` is accepted only for a
+ * loopback dev relay whose PUBLIC_URL is http) and carry no query string: Twilio drops it
+ * (PROTOCOLS.md §1), so per-call data goes in `parameters`.
  * @throws SwitchboardError `twilio_protocol` for a bad stream URL or an oversized parameter.
  */
 export function connectStreamTwiml(o: {
   streamUrl: string;
   statusCallbackUrl?: string;
   parameters: Record<string, string>;
-  fallbackSay: string;
+  /** POSTed by Twilio (signed) after the socket closes. */
+  afterStreamUrl?: string;
+  /** Spoken after the socket closes when there is no afterStreamUrl. */
+  fallbackSay?: string;
 }): string {
   if (o.streamUrl.includes('?')) {
     throw new SwitchboardError('twilio_protocol', 'the <Stream> url cannot carry a query string: Twilio drops it; use parameters');
   }
-  if (o.streamUrl.includes('://') && !o.streamUrl.startsWith('wss://')) {
+  if (o.streamUrl.includes('://') && !o.streamUrl.startsWith('wss://') && !isLoopbackWs(o.streamUrl)) {
     throw new SwitchboardError('twilio_protocol', `the <Stream> url must use wss:// (got ${o.streamUrl.split('://')[0] ?? ''}://)`);
   }
   const vr = new VoiceResponse();
@@ -43,9 +48,23 @@ export function connectStreamTwiml(o: {
     }
     stream.parameter({ name, value });
   }
-  vr.say(o.fallbackSay);
-  vr.hangup();
+  if (o.afterStreamUrl !== undefined) {
+    vr.redirect({ method: 'POST' }, o.afterStreamUrl);
+  } else if (o.fallbackSay !== undefined) {
+    vr.say(o.fallbackSay);
+    vr.hangup();
+  }
   return vr.toString();
+}
+
+/** ws:// to a loopback host: only a local dev relay (PUBLIC_URL http://localhost…) produces it. */
+function isLoopbackWs(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'ws:' && (u.hostname === 'localhost' || u.hostname.startsWith('127.') || u.hostname === '[::1]');
+  } catch {
+    return false;
+  }
 }
 
 /** `<Say>text</Say><Hangup/>`: unknown numbers, refused calls, the end of a call. */

@@ -31,6 +31,18 @@ describe('connectStreamTwiml', () => {
     expect(xml).toContain('<Say>Tom &amp; Jerry &lt;say&gt; "hi"</Say>');
   });
 
+  it('redirects after the stream when asked, with or without a say', () => {
+    const base = { streamUrl: 'wss://r.example/m', parameters: { tenant: 't' } };
+    const stream = '<Connect><Stream url="wss://r.example/m"><Parameter name="tenant" value="t"/></Stream></Connect>';
+    expect(connectStreamTwiml({ ...base, afterStreamUrl: 'https://r.example/twilio/after-stream?a=1&b=2' })).toBe(
+      XML_HEAD + `<Response>${stream}<Redirect method="POST">https://r.example/twilio/after-stream?a=1&amp;b=2</Redirect></Response>`,
+    );
+    expect(connectStreamTwiml({ ...base, fallbackSay: 'One moment.', afterStreamUrl: 'https://r.example/after' })).toBe(
+      XML_HEAD + `<Response>${stream}<Say>One moment.</Say><Redirect method="POST">https://r.example/after</Redirect></Response>`,
+    );
+    expect(connectStreamTwiml(base)).toBe(XML_HEAD + `<Response>${stream}</Response>`);
+  });
+
   it('refuses a parameter of 500 characters or more (name + value)', () => {
     const base = { streamUrl: 'wss://r.example/m', fallbackSay: 'bye' };
     expect(() => connectStreamTwiml({ ...base, parameters: { token: 'x'.repeat(494) } })).not.toThrow();
