@@ -8,28 +8,18 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSock
 import { CallBridge, type ModelConnector, type TwilioSocket } from '../call/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { mediaStreamUrl, type Config } from '../config.js';
-import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
+import { CloseCode, SwitchboardError } from '../errors.js';
 import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
 import { MemoryCallStore, type CallStore } from '../store/index.js';
 import { createLogger, createMetrics, type RelayMetrics } from '../telemetry/index.js';
 import { StaticTenantRegistry, type TenantDirectory } from '../tenants/index.js';
 import { BuiltinToolRunner, type ToolRunner } from '../tools/index.js';
-import {
-  connectStreamTwiml,
-  issueStreamToken,
-  sayHangupTwiml,
-  validateTwilioSignature,
-} from '../twilio/index.js';
-import { first, parseForm, pathAndQuery, readBody, reply, replyError, replyTwiml, track, type ReplyHandle } from './http.js';
-import { afterStreamTwiml } from './after-stream.js';
+import type { RelayContext } from './context.js';
+import { registerOpsRoutes } from './routes/ops.js';
+import { registerTwilioWebhooks } from './routes/twilio-webhooks.js';
 import { createStreamAuthoriser } from './stream-auth.js';
 import { loadUws } from './uws.js';
-
-/** Webhook bodies are a few hundred bytes; anything near this is not Twilio. */
-const MAX_WEBHOOK_BYTES = 64 * 1024;
-/** Stream tokens live long enough for Twilio to open the socket after fetching TwiML. */
-const STREAM_TOKEN_TTL_MS = 30_000;
 
 export interface RelayOptions {
   log?: Logger;
@@ -70,7 +60,11 @@ interface SocketData {
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
   const { uws, native } = loadUws({ allowFallback: config.allowUwsFallback });
   const log = opts.log ?? createLogger({ level: config.logLevel });
-  if (!native) log.warn({ code: 'uws_native_missing' }, 'running on the slow uWebSockets.js JS fallback (UWS_ALLOW_FALLBACK=1)');
+  if (!native)
+    log.warn(
+      { code: 'uws_native_missing' },
+      'running on the slow uWebSockets.js JS fallback (UWS_ALLOW_FALLBACK=1)',
+    );
   const metrics = opts.metrics ?? createMetrics();
   const store = opts.store ?? new MemoryCallStore();
   const tenants = opts.tenants ?? StaticTenantRegistry.demo();
@@ -149,149 +143,22 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     },
   };
 
-  /** Validate a signed Twilio form webhook; returns its params, or replies and returns undefined. */
-  async function signedForm(
-    h: ReplyHandle,
-    req: { path: string; signature: string | undefined },
-    route: string,
-  ): Promise<{ params: Record<string, string | string[]>; tenantOk: (authToken: string) => boolean } | undefined> {
-    let body: Buffer;
-    try {
-      body = await readBody(h, MAX_WEBHOOK_BYTES);
-    } catch (err) {
-      metrics.webhooks.labels(route, 'too_large').inc();
-      log.warn({ code: 'payload_too_large', route }, 'webhook body too large');
-      if (!h.aborted) {
-        h.res.cork(() => {
-          h.res.writeStatus('413 Payload Too Large').end(JSON.stringify({ error: { code: 'payload_too_large', message: errorMessage(err) } }), true);
-        });
-      }
-      return undefined;
-    }
-    const params = parseForm(body);
-    const url = config.publicUrl + req.path;
-    return {
-      params,
-      // Validate before filtering anything: the signature covers every field Twilio sent.
-      tenantOk: (authToken) => !config.validateSignatures || validateTwilioSignature(authToken, req.signature, url, params),
-    };
-  }
-
   const app: TemplatedApp = uws.App();
-
-  app.post('/twilio/voice', (res, req) => {
-    const h = track(res);
-    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
-    void (async () => {
-      const form = await signedForm(h, meta, 'voice');
-      if (!form) return;
-      const to = first(form.params['To']) ?? '';
-      const accountSid = first(form.params['AccountSid']);
-      const callSid = first(form.params['CallSid']) ?? '';
-      const tenant = tenants.byNumber(to, accountSid);
-      if (!tenant) {
-        metrics.webhooks.labels('voice', 'unknown_number').inc();
-        log.info({ code: 'tenant_unknown', to }, 'call to a number no tenant owns');
-        return replyTwiml(h, sayHangupTwiml('Sorry, the number you have called is not in service. Goodbye.'));
-      }
-      if (!form.tenantOk(tenant.resolvedAuthToken)) {
-        metrics.webhooks.labels('voice', 'bad_signature').inc();
-        log.warn({ code: 'signature_invalid', tenant: tenant.id }, 'voice webhook signature invalid');
-        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
-      }
-      if (!/^CA[0-9a-fA-F]{32}$/.test(callSid)) {
-        metrics.webhooks.labels('voice', 'bad_request').inc();
-        return replyError(h, '400 Bad Request', 'bad_request', 'CallSid missing or malformed');
-      }
-      const token = issueStreamToken(config.streamTokenSecret, { callSid, tenantId: tenant.id }, { now: clock.now(), ttlMs: STREAM_TOKEN_TTL_MS });
-      metrics.webhooks.labels('voice', 'ok').inc();
-      replyTwiml(
-        h,
-        connectStreamTwiml({
-          streamUrl,
-          statusCallbackUrl: `${config.publicUrl}/twilio/status`,
-          parameters: { tenant: tenant.id, token },
-          afterStreamUrl: `${config.publicUrl}/twilio/after-stream`,
-        }),
-      );
-    })().catch((err: unknown) => internalError(h, 'voice', err));
-  });
-
-  // TwiML after </Connect> redirects here once the media socket closes: what the caller hears next
-  // depends on how the call ended (goodbye, transfer, or the model was unavailable).
-  app.post('/twilio/after-stream', (res, req) => {
-    const h = track(res);
-    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
-    void (async () => {
-      const form = await signedForm(h, meta, 'after_stream');
-      if (!form) return;
-      const tenant = tenants.byNumber(first(form.params['To']) ?? '', first(form.params['AccountSid']));
-      if (!tenant) return replyTwiml(h, sayHangupTwiml('Sorry, something went wrong. Goodbye.'));
-      if (!form.tenantOk(tenant.resolvedAuthToken)) {
-        metrics.webhooks.labels('after_stream', 'bad_signature').inc();
-        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
-      }
-      const callSid = first(form.params['CallSid']) ?? '';
-      let outcome: string | undefined;
-      try {
-        outcome = (await store.getCall(callSid))?.outcome;
-      } catch (err) {
-        log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'after-stream lookup failed');
-      }
-      metrics.webhooks.labels('after_stream', 'ok').inc();
-      replyTwiml(h, afterStreamTwiml(outcome, tenant.humanFallbackNumber, tenant.phoneNumbers[0]));
-    })().catch((err: unknown) => internalError(h, 'after_stream', err));
-  });
-
-  app.post('/twilio/status', (res, req) => {
-    const h = track(res);
-    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
-    void (async () => {
-      const form = await signedForm(h, meta, 'status');
-      if (!form) return;
-      const accountSid = first(form.params['AccountSid']);
-      const tenant = tenants.list().find((t) => t.twilio.accountSid === accountSid);
-      if (!tenant || !form.tenantOk(tenant.resolvedAuthToken)) {
-        metrics.webhooks.labels('status', 'bad_signature').inc();
-        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
-      }
-      metrics.webhooks.labels('status', 'ok').inc();
-      log.info(
-        {
-          callSid: first(form.params['CallSid']),
-          streamEvent: first(form.params['StreamEvent']),
-          callStatus: first(form.params['CallStatus']),
-          streamError: first(form.params['StreamError']),
-        },
-        'twilio status callback',
-      );
-      reply(h, '204 No Content', '');
-    })().catch((err: unknown) => internalError(h, 'status', err));
-  });
-
-  app.get('/healthz', (res) => {
-    res.writeHeader('content-type', 'application/json').end('{"status":"ok"}');
-  });
-
-  app.get('/readyz', (res) => {
-    const h = track(res);
-    if (draining) return replyError(h, '503 Service Unavailable', 'draining', 'draining: taking no new calls');
-    void store
-      .ping()
-      .catch(() => false)
-      .then((ok) => {
-        if (ok) reply(h, '200 OK', '{"status":"ready"}', { 'content-type': 'application/json' });
-        else replyError(h, '503 Service Unavailable', 'store_unavailable', 'state store unreachable');
-      });
-  });
-
-  app.get('/metrics', (res) => {
-    const h = track(res);
-    metrics.registry
-      .metrics()
-      .then((text) => reply(h, '200 OK', text, { 'content-type': metrics.registry.contentType }))
-      .catch((err: unknown) => internalError(h, 'metrics', err));
-  });
+  const ctx: RelayContext = {
+    app,
+    config,
+    log,
+    metrics,
+    store,
+    tenants,
+    tools,
+    clock,
+    pod,
+    streamUrl,
+    isDraining: () => draining,
+  };
+  registerTwilioWebhooks(ctx);
+  registerOpsRoutes(ctx);
 
   app.ws<SocketData>('/twilio/media', {
     compression: uws.DISABLED,
@@ -351,14 +218,11 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   });
 
   app.any('/*', (res) => {
-    res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end('{"error":{"code":"not_found","message":"no such route"}}');
+    res
+      .writeStatus('404 Not Found')
+      .writeHeader('content-type', 'application/json')
+      .end('{"error":{"code":"not_found","message":"no such route"}}');
   });
-
-  function internalError(h: ReplyHandle, route: string, err: unknown): void {
-    metrics.webhooks.labels(route, 'error').inc();
-    log.error({ code: 'internal', route, err: errorMessage(err) }, 'request failed');
-    replyError(h, '500 Internal Server Error', 'internal', 'internal error');
-  }
 
   const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
     app.listen(config.host, config.port, (s) => {
@@ -366,8 +230,11 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       else reject(new SwitchboardError('internal', `cannot listen on ${config.host}:${config.port}`));
     });
   });
-  const port = uws.us_socket_local_port(listenSocket as never);
-  log.info({ port, host: config.host, provider: model.provider, publicUrl: config.publicUrl, native }, 'relay listening');
+  const port = uws.us_socket_local_port(listenSocket);
+  log.info(
+    { port, host: config.host, provider: model.provider, publicUrl: config.publicUrl, native },
+    'relay listening',
+  );
 
   let closed = false;
   const relay: Relay = {

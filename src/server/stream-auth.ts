@@ -22,15 +22,28 @@ export interface StreamAuthDeps {
 const CONSUMED_TTL_SECONDS = 600;
 
 export function createStreamAuthoriser(d: StreamAuthDeps) {
-  return async function authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation> {
+  return async function authorise(
+    start: StartInfo,
+    upgradeSignature: string | undefined,
+  ): Promise<Authorisation> {
     const tenantId = start.customParameters['tenant'] ?? '';
     const tenant = d.tenants.byId(tenantId);
-    const refuse = (reason: string): Authorisation => ({ ok: false, code: CloseCode.streamTokenInvalid, reason, outcome: 'rejected_token' });
+    const refuse = (reason: string): Authorisation => ({
+      ok: false,
+      code: CloseCode.streamTokenInvalid,
+      reason,
+      outcome: 'rejected_token',
+    });
     if (!tenant) return refuse('unknown tenant');
     if (tenant.twilio.accountSid !== start.accountSid) return refuse('account does not own tenant');
     if (d.validateSignatures && upgradeSignature !== undefined) {
       if (!validateUpgradeSignature(tenant.resolvedAuthToken, upgradeSignature, d.streamUrl)) {
-        return { ok: false, code: CloseCode.signatureInvalid, reason: 'upgrade signature invalid', outcome: 'rejected_token' };
+        return {
+          ok: false,
+          code: CloseCode.signatureInvalid,
+          reason: 'upgrade signature invalid',
+          outcome: 'rejected_token',
+        };
       }
     }
     const check = verifyStreamToken(d.secret, start.customParameters['token'], {

@@ -3,9 +3,10 @@
  * `ws`-based shim when its binary does not load, which would pass every test and fail in production.
  */
 import { createRequire } from 'node:module';
+import type * as UwsModule from 'uWebSockets.js';
 import { SwitchboardError } from '../errors.js';
 
-export type Uws = typeof import('uWebSockets.js');
+export type Uws = typeof UwsModule;
 
 const require = createRequire(import.meta.url);
 

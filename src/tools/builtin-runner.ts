@@ -2,7 +2,7 @@
  * The ToolRunner used by the relay: validates arguments with each tool's zod schema and runs it.
  * Bad JSON or arguments answer the model with the schema's complaint, so it can try again.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { errorMessage } from '../errors.js';
 import type { Tenant } from '../tenants/index.js';
 import { EndCallArgs, endCall, endCallDefinition } from './end-call.js';
@@ -15,7 +15,7 @@ interface ToolImpl<S extends z.ZodType> {
 }
 
 function tool<S extends z.ZodType>(impl: ToolImpl<S>): ToolImpl<z.ZodType> {
-  return impl as unknown as ToolImpl<z.ZodType>;
+  return impl;
 }
 
 export class BuiltinToolRunner implements ToolRunner {

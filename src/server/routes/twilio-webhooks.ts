@@ -1,0 +1,166 @@
+/**
+ * Twilio's signed form webhooks: the voice webhook answering TwiML with a one-time stream token,
+ * the after-stream redirect deciding what the caller hears next, and status callbacks.
+ */
+import { errorMessage } from '../../errors.js';
+import {
+  connectStreamTwiml,
+  issueStreamToken,
+  sayHangupTwiml,
+  validateTwilioSignature,
+} from '../../twilio/index.js';
+import { afterStreamTwiml } from '../after-stream.js';
+import type { RelayContext } from '../context.js';
+import {
+  first,
+  parseForm,
+  pathAndQuery,
+  readBody,
+  reply,
+  replyError,
+  replyTwiml,
+  track,
+  type ReplyHandle,
+} from '../http.js';
+
+/** Webhook bodies are a few hundred bytes; anything near this is not Twilio. */
+const MAX_WEBHOOK_BYTES = 64 * 1024;
+/** Stream tokens live long enough for Twilio to open the socket after fetching TwiML. */
+const STREAM_TOKEN_TTL_MS = 30_000;
+
+export function registerTwilioWebhooks(ctx: RelayContext): void {
+  const { app, config, log, metrics, store, tenants, clock, streamUrl } = ctx;
+
+  /** Validate a signed Twilio form webhook; returns its params, or replies and returns undefined. */
+  async function signedForm(
+    h: ReplyHandle,
+    req: { path: string; signature: string | undefined },
+    route: string,
+  ): Promise<
+    { params: Record<string, string | string[]>; tenantOk: (authToken: string) => boolean } | undefined
+  > {
+    let body: Buffer;
+    try {
+      body = await readBody(h, MAX_WEBHOOK_BYTES);
+    } catch (err) {
+      metrics.webhooks.labels(route, 'too_large').inc();
+      log.warn({ code: 'payload_too_large', route }, 'webhook body too large');
+      if (!h.aborted) {
+        h.res.cork(() => {
+          h.res
+            .writeStatus('413 Payload Too Large')
+            .end(JSON.stringify({ error: { code: 'payload_too_large', message: errorMessage(err) } }), true);
+        });
+      }
+      return undefined;
+    }
+    const params = parseForm(body);
+    const url = config.publicUrl + req.path;
+    return {
+      params,
+      // Validate before filtering anything: the signature covers every field Twilio sent.
+      tenantOk: (authToken) =>
+        !config.validateSignatures || validateTwilioSignature(authToken, req.signature, url, params),
+    };
+  }
+
+  app.post('/twilio/voice', (res, req) => {
+    const h = track(res);
+    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
+    void (async () => {
+      const form = await signedForm(h, meta, 'voice');
+      if (!form) return;
+      const to = first(form.params['To']) ?? '';
+      const accountSid = first(form.params['AccountSid']);
+      const callSid = first(form.params['CallSid']) ?? '';
+      const tenant = tenants.byNumber(to, accountSid);
+      if (!tenant) {
+        metrics.webhooks.labels('voice', 'unknown_number').inc();
+        log.info({ code: 'tenant_unknown', to }, 'call to a number no tenant owns');
+        return replyTwiml(h, sayHangupTwiml('Sorry, the number you have called is not in service. Goodbye.'));
+      }
+      if (!form.tenantOk(tenant.resolvedAuthToken)) {
+        metrics.webhooks.labels('voice', 'bad_signature').inc();
+        log.warn({ code: 'signature_invalid', tenant: tenant.id }, 'voice webhook signature invalid');
+        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
+      }
+      if (!/^CA[0-9a-fA-F]{32}$/.test(callSid)) {
+        metrics.webhooks.labels('voice', 'bad_request').inc();
+        return replyError(h, '400 Bad Request', 'bad_request', 'CallSid missing or malformed');
+      }
+      const token = issueStreamToken(
+        config.streamTokenSecret,
+        { callSid, tenantId: tenant.id },
+        { now: clock.now(), ttlMs: STREAM_TOKEN_TTL_MS },
+      );
+      metrics.webhooks.labels('voice', 'ok').inc();
+      replyTwiml(
+        h,
+        connectStreamTwiml({
+          streamUrl,
+          statusCallbackUrl: `${config.publicUrl}/twilio/status`,
+          parameters: { tenant: tenant.id, token },
+          afterStreamUrl: `${config.publicUrl}/twilio/after-stream`,
+        }),
+      );
+    })().catch((err: unknown) => internalError(h, 'voice', err));
+  });
+
+  // TwiML after </Connect> redirects here once the media socket closes: what the caller hears next
+  // depends on how the call ended (goodbye, transfer, or the model was unavailable).
+  app.post('/twilio/after-stream', (res, req) => {
+    const h = track(res);
+    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
+    void (async () => {
+      const form = await signedForm(h, meta, 'after_stream');
+      if (!form) return;
+      const tenant = tenants.byNumber(first(form.params['To']) ?? '', first(form.params['AccountSid']));
+      if (!tenant) return replyTwiml(h, sayHangupTwiml('Sorry, something went wrong. Goodbye.'));
+      if (!form.tenantOk(tenant.resolvedAuthToken)) {
+        metrics.webhooks.labels('after_stream', 'bad_signature').inc();
+        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
+      }
+      const callSid = first(form.params['CallSid']) ?? '';
+      let outcome: string | undefined;
+      try {
+        outcome = (await store.getCall(callSid))?.outcome;
+      } catch (err) {
+        log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'after-stream lookup failed');
+      }
+      metrics.webhooks.labels('after_stream', 'ok').inc();
+      replyTwiml(h, afterStreamTwiml(outcome, tenant.humanFallbackNumber, tenant.phoneNumbers[0]));
+    })().catch((err: unknown) => internalError(h, 'after_stream', err));
+  });
+
+  app.post('/twilio/status', (res, req) => {
+    const h = track(res);
+    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
+    void (async () => {
+      const form = await signedForm(h, meta, 'status');
+      if (!form) return;
+      const accountSid = first(form.params['AccountSid']);
+      const tenant = tenants.list().find((t) => t.twilio.accountSid === accountSid);
+      if (!tenant || !form.tenantOk(tenant.resolvedAuthToken)) {
+        metrics.webhooks.labels('status', 'bad_signature').inc();
+        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
+      }
+      metrics.webhooks.labels('status', 'ok').inc();
+      log.info(
+        {
+          callSid: first(form.params['CallSid']),
+          streamEvent: first(form.params['StreamEvent']),
+          callStatus: first(form.params['CallStatus']),
+          streamError: first(form.params['StreamError']),
+        },
+        'twilio status callback',
+      );
+      reply(h, '204 No Content', '');
+    })().catch((err: unknown) => internalError(h, 'status', err));
+  });
+
+  function internalError(h: ReplyHandle, route: string, err: unknown): void {
+    metrics.webhooks.labels(route, 'error').inc();
+    log.error({ code: 'internal', route, err: errorMessage(err) }, 'request failed');
+    replyError(h, '500 Internal Server Error', 'internal', 'internal error');
+  }
+}

@@ -1,0 +1,2 @@
+export * from './sim-model.js';
+export * from './sim-caller.js';
