@@ -66,7 +66,14 @@ export interface BridgeLimits {
   windDownMs: number;
 }
 
+/** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
+export interface CallLifecycleListener {
+  callStarted?(call: { callSid: string; tenant: Tenant }): void;
+  callEnded?(call: { callSid: string; tenant: Tenant; outcome: CallOutcome }): void;
+}
+
 export interface BridgeDeps {
+  listeners?: readonly CallLifecycleListener[];
   clock: Clock;
   store: CallStore;
   tools: ToolRunner;
@@ -105,6 +112,7 @@ export class CallBridge {
   private invalidMessages = 0;
   private twilioOpen = true;
   private counted = false;
+  private authorised = false;
   private startedAt = 0;
   private sessionConfigured = false;
   private readonly cancelTimers: (() => void)[] = [];
@@ -241,8 +249,10 @@ export class CallBridge {
     this.tenant = a.tenant;
     this.log = this.log.child({ tenant: a.tenant.id });
     this.move({ type: 'authorised', tenantId: a.tenant.id });
+    this.authorised = true;
     this.counted = true;
     this.deps.metrics.activeCalls.inc();
+    this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
@@ -561,6 +571,16 @@ export class CallBridge {
     }
   }
 
+  private notify(fn: (l: CallLifecycleListener) => void): void {
+    for (const l of this.deps.listeners ?? []) {
+      try {
+        fn(l);
+      } catch (err) {
+        this.log.warn({ code: 'internal', err: errorMessage(err) }, 'call lifecycle listener failed');
+      }
+    }
+  }
+
   private move(input: CallInput): void {
     const next = transition(this.state, input);
     if (next) this.state = next;
@@ -602,7 +622,9 @@ export class CallBridge {
       this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
     }
     if (callSid && this.tenant) {
-      this.background(this.deps.store.endCall(callSid, outcome, this.tenant.retentionDays * 86_400), 'store.endCall');
+      const tenant = this.tenant;
+      this.background(this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400), 'store.endCall');
+      if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }
     this.log.info(
       {

@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
-import { CallBridge, type ModelConnector, type TwilioSocket } from '../call/index.js';
+import { CallBridge, type CallLifecycleListener, type ModelConnector, type TwilioSocket } from '../call/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { mediaStreamUrl, type Config } from '../config.js';
 import { CloseCode, SwitchboardError } from '../errors.js';
@@ -31,6 +31,8 @@ export interface RelayOptions {
   pod?: string;
   /** Use this model connector instead of the one derived from config (tests, bench). */
   model?: ModelConnector;
+  /** Told when calls start and end (leases, summaries). */
+  listeners?: readonly CallLifecycleListener[];
 }
 
 export interface Relay {
@@ -123,6 +125,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   };
 
   const bridgeDeps = {
+    listeners: opts.listeners ?? [],
     clock,
     store,
     tools,
