@@ -149,7 +149,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     },
   };
   // Pre-create the label sets dashboards expect, so series exist from the first scrape.
-  m.frameRelay.labels('caller_to_model');
-  m.frameRelay.labels('model_to_caller');
+  m.frameRelay.zero({ direction: 'caller_to_model' });
+  m.frameRelay.zero({ direction: 'model_to_caller' });
   return m;
 }

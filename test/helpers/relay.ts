@@ -1,0 +1,77 @@
+/**
+ * Starts a real relay (native uWS, real sockets) on a free loopback port for a test, with
+ * PUBLIC_URL pointing at it so signatures and TwiML URLs are what Twilio would use.
+ */
+import { loadConfig } from '../../src/config.js';
+import { startRelay, type Relay, type RelayOptions } from '../../src/server/index.js';
+import { silentLogger } from '../../src/telemetry/index.js';
+import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../../src/tenants/index.js';
+import { computeTwilioSignature } from '../../src/twilio/index.js';
+import { freePort } from './redis-server.js';
+
+export const TEST_SECRET = 'test-stream-token-secret-0123456789abcdef';
+
+export async function startTestRelay(env: Record<string, string> = {}, opts: RelayOptions = {}): Promise<Relay> {
+  const port = await freePort();
+  const config = loadConfig({
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    SIM_MODEL_MODE: 'loadtest',
+    STREAM_TOKEN_SECRET: TEST_SECRET,
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+  return startRelay(config, { log: silentLogger(), ...opts });
+}
+
+export const demo = { to: DEMO_NUMBER, accountSid: DEMO_ACCOUNT_SID, authToken: DEMO_AUTH_TOKEN };
+
+/** POST a signed Twilio form webhook to the relay, as Twilio would. */
+export async function signedPost(
+  relay: Relay,
+  path: string,
+  fields: Record<string, string>,
+  authToken = DEMO_AUTH_TOKEN,
+): Promise<{ status: number; body: string }> {
+  const url = relay.url + path;
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      'x-twilio-signature': computeTwilioSignature(authToken, url, fields),
+    },
+    body: new URLSearchParams(fields).toString(),
+  });
+  return { status: res.status, body: await res.text() };
+}
+
+/** Read one counter/histogram sample from /metrics text. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0;
+  let found = false;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (.+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const lbl = m[2] ?? '';
+    if (!Object.entries(labels).every(([k, v]) => lbl.includes(`${k}="${v}"`))) continue;
+    total += Number(m[3]);
+    found = true;
+  }
+  return found ? total : 0;
+}
+
+export async function scrape(relay: Relay): Promise<string> {
+  return (await fetch(`${relay.url}/metrics`)).text();
+}
+
+/** Poll `check` until it returns true (bounded). For state with no event to await. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
