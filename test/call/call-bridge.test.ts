@@ -1,0 +1,452 @@
+/**
+ * The call bridge driven by scripted doubles: a Twilio socket and a model socket that record what
+ * the bridge sends and let the test play the other side's events, with a manual clock.
+ */
+import { beforeEach, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/telemetry/logger.js';
+import { CallBridge, type BridgeDeps, type TwilioSocket } from '../../src/call/call-bridge.js';
+import type { Clock } from '../../src/clock.js';
+import type { RealtimeSocket } from '../../src/model/index.js';
+import { MemoryCallStore } from '../../src/store/index.js';
+import { createMetrics, type RelayMetrics } from '../../src/telemetry/metrics.js';
+import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
+import { BuiltinToolRunner } from '../../src/tools/index.js';
+
+const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
+
+class ManualClock implements Clock {
+  t = 1_000_000;
+  timers: { at: number; fn: () => void; live: boolean }[] = [];
+  now = () => this.t;
+  mono = () => this.t;
+  after(ms: number, fn: () => void): () => void {
+    const timer = { at: this.t + ms, fn, live: true };
+    this.timers.push(timer);
+    return () => {
+      timer.live = false;
+    };
+  }
+  advance(ms: number): void {
+    this.t += ms;
+    for (const timer of this.timers) {
+      if (timer.live && timer.at <= this.t) {
+        timer.live = false;
+        timer.fn();
+      }
+    }
+  }
+}
+
+class FakeTwilio implements TwilioSocket {
+  sent: unknown[] = [];
+  buffered = 0;
+  ended: { code: number; reason: string } | undefined;
+  send(text: string): number {
+    this.sent.push(JSON.parse(text));
+    return 1;
+  }
+  bufferedAmount(): number {
+    return this.buffered;
+  }
+  cork(fn: () => void): void {
+    fn();
+  }
+  end(code: number, reason: string): void {
+    this.ended = { code, reason };
+  }
+  events(name: string): Record<string, unknown>[] {
+    return (this.sent as Record<string, unknown>[]).filter((m) => m['event'] === name);
+  }
+}
+
+class FakeModel implements RealtimeSocket {
+  sent: Record<string, unknown>[] = [];
+  bufferedAmount = 0;
+  isOpen = true;
+  droppedSends = 0;
+  closed: number | undefined;
+  private msg: ((d: Buffer) => void) | undefined;
+  private closeCb: ((code: number, reason: string) => void) | undefined;
+  send(text: string): void {
+    this.sent.push(JSON.parse(text) as Record<string, unknown>);
+  }
+  onMessage(cb: (d: Buffer) => void): void {
+    this.msg = cb;
+  }
+  onClose(cb: (code: number, reason: string) => void): void {
+    this.closeCb = cb;
+  }
+  close(code = 1000): void {
+    this.closed = code;
+    this.isOpen = false;
+  }
+  emit(ev: Record<string, unknown>): void {
+    this.msg!(Buffer.from(JSON.stringify(ev)));
+  }
+  drop(code: number): void {
+    this.closeCb!(code, 'gone');
+  }
+  types(): string[] {
+    return this.sent.map((e) => e['type'] as string);
+  }
+}
+
+const STREAM = 'MZ00000000000000000000000000000001';
+const CALL = 'CA00000000000000000000000000000001';
+const payload = (bytes = 160, fill = 0xff) => Buffer.alloc(bytes, fill).toString('base64');
+
+function startMsg(): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      event: 'start',
+      sequenceNumber: '1',
+      streamSid: STREAM,
+      start: {
+        accountSid: tenant.twilio.accountSid,
+        streamSid: STREAM,
+        callSid: CALL,
+        tracks: ['inbound'],
+        customParameters: { tenant: 'demo', token: 't' },
+        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      },
+    }),
+  );
+}
+
+let seq = 1;
+function mediaMsg(ts: number, p = payload()): Buffer {
+  seq++;
+  return Buffer.from(
+    `{"event":"media","sequenceNumber":"${seq}","streamSid":"${STREAM}","media":{"track":"inbound","chunk":"${seq}","timestamp":"${ts}","payload":"${p}"}}`,
+  );
+}
+const markMsg = (name: string) => Buffer.from(JSON.stringify({ event: 'mark', sequenceNumber: '9', streamSid: STREAM, mark: { name } }));
+
+const pcmuSession = { type: 'session.updated', session: { type: 'realtime', audio: { input: { format: { type: 'audio/pcmu' } }, output: { format: { type: 'audio/pcmu' } } } } };
+const delta = (responseId: string, itemId: string, bytes = 800) => ({
+  type: 'response.output_audio.delta',
+  event_id: 'ev',
+  response_id: responseId,
+  item_id: itemId,
+  output_index: 0,
+  content_index: 0,
+  delta: payload(bytes, 0x10),
+});
+
+interface Harness {
+  bridge: CallBridge;
+  twilio: FakeTwilio;
+  model: FakeModel;
+  clock: ManualClock;
+  metrics: RelayMetrics;
+  store: MemoryCallStore;
+  connect: { resolve: () => void; reject: (e: Error) => void; signal: AbortSignal | undefined; calls: number };
+  ended: boolean;
+}
+
+const flush = () => new Promise((r) => setImmediate(r));
+
+function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true): Harness {
+  const clock = new ManualClock();
+  const twilio = new FakeTwilio();
+  const model = new FakeModel();
+  const metrics = createMetrics({ defaultMetrics: false });
+  const store = new MemoryCallStore(() => clock.t);
+  const h = { twilio, model, clock, metrics, store, ended: false } as Harness;
+  h.connect = { resolve: () => {}, reject: () => {}, signal: undefined, calls: 0 };
+  const deps: BridgeDeps = {
+    clock,
+    store,
+    tools: new BuiltinToolRunner(),
+    metrics,
+    log: silentLogger(),
+    pod: 'pod-a',
+    authorise: () => Promise.resolve({ ok: true, tenant }),
+    model: {
+      provider: 'sim',
+      shape: 'ga',
+      connect: (signal) => {
+        h.connect.calls++;
+        h.connect.signal = signal;
+        if (autoConnect) return Promise.resolve(model);
+        return new Promise((resolve, reject) => {
+          h.connect.resolve = () => resolve(model);
+          h.connect.reject = reject;
+        });
+      },
+    },
+    limits: {
+      twilioMaxBackpressureBytes: 64 * 1024,
+      modelMaxBufferedBytes: 64 * 1024,
+      twilioMaxMessageBytes: 64 * 1024,
+      callerAudioRingFrames: 250,
+      maxCallMs: 3_600_000,
+      modelConnectTimeoutMs: 5000,
+      frameMetrics: true,
+      windDownMs: 15_000,
+      ...limits,
+    },
+  };
+  h.bridge = new CallBridge(twilio, deps, undefined, () => {
+    h.ended = true;
+  });
+  return h;
+}
+
+async function live(h: Harness): Promise<void> {
+  h.bridge.onTwilioMessage(Buffer.from('{"event":"connected","protocol":"Call","version":"1.0.0"}'), false);
+  h.bridge.onTwilioMessage(startMsg(), false);
+  await flush();
+  h.model.emit(pcmuSession);
+  expect(h.bridge.state.kind).toBe('live');
+}
+
+async function dropped(m: RelayMetrics, direction: string, reason: string): Promise<number> {
+  const v = (await m.framesDropped.get()).values.find((x) => x.labels['direction'] === direction && x.labels['reason'] === reason);
+  return v?.value ?? 0;
+}
+
+beforeEach(() => {
+  seq = 1;
+});
+
+describe('CallBridge', () => {
+  it('closes with 4000 on media before start and never connects upstream', () => {
+    const h = harness();
+    h.bridge.onTwilioMessage(mediaMsg(0), false);
+    expect(h.twilio.ended).toEqual({ code: 4000, reason: 'media before start' });
+    expect(h.connect.calls).toBe(0);
+    expect(h.ended).toBe(true);
+  });
+
+  it('configures the session, flushes audio that arrived while connecting, then greets', async () => {
+    const h = harness({}, false);
+    h.bridge.onTwilioMessage(startMsg(), false);
+    h.bridge.onTwilioMessage(mediaMsg(0, payload(160, 1)), false);
+    h.bridge.onTwilioMessage(mediaMsg(20, payload(160, 2)), false);
+    await flush();
+    expect(h.bridge.state.kind).toBe('connecting');
+    h.connect.resolve();
+    await flush();
+    expect(h.model.types()).toEqual(['session.update']);
+    const session = h.model.sent[0]!['session'] as Record<string, unknown>;
+    expect(session['type']).toBe('realtime');
+    expect(JSON.stringify(session)).toContain('"audio/pcmu"');
+    h.model.emit(pcmuSession);
+    expect(h.model.types()).toEqual(['session.update', 'input_audio_buffer.append', 'input_audio_buffer.append', 'response.create']);
+    expect(h.model.sent[1]!['audio']).toBe(payload(160, 1));
+    expect(h.model.sent[2]!['audio']).toBe(payload(160, 2));
+    expect(JSON.stringify(h.model.sent[3])).toContain(`exactly: ${tenant.model.greeting}`);
+    h.bridge.onTwilioMessage(mediaMsg(40, payload(160, 3)), false);
+    expect(h.model.sent[4]).toEqual({ type: 'input_audio_buffer.append', audio: payload(160, 3) });
+  });
+
+  it('refuses a model that did not accept μ-law (forwarding 24 kHz PCM would be static)', async () => {
+    const h = harness();
+    h.bridge.onTwilioMessage(startMsg(), false);
+    await flush();
+    h.model.emit({ type: 'session.updated', session: { type: 'realtime', audio: { output: { format: { type: 'audio/pcm', rate: 24000 } } } } });
+    expect(h.twilio.ended?.code).toBe(4010);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.model.closed).toBe(1000);
+  });
+
+  it('drops the oldest frames when the ring overflows while the model connects', async () => {
+    const h = harness({ callerAudioRingFrames: 5 }, false);
+    h.bridge.onTwilioMessage(startMsg(), false);
+    for (let i = 0; i < 8; i++) h.bridge.onTwilioMessage(mediaMsg(i * 20, payload(160, i)), false);
+    expect(await dropped(h.metrics, 'caller_to_model', 'model_not_ready')).toBe(3);
+    h.connect.resolve();
+    await flush();
+    h.model.emit(pcmuSession);
+    const appends = h.model.sent.filter((e) => e['type'] === 'input_audio_buffer.append').map((e) => e['audio']);
+    expect(appends).toEqual([3, 4, 5, 6, 7].map((i) => payload(160, i)));
+  });
+
+  it('relays model audio with a mark after each chunk, on the stream sid', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    h.model.emit(delta('resp_1', 'item_1'));
+    h.model.emit(delta('resp_1', 'item_1'));
+    const out = h.twilio.sent as Record<string, unknown>[];
+    expect(out.map((m) => m['event'])).toEqual(['media', 'mark', 'media', 'mark']);
+    expect(out[0]).toEqual({ event: 'media', streamSid: STREAM, media: { payload: payload(800, 0x10) } });
+    expect(out[1]).toMatchObject({ event: 'mark', streamSid: STREAM });
+    expect(((out[1]!['mark'] as { name: string }).name)).toMatch(/^item_1:100:g0:m1$/);
+    expect(((out[3]!['mark'] as { name: string }).name)).toMatch(/^item_1:200:g0:m2$/);
+  });
+
+  it('barge-in while the model is talking: clear first, truncate at what was heard, cancel, drop stale audio', async () => {
+    const h = harness();
+    await live(h);
+    h.bridge.onTwilioMessage(mediaMsg(1000), false);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    for (let i = 0; i < 5; i++) h.model.emit(delta('resp_1', 'item_1')); // 500 ms sent at stream time 1000
+    const marks = h.twilio.events('mark').map((m) => (m['mark'] as { name: string }).name);
+    // Twilio played the first 200 ms (two marks echoed by stream time 1200), then 60 ms more.
+    h.bridge.onTwilioMessage(mediaMsg(1200), false);
+    h.bridge.onTwilioMessage(markMsg(marks[0]!), false);
+    h.bridge.onTwilioMessage(markMsg(marks[1]!), false);
+    h.bridge.onTwilioMessage(mediaMsg(1260), false);
+    const before = h.twilio.sent.length;
+    const modelBefore = h.model.sent.length;
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 900, item_id: 'item_c' });
+    expect(h.twilio.sent.slice(before)).toEqual([{ event: 'clear', streamSid: STREAM }]);
+    expect(h.model.sent.slice(modelBefore)).toEqual([
+      { type: 'conversation.item.truncate', item_id: 'item_1', content_index: 0, audio_end_ms: 260 },
+      { type: 'response.cancel', response_id: 'resp_1' },
+    ]);
+    // Audio of the cancelled response still in flight is not played.
+    h.model.emit(delta('resp_1', 'item_1'));
+    expect(h.twilio.sent.length).toBe(before + 1);
+    expect(await dropped(h.metrics, 'model_to_caller', 'stale_response')).toBe(1);
+    // Marks echoed by the clear (old generation) are ignored; a new response plays normally.
+    h.bridge.onTwilioMessage(markMsg(marks[4]!), false);
+    h.model.emit({ type: 'response.done', response: { id: 'resp_1', status: 'cancelled', status_details: { type: 'cancelled', reason: 'turn_detected' } } });
+    h.model.emit({ type: 'response.created', response: { id: 'resp_2', status: 'in_progress' } });
+    h.model.emit(delta('resp_2', 'item_2'));
+    expect((h.twilio.sent.at(-1) as { mark: { name: string } }).mark.name).toMatch(/^item_2:100:g1:/);
+  });
+
+  it('no barge-in work when nothing is playing', async () => {
+    const h = harness();
+    await live(h);
+    const n = h.twilio.sent.length;
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 10, item_id: 'item_c' });
+    expect(h.twilio.sent.length).toBe(n);
+    expect(h.model.types()).not.toContain('conversation.item.truncate');
+  });
+
+  it('tool call: output sent at once, follow-up only after response.done, end_call hangs up after the goodbye played', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
+    h.model.emit({
+      type: 'response.output_item.done',
+      response_id: 'resp_t',
+      output_index: 0,
+      item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'end_call', arguments: '{"reason":"done"}' },
+    });
+    await flush();
+    const out = h.model.sent.find((e) => e['type'] === 'conversation.item.create')!;
+    expect(out).toEqual({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: 'call_1', output: expect.stringContaining('"ok":true') as unknown } });
+    const creates = () => h.model.types().filter((t) => t === 'response.create').length;
+    expect(creates()).toBe(1); // only the greeting so far: wait for response.done
+    h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
+    expect(creates()).toBe(2);
+    expect(h.bridge.state.kind).toBe('ending');
+    // The goodbye: played fully before the line closes.
+    h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
+    h.model.emit(delta('resp_g', 'item_g'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_g', status: 'completed', output: [] } });
+    expect(h.twilio.ended).toBeUndefined();
+    const mark = (h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name;
+    h.bridge.onTwilioMessage(markMsg(mark), false);
+    expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
+    const rec = await h.store.getCall(CALL);
+    expect(rec?.outcome).toBe('ended_by_assistant');
+    expect(rec?.tools.map((t) => t.name)).toEqual(['end_call']);
+  });
+
+  it('answers an unknown tool with an error result instead of failing the call', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({
+      type: 'response.output_item.done',
+      response_id: 'r',
+      output_index: 0,
+      item: { id: 'i', type: 'function_call', call_id: 'call_x', name: 'launch_rockets', arguments: '{}' },
+    });
+    await flush();
+    const out = h.model.sent.find((e) => e['type'] === 'conversation.item.create') as { item: { output: string } };
+    expect(JSON.parse(out.item.output)).toEqual({ ok: false, error: 'No tool named launch_rockets is available on this call.' });
+    expect(h.bridge.state.kind).toBe('live');
+    const tool = (await h.metrics.toolCall.get()).values.find((v) => v.metricName === 'switchboard_tool_call_seconds_count');
+    expect(tool?.labels).toEqual({ tool: 'unknown', outcome: 'unknown_tool' });
+  });
+
+  it('backpressure: drops audio toward a slow Twilio and caller audio toward a slow model, counted', async () => {
+    const h = harness({ twilioMaxBackpressureBytes: 16 * 1024, modelMaxBufferedBytes: 16 * 1024 });
+    await live(h);
+    h.twilio.buffered = 20 * 1024;
+    const n = h.twilio.sent.length;
+    h.model.emit(delta('resp_1', 'item_1'));
+    expect(h.twilio.sent.length).toBe(n);
+    expect(await dropped(h.metrics, 'model_to_caller', 'caller_backpressure')).toBe(1);
+    h.model.bufferedAmount = 20 * 1024;
+    const m = h.model.sent.length;
+    h.bridge.onTwilioMessage(mediaMsg(100), false);
+    expect(h.model.sent.length).toBe(m);
+    expect(await dropped(h.metrics, 'caller_to_model', 'model_backpressure')).toBe(1);
+    expect(h.bridge.state.kind).toBe('live');
+  });
+
+  it('counts malformed messages and closes after too many; oversized messages close with 1009', async () => {
+    const h = harness();
+    await live(h);
+    for (let i = 0; i < 19; i++) h.bridge.onTwilioMessage(Buffer.from('{not json'), false);
+    expect(h.twilio.ended).toBeUndefined();
+    h.bridge.onTwilioMessage(Buffer.from('{"event":"media"}'), false);
+    expect(h.twilio.ended?.code).toBe(4001);
+    const big = harness({ twilioMaxMessageBytes: 1024 });
+    await live(big);
+    big.bridge.onTwilioMessage(Buffer.alloc(2048, 0x20), false);
+    expect(big.twilio.ended?.code).toBe(1009);
+  });
+
+  it('a second start on one stream closes with 4006', async () => {
+    const h = harness();
+    await live(h);
+    h.bridge.onTwilioMessage(startMsg(), false);
+    expect(h.twilio.ended?.code).toBe(4006);
+  });
+
+  it('hang-up while the model connects aborts the connect and closes a late socket', async () => {
+    const h = harness({}, false);
+    h.bridge.onTwilioMessage(startMsg(), false);
+    await flush();
+    expect(h.connect.signal?.aborted).toBe(false);
+    h.bridge.onTwilioClose(1006);
+    expect(h.connect.signal?.aborted).toBe(true);
+    h.connect.resolve();
+    await flush();
+    expect(h.model.closed).toBe(1000);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'caller_hung_up' });
+    expect((await h.metrics.activeCalls.get()).values[0]?.value).toBe(0);
+  });
+
+  it('the model dropping mid-call ends the call with 4010 so the caller gets the fallback', async () => {
+    const h = harness();
+    await live(h);
+    h.model.drop(1006);
+    expect(h.twilio.ended?.code).toBe(4010);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+  });
+
+  it('a fatal model error ends the call; benign races do not', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'conversation_already_has_active_response', message: 'busy' } });
+    expect(h.bridge.state.kind).toBe('live');
+    h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'session_expired', message: 'expired' } });
+    expect(h.twilio.ended?.code).toBe(4010);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
+  });
+
+  it('ends a call that runs past MAX_CALL_SECONDS', async () => {
+    const h = harness({ maxCallMs: 60_000 });
+    await live(h);
+    h.clock.advance(60_001);
+    expect(h.twilio.ended?.code).toBe(4014);
+  });
+
+  it('a session.update the model never confirms ends the call within the connect timeout', async () => {
+    const h = harness({ modelConnectTimeoutMs: 3000 });
+    h.bridge.onTwilioMessage(startMsg(), false);
+    await flush();
+    h.clock.advance(3001);
+    expect(h.twilio.ended?.code).toBe(4010);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable' });
+  });
+});
