@@ -34,6 +34,8 @@ export interface ToolContext {
   callId: string;
   log: Logger;
   signal: AbortSignal;
+  /** W3C traceparent of the tool's span, for outgoing requests (tenant webhook tools). */
+  traceparent?: string;
 }
 
 export interface ToolRunner {
