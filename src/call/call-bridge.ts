@@ -2,6 +2,7 @@
  * One call: the Twilio media socket on one side, the realtime model socket on the other. Owns the
  * per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected (server/ owns uWS).
  */
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
@@ -19,7 +20,7 @@ import {
   type SessionShape,
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
-import type { CallOutcome, DropReason, RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallEffect, ToolRunner } from '../tools/index.js';
 import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
@@ -90,6 +91,9 @@ const MAX_INVALID_MESSAGES = 20;
 /** Stream-time ring of append times, for mapping the model's audio_end_ms back to wall time. */
 const APPEND_TIMES = 512;
 
+/** Outcomes that mark the call span as an error. */
+const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
+
 interface ResponseTools {
   pending: number;
   done: boolean;
@@ -124,6 +128,8 @@ export class CallBridge {
   private lastModelAudioMono = 0;
   private turns = 0;
   private toolCalls = 0;
+  private callSpan: Span | undefined;
+  private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
   private m2c: { observe(v: number): void } | undefined;
   /** Frames relayed/dropped, for the end-of-call log line. */
@@ -219,7 +225,8 @@ export class CallBridge {
     this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
     this.startedAt = this.deps.clock.now();
     this.enc = twilioEncoder(m.streamSid);
-    this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid });
+    this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
+    this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
     this.cancelTimers.push(
       this.deps.clock.after(this.deps.limits.maxCallMs, () =>
         this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long'),
@@ -248,6 +255,7 @@ export class CallBridge {
     }
     this.tenant = a.tenant;
     this.log = this.log.child({ tenant: a.tenant.id });
+    this.callSpan?.setAttribute(ATTR.tenant, a.tenant.id);
     this.move({ type: 'authorised', tenantId: a.tenant.id });
     this.authorised = true;
     this.counted = true;
@@ -284,10 +292,12 @@ export class CallBridge {
   private async connectModel(): Promise<void> {
     const t0 = performance.now();
     const provider = this.deps.model.provider;
+    const span = childSpan(SPAN.connect, this.callSpan, { [ATTR.provider]: provider });
     let sock: RealtimeSocket;
     try {
       sock = await this.deps.model.connect(this.connectAbort.signal, this.log);
     } catch (err) {
+      endSpan(span, errorMessage(err));
       this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
       if (this.state.kind === 'ended') return;
       const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
@@ -295,6 +305,7 @@ export class CallBridge {
       return this.fail(CloseCode.modelUnavailable, 'model unavailable', 'model_unavailable');
     }
     if (this.state.kind === 'ended') {
+      endSpan(span, 'call ended while connecting');
       sock.close(1000, 'call ended');
       return;
     }
@@ -313,13 +324,16 @@ export class CallBridge {
     );
     const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
       if (this.sessionConfigured || this.state.kind === 'ended') return;
+      endSpan(span, 'session.update not confirmed');
       this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
       this.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
       this.fail(CloseCode.modelUnavailable, 'model session not configured', 'model_unavailable');
     });
     this.cancelTimers.push(cancel);
+    this.cancelTimers.push(() => span.end());
     this.onSessionConfigured = () => {
       cancel();
+      span.end();
       this.deps.metrics.upstreamConnect.labels(provider, 'ok').observe((performance.now() - t0) / 1000);
     };
   }
@@ -353,7 +367,9 @@ export class CallBridge {
     this.m2c?.observe((now - t0) / 1000);
     this.lastModelAudioMono = now;
     if (this.turnEndMono !== undefined) {
-      this.deps.metrics.turnLatency.observe((now - this.turnEndMono) / 1000);
+      const seconds = (now - this.turnEndMono) / 1000;
+      this.deps.metrics.turnLatency.observe(seconds);
+      this.turnSpan?.setAttribute(ATTR.turnLatencyMs, Math.round(seconds * 1000));
       this.turnEndMono = undefined;
     }
   }
@@ -376,6 +392,8 @@ export class CallBridge {
         return this.onCallerSpeech();
       case 'speech_stopped':
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
+        endSpan(this.turnSpan);
+        this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
         return;
       case 'response_created':
         this.activeResponseId = ev.responseId;
@@ -423,6 +441,7 @@ export class CallBridge {
     if (!this.playback.unplayed && !this.activeResponseId) return;
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
+    this.turnSpan?.setAttribute(ATTR.bargeIn, true);
     if (this.twilioOpen && this.enc) this.twilio.send(this.enc.clear());
     const model = this.model;
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
@@ -449,12 +468,20 @@ export class CallBridge {
     const startedAt = this.deps.clock.now();
     const t0 = performance.now();
     const tools = this.deps.tools;
-    const toolLog = this.log.child({ tool: ev.name, callId: ev.callId });
+    const toolLabel = (tenant.tools as readonly string[]).includes(ev.name) ? ev.name : 'unknown';
+    const span = childSpan(SPAN.tool, this.turnSpan ?? this.callSpan, { [ATTR.tool]: toolLabel });
+    const toolLog = this.log.child({ tool: ev.name, callId: ev.callId, ...traceBindings(span) });
+    const traceparent = traceparentOf(span);
     void tools
-      .run({ callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal }, ev.name, ev.arguments)
+      .run(
+        { callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal, ...(traceparent ? { traceparent } : {}) },
+        ev.name,
+        ev.arguments,
+      )
       .then((result) => {
         const seconds = (performance.now() - t0) / 1000;
-        const toolLabel = tenant.tools.includes(ev.name as never) ? ev.name : 'unknown';
+        span.setAttribute(ATTR.toolOutcome, result.outcome);
+        endSpan(span, result.outcome === 'ok' ? undefined : result.outcome);
         this.deps.metrics.toolCall.labels(toolLabel, result.outcome).observe(seconds);
         toolLog.info({ outcome: result.outcome, ms: Math.round(seconds * 1000) }, 'tool call');
         this.background(
@@ -503,6 +530,10 @@ export class CallBridge {
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
     if (this.activeResponseId === ev.responseId) this.activeResponseId = undefined;
+    if (!this.responseTools.has(ev.responseId)) {
+      endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
+      this.turnSpan = undefined;
+    }
     if (ev.status === 'failed') this.log.warn({ code: 'model_protocol', reason: ev.reason }, 'model response failed');
     const rt = this.responseTools.get(ev.responseId);
     if (rt) {
@@ -625,6 +656,13 @@ export class CallBridge {
       const tenant = this.tenant;
       this.background(this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400), 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
+    }
+    endSpan(this.turnSpan);
+    this.turnSpan = undefined;
+    if (this.callSpan) {
+      this.callSpan.setAttribute(ATTR.outcome, outcome);
+      endSpan(this.callSpan, FAILED_OUTCOMES.has(outcome) ? reason : undefined);
+      this.callSpan = undefined;
     }
     this.log.info(
       {

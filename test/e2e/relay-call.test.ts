@@ -89,7 +89,7 @@ describe('a call end to end', () => {
     const session = relay.sim!.sessions[0]!;
     const truncates = session.received.filter((e) => e.type === 'conversation.item.truncate');
     expect(truncates.length).toBeGreaterThanOrEqual(1);
-    const t = truncates[0]! as { audio_end_ms: number; content_index: number; item_id: string };
+    const t = truncates[0]! as unknown as { audio_end_ms: number; content_index: number; item_id: string };
     // The caller started speaking ~300 ms into a 1 s reply: the cut lies after what VAD needed to
     // hear the caller and well before the reply's end; never past what was sent (the sim rejects that).
     expect(t.content_index).toBe(0);
