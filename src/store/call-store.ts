@@ -23,6 +23,15 @@ export interface ToolCallRecord {
   durationMs: number;
 }
 
+/** Set on a call by flag_emergency: what the caller reported and whether the call went to a human. */
+export interface EmergencyFlag {
+  kind: string;
+  severity: string;
+  at: number;
+  /** The tenant's policy sent the call to its human fallback. */
+  transferred: boolean;
+}
+
 export interface CallRecord {
   callSid: string;
   tenantId: string;
@@ -39,6 +48,7 @@ export interface CallRecord {
   transcript: TranscriptEntry[];
   tools: ToolCallRecord[];
   summary?: unknown;
+  emergency?: EmergencyFlag;
 }
 
 export interface NewCall {
@@ -49,6 +59,38 @@ export interface NewCall {
   to?: string;
   pod: string;
   startedAt: number;
+  /** Retention after the end when the call is reaped rather than ended by its own pod (tenant's retentionDays). */
+  retentionSeconds?: number;
+}
+
+/**
+ * The idempotency record of one model function call (callSid, call_id): the first result stored
+ * wins, and a replayed call_id is answered with it instead of running the tool again.
+ */
+export interface StoredToolResult {
+  output: string;
+  outcome: string;
+  /** The call effect (end_call / transfer) as plain strings; the tool runner re-validates it. */
+  effect?: Readonly<Record<string, string>>;
+  at: number;
+}
+
+/** An exclusive, expiring hold on a tenant resource (a slot, a technician at a time). */
+export interface Claim {
+  tenantId: string;
+  /** Resource key within the tenant, e.g. `slot:2030-01-07T09:00`. */
+  key: string;
+  /** Who holds it; by convention `callSid:callId`, so a replayed tool call finds its own hold. */
+  owner: string;
+  ttlSeconds: number;
+  /** The call making the claim, so its pod can restore the claim if Redis loses it. */
+  callSid?: string;
+}
+
+/** What one `reapDeadPods` run did; each reaped call is counted by exactly one survivor. */
+export interface ReapResult {
+  pods: string[];
+  calls: string[];
 }
 
 export interface CallStore {
@@ -56,8 +98,10 @@ export interface CallStore {
   startCall(call: NewCall): Promise<void>;
   setPhase(callSid: string, phase: CallPhase): Promise<void>;
   appendTranscript(callSid: string, entry: TranscriptEntry): Promise<void>;
+  /** Record a tool invocation; a second record with the same callId is ignored. */
   recordToolCall(callSid: string, rec: ToolCallRecord): Promise<void>;
   setSummary(callSid: string, summary: unknown): Promise<void>;
+  flagEmergency(callSid: string, flag: EmergencyFlag): Promise<void>;
   /** Mark ended, drop from the active index, keep the record for `retentionSeconds`. */
   endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void>;
   getCall(callSid: string): Promise<CallRecord | undefined>;
@@ -67,14 +111,64 @@ export interface CallStore {
    * `ttlSeconds` bounds how long the id is remembered (past the token's own expiry).
    */
   consumeOnce(id: string, ttlSeconds: number): Promise<boolean>;
+  getToolResult(callSid: string, callId: string): Promise<StoredToolResult | undefined>;
+  /** Store a tool result unless one exists for (callSid, callId); returns the one that is stored. */
+  putToolResult(callSid: string, callId: string, result: StoredToolResult): Promise<StoredToolResult>;
+  /**
+   * Atomically take `claim.key` for `claim.owner` unless someone else holds it. Returns the owner
+   * that holds the key afterwards: `claim.owner` when taken now or already held by the same owner.
+   * @throws SwitchboardError `store_unavailable` (retryable) when the store cannot answer.
+   */
+  claim(claim: Claim): Promise<string>;
+  /** Release a claim held by `owner`; false when it is held by someone else or by nobody. */
+  release(tenantId: string, key: string, owner: string): Promise<boolean>;
+  /** This pod is alive at `now`; keeps its calls in the active index. */
+  heartbeat(pod: string, now: number): Promise<void>;
+  /**
+   * End (outcome `abandoned`) the calls of every pod whose last heartbeat is older than `staleMs`.
+   * Atomic per pod: when several survivors reap at once, each call is reaped exactly once.
+   */
+  reapDeadPods(now: number, staleMs: number): Promise<ReapResult>;
   /** True when the backing store answers (readiness). */
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }
+
+/** Retention applied to reaped calls whose start did not say (30 days, the tenant default). */
+export const DEFAULT_RETENTION_SECONDS = 30 * 86_400;
 
 export function maskNumber(n: string | undefined): string | undefined {
   if (!n) return undefined;
   const digits = n.replace(/[^\d]/g, '');
   if (digits.length <= 4) return '****';
   return `${n.startsWith('+') ? '+' : ''}${'*'.repeat(digits.length - 4)}${digits.slice(-4)}`;
+}
+
+/**
+ * Mask phone-number-like runs in free text, keeping the last 4 digits: `+` and 7-15 digits, or 10-15
+ * digits with spaces, dashes, dots or parentheses. Dates (8 digits) and prices are left alone.
+ */
+export function maskNumbersInText(text: string): string {
+  return text.replace(/\+?\(?\d[\d\s().-]{5,20}\d/g, (m) => {
+    const digits = m.replace(/\D/g, '').length;
+    const phone = m.startsWith('+') ? digits >= 7 && digits <= 15 : digits >= 10 && digits <= 15;
+    return phone ? (maskNumber(m) ?? m) : m;
+  });
+}
+
+/** Mask numbers inside the string values of a JSON document (tool arguments, outputs); numbers stay. */
+export function maskNumbersInJson(json: string): string {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    return maskNumbersInText(json);
+  }
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') return maskNumbersInText(v);
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
+    return v;
+  };
+  return JSON.stringify(walk(value));
 }

@@ -1,2 +1,5 @@
 export * from './call-store.js';
 export * from './memory-store.js';
+export * from './redis-store.js';
+export * from './redis-connection.js';
+export * from './heartbeat.js';

@@ -1,0 +1,172 @@
+/**
+ * The CallStore contract, run against every implementation: two handles on one backing store stand
+ * for two relay pods. Implementation-specific behaviour (TTLs, reconnects) lives in each store's file.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { CallStore, NewCall, StoredToolResult, ToolCallRecord } from '../../src/store/index.js';
+
+/** Two pods' views of one store; `close` ends both. */
+export interface StorePair {
+  a: CallStore;
+  b: CallStore;
+  close(): Promise<void>;
+}
+
+let seq = 0;
+export function sid(): string {
+  seq++;
+  return `CA${String(seq).padStart(4, '0')}${'0'.repeat(28)}`;
+}
+
+function newCall(callSid: string, pod: string, over: Partial<NewCall> = {}): NewCall {
+  return { callSid, tenantId: 'demo', pod, startedAt: Date.now(), streamSid: 'MZ1', fromMasked: '+*******0100', to: '+15005550006', ...over };
+}
+
+function toolRec(callId: string, over: Partial<ToolCallRecord> = {}): ToolCallRecord {
+  return { callId, name: 'quote_price', arguments: '{"service":"leak_repair"}', output: '{"ok":true}', outcome: 'ok', startedAt: Date.now(), durationMs: 3, ...over };
+}
+
+export function callStoreContract(name: string, open: () => Promise<StorePair>): void {
+  describe(`CallStore contract: ${name}`, () => {
+    let p: StorePair;
+    beforeEach(async () => {
+      p = await open();
+    });
+    afterEach(async () => {
+      await p.close();
+    });
+
+    it('lists a call registered by another pod and reads its record back', async () => {
+      const s = sid();
+      await p.a.startCall(newCall(s, 'pod-a'));
+      const active = await p.b.listActive();
+      expect(active.map((c) => c.callSid)).toContain(s);
+      const r = await p.b.getCall(s);
+      expect(r).toMatchObject({ callSid: s, tenantId: 'demo', pod: 'pod-a', phase: 'connecting', streamSid: 'MZ1', fromMasked: '+*******0100', to: '+15005550006', transcript: [], tools: [] });
+    });
+
+    it('keeps phases, transcript order, tool records (once per callId), summary and emergency flag', async () => {
+      const s = sid();
+      await p.a.startCall(newCall(s, 'pod-a'));
+      await p.a.setPhase(s, 'live');
+      await p.a.appendTranscript(s, { role: 'assistant', text: 'Hello', at: 1 });
+      await p.a.appendTranscript(s, { role: 'caller', text: 'Hi there', at: 2 });
+      await p.a.appendTranscript(s, { role: 'assistant', text: 'Cut off', at: 3, interrupted: true });
+      await p.a.recordToolCall(s, toolRec('c1', { startedAt: 10 }));
+      await p.a.recordToolCall(s, toolRec('c1', { output: '{"ok":false}', startedAt: 11 }));
+      await p.a.recordToolCall(s, toolRec('c2', { name: 'book_appointment', startedAt: 12 }));
+      await p.a.setSummary(s, { reason: 'leak', bookings: [{ id: 'BK-1' }] });
+      await p.a.flagEmergency(s, { kind: 'flood', severity: 'critical', at: 5, transferred: true });
+      const r = await p.b.getCall(s);
+      expect(r?.phase).toBe('live');
+      expect(r?.transcript).toEqual([
+        { role: 'assistant', text: 'Hello', at: 1 },
+        { role: 'caller', text: 'Hi there', at: 2 },
+        { role: 'assistant', text: 'Cut off', at: 3, interrupted: true },
+      ]);
+      expect(r?.tools.map((t) => [t.callId, t.output])).toEqual([
+        ['c1', '{"ok":true}'],
+        ['c2', '{"ok":true}'],
+      ]);
+      expect(r?.summary).toEqual({ reason: 'leak', bookings: [{ id: 'BK-1' }] });
+      expect(r?.emergency).toEqual({ kind: 'flood', severity: 'critical', at: 5, transferred: true });
+    });
+
+    it('ends a call once: out of the active index, record kept, first outcome wins, phase frozen', async () => {
+      const s = sid();
+      await p.a.startCall(newCall(s, 'pod-a'));
+      await p.a.endCall(s, 'ended_by_assistant', 3600);
+      await p.b.endCall(s, 'caller_hung_up', 3600);
+      await p.b.setPhase(s, 'live');
+      expect((await p.b.listActive()).map((c) => c.callSid)).not.toContain(s);
+      const r = await p.b.getCall(s);
+      expect(r).toMatchObject({ phase: 'ended', outcome: 'ended_by_assistant' });
+      expect(r?.endedAt).toBeGreaterThan(0);
+    });
+
+    it('ignores writes for a call nobody started', async () => {
+      const s = sid();
+      await p.a.setPhase(s, 'live');
+      await p.a.appendTranscript(s, { role: 'caller', text: 'x', at: 1 });
+      expect(await p.b.getCall(s)).toBeUndefined();
+    });
+
+    it('consumes a one-time id exactly once across pods, even when raced', async () => {
+      const id = `tok-${sid()}`;
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? p.a : p.b).consumeOnce(id, 60)));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(await p.a.consumeOnce(id, 60)).toBe(false);
+    });
+
+    it('keeps the first tool result per (callSid, callId): a replay gets it back', async () => {
+      const s = sid();
+      await p.a.startCall(newCall(s, 'pod-a'));
+      const first: StoredToolResult = { output: '{"id":"BK-1"}', outcome: 'ok', at: 1, effect: { kind: 'transfer', to: '+15005550007', reason: 'emergency' } };
+      const second: StoredToolResult = { output: '{"id":"BK-2"}', outcome: 'ok', at: 2 };
+      expect(await p.b.getToolResult(s, 'call_1')).toBeUndefined();
+      const [x, y] = await Promise.all([p.a.putToolResult(s, 'call_1', first), p.b.putToolResult(s, 'call_1', second)]);
+      expect(x).toEqual(y);
+      const stored = await p.b.getToolResult(s, 'call_1');
+      expect(stored).toEqual(x);
+      expect(await p.a.putToolResult(s, 'call_1', { output: 'late', outcome: 'ok', at: 3 })).toEqual(x);
+      expect(await p.a.getToolResult(s, 'call_2')).toBeUndefined();
+    });
+
+    it('stores tool results for calls it does not know (tools run before the call record lands)', async () => {
+      const s = sid();
+      const r: StoredToolResult = { output: '{}', outcome: 'ok', at: 1 };
+      expect(await p.a.putToolResult(s, 'c', r)).toEqual(r);
+      expect(await p.b.getToolResult(s, 'c')).toEqual(r);
+    });
+
+    it('grants a claim to exactly one of many racing owners; the holder may claim again', async () => {
+      const owners = Array.from({ length: 8 }, (_, i) => `CAx:call_${i}`);
+      const holders = await Promise.all(
+        owners.map((owner, i) => (i % 2 ? p.a : p.b).claim({ tenantId: 'demo', key: 'slot:2030-01-07T09:00', owner, ttlSeconds: 60 })),
+      );
+      const winner = holders[0];
+      expect(new Set(holders).size).toBe(1);
+      expect(owners).toContain(winner);
+      expect(await p.a.claim({ tenantId: 'demo', key: 'slot:2030-01-07T09:00', owner: winner!, ttlSeconds: 60 })).toBe(winner);
+      // Claims are per tenant.
+      expect(await p.a.claim({ tenantId: 'other', key: 'slot:2030-01-07T09:00', owner: 'me', ttlSeconds: 60 })).toBe('me');
+    });
+
+    it('releases a claim only for its holder', async () => {
+      const key = `tech:${sid()}`;
+      await p.a.claim({ tenantId: 'demo', key, owner: 'one', ttlSeconds: 60 });
+      expect(await p.b.release('demo', key, 'two')).toBe(false);
+      expect(await p.b.claim({ tenantId: 'demo', key, owner: 'two', ttlSeconds: 60 })).toBe('one');
+      expect(await p.b.release('demo', key, 'one')).toBe(true);
+      expect(await p.b.claim({ tenantId: 'demo', key, owner: 'two', ttlSeconds: 60 })).toBe('two');
+      expect(await p.a.release('demo', key, 'two')).toBe(true);
+      expect(await p.a.release('demo', key, 'two')).toBe(false);
+    });
+
+    it('reaps the calls of a pod that stopped beating, once, with outcome abandoned', async () => {
+      const t0 = Date.now();
+      const dead = sid();
+      const alive = sid();
+      const finished = sid();
+      await p.a.startCall(newCall(dead, 'pod-dead', { retentionSeconds: 7200 }));
+      await p.a.startCall(newCall(finished, 'pod-dead'));
+      await p.a.endCall(finished, 'completed', 3600);
+      await p.b.startCall(newCall(alive, 'pod-alive'));
+      const later = t0 + 60_000;
+      await p.b.heartbeat('pod-alive', later);
+      // Two survivors reap at the same moment: each call is counted by exactly one of them.
+      const [r1, r2] = await Promise.all([p.a.reapDeadPods(later, 30_000), p.b.reapDeadPods(later, 30_000)]);
+      expect([...r1.calls, ...r2.calls]).toEqual([dead]);
+      expect([...r1.pods, ...r2.pods]).toEqual(['pod-dead']);
+      expect(await p.a.getCall(dead)).toMatchObject({ phase: 'ended', outcome: 'abandoned', endedAt: later });
+      expect(await p.a.getCall(finished)).toMatchObject({ outcome: 'completed' });
+      expect((await p.a.listActive()).map((c) => c.callSid)).toEqual([alive]);
+      // Nothing left to reap; a pod that keeps beating is never reaped.
+      expect(await p.b.reapDeadPods(later, 30_000)).toEqual({ pods: [], calls: [] });
+    });
+
+    it('answers ping', async () => {
+      expect(await p.a.ping()).toBe(true);
+    });
+  });
+}
