@@ -2,6 +2,8 @@
  * Starts a real relay (native uWS, real sockets) on a free loopback port for a test, with
  * PUBLIC_URL pointing at it so signatures and TwiML URLs are what Twilio would use.
  */
+import WebSocket from 'ws';
+import { parseTwiml } from '../../loadtest/lib/caller-core.js';
 import { loadConfig } from '../../src/config.js';
 import { startRelay, type Relay, type RelayOptions } from '../../src/server/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
@@ -74,4 +76,55 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/**
+ * A raw Twilio-like media socket for abuse and slow-peer tests: fetches TwiML through the signed
+ * webhook and opens the stream with its parameters; the test then sends whatever it likes.
+ */
+export async function rawStream(
+  relay: Relay,
+  callSid: string,
+): Promise<{ ws: WebSocket; params: Record<string, string>; start: (params?: Record<string, string>) => void; closed: Promise<{ code: number; reason: string }> }> {
+  const res = await signedPost(relay, '/twilio/voice', { CallSid: callSid, AccountSid: demo.accountSid, To: demo.to, From: '+15550001111' });
+  const twiml = parseTwiml(res.body);
+  if (twiml.kind !== 'stream') throw new Error(`no stream in TwiML: ${res.body}`);
+  const ws = new WebSocket(twiml.streamUrl);
+  const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  const streamSid = 'MZ' + callSid.slice(2);
+  return {
+    ws,
+    params: twiml.parameters,
+    closed,
+    start(params = twiml.parameters) {
+      ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
+      ws.send(
+        JSON.stringify({
+          event: 'start',
+          sequenceNumber: '1',
+          streamSid,
+          start: {
+            accountSid: demo.accountSid,
+            streamSid,
+            callSid,
+            tracks: ['inbound'],
+            customParameters: params,
+            mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+          },
+        }),
+      );
+    },
+  };
+}
+
+export function mediaFrame(callSid: string, seq: number, bytes = 160, fill = 0xff): string {
+  const streamSid = 'MZ' + callSid.slice(2);
+  const payload = Buffer.alloc(bytes, fill).toString('base64');
+  return `{"event":"media","sequenceNumber":"${seq}","streamSid":"${streamSid}","media":{"track":"inbound","chunk":"${seq}","timestamp":"${seq * 20}","payload":"${payload}"}}`;
 }
