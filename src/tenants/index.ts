@@ -1,2 +1,5 @@
 export * from './tenant.js';
 export * from './tenant-registry.js';
+export * from './store-registry.js';
+export * from './leases.js';
+export * from './open-tenants.js';

@@ -29,7 +29,11 @@ export function resolveSecret(ref: SecretRef, env: NodeJS.ProcessEnv, where: str
 }
 
 export function resolveTenant(cfg: TenantConfig, env: NodeJS.ProcessEnv): Tenant {
-  return Object.freeze({ ...cfg, resolvedAuthToken: resolveSecret(cfg.twilio.authToken, env, `tenant ${cfg.id}: twilio.authToken`) });
+  const resolvedAuthToken = resolveSecret(cfg.twilio.authToken, env, `tenant ${cfg.id}: twilio.authToken`);
+  const prev = cfg.twilio.previousAuthToken;
+  if (prev === undefined) return Object.freeze({ ...cfg, resolvedAuthToken });
+  const resolvedPreviousAuthToken = resolveSecret(prev, env, `tenant ${cfg.id}: twilio.previousAuthToken`);
+  return Object.freeze({ ...cfg, resolvedAuthToken, resolvedPreviousAuthToken });
 }
 
 /** Parse a TENANTS_FILE body (YAML or JSON; a list, or `{tenants: [...]}`), naming each bad field. */

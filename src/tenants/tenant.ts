@@ -63,6 +63,11 @@ export const TenantSchema = z.object({
   twilio: z.object({
     accountSid: z.string().regex(/^AC[0-9a-fA-F]{32}$/, { message: 'must be AC followed by 32 hex digits' }),
     authToken: SecretRef,
+    /**
+     * The token being rotated out: signatures made with it are still accepted, so a Twilio auth
+     * token can be promoted without a window of refused webhooks (docs/operators.md).
+     */
+    previousAuthToken: SecretRef.optional(),
   }),
   model: z
     .object({
@@ -84,6 +89,13 @@ export type TenantConfig = z.infer<typeof TenantSchema>;
 /** A tenant with its secrets resolved, as the relay uses it. Never serialised to a response. */
 export interface Tenant extends TenantConfig {
   readonly resolvedAuthToken: string;
+  /** Resolved `twilio.previousAuthToken`, when one is configured. */
+  readonly resolvedPreviousAuthToken?: string;
+}
+
+/** The auth tokens a signature from this tenant's account may be made with, current first. */
+export function tenantAuthTokens(t: Tenant): readonly string[] {
+  return t.resolvedPreviousAuthToken === undefined ? [t.resolvedAuthToken] : [t.resolvedAuthToken, t.resolvedPreviousAuthToken];
 }
 
 export const DEMO_ACCOUNT_SID = 'AC00000000000000000000000000000000';

@@ -1,0 +1,118 @@
+/**
+ * Builds the tenant side of a relay from configuration: the store (Redis when REDIS_URL is set,
+ * else memory), the seeded registry and the lease keeper. The composition root calls this once.
+ */
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import { SwitchboardError } from '../errors.js';
+import type { LeaseStore } from '../store/lease-store.js';
+import { MemoryLeaseStore } from '../store/memory-lease-store.js';
+import { MemoryTenantStore } from '../store/memory-tenant-store.js';
+import { RedisLeaseStore } from '../store/redis-lease-store.js';
+import { RedisTenantStore } from '../store/redis-tenant-store.js';
+import type { TenantStore } from '../store/tenant-store.js';
+import { TenantLeases, type TenantLeasesOptions } from './leases.js';
+import { StoreTenantRegistry } from './store-registry.js';
+import { parseTenantsDocument, resolveTenant } from './tenant-registry.js';
+import { DEMO_TENANT, TenantSchema, type TenantConfig } from './tenant.js';
+
+export interface TenantRuntime {
+  readonly registry: StoreTenantRegistry;
+  readonly leases: TenantLeases;
+  readonly tenantStore: TenantStore;
+  readonly leaseStore: LeaseStore;
+  /** Stop timers and the subscriber connection; a shared `redis` is left open. */
+  close(): Promise<void>;
+}
+
+export interface OpenTenantsOptions {
+  /** TENANTS_FILE; unset seeds the demo tenant. */
+  tenantsFile: string | undefined;
+  env: NodeJS.ProcessEnv;
+  log: Logger;
+  /** The relay's Redis connection (createRedis); absent = single-process memory stores. */
+  redis?: Redis;
+  /** Change-notice channel; defaults to `sb:tenants-changed`. */
+  channel?: string;
+  clock?: Clock;
+  reloadMs?: number;
+  leases?: Omit<TenantLeasesOptions, 'store' | 'log' | 'clock'>;
+}
+
+/**
+ * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant. Every seed tenant's secrets
+ * must resolve here, so a bad file stops the process at start with one line per problem.
+ * @throws SwitchboardError `config_invalid`
+ */
+export function loadSeedTenants(tenantsFile: string | undefined, env: NodeJS.ProcessEnv): TenantConfig[] {
+  if (tenantsFile === undefined) return [TenantSchema.parse(DEMO_TENANT)];
+  let text: string;
+  try {
+    text = readFileSync(tenantsFile, 'utf8');
+  } catch (err) {
+    throw new SwitchboardError('config_invalid', `TENANTS_FILE: cannot read ${tenantsFile}`, false, { cause: err });
+  }
+  const seed = parseTenantsDocument(text, tenantsFile);
+  const problems: string[] = [];
+  for (const cfg of seed) {
+    try {
+      resolveTenant(cfg, env);
+    } catch (err) {
+      problems.push(err instanceof Error ? err.message : String(err));
+    }
+  }
+  if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
+  return seed;
+}
+
+/**
+ * Open the tenant store, seed it, load the registry and start the lease heartbeat.
+ * @throws SwitchboardError `config_invalid` for a bad TENANTS_FILE (before touching the store).
+ */
+export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime> {
+  const seed = loadSeedTenants(o.tenantsFile, o.env);
+  const log = o.log.child({ component: 'tenants' });
+  const clock = o.clock;
+  const now = clock ? () => clock.now() : Date.now;
+  let tenantStore: TenantStore;
+  let leaseStore: LeaseStore;
+  if (o.redis) {
+    tenantStore = new RedisTenantStore(o.redis, {
+      ...(o.channel !== undefined ? { channel: o.channel } : {}),
+      onInvalid: (id, problem) => log.error({ code: 'config_invalid', tenant: id, problem }, 'stored tenant does not validate; skipped'),
+    });
+    leaseStore = new RedisLeaseStore(o.redis, now);
+    for (const cfg of seed) {
+      if ('value' in cfg.twilio.authToken || (cfg.twilio.previousAuthToken && 'value' in cfg.twilio.previousAuthToken)) {
+        log.warn({ tenant: cfg.id }, 'seed tenant has an inline auth token value: it is stored in Redis as given; use {env} or {file} references in production');
+      }
+    }
+  } else {
+    tenantStore = new MemoryTenantStore();
+    leaseStore = new MemoryLeaseStore(now);
+  }
+  const registry = new StoreTenantRegistry({
+    store: tenantStore,
+    env: o.env,
+    log,
+    ...(o.clock ? { clock: o.clock } : {}),
+    ...(o.reloadMs !== undefined ? { reloadMs: o.reloadMs } : {}),
+  });
+  await registry.start(seed);
+  const leases = new TenantLeases({ store: leaseStore, log, ...(o.clock ? { clock: o.clock } : {}), ...o.leases });
+  leases.start();
+  return {
+    registry,
+    leases,
+    tenantStore,
+    leaseStore,
+    async close() {
+      leases.close();
+      await registry.close();
+      await tenantStore.close();
+      await leaseStore.close();
+    },
+  };
+}
