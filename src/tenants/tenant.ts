@@ -56,6 +56,23 @@ export const ToolName = z.enum([
 ]);
 export type ToolName = z.infer<typeof ToolName>;
 
+/**
+ * A tenant-declared tool served by the tenant's own HTTPS endpoint (src/tools/webhook-tools.ts):
+ * signed Standard Webhooks requests, bounded time and response size, SSRF-guarded.
+ */
+export const WebhookToolSchema = z.object({
+  name: z.string().regex(/^[a-z][a-z0-9_]{1,63}$/, { message: 'must be 2-64 chars of a-z, 0-9 or _, starting with a letter' }),
+  description: z.string().min(1).max(1000),
+  url: z.string().url({ message: 'must be an https URL' }),
+  /** JSON Schema of the arguments, as sent to the model; arguments are validated against it. */
+  parameters: z.record(z.string(), z.unknown()).default({ type: 'object', properties: {} }),
+  /** Signing secret; `whsec_<base64>` (Standard Webhooks) or raw text. */
+  secret: SecretRef,
+  timeoutMs: z.number().int().min(100).max(30_000).default(5000),
+  maxResponseBytes: z.number().int().min(256).max(1_048_576).default(65_536),
+});
+export type WebhookTool = z.infer<typeof WebhookToolSchema>;
+
 export const TenantSchema = z.object({
   id: z.string().regex(/^[a-z0-9][a-z0-9_-]{1,62}$/, { message: 'must be 2-63 chars of a-z, 0-9, _ or -' }),
   displayName: z.string().min(1).max(200),
@@ -78,6 +95,7 @@ export const TenantSchema = z.object({
     })
     .default({ voice: 'marin', instructions: 'You answer the phone for a small business. Be brief and friendly.', greeting: 'Hello, thanks for calling. How can I help?', language: 'en' }),
   tools: z.array(ToolName).default(['end_call']),
+  webhookTools: z.array(WebhookToolSchema).default([]),
   business: BusinessData.default(BusinessData.parse({})),
   humanFallbackNumber: E164.optional(),
   maxConcurrentCalls: z.number().int().positive().default(50),
