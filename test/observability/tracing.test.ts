@@ -150,8 +150,9 @@ describe('the OTLP/HTTP exporter', () => {
     const { port } = server.address() as AddressInfo;
 
     // A trailing slash on the base endpoint must not double the path separator.
-    tracing = startTracing({ serviceName: 'switchboard-otlp-test', otlpEndpoint: `http://127.0.0.1:${port}/` });
-    expect(tracing).toBeDefined();
+    const otlp = startTracing({ serviceName: 'switchboard-otlp-test', otlpEndpoint: `http://127.0.0.1:${port}/` });
+    expect(otlp).toBeDefined();
+    tracing = otlp;
     const call = childSpan(SPAN.call, undefined, { [ATTR.callSid]: 'CA' + '0'.repeat(32), [ATTR.tenant]: 'demo' });
     const turn = childSpan(SPAN.turn, call, { [ATTR.turnIndex]: 1 });
     // With the SDK registered the W3C propagator builds the traceparent webhook tools send.
@@ -162,7 +163,7 @@ describe('the OTLP/HTTP exporter', () => {
     endSpan(call);
     expect(requests).toEqual([]); // batched: nothing is posted on the call's path
 
-    await tracing.shutdown();
+    await otlp!.shutdown();
     tracing = undefined;
     await firstRequest;
     expect(requests.length).toBeGreaterThanOrEqual(1);
