@@ -8,6 +8,7 @@ import type { Clock } from '../clock.js';
 import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
 import {
   APPEND_PREFIX,
+  assistantText,
   functionCallOutput,
   parseModelEvent,
   responseCancel,
@@ -91,6 +92,11 @@ const MAX_INVALID_MESSAGES = 20;
 /** Stream-time ring of append times, for mapping the model's audio_end_ms back to wall time. */
 const APPEND_TIMES = 512;
 
+/** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
+const MAX_RECONNECTS = 1;
+/** Conversation turns kept to replay into a new session after a reconnect. */
+const HISTORY_TURNS = 40;
+
 /** Outcomes that mark the call span as an error. */
 const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
 
@@ -128,6 +134,8 @@ export class CallBridge {
   private lastModelAudioMono = 0;
   private turns = 0;
   private toolCalls = 0;
+  private reconnects = 0;
+  private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -289,7 +297,7 @@ export class CallBridge {
   // ---------------------------------------------------------------------------------------------
   // model
 
-  private async connectModel(): Promise<void> {
+  private async connectModel(resume = false): Promise<void> {
     const t0 = performance.now();
     const provider = this.deps.model.provider;
     const span = childSpan(SPAN.connect, this.callSpan, { [ATTR.provider]: provider });
@@ -301,8 +309,8 @@ export class CallBridge {
       this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
       if (this.state.kind === 'ended') return;
       const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
-      this.log.warn({ code, err: errorMessage(err) }, 'model unreachable; caller gets the fallback');
-      return this.fail(CloseCode.modelUnavailable, 'model unavailable', 'model_unavailable');
+      this.log.warn({ code, err: errorMessage(err), resume }, 'model unreachable; caller gets the fallback');
+      return this.fail(CloseCode.modelUnavailable, 'model unavailable', resume ? 'model_failed' : 'model_unavailable');
     }
     if (this.state.kind === 'ended') {
       endSpan(span, 'call ended while connecting');
@@ -310,8 +318,13 @@ export class CallBridge {
       return;
     }
     this.model = sock;
-    sock.onMessage((data) => this.onModelMessage(data));
-    sock.onClose((code, reason) => this.onModelClose(code, reason));
+    // Events of a socket we have moved on from (reconnect) are ignored.
+    sock.onMessage((data) => {
+      if (this.model === sock) this.onModelMessage(data);
+    });
+    sock.onClose((code, reason) => {
+      if (this.model === sock) this.onModelClose(code, reason);
+    });
     const tenant = this.tenant!;
     sock.send(
       sessionUpdate({
@@ -327,7 +340,7 @@ export class CallBridge {
       endSpan(span, 'session.update not confirmed');
       this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
       this.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
-      this.fail(CloseCode.modelUnavailable, 'model session not configured', 'model_unavailable');
+      this.fail(CloseCode.modelUnavailable, 'model session not configured', resume ? 'model_failed' : 'model_unavailable');
     });
     this.cancelTimers.push(cancel);
     this.cancelTimers.push(() => span.end());
@@ -423,17 +436,29 @@ export class CallBridge {
   }
 
   private goLive(): void {
-    if (this.state.kind !== 'connecting' || !this.model) return;
+    const resume = this.state.kind === 'reconnecting';
+    if ((this.state.kind !== 'connecting' && !resume) || !this.model) return;
     this.move({ type: 'model-ready' });
-    this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     const model = this.model;
+    if (resume) {
+      // A new session knows nothing: replay the conversation as text, then carry on.
+      for (const h of this.history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
+      this.log.info({ replayed: this.history.length }, 'model session re-opened with the conversation so far');
+    } else {
+      this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
+    }
     // Audio that arrived while we connected goes first, in order.
+    this.appendedMs = 0;
     this.ring.drain((payload) => {
       model.send(APPEND_PREFIX + payload + '"}');
       this.noteAppended(payload);
     });
-    const greeting = this.tenant!.model.greeting;
-    model.send(responseCreate({ instructions: `Greet the caller with exactly: ${greeting}` }));
+    if (!resume) {
+      const greeting = this.tenant!.model.greeting;
+      model.send(responseCreate({ instructions: `Greet the caller with exactly: ${greeting}` }));
+    } else if (this.history.at(-1)?.role === 'caller') {
+      model.send(responseCreate()); // the caller's last words were never answered
+    }
   }
 
   /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, cancel generation. */
@@ -468,6 +493,7 @@ export class CallBridge {
     const startedAt = this.deps.clock.now();
     const t0 = performance.now();
     const tools = this.deps.tools;
+    const model = this.model;
     const toolLabel = (tenant.tools as readonly string[]).includes(ev.name) ? ev.name : 'unknown';
     const span = childSpan(SPAN.tool, this.turnSpan ?? this.callSpan, { [ATTR.tool]: toolLabel });
     const toolLog = this.log.child({ tool: ev.name, callId: ev.callId, ...traceBindings(span) });
@@ -496,8 +522,8 @@ export class CallBridge {
           }),
           'store.recordToolCall',
         );
-        if (this.state.kind === 'ended') return;
-        this.model?.send(functionCallOutput(ev.callId, result.output));
+        if (this.state.kind === 'ended' || !model || this.model !== model) return; // that session is gone
+        model.send(functionCallOutput(ev.callId, result.output));
         if (result.effect) this.pendingEffect = result.effect;
         rt.pending--;
         this.maybeFollowUp(ev.responseId, rt);
@@ -557,10 +583,14 @@ export class CallBridge {
       this.log.debug({ code: ev.code }, 'benign model race');
       return;
     }
+    if (ev.code === 'session_expired') {
+      // The model's session cap (60 min): carry on in a new session if the call may still run.
+      return this.reconnectOrFail('model session expired');
+    }
     if (ev.fatal) {
+      // Keys, quota, billing: retrying cannot help (PROTOCOLS.md §8).
       this.log.error({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'fatal model error');
-      const outcome: CallOutcome = ev.code === 'session_expired' ? 'too_long' : 'model_failed';
-      return this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);
+      return this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, 'model_failed');
     }
     this.log.warn({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'model error');
   }
@@ -570,7 +600,26 @@ export class CallBridge {
     if (this.state.kind === 'ended') return;
     this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
     if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
-    this.fail(CloseCode.modelUnavailable, 'model connection lost', 'model_failed');
+    this.reconnectOrFail('model connection lost');
+  }
+
+  /** Open a new model session once per call (bounded); a second loss ends the call with the fallback. */
+  private reconnectOrFail(why: string): void {
+    const old = this.model;
+    this.model = undefined;
+    old?.close(1000, 'reconnecting');
+    if (this.state.kind !== 'live' || this.reconnects >= MAX_RECONNECTS) {
+      return this.fail(CloseCode.modelUnavailable, why, 'model_failed');
+    }
+    this.reconnects++;
+    this.move({ type: 'model-lost' });
+    // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
+    this.sessionConfigured = false;
+    this.activeResponseId = undefined;
+    this.responseTools.clear();
+    this.turnEndMono = undefined;
+    this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
+    void this.connectModel(true);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -583,6 +632,8 @@ export class CallBridge {
   }
 
   private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; interrupted?: boolean }): void {
+    this.history.push({ role: entry.role, text: entry.interrupted ? `${entry.text} [interrupted by the caller]` : entry.text });
+    if (this.history.length > HISTORY_TURNS) this.history.shift();
     const sid = this.callSid;
     if (sid) this.background(this.deps.store.appendTranscript(sid, entry), 'store.appendTranscript');
   }

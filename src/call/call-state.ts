@@ -12,6 +12,8 @@ export type CallState =
   /** Authorised; the model socket is opening. Caller audio waits in a bounded ring. */
   | { kind: 'connecting'; streamSid: string; callSid: string; tenantId: string }
   | { kind: 'live'; streamSid: string; callSid: string; tenantId: string }
+  /** The model socket dropped mid-call; a new session is opening with the conversation so far. */
+  | { kind: 'reconnecting'; streamSid: string; callSid: string; tenantId: string }
   /** The assistant is saying its last words (end_call, transfer); the line closes once they played. */
   | { kind: 'ending'; streamSid: string; callSid: string; tenantId: string; outcome: CallOutcome; closeCode: CloseCode }
   | { kind: 'ended'; outcome: CallOutcome };
@@ -20,6 +22,7 @@ export type CallInput =
   | { type: 'start'; streamSid: string; callSid: string }
   | { type: 'authorised'; tenantId: string }
   | { type: 'model-ready' }
+  | { type: 'model-lost' }
   | { type: 'wind-down'; outcome: CallOutcome; closeCode: CloseCode }
   | { type: 'end'; outcome: CallOutcome };
 
@@ -33,7 +36,9 @@ export function transition(s: CallState, input: CallInput): CallState | undefine
         ? { kind: 'connecting', streamSid: s.streamSid, callSid: s.callSid, tenantId: input.tenantId }
         : undefined;
     case 'model-ready':
-      return s.kind === 'connecting' ? { ...s, kind: 'live' } : undefined;
+      return s.kind === 'connecting' || s.kind === 'reconnecting' ? { ...s, kind: 'live' } : undefined;
+    case 'model-lost':
+      return s.kind === 'live' ? { ...s, kind: 'reconnecting' } : undefined;
     case 'wind-down':
       return s.kind === 'live' ? { ...s, kind: 'ending', outcome: input.outcome, closeCode: input.closeCode } : undefined;
     case 'end':
@@ -47,5 +52,5 @@ export function relaysCallerAudio(s: CallState): boolean {
 }
 
 export function buffersCallerAudio(s: CallState): boolean {
-  return s.kind === 'verifying' || s.kind === 'connecting';
+  return s.kind === 'verifying' || s.kind === 'connecting' || s.kind === 'reconnecting';
 }

@@ -147,6 +147,18 @@ export function userText(text: string): string {
   });
 }
 
+/**
+ * An earlier assistant turn replayed as text into a new session (after a reconnect): GA names the
+ * content part `output_text`, the beta shape `text`. Text items cannot be truncated, which is fine:
+ * only what the caller heard is replayed.
+ */
+export function assistantText(text: string, shape: SessionShape): string {
+  return JSON.stringify({
+    type: 'conversation.item.create',
+    item: { type: 'message', role: 'assistant', content: [{ type: shape === 'ga' ? 'output_text' : 'text', text }] },
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server events
 

@@ -137,6 +137,8 @@ interface Harness {
   bridge: CallBridge;
   twilio: FakeTwilio;
   model: FakeModel;
+  models: FakeModel[];
+  failReconnect?: boolean;
   clock: ManualClock;
   metrics: RelayMetrics;
   store: MemoryCallStore;
@@ -150,9 +152,10 @@ function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true)
   const clock = new ManualClock();
   const twilio = new FakeTwilio();
   const model = new FakeModel();
+  const models = [model];
   const metrics = createMetrics({ defaultMetrics: false });
   const store = new MemoryCallStore(() => clock.t);
-  const h = { twilio, model, clock, metrics, store, ended: false } as Harness;
+  const h = { twilio, model, models, clock, metrics, store, ended: false } as Harness;
   h.connect = { resolve: () => {}, reject: () => {}, signal: undefined, calls: 0 };
   const deps: BridgeDeps = {
     clock,
@@ -168,6 +171,13 @@ function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true)
       connect: (signal) => {
         h.connect.calls++;
         h.connect.signal = signal;
+        if (h.connect.calls > 1) {
+          // A reconnect gets a fresh socket, like a new session.
+          if (h.failReconnect) return Promise.reject(new Error('refused'));
+          h.model = new FakeModel();
+          h.models.push(h.model);
+          return Promise.resolve(h.model);
+        }
         if (autoConnect) return Promise.resolve(model);
         return new Promise((resolve, reject) => {
           h.connect.resolve = () => resolve(model);
@@ -416,22 +426,62 @@ describe('CallBridge', () => {
     expect((await h.metrics.activeCalls.get()).values[0]?.value).toBe(0);
   });
 
-  it('the model dropping mid-call ends the call with 4010 so the caller gets the fallback', async () => {
+  it('the model dropping mid-call: one new session with the conversation replayed, caller audio kept meanwhile', async () => {
     const h = harness();
     await live(h);
-    h.model.drop(1006);
+    h.model.emit({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'i1', content_index: 0, transcript: 'I need a plumber' });
+    h.model.emit({ type: 'response.output_audio_transcript.done', response_id: 'r1', item_id: 'i2', output_index: 0, content_index: 0, transcript: 'Sure, where are you?' });
+    h.model.emit({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'i3', content_index: 0, transcript: 'In 10001' });
+    const first = h.model;
+    first.drop(1006);
+    expect(h.bridge.state.kind).toBe('reconnecting');
+    expect(h.twilio.ended).toBeUndefined();
+    h.bridge.onTwilioMessage(mediaMsg(5000, payload(160, 7)), false); // buffered, not lost
+    await flush();
+    expect(h.models).toHaveLength(2);
+    const second = h.model;
+    expect(second.types()).toEqual(['session.update']);
+    second.emit(pcmuSession);
+    expect(h.bridge.state.kind).toBe('live');
+    expect(second.sent.slice(1)).toEqual([
+      { type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'I need a plumber' }] } },
+      { type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Sure, where are you?' }] } },
+      { type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'In 10001' }] } },
+      { type: 'input_audio_buffer.append', audio: payload(160, 7) },
+      { type: 'response.create' }, // the caller's last words were never answered
+    ]);
+    // Events from the old socket are ignored; a second loss ends the call with the fallback.
+    first.emit(delta('old', 'old_item'));
+    expect(h.twilio.events('media')).toHaveLength(0);
+    second.drop(1006);
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
 
-  it('a fatal model error ends the call; benign races do not', async () => {
+  it('a reconnect that fails ends the call with the fallback', async () => {
+    const h = harness();
+    await live(h);
+    h.failReconnect = true;
+    h.model.drop(1006);
+    await flush();
+    expect(h.twilio.ended?.code).toBe(4010);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+  });
+
+  it('session expiry opens a new session; fatal errors end the call; benign races do not', async () => {
     const h = harness();
     await live(h);
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'conversation_already_has_active_response', message: 'busy' } });
     expect(h.bridge.state.kind).toBe('live');
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'session_expired', message: 'expired' } });
+    await flush();
+    expect(h.models[0]!.closed).toBe(1000);
+    expect(h.models).toHaveLength(2);
+    h.model.emit(pcmuSession);
+    expect(h.bridge.state.kind).toBe('live');
+    h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
 
   it('ends a call that runs past MAX_CALL_SECONDS', async () => {
