@@ -5,13 +5,18 @@
 import type { Authorisation, StartInfo } from '../call/index.js';
 import { CloseCode } from '../errors.js';
 import type { CallStore } from '../store/index.js';
-import type { TenantDirectory } from '../tenants/index.js';
+import { tenantAuthTokens, type TenantDirectory } from '../tenants/index.js';
 import { validateUpgradeSignature, verifyStreamToken } from '../twilio/index.js';
 
 export interface StreamAuthDeps {
   tenants: TenantDirectory;
   store: CallStore;
   secret: string;
+  /**
+   * Secrets being rotated out (STREAM_TOKEN_SECRET's predecessor): tokens they signed still verify,
+   * so a rolling restart with a new secret refuses no call. Issue only with `secret`.
+   */
+  previousSecrets?: readonly string[];
   validateSignatures: boolean;
   /** The <Stream url> as written in TwiML (what Twilio signs on the upgrade). */
   streamUrl: string;
@@ -37,7 +42,7 @@ export function createStreamAuthoriser(d: StreamAuthDeps) {
     if (!tenant) return refuse('unknown tenant');
     if (tenant.twilio.accountSid !== start.accountSid) return refuse('account does not own tenant');
     if (d.validateSignatures && upgradeSignature !== undefined) {
-      if (!validateUpgradeSignature(tenant.resolvedAuthToken, upgradeSignature, d.streamUrl)) {
+      if (!tenantAuthTokens(tenant).some((token) => validateUpgradeSignature(token, upgradeSignature, d.streamUrl))) {
         return {
           ok: false,
           code: CloseCode.signatureInvalid,
@@ -46,11 +51,14 @@ export function createStreamAuthoriser(d: StreamAuthDeps) {
         };
       }
     }
-    const check = verifyStreamToken(d.secret, start.customParameters['token'], {
-      callSid: start.callSid,
-      tenantId,
-      now: d.now(),
-    });
+    const expect = { callSid: start.callSid, tenantId, now: d.now() };
+    const token = start.customParameters['token'];
+    let check = verifyStreamToken(d.secret, token, expect);
+    // Only a signature mismatch can mean "signed with the previous secret"; other reasons are final.
+    for (const old of d.previousSecrets ?? []) {
+      if (check.ok || check.reason !== 'bad_signature') break;
+      check = verifyStreamToken(old, token, expect);
+    }
     if (!check.ok) return refuse(`stream token ${check.reason}`);
     // Atomic across pods (Redis SET NX): a replayed token fails everywhere.
     if (!(await d.store.consumeOnce(`stream-token:${check.claims.jti}`, CONSUMED_TTL_SECONDS))) {

@@ -1,8 +1,9 @@
 /**
- * Twilio's signed form webhooks: the voice webhook answering TwiML with a one-time stream token,
- * the after-stream redirect deciding what the caller hears next, and status callbacks.
+ * Twilio's signed form webhooks: the voice webhook answering TwiML with a one-time stream token (or a
+ * busy message past the tenant's concurrency limit), the after-stream redirect, and status callbacks.
  */
 import { errorMessage } from '../../errors.js';
+import { tenantAuthTokens, type Admission, type Tenant } from '../../tenants/index.js';
 import {
   connectStreamTwiml,
   issueStreamToken,
@@ -28,7 +29,27 @@ const MAX_WEBHOOK_BYTES = 64 * 1024;
 /** Stream tokens live long enough for Twilio to open the socket after fetching TwiML. */
 const STREAM_TOKEN_TTL_MS = 30_000;
 
-export function registerTwilioWebhooks(ctx: RelayContext): void {
+/** What a caller over the tenant's concurrency limit hears. */
+export const BUSY_MESSAGE = 'All our lines are busy right now. Please call again in a few minutes. Goodbye.';
+
+/** Call statuses after which a call holds no line (PROTOCOLS.md §1). */
+const FINAL_CALL_STATUSES = new Set(['completed', 'busy', 'failed', 'no-answer', 'canceled']);
+/** Stream status events after which the stream is gone. */
+const FINAL_STREAM_EVENTS = new Set(['stream-stopped', 'stream-error']);
+
+/** Concurrency leases as the webhooks use them (TenantLeases provides this). */
+export interface WebhookLeases {
+  admit(tenant: Tenant, callSid: string): Promise<Admission>;
+  release(tenantId: string, callSid: string): Promise<boolean>;
+}
+
+export interface TwilioWebhookOptions {
+  /** Per-tenant concurrency limits; without them every call is admitted. */
+  leases?: WebhookLeases;
+}
+
+export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOptions = {}): void {
+  const { leases } = opts;
   const { app, config, log, metrics, store, tenants, clock, streamUrl } = ctx;
 
   /** Validate a signed Twilio form webhook; returns its params, or replies and returns undefined. */
@@ -37,7 +58,7 @@ export function registerTwilioWebhooks(ctx: RelayContext): void {
     req: { path: string; signature: string | undefined },
     route: string,
   ): Promise<
-    { params: Record<string, string | string[]>; tenantOk: (authToken: string) => boolean } | undefined
+    { params: Record<string, string | string[]>; tenantOk: (tenant: Tenant) => boolean } | undefined
   > {
     let body: Buffer;
     try {
@@ -59,8 +80,10 @@ export function registerTwilioWebhooks(ctx: RelayContext): void {
     return {
       params,
       // Validate before filtering anything: the signature covers every field Twilio sent.
-      tenantOk: (authToken) =>
-        !config.validateSignatures || validateTwilioSignature(authToken, req.signature, url, params),
+      // The previous auth token still validates while an operator rotates it (docs/operators.md).
+      tenantOk: (tenant) =>
+        !config.validateSignatures ||
+        tenantAuthTokens(tenant).some((token) => validateTwilioSignature(token, req.signature, url, params)),
     };
   }
 
@@ -79,7 +102,7 @@ export function registerTwilioWebhooks(ctx: RelayContext): void {
         log.info({ code: 'tenant_unknown', to }, 'call to a number no tenant owns');
         return replyTwiml(h, sayHangupTwiml('Sorry, the number you have called is not in service. Goodbye.'));
       }
-      if (!form.tenantOk(tenant.resolvedAuthToken)) {
+      if (!form.tenantOk(tenant)) {
         metrics.webhooks.labels('voice', 'bad_signature').inc();
         log.warn({ code: 'signature_invalid', tenant: tenant.id }, 'voice webhook signature invalid');
         return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
@@ -87,6 +110,19 @@ export function registerTwilioWebhooks(ctx: RelayContext): void {
       if (!/^CA[0-9a-fA-F]{32}$/.test(callSid)) {
         metrics.webhooks.labels('voice', 'bad_request').inc();
         return replyError(h, '400 Bad Request', 'bad_request', 'CallSid missing or malformed');
+      }
+      if (leases) {
+        const a = await leases.admit(tenant, callSid);
+        if (!a.admitted) {
+          metrics.webhooks.labels('voice', 'busy').inc();
+          metrics.tenantBusy.labels(tenant.id).inc();
+          metrics.callsTotal.labels('rejected_capacity', tenant.id).inc();
+          log.info(
+            { code: 'tenant_busy', tenant: tenant.id, callSid, active: a.active, limit: tenant.maxConcurrentCalls },
+            'tenant at its concurrency limit: call turned away',
+          );
+          return replyTwiml(h, sayHangupTwiml(BUSY_MESSAGE));
+        }
       }
       const token = issueStreamToken(
         config.streamTokenSecret,
@@ -116,7 +152,7 @@ export function registerTwilioWebhooks(ctx: RelayContext): void {
       if (!form) return;
       const tenant = tenants.byNumber(first(form.params['To']) ?? '', first(form.params['AccountSid']));
       if (!tenant) return replyTwiml(h, sayHangupTwiml('Sorry, something went wrong. Goodbye.'));
-      if (!form.tenantOk(tenant.resolvedAuthToken)) {
+      if (!form.tenantOk(tenant)) {
         metrics.webhooks.labels('after_stream', 'bad_signature').inc();
         return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
       }
@@ -139,21 +175,38 @@ export function registerTwilioWebhooks(ctx: RelayContext): void {
       const form = await signedForm(h, meta, 'status');
       if (!form) return;
       const accountSid = first(form.params['AccountSid']);
-      const tenant = tenants.list().find((t) => t.twilio.accountSid === accountSid);
-      if (!tenant || !form.tenantOk(tenant.resolvedAuthToken)) {
+      // Stream callbacks carry no To: every tenant of the account whose token verifies may own the call.
+      const owners = tenants.list().filter((t) => t.twilio.accountSid === accountSid && form.tenantOk(t));
+      if (owners.length === 0) {
         metrics.webhooks.labels('status', 'bad_signature').inc();
         return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
       }
+      const callSid = first(form.params['CallSid']) ?? '';
+      const callStatus = first(form.params['CallStatus']);
+      const streamEvent = first(form.params['StreamEvent']);
       metrics.webhooks.labels('status', 'ok').inc();
       log.info(
         {
-          callSid: first(form.params['CallSid']),
-          streamEvent: first(form.params['StreamEvent']),
-          callStatus: first(form.params['CallStatus']),
+          callSid,
+          tenant: owners.length === 1 ? owners[0]?.id : owners.map((t) => t.id),
+          streamEvent,
+          callStatus,
           streamError: first(form.params['StreamError']),
+          callDuration: first(form.params['CallDuration']),
         },
         'twilio status callback',
       );
+      const final =
+        (callStatus !== undefined && FINAL_CALL_STATUSES.has(callStatus)) ||
+        (streamEvent !== undefined && FINAL_STREAM_EVENTS.has(streamEvent));
+      if (leases && final && /^CA[0-9a-fA-F]{32}$/.test(callSid)) {
+        // The call bridge releases on its own end too; this covers a pod that died, or a webhook
+        // whose stream never opened. Releasing twice is harmless.
+        const results = await Promise.allSettled(owners.map((t) => leases.release(t.id, callSid)));
+        for (const r of results) {
+          if (r.status === 'rejected') log.warn({ code: 'store_unavailable', callSid, err: errorMessage(r.reason) }, 'lease release failed');
+        }
+      }
       reply(h, '204 No Content', '');
     })().catch((err: unknown) => internalError(h, 'status', err));
   });

@@ -1,0 +1,283 @@
+/**
+ * The tenant half of the /v1 admin API: list, read, create, replace, merge-patch and delete tenants.
+ * Validation errors name each field; secrets are accepted only by reference and never shown.
+ */
+import type { TenantWrite, TenantWriteMode } from '../../store/tenant-store.js';
+import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/index.js';
+import { errorMessage } from '../../errors.js';
+import type { RelayContext } from '../context.js';
+import { readBody, reply, replyJson, track, type ReplyHandle } from '../http.js';
+
+/** What the routes need from the registry (StoreTenantRegistry provides it). */
+export interface AdminTenantRegistry {
+  configs(): Promise<TenantConfig[]>;
+  config(id: string): Promise<TenantConfig | undefined>;
+  write(cfg: TenantConfig, mode: TenantWriteMode): Promise<TenantWrite>;
+  remove(id: string): Promise<boolean>;
+  /** Why the config's secret references do not resolve on this pod, if they do not. */
+  unresolvable(cfg: TenantConfig): string | undefined;
+}
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+/** A tenant with a price book, technicians and slots is a few KiB; this leaves room, not abuse. */
+export const MAX_ADMIN_BODY_BYTES = 256 * 1024;
+
+const SECRET_FIELDS = ['authToken', 'previousAuthToken'] as const;
+
+/** A secret reference as the API shows it: names of variables and files, never a value. */
+export function secretRefView(ref: SecretRef): Record<string, string | boolean> {
+  if ('env' in ref) return { env: ref.env };
+  if ('file' in ref) return { file: ref.file };
+  return { value: '[redacted]' };
+}
+
+/** A tenant as the API returns it: the stored config with every secret replaced by its reference. */
+export function tenantView(cfg: TenantConfig): Record<string, unknown> {
+  const twilio: Record<string, unknown> = { accountSid: cfg.twilio.accountSid, authToken: secretRefView(cfg.twilio.authToken) };
+  if (cfg.twilio.previousAuthToken) twilio['previousAuthToken'] = secretRefView(cfg.twilio.previousAuthToken);
+  return { ...cfg, twilio };
+}
+
+type Validation = { ok: true; tenant: TenantConfig } | { ok: false; fields: FieldError[] };
+
+/** Inline `{value}` secrets in a request body: refused whatever else is wrong with it. */
+function inlineSecretErrors(body: unknown): FieldError[] {
+  const twilio = isObject(body) ? body['twilio'] : undefined;
+  if (!isObject(twilio)) return [];
+  const out: FieldError[] = [];
+  for (const f of SECRET_FIELDS) {
+    const ref = twilio[f];
+    if (isObject(ref) && 'value' in ref) {
+      out.push({ path: `twilio.${f}`, message: 'inline secret values are not accepted here; give {"env": "NAME"} or {"file": "/path"}' });
+    }
+  }
+  return out;
+}
+
+/** Keys of `input` that the schema dropped (zod strips unknown keys): typos must not vanish silently. */
+function unknownFields(input: unknown, output: unknown, path: string[], out: FieldError[]): void {
+  if (Array.isArray(input) && Array.isArray(output)) {
+    input.forEach((v, i) => unknownFields(v, output[i], [...path, String(i)], out));
+    return;
+  }
+  if (!isObject(input) || !isObject(output)) return;
+  for (const k of Object.keys(input)) {
+    if (!(k in output)) out.push({ path: [...path, k].join('.'), message: 'unknown field' });
+    else unknownFields(input[k], output[k], [...path, k], out);
+  }
+}
+
+/**
+ * Validate a full tenant document from the API, naming every bad field. `refuseInline: false` lets a
+ * merged PATCH document keep an inline secret the stored tenant already had (a file-seeded tenant).
+ */
+export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean } = {}): Validation {
+  const fields = opts.refuseInline === false ? [] : inlineSecretErrors(body);
+  const r = TenantSchema.safeParse(body);
+  if (!r.success) {
+    for (const i of r.error.issues) {
+      const path = i.path.map(String).join('.');
+      const secret = SECRET_FIELDS.some((f) => path === `twilio.${f}`);
+      if (secret && fields.some((e) => e.path === path)) continue;
+      fields.push({ path: path || '(body)', message: secret ? 'must be {"env": "NAME"} or {"file": "/path"}' : i.message });
+    }
+    return { ok: false, fields };
+  }
+  unknownFields(body, r.data, [], fields);
+  return fields.length > 0 ? { ok: false, fields } : { ok: true, tenant: r.data };
+}
+
+/** RFC 7396 JSON merge patch: objects merge, null deletes, everything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isObject(patch)) return patch;
+  const out: Record<string, unknown> = isObject(target) ? { ...target } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Register /v1/tenants and /v1/tenants/{id}. Nothing is registered when ADMIN_TOKEN is unset, so the
+ * routes answer 404 like any unknown path. `auth` is `bearerAuth(config.adminToken)`.
+ */
+export function registerAdminTenantRoutes(
+  ctx: RelayContext,
+  auth: (authorizationHeader: string) => boolean,
+  registry: AdminTenantRegistry,
+): void {
+  if (ctx.config.adminToken === undefined) return;
+  const { app, log } = ctx;
+
+  const error = (h: ReplyHandle, status: string, code: string, message: string, fields?: FieldError[]): void => {
+    replyJson(h, status, { error: fields ? { code, message, fields } : { code, message } });
+  };
+
+  /** Synchronous part of every handler: abort tracking and the bearer check (uWS headers die after return). */
+  function guard(res: Parameters<Parameters<typeof app.get>[1]>[0], header: string): ReplyHandle | undefined {
+    const h = track(res);
+    if (auth(header)) return h;
+    reply(h, '401 Unauthorized', JSON.stringify({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } }), {
+      'content-type': 'application/json',
+      'www-authenticate': 'Bearer realm="switchboard-admin"',
+    });
+    return undefined;
+  }
+
+  /** Read and parse a JSON body; replies (413 or 400) and returns undefined on failure. */
+  async function jsonBody(h: ReplyHandle): Promise<{ value: unknown } | undefined> {
+    let raw: Buffer;
+    try {
+      raw = await readBody(h, MAX_ADMIN_BODY_BYTES);
+    } catch (err) {
+      if (!h.aborted) {
+        h.res.cork(() => {
+          h.res
+            .writeStatus('413 Payload Too Large')
+            .writeHeader('content-type', 'application/json')
+            .end(JSON.stringify({ error: { code: 'payload_too_large', message: errorMessage(err) } }), true);
+        });
+      }
+      return undefined;
+    }
+    try {
+      return { value: JSON.parse(raw.toString('utf8')) as unknown };
+    } catch {
+      // The parser's message quotes the body; say where it failed only in general terms.
+      error(h, '400 Bad Request', 'bad_request', 'body is not valid JSON');
+      return undefined;
+    }
+  }
+
+  function answerWrite(h: ReplyHandle, r: TenantWrite, tenant: TenantConfig, op: string): void {
+    if (r.ok) {
+      log.info({ tenant: tenant.id, op, created: r.created }, 'tenant written through the admin API');
+      reply(h, r.created ? '201 Created' : '200 OK', JSON.stringify(tenantView(tenant)), {
+        'content-type': 'application/json',
+        location: `/v1/tenants/${tenant.id}`,
+      });
+      return;
+    }
+    switch (r.reason) {
+      case 'exists':
+        return error(h, '409 Conflict', 'conflict', `tenant ${tenant.id} already exists; use PUT or PATCH /v1/tenants/${tenant.id}`);
+      case 'not_found':
+        return error(h, '404 Not Found', 'not_found', `no tenant ${tenant.id}`);
+      case 'number_taken':
+        return error(h, '409 Conflict', 'conflict', `number ${r.number} belongs to tenant ${r.owner}`, [
+          { path: `phoneNumbers.${tenant.phoneNumbers.indexOf(r.number)}`, message: `belongs to tenant ${r.owner}` },
+        ]);
+    }
+  }
+
+  /** Validate, check secrets resolve here, write. */
+  async function validateAndWrite(h: ReplyHandle, body: unknown, mode: TenantWriteMode, op: string, extra: FieldError[] = []): Promise<void> {
+    const v = validateTenantBody(body);
+    const fields = [...extra, ...(v.ok ? [] : v.fields)];
+    if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
+    const problem = registry.unresolvable(v.tenant);
+    if (problem !== undefined) {
+      return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [
+        { path: 'twilio.authToken', message: `does not resolve on this relay: ${problem}` },
+      ]);
+    }
+    answerWrite(h, await registry.write(v.tenant, mode), v.tenant, op);
+  }
+
+  const failed = (h: ReplyHandle, op: string) => (err: unknown) => {
+    log.error({ code: 'store_unavailable', op, err: errorMessage(err) }, 'admin tenant request failed');
+    error(h, '503 Service Unavailable', 'store_unavailable', 'tenant store unavailable; try again');
+  };
+
+  app.get('/v1/tenants', (res, req) => {
+    const h = guard(res, req.getHeader('authorization'));
+    if (!h) return;
+    registry
+      .configs()
+      .then((list) => replyJson(h, '200 OK', { tenants: list.map(tenantView) }))
+      .catch(failed(h, 'list'));
+  });
+
+  app.post('/v1/tenants', (res, req) => {
+    const h = guard(res, req.getHeader('authorization'));
+    if (!h) return;
+    void (async () => {
+      const body = await jsonBody(h);
+      if (body) await validateAndWrite(h, body.value, 'create', 'create');
+    })().catch(failed(h, 'create'));
+  });
+
+  app.get('/v1/tenants/:id', (res, req) => {
+    const h = guard(res, req.getHeader('authorization'));
+    if (!h) return;
+    const id = req.getParameter(0) ?? '';
+    registry
+      .config(id)
+      .then((cfg) => (cfg ? replyJson(h, '200 OK', tenantView(cfg)) : error(h, '404 Not Found', 'not_found', `no tenant ${id}`)))
+      .catch(failed(h, 'get'));
+  });
+
+  app.put('/v1/tenants/:id', (res, req) => {
+    const h = guard(res, req.getHeader('authorization'));
+    if (!h) return;
+    const id = req.getParameter(0) ?? '';
+    void (async () => {
+      const body = await jsonBody(h);
+      if (!body) return;
+      const extra: FieldError[] = [];
+      let doc = body.value;
+      if (isObject(doc)) {
+        if (doc['id'] === undefined) doc = { ...doc, id };
+        else if (doc['id'] !== id) extra.push({ path: 'id', message: 'must match the tenant id in the URL' });
+      }
+      await validateAndWrite(h, doc, 'upsert', 'replace', extra);
+    })().catch(failed(h, 'replace'));
+  });
+
+  app.patch('/v1/tenants/:id', (res, req) => {
+    const h = guard(res, req.getHeader('authorization'));
+    if (!h) return;
+    const id = req.getParameter(0) ?? '';
+    void (async () => {
+      const body = await jsonBody(h);
+      if (!body) return;
+      const patch = body.value;
+      if (!isObject(patch)) return error(h, '400 Bad Request', 'bad_request', 'a merge patch must be a JSON object');
+      const current = await registry.config(id);
+      if (!current) return error(h, '404 Not Found', 'not_found', `no tenant ${id}`);
+      const fields = inlineSecretErrors(patch);
+      if (patch['id'] !== undefined && patch['id'] !== id) fields.push({ path: 'id', message: 'a tenant id cannot change' });
+      const v = validateTenantBody(mergePatch(current, patch), { refuseInline: false });
+      if (!v.ok) fields.push(...v.fields.filter((f) => !fields.some((e) => e.path === f.path)));
+      if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
+      const problem = registry.unresolvable(v.tenant);
+      if (problem !== undefined) {
+        return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [{ path: 'twilio.authToken', message: `does not resolve on this relay: ${problem}` }]);
+      }
+      answerWrite(h, await registry.write(v.tenant, 'replace'), v.tenant, 'patch');
+    })().catch(failed(h, 'patch'));
+  });
+
+  app.del('/v1/tenants/:id', (res, req) => {
+    const h = guard(res, req.getHeader('authorization'));
+    if (!h) return;
+    const id = req.getParameter(0) ?? '';
+    registry
+      .remove(id)
+      .then((had) => {
+        if (!had) return error(h, '404 Not Found', 'not_found', `no tenant ${id}`);
+        log.info({ tenant: id, op: 'delete' }, 'tenant deleted through the admin API');
+        reply(h, '204 No Content', '');
+      })
+      .catch(failed(h, 'delete'));
+  });
+}
