@@ -199,7 +199,8 @@ export function describeVerbs(verbs) {
 // --- the call ------------------------------------------------------------------------------------
 
 /**
- * @typedef {{ say: string, bargeInAfterMs?: number, dtmf?: string }} CallTurn
+ * @typedef {{ say: string, bargeInAfterMs?: number, dtmf?: string, speechMs?: number }} CallTurn
+ *   `speechMs`: speak for at least this long (default: 500 ms, or as long as the text needs).
  * @typedef {{ turns: CallTurn[], hangupAfterMs?: number, waitForGreeting?: boolean, maxCallMs: number,
  *   quietMs?: number, replyTimeoutMs?: number }} CallScript
  *   `quietMs` (default 300): playback idle this long ends a reply. `replyTimeoutMs` (default 10000):
@@ -256,6 +257,14 @@ const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
  */
 
 /**
+ * Optional taps for measurement (the bench hides timestamps in the audio): `stampPayload` may
+ * rewrite each outgoing media payload (base64 μ-law, same length); `onAudio` sees each received
+ * media payload's decoded bytes.
+ * @typedef {{ stampPayload?: (payload: string, nowMs: number) => string,
+ *   onAudio?: (bytes: Uint8Array, nowMs: number) => void }} CallerHooks
+ */
+
+/**
  * One simulated call on an open Media Stream. Every method takes the adapter's current time in ms
  * (any monotonic clock) and returns the JSON text messages to send, in order.
  */
@@ -263,7 +272,7 @@ export class CallerSession {
   /**
    * @param {{ callSid: string, accountSid: string, streamSid: string, parameters: Record<string, string>,
    *   script: CallScript, b64encode: (bytes: Uint8Array) => string, b64decode: (s: string) => Uint8Array,
-   *   clockMs?: () => number, after?: TwimlVerb[] }} o
+   *   clockMs?: () => number, after?: TwimlVerb[], hooks?: CallerHooks }} o
    *   `clockMs` supplies the time when a method is called without one; `after` is the TwiML after
    *   `</Connect>` (reported as the fallback if the relay closes the socket).
    */
@@ -385,6 +394,7 @@ export class CallerSession {
       this.speechAt++;
       if (this.speechAt >= this.speech.length) this.endSpeech(now);
     }
+    if (this.o.hooks?.stampPayload) payload = this.o.hooks.stampPayload(payload, now);
     this.chunk++;
     const ts = Math.max(0, Math.round(now - this.openMs));
     out.push(
@@ -548,6 +558,7 @@ export class CallerSession {
 
   /** @param {Uint8Array} bytes @param {number} now */
   onAudio(bytes, now) {
+    this.o.hooks?.onAudio?.(bytes, now);
     const r = this.report_;
     r.framesReceived++;
     r.audioMsReceived += bytes.length / BYTES_PER_MS;
@@ -620,7 +631,8 @@ export class CallerSession {
     }
     this.turn = i;
     this.report_.turns.push({ said: turn.say, heard: '', turnLatencyMs: null, bargeIn: now < this.playEndMs, clearReceived: false });
-    this.speech = turn.say ? speechFrames(turn.say).map((f) => this.o.b64encode(f)) : [];
+    const minFrames = turn.speechMs !== undefined ? Math.ceil(turn.speechMs / FRAME_MS) : undefined;
+    this.speech = turn.say ? speechFrames(turn.say, minFrames !== undefined ? { minFrames } : {}).map((f) => this.o.b64encode(f)) : [];
     this.speechAt = 0;
     for (const d of turn.dtmf ?? '') this.dtmf.push(d);
     this.boundary = true;

@@ -14,13 +14,14 @@ import {
   twilioSignature,
   type CallScript,
   type CallTurn,
+  type CallerHooks,
   type CallerReport,
   type ParsedTwiml,
 } from '../../loadtest/lib/caller-core.js';
 import { FRAME_MS } from '../../loadtest/lib/audio.js';
 import { errorMessage } from '../errors.js';
 
-export type { CallScript, CallTurn, CallerReport, ParsedTwiml };
+export type { CallScript, CallTurn, CallerHooks, CallerReport, ParsedTwiml };
 
 export interface PlaceCallOptions {
   /** http(s) base of the relay, for the webhook. */
@@ -37,6 +38,8 @@ export interface PlaceCallOptions {
   streamUrlOverride?: string;
   /** The base URL the relay believes Twilio used (its PUBLIC_URL), when it differs from `baseUrl`. */
   publicUrl?: string;
+  /** Measurement taps on the media stream (the bench stamps and reads timestamps in the audio). */
+  hooks?: CallerHooks;
 }
 
 /**
@@ -168,6 +171,7 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
     b64decode,
     clockMs: () => performance.now(),
     after: twiml.after,
+    ...(o.hooks !== undefined ? { hooks: o.hooks } : {}),
   });
   const extra = (): Omit<CallReport, keyof CallerReport> => ({
     stage: 'connected',
