@@ -1,0 +1,608 @@
+/**
+ * `npm run bench`: Switchboard against the baseline relay at rising numbers of concurrent calls. Owns
+ * the processes (relay pinned to core 0, this driver to core 1), /proc and /metrics sampling, the
+ * tables, JSON and SVG output. Callers, the sim model and stamps are driver.ts's; numbers stats.ts's.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { relayLatency } from '../src/sim/call-cli.js';
+import { BenchDriver, type DriverResult } from './driver.js';
+import { fmt, formatTable, ratio, slope, svgLinePlot } from './stats.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const STREAM_SECRET = 'bench-stream-token-secret-0123456789abcdef';
+
+export type RelayKind = 'switchboard' | 'switchboard-metrics-off' | 'baseline';
+
+export interface BenchOptions {
+  levels: number[];
+  seconds: number;
+  rampPerSec: number;
+  settleSeconds: number;
+  metricsOff: boolean;
+  outDir: string;
+  /** Pin the relay to core 0 and this process to core 1 (when taskset and 2+ cores exist). */
+  pin: boolean;
+  /** Run Switchboard with --cpu-prof at this level (profiles land in outDir/prof). */
+  cpuProfLevel: number | undefined;
+  quiet: boolean;
+}
+
+export interface RunResult {
+  relay: RelayKind;
+  level: number;
+  driver: DriverResult;
+  relayCpuPercent: number;
+  cpuPerCallPercent: number | null;
+  rssMB: number | null;
+  heapMB: number | null;
+  /** Switchboard's own histogram over the window (null for the baseline). */
+  switchboardHistogram: { callerToModel: { p50Ms: number | null; p99Ms: number | null; count: number }; modelToCaller: { p50Ms: number | null; p99Ms: number | null; count: number } } | null;
+  switchboardDropped: number | null;
+  /**
+   * CPU on each core spent by processes other than the relay and this driver during the window
+   * (% of that core, from /proc/stat): the machine is shared, and other work there distorts latency.
+   */
+  otherCpuPercent: { core0: number; core1: number } | null;
+  loadAvg1m: number;
+}
+
+export interface BenchReport {
+  startedAt: string;
+  machine: { cpuModel: string; cores: number; node: string; pinned: boolean; note: string };
+  options: Omit<BenchOptions, 'outDir' | 'quiet'>;
+  runs: RunResult[];
+  summary: BenchSummary;
+  files: { json: string; svg: string[] };
+}
+
+export interface BenchSummary {
+  perRelay: Array<{
+    relay: RelayKind;
+    heapKBPerCall: number | null;
+    rssKBPerCall: number | null;
+    cpuPercentPerCall: number | null;
+    /** Highest level held in full with both directions' p99 ≤ 2 ms and no drops. */
+    maxCallsAtP99Under2ms: number;
+    /** 100 % of one core / CPU per call (what the core would carry if CPU were the only limit). */
+    cpuBoundCallsPerCore: number | null;
+  }>;
+}
+
+/** `npm run bench -- …` arguments. */
+export function parseBenchArgs(argv: readonly string[]): BenchOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      levels: { type: 'string' },
+      seconds: { type: 'string' },
+      ramp: { type: 'string' },
+      settle: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'metrics-off': { type: 'boolean', default: false },
+      out: { type: 'string' },
+      'no-pin': { type: 'boolean', default: false },
+      'cpu-prof': { type: 'string' },
+      quiet: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const quick = values.quick === true;
+  const num = (v: string | undefined, name: string, dflt: number): number => {
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${v}`);
+    return n;
+  };
+  const levels = (values.levels ?? (quick ? '20,50' : '50,100,200,300,400')).split(',').map((s) => num(s.trim(), 'levels', 1));
+  return {
+    levels: levels.map((n) => Math.round(n)),
+    seconds: num(values.seconds, 'seconds', quick ? 8 : 20),
+    rampPerSec: num(values.ramp, 'ramp', 20),
+    settleSeconds: num(values.settle, 'settle', quick ? 2 : 3),
+    metricsOff: values['metrics-off'] === true,
+    outDir: resolve(values.out ?? join(ROOT, 'bench/results')),
+    pin: values['no-pin'] !== true,
+    cpuProfLevel: values['cpu-prof'] !== undefined ? num(values['cpu-prof'], 'cpu-prof', 1) : undefined,
+    quiet: values.quiet === true,
+  };
+}
+
+// --- processes ------------------------------------------------------------------------------------
+
+const children = new Set<ChildProcess>();
+
+function killAll(): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  children.clear();
+}
+
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((ok, fail) => {
+    const s = createServer();
+    s.once('error', fail);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => ok(port));
+    });
+  });
+}
+
+interface RelayProcess {
+  kind: RelayKind;
+  pid: number;
+  baseUrl: string;
+  child: ChildProcess;
+}
+
+async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOptions, pinned: boolean, level: number): Promise<RelayProcess> {
+  const port = await freePort();
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const script = kind === 'baseline' ? 'bench/baseline-relay.ts' : 'src/main.ts';
+  const nodeArgs = ['--import', 'tsx'];
+  if (kind === 'switchboard' && o.cpuProfLevel === level) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(o.outDir, 'prof'));
+  const cmd = pinned ? 'taskset' : process.execPath;
+  const args = pinned ? ['-c', '0', process.execPath, ...nodeArgs, script] : [...nodeArgs, script];
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_URL: baseUrl,
+    OPENAI_API_KEY: 'sim',
+    OPENAI_REALTIME_URL: modelUrl,
+    LOG_LEVEL: 'warn',
+    STREAM_TOKEN_SECRET: STREAM_SECRET,
+    FRAME_METRICS: kind === 'switchboard-metrics-off' ? 'false' : 'true',
+  };
+  // The sample logs to stdout: keep its console.log calls, send them to /dev/null. stderr to a file.
+  const errLog = openSync(join(o.outDir, `${kind}-${level}.log`), 'w');
+  const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', kind === 'baseline' ? 'ignore' : errLog, errLog] });
+  closeSync(errLog);
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`cannot start ${kind}`);
+  // Ready when it answers HTTP; bounded, and fails fast when the process dies.
+  const readyPath = kind === 'baseline' ? '/' : '/healthz';
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`${kind} exited with ${child.exitCode} (see ${join(o.outDir, `${kind}-${level}.log`)})`);
+    try {
+      const res = await fetch(baseUrl + readyPath, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.ok) return { kind, pid, baseUrl, child };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${kind} did not answer ${readyPath} within 30 s`);
+}
+
+async function stopRelayProcess(r: RelayProcess): Promise<void> {
+  if (r.child.exitCode !== null || r.child.signalCode !== null) return;
+  const exited = new Promise<void>((ok) => r.child.once('exit', () => ok()));
+  // SIGTERM first: Switchboard drains (its calls are already gone) and writes a --cpu-prof profile.
+  r.child.kill('SIGTERM');
+  const t = setTimeout(() => r.child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+// --- /proc and /metrics -------------------------------------------------------------------------------
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of a process, in seconds. */
+export function procCpuSeconds(statText: string): number {
+  // Fields after "(comm)": state is field 3, utime 14, stime 15.
+  const rest = statText.slice(statText.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+}
+
+function readCpu(pid: number): number {
+  return procCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** Busy and total jiffies per core from /proc/stat. */
+export function procStatCores(text: string): Array<{ busy: number; total: number }> {
+  const out: Array<{ busy: number; total: number }> = [];
+  for (const line of text.split('\n')) {
+    const m = /^cpu(\d+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    const f = (m[2] ?? '').split(/\s+/).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    out[Number(m[1])] = { busy: total - idle, total };
+  }
+  return out;
+}
+
+function readRssMB(pid: number): number | null {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : null;
+}
+
+/** Sum of a counter/gauge's samples in Prometheus text, over series carrying every label of `match`. */
+export function metricSum(text: string, name: string, match: Readonly<Record<string, string>> = {}): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const labels = m[2] ?? '';
+    if (!Object.entries(match).every(([k, v]) => labels.includes(`${k}="${v}"`))) continue;
+    total += Number(m[3]);
+  }
+  return total;
+}
+
+async function getText(url: string): Promise<string> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  return res.text();
+}
+
+/** Heap used (no forced GC): Switchboard's from a /metrics text already scraped, the baseline's /__mem. */
+async function readHeapMB(r: RelayProcess, metricsText: string): Promise<number | null> {
+  try {
+    if (r.kind === 'baseline') {
+      const mem = JSON.parse(await getText(`${r.baseUrl}/__mem`)) as { heapUsed: number };
+      return mem.heapUsed / 2 ** 20;
+    }
+    return metricsText ? metricSum(metricsText, 'nodejs_heap_size_used_bytes') / 2 ** 20 : null;
+  } catch {
+    return null;
+  }
+}
+
+// --- one run ----------------------------------------------------------------------------------------
+
+async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<RunResult> {
+  const driver = await BenchDriver.start();
+  let relay: RelayProcess | undefined;
+  try {
+    relay = await startRelayProcess(kind, `${driver.model.url}`, o, pinned, level);
+    const r = relay;
+    let cpu0 = 0;
+    let cpuSpent = 0;
+    let driverCpu0 = process.cpuUsage();
+    let driverCpuSec = 0;
+    let stat0: Array<{ busy: number; total: number }> = [];
+    let stat1: Array<{ busy: number; total: number }> = [];
+    let metrics0 = '';
+    let metrics1 = '';
+    const rss: number[] = [];
+    let heap: number | null = null;
+    // RSS comes from /proc and costs the relay nothing. Heap needs an HTTP request the relay must
+    // serve (Switchboard's /metrics serialises every series: milliseconds of its loop), so it is
+    // read once, after the window closed, never in the middle of it.
+    const sampleRss = (): Promise<void> => {
+      const v = readRssMB(r.pid);
+      if (v !== null) rss.push(v);
+      return Promise.resolve();
+    };
+    const isSb = kind !== 'baseline';
+    const tag = `[${kind} ${level}]`;
+    const d = await driver.runLevel(
+      { baseUrl: r.baseUrl, calls: level, rampPerSec: o.rampPerSec, windowMs: o.seconds * 1000, settleMs: o.settleSeconds * 1000 },
+      {
+        windowStart: async () => {
+          if (isSb) metrics0 = await getText(`${r.baseUrl}/metrics`);
+          cpu0 = readCpu(r.pid);
+          stat0 = procStatCores(readFileSync('/proc/stat', 'utf8'));
+          driverCpu0 = process.cpuUsage();
+        },
+        windowEnd: async () => {
+          cpuSpent = readCpu(r.pid) - cpu0;
+          stat1 = procStatCores(readFileSync('/proc/stat', 'utf8'));
+          const du = process.cpuUsage(driverCpu0);
+          driverCpuSec = (du.user + du.system) / 1e6;
+          await sampleRss();
+          if (isSb) metrics1 = await getText(`${r.baseUrl}/metrics`);
+          heap = await readHeapMB(r, metrics1);
+        },
+        sample: sampleRss,
+        progress: (p) => log(`${tag} ${p.phase}: ${p.callsUp} calls up, ${p.callsFailed} failed, p99 ${fmt(p.p99Ms, 3)} ms`),
+      },
+    );
+    const relayCpuPercent = (cpuSpent / (d.windowMs / 1000)) * 100;
+    let otherCpuPercent: RunResult['otherCpuPercent'] = null;
+    const c0a = stat0[0];
+    const c0b = stat1[0];
+    const c1a = stat0[1];
+    const c1b = stat1[1];
+    if (pinned && c0a && c0b && c1a && c1b) {
+      // Pinned: everything on core 0 beyond the relay, on core 1 beyond the driver, is someone else's.
+      const pct = (a: { busy: number; total: number }, b: { busy: number; total: number }, ours: number): number =>
+        Math.max(0, ((b.busy - a.busy) / CLK_TCK - ours) / ((b.total - a.total) / CLK_TCK)) * 100;
+      otherCpuPercent = { core0: pct(c0a, c0b, cpuSpent), core1: pct(c1a, c1b, driverCpuSec) };
+    }
+    let hist: RunResult['switchboardHistogram'] = null;
+    let dropped: number | null = null;
+    if (isSb && metrics0 && metrics1) {
+      const lat = relayLatency(metrics0, metrics1);
+      hist = { callerToModel: lat.frames.caller_to_model, modelToCaller: lat.frames.model_to_caller };
+      dropped = metricSum(metrics1, 'switchboard_frames_dropped_total') - metricSum(metrics0, 'switchboard_frames_dropped_total');
+    }
+    return {
+      relay: kind,
+      level,
+      driver: d,
+      relayCpuPercent,
+      cpuPerCallPercent: d.callsHeld > 0 ? relayCpuPercent / d.callsHeld : null,
+      rssMB: rss.length > 0 ? rss.reduce((a, b) => a + b, 0) / rss.length : null,
+      heapMB: heap,
+      switchboardHistogram: hist,
+      switchboardDropped: dropped,
+      otherCpuPercent,
+      loadAvg1m: loadavg()[0] ?? 0,
+    };
+  } finally {
+    if (relay) await stopRelayProcess(relay);
+    await driver.close();
+  }
+}
+
+// --- report -----------------------------------------------------------------------------------------
+
+const lat = (v: number | null): string => fmt(v, 3);
+
+function levelTable(runs: readonly RunResult[], prevByRelay: ReadonlyMap<RelayKind, RunResult>): string {
+  const rows: string[][] = [
+    ['relay', 'held', 'failed', 'c2m p50', 'p99', 'p999', 'm2c p50', 'p99', 'p999', 'hist c2m p50/p99', 'hist m2c p50/p99', 'CPU %', 'CPU %/call', 'RSS MB', 'heap MB', 'heap KB/call', 'drops c2m', 'm2c', 'sb drops', 'driver CPU %', 'driver lag p99', 'other CPU % core0/1'],
+  ];
+  for (const r of runs) {
+    const d = r.driver;
+    const prev = prevByRelay.get(r.relay);
+    const heapPerCall = prev && prev.heapMB !== null && r.heapMB !== null && r.level !== prev.level ? ((r.heapMB - prev.heapMB) * 1024) / (r.level - prev.level) : null;
+    const h = r.switchboardHistogram;
+    rows.push([
+      r.relay,
+      `${d.callsHeld}/${d.callsTarget}`,
+      String(d.callsFailed),
+      lat(d.callerToModel.latencyMs.p50),
+      lat(d.callerToModel.latencyMs.p99),
+      lat(d.callerToModel.latencyMs.p999),
+      lat(d.modelToCaller.latencyMs.p50),
+      lat(d.modelToCaller.latencyMs.p99),
+      lat(d.modelToCaller.latencyMs.p999),
+      h ? `${lat(h.callerToModel.p50Ms)}/${lat(h.callerToModel.p99Ms)}` : '-',
+      h ? `${lat(h.modelToCaller.p50Ms)}/${lat(h.modelToCaller.p99Ms)}` : '-',
+      fmt(r.relayCpuPercent, 1),
+      fmt(r.cpuPerCallPercent, 3),
+      fmt(r.rssMB, 1),
+      fmt(r.heapMB, 1),
+      fmt(heapPerCall, 1),
+      String(d.callerToModel.sent - d.callerToModel.received),
+      String(d.modelToCaller.sent - d.modelToCaller.received),
+      r.switchboardDropped === null ? '-' : String(r.switchboardDropped),
+      fmt(d.driver.cpuPercent, 0) + (d.driver.saturated ? '!' : ''),
+      fmt(d.driver.loopLagP99Ms, 1),
+      r.otherCpuPercent ? `${fmt(r.otherCpuPercent.core0, 0)}/${fmt(r.otherCpuPercent.core1, 0)}` : '-',
+    ]);
+  }
+  return formatTable(rows);
+}
+
+function ratioLine(runs: readonly RunResult[]): string | undefined {
+  const sb = runs.find((r) => r.relay === 'switchboard');
+  const bl = runs.find((r) => r.relay === 'baseline');
+  if (!sb || !bl) return undefined;
+  const p99 = (r: RunResult): number | null => Math.max(r.driver.callerToModel.latencyMs.p99 ?? NaN, r.driver.modelToCaller.latencyMs.p99 ?? NaN);
+  return (
+    `switchboard/baseline: CPU per call ${ratio(sb.cpuPerCallPercent, bl.cpuPerCallPercent)}, ` +
+    `p99 ${ratio(p99(sb), p99(bl))}, p50 c2m ${ratio(sb.driver.callerToModel.latencyMs.p50, bl.driver.callerToModel.latencyMs.p50)}, ` +
+    `RSS ${ratio(sb.rssMB, bl.rssMB)}, heap ${ratio(sb.heapMB, bl.heapMB)}`
+  );
+}
+
+/** Per-relay per-call costs (slopes over levels) and calls per core at p99 ≤ 2 ms. */
+export function summarise(runs: readonly RunResult[]): BenchSummary {
+  const kinds = [...new Set(runs.map((r) => r.relay))];
+  return {
+    perRelay: kinds.map((relay) => {
+      const rs = runs.filter((r) => r.relay === relay && r.driver.callsHeld > 0);
+      const pts = (f: (r: RunResult) => number | null): Array<{ x: number; y: number }> =>
+        rs.flatMap((r) => {
+          const y = f(r);
+          return y === null ? [] : [{ x: r.driver.callsHeld, y }];
+        });
+      const heapSlope = slope(pts((r) => r.heapMB));
+      const rssSlope = slope(pts((r) => r.rssMB));
+      const cpuSlope = slope(pts((r) => r.relayCpuPercent));
+      let best = 0;
+      for (const r of rs) {
+        const d = r.driver;
+        const ok =
+          d.callsHeld === d.callsTarget &&
+          (d.callerToModel.latencyMs.p99 ?? Infinity) <= 2 &&
+          (d.modelToCaller.latencyMs.p99 ?? Infinity) <= 2 &&
+          d.callerToModel.sent === d.callerToModel.received;
+        if (ok) best = Math.max(best, r.level);
+      }
+      return {
+        relay,
+        heapKBPerCall: heapSlope === null ? null : heapSlope * 1024,
+        rssKBPerCall: rssSlope === null ? null : rssSlope * 1024,
+        cpuPercentPerCall: cpuSlope,
+        maxCallsAtP99Under2ms: best,
+        cpuBoundCallsPerCore: cpuSlope !== null && cpuSlope > 0 ? 100 / cpuSlope : null,
+      };
+    }),
+  };
+}
+
+function summaryTable(s: BenchSummary): string {
+  const rows = [['relay', 'CPU %/call (slope)', 'calls/core if CPU-bound', 'max calls held at p99<=2ms', 'heap KB/call (slope)', 'RSS KB/call (slope)']];
+  for (const r of s.perRelay) {
+    rows.push([r.relay, fmt(r.cpuPercentPerCall, 3), fmt(r.cpuBoundCallsPerCore, 0), String(r.maxCallsAtP99Under2ms), fmt(r.heapKBPerCall, 1), fmt(r.rssKBPerCall, 1)]);
+  }
+  return formatTable(rows);
+}
+
+const COLORS: Record<RelayKind, string> = { switchboard: '#1f77b4', 'switchboard-metrics-off': '#2ca02c', baseline: '#d62728' };
+
+function plots(runs: readonly RunResult[], base: string): Array<{ path: string; svg: string }> {
+  const kinds = [...new Set(runs.map((r) => r.relay))];
+  const series = (f: (r: RunResult) => number | null, suffix = '', sel: (k: RelayKind) => boolean = () => true) =>
+    kinds.filter(sel).map((k) => ({
+      name: k + suffix,
+      color: COLORS[k],
+      points: runs.filter((r) => r.relay === k).map((r) => ({ x: r.level, y: f(r) })),
+    }));
+  return [
+    {
+      path: `${base}-p99.svg`,
+      svg: svgLinePlot({
+        title: 'Relay-added latency p99 (loopback, end to end), worst direction',
+        xLabel: 'concurrent calls',
+        yLabel: 'ms',
+        series: series((r) => {
+          const a = r.driver.callerToModel.latencyMs.p99;
+          const b = r.driver.modelToCaller.latencyMs.p99;
+          return a === null || b === null ? null : Math.max(a, b);
+        }),
+      }),
+    },
+    {
+      path: `${base}-cpu.svg`,
+      svg: svgLinePlot({ title: 'Relay CPU (100 % = one core)', xLabel: 'concurrent calls', yLabel: '% of one core', series: series((r) => r.relayCpuPercent) }),
+    },
+    {
+      path: `${base}-rss.svg`,
+      svg: svgLinePlot({ title: 'Relay RSS', xLabel: 'concurrent calls', yLabel: 'MB', series: series((r) => r.rssMB) }),
+    },
+  ];
+}
+
+// --- the bench --------------------------------------------------------------------------------------
+
+/** Run every level for every relay, print as it goes, write JSON and SVGs. */
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
+  const log = (s: string): void => {
+    if (!o.quiet) console.log(s);
+  };
+  mkdirSync(o.outDir, { recursive: true });
+  const cores = availableParallelism();
+  const taskset = hasTaskset();
+  const pinned = o.pin && taskset && cores >= 2;
+  let note = pinned ? 'relay pinned to core 0, driver (callers + sim model) to core 1' : 'UNPINNED: ';
+  if (!pinned) note += !o.pin ? '--no-pin given' : !taskset ? 'taskset missing' : 'fewer than 2 cores';
+  if (pinned) execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
+  log(`switchboard bench: levels ${o.levels.join(',')}, window ${o.seconds} s, ramp ${o.rampPerSec} calls/s; ${note}`);
+
+  const startedAt = new Date().toISOString();
+  const kinds: RelayKind[] = ['switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
+  const runs: RunResult[] = [];
+  const prev = new Map<RelayKind, RunResult>();
+  for (const level of o.levels) {
+    const levelRuns: RunResult[] = [];
+    for (const kind of kinds) {
+      let r: RunResult;
+      try {
+        r = await runOne(kind, level, o, pinned, log);
+      } catch (err) {
+        log(`[${kind} ${level}] FAILED: ${err instanceof Error ? err.message : String(err)}`);
+        continue;
+      }
+      levelRuns.push(r);
+      runs.push(r);
+      if (r.otherCpuPercent && Math.max(r.otherCpuPercent.core0, r.otherCpuPercent.core1) > 10) {
+        log(`!!! SHARED MACHINE at ${kind} ${level}: other processes used ${fmt(r.otherCpuPercent.core0, 0)} % of core 0 and ${fmt(r.otherCpuPercent.core1, 0)} % of core 1 during the window: tail latencies include their interference`);
+      }
+      if (r.driver.driver.saturated) {
+        log(`!!! DRIVER SATURATED at ${kind} ${level}: driver CPU ${fmt(r.driver.driver.cpuPercent, 0)} %, loop lag p99 ${fmt(r.driver.driver.loopLagP99Ms, 1)} ms: latencies include the driver's own delay`);
+      }
+      for (const f of r.driver.failures) log(`[${kind} ${level}] ${f.count} failed: ${f.reason}`);
+    }
+    log(`\n== ${level} concurrent calls ==`);
+    log(levelTable(levelRuns, prev));
+    const rl = ratioLine(levelRuns);
+    if (rl) log(rl);
+    log('');
+    for (const r of levelRuns) prev.set(r.relay, r);
+  }
+  const summary = summarise(runs);
+  log('== per-call costs and capacity ==');
+  log(summaryTable(summary));
+  const sb = summary.perRelay.find((s) => s.relay === 'switchboard');
+  const bl = summary.perRelay.find((s) => s.relay === 'baseline');
+  if (sb && bl) {
+    log(`calls per core at p99 <= 2 ms (measured levels): switchboard ${sb.maxCallsAtP99Under2ms}, baseline ${bl.maxCallsAtP99Under2ms}; ` +
+      `CPU-bound estimate: switchboard ${fmt(sb.cpuBoundCallsPerCore, 0)}, baseline ${fmt(bl.cpuBoundCallsPerCore, 0)} (${ratio(sb.cpuBoundCallsPerCore, bl.cpuBoundCallsPerCore)})`);
+  }
+
+  const stamp = startedAt.replace(/[:.]/g, '-');
+  const base = join(o.outDir, `bench-${stamp}`);
+  const svgs = plots(runs, base);
+  for (const p of svgs) writeFileSync(p.path, p.svg);
+  const cpuModel = cpus()[0]?.model ?? 'unknown';
+  const { outDir: _outDir, quiet: _quiet, ...options } = o;
+  const report: BenchReport = {
+    startedAt,
+    machine: { cpuModel, cores, node: process.version, pinned, note },
+    options,
+    runs,
+    summary,
+    files: { json: `${base}.json`, svg: svgs.map((s) => s.path) },
+  };
+  writeFileSync(`${base}.json`, JSON.stringify(report, null, 2));
+  log(`\nlatency = relay-added latency (loopback, end to end): stamped send time in the μ-law -> read on the far side, nothing subtracted`);
+  log(`JSON: ${base}.json`);
+  for (const p of svgs) log(`SVG:  ${p.path}`);
+  return report;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let o: BenchOptions;
+  try {
+    o = parseBenchArgs(argv);
+  } catch (err) {
+    console.error(`npm run bench: ${err instanceof Error ? err.message : String(err)}`);
+    return 2;
+  }
+  await runBench(o);
+  return 0;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.on('exit', killAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      killAll();
+      process.exit(130);
+    });
+  }
+  main(process.argv.slice(2)).then(
+    (code) => {
+      killAll();
+      process.exit(code);
+    },
+    (err: unknown) => {
+      console.error(`npm run bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      killAll();
+      process.exit(1);
+    },
+  );
+}

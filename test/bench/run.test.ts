@@ -1,0 +1,53 @@
+/**
+ * `bench/run.ts` as a real process at a tiny level: both relays start as child processes, calls are
+ * held through the window, and the JSON and SVG files have the expected shape.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { BenchReport } from '../../bench/run.js';
+
+describe('npm run bench --quick', () => {
+  const out = mkdtempSync(join(tmpdir(), 'bench-test-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+  it('runs both relays at a small level and writes JSON and SVGs', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'bench/run.ts', '--quick', '--levels', '4', '--seconds', '3', '--settle', '1', '--no-pin', '--out', out],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toContain('== 4 concurrent calls ==');
+    expect(stdout).toContain('UNPINNED: --no-pin given');
+    const jsonPath = /JSON: (\S+)/.exec(stdout)?.[1];
+    expect(jsonPath).toBeDefined();
+    const report = JSON.parse(readFileSync(jsonPath!, 'utf8')) as BenchReport;
+    expect(report.runs.map((r) => r.relay)).toEqual(['switchboard', 'baseline']);
+    for (const r of report.runs) {
+      expect(r.level).toBe(4);
+      expect(r.driver.callsHeld).toBe(4);
+      expect(r.driver.callerToModel.sent).toBeGreaterThan(400); // 4 calls × 50 frames/s × ~3 s
+      expect(r.driver.callerToModel.received).toBe(r.driver.callerToModel.sent);
+      expect(r.driver.callerToModel.latencyMs.p50).toBeGreaterThan(0);
+      expect(r.driver.modelToCaller.latencyMs.count).toBeGreaterThan(0);
+      expect(r.relayCpuPercent).toBeGreaterThan(0);
+      expect(r.rssMB).toBeGreaterThan(10);
+      expect(r.heapMB).toBeGreaterThan(1);
+    }
+    const sb = report.runs[0]!;
+    expect(sb.switchboardHistogram?.callerToModel.count).toBeGreaterThan(0);
+    expect(sb.switchboardDropped).toBe(0);
+    expect(report.summary.perRelay.map((p) => p.relay)).toEqual(['switchboard', 'baseline']);
+    expect(report.files.svg).toHaveLength(3);
+    for (const f of report.files.svg) expect(readFileSync(f, 'utf8')).toMatch(/^<svg /);
+  }, 60_000);
+});
