@@ -1,5 +1,4 @@
 // @ts-check
-/* global __ENV */
 /**
  * The k6 call storm: `k6 run -e SCENARIO=storm -e BASE_URL=… loadtest/call-storm.js`. Each iteration
  * is one call placed exactly as Twilio would; scenarios, metrics and thresholds come from lib/.

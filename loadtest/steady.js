@@ -1,5 +1,4 @@
 // @ts-check
-/* global __ENV */
 /**
  * `k6 run loadtest/steady.js`: the steady scenario (lib/scenarios.js) without -e SCENARIO.
  * The call itself is lib/k6-adapter.js; see call-storm.js for the SCENARIO-selected entry.
