@@ -1,2 +1,5 @@
 export * from './tool-runner.js';
 export * from './builtin-runner.js';
+export { summariseCall, callSummaryListener, type CallSummary } from './create-call-summary.js';
+export { signWebhook, webhookKey, isBlockedAddress, vetTarget } from './webhook-tools.js';
+export { confirmationId } from './book-appointment.js';

@@ -3,7 +3,10 @@
  * ToolRunner and relays the result; tools never see sockets. Failures become results, not throws.
  */
 import type { Logger } from 'pino';
+import type { Clock } from '../clock.js';
+import type { CallStore } from '../store/index.js';
 import type { Tenant } from '../tenants/index.js';
+import type { CallControl } from '../twilio/call-control.js';
 
 /** A function tool as sent to the model in session.update (GA and beta share this shape). */
 export interface ToolDefinition {
@@ -18,7 +21,11 @@ export type CallEffect =
   | { kind: 'end_call'; reason: string }
   | { kind: 'transfer'; to: string; reason: 'emergency' | 'caller-asked' };
 
-export type ToolOutcome = 'ok' | 'invalid_arguments' | 'error' | 'timeout' | 'unknown_tool';
+/**
+ * `rejected`: the tool worked and the business said no (slot taken, nobody to transfer to), so the
+ * model should offer an alternative; `error`/`timeout`: the tool itself failed and may be retried.
+ */
+export type ToolOutcome = 'ok' | 'rejected' | 'invalid_arguments' | 'error' | 'timeout' | 'unknown_tool';
 
 export interface ToolResult {
   /** JSON text given to the model as function_call_output.output. */
@@ -47,4 +54,24 @@ export interface ToolRunner {
 
 export function toolError(outcome: Exclude<ToolOutcome, 'ok'>, message: string): ToolResult {
   return { outcome, output: JSON.stringify({ ok: false, error: message }) };
+}
+
+/** A business "no" the model should relay and work around (not a failure). */
+export function toolRejected(message: string, extra: Record<string, unknown> = {}): ToolResult {
+  return { outcome: 'rejected', output: JSON.stringify({ ok: false, error: message, ...extra }) };
+}
+
+/** A successful result: `{ ok: true, ...value }`. */
+export function toolOk(value: Record<string, unknown>, effect?: CallEffect): ToolResult {
+  const r: ToolResult = { outcome: 'ok', output: JSON.stringify({ ok: true, ...value }) };
+  if (effect) r.effect = effect;
+  return r;
+}
+
+/** What the built-in tools need besides the call: shared state, Twilio call control, time. */
+export interface ToolDeps {
+  store: CallStore;
+  clock: Clock;
+  /** Absent in dev (no Twilio account): transfers then happen through the after-stream redirect only. */
+  callControl?: CallControl;
 }
