@@ -102,6 +102,12 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
+/** A secret reference that does not resolve on this pod, as a field error on the right field. */
+function unresolvedField(problem: string): FieldError {
+  const path = problem.includes('twilio.previousAuthToken') ? 'twilio.previousAuthToken' : 'twilio.authToken';
+  return { path, message: `does not resolve on this relay: ${problem}` };
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -185,11 +191,7 @@ export function registerAdminTenantRoutes(
     const fields = [...extra, ...(v.ok ? [] : v.fields)];
     if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
     const problem = registry.unresolvable(v.tenant);
-    if (problem !== undefined) {
-      return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [
-        { path: 'twilio.authToken', message: `does not resolve on this relay: ${problem}` },
-      ]);
-    }
+    if (problem !== undefined) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
     answerWrite(h, await registry.write(v.tenant, mode), v.tenant, op);
   }
 
@@ -260,9 +262,7 @@ export function registerAdminTenantRoutes(
       if (!v.ok) fields.push(...v.fields.filter((f) => !fields.some((e) => e.path === f.path)));
       if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
       const problem = registry.unresolvable(v.tenant);
-      if (problem !== undefined) {
-        return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [{ path: 'twilio.authToken', message: `does not resolve on this relay: ${problem}` }]);
-      }
+      if (problem !== undefined) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
       answerWrite(h, await registry.write(v.tenant, 'replace'), v.tenant, 'patch');
     })().catch(failed(h, 'patch'));
   });
