@@ -24,6 +24,11 @@ export default tseslint.config(
     ...tseslint.configs.disableTypeChecked,
   },
   {
+    // Plain-JS modules shared with k6 feature-detect these (k6 lacks them; Node has them).
+    files: ['loadtest/lib/*.js'],
+    languageOptions: { globals: { TextEncoder: 'readonly', TextDecoder: 'readonly' } },
+  },
+  {
     // k6 scripts run in k6's runtime, which provides these globals.
     files: ['loadtest/*.js'],
     languageOptions: { globals: { __ENV: 'readonly', __VU: 'readonly', __ITER: 'readonly', open: 'readonly', console: 'readonly' } },
