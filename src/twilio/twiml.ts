@@ -26,7 +26,7 @@ export function connectStreamTwiml(o: {
   parameters: Record<string, string>;
   /** POSTed by Twilio (signed) after the socket closes. */
   afterStreamUrl?: string;
-  /** Spoken after the socket closes when there is no afterStreamUrl. */
+  /** Spoken after the socket closes (before the redirect, if any). */
   fallbackSay?: string;
 }): string {
   if (o.streamUrl.includes('?')) {
@@ -48,12 +48,9 @@ export function connectStreamTwiml(o: {
     }
     stream.parameter({ name, value });
   }
-  if (o.afterStreamUrl !== undefined) {
-    vr.redirect({ method: 'POST' }, o.afterStreamUrl);
-  } else if (o.fallbackSay !== undefined) {
-    vr.say(o.fallbackSay);
-    vr.hangup();
-  }
+  if (o.fallbackSay !== undefined) vr.say(o.fallbackSay);
+  if (o.afterStreamUrl !== undefined) vr.redirect({ method: 'POST' }, o.afterStreamUrl);
+  else if (o.fallbackSay !== undefined) vr.hangup();
   return vr.toString();
 }
 
