@@ -41,7 +41,7 @@ describe('tracing a call', () => {
       ...demo,
       callSid,
       script: {
-        turns: [{ say: 'Do you serve postcode 10001?' }, { say: 'call tool end_call {"reason":"caller is done"}' }],
+        turns: [{ say: 'Hello there, I have a question' }, { say: 'call tool end_call {"reason":"caller is done"}' }],
         maxCallMs: 30_000,
         hangupAfterMs: 10_000,
       },
@@ -83,21 +83,25 @@ describe('tracing a call', () => {
     expect(new Set(indices).size).toBe(turns.length);
     expect(turns.some((t) => typeof t.attributes[ATTR.turnLatencyMs] === 'number')).toBe(true);
 
+    // The sim model may also call tools on its own (keyword rules, the tenant's tool set): every
+    // tool span hangs under a turn, and the one the caller asked for is there exactly once.
     const tools = spans.filter((s) => s.name === SPAN.tool);
-    expect(tools).toHaveLength(1);
-    const tool = tools[0]!;
-    expect(tool.attributes).toMatchObject({ [ATTR.tool]: 'end_call', [ATTR.toolOutcome]: 'ok' });
+    const turnIds = new Set(turns.map(idOf));
+    for (const t of tools) expect(turnIds.has(parentOf(t) ?? ''), `${String(t.attributes[ATTR.tool])} under a turn`).toBe(true);
+    const endCalls = tools.filter((t) => t.attributes[ATTR.tool] === 'end_call');
+    expect(endCalls).toHaveLength(1);
+    const tool = endCalls[0]!;
+    expect(tool.attributes[ATTR.toolOutcome]).toBe('ok');
+    // The caller asked for it in the last turn.
     const toolTurn = turns.find((t) => idOf(t) === parentOf(tool));
-    expect(toolTurn, 'the tool span is a child of a turn span').toBeDefined();
-    // The tool was asked for in the caller's last turn.
     expect(toolTurn!.attributes[ATTR.turnIndex]).toBe(Math.max(...indices));
 
     // Spans wrap calls, turns and tools, never frames: hundreds of frames crossed, a handful of spans.
     expect(report.framesSent).toBeGreaterThan(100);
-    expect(spans.map((s) => s.name).sort()).toEqual(
-      [SPAN.call, SPAN.connect, SPAN.tool, ...turns.map(() => SPAN.turn)].sort(),
-    );
-    expect(spans.length).toBeLessThanOrEqual(3 + report.turns.length + 1);
+    const known = new Set<string>(Object.values(SPAN));
+    expect(spans.filter((s) => !known.has(s.name)).map((s) => s.name)).toEqual([]);
+    expect(spans).toHaveLength(2 + turns.length + tools.length);
+    expect(turns.length + tools.length).toBeLessThanOrEqual(2 * (report.turns.length + 1));
   });
 
   it('is off, at no cost, without an endpoint or processors: spans are non-recording', () => {
