@@ -61,7 +61,19 @@ const Env = z.object({
   STREAM_TOKEN_SECRET: optionalString.pipe(
     z.string().min(32, { message: 'must be at least 32 characters' }).optional(),
   ),
+  /** The secret being rotated out: tokens it signed still verify (rolling restarts refuse no call). */
+  STREAM_TOKEN_SECRET_PREVIOUS: optionalString.pipe(
+    z.string().min(32, { message: 'must be at least 32 characters' }).optional(),
+  ),
   TWILIO_VALIDATE_SIGNATURES: bool('true'),
+  /**
+   * Media-socket connection attempts per minute per client address (0 = no limit). Twilio connects
+   * from a limited set of addresses, so keep this well above the peak call arrival rate.
+   */
+  MEDIA_CONNECT_PER_MINUTE: int(1200, 0, 1_000_000),
+  MEDIA_CONNECT_BURST: int(300, 1, 1_000_000),
+  /** Proxies in front of the relay that append to X-Forwarded-For (0 = trust no header). */
+  TRUSTED_PROXY_HOPS: int(0, 0, 10),
   DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
@@ -109,7 +121,11 @@ export interface Config {
   streamTokenSecret: string;
   /** True when STREAM_TOKEN_SECRET was not given: tokens only verify on this process. */
   streamTokenSecretEphemeral: boolean;
+  previousStreamTokenSecrets: readonly string[];
   validateSignatures: boolean;
+  mediaConnectPerMinute: number;
+  mediaConnectBurst: number;
+  trustedProxyHops: number;
   drainTimeoutSeconds: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   otlpEndpoint: string | undefined;
@@ -121,6 +137,11 @@ export interface Config {
   modelMaxBufferedBytes: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;
+  /**
+   * The environment as read at start, for resolving tenant secrets given by reference
+   * (`{env: NAME}`) without other modules reading process.env. Never logged or returned.
+   */
+  secretEnv: Readonly<Record<string, string | undefined>>;
 }
 
 const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
@@ -181,7 +202,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     adminToken: e.ADMIN_TOKEN,
     streamTokenSecret: e.STREAM_TOKEN_SECRET ?? randomBytes(32).toString('base64url'),
     streamTokenSecretEphemeral: e.STREAM_TOKEN_SECRET === undefined,
+    previousStreamTokenSecrets: Object.freeze(e.STREAM_TOKEN_SECRET_PREVIOUS ? [e.STREAM_TOKEN_SECRET_PREVIOUS] : []),
     validateSignatures: e.TWILIO_VALIDATE_SIGNATURES,
+    mediaConnectPerMinute: e.MEDIA_CONNECT_PER_MINUTE,
+    mediaConnectBurst: e.MEDIA_CONNECT_BURST,
+    trustedProxyHops: e.TRUSTED_PROXY_HOPS,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -193,6 +218,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
     twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,
     callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
+    secretEnv: Object.freeze({ ...env }),
   });
 }
 

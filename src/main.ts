@@ -6,7 +6,6 @@ import { loadConfig } from './config.js';
 import { SwitchboardError } from './errors.js';
 import { startRelay } from './server/index.js';
 import { createLogger } from './telemetry/index.js';
-import { StaticTenantRegistry } from './tenants/index.js';
 
 async function main(): Promise<void> {
   let config;
@@ -20,22 +19,13 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger({ level: config.logLevel });
-  let tenants;
-  try {
-    tenants = config.tenantsFile ? StaticTenantRegistry.fromFile(config.tenantsFile, process.env) : StaticTenantRegistry.demo();
-  } catch (err) {
-    if (err instanceof SwitchboardError) {
-      for (const line of err.message.split('\n')) console.error(`switchboard: invalid tenants: ${line}`);
-      process.exit(1);
-    }
-    throw err;
-  }
   let relay;
   try {
-    relay = await startRelay(config, { log, tenants });
+    relay = await startRelay(config, { log });
   } catch (err) {
     if (err instanceof SwitchboardError) {
-      console.error(`switchboard: cannot start: ${err.code}: ${err.message}`);
+      const what = err.code === 'config_invalid' ? 'invalid tenants' : `cannot start: ${err.code}`;
+      for (const line of err.message.split('\n')) console.error(`switchboard: ${what}: ${line}`);
       process.exit(1);
     }
     throw err;

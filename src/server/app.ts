@@ -13,11 +13,15 @@ import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
 import { MemoryCallStore, type CallStore } from '../store/index.js';
 import { createLogger, createMetrics, type RelayMetrics } from '../telemetry/index.js';
-import { StaticTenantRegistry, type TenantDirectory } from '../tenants/index.js';
+import { openTenants, type TenantDirectory, type TenantRuntime } from '../tenants/index.js';
+import { createRedis } from '../store/redis-connection.js';
+import { bearerAuth } from './admin-auth.js';
+import { clientAddress, ConnectionRateLimiter } from './rate-limit.js';
+import { registerAdminTenantRoutes, type AdminTenantRegistry } from './routes/admin-tenants.js';
 import { BuiltinToolRunner, type ToolRunner } from '../tools/index.js';
 import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
-import { registerTwilioWebhooks } from './routes/twilio-webhooks.js';
+import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
 import { createStreamAuthoriser } from './stream-auth.js';
 import { loadUws } from './uws.js';
 
@@ -33,6 +37,10 @@ export interface RelayOptions {
   model?: ModelConnector;
   /** Told when calls start and end (leases, summaries). */
   listeners?: readonly CallLifecycleListener[];
+  /** Per-tenant concurrency leases for the voice webhook (built from config when `tenants` is not given). */
+  leases?: WebhookLeases;
+  /** The registry behind /v1/tenants (built from config when `tenants` is not given). */
+  adminTenants?: AdminTenantRegistry;
 }
 
 export interface Relay {
@@ -68,8 +76,27 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       'running on the slow uWebSockets.js JS fallback (UWS_ALLOW_FALLBACK=1)',
     );
   const metrics = opts.metrics ?? createMetrics();
+  // One Redis connection for state, tenants and leases when REDIS_URL is set.
+  const redis = config.redisUrl ? createRedis(config.redisUrl, { log: log.child({ component: 'redis' }) }) : undefined;
   const store = opts.store ?? new MemoryCallStore();
-  const tenants = opts.tenants ?? StaticTenantRegistry.demo();
+  let tenantRt: TenantRuntime | undefined;
+  if (!opts.tenants) {
+    tenantRt = await openTenants({
+      tenantsFile: config.tenantsFile,
+      env: config.secretEnv,
+      log,
+      ...(redis ? { redis } : {}),
+      ...(opts.clock ? { clock: opts.clock } : {}),
+    });
+  }
+  const tenants: TenantDirectory = opts.tenants ?? tenantRt!.registry;
+  const leases = opts.leases ?? tenantRt?.leases;
+  const adminTenants = opts.adminTenants ?? tenantRt?.registry;
+  const listeners = [...(opts.listeners ?? []), ...(tenantRt ? [tenantRt.leases] : [])];
+  const limiter =
+    config.mediaConnectPerMinute > 0
+      ? new ConnectionRateLimiter({ perMinute: config.mediaConnectPerMinute, burst: config.mediaConnectBurst, now: () => Date.now() })
+      : undefined;
   const tools = opts.tools ?? new BuiltinToolRunner();
   const clock = opts.clock ?? systemClock;
   const pod = opts.pod ?? hostname();
@@ -106,6 +133,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     tenants,
     store,
     secret: config.streamTokenSecret,
+    previousSecrets: config.previousStreamTokenSecrets,
     validateSignatures: config.validateSignatures,
     streamUrl,
     now: () => clock.now(),
@@ -125,7 +153,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   };
 
   const bridgeDeps = {
-    listeners: opts.listeners ?? [],
+    listeners,
     clock,
     store,
     tools,
@@ -160,8 +188,9 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     streamUrl,
     isDraining: () => draining,
   };
-  registerTwilioWebhooks(ctx);
+  registerTwilioWebhooks(ctx, leases ? { leases } : {});
   registerOpsRoutes(ctx);
+  if (adminTenants) registerAdminTenantRoutes(ctx, bearerAuth(config.adminToken), adminTenants);
 
   app.ws<SocketData>('/twilio/media', {
     compression: uws.DISABLED,
@@ -174,10 +203,19 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     closeOnBackpressureLimit: 0,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
+      // Headers die when this callback returns: read everything first.
+      const peer = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const remote = clientAddress(peer, req.getHeader('x-forwarded-for') || undefined, config.trustedProxyHops);
+      if (limiter && !limiter.admit(remote)) {
+        metrics.webhooks.labels('media_upgrade', 'rate_limited').inc();
+        log.warn({ code: 'rate_limited', remote }, 'media socket connection attempts over the limit');
+        res.writeStatus('429 Too Many Requests').end();
+        return;
+      }
       const data: SocketData = {
         bridge: undefined,
         signature: req.getHeader('x-twilio-signature') || undefined,
-        remote: Buffer.from(res.getRemoteAddressAsText()).toString(),
+        remote,
         refuse: draining ? { code: CloseCode.draining, reason: 'relay draining' } : undefined,
       };
       res.upgrade(
@@ -284,6 +322,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       await sim?.close();
       if (!opts.metrics) metrics.close();
       if (!opts.store) await store.close();
+      await tenantRt?.close();
+      redis?.disconnect();
     },
   };
   return relay;

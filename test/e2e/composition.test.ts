@@ -1,0 +1,62 @@
+/**
+ * The relay as `npm start` composes it from configuration alone: the tenant registry with its admin
+ * API, concurrency leases and the media-socket rate limit are wired in without test-only options.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import type { Relay } from '../../src/server/index.js';
+import { randomSid } from '../../src/sim/sim-caller.js';
+import { DEMO_AUTH_TOKEN } from '../../src/tenants/index.js';
+import { demo, signedPost, startTestRelay } from '../helpers/relay.js';
+
+let relay: Relay | undefined;
+afterEach(async () => {
+  await relay?.close();
+  relay = undefined;
+});
+
+const ADMIN = 'admin-token-0123456789';
+
+describe('composition from configuration', () => {
+  it('serves /v1/tenants with ADMIN_TOKEN, never showing secrets', async () => {
+    relay = await startTestRelay({ ADMIN_TOKEN: ADMIN });
+    expect((await fetch(`${relay.url}/v1/tenants`)).status).toBe(401);
+    const res = await fetch(`${relay.url}/v1/tenants`, { headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toContain('"demo"');
+    expect(text).not.toContain(DEMO_AUTH_TOKEN);
+  });
+
+  it('has no admin API without ADMIN_TOKEN', async () => {
+    relay = await startTestRelay();
+    expect((await fetch(`${relay.url}/v1/tenants`, { headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(404);
+  });
+
+  it('refuses media-socket upgrades past the per-address limit with 429', async () => {
+    relay = await startTestRelay({ MEDIA_CONNECT_PER_MINUTE: '1', MEDIA_CONNECT_BURST: '2' });
+    const url = relay.url.replace('http', 'ws') + '/twilio/media';
+    const attempt = () =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(url);
+        ws.once('open', () => {
+          ws.terminate();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0);
+          ws.terminate();
+        });
+        ws.once('error', () => resolve(0));
+      });
+    expect(await attempt()).toBe(101);
+    expect(await attempt()).toBe(101);
+    expect(await attempt()).toBe(429);
+  });
+
+  it('admits calls through tenant leases (the webhook still answers TwiML)', async () => {
+    relay = await startTestRelay();
+    const res = await signedPost(relay, '/twilio/voice', { CallSid: randomSid('CA'), AccountSid: demo.accountSid, To: demo.to, From: '+15550001111' });
+    expect(res.body).toContain('<Connect><Stream');
+  });
+});
