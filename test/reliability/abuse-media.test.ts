@@ -154,7 +154,7 @@ describe('media socket abuse', () => {
       const seeds = [Buffer.from(mediaFrame(callSid, 3)), Buffer.from(stopMsg(callSid)), Buffer.from(JSON.stringify({ event: 'mark', sequenceNumber: '4', streamSid: sid(callSid), mark: { name: 'm1' } }))];
       let invalid = 0;
       for (let i = 0; i < 15; i++) {
-        let m = pick(rand, seeds);
+        let m: Buffer = pick(rand, seeds);
         const rounds = int(rand, 1, 3);
         for (let j = 0; j < rounds; j++) m = mutate(rand, m);
         // Invalid UTF-8 never reaches the codec (uWS drops the socket): pending-media-limits covers it.
