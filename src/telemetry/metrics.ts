@@ -4,6 +4,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { FrameHistogram } from './frame-histogram.js';
 
 export type Direction = 'caller_to_model' | 'model_to_caller';
 
@@ -42,7 +43,7 @@ export interface RelayMetrics {
   readonly registry: Registry;
   readonly activeCalls: Gauge;
   readonly callsTotal: Counter<'outcome' | 'tenant'>;
-  readonly frameRelay: Histogram<'direction'>;
+  readonly frameRelay: FrameHistogram<'direction'>;
   readonly framesDropped: Counter<'direction' | 'reason'>;
   readonly turnLatency: Histogram;
   readonly toolCall: Histogram<'tool' | 'outcome'>;
@@ -79,13 +80,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       labelNames: ['outcome', 'tenant'],
       registers: [registry],
     }),
-    frameRelay: new Histogram({
-      name: 'switchboard_frame_relay_seconds',
-      help: "Time from a frame's arrival on one socket to its hand-off to the other.",
-      labelNames: ['direction'],
-      buckets: FRAME_BUCKETS,
-      registers: [registry],
-    }),
+    frameRelay: new FrameHistogram(
+      'switchboard_frame_relay_seconds',
+      "Time from a frame's arrival on one socket to its hand-off to the other.",
+      'direction',
+      FRAME_BUCKETS,
+      registry,
+    ),
     framesDropped: new Counter({
       name: 'switchboard_frames_dropped_total',
       help: 'Audio frames not relayed, by direction and reason.',
