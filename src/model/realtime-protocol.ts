@@ -561,8 +561,27 @@ export function parseModelEventSlow(data: Buffer | string): ModelEvent {
   return fromObject(v as Record<string, unknown>);
 }
 
+/**
+ * Frequent events the relay never reads, recognised by their opening bytes so they skip JSON.parse:
+ * the model sends a transcript delta beside every audio delta (GA and beta names).
+ */
+const SKIPPED = [
+  'response.output_audio_transcript.delta',
+  'response.audio_transcript.delta',
+  'response.function_call_arguments.delta',
+].map((t) => ({ type: t, head: Buffer.from(`{"type":"${t}"`) }));
+
+function skippable(data: Buffer | string): string | undefined {
+  for (const s of SKIPPED) {
+    if (typeof data === 'string' ? data.startsWith(`{"type":"${s.type}"`) : startsWithBuf(data, s.head)) return s.type;
+  }
+  return undefined;
+}
+
 /** Parse one server event. Never throws: unknown events are `ignored`, broken ones `invalid`. */
 export function parseModelEvent(data: Buffer | string): ModelEvent {
   const fast = typeof data === 'string' ? fastDeltaString(data) : fastDeltaBuffer(data);
-  return fast ?? parseModelEventSlow(data);
+  if (fast) return fast;
+  const skipped = skippable(data);
+  return skipped ? { type: 'ignored', eventType: skipped } : parseModelEventSlow(data);
 }
