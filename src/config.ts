@@ -72,6 +72,8 @@ const Env = z.object({
    */
   MEDIA_CONNECT_PER_MINUTE: int(1200, 0, 1_000_000),
   MEDIA_CONNECT_BURST: int(300, 1, 1_000_000),
+  /** Let tenant webhook tools reach private/loopback addresses (development only: SSRF guard off). */
+  WEBHOOK_TOOLS_ALLOW_PRIVATE: bool('false'),
   /** Proxies in front of the relay that append to X-Forwarded-For (0 = trust no header). */
   TRUSTED_PROXY_HOPS: int(0, 0, 10),
   DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
@@ -126,6 +128,7 @@ export interface Config {
   mediaConnectPerMinute: number;
   mediaConnectBurst: number;
   trustedProxyHops: number;
+  webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   otlpEndpoint: string | undefined;
@@ -207,6 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     mediaConnectPerMinute: e.MEDIA_CONNECT_PER_MINUTE,
     mediaConnectBurst: e.MEDIA_CONNECT_BURST,
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
+    webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,

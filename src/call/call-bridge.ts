@@ -221,7 +221,7 @@ export class CallBridge {
         return;
       case 'stop':
         if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
-        this.finish(this.state.kind === 'ending' ? this.state.outcome : 'caller_hung_up', CloseCode.normal, 'stream stopped');
+        this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
         return;
     }
   }
@@ -276,6 +276,7 @@ export class CallBridge {
         streamSid: start.streamSid,
         pod: this.deps.pod,
         startedAt: this.startedAt,
+        retentionSeconds: a.tenant.retentionDays * 86_400,
       }),
       'store.startCall',
     );
@@ -285,13 +286,30 @@ export class CallBridge {
   /** Twilio's socket drained below its backpressure limit. Audio is dropped, not queued, so nothing to resume. */
   onTwilioDrain(): void {}
 
+  /** uWS refused a frame below us and dropped the socket (invalid UTF-8, far too large). */
+  onTwilioRefused(reason: 'invalid_utf8' | 'too_large', detail: string): void {
+    this.twilioOpen = false;
+    if (this.state.kind === 'ended') return;
+    this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
+    this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');
+    this.finish('protocol_error', 1006, detail);
+  }
+
   /** The media socket is gone (stop, hang-up, network). */
   onTwilioClose(code: number): void {
     this.twilioOpen = false;
     if (this.state.kind === 'ended') return;
-    const outcome: CallOutcome =
-      this.state.kind === 'ending' ? this.state.outcome : this.state.kind === 'awaiting-start' ? 'protocol_error' : 'caller_hung_up';
-    this.finish(outcome, code, 'media socket closed');
+    this.finish(this.state.kind === 'awaiting-start' ? 'protocol_error' : this.endedByTwilioOutcome(), code, 'media socket closed');
+  }
+
+  /**
+   * Twilio ended the stream: the caller hung up — unless we were already ending the call, or a tool
+   * handed it to a human through the REST API (Twilio then stops the stream before our wind-down).
+   */
+  private endedByTwilioOutcome(): CallOutcome {
+    if (this.state.kind === 'ending') return this.state.outcome;
+    if (this.pendingEffect?.kind === 'transfer') return 'transferred';
+    return 'caller_hung_up';
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -494,7 +512,12 @@ export class CallBridge {
     const t0 = performance.now();
     const tools = this.deps.tools;
     const model = this.model;
-    const toolLabel = (tenant.tools as readonly string[]).includes(ev.name) ? ev.name : 'unknown';
+    // Bounded label values: built-in tool names, one bucket for tenant webhook tools, else unknown.
+    const toolLabel = (tenant.tools as readonly string[]).includes(ev.name)
+      ? ev.name
+      : tenant.webhookTools.some((w) => w.name === ev.name)
+        ? 'webhook'
+        : 'unknown';
     const span = childSpan(SPAN.tool, this.turnSpan ?? this.callSpan, { [ATTR.tool]: toolLabel });
     const toolLog = this.log.child({ tool: ev.name, callId: ev.callId, ...traceBindings(span) });
     const traceparent = traceparentOf(span);
@@ -507,7 +530,8 @@ export class CallBridge {
       .then((result) => {
         const seconds = (performance.now() - t0) / 1000;
         span.setAttribute(ATTR.toolOutcome, result.outcome);
-        endSpan(span, result.outcome === 'ok' ? undefined : result.outcome);
+        // A business "no" (slot taken) is a normal answer, not a failed span.
+        endSpan(span, result.outcome === 'ok' || result.outcome === 'rejected' ? undefined : result.outcome);
         this.deps.metrics.toolCall.labels(toolLabel, result.outcome).observe(seconds);
         toolLog.info({ outcome: result.outcome, ms: Math.round(seconds * 1000) }, 'tool call');
         this.background(
@@ -644,6 +668,7 @@ export class CallBridge {
   }
 
   private invalid(reason: string, detail: string): void {
+    if (this.state.kind === 'ended') return; // uWS may deliver a few messages after end()
     this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
     this.invalidMessages++;
     if (this.invalidMessages === 1) this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');

@@ -11,14 +11,16 @@ import { mediaStreamUrl, type Config } from '../config.js';
 import { CloseCode, SwitchboardError } from '../errors.js';
 import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
-import { MemoryCallStore, type CallStore } from '../store/index.js';
+import { MemoryCallStore, RedisCallStore, startPodHeartbeat, type CallStore } from '../store/index.js';
 import { createLogger, createMetrics, type RelayMetrics } from '../telemetry/index.js';
 import { openTenants, type TenantDirectory, type TenantRuntime } from '../tenants/index.js';
 import { createRedis } from '../store/redis-connection.js';
 import { bearerAuth } from './admin-auth.js';
 import { clientAddress, ConnectionRateLimiter } from './rate-limit.js';
 import { registerAdminTenantRoutes, type AdminTenantRegistry } from './routes/admin-tenants.js';
-import { BuiltinToolRunner, type ToolRunner } from '../tools/index.js';
+import { BuiltinToolRunner, callSummaryListener, type ToolRunner } from '../tools/index.js';
+import { TwilioCallControl } from '../twilio/index.js';
+import { registerAdminCallRoutes } from './routes/admin-calls.js';
 import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
@@ -78,7 +80,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   const metrics = opts.metrics ?? createMetrics();
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
   const redis = config.redisUrl ? createRedis(config.redisUrl, { log: log.child({ component: 'redis' }) }) : undefined;
-  const store = opts.store ?? new MemoryCallStore();
+  const store = opts.store ?? (redis ? new RedisCallStore(redis, { log: log.child({ component: 'call-store' }) }) : new MemoryCallStore());
   let tenantRt: TenantRuntime | undefined;
   if (!opts.tenants) {
     tenantRt = await openTenants({
@@ -92,13 +94,20 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   const tenants: TenantDirectory = opts.tenants ?? tenantRt!.registry;
   const leases = opts.leases ?? tenantRt?.leases;
   const adminTenants = opts.adminTenants ?? tenantRt?.registry;
-  const listeners = [...(opts.listeners ?? []), ...(tenantRt ? [tenantRt.leases] : [])];
+  const listeners = [...(opts.listeners ?? []), ...(tenantRt ? [tenantRt.leases] : []), callSummaryListener(store, log)];
   const limiter =
     config.mediaConnectPerMinute > 0
       ? new ConnectionRateLimiter({ perMinute: config.mediaConnectPerMinute, burst: config.mediaConnectBurst, now: () => Date.now() })
       : undefined;
-  const tools = opts.tools ?? new BuiltinToolRunner();
   const clock = opts.clock ?? systemClock;
+  const tools =
+    opts.tools ??
+    new BuiltinToolRunner({
+      store,
+      clock,
+      callControl: new TwilioCallControl({ log: log.child({ component: 'call-control' }) }),
+      webhooks: { env: config.secretEnv, allowPrivateNetworks: config.webhookToolsAllowPrivate },
+    });
   const pod = opts.pod ?? hostname();
   const streamUrl = mediaStreamUrl(config);
 
@@ -191,10 +200,21 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   registerTwilioWebhooks(ctx, leases ? { leases } : {});
   registerOpsRoutes(ctx);
   if (adminTenants) registerAdminTenantRoutes(ctx, bearerAuth(config.adminToken), adminTenants);
+  registerAdminCallRoutes(ctx, bearerAuth(config.adminToken));
+  // Heartbeat this pod's calls and reap those of pods that died (any survivor may do it, once).
+  const stopHeartbeat = startPodHeartbeat({
+    store,
+    pod,
+    clock,
+    log,
+    onReaped: (r) => metrics.callsTotal.labels('abandoned', 'unknown').inc(r.calls.length),
+  });
 
   app.ws<SocketData>('/twilio/media', {
     compression: uws.DISABLED,
-    maxPayloadLength: config.twilioMaxMessageBytes,
+    // Twice the bridge's own limit: frames between 1x and 2x reach the bridge, which closes with
+    // 1009 and counts them; past 2x uWS drops the connection itself (see close below).
+    maxPayloadLength: config.twilioMaxMessageBytes * 2,
     // Twilio streams 50 messages/s; 30 s of silence on the socket means it is dead.
     idleTimeout: 32,
     sendPingsAutomatically: true,
@@ -252,9 +272,18 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     drain(ws) {
       ws.getUserData().bridge?.onTwilioDrain();
     },
-    close(ws, code) {
+    close(ws, code, message) {
       sockets.delete(ws);
-      ws.getUserData().bridge?.onTwilioClose(code);
+      const bridge = ws.getUserData().bridge;
+      if (!bridge) return;
+      // uWS force-closes (1006) on frames it refuses before any message callback; those are
+      // protocol errors, not hang-ups.
+      if (code === 1006) {
+        const why = Buffer.from(message).toString();
+        if (why === 'Received invalid UTF-8') return bridge.onTwilioRefused('invalid_utf8', why);
+        if (why === 'Received too big message') return bridge.onTwilioRefused('too_large', why);
+      }
+      bridge.onTwilioClose(code);
     },
   });
 
@@ -319,11 +348,12 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         }
       }
       uws.us_listen_socket_close(listenSocket);
+      stopHeartbeat();
       await sim?.close();
       if (!opts.metrics) metrics.close();
-      if (!opts.store) await store.close();
       await tenantRt?.close();
-      redis?.disconnect();
+      if (!opts.store) await store.close(); // the Redis call store owns (and quits) the shared connection
+      else redis?.disconnect();
     },
   };
   return relay;

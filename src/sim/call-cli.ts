@@ -29,7 +29,7 @@ export const SCRIPTS = {
     turns: [
       { say: 'call tool check_service_area {"postcode":"10001"}' },
       { say: 'call tool quote_price {"service":"drain_cleaning"}' },
-      { say: 'call tool book_appointment {"slot":"2030-01-07T09:00","service":"drain_cleaning","name":"Sam Caller"}' },
+      { say: 'call tool book_appointment {"slot":"2030-01-07T09:00","service":"drain_cleaning","customerName":"Sam Caller"}' },
       { say: 'call tool end_call {"reason":"caller has what they need"}' },
     ],
     hangupAfterMs: 8_000,

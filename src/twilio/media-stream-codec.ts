@@ -21,7 +21,7 @@ export type TwilioInbound =
   | { event: 'dtmf'; digit: string }
   | { event: 'stop' };
 
-export type InvalidReason = 'malformed_json' | 'invalid_shape' | 'unknown_event' | 'too_large' | 'binary';
+export type InvalidReason = 'malformed_json' | 'invalid_shape' | 'unknown_event' | 'too_large' | 'binary' | 'invalid_utf8';
 
 export type ParseResult = { ok: true; msg: TwilioInbound } | { ok: false; reason: InvalidReason; detail: string };
 

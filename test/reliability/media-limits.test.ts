@@ -1,5 +1,5 @@
 /**
- * PENDING a relay fix (docs/reliability.md): frames uWS refuses before the bridge sees them (over
+ * Frames uWS refuses before the bridge sees them (over
  * maxPayloadLength, invalid UTF-8) must still end as a counted, logged protocol error, never a hang-up.
  */
 import { Writable } from 'node:stream';
