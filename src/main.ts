@@ -6,6 +6,8 @@ import { loadConfig } from './config.js';
 import { SwitchboardError } from './errors.js';
 import { startRelay } from './server/index.js';
 import { createLogger } from './telemetry/index.js';
+// Imported directly (not through telemetry/index) so nothing else loads the OpenTelemetry SDK.
+import { startTracing } from './telemetry/otel.js';
 
 async function main(): Promise<void> {
   let config;
@@ -19,6 +21,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger({ level: config.logLevel });
+  const tracing = startTracing({ serviceName: config.serviceName, otlpEndpoint: config.otlpEndpoint });
   let relay;
   try {
     relay = await startRelay(config, { log });
@@ -35,7 +38,10 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     if (stopping) {
       log.warn({ signal }, 'second signal: closing now');
-      void relay.close().then(() => process.exit(0));
+      void relay
+        .close()
+        .then(() => tracing?.shutdown())
+        .then(() => process.exit(0));
       return;
     }
     stopping = true;
@@ -45,6 +51,7 @@ async function main(): Promise<void> {
       .then(async ({ remaining }) => {
         log.info({ remaining }, 'drain finished');
         await relay.close();
+        await tracing?.shutdown();
         process.exit(0);
       })
       .catch((err: unknown) => {

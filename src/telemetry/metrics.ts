@@ -9,27 +9,34 @@ import { FrameHistogram } from './frame-histogram.js';
 export type Direction = 'caller_to_model' | 'model_to_caller';
 
 /** Why a frame was not relayed; a closed set so the label stays bounded. */
-export type DropReason =
-  | 'model_not_ready' // caller audio overflowed the ring while the model connected/reconnected
-  | 'model_backpressure' // upstream socket's bufferedAmount past its cap
-  | 'caller_backpressure' // uWS send buffer toward Twilio past its cap
-  | 'invalid_frame' // a media message that failed validation
-  | 'stale_response' // model audio for a response already cancelled by barge-in
-  | 'call_ending'; // audio after the call started to end
+export const DROP_REASONS = [
+  'model_not_ready', // caller audio overflowed the ring while the model connected/reconnected
+  'model_backpressure', // upstream socket's bufferedAmount past its cap
+  'caller_backpressure', // uWS send buffer toward Twilio past its cap
+  'invalid_frame', // a media message that failed validation
+  'stale_response', // model audio for a response already cancelled by barge-in
+  'call_ending', // audio after the call started to end
+] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
 
-export type CallOutcome =
-  | 'completed' // caller or model ended the call normally
-  | 'ended_by_assistant'
-  | 'transferred'
-  | 'caller_hung_up'
-  | 'model_unavailable'
-  | 'model_failed'
-  | 'rejected_token'
-  | 'rejected_capacity'
-  | 'protocol_error'
-  | 'drained'
-  | 'too_long'
-  | 'abandoned'; // the pod that held the call died; reaped by a survivor
+export const CALL_OUTCOMES = [
+  'completed', // caller or model ended the call normally
+  'ended_by_assistant',
+  'transferred',
+  'caller_hung_up',
+  'model_unavailable',
+  'model_failed',
+  'rejected_token',
+  'rejected_capacity',
+  'protocol_error',
+  'drained',
+  'too_long',
+  'abandoned', // the pod that held the call died; reaped by a survivor
+] as const;
+export type CallOutcome = (typeof CALL_OUTCOMES)[number];
+
+/** Tenants whose zero series are pre-created; past this, series appear on first use only. */
+const MAX_TENANT_SERIES = 1000;
 
 /** Sub-millisecond buckets: the relay's own work per frame is microseconds (PERFORMANCE.md). */
 export const FRAME_BUCKETS = [
@@ -53,6 +60,11 @@ export interface RelayMetrics {
   readonly bargeIns: Counter;
   readonly webhooks: Counter<'route' | 'outcome'>;
   readonly tenantBusy: Counter<'tenant'>;
+  /**
+   * Create the tenant's outcome series at 0 the first time it is seen: rate() over a counter that
+   * appears at 1 misses that first call, so rare failures would never alert.
+   */
+  noteTenant(tenantId: string): void;
   /** Stop background samplers (event-loop monitor). */
   close(): void;
 }
@@ -67,6 +79,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
   const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loop.enable();
 
+  const seenTenants = new Set<string>();
   const m: RelayMetrics = {
     registry,
     activeCalls: new Gauge({
@@ -145,10 +158,19 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       labelNames: ['route', 'outcome'],
       registers: [registry],
     }),
+    noteTenant(tenantId) {
+      if (seenTenants.has(tenantId) || seenTenants.size >= MAX_TENANT_SERIES) return;
+      seenTenants.add(tenantId);
+      for (const o of CALL_OUTCOMES) m.callsTotal.labels(o, tenantId).inc(0);
+    },
     close() {
       loop.disable();
     },
   };
+  for (const reason of DROP_REASONS) {
+    m.framesDropped.labels('caller_to_model', reason).inc(0);
+    m.framesDropped.labels('model_to_caller', reason).inc(0);
+  }
   // Pre-create the label sets dashboards expect, so series exist from the first scrape.
   m.frameRelay.zero({ direction: 'caller_to_model' });
   m.frameRelay.zero({ direction: 'model_to_caller' });

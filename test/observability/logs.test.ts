@@ -183,11 +183,14 @@ describe('call logs', () => {
   it('warns on a forged webhook and on refused media streams, with a code and no details to abuse', () => {
     const warns = lines().filter((l) => l.level === 40);
     expect(warns.find((l) => l['code'] === 'signature_invalid')).toMatchObject({ tenant: 'demo', msg: 'voice webhook signature invalid' });
-    const refused = warns.filter((l) => l['code'] === 'stream_token_invalid');
+    const refused = warns.filter((l) => l['msg'] === 'media stream refused');
     expect(refused.map((l) => l['reason']).sort()).toEqual(
       expect.arrayContaining(['stream token already used', 'upgrade signature invalid']),
     );
     expect(refused.length).toBe(3);
+    // A bad upgrade signature is logged as such, not as a token problem.
+    expect(refused.find((l) => l['reason'] === 'upgrade signature invalid')?.['code']).toBe('signature_invalid');
+    expect(refused.filter((l) => l['code'] === 'stream_token_invalid')).toHaveLength(2);
     const outcomes = lines()
       .filter((l) => l.msg === 'call ended' && l['streamSid'] !== report.streamSid)
       .map((l) => l['outcome']);
