@@ -169,6 +169,10 @@ async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOpti
     LOG_LEVEL: 'warn',
     STREAM_TOKEN_SECRET: STREAM_SECRET,
     FRAME_METRICS: kind === 'switchboard-metrics-off' ? 'false' : 'true',
+    // Every simulated call comes from 127.0.0.1 and one tenant: lift the per-address connection
+    // limit and the demo tenant's 50-call cap, which would otherwise be what the bench measures.
+    MEDIA_CONNECT_PER_MINUTE: '0',
+    TENANTS_FILE: join(ROOT, 'bench', 'tenants.yaml'),
   };
   // The sample logs to stdout: keep its console.log calls, send them to /dev/null. stderr to a file.
   const errLog = openSync(join(o.outDir, `${kind}-${level}.log`), 'w');

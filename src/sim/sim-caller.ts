@@ -72,35 +72,46 @@ export function upgradeSignature(streamUrl: string, authToken: string): string {
 }
 
 // --- shared ticker ---------------------------------------------------------------------------------
+// Real calls' 20 ms frames arrive at unrelated phases. Firing every call on one 20 ms edge would
+// send the relay bursts of N frames at once and measure queueing the driver made up, so calls are
+// spread over PHASES slots of the frame period; each call still ticks exactly every 20 ms.
 
 type TickFn = (nowMs: number) => void;
-const subscribers = new Set<TickFn>();
+const PHASES = 10;
+const SLOT_MS = FRAME_MS / PHASES;
+const slots: Set<TickFn>[] = Array.from({ length: PHASES }, () => new Set<TickFn>());
+let subscriberCount = 0;
+let assigned = 0;
+let nextSlot = 0;
 let nextAt = 0;
 let timer: NodeJS.Timeout | undefined;
-/** A stalled loop catches up at most this many frames at once, then skips ahead (counted as late). */
+/** A stalled loop catches up at most this many frame periods at once, then skips ahead. */
 const MAX_CATCH_UP = 5;
 
 function runTicker(): void {
   timer = undefined;
   const now = performance.now();
-  for (let slot = 0; slot < MAX_CATCH_UP && nextAt <= now; slot++) {
-    for (const fn of [...subscribers]) fn(now);
-    nextAt += FRAME_MS;
+  for (let i = 0; i < MAX_CATCH_UP * PHASES && nextAt <= now; i++) {
+    for (const fn of [...slots[nextSlot]!]) fn(now);
+    nextSlot = (nextSlot + 1) % PHASES;
+    nextAt += SLOT_MS;
   }
-  // Absolute schedule: each slot is start + n·20 ms, so setTimeout jitter does not accumulate.
-  if (nextAt <= now) nextAt = now + FRAME_MS;
-  if (subscribers.size > 0) timer = setTimeout(runTicker, Math.max(0, nextAt - performance.now()));
+  // Absolute schedule: each slot is start + n·2 ms, so setTimeout jitter does not accumulate.
+  if (nextAt <= now) nextAt = now + SLOT_MS;
+  if (subscriberCount > 0) timer = setTimeout(runTicker, Math.max(0, nextAt - performance.now()));
 }
 
 function subscribe(fn: TickFn): () => void {
-  subscribers.add(fn);
+  const slot = slots[assigned++ % PHASES]!;
+  slot.add(fn);
+  subscriberCount++;
   if (timer === undefined) {
-    nextAt = performance.now() + FRAME_MS;
-    timer = setTimeout(runTicker, FRAME_MS);
+    nextAt = performance.now() + SLOT_MS;
+    timer = setTimeout(runTicker, SLOT_MS);
   }
   return () => {
-    subscribers.delete(fn);
-    if (subscribers.size === 0 && timer !== undefined) {
+    if (slot.delete(fn)) subscriberCount--;
+    if (subscriberCount === 0 && timer !== undefined) {
       clearTimeout(timer);
       timer = undefined;
     }
