@@ -90,7 +90,7 @@ export interface BridgeDeps {
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
 const MAX_INVALID_MESSAGES = 20;
 /** Stream-time ring of append times, for mapping the model's audio_end_ms back to wall time. */
-const APPEND_TIMES = 512;
+const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
 const MAX_RECONNECTS = 1;
