@@ -1,0 +1,148 @@
+/**
+ * A crashed pod: relay A runs as a real process (`node --import tsx src/main.ts`) with a live call and
+ * is SIGKILLed; relay B, sharing Redis, reaps A's call (`abandoned`) and admits new calls once A's
+ * tenant lease has expired. B's clock is moved forward instead of waiting the real 30 s / 60 s.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock, type Clock } from '../../src/clock.js';
+import type { Relay } from '../../src/server/index.js';
+import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
+import { eventually, metricValue, scrape, startTestRelay, TEST_SECRET } from '../helpers/relay.js';
+import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+
+const ADMIN_TOKEN = 'admin-token-for-pod-crash-tests-01';
+const tenant = {
+  id: 'crash-co',
+  displayName: 'Crash Co',
+  phoneNumbers: ['+15005550142'],
+  twilio: { accountSid: 'AC' + '1'.repeat(32), authToken: { value: 'crash-co-auth-token-not-secret' } },
+  tools: ['end_call'],
+  maxConcurrentCalls: 1,
+};
+const caller = { to: tenant.phoneNumbers[0]!, accountSid: tenant.twilio.accountSid, authToken: tenant.twilio.authToken.value };
+
+/** Wall time moved forward on demand: everything else about B is real. */
+let skewMs = 0;
+const skewed: Clock = { now: () => Date.now() + skewMs, mono: () => systemClock.mono(), after: (ms, fn) => systemClock.after(ms, fn) };
+
+let dir: string;
+let redis: RedisServer;
+let a: ChildProcess | undefined;
+let aUrl: string;
+let b: Relay;
+
+/** Start relay A as its own process and resolve once it logs that it listens. */
+async function startProcessRelay(env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: join(import.meta.dirname, '../..'),
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`relay A did not start: ${out.slice(-1000)}`)), 20_000);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      if (out.includes('"relay listening"')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`relay A exited with ${code}: ${out.slice(-1000)}`));
+    });
+  });
+  return child;
+}
+
+async function adminGet(path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(b.url + path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sb-pod-crash-'));
+  const tenantsFile = join(dir, 'tenants.json');
+  writeFileSync(tenantsFile, JSON.stringify([tenant]));
+  redis = await startRedisServer();
+  const port = await freePort();
+  aUrl = `http://127.0.0.1:${port}`;
+  a = await startProcessRelay({
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_URL: aUrl,
+    REDIS_URL: redis.url,
+    TENANTS_FILE: tenantsFile,
+    STREAM_TOKEN_SECRET: TEST_SECRET,
+    SIM_MODEL_MODE: 'loadtest',
+    LOG_LEVEL: 'info',
+  });
+  b = await startTestRelay({ REDIS_URL: redis.url, TENANTS_FILE: tenantsFile, ADMIN_TOKEN }, { pod: 'pod-b', clock: skewed });
+}, 40_000);
+afterAll(async () => {
+  if (a && a.exitCode === null && a.signalCode === null) a.kill('SIGKILL');
+  await b.close();
+  await redis.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a crashed pod', () => {
+  it("a survivor reaps the dead pod's live call as abandoned and the tenant's slot frees once its lease expires", async () => {
+    const podA = hostname();
+    const callSid = randomSid('CA');
+    // A live call on A that would go on for a minute.
+    const onA = placeCall({
+      baseUrl: aUrl,
+      ...caller,
+      callSid,
+      script: { turns: [{ say: 'Hello from the doomed pod' }], maxCallMs: 60_000, hangupAfterMs: 60_000, replyTimeoutMs: 8000 },
+    });
+    // Live, and answered once (the assistant's reply is in the transcript A wrote to Redis).
+    const answered = async (): Promise<boolean> => {
+      const c = (await adminGet(`/v1/calls/${callSid}`)).body;
+      const t = (c['transcript'] as { role: string }[] | undefined) ?? [];
+      return c['phase'] === 'live' && t.some((x) => x.role === 'caller') && t.at(-1)?.role === 'assistant';
+    };
+    await eventually(answered, 10_000, "A's call live and answered");
+    expect((await adminGet('/v1/calls')).body).toMatchObject({ count: 1, calls: [{ callSid, pod: podA, tenantId: 'crash-co' }] });
+
+    // maxConcurrentCalls 1 across pods: B refuses a second call while A's lease is held.
+    const busy = await placeCall({ baseUrl: b.url, ...caller, script: { turns: [], maxCallMs: 5000 } });
+    expect(busy.stage).toBe('not-connected');
+    expect(busy.spoken).toMatch(/lines are busy/);
+
+    // The crash: no drain, no call end, no lease release, no more heartbeats.
+    const exited = new Promise<void>((resolve) => a!.once('exit', () => resolve()));
+    a!.kill('SIGKILL');
+    await exited;
+    const report = await onA;
+    expect(report.turns[0]?.said).toBe('Hello from the doomed pod');
+    expect(report.closeCode).toBe(1006);
+    // Until the stale time has passed, A's call still counts as live.
+    expect((await adminGet(`/v1/calls/${callSid}`)).body['phase']).toBe('live');
+
+    // 61 s later, as B sees it: past the 30 s pod staleness and the 60 s live-lease TTL.
+    skewMs = 61_000;
+    await eventually(async () => (await adminGet(`/v1/calls/${callSid}`)).body['outcome'] === 'abandoned', 10_000, "B's heartbeat reaps A");
+    const rec = (await adminGet(`/v1/calls/${callSid}`)).body;
+    expect(rec).toMatchObject({ callSid, pod: podA, phase: 'ended', outcome: 'abandoned' });
+    expect((await adminGet('/v1/calls')).body).toMatchObject({ count: 0, calls: [] });
+    expect(metricValue(await scrape(b), 'switchboard_calls_total', { outcome: 'abandoned' })).toBe(1);
+
+    // The tenant's one slot is free again: a new call is admitted on B and answered.
+    const next = await placeCall({
+      baseUrl: b.url,
+      ...caller,
+      script: { turns: [{ say: 'Hello survivor' }], maxCallMs: 15_000, hangupAfterMs: 300, replyTimeoutMs: 5000 },
+    });
+    expect(next.stage).toBe('connected');
+    expect(next.turns[0]?.heard).toBe('You said: Hello survivor. Anything else?');
+  });
+});
