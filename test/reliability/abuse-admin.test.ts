@@ -145,7 +145,7 @@ describe('admin API: bodies', () => {
       headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
       body: chunks,
       duplex: 'half',
-    } as RequestInit);
+    });
     expect(res.status).toBe(413);
     expect(((await res.json()) as Answer['json']).error?.code).toBe('payload_too_large');
     expect((await call('GET', '/v1/tenants/acme-huge')).status).toBe(404);
