@@ -236,7 +236,8 @@ export function formatReport(r: CallReport, o: CliOptions, latency: RelayLatency
   );
   const closed = r.closeCode === null ? 'not closed' : `${r.closeCode}${r.closeReason ? ` ${r.closeReason}` : ''}`;
   lines.push(`  Ended by ${r.endedBy ?? '?'} after ${(r.durationMs / 1000).toFixed(1)} s, close ${closed}`);
-  if (r.fallback) lines.push(`  Fallback TwiML Twilio would run: "${r.fallback}"`);
+  if (r.fallback) lines.push(`  After </Connect> Twilio runs: "${r.fallback}"`);
+  if (r.afterStream !== undefined) lines.push(`  ...which answers: "${r.afterStream}"`);
   if (latency) {
     for (const dir of ['caller_to_model', 'model_to_caller'] as const) {
       const f = latency.frames[dir];

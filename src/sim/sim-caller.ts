@@ -55,6 +55,11 @@ export interface CallReport extends CallerReport {
   twiml: ParsedTwiml | null;
   /** What the caller heard from TwiML outside the stream (unknown number: the `<Say>` text). */
   spoken: string;
+  /**
+   * After the relay closed the stream, what the `<Redirect>` after `</Connect>` returned, as Twilio
+   * would fetch it (signed POST): e.g. `<Hangup/>`, or an apology and a `<Dial>`.
+   */
+  afterStream?: string;
 }
 
 const hmacSha1Base64 = (key: string, data: string): string => createHmac('sha1', key).update(data, 'utf8').digest('base64');
@@ -191,7 +196,7 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
     spoken: spokenBefore,
   });
 
-  return new Promise<CallReport>((resolve) => {
+  const report = await new Promise<CallReport>((resolve) => {
     let opened = false;
     let settled = false;
     let unsubscribe: (() => void) | undefined;
@@ -267,4 +272,37 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
       settle();
     });
   });
+  const redirect = twiml.after.find((v) => v.verb === 'Redirect');
+  if (report.endedBy === 'relay' && redirect?.text) {
+    report.afterStream = await followRedirect(o, redirect.text, { callSid, from });
+  }
+  return report;
+}
+
+/** Fetch the TwiML a `<Redirect>` points at exactly as Twilio does: signed form POST with the call's fields. */
+async function followRedirect(o: PlaceCallOptions, url: string, call: { callSid: string; from: string }): Promise<string> {
+  const params: Record<string, string> = {
+    AccountSid: o.accountSid,
+    ApiVersion: '2010-04-01',
+    CallSid: call.callSid,
+    CallStatus: 'in-progress',
+    Direction: 'inbound',
+    From: call.from,
+    To: o.to,
+  };
+  // Signed over the URL Twilio was given; fetched at the relay's real address when they differ.
+  const target = o.publicUrl && url.startsWith(o.publicUrl) ? o.baseUrl + url.slice(o.publicUrl.length) : url;
+  try {
+    const res = await fetch(target, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': twilioSignature(url, params, o.authToken, hmacSha1Base64) },
+      body: new URLSearchParams(params).toString(),
+    });
+    const body = await res.text();
+    if (!res.ok) return `(redirect answered HTTP ${res.status})`;
+    const t = parseTwiml(body);
+    return describeVerbs(t.kind === 'other' ? t.verbs : [...t.before, ...t.after]);
+  } catch (err) {
+    return `(redirect failed: ${errorMessage(err)})`;
+  }
 }

@@ -41,6 +41,8 @@ describe('a call end to end', () => {
     expect(report.closeCode).toBe(4011);
     expect(report.marksSent).toBeGreaterThan(0);
     expect(report.marksEchoed).toBe(report.marksSent);
+    // The caller followed the <Redirect> after </Connect> as Twilio does: nothing more to hear.
+    expect(report.afterStream).toBe('<Hangup/>');
 
     const r = relay;
     await eventually(async () => (await r.store.getCall(callSid))?.outcome === 'ended_by_assistant', 5000, 'call record ended');
@@ -118,6 +120,7 @@ describe('a call end to end', () => {
     expect(report.closeCode).toBe(4010);
     expect(report.endedBy).toBe('relay');
     expect(report.greeting).toBe('');
+    expect(report.afterStream).toBe(`Sorry, our assistant is unavailable. Connecting you to a person. <Dial>${DEMO_TENANT.humanFallbackNumber}</Dial>`);
     const r = relay;
     await eventually(async () => (await r.store.getCall(callSid))?.outcome === 'model_unavailable', 5000, 'outcome recorded');
     const m = await scrape(r);
