@@ -262,10 +262,24 @@ async function scrape(url: string): Promise<string | null> {
 }
 
 /** Run the CLI; resolves to the process exit code. */
+export const USAGE = `npm run call -- [options]
+  --url URL           the relay's base URL (default http://localhost:8080)
+  --to NUMBER         the number called (default the demo tenant's ${DEMO_NUMBER})
+  --account-sid SID   the Twilio account the webhook claims (default the demo account)
+  --auth-token TOKEN  that account's auth token, to sign like Twilio (default the demo token)
+  --script NAME       ${Object.keys(SCRIPTS).join(' | ')} (default default)
+  --public-url URL    the relay's PUBLIC_URL when it differs from --url (signatures use it)
+  --stream-url URL    dial this ws(s) URL instead of the TwiML's <Stream url>
+  --json              print the report as JSON`;
+
 export async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    return 0;
+  }
   const parsed = parseCliArgs(argv);
   if (!parsed.ok) {
-    console.error(parsed.error);
+    console.error(`${parsed.error}\n${USAGE}`);
     return 1;
   }
   const o = parsed.options;
