@@ -47,6 +47,11 @@ export interface WindowHooks {
   /** Called when the measurement window opens and closes (run.ts snapshots relay CPU, metrics). */
   windowStart?(): Promise<void>;
   windowEnd?(): Promise<void>;
+  /**
+   * Called after the grace period, calls still up: run.ts forces a GC in the relay here, so the pause
+   * lands on no frame that is measured.
+   */
+  afterGrace?(): Promise<void>;
   /** Called every `sampleEveryMs` inside the window (relay memory sampling). */
   sample?(): Promise<void>;
   progress?(p: Progress): void;
@@ -268,6 +273,7 @@ export class BenchDriver {
       phase = 'grace';
       await hooks.windowEnd?.();
       await delay(graceMs);
+      await hooks.afterGrace?.();
 
       let held = 0;
       for (const t of tracks) if (t.opened >= 0 && t.opened <= heldFrom && (t.closed < 0 || t.closed >= heldTo)) held++;

@@ -4,20 +4,24 @@
  * tables, JSON and SVG output. Callers, the sim model and stamps are driver.ts's; numbers stats.ts's.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { relayLatency } from '../src/sim/call-cli.js';
+import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../src/tenants/tenant.js';
+import { formatProgress, runLoad, type LoadResult } from '../loadtest/node-driver.js';
 import { BenchDriver, type DriverResult } from './driver.js';
-import { fmt, formatTable, ratio, slope, svgLinePlot } from './stats.js';
+import { gcMemoryUsage, watchInspectorUrl, type GcMemory } from './inspector-heap.js';
+import { fmt, formatTable, linearFit, ratio, svgLinePlot } from './stats.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const STREAM_SECRET = 'bench-stream-token-secret-0123456789abcdef';
 
-export type RelayKind = 'switchboard' | 'switchboard-metrics-off' | 'baseline';
+/** `floor` is bench/floor-relay.ts: the same stack doing nothing but splice (what the harness adds). */
+export type RelayKind = 'switchboard' | 'switchboard-metrics-off' | 'baseline' | 'floor';
 
 export interface BenchOptions {
   levels: number[];
@@ -25,6 +29,12 @@ export interface BenchOptions {
   rampPerSec: number;
   settleSeconds: number;
   metricsOff: boolean;
+  /** Also run the floor relay at every level (bench/floor-relay.ts). */
+  floor: boolean;
+  /** After the levels, run this `npm run load` scenario against a fresh Switchboard (pinned likewise). */
+  load: string | undefined;
+  /** Stretch or squeeze the load scenario to this many seconds (its own plan when unset). */
+  loadSeconds: number | undefined;
   outDir: string;
   /** Pin the relay to core 0 and this process to core 1 (when taskset and 2+ cores exist). */
   pin: boolean;
@@ -40,7 +50,11 @@ export interface RunResult {
   relayCpuPercent: number;
   cpuPerCallPercent: number | null;
   rssMB: number | null;
+  /** Heap used: after a forced full GC (`heapSource: 'gc'`, via the inspector) or, failing that, as found. */
   heapMB: number | null;
+  heapSource: 'gc' | 'no-gc' | null;
+  /** `process.memoryUsage()` of the relay after the forced GC, calls still up (bytes). */
+  gcMemory: GcMemory | null;
   /** Switchboard's own histogram over the window (null for the baseline). */
   switchboardHistogram: { callerToModel: { p50Ms: number | null; p99Ms: number | null; count: number }; modelToCaller: { p50Ms: number | null; p99Ms: number | null; count: number } } | null;
   switchboardDropped: number | null;
@@ -58,15 +72,29 @@ export interface BenchReport {
   options: Omit<BenchOptions, 'outDir' | 'quiet'>;
   runs: RunResult[];
   summary: BenchSummary;
+  /** The `--load` run, when asked for. */
+  load?: LoadRun;
   files: { json: string; svg: string[] };
+}
+
+/** One `npm run load` scenario against a Switchboard process pinned like the bench's, with its costs. */
+export interface LoadRun {
+  result: LoadResult;
+  relay: { cpuPercent: number; rssMBMax: number | null; gcMemory: GcMemory | null; peakCalls: number };
 }
 
 export interface BenchSummary {
   perRelay: Array<{
     relay: RelayKind;
+    /** Slope of the GC'd heap over calls held (KB per call). */
     heapKBPerCall: number | null;
+    /** Slope of external + array buffers after GC (KB per call): socket buffers live there. */
+    externalKBPerCall: number | null;
     rssKBPerCall: number | null;
     cpuPercentPerCall: number | null;
+    /** The CPU line's intercept: the relay's fixed cost with no calls (% of one core). */
+    cpuFixedPercent: number | null;
+    rssFixedMB: number | null;
     /** Highest level held in full with both directions' p99 ≤ 2 ms and no drops. */
     maxCallsAtP99Under2ms: number;
     /** 100 % of one core / CPU per call (what the core would carry if CPU were the only limit). */
@@ -85,6 +113,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       settle: { type: 'string' },
       quick: { type: 'boolean', default: false },
       'metrics-off': { type: 'boolean', default: false },
+      floor: { type: 'boolean', default: false },
+      load: { type: 'string' },
+      'load-seconds': { type: 'string' },
       out: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
@@ -106,6 +137,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     rampPerSec: num(values.ramp, 'ramp', 20),
     settleSeconds: num(values.settle, 'settle', quick ? 2 : 3),
     metricsOff: values['metrics-off'] === true,
+    floor: values.floor === true,
+    load: values.load,
+    loadSeconds: values['load-seconds'] !== undefined ? num(values['load-seconds'], 'load-seconds', 1) : undefined,
     outDir: resolve(values.out ?? join(ROOT, 'bench/results')),
     pin: values['no-pin'] !== true,
     cpuProfLevel: values['cpu-prof'] !== undefined ? num(values['cpu-prof'], 'cpu-prof', 1) : undefined,
@@ -148,13 +182,24 @@ interface RelayProcess {
   pid: number;
   baseUrl: string;
   child: ChildProcess;
+  /** The child's inspector (loopback, port chosen by the kernel); null when it never announced one. */
+  inspectorUrl: string | null;
 }
 
-async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOptions, pinned: boolean, level: number): Promise<RelayProcess> {
+const SCRIPTS: Record<RelayKind, string> = {
+  switchboard: 'src/main.ts',
+  'switchboard-metrics-off': 'src/main.ts',
+  baseline: 'bench/baseline-relay.ts',
+  floor: 'bench/floor-relay.ts',
+};
+
+async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOptions, pinned: boolean, level: number | string): Promise<RelayProcess> {
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
-  const script = kind === 'baseline' ? 'bench/baseline-relay.ts' : 'src/main.ts';
-  const nodeArgs = ['--import', 'tsx'];
+  const script = SCRIPTS[kind];
+  // The inspector only listens (loopback, kernel-chosen port) until run.ts asks for one GC'd reading
+  // after each window: no domain is enabled, so nothing is profiled or paused meanwhile.
+  const nodeArgs = ['--inspect=127.0.0.1:0', '--import', 'tsx'];
   if (kind === 'switchboard' && o.cpuProfLevel === level) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(o.outDir, 'prof'));
   const cmd = pinned ? 'taskset' : process.execPath;
   const args = pinned ? ['-c', '0', process.execPath, ...nodeArgs, script] : [...nodeArgs, script];
@@ -174,22 +219,31 @@ async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOpti
     MEDIA_CONNECT_PER_MINUTE: '0',
     TENANTS_FILE: join(ROOT, 'bench', 'tenants.yaml'),
   };
-  // The sample logs to stdout: keep its console.log calls, send them to /dev/null. stderr to a file.
-  const errLog = openSync(join(o.outDir, `${kind}-${level}.log`), 'w');
-  const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', kind === 'baseline' ? 'ignore' : errLog, errLog] });
-  closeSync(errLog);
+  // The sample logs to stdout: keep its console.log calls, send them to /dev/null. stderr goes to a
+  // file through this process, which reads the inspector URL from it on the way.
+  const logPath = join(o.outDir, `${kind}-${level}.log`);
+  const errLog = createWriteStream(logPath);
+  const child = spawn(cmd, args, { cwd: ROOT, env, stdio: ['ignore', kind === 'baseline' ? 'ignore' : 'pipe', 'pipe'] });
+  child.stdout?.pipe(errLog, { end: false });
   children.add(child);
   child.once('exit', () => children.delete(child));
+  child.once('close', () => errLog.end());
   const pid = child.pid;
-  if (pid === undefined) throw new Error(`cannot start ${kind}`);
+  if (pid === undefined || !child.stderr) throw new Error(`cannot start ${kind}`);
+  let inspectorUrl: string | null = null;
+  watchInspectorUrl(child.stderr, (chunk) => errLog.write(chunk)).then(
+    (url) => (inspectorUrl = url),
+    () => undefined,
+  );
   // Ready when it answers HTTP; bounded, and fails fast when the process dies.
   const readyPath = kind === 'baseline' ? '/' : '/healthz';
   for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`${kind} exited with ${child.exitCode} (see ${join(o.outDir, `${kind}-${level}.log`)})`);
+    if (child.exitCode !== null) throw new Error(`${kind} exited with ${child.exitCode} (see ${logPath})`);
     try {
       const res = await fetch(baseUrl + readyPath, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
-      if (res.ok) return { kind, pid, baseUrl, child };
+      // The inspector announces itself before the script runs, so it is known once HTTP answers.
+      if (res.ok) return { kind, pid, baseUrl, child, inspectorUrl };
     } catch {
       // not listening yet
     }
@@ -267,16 +321,28 @@ async function getText(url: string): Promise<string> {
   return res.text();
 }
 
-/** Heap used (no forced GC): Switchboard's from a /metrics text already scraped, the baseline's /__mem. */
-async function readHeapMB(r: RelayProcess, metricsText: string): Promise<number | null> {
+/**
+ * Heap after a forced full GC through the relay's inspector; when that fails (no inspector line), the
+ * heap as found, no GC: Switchboard's from /metrics already scraped, the baseline's /__mem.
+ */
+async function readHeap(r: RelayProcess, metricsText: string): Promise<{ heapMB: number | null; source: 'gc' | 'no-gc' | null; gc: GcMemory | null }> {
+  if (r.inspectorUrl) {
+    try {
+      const gc = await gcMemoryUsage(r.inspectorUrl);
+      return { heapMB: gc.heapUsed / 2 ** 20, source: 'gc', gc };
+    } catch {
+      // fall through to the un-GC'd figure
+    }
+  }
   try {
     if (r.kind === 'baseline') {
       const mem = JSON.parse(await getText(`${r.baseUrl}/__mem`)) as { heapUsed: number };
-      return mem.heapUsed / 2 ** 20;
+      return { heapMB: mem.heapUsed / 2 ** 20, source: 'no-gc', gc: null };
     }
-    return metricsText ? metricSum(metricsText, 'nodejs_heap_size_used_bytes') / 2 ** 20 : null;
+    if (r.kind === 'floor' || !metricsText) return { heapMB: null, source: null, gc: null };
+    return { heapMB: metricSum(metricsText, 'nodejs_heap_size_used_bytes') / 2 ** 20, source: 'no-gc', gc: null };
   } catch {
-    return null;
+    return { heapMB: null, source: null, gc: null };
   }
 }
 
@@ -297,16 +363,16 @@ async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: b
     let metrics0 = '';
     let metrics1 = '';
     const rss: number[] = [];
-    let heap: number | null = null;
-    // RSS comes from /proc and costs the relay nothing. Heap needs an HTTP request the relay must
-    // serve (Switchboard's /metrics serialises every series: milliseconds of its loop), so it is
-    // read once, after the window closed, never in the middle of it.
+    let heap: Awaited<ReturnType<typeof readHeap>> = { heapMB: null, source: null, gc: null };
+    // RSS comes from /proc and costs the relay nothing. Heap needs the relay's attention (a full GC
+    // through the inspector), and Switchboard's /metrics serialises every series (milliseconds of its
+    // loop), so both are read after the window closed, never in the middle of it.
     const sampleRss = (): Promise<void> => {
       const v = readRssMB(r.pid);
       if (v !== null) rss.push(v);
       return Promise.resolve();
     };
-    const isSb = kind !== 'baseline';
+    const isSb = kind === 'switchboard' || kind === 'switchboard-metrics-off';
     const tag = `[${kind} ${level}]`;
     const d = await driver.runLevel(
       { baseUrl: r.baseUrl, calls: level, rampPerSec: o.rampPerSec, windowMs: o.seconds * 1000, settleMs: o.settleSeconds * 1000 },
@@ -324,7 +390,9 @@ async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: b
           driverCpuSec = (du.user + du.system) / 1e6;
           await sampleRss();
           if (isSb) metrics1 = await getText(`${r.baseUrl}/metrics`);
-          heap = await readHeapMB(r, metrics1);
+        },
+        afterGrace: async () => {
+          heap = await readHeap(r, metrics1);
         },
         sample: sampleRss,
         progress: (p) => log(`${tag} ${p.phase}: ${p.callsUp} calls up, ${p.callsFailed} failed, p99 ${fmt(p.p99Ms, 3)} ms`),
@@ -356,7 +424,9 @@ async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: b
       relayCpuPercent,
       cpuPerCallPercent: d.callsHeld > 0 ? relayCpuPercent / d.callsHeld : null,
       rssMB: rss.length > 0 ? rss.reduce((a, b) => a + b, 0) / rss.length : null,
-      heapMB: heap,
+      heapMB: heap.heapMB,
+      heapSource: heap.source,
+      gcMemory: heap.gc,
       switchboardHistogram: hist,
       switchboardDropped: dropped,
       otherCpuPercent,
@@ -374,7 +444,7 @@ const lat = (v: number | null): string => fmt(v, 3);
 
 function levelTable(runs: readonly RunResult[], prevByRelay: ReadonlyMap<RelayKind, RunResult>): string {
   const rows: string[][] = [
-    ['relay', 'held', 'failed', 'c2m p50', 'p99', 'p999', 'm2c p50', 'p99', 'p999', 'hist c2m p50/p99', 'hist m2c p50/p99', 'CPU %', 'CPU %/call', 'RSS MB', 'heap MB', 'heap KB/call', 'drops c2m', 'm2c', 'sb drops', 'driver CPU %', 'driver lag p99', 'other CPU % core0/1'],
+    ['relay', 'held', 'failed', 'c2m p50', 'p99', 'p999', 'm2c p50', 'p99', 'p999', 'hist c2m p50/p99', 'hist m2c p50/p99', 'CPU %', 'CPU %/call', 'RSS MB', 'GC\'d heap MB', 'heap KB/call', 'drops c2m', 'm2c', 'sb drops', 'driver CPU %', 'driver lag p99', 'other CPU % core0/1'],
   ];
   for (const r of runs) {
     const d = r.driver;
@@ -396,7 +466,7 @@ function levelTable(runs: readonly RunResult[], prevByRelay: ReadonlyMap<RelayKi
       fmt(r.relayCpuPercent, 1),
       fmt(r.cpuPerCallPercent, 3),
       fmt(r.rssMB, 1),
-      fmt(r.heapMB, 1),
+      fmt(r.heapMB, 1) + (r.heapSource === 'no-gc' ? '*' : ''),
       fmt(heapPerCall, 1),
       String(d.callerToModel.sent - d.callerToModel.received),
       String(d.modelToCaller.sent - d.modelToCaller.received),
@@ -414,10 +484,12 @@ function ratioLine(runs: readonly RunResult[]): string | undefined {
   const bl = runs.find((r) => r.relay === 'baseline');
   if (!sb || !bl) return undefined;
   const p99 = (r: RunResult): number | null => Math.max(r.driver.callerToModel.latencyMs.p99 ?? NaN, r.driver.modelToCaller.latencyMs.p99 ?? NaN);
+  const fl = runs.find((r) => r.relay === 'floor');
   return (
     `switchboard/baseline: CPU per call ${ratio(sb.cpuPerCallPercent, bl.cpuPerCallPercent)}, ` +
     `p99 ${ratio(p99(sb), p99(bl))}, p50 c2m ${ratio(sb.driver.callerToModel.latencyMs.p50, bl.driver.callerToModel.latencyMs.p50)}, ` +
-    `RSS ${ratio(sb.rssMB, bl.rssMB)}, heap ${ratio(sb.heapMB, bl.heapMB)}`
+    `RSS ${ratio(sb.rssMB, bl.rssMB)}, heap ${ratio(sb.heapMB, bl.heapMB)}` +
+    (fl ? `; harness floor p99 ${lat(p99(fl))} ms (switchboard ${lat(p99(sb))}, baseline ${lat(p99(bl))})` : '')
   );
 }
 
@@ -432,9 +504,13 @@ export function summarise(runs: readonly RunResult[]): BenchSummary {
           const y = f(r);
           return y === null ? [] : [{ x: r.driver.callsHeld, y }];
         });
-      const heapSlope = slope(pts((r) => r.heapMB));
-      const rssSlope = slope(pts((r) => r.rssMB));
-      const cpuSlope = slope(pts((r) => r.relayCpuPercent));
+      // GC'd readings only, when every level has one: un-GC'd heap is noise of ±100 KB/call.
+      const gcd = rs.every((r) => r.heapSource === 'gc');
+      const heapFit = linearFit(pts((r) => (gcd || r.heapSource !== 'gc' ? r.heapMB : null)));
+      const extFit = linearFit(pts((r) => (r.gcMemory ? (r.gcMemory.external + r.gcMemory.arrayBuffers) / 2 ** 20 : null)));
+      const rssFit = linearFit(pts((r) => r.rssMB));
+      const cpuFit = linearFit(pts((r) => r.relayCpuPercent));
+      const cpuSlope = cpuFit?.slope ?? null;
       let best = 0;
       for (const r of rs) {
         const d = r.driver;
@@ -447,9 +523,12 @@ export function summarise(runs: readonly RunResult[]): BenchSummary {
       }
       return {
         relay,
-        heapKBPerCall: heapSlope === null ? null : heapSlope * 1024,
-        rssKBPerCall: rssSlope === null ? null : rssSlope * 1024,
+        heapKBPerCall: heapFit === null ? null : heapFit.slope * 1024,
+        externalKBPerCall: extFit === null ? null : extFit.slope * 1024,
+        rssKBPerCall: rssFit === null ? null : rssFit.slope * 1024,
         cpuPercentPerCall: cpuSlope,
+        cpuFixedPercent: cpuFit?.intercept ?? null,
+        rssFixedMB: rssFit?.intercept ?? null,
         maxCallsAtP99Under2ms: best,
         cpuBoundCallsPerCore: cpuSlope !== null && cpuSlope > 0 ? 100 / cpuSlope : null,
       };
@@ -458,16 +537,17 @@ export function summarise(runs: readonly RunResult[]): BenchSummary {
 }
 
 function summaryTable(s: BenchSummary): string {
-  const rows = [['relay', 'CPU %/call (slope)', 'calls/core if CPU-bound', 'max calls held at p99<=2ms', 'heap KB/call (slope)', 'RSS KB/call (slope)']];
+  const rows = [['relay', 'CPU %/call (slope)', 'calls/core if CPU-bound', 'max calls held at p99<=2ms', 'heap KB/call (GC\'d slope)', 'external KB/call', 'RSS KB/call (slope)']];
   for (const r of s.perRelay) {
-    rows.push([r.relay, fmt(r.cpuPercentPerCall, 3), fmt(r.cpuBoundCallsPerCore, 0), String(r.maxCallsAtP99Under2ms), fmt(r.heapKBPerCall, 1), fmt(r.rssKBPerCall, 1)]);
+    rows.push([r.relay, fmt(r.cpuPercentPerCall, 3), fmt(r.cpuBoundCallsPerCore, 0), String(r.maxCallsAtP99Under2ms), fmt(r.heapKBPerCall, 1), fmt(r.externalKBPerCall, 1), fmt(r.rssKBPerCall, 1)]);
   }
   return formatTable(rows);
 }
 
-const COLORS: Record<RelayKind, string> = { switchboard: '#1f77b4', 'switchboard-metrics-off': '#2ca02c', baseline: '#d62728' };
+const COLORS: Record<RelayKind, string> = { switchboard: '#1f77b4', 'switchboard-metrics-off': '#2ca02c', baseline: '#d62728', floor: '#7f7f7f' };
 
-function plots(runs: readonly RunResult[], base: string): Array<{ path: string; svg: string }> {
+/** The bench's plots (`<base>-{p99,cpu,rss,heap}.svg`); capacity-report.ts redraws them from a JSON. */
+export function plots(runs: readonly RunResult[], base: string): Array<{ path: string; svg: string }> {
   const kinds = [...new Set(runs.map((r) => r.relay))];
   const series = (f: (r: RunResult) => number | null, suffix = '', sel: (k: RelayKind) => boolean = () => true) =>
     kinds.filter(sel).map((k) => ({
@@ -497,7 +577,69 @@ function plots(runs: readonly RunResult[], base: string): Array<{ path: string; 
       path: `${base}-rss.svg`,
       svg: svgLinePlot({ title: 'Relay RSS', xLabel: 'concurrent calls', yLabel: 'MB', series: series((r) => r.rssMB) }),
     },
+    {
+      path: `${base}-heap.svg`,
+      svg: svgLinePlot({ title: "Relay heap used after a forced GC, calls up", xLabel: 'concurrent calls', yLabel: 'MB', series: series((r) => (r.heapSource === 'gc' ? r.heapMB : null)) }),
+    },
   ];
+}
+
+// --- the load scenario ------------------------------------------------------------------------------
+
+/**
+ * One `npm run load` scenario (loadtest/node-driver.ts's runLoad, the same code as the CLI) against a
+ * fresh Switchboard pinned to core 0, the sim model and callers in this process on core 1, with the
+ * relay's CPU over the whole run, its peak RSS, and a GC'd heap reading while the most calls were up.
+ */
+async function runLoadScenario(scenario: string, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<LoadRun> {
+  const driver = await BenchDriver.start();
+  let relay: RelayProcess | undefined;
+  try {
+    relay = await startRelayProcess('switchboard', driver.model.url, o, pinned, `load-${scenario}`);
+    const r = relay;
+    const cpu0 = readCpu(r.pid);
+    const t0 = performance.now();
+    let rssMax: number | null = null;
+    let peakCalls = 0;
+    let gc: GcMemory | null = null;
+    let gcBusy = false;
+    let lastLog = 0;
+    const result = await runLoad({
+      scenario,
+      url: r.baseUrl,
+      to: DEMO_NUMBER,
+      accountSid: DEMO_ACCOUNT_SID,
+      authToken: DEMO_AUTH_TOKEN,
+      json: true,
+      allowRemote: false,
+      ...(o.loadSeconds !== undefined ? { durationS: o.loadSeconds } : {}),
+      onProgress: (p) => {
+        const rss = readRssMB(r.pid);
+        if (rss !== null) rssMax = Math.max(rssMax ?? 0, rss);
+        // One GC'd reading when a new peak of calls is first reached after the ramp: the heap the
+        // scenario's full load holds. Only once, so the GC pause lands on one moment of the run.
+        if (p.up > peakCalls) {
+          peakCalls = p.up;
+        } else if (gc === null && !gcBusy && p.up === peakCalls && peakCalls > 0 && r.inspectorUrl) {
+          gcBusy = true;
+          gcMemoryUsage(r.inspectorUrl).then(
+            (m) => (gc = m),
+            () => undefined,
+          );
+        }
+        if (p.elapsedS - lastLog >= 5) {
+          lastLog = p.elapsedS;
+          log(`[load ${scenario}] ${formatProgress(p)}`);
+        }
+      },
+    });
+    const cpuPercent = ((readCpu(r.pid) - cpu0) / ((performance.now() - t0) / 1000)) * 100;
+    log(`[load ${scenario}] ${result.ok ? 'PASS' : 'FAIL'}: ${result.calls.completed} completed, ${result.calls.failed} failed, ${result.calls.refused} refused; relay CPU ${fmt(cpuPercent, 1)} % of one core`);
+    return { result, relay: { cpuPercent, rssMBMax: rssMax, gcMemory: gc, peakCalls } };
+  } finally {
+    if (relay) await stopRelayProcess(relay);
+    await driver.close();
+  }
 }
 
 // --- the bench --------------------------------------------------------------------------------------
@@ -517,7 +659,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   log(`switchboard bench: levels ${o.levels.join(',')}, window ${o.seconds} s, ramp ${o.rampPerSec} calls/s; ${note}`);
 
   const startedAt = new Date().toISOString();
-  const kinds: RelayKind[] = ['switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
+  const kinds: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
   const runs: RunResult[] = [];
   const prev = new Map<RelayKind, RunResult>();
   for (const level of o.levels) {
@@ -557,6 +699,16 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       `CPU-bound estimate: switchboard ${fmt(sb.cpuBoundCallsPerCore, 0)}, baseline ${fmt(bl.cpuBoundCallsPerCore, 0)} (${ratio(sb.cpuBoundCallsPerCore, bl.cpuBoundCallsPerCore)})`);
   }
 
+  let load: LoadRun | undefined;
+  if (o.load !== undefined) {
+    log(`\n== load scenario ${o.load} against Switchboard ==`);
+    try {
+      load = await runLoadScenario(o.load, o, pinned, log);
+    } catch (err) {
+      log(`[load ${o.load}] FAILED: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
   const stamp = startedAt.replace(/[:.]/g, '-');
   const base = join(o.outDir, `bench-${stamp}`);
   const svgs = plots(runs, base);
@@ -569,6 +721,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     options,
     runs,
     summary,
+    ...(load ? { load } : {}),
     files: { json: `${base}.json`, svg: svgs.map((s) => s.path) },
   };
   writeFileSync(`${base}.json`, JSON.stringify(report, null, 2));

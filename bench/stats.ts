@@ -94,6 +94,15 @@ export function slope(points: ReadonlyArray<{ x: number; y: number }>): number |
   return den === 0 ? null : num / den;
 }
 
+/** Least-squares line y = intercept + slope·x; null with fewer than two distinct x values. */
+export function linearFit(points: ReadonlyArray<{ x: number; y: number }>): { slope: number; intercept: number } | null {
+  const m = slope(points);
+  if (m === null) return null;
+  const mx = points.reduce((s, p) => s + p.x, 0) / points.length;
+  const my = points.reduce((s, p) => s + p.y, 0) / points.length;
+  return { slope: m, intercept: my - m * mx };
+}
+
 /** A fixed-width text table: first row is the header; numbers right-aligned, text left-aligned. */
 export function formatTable(rows: ReadonlyArray<ReadonlyArray<string>>): string {
   const widths: number[] = [];

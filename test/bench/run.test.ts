@@ -1,6 +1,7 @@
 /**
- * `bench/run.ts` as a real process at a tiny level: both relays start as child processes, calls are
- * held through the window, and the JSON and SVG files have the expected shape.
+ * `bench/run.ts` as a real process at a tiny level: the floor, Switchboard and the baseline start as
+ * child processes, calls are held through the window, heaps are read after a forced GC through each
+ * child's inspector, and the JSON and SVG files have the expected shape.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -9,14 +10,14 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BenchReport } from '../../bench/run.js';
 
-describe('npm run bench --quick', () => {
+describe('npm run bench --quick --floor', () => {
   const out = mkdtempSync(join(tmpdir(), 'bench-test-'));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-  it('runs both relays at a small level and writes JSON and SVGs', async () => {
+  it('runs the floor and both relays at a small level and writes JSON and SVGs', async () => {
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'bench/run.ts', '--quick', '--levels', '4', '--seconds', '3', '--settle', '1', '--no-pin', '--out', out],
+      ['--import', 'tsx', 'bench/run.ts', '--quick', '--levels', '4', '--seconds', '3', '--settle', '1', '--no-pin', '--floor', '--out', out],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let stdout = '';
@@ -31,7 +32,7 @@ describe('npm run bench --quick', () => {
     const jsonPath = /JSON: (\S+)/.exec(stdout)?.[1];
     expect(jsonPath).toBeDefined();
     const report = JSON.parse(readFileSync(jsonPath!, 'utf8')) as BenchReport;
-    expect(report.runs.map((r) => r.relay)).toEqual(['switchboard', 'baseline']);
+    expect(report.runs.map((r) => r.relay)).toEqual(['floor', 'switchboard', 'baseline']);
     for (const r of report.runs) {
       expect(r.level).toBe(4);
       expect(r.driver.callsHeld).toBe(4);
@@ -42,12 +43,18 @@ describe('npm run bench --quick', () => {
       expect(r.relayCpuPercent).toBeGreaterThan(0);
       expect(r.rssMB).toBeGreaterThan(10);
       expect(r.heapMB).toBeGreaterThan(1);
+      expect(r.heapSource).toBe('gc');
+      expect(r.gcMemory?.heapUsed).toBe(Math.round((r.heapMB ?? 0) * 2 ** 20));
     }
-    const sb = report.runs[0]!;
+    expect(stdout).toContain('harness floor p99');
+    const floor = report.runs[0]!;
+    expect(floor.switchboardHistogram).toBeNull();
+    expect(floor.driver.modelToCaller.received).toBe(floor.driver.modelToCaller.sent);
+    const sb = report.runs[1]!;
     expect(sb.switchboardHistogram?.callerToModel.count).toBeGreaterThan(0);
     expect(sb.switchboardDropped).toBe(0);
-    expect(report.summary.perRelay.map((p) => p.relay)).toEqual(['switchboard', 'baseline']);
-    expect(report.files.svg).toHaveLength(3);
+    expect(report.summary.perRelay.map((p) => p.relay)).toEqual(['floor', 'switchboard', 'baseline']);
+    expect(report.files.svg).toHaveLength(4);
     for (const f of report.files.svg) expect(readFileSync(f, 'utf8')).toMatch(/^<svg /);
   }, 60_000);
 });

@@ -1,0 +1,580 @@
+/**
+ * `npx tsx bench/capacity-report.ts [results.json] [--load load.json]`: writes docs/capacity.md and
+ * docs/capacity/*.svg from one bench JSON (and a load run). Measuring is run.ts's; this only reads.
+ */
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { LoadResult } from '../loadtest/node-driver.js';
+import { plots, type BenchReport, type LoadRun, type RelayKind, type RunResult } from './run.js';
+import { fmt, linearFit, ratio } from './stats.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Issue 3's targets, per frame, relay-added (ms), and per call. */
+export const TARGETS = { p50Ms: 0.3, p99Ms: 2, p999Ms: 5, callsPerCore: 200, stretchCallsPerCore: 300, heapKBPerCall: 64, baselineRatio: 2 } as const;
+/** Share of one core a pod may use at capacity: the rest absorbs GC, bursts and TLS variance. */
+export const CPU_CEILING_PERCENT = 70;
+/** PERFORMANCE.md: a `ws` send over TLS costs ~40 µs, 50 frames/s per call: 0.2 % of a core per call. */
+export const TLS_PERCENT_PER_CALL = (40e-6 * 50) * 100;
+/** docs/autoscaling.md: the HPA target is ~60 % of a pod's capacity. */
+export const TARGET_SHARE = 0.6;
+const MEMORY_HEADROOM = 1.25;
+
+/** PERFORMANCE.md's published baseline figures: a different measurement (another day, other drivers). */
+export const PUBLISHED_BASELINE = [
+  { calls: 50, cpuPercent: 27, p50Ms: 0.7, p99Ms: 5.8, rssMB: 84 },
+  { calls: 100, cpuPercent: 44, p50Ms: 1.0, p99Ms: 8.1, rssMB: 86 },
+  { calls: 200, cpuPercent: 81, p50Ms: 5.5, p99Ms: 60, rssMB: 111 },
+  { calls: 400, cpuPercent: null, p50Ms: 60, p99Ms: 573, rssMB: 120 },
+] as const;
+
+export interface ReportInput {
+  bench: BenchReport;
+  benchPath: string;
+  /** From `--load` (a LoadResult as `npm run -s load -- --json` prints it) or the bench's own `load`. */
+  load?: { result: LoadResult; relay?: LoadRun['relay']; source: string };
+}
+
+// --- figures ----------------------------------------------------------------------------------------
+
+const worst = (a: number | null, b: number | null): number | null => (a === null || b === null ? null : Math.max(a, b));
+
+/** Worst direction's end-to-end percentile of one run. */
+export function e2e(r: RunResult, q: 'p50' | 'p99' | 'p999'): number | null {
+  return worst(r.driver.callerToModel.latencyMs[q], r.driver.modelToCaller.latencyMs[q]);
+}
+
+function dropsOf(r: RunResult): number {
+  const d = r.driver;
+  return d.callerToModel.sent - d.callerToModel.received + (d.modelToCaller.sent - d.modelToCaller.received) + (r.switchboardDropped ?? 0);
+}
+
+/** Every call held, no drop, and the end-to-end p50/p99/p999 within the targets. */
+export function meetsE2e(r: RunResult): boolean {
+  const d = r.driver;
+  return (
+    d.callsHeld === d.callsTarget &&
+    dropsOf(r) === 0 &&
+    (e2e(r, 'p50') ?? Infinity) <= TARGETS.p50Ms &&
+    (e2e(r, 'p99') ?? Infinity) <= TARGETS.p99Ms &&
+    (e2e(r, 'p999') ?? Infinity) <= TARGETS.p999Ms
+  );
+}
+
+/** Every call held, no drop, and the relay's own histogram (p50/p99, worst direction) within the targets. */
+export function meetsHist(r: RunResult): boolean {
+  const h = r.switchboardHistogram;
+  if (!h) return false;
+  const p50 = worst(h.callerToModel.p50Ms, h.modelToCaller.p50Ms);
+  const p99 = worst(h.callerToModel.p99Ms, h.modelToCaller.p99Ms);
+  return r.driver.callsHeld === r.driver.callsTarget && dropsOf(r) === 0 && p50 !== null && p99 !== null && p50 <= TARGETS.p50Ms && p99 <= TARGETS.p99Ms;
+}
+
+/** Highest level whose run passes `ok`, and whether every lower level did too. */
+function highestPassing(runs: readonly RunResult[], ok: (r: RunResult) => boolean): number {
+  let best = 0;
+  for (const r of [...runs].sort((a, b) => a.level - b.level)) {
+    if (!ok(r)) break;
+    best = r.level;
+  }
+  return best;
+}
+
+/**
+ * The knee: the first level where the worst end-to-end p99 crosses the target or more than doubles
+ * from the level below. Null when latency stays flat over the measured levels.
+ */
+export function knee(runs: readonly RunResult[]): { before: number; at: number; p99Before: number; p99At: number } | null {
+  const rs = [...runs].sort((a, b) => a.level - b.level);
+  for (let i = 1; i < rs.length; i++) {
+    const a = rs[i - 1]!;
+    const b = rs[i]!;
+    const pa = e2e(a, 'p99');
+    const pb = e2e(b, 'p99');
+    if (pa === null || pb === null) continue;
+    if ((pa <= TARGETS.p99Ms && pb > TARGETS.p99Ms) || pb > 2 * pa) return { before: a.level, at: b.level, p99Before: pa, p99At: pb };
+  }
+  return null;
+}
+
+export interface RelayCapacity {
+  relay: RelayKind;
+  levels: number[];
+  e2eCallsPerCore: number;
+  histCallsPerCore: number | null;
+  cpuPercentPerCall: number | null;
+  cpuFixedPercent: number | null;
+  /** Calls at CPU_CEILING_PERCENT of one core, from the CPU line. */
+  callsAtCeiling: number | null;
+  heapKBPerCall: number | null;
+  /** Every level's heap was read after a forced GC (else the slope is of un-GC'd readings: noisy). */
+  heapGcd: boolean;
+  externalKBPerCall: number | null;
+  rssKBPerCall: number | null;
+  rssFixedMB: number | null;
+}
+
+export function relayCapacity(report: BenchReport, relay: RelayKind): RelayCapacity | undefined {
+  const runs = report.runs.filter((r) => r.relay === relay);
+  if (runs.length === 0) return undefined;
+  // Fitted here from the runs (not the JSON's summary), so JSON from older bench versions report alike.
+  const held = runs.filter((r) => r.driver.callsHeld > 0);
+  const fit = (f: (r: RunResult) => number | null): { slope: number; intercept: number } | null =>
+    linearFit(held.flatMap((r) => {
+      const y = f(r);
+      return y === null ? [] : [{ x: r.driver.callsHeld, y }];
+    }));
+  const gcd = held.length > 0 && held.every((r) => r.heapSource === 'gc');
+  const cpuFit = fit((r) => r.relayCpuPercent);
+  const heapFit = fit((r) => r.heapMB);
+  const extFit = gcd ? fit((r) => (r.gcMemory ? (r.gcMemory.external + r.gcMemory.arrayBuffers) / 2 ** 20 : null)) : null;
+  const rssFit = fit((r) => r.rssMB);
+  const cpu = cpuFit?.slope ?? null;
+  const fixed = cpuFit?.intercept ?? 0;
+  return {
+    relay,
+    levels: runs.map((r) => r.level),
+    e2eCallsPerCore: highestPassing(runs, meetsE2e),
+    histCallsPerCore: runs.some((r) => r.switchboardHistogram) ? highestPassing(runs, meetsHist) : null,
+    cpuPercentPerCall: cpu,
+    cpuFixedPercent: cpuFit?.intercept ?? null,
+    callsAtCeiling: cpu !== null && cpu > 0 ? Math.floor((CPU_CEILING_PERCENT - fixed) / cpu) : null,
+    heapKBPerCall: heapFit ? heapFit.slope * 1024 : null,
+    heapGcd: gcd,
+    externalKBPerCall: extFit ? extFit.slope * 1024 : null,
+    rssKBPerCall: rssFit ? rssFit.slope * 1024 : null,
+    rssFixedMB: rssFit?.intercept ?? null,
+  };
+}
+
+export interface Sizing {
+  cpuPercentPerCallProd: number;
+  capacityByCpu: number;
+  capacityByLatency: number;
+  latencyBasis: string;
+  podCapacityCalls: number;
+  targetActiveCallsPerPod: number;
+  cpuAtCapacityPercent: number;
+  cpuRequestMillis: number;
+  memoryPerCallKB: number;
+  memoryAtCapacityMiB: number;
+  memoryRequestMiB: number;
+  memoryLimitMiB: number;
+}
+
+const roundDown = (v: number, step: number): number => Math.max(step, Math.floor(v / step) * step);
+const roundUp = (v: number, step: number): number => Math.ceil(v / step) * step;
+
+/** Pod capacity, HPA target and requests from Switchboard's measured figures (see the report for the why). */
+export function sizing(sb: RelayCapacity): Sizing | undefined {
+  if (sb.cpuPercentPerCall === null || sb.cpuPercentPerCall <= 0) return undefined;
+  const fixed = Math.max(0, sb.cpuFixedPercent ?? 0);
+  const cpuProd = sb.cpuPercentPerCall + TLS_PERCENT_PER_CALL;
+  const capacityByCpu = Math.floor((CPU_CEILING_PERCENT - fixed) / cpuProd);
+  // The relay's own histogram is the relay's latency; the end-to-end one is bounded by the harness.
+  const capacityByLatency = sb.histCallsPerCore ?? sb.e2eCallsPerCore;
+  const maxLevel = Math.max(...sb.levels);
+  const latencyBasis =
+    sb.histCallsPerCore !== null
+      ? capacityByLatency >= maxLevel
+        ? `relay-own histogram within target at every measured level (up to ${maxLevel}); not a limit below that`
+        : `relay-own histogram within target up to ${capacityByLatency} calls`
+      : `end-to-end within target up to ${capacityByLatency} calls`;
+  const latencyLimit = capacityByLatency >= maxLevel && sb.histCallsPerCore !== null ? Infinity : capacityByLatency;
+  const podCapacityCalls = roundDown(Math.min(capacityByCpu, latencyLimit), 10);
+  const targetActiveCallsPerPod = roundDown(podCapacityCalls * TARGET_SHARE, 10);
+  const cpuAtCapacityPercent = fixed + cpuProd * podCapacityCalls;
+  // A pod's event loop uses one core at most; below half a core, request what capacity uses.
+  const cpuRequestMillis = cpuAtCapacityPercent > 50 ? 1000 : roundUp(cpuAtCapacityPercent * 10 * MEMORY_HEADROOM, 100);
+  const perCallKB = Math.max(sb.rssKBPerCall ?? 0, (sb.heapKBPerCall ?? 0) + Math.max(0, sb.externalKBPerCall ?? 0));
+  const memoryAtCapacityMiB = (sb.rssFixedMB ?? 0) + (perCallKB * podCapacityCalls) / 1024;
+  const memoryRequestMiB = roundUp(memoryAtCapacityMiB * MEMORY_HEADROOM, 64);
+  return {
+    cpuPercentPerCallProd: cpuProd,
+    capacityByCpu,
+    capacityByLatency,
+    latencyBasis,
+    podCapacityCalls,
+    targetActiveCallsPerPod,
+    cpuAtCapacityPercent,
+    cpuRequestMillis,
+    memoryPerCallKB: perCallKB,
+    memoryAtCapacityMiB,
+    memoryRequestMiB,
+    memoryLimitMiB: roundUp(2 * memoryAtCapacityMiB, 64),
+  };
+}
+
+// --- markdown -----------------------------------------------------------------------------------------
+
+function table(rows: ReadonlyArray<ReadonlyArray<string>>): string {
+  const [head, ...body] = rows;
+  if (!head) return '';
+  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+const ms = (v: number | null | undefined): string => fmt(v, 3);
+const yes = (ok: boolean): string => (ok ? 'met' : '**missed**');
+
+function latencyRows(report: BenchReport): string[][] {
+  const kinds = [...new Set(report.runs.map((r) => r.relay))];
+  const levels = [...new Set(report.runs.map((r) => r.level))].sort((a, b) => a - b);
+  const rows: string[][] = [
+    ['calls', 'relay', 'held', 'e2e p50 / p99 / p999 (ms, worst dir.)', 'relay-own hist p50 / p99 (ms)', 'p99 above floor (ms)', 'CPU %', 'GC\'d heap MB', 'RSS MB', 'drops', 'driver CPU % / lag p99 ms', 'other CPU % core0/1'],
+  ];
+  for (const level of levels) {
+    const floor = report.runs.find((r) => r.relay === 'floor' && r.level === level);
+    for (const kind of kinds) {
+      const r = report.runs.find((x) => x.relay === kind && x.level === level);
+      if (!r) continue;
+      const h = r.switchboardHistogram;
+      const p99 = e2e(r, 'p99');
+      const fp99 = floor ? e2e(floor, 'p99') : null;
+      rows.push([
+        String(level),
+        kind,
+        `${r.driver.callsHeld}/${r.driver.callsTarget}`,
+        `${ms(e2e(r, 'p50'))} / ${ms(p99)} / ${ms(e2e(r, 'p999'))}`,
+        h ? `${ms(worst(h.callerToModel.p50Ms, h.modelToCaller.p50Ms))} / ${ms(worst(h.callerToModel.p99Ms, h.modelToCaller.p99Ms))}` : '-',
+        kind === 'floor' || p99 === null || fp99 === null ? '-' : ms(p99 - fp99),
+        fmt(r.relayCpuPercent, 1),
+        fmt(r.heapMB, 1) + (r.heapSource === 'no-gc' ? ' (no GC)' : ''),
+        fmt(r.rssMB, 1),
+        String(dropsOf(r)),
+        `${fmt(r.driver.driver.cpuPercent, 0)} / ${fmt(r.driver.driver.loopLagP99Ms, 1)}${r.driver.driver.saturated ? ' (saturated)' : ''}`,
+        r.otherCpuPercent ? `${fmt(r.otherCpuPercent.core0, 0)}/${fmt(r.otherCpuPercent.core1, 0)}` : '-',
+      ]);
+    }
+  }
+  return rows;
+}
+
+function saturation(report: BenchReport, sb: RelayCapacity, size: Sizing | undefined): string[] {
+  const sbRuns = report.runs.filter((r) => r.relay === 'switchboard').sort((a, b) => a.level - b.level);
+  const floorRuns = report.runs.filter((r) => r.relay === 'floor').sort((a, b) => a.level - b.level);
+  const firstLevel = (rs: RunResult[], bad: (r: RunResult) => boolean): number | null => rs.find(bad)?.level ?? null;
+  const limits: Array<{ what: string; at: number | null; note: string }> = [
+    { what: 'end-to-end latency target (Switchboard)', at: firstLevel(sbRuns, (r) => !meetsE2e(r)), note: 'first measured level missing p50/p99/p999 end to end' },
+    { what: 'harness floor (callers + sim model + kernel, no relay logic)', at: firstLevel(floorRuns, (r) => (e2e(r, 'p99') ?? Infinity) > TARGETS.p99Ms), note: 'first level where the splice-only floor relay itself has p99 > 2 ms' },
+    { what: 'bench driver (one Node process)', at: firstLevel(sbRuns, (r) => r.driver.driver.saturated), note: 'driver CPU > 85 % or loop lag p99 > 20 ms' },
+    { what: 'relay-own histogram target', at: firstLevel(sbRuns, (r) => r.switchboardHistogram !== null && !meetsHist(r)), note: 'inside the relay: arrival to hand-off' },
+    { what: 'frame drops', at: firstLevel(sbRuns, (r) => dropsOf(r) > 0), note: 'lost or backpressure-dropped frames' },
+    { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core (loopback, projected)`, at: sb.callsAtCeiling, note: 'from the CPU line; beyond the measured levels if larger' },
+    { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core with TLS to the model (projected)`, at: size?.capacityByCpu ?? null, note: `+${fmt(TLS_PERCENT_PER_CALL, 2)} %/call (PERFORMANCE.md: 40 µs a TLS send)` },
+  ];
+  const hit = limits.filter((l) => l.at !== null).sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
+  const out = [table([['limit', 'reached at (calls)', 'how it is judged'], ...limits.map((l) => [l.what, l.at === null ? 'not reached' : String(l.at), l.note])])];
+  const first = hit[0];
+  if (first) {
+    out.push('', `**First to saturate: ${first.what}, at ${first.at} calls.**`);
+    const fl = limits[1]!;
+    if (fl.at !== null && first.at !== null && fl.at <= first.at) {
+      out.push('The floor relay (no relay logic at all) misses the end-to-end p99 at the same level or earlier, so that limit is the harness and the kernel, not Switchboard: the relay-own histogram and CPU are the relay\'s figures.');
+    }
+  }
+  return out;
+}
+
+/** The whole of docs/capacity.md. */
+export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name: string; title: string }>): string {
+  const b = input.bench;
+  const sb = relayCapacity(b, 'switchboard');
+  const bl = relayCapacity(b, 'baseline');
+  const fl = relayCapacity(b, 'floor');
+  const size = sb ? sizing(sb) : undefined;
+  const o = b.options;
+  const L: string[] = [];
+  const p = (...lines: string[]): void => {
+    L.push(...lines);
+  };
+  p(
+    '# Capacity',
+    '',
+    `<!-- Generated by \`npx tsx bench/capacity-report.ts\`; do not edit by hand: rerun it (bench/README.md). -->`,
+    '',
+    `From \`${relative(ROOT, input.benchPath) || input.benchPath}\` (bench started ${b.startedAt}): ${b.machine.cpuModel}, ${b.machine.cores} cores, Node ${b.machine.node}; ${b.machine.note}. ` +
+      `Levels ${o.levels.join(', ')} concurrent calls, ${o.seconds} s window each, ramp ${o.rampPerSec} calls/s` +
+      `${o.metricsOff ? ', with a FRAME_METRICS=false Switchboard' : ''}${(o as { floor?: boolean }).floor ? ', with the harness floor relay' : ''}.`,
+    '',
+  );
+  const shared = b.runs.filter((r) => r.otherCpuPercent && Math.max(r.otherCpuPercent.core0, r.otherCpuPercent.core1) > 10);
+  if (shared.length > 0) {
+    p(`> **Shared machine**: in ${shared.length} of ${b.runs.length} windows other processes used more than 10 % of a core (last column of the latency table). Tail latencies of those windows include their interference; CPU and memory figures are unaffected.`, '');
+  }
+
+  p('## Against the targets (issue 3)', '');
+  if (sb) {
+    const blCap = bl?.e2eCallsPerCore ?? 0;
+    const heapOk = sb.heapKBPerCall !== null && sb.heapKBPerCall <= TARGETS.heapKBPerCall;
+    const cpuRatio = sb.cpuPercentPerCall !== null && bl?.cpuPercentPerCall ? bl.cpuPercentPerCall / sb.cpuPercentPerCall : null;
+    p(
+      table([
+        ['target', 'measured', 'verdict'],
+        [
+          `>= ${TARGETS.callsPerCore} calls/core (stretch ${TARGETS.stretchCallsPerCore}) at relay-added p50 <= ${TARGETS.p50Ms} ms, p99 <= ${TARGETS.p99Ms} ms, p999 <= ${TARGETS.p999Ms} ms, zero drops — end to end`,
+          `${sb.e2eCallsPerCore} calls (highest measured level meeting all; floor relay: ${fl ? fl.e2eCallsPerCore : 'not run'})`,
+          yes(sb.e2eCallsPerCore >= TARGETS.callsPerCore),
+        ],
+        [
+          'the same, relay-own histogram (`switchboard_frame_relay_seconds`, p50/p99)',
+          sb.histCallsPerCore === null ? 'no histogram' : `${sb.histCallsPerCore} calls (every measured level up to ${Math.max(...sb.levels)})`,
+          sb.histCallsPerCore === null ? '-' : yes(sb.histCallsPerCore >= TARGETS.callsPerCore),
+        ],
+        [`<= ${TARGETS.heapKBPerCall} KB heap per call`, `${fmt(sb.heapKBPerCall, 1)} KB/call (${sb.heapGcd ? "slope of the GC'd heap" : 'slope of heap readings WITHOUT a forced GC: noisy'})`, sb.heapKBPerCall === null ? '-' : yes(heapOk)],
+        [
+          `>= ${TARGETS.baselineRatio}x the baseline's calls per core at the same p99`,
+          `at p99 <= 2 ms end to end: ${sb.e2eCallsPerCore} vs ${blCap}; by CPU per call: ${cpuRatio === null ? '-' : `${cpuRatio.toFixed(2)}x`}`,
+          cpuRatio === null ? '-' : yes(cpuRatio >= TARGETS.baselineRatio),
+        ],
+      ]),
+      '',
+    );
+  }
+
+  p('## Calls per core and per pod', '');
+  p(
+    'A pod runs one relay process, whose event loop uses one core at most, so calls per pod = calls per core at the pod\'s 1 CPU request. ' +
+      `"At ${CPU_CEILING_PERCENT} % CPU" is where the CPU line (fixed cost + slope × calls) reaches ${CPU_CEILING_PERCENT} % of the core.`,
+    '',
+  );
+  const capRows: string[][] = [['relay', 'e2e targets held up to', 'relay-own hist held up to', 'CPU %/call (slope)', 'fixed CPU %', `calls at ${CPU_CEILING_PERCENT} % CPU`, 'calls/core if CPU-bound (100 %)']];
+  for (const c of [sb, bl, fl]) {
+    if (!c) continue;
+    capRows.push([
+      c.relay,
+      String(c.e2eCallsPerCore),
+      c.histCallsPerCore === null ? '-' : String(c.histCallsPerCore),
+      fmt(c.cpuPercentPerCall, 3),
+      fmt(c.cpuFixedPercent, 1),
+      fmt(c.callsAtCeiling, 0),
+      c.cpuPercentPerCall ? fmt(100 / c.cpuPercentPerCall, 0) : '-',
+    ]);
+  }
+  p(table(capRows), '');
+
+  p('## Memory per call', '');
+  const memRows: string[][] = [['relay', 'heap KB/call (slope)', 'external + array buffers KB/call', 'RSS KB/call (slope)', 'RSS fixed MB']];
+  for (const c of [sb, bl, fl]) if (c) memRows.push([c.relay, fmt(c.heapKBPerCall, 1) + (c.heapGcd ? '' : ' (no GC)'), fmt(c.externalKBPerCall, 1), fmt(c.rssKBPerCall, 1), fmt(c.rssFixedMB, 1)]);
+  p(
+    table(memRows),
+    '',
+    'Heap is read after a full GC forced through the relay\'s inspector (`HeapProfiler.collectGarbage`, then `process.memoryUsage()`), with every call still up, at each level; the slope over levels is the cost per call. RSS slopes are noisier: V8 and glibc keep freed pages.',
+    '',
+  );
+
+  p('## Latency by level, with the harness floor', '');
+  p(
+    '"e2e" is relay-added latency end to end on loopback: the stamp written by the caller (or the sim model) read on the far side, worst direction. ' +
+      'The **floor** relay (bench/floor-relay.ts) is Switchboard\'s stack doing nothing but splice: its row is what the callers, the sim model, the kernel and two loopback hops cost. ' +
+      '"p99 above floor" is Switchboard\'s (or the baseline\'s) p99 minus the floor\'s at the same level: a rough attribution (percentiles do not subtract exactly).',
+    '',
+    table(latencyRows(b)),
+    '',
+  );
+
+  p('## The knee', '');
+  for (const c of [sb, bl, fl]) {
+    if (!c) continue;
+    const k = knee(b.runs.filter((r) => r.relay === c.relay));
+    p(`- ${c.relay}: ${k ? `end-to-end p99 rises from ${ms(k.p99Before)} ms at ${k.before} calls to ${ms(k.p99At)} ms at ${k.at} calls` : 'no knee over the measured levels (p99 never doubled nor crossed the target)'}.`);
+  }
+  p('', 'A knee is the first level where the worst-direction p99 crosses 2 ms or more than doubles from the level below.', '');
+
+  p('## What saturates first', '');
+  if (sb) p(...saturation(b, sb, size), '');
+
+  p('## Sizing: HPA target and pod resources', '');
+  if (sb && size) {
+    p(
+      'Production differs from the bench in one measured way: the model leg is TLS, and PERFORMANCE.md measures a `ws` send over TLS at ~40 µs. ' +
+        `At 50 frames/s that adds ${fmt(TLS_PERCENT_PER_CALL, 2)} % of a core per call, which the sizing adds to the loopback slope.`,
+      '',
+      '```',
+      `CPU per call (production)   = ${fmt(sb.cpuPercentPerCall, 3)} % (measured) + ${fmt(TLS_PERCENT_PER_CALL, 3)} % (TLS) = ${fmt(size.cpuPercentPerCallProd, 3)} % of a core`,
+      `capacity by CPU             = (${CPU_CEILING_PERCENT} % ceiling - ${fmt(Math.max(0, sb.cpuFixedPercent ?? 0), 1)} % fixed) / ${fmt(size.cpuPercentPerCallProd, 3)} % = ${size.capacityByCpu} calls`,
+      `capacity by latency         = ${size.latencyBasis}`,
+      `podCapacityCalls            = min of the two, rounded down to 10 = ${size.podCapacityCalls}`,
+      `targetActiveCallsPerPod     = ${TARGET_SHARE * 100} % of capacity (docs/autoscaling.md), rounded down to 10 = ${size.targetActiveCallsPerPod}`,
+      `CPU at capacity             = ${fmt(Math.max(0, sb.cpuFixedPercent ?? 0), 1)} % + ${fmt(size.cpuPercentPerCallProd, 3)} % x ${size.podCapacityCalls} = ${fmt(size.cpuAtCapacityPercent, 1)} % of a core -> request ${size.cpuRequestMillis}m, no CPU limit`,
+      `memory per call             = max(RSS slope ${fmt(sb.rssKBPerCall, 1)}, heap ${fmt(sb.heapKBPerCall, 1)} + external ${fmt(sb.externalKBPerCall, 1)}) = ${fmt(size.memoryPerCallKB, 1)} KB`,
+      `memory at capacity          = ${fmt(sb.rssFixedMB, 1)} MB fixed + ${fmt(size.memoryPerCallKB, 1)} KB x ${size.podCapacityCalls} = ${fmt(size.memoryAtCapacityMiB, 1)} MiB`,
+      `memory request              = x ${MEMORY_HEADROOM} headroom, rounded up to 64 = ${size.memoryRequestMiB}Mi; limit = 2 x at capacity = ${size.memoryLimitMiB}Mi`,
+      '```',
+      '',
+      'The HPA (or KEDA) scales on `switchboard_active_calls` averaged per pod with `autoscaling.targetActiveCallsPerPod`; the 40 % between target and capacity absorbs arrivals during the HPA\'s reaction time (docs/autoscaling.md, `scripts/hpa-sim.ts`).',
+      '',
+    );
+  } else {
+    p('Not enough levels to fit a CPU line.', '');
+  }
+
+  p('## Against the baseline relay', '');
+  if (sb && bl) {
+    const at = (relay: RelayKind, level: number): RunResult | undefined => b.runs.find((r) => r.relay === relay && r.level === level);
+    const rows: string[][] = [['calls', 'CPU % sb / baseline', 'e2e p99 ms sb / baseline', 'GC\'d heap MB sb / baseline', 'RSS MB sb / baseline', 'CPU ratio']];
+    for (const level of [...new Set(b.runs.map((r) => r.level))].sort((x, y) => x - y)) {
+      const s = at('switchboard', level);
+      const t = at('baseline', level);
+      if (!s || !t) continue;
+      rows.push([String(level), `${fmt(s.relayCpuPercent, 1)} / ${fmt(t.relayCpuPercent, 1)}`, `${ms(e2e(s, 'p99'))} / ${ms(e2e(t, 'p99'))}`, `${fmt(s.heapMB, 1)} / ${fmt(t.heapMB, 1)}`, `${fmt(s.rssMB, 1)} / ${fmt(t.rssMB, 1)}`, ratio(s.relayCpuPercent, t.relayCpuPercent)]);
+    }
+    p('Same run, same drivers, same machine (bench/baseline-relay.ts, written like the public Twilio + OpenAI Realtime Node sample):', '', table(rows), '');
+  }
+  p(
+    '### The published baseline figures (PERFORMANCE.md) — another measurement',
+    '',
+    'Measured separately (other day, other drivers: 10 turns per call, 10 % barge-in); compare shapes, not digits:',
+    '',
+    table([
+      ['calls', 'relay CPU %', 'p50 / p99 ms', 'RSS MB'],
+      ...PUBLISHED_BASELINE.map((r) => [String(r.calls), r.cpuPercent === null ? 'saturated' : String(r.cpuPercent), `${r.p50Ms} / ${r.p99Ms}`, String(r.rssMB)]),
+    ]),
+    '',
+    `That is ~0.4 % of a core per call (~250 calls per core if CPU-bound; 200 calls at 81 %); this run's Switchboard: ${fmt(sb?.cpuPercentPerCall, 3)} %/call` +
+      `${sb?.cpuPercentPerCall ? ` (${(0.4 / sb.cpuPercentPerCall).toFixed(1)}x fewer CPU per call than the published figure)` : ''}.`,
+    '',
+  );
+
+  p('## Steady load (`npm run load -- --scenario steady`)', '');
+  if (input.load) {
+    const r = input.load.result;
+    const m = r.summary.metrics;
+    const tv = (name: string, k: string): string => fmt(m[name]?.values[k] ?? null, 1);
+    p(
+      `From ${input.load.source}. Scenario \`${r.scenario.name}\`: ${r.scenario.description}.`,
+      '',
+      table([
+        ['calls placed', 'completed', 'failed', 'refused', 'dropped', 'elapsed s', 'thresholds'],
+        [String(r.calls.placed), String(r.calls.completed), String(r.calls.failed), String(r.calls.refused), String(r.calls.dropped), fmt(r.elapsedMs / 1000, 1), r.ok ? 'all held' : '**crossed**'],
+      ]),
+      '',
+      table([
+        ['trend (ms)', 'med', 'p(95)', 'p(99)', 'max', 'count'],
+        ...['call_turn_latency', 'call_frame_gap'].map((n) => [n, tv(n, 'med'), tv(n, 'p(95)'), tv(n, 'p(99)'), tv(n, 'max'), String(m[n]?.values.count ?? 0)]),
+      ]),
+      '',
+      table([['threshold', 'actual', 'ok'], ...r.thresholds.map((t) => [`${t.metric} ${t.expression}`, t.actual === null ? (t.note ?? '-') : fmt(t.actual, 3), t.ok ? 'ok' : '**FAIL**'])]),
+      '',
+    );
+    const rel = input.load.relay;
+    if (rel) {
+      p(
+        `Relay during the run (pinned like the bench): ${fmt(rel.cpuPercent, 1)} % of one core on average, peak RSS ${fmt(rel.rssMBMax, 1)} MB, ` +
+          `GC'd heap ${rel.gcMemory ? fmt(rel.gcMemory.heapUsed / 2 ** 20, 1) : '-'} MB with ${rel.peakCalls} calls up.`,
+        '',
+      );
+    }
+  } else {
+    p('No load run given: run the bench with `--load steady`, or pass `--load <file>` (the JSON of `npm run -s load -- --scenario steady --json`).', '');
+  }
+
+  p('## Plots', '');
+  for (const f of plotFiles) p(`![${f.title}](capacity/${f.name})`, '');
+  p(
+    '## Regenerate',
+    '',
+    'On an idle 2-core machine (bench/README.md):',
+    '',
+    '```sh',
+    'npm run bench -- --metrics-off --floor --load steady && npx tsx bench/capacity-report.ts',
+    '```',
+    '',
+  );
+  return L.join('\n');
+}
+
+// --- files ---------------------------------------------------------------------------------------------
+
+/** Newest bench JSON in `dir` by name (names carry the ISO start time). */
+export function newestBenchJson(dir: string): string | undefined {
+  const files = readdirSync(dir).filter((f) => /^bench-.*\.json$/.test(f)).sort();
+  const last = files[files.length - 1];
+  return last ? join(dir, last) : undefined;
+}
+
+/** A LoadResult from `npm run load -- --json` output (npm's "> script" header lines tolerated) or a bench JSON with `load`. */
+export function readLoadJson(path: string): { result: LoadResult; relay?: LoadRun['relay'] } {
+  const text = readFileSync(path, 'utf8');
+  const start = text.indexOf('{');
+  if (start < 0) throw new Error(`${path}: no JSON object`);
+  const v = JSON.parse(text.slice(start)) as Partial<BenchReport> & Partial<LoadResult>;
+  if (v.load) return v.load;
+  if (v.scenario && v.calls && v.summary && v.thresholds) return { result: v as LoadResult };
+  throw new Error(`${path}: neither a load result nor a bench JSON with a load run`);
+}
+
+export interface WriteOptions {
+  benchPath: string;
+  loadPath?: string;
+  outPath: string;
+  plotsDir: string;
+}
+
+const PLOT_TITLES: Record<string, string> = {
+  p99: 'Relay-added p99 (end to end, worst direction) against concurrent calls',
+  cpu: 'Relay CPU against concurrent calls',
+  rss: 'Relay RSS against concurrent calls',
+  heap: "Relay heap after a forced GC against concurrent calls",
+};
+
+/** Reads the JSON(s), writes the plots (the bench's own SVGs when present, else redrawn) and the markdown. */
+export function writeCapacityReport(o: WriteOptions): { markdown: string; plots: string[] } {
+  const bench = JSON.parse(readFileSync(o.benchPath, 'utf8')) as BenchReport;
+  const input: ReportInput = { bench, benchPath: o.benchPath };
+  if (o.loadPath) input.load = { ...readLoadJson(o.loadPath), source: `\`${relative(ROOT, o.loadPath) || o.loadPath}\`` };
+  else if (bench.load) input.load = { ...bench.load, source: 'the bench run\'s `--load` scenario (same relay build, same pinning)' };
+  mkdirSync(o.plotsDir, { recursive: true });
+  const base = o.benchPath.replace(/\.json$/, '');
+  const drawn = plots(bench.runs, base);
+  const written: Array<{ name: string; title: string }> = [];
+  for (const d of drawn) {
+    const kind = /-(\w+)\.svg$/.exec(d.path)?.[1] ?? 'plot';
+    let svg = d.svg;
+    try {
+      if (statSync(d.path).isFile()) svg = readFileSync(d.path, 'utf8');
+    } catch {
+      // not next to the JSON: redraw from the JSON's numbers
+    }
+    const name = `${kind}.svg`;
+    writeFileSync(join(o.plotsDir, name), svg);
+    written.push({ name, title: PLOT_TITLES[kind] ?? kind });
+  }
+  const markdown = renderReport(input, written).replace(/\(capacity\//g, `(${basename(o.plotsDir)}/`);
+  writeFileSync(o.outPath, markdown);
+  return { markdown, plots: written.map((w) => join(o.plotsDir, w.name)) };
+}
+
+function main(argv: readonly string[]): number {
+  const { values, positionals } = parseArgs({
+    args: [...argv],
+    options: { load: { type: 'string' }, out: { type: 'string' }, plots: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const benchPath = positionals[0] ? resolve(positionals[0]) : newestBenchJson(join(ROOT, 'bench/results'));
+  if (!benchPath) {
+    console.error('capacity-report: no bench JSON given and none in bench/results (run `npm run bench` first)');
+    return 2;
+  }
+  const outPath = resolve(values.out ?? join(ROOT, 'docs/capacity.md'));
+  const r = writeCapacityReport({
+    benchPath,
+    outPath,
+    plotsDir: resolve(values.plots ?? join(dirname(outPath), 'capacity')),
+    ...(values.load !== undefined ? { loadPath: resolve(values.load) } : {}),
+  });
+  console.log(`capacity report: ${outPath} from ${benchPath}`);
+  for (const p of r.plots) console.log(`plot: ${p}`);
+  return 0;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  try {
+    process.exit(main(process.argv.slice(2)));
+  } catch (err) {
+    console.error(`capacity-report: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
