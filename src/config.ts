@@ -92,6 +92,8 @@ const Env = z.object({
   MODEL_CONNECT_TIMEOUT_MS: int(5000, 100, 60_000),
   MODEL_CONNECT_ATTEMPTS: int(3, 1, 10),
   MAX_CALL_SECONDS: int(3600, 10, 4 * 3600),
+  /** Live calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
+  MAX_ACTIVE_CALLS: int(0, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
   FRAME_METRICS: bool('true'),
   /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */
@@ -135,6 +137,7 @@ export interface Config {
   serviceName: string;
   allowUwsFallback: boolean;
   maxCallSeconds: number;
+  maxActiveCalls: number;
   frameMetrics: boolean;
   twilioMaxBackpressureBytes: number;
   modelMaxBufferedBytes: number;
@@ -217,6 +220,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
     maxCallSeconds: e.MAX_CALL_SECONDS,
+    maxActiveCalls: e.MAX_ACTIVE_CALLS,
     frameMetrics: e.FRAME_METRICS,
     twilioMaxBackpressureBytes: e.TWILIO_MAX_BACKPRESSURE_BYTES,
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,

@@ -253,6 +253,14 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         ws.end(data.refuse.code, data.refuse.reason);
         return;
       }
+      if (config.maxActiveCalls > 0 && bridges.size >= config.maxActiveCalls) {
+        // Past the pod's measured knee every call would get worse: refuse this one, Twilio runs the
+        // after-stream redirect (apology, or the tenant's human), and the HPA adds pods.
+        metrics.callsTotal.labels('rejected_capacity', 'unknown').inc();
+        log.warn({ code: 'rate_limited', live: bridges.size, max: config.maxActiveCalls }, 'pod at capacity: media stream refused');
+        ws.end(CloseCode.overCapacity, 'pod at capacity');
+        return;
+      }
       sockets.add(ws);
       const twilio: TwilioSocket = {
         send: (text) => ws.send(text, false),

@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import type { Relay } from '../../src/server/index.js';
 import { randomSid } from '../../src/sim/sim-caller.js';
 import { DEMO_AUTH_TOKEN } from '../../src/tenants/index.js';
-import { demo, signedPost, startTestRelay } from '../helpers/relay.js';
+import { demo, eventually, metricValue, rawStream, scrape, signedPost, startTestRelay } from '../helpers/relay.js';
 
 let relay: Relay | undefined;
 afterEach(async () => {
@@ -52,6 +52,18 @@ describe('composition from configuration', () => {
     expect(await attempt()).toBe(101);
     expect(await attempt()).toBe(101);
     expect(await attempt()).toBe(429);
+  });
+
+  it('refuses streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
+    relay = await startTestRelay({ MAX_ACTIVE_CALLS: '1' });
+    const first = await rawStream(relay, randomSid('CA'));
+    first.start();
+    const r = relay;
+    await eventually(() => r.activeCalls() === 1, 5000, 'first call live');
+    const second = await rawStream(relay, randomSid('CA'));
+    expect((await second.closed).code).toBe(4013);
+    expect(metricValue(await scrape(relay), 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
+    first.ws.close();
   });
 
   it('admits calls through tenant leases (the webhook still answers TwiML)', async () => {
