@@ -4,16 +4,8 @@
  * relay's call back through GET /v1/calls/{callSid}.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { loadConfig } from '../../src/config.js';
-import type { RelayContext } from '../../src/server/context.js';
-import { registerAdminCallRoutes } from '../../src/server/routes/admin-calls.js';
-import { loadUws, type Relay } from '../../src/server/index.js';
+import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid, type CallScript } from '../../src/sim/sim-caller.js';
-import { RedisCallStore } from '../../src/store/index.js';
-import { silentLogger } from '../../src/telemetry/index.js';
-import { StaticTenantRegistry } from '../../src/tenants/index.js';
-import { BuiltinToolRunner, callSummaryListener } from '../../src/tools/index.js';
 import { demo, eventually, startTestRelay } from '../helpers/relay.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
@@ -23,36 +15,15 @@ const SLOT = '2030-01-08T09:00';
 let redis: RedisServer;
 let relayA: Relay;
 let relayB: Relay;
-let admin: { url: string; close(): void };
 
-/**
- * GET /v1/calls served from relay B's store. Until app.ts registers the admin call routes, the test
- * mounts them on a uWS app of its own with relay B's context (same store, same code path).
- */
-function serveAdmin(relay: Relay): Promise<{ url: string; close(): void }> {
-  const { uws } = loadUws({ allowFallback: false });
-  const app: TemplatedApp = uws.App();
-  const config = loadConfig({ ADMIN_TOKEN, LOG_LEVEL: 'silent', STREAM_TOKEN_SECRET: 'x'.repeat(32) });
-  const ctx = { app, config, log: silentLogger(), store: relay.store, pod: 'pod-b' } as unknown as RelayContext;
-  registerAdminCallRoutes(ctx, (h) => h === `Bearer ${ADMIN_TOKEN}`);
-  return new Promise((resolve, reject) => {
-    app.listen('127.0.0.1', 0, (s: us_listen_socket | false) => {
-      if (!s) return reject(new Error('admin listen failed'));
-      resolve({ url: `http://127.0.0.1:${uws.us_socket_local_port(s)}`, close: () => uws.us_listen_socket_close(s) });
-    });
-  });
+/** A relay wired from configuration alone: Redis call store, store-backed tenants, tools, admin API. */
+function startPod(pod: string): Promise<Relay> {
+  return startTestRelay({ ADMIN_TOKEN, REDIS_URL: redis.url }, { pod });
 }
 
-async function startPod(pod: string): Promise<Relay> {
-  const store = RedisCallStore.connect(redis.url);
-  return startTestRelay(
-    { ADMIN_TOKEN, REDIS_URL: redis.url },
-    { store, tools: new BuiltinToolRunner({ store }), tenants: StaticTenantRegistry.demo(), pod, listeners: [callSummaryListener(store)] },
-  );
-}
-
+/** GET from relay B's own admin API. */
 async function getJson(path: string, token = ADMIN_TOKEN): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(admin.url + path, { headers: { authorization: `Bearer ${token}` } });
+  const res = await fetch(relayB.url + path, { headers: { authorization: `Bearer ${token}` } });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -69,14 +40,10 @@ beforeAll(async () => {
   redis = await startRedisServer();
   relayA = await startPod('pod-a');
   relayB = await startPod('pod-b');
-  admin = await serveAdmin(relayB);
 });
 afterAll(async () => {
-  admin.close();
   await relayA.close();
   await relayB.close();
-  await relayA.store.close();
-  await relayB.store.close();
   await redis.stop();
 });
 
