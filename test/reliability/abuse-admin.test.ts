@@ -230,7 +230,7 @@ describe('admin API: seeded fuzz', () => {
     const N = 300;
     for (let i = 0; i < N; i++) {
       const id = `fz-${i}`;
-      let body = Buffer.from(JSON.stringify(validTenant(id, `+1415556${String(i).padStart(4, '0')}`)));
+      let body: Buffer = Buffer.from(JSON.stringify(validTenant(id, `+1415556${String(i).padStart(4, '0')}`)));
       for (let m = int(rand, 1, 4); m > 0; m--) body = mutate(rand, body);
       const [method, path] = pick(rand, [
         ['POST', '/v1/tenants'],
