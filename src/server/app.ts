@@ -13,7 +13,8 @@ import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
 import { MemoryCallStore, RedisCallStore, startPodHeartbeat, type CallStore } from '../store/index.js';
 import { createLogger, createMetrics, type RelayMetrics } from '../telemetry/index.js';
-import { openTenants, type TenantDirectory, type TenantRuntime } from '../tenants/index.js';
+import type { TenantDirectory } from '../tenants/index.js';
+import { openDeferredTenants } from './tenants-runtime.js';
 import { createRedis } from '../store/redis-connection.js';
 import { bearerAuth } from './admin-auth.js';
 import { clientAddress, ConnectionRateLimiter } from './rate-limit.js';
@@ -81,20 +82,14 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
   const redis = config.redisUrl ? createRedis(config.redisUrl, { log: log.child({ component: 'redis' }) }) : undefined;
   const store = opts.store ?? (redis ? new RedisCallStore(redis, { log: log.child({ component: 'call-store' }) }) : new MemoryCallStore());
-  let tenantRt: TenantRuntime | undefined;
-  if (!opts.tenants) {
-    tenantRt = await openTenants({
-      tenantsFile: config.tenantsFile,
-      env: config.secretEnv,
-      log,
-      ...(redis ? { redis } : {}),
-      ...(opts.clock ? { clock: opts.clock } : {}),
-    });
-  }
-  const tenants: TenantDirectory = opts.tenants ?? tenantRt!.registry;
+  // Tenants come up in the background when Redis is down at start: the pod starts unready.
+  const tenantRt = opts.tenants
+    ? undefined
+    : await openDeferredTenants({ tenantsFile: config.tenantsFile, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
+  const tenants: TenantDirectory = opts.tenants ?? tenantRt!.directory;
   const leases = opts.leases ?? tenantRt?.leases;
-  const adminTenants = opts.adminTenants ?? tenantRt?.registry;
-  const listeners = [...(opts.listeners ?? []), ...(tenantRt ? [tenantRt.leases] : []), callSummaryListener(store, log)];
+  const adminTenants = opts.adminTenants ?? tenantRt?.admin;
+  const listeners = [...(opts.listeners ?? []), ...(tenantRt ? [tenantRt.listener] : []), callSummaryListener(store, log)];
   const limiter =
     config.mediaConnectPerMinute > 0
       ? new ConnectionRateLimiter({ perMinute: config.mediaConnectPerMinute, burst: config.mediaConnectBurst, now: () => Date.now() })
@@ -196,6 +191,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     pod,
     streamUrl,
     isDraining: () => draining,
+    tenantsReady: () => tenantRt?.ready() ?? true,
   };
   registerTwilioWebhooks(ctx, leases ? { leases } : {});
   registerOpsRoutes(ctx);

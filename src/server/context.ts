@@ -24,4 +24,6 @@ export interface RelayContext {
   /** The <Stream url> written in TwiML (what Twilio dials and signs). */
   readonly streamUrl: string;
   isDraining(): boolean;
+  /** False while the tenant registry waits for its store (Redis down at start). */
+  tenantsReady(): boolean;
 }

@@ -8,6 +8,16 @@ import type { TenantStore, TenantWrite, TenantWriteMode } from './tenant-store.j
 export class MemoryTenantStore implements TenantStore {
   private readonly tenants = new Map<string, TenantConfig>();
   private readonly listeners = new Set<() => void>();
+  private marked = false;
+
+  initialised(): Promise<boolean> {
+    return Promise.resolve(this.marked);
+  }
+
+  markInitialised(): Promise<void> {
+    this.marked = true;
+    return Promise.resolve();
+  }
 
   list(): Promise<TenantConfig[]> {
     return Promise.resolve([...this.tenants.values()].map((t) => structuredClone(t)));

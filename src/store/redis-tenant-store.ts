@@ -8,6 +8,7 @@ import type { TenantStore, TenantWrite, TenantWriteMode } from './tenant-store.j
 
 const TENANTS = 'tenants';
 const NUMBERS = 'tenant-numbers';
+const INITIALISED = 'tenants-initialised';
 
 // KEYS: tenants hash, numbers hash. ARGV: id, json, mode, channel, numbers...
 // HGET answers false (not nil) in Lua for a missing field.
@@ -78,6 +79,14 @@ export class RedisTenantStore implements TenantStore {
     return out.sort((a, b) => a.id.localeCompare(b.id));
   }
 
+  async initialised(): Promise<boolean> {
+    return (await this.redis.exists(INITIALISED)) === 1;
+  }
+
+  async markInitialised(): Promise<void> {
+    await this.redis.set(INITIALISED, '1');
+  }
+
   async get(id: string): Promise<TenantConfig | undefined> {
     const json = await this.redis.hget(TENANTS, id);
     return json === null ? undefined : this.decode(id, json);
@@ -119,6 +128,8 @@ export class RedisTenantStore implements TenantStore {
     if (!this.subscriber) {
       const sub = this.redis.duplicate();
       this.subscriber = sub;
+      // The main connection logs outages; without a listener ioredis prints every reconnect failure.
+      sub.on('error', () => {});
       sub.on('message', (channel: string) => {
         if (channel === this.channel) this.notify();
       });

@@ -25,5 +25,12 @@ export interface TenantStore {
    * whole list, and also reload on a timer. Resolves once the subscription is live.
    */
   subscribe(onChange: () => void): Promise<() => void>;
+  /**
+   * Whether this store was seeded since it last lost its data. A Redis restarted without persistence
+   * comes back empty and without this mark: the registry then restores what it knows instead of
+   * taking every tenant offline (an operator deleting every tenant leaves the mark in place).
+   */
+  initialised(): Promise<boolean>;
+  markInitialised(): Promise<void>;
   close(): Promise<void>;
 }

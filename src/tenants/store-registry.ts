@@ -41,6 +41,9 @@ export class StoreTenantRegistry implements TenantDirectory {
   private unsubscribe: (() => void) | undefined;
   private closed = false;
   private storeDown = false;
+  private seed: readonly TenantConfig[] = [];
+  /** The configs of the last successful load, to restore into a store that lost its data. */
+  private lastConfigs: TenantConfig[] = [];
   /** Last problem reported per tenant id, so a broken tenant is logged once, not every reload. */
   private readonly problems = new Map<string, string>();
   private loads = 0;
@@ -55,7 +58,19 @@ export class StoreTenantRegistry implements TenantDirectory {
    * file afterwards), load the snapshot, subscribe to change notices and start the reload timer.
    */
   async start(seed: readonly TenantConfig[] = []): Promise<void> {
-    for (const cfg of seed) {
+    this.seed = seed;
+    await this.putAll(seed);
+    await this.o.store.markInitialised();
+    this.unsubscribe = await this.o.store.subscribe(() => {
+      void this.refresh();
+    });
+    await this.refresh();
+    this.arm();
+  }
+
+  /** Create each config whose id the store does not hold (the store wins over what we bring). */
+  private async putAll(configs: readonly TenantConfig[]): Promise<void> {
+    for (const cfg of configs) {
       const r = await this.o.store.put(cfg, 'create');
       if (!r.ok && r.reason === 'number_taken') {
         this.log.warn(
@@ -64,11 +79,6 @@ export class StoreTenantRegistry implements TenantDirectory {
         );
       }
     }
-    this.unsubscribe = await this.o.store.subscribe(() => {
-      void this.refresh();
-    });
-    await this.refresh();
-    this.arm();
   }
 
   byNumber(to: string, accountSid?: string): Tenant | undefined {
@@ -161,6 +171,13 @@ export class StoreTenantRegistry implements TenantDirectory {
   private async load(): Promise<void> {
     let configs: TenantConfig[];
     try {
+      if (!(await this.o.store.initialised())) {
+        // The store lost its data (e.g. Redis restarted without persistence): put back the tenants
+        // we last served (admin changes included), then the seed, instead of going dark.
+        this.log.warn({ code: 'store_unavailable', restoring: this.lastConfigs.length }, 'tenant store was reset; restoring tenants');
+        await this.putAll([...this.lastConfigs, ...this.seed]);
+        await this.o.store.markInitialised();
+      }
       configs = await this.o.store.list();
     } catch (err) {
       // Keep serving the last snapshot: a Redis blip must not make every number unknown.
@@ -191,6 +208,7 @@ export class StoreTenantRegistry implements TenantDirectory {
     for (const id of this.problems.keys()) if (!seen.has(id)) this.problems.delete(id);
     next.list = Object.freeze(list);
     this.snap = next;
+    this.lastConfigs = configs;
     this.loads++;
   }
 

@@ -101,6 +101,7 @@ export async function startSecureRelay(o: SecureRelayOptions = {}): Promise<Secu
     pod: 'test',
     streamUrl: mediaStreamUrl(config),
     isDraining: () => false,
+    tenantsReady: () => true,
   };
   registerTwilioWebhooks(ctx, { leases: runtime.leases });
   registerAdminTenantRoutes(ctx, bearerAuth(config.adminToken), runtime.registry);

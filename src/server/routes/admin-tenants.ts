@@ -4,7 +4,7 @@
  */
 import type { TenantWrite, TenantWriteMode } from '../../store/tenant-store.js';
 import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/index.js';
-import { errorMessage } from '../../errors.js';
+import { errorMessage, SwitchboardError } from '../../errors.js';
 import type { RelayContext } from '../context.js';
 import { readBody, reply, replyJson, track, type ReplyHandle } from '../http.js';
 
@@ -21,6 +21,33 @@ export interface AdminTenantRegistry {
 export interface FieldError {
   path: string;
   message: string;
+}
+
+/** Deeper than any tenant document; bounds the recursion of validation and merge-patch. */
+export const MAX_JSON_DEPTH = 64;
+
+/** Deepest `{`/`[` nesting of a JSON text, counted outside strings, without parsing it. */
+export function nestingDepth(raw: Buffer): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) max = Math.max(max, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return max;
+}
+
+/** Errors from Redis or the store layer (connection, timeout), as opposed to bugs. */
+function isStoreError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err instanceof SwitchboardError) return err.code === 'store_unavailable';
+  return /redis|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Command timed out|Connection is closed|MaxRetriesPerRequest/i.test(`${err.name} ${err.message}`);
 }
 
 /** A tenant with a price book, technicians and slots is a few KiB; this leaves room, not abuse. */
@@ -155,6 +182,11 @@ export function registerAdminTenantRoutes(
       }
       return undefined;
     }
+    if (nestingDepth(raw) > MAX_JSON_DEPTH) {
+      // Recursive validation and merge-patch would overflow the stack long before JSON.parse does.
+      error(h, '400 Bad Request', 'bad_request', `body nests deeper than ${MAX_JSON_DEPTH} levels`);
+      return undefined;
+    }
     try {
       return { value: JSON.parse(raw.toString('utf8')) as unknown };
     } catch {
@@ -196,8 +228,14 @@ export function registerAdminTenantRoutes(
   }
 
   const failed = (h: ReplyHandle, op: string) => (err: unknown) => {
-    log.error({ code: 'store_unavailable', op, err: errorMessage(err) }, 'admin tenant request failed');
-    error(h, '503 Service Unavailable', 'store_unavailable', 'tenant store unavailable; try again');
+    // Only a store failure is the store's fault; anything else is ours and says so.
+    if (isStoreError(err)) {
+      log.error({ code: 'store_unavailable', op, err: errorMessage(err) }, 'admin tenant request failed');
+      error(h, '503 Service Unavailable', 'store_unavailable', 'tenant store unavailable; try again');
+    } else {
+      log.error({ code: 'internal', op, err: errorMessage(err) }, 'admin tenant request failed');
+      error(h, '500 Internal Server Error', 'internal', 'internal error');
+    }
   };
 
   app.get('/v1/tenants', (res, req) => {

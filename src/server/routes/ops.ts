@@ -16,6 +16,8 @@ export function registerOpsRoutes(ctx: RelayContext): void {
     const h = track(res);
     if (ctx.isDraining())
       return replyError(h, '503 Service Unavailable', 'draining', 'draining: taking no new calls');
+    if (!ctx.tenantsReady())
+      return replyError(h, '503 Service Unavailable', 'store_unavailable', 'tenant registry not loaded: state store unreachable');
     void store
       .ping()
       .catch(() => false)

@@ -91,6 +91,11 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
     const h = track(res);
     const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
     void (async () => {
+      if (!ctx.tenantsReady()) {
+        // Unready pods get no traffic from the ingress; if one does, say so rather than "not in service".
+        metrics.webhooks.labels('voice', 'unavailable').inc();
+        return replyTwiml(h, sayHangupTwiml('Sorry, we cannot take your call right now. Please try again in a few minutes. Goodbye.'));
+      }
       const form = await signedForm(h, meta, 'voice');
       if (!form) return;
       const to = first(form.params['To']) ?? '';

@@ -1,8 +1,6 @@
 /**
- * Pending fix (src/server/routes/admin-tenants.ts): a JSON merge patch nested ~10,000 levels deep
- * overflows the stack in the recursive mergePatch; the RangeError lands in the route's store-failure
- * handler, so the client gets 503 store_unavailable ("try again") and an error is logged blaming Redis.
- * It must be a 400 bad_request (the body nests too deep), like every other malformed body.
+ * A JSON merge patch nested ~10,000 levels deep used to overflow the stack in the recursive
+ * mergePatch and come back as 503 store_unavailable; it must be a 400 bad_request.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';

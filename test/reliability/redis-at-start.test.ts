@@ -1,7 +1,6 @@
 /**
- * Pending fix (src/server/app.ts, src/tenants/open-tenants.ts): a relay whose Redis is unreachable at
- * start must start, answer /healthz, hold /readyz at 503 and turn ready once Redis answers. Today
- * startRelay rejects with ioredis' MaxRetriesPerRequestError and main.ts dies with a stack trace.
+ * A relay whose Redis is unreachable at start must start, answer /healthz, hold /readyz at 503 and
+ * turn ready once Redis answers (it used to reject and crash-loop the pod).
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';

@@ -1,7 +1,6 @@
 /**
- * Pending fix (src/tenants/store-registry.ts): Redis restarting empty (no persistence) must not take
- * every tenant offline. Today the registry reloads the empty store after the reconnect, replaces its
- * snapshot with nothing, and every number answers "not in service" until a pod restarts and re-seeds.
+ * Redis restarting empty (no persistence) must not take every tenant offline: the registry used to
+ * reload the empty store and answer "not in service" for every number until a pod restarted.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
