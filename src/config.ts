@@ -158,7 +158,7 @@ function isLoopbackUrl(u: string): boolean {
 }
 
 /** Parse and validate the environment. Throws one SwitchboardError listing every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv): Readonly<Config> {
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const r = Env.safeParse(env);
   if (!r.success) {
     const lines = r.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);

@@ -12,7 +12,7 @@ import { startTracing } from './telemetry/otel.js';
 async function main(): Promise<void> {
   let config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig();
   } catch (err) {
     if (err instanceof SwitchboardError) {
       for (const line of err.message.split('\n')) console.error(`switchboard: invalid configuration: ${line}`);

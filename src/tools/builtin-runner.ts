@@ -48,7 +48,7 @@ export interface BuiltinToolRunnerOptions {
   webhooks?: {
     /** Dev only: allow private/loopback targets and http (WEBHOOK_TOOLS_ALLOW_PRIVATE). */
     allowPrivateNetworks?: boolean;
-    /** Where `{ env: NAME }` secret references are looked up (main passes process.env). */
+    /** Where `{ env: NAME }` secret references are looked up (the relay passes Config.secretEnv). */
     env?: NodeJS.ProcessEnv;
   };
 }
