@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { placeCall, randomSid, upgradeSignature } from '../../src/sim/sim-caller.js';
 import { computeTwilioSignature, issueStreamToken } from '../../src/twilio/index.js';
-import { TEST_SECRET, metricValue } from '../helpers/relay.js';
+import { TEST_SECRET, metricValue, streamOpening } from '../helpers/relay.js';
 import { ACME, BETA, TENANT_ENV, signed, startSecureRelay, voiceFields, writeTenantsFile, type SecureRelay } from '../security/secure-relay.js';
 
 /** Open a raw media stream, send connected + start, and report how the relay closed it. */
@@ -26,22 +26,8 @@ function rawStream(
       reject(new Error('relay did not close the stream'));
     }, 5000);
     ws.on('open', () => {
-      ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
-      ws.send(
-        JSON.stringify({
-          event: 'start',
-          sequenceNumber: '1',
-          streamSid,
-          start: {
-            accountSid: start.accountSid ?? ACME.accountSid,
-            streamSid,
-            callSid: start.callSid,
-            tracks: ['inbound'],
-            customParameters: start.params,
-            mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-          },
-        }),
-      );
+      const opening = streamOpening({ streamSid, callSid: start.callSid, accountSid: start.accountSid ?? ACME.accountSid, customParameters: start.params });
+      for (const m of opening) ws.send(m);
       ws.send(JSON.stringify({ event: 'media', sequenceNumber: '2', streamSid, media: { track: 'inbound', chunk: '1', timestamp: '0', payload: '/////w==' } }));
     });
     ws.on('message', (d: Buffer) => {

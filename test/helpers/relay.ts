@@ -78,6 +78,31 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
+/** Twilio's first two media-socket messages, `connected` then `start`, exactly as Twilio sends them. */
+export function streamOpening(o: {
+  streamSid: string;
+  callSid: string;
+  accountSid: string;
+  customParameters: Record<string, string>;
+}): [string, string] {
+  return [
+    JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }),
+    JSON.stringify({
+      event: 'start',
+      sequenceNumber: '1',
+      streamSid: o.streamSid,
+      start: {
+        accountSid: o.accountSid,
+        streamSid: o.streamSid,
+        callSid: o.callSid,
+        tracks: ['inbound'],
+        customParameters: o.customParameters,
+        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      },
+    }),
+  ];
+}
+
 /**
  * A raw Twilio-like media socket for abuse and slow-peer tests: fetches TwiML through the signed
  * webhook and opens the stream with its parameters; the test then sends whatever it likes.
@@ -103,22 +128,7 @@ export async function rawStream(
     params: twiml.parameters,
     closed,
     start(params = twiml.parameters) {
-      ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
-      ws.send(
-        JSON.stringify({
-          event: 'start',
-          sequenceNumber: '1',
-          streamSid,
-          start: {
-            accountSid: demo.accountSid,
-            streamSid,
-            callSid,
-            tracks: ['inbound'],
-            customParameters: params,
-            mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-          },
-        }),
-      );
+      for (const m of streamOpening({ streamSid, callSid, accountSid: demo.accountSid, customParameters: params })) ws.send(m);
     },
   };
 }

@@ -10,7 +10,7 @@ import { placeCall, randomSid, upgradeSignature, type CallReport } from '../../s
 import { startTracing, type Tracing } from '../../src/telemetry/otel.js';
 import { createLogger, SPAN } from '../../src/telemetry/index.js';
 import { CloseCode } from '../../src/errors.js';
-import { demo, eventually, signedPost, startTestRelay, TEST_SECRET } from '../helpers/relay.js';
+import { demo, eventually, signedPost, startTestRelay, streamOpening, TEST_SECRET } from '../helpers/relay.js';
 
 /** The caller's number: personal data, redacted wherever it is logged. */
 const CALLER = '+15005550199';
@@ -58,22 +58,7 @@ async function openStream(o: {
     ws.once('error', reject);
   });
   const streamSid = randomSid('MZ');
-  ws.send('{"event":"connected","protocol":"Call","version":"1.0.0"}');
-  ws.send(
-    JSON.stringify({
-      event: 'start',
-      sequenceNumber: '1',
-      streamSid,
-      start: {
-        accountSid: demo.accountSid,
-        streamSid,
-        callSid: o.callSid,
-        tracks: ['inbound'],
-        customParameters: o.parameters,
-        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-      },
-    }),
-  );
+  for (const m of streamOpening({ streamSid, callSid: o.callSid, accountSid: demo.accountSid, customParameters: o.parameters })) ws.send(m);
   return closed;
 }
 
