@@ -131,7 +131,6 @@ export class CallBridge {
   private readonly appendTimes = new Float64Array(APPEND_TIMES);
   private appendedMs = 0;
   private turnEndMono: number | undefined;
-  private lastModelAudioMono = 0;
   private turns = 0;
   private connectMs: number | undefined;
   private turnLatencyMaxMs = 0;
@@ -407,7 +406,6 @@ export class CallBridge {
     this.stats.framesOut++;
     const now = performance.now();
     this.m2c?.observe((now - t0) / 1000);
-    this.lastModelAudioMono = now;
     if (this.turnEndMono !== undefined) {
       const seconds = (now - this.turnEndMono) / 1000;
       this.deps.metrics.turnLatency.observe(seconds);
