@@ -298,12 +298,24 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       .end('{"error":{"code":"not_found","message":"no such route"}}');
   });
 
-  const listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-    app.listen(config.host, config.port, (s) => {
-      if (s) resolve(s);
-      else reject(new SwitchboardError('internal', `cannot listen on ${config.host}:${config.port}`));
+  let listenSocket: us_listen_socket;
+  try {
+    listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
+      app.listen(config.host, config.port, (s) => {
+        if (s) resolve(s);
+        else reject(new SwitchboardError('internal', `cannot listen on ${config.host}:${config.port}`));
+      });
     });
-  });
+  } catch (err) {
+    // Release what was opened before the listen: nothing may outlive a relay that never started.
+    stopHeartbeat();
+    await sim?.close();
+    await tenantRt?.close();
+    if (!opts.metrics) metrics.close();
+    if (!opts.store) await store.close();
+    else redis?.disconnect();
+    throw err;
+  }
   const port = uws.us_socket_local_port(listenSocket);
   log.info(
     { port, host: config.host, provider: model.provider, publicUrl: config.publicUrl, native },

@@ -2,12 +2,16 @@
  * The relay as `npm start` composes it from configuration alone: the tenant registry with its admin
  * API, concurrency leases and the media-socket rate limit are wired in without test-only options.
  */
+import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type { Relay } from '../../src/server/index.js';
 import { randomSid } from '../../src/sim/sim-caller.js';
 import { DEMO_AUTH_TOKEN } from '../../src/tenants/index.js';
-import { demo, eventually, metricValue, rawStream, scrape, signedPost, startTestRelay } from '../helpers/relay.js';
+import { loadConfig } from '../../src/config.js';
+import { startRelay } from '../../src/server/index.js';
+import { silentLogger } from '../../src/telemetry/index.js';
+import { demo, eventually, metricValue, rawStream, scrape, signedPost, startTestRelay, TEST_SECRET } from '../helpers/relay.js';
 
 let relay: Relay | undefined;
 afterEach(async () => {
@@ -64,6 +68,22 @@ describe('composition from configuration', () => {
     expect((await second.closed).code).toBe(4013);
     expect(metricValue(await scrape(relay), 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
     first.ws.close();
+  });
+
+  it('a relay that cannot listen fails with a clear error and leaves nothing running', async () => {
+    // A port held by a plain Node server (no SO_REUSEPORT, unlike another uWS relay).
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
+    const busyPort = (holder.address() as AddressInfo).port;
+    const before = process.getActiveResourcesInfo().length;
+    try {
+      await expect(
+        startRelay(loadConfig({ PORT: String(busyPort), HOST: '127.0.0.1', LOG_LEVEL: 'silent', STREAM_TOKEN_SECRET: TEST_SECRET }), { log: silentLogger() }),
+      ).rejects.toThrow(`cannot listen on 127.0.0.1:${busyPort}`);
+      await eventually(() => process.getActiveResourcesInfo().length <= before, 5000, 'resources released');
+    } finally {
+      holder.close();
+    }
   });
 
   it('admits calls through tenant leases (the webhook still answers TwiML)', async () => {

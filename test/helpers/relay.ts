@@ -14,17 +14,25 @@ import { freePort } from './redis-server.js';
 export const TEST_SECRET = 'test-stream-token-secret-0123456789abcdef';
 
 export async function startTestRelay(env: Record<string, string> = {}, opts: RelayOptions = {}): Promise<Relay> {
-  const port = await freePort();
-  const config = loadConfig({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_URL: `http://127.0.0.1:${port}`,
-    SIM_MODEL_MODE: 'loadtest',
-    STREAM_TOKEN_SECRET: TEST_SECRET,
-    LOG_LEVEL: 'silent',
-    ...env,
-  });
-  return startRelay(config, { log: silentLogger(), ...opts });
+  // PUBLIC_URL must name the port before the relay listens, so the port is picked first; another
+  // test worker can take it in between. Lose that race and try a fresh port (bounded).
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const config = loadConfig({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      PUBLIC_URL: `http://127.0.0.1:${port}`,
+      SIM_MODEL_MODE: 'loadtest',
+      STREAM_TOKEN_SECRET: TEST_SECRET,
+      LOG_LEVEL: 'silent',
+      ...env,
+    });
+    try {
+      return await startRelay(config, { log: silentLogger(), ...opts });
+    } catch (err) {
+      if (attempt >= 5 || !(err instanceof Error) || !err.message.startsWith('cannot listen on')) throw err;
+    }
+  }
 }
 
 export const demo = { to: DEMO_NUMBER, accountSid: DEMO_ACCOUNT_SID, authToken: DEMO_AUTH_TOKEN };
