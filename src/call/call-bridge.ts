@@ -443,6 +443,7 @@ export class CallBridge {
         this.activeResponseId = ev.responseId;
         return;
       case 'audio_done':
+        this.playback.closeItems(this.latestMediaTs);
         return;
       case 'assistant_transcript':
         this.turns++;
@@ -595,6 +596,7 @@ export class CallBridge {
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
     if (this.activeResponseId === ev.responseId) this.activeResponseId = undefined;
+    this.playback.closeItems(this.latestMediaTs);
     if (!this.responseTools.has(ev.responseId)) {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
