@@ -27,6 +27,7 @@ import type { CallEffect, ToolRunner } from '../tools/index.js';
 import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
+import { ConversationHistory } from './conversation-history.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { ResponseSequencer } from './response-sequencer.js';
 
@@ -142,7 +143,7 @@ export class CallBridge {
   private reconnects = 0;
   private appendSeq = 0;
   private modelCongested = false;
-  private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
+  private readonly history = new ConversationHistory(HISTORY_TURNS);
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -450,7 +451,7 @@ export class CallBridge {
         return;
       case 'assistant_transcript':
         this.turns++;
-        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
+        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
         return;
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
@@ -477,8 +478,9 @@ export class CallBridge {
     const model = this.model;
     if (resume) {
       // A new session knows nothing: replay the conversation as text, then carry on.
-      for (const h of this.history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
-      this.log.info({ replayed: this.history.length }, 'model session re-opened with the conversation so far');
+      const history = this.history.all;
+      for (const h of history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
+      this.log.info({ replayed: history.length }, 'model session re-opened with the conversation so far');
     } else {
       this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     }
@@ -492,7 +494,7 @@ export class CallBridge {
     if (!resume) {
       const greeting = this.tenant!.model.greeting;
       this.responses.request(`Greet the caller with exactly: ${greeting}`);
-    } else if (this.history.at(-1)?.role === 'caller') {
+    } else if (this.history.lastRole === 'caller') {
       this.responses.request(); // the caller's last words were never answered
     }
   }
@@ -510,6 +512,7 @@ export class CallBridge {
     const model = this.model;
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
+      this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
     }
     if (active) {
       this.discarded.add(active);
@@ -669,7 +672,11 @@ export class CallBridge {
     this.sessionConfigured = false;
     this.modelCongested = false;
     this.appendSeq = 0;
+    // Nothing of the old session may be named in the new one: its items, responses, truncations.
     this.responses.reset();
+    this.playback.newSession();
+    this.discarded.clear();
+    this.history.newSession();
     this.responseTools.clear();
     this.turnEndMono = undefined;
     this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
@@ -685,11 +692,12 @@ export class CallBridge {
     return t === undefined || t === 0 ? undefined : t;
   }
 
-  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; interrupted?: boolean }): void {
-    this.history.push({ role: entry.role, text: entry.interrupted ? `${entry.text} [interrupted by the caller]` : entry.text });
-    if (this.history.length > HISTORY_TURNS) this.history.shift();
+  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; itemId?: string; interrupted?: boolean }): void {
+    const { itemId, ...stored } = entry;
+    if (entry.role === 'caller') this.history.caller(entry.text);
+    else this.history.assistant(entry.text, itemId ?? '', entry.interrupted === true);
     const sid = this.callSid;
-    if (sid) this.background(this.deps.store.appendTranscript(sid, entry), 'store.appendTranscript');
+    if (sid) this.background(this.deps.store.appendTranscript(sid, stored), 'store.appendTranscript');
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
