@@ -53,6 +53,8 @@ export type Authorisation =
 export interface ModelConnector {
   readonly provider: 'openai' | 'azure' | 'sim';
   readonly shape: SessionShape;
+  /** The caller-transcript model (on Azure a deployment name); null: none; absent: the protocol default. */
+  readonly transcriptionModel?: string | null;
   connect(signal: AbortSignal, log: Logger): Promise<RealtimeSocket>;
 }
 
@@ -138,6 +140,7 @@ export class CallBridge {
   private turnLatencyCount = 0;
   private toolCalls = 0;
   private reconnects = 0;
+  private transcriptionFailures = 0;
   private appendSeq = 0;
   private modelCongested = false;
   private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
@@ -360,6 +363,7 @@ export class CallBridge {
         voice: tenant.model.voice,
         tools: this.deps.tools.definitions(tenant),
         language: tenant.model.language,
+        ...(this.deps.model.transcriptionModel !== undefined ? { transcriptionModel: this.deps.model.transcriptionModel } : {}),
       }),
     );
     const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
@@ -451,6 +455,8 @@ export class CallBridge {
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
         return;
+      case 'caller_transcript_failed':
+        return this.onTranscriptionFailed(ev);
       case 'function_call':
         return this.onFunctionCall(ev);
       case 'response_done':
@@ -617,6 +623,20 @@ export class CallBridge {
     this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
+  /**
+   * A caller turn the model could not transcribe: the conversation goes on (the model heard the
+   * audio), but the transcript, summary and reconnect replay miss it. On Azure every turn fails
+   * this way when REALTIME_TRANSCRIPTION_MODEL is not a deployment name: say so once per call.
+   */
+  private onTranscriptionFailed(ev: Extract<ModelEvent, { type: 'caller_transcript_failed' }>): void {
+    this.deps.metrics.transcriptionFailures.inc();
+    if (this.transcriptionFailures++ > 0) return;
+    this.log.warn(
+      { code: 'model_protocol', modelCode: ev.code, detail: ev.message },
+      'caller speech could not be transcribed (check REALTIME_TRANSCRIPTION_MODEL); further failures on this call are only counted',
+    );
+  }
+
   private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
     if (ev.code === 'conversation_already_has_active_response' || ev.code === 'response_cancel_not_active') {
       this.log.debug({ code: ev.code }, 'benign model race');
@@ -769,6 +789,7 @@ export class CallBridge {
         turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
         turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
         reconnects: this.reconnects,
+        transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
       },
       'call ended',
