@@ -122,6 +122,7 @@ export class CallBridge {
   private readonly responseTools = new Map<string, ResponseTools>();
   private pendingEffect: CallEffect | undefined;
   private invalidMessages = 0;
+  private unknownEvents = 0;
   private twilioOpen = true;
   private counted = false;
   private authorised = false;
@@ -177,7 +178,7 @@ export class CallBridge {
     const t0 = performance.now();
     if (isBinary) return this.invalid('binary', 'binary frame');
     const r = parseTwilioMessage(data, this.deps.limits.twilioMaxMessageBytes);
-    if (!r.ok) return this.invalid(r.reason, r.detail);
+    if (!r.ok) return r.reason === 'unknown_event' ? this.unknownEvent(r.detail) : this.invalid(r.reason, r.detail);
     const m = r.msg;
     if (m.event === 'media') {
       this.onCallerAudio(m.payload, m.timestampMs, t0);
@@ -702,6 +703,16 @@ export class CallBridge {
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
     this.stats.dropped++;
     this.deps.metrics.framesDropped.labels(direction, reason).inc();
+  }
+
+  /**
+   * A well-formed message whose event name we do not know: Twilio may add events (it added `dtmf`
+   * and `mark` after `media`), so it is counted and ignored, before or after `start`, never fatal.
+   */
+  private unknownEvent(detail: string): void {
+    if (this.state.kind === 'ended') return;
+    this.deps.metrics.twilioEventsUnknown.inc();
+    if (this.unknownEvents++ === 0) this.log.info({ detail }, 'media-socket event of an unknown kind ignored');
   }
 
   private invalid(reason: string, detail: string): void {
