@@ -53,6 +53,8 @@ export type Authorisation =
 export interface ModelConnector {
   readonly provider: 'openai' | 'azure' | 'sim';
   readonly shape: SessionShape;
+  /** The caller-transcript model (on Azure a deployment name); null: none; absent: the protocol default. */
+  readonly transcriptionModel?: string | null;
   connect(signal: AbortSignal, log: Logger): Promise<RealtimeSocket>;
 }
 
@@ -121,6 +123,7 @@ export class CallBridge {
   private readonly responseTools = new Map<string, ResponseTools>();
   private pendingEffect: CallEffect | undefined;
   private invalidMessages = 0;
+  private unknownEvents = 0;
   private twilioOpen = true;
   private counted = false;
   private authorised = false;
@@ -139,6 +142,7 @@ export class CallBridge {
   private turnLatencyCount = 0;
   private toolCalls = 0;
   private reconnects = 0;
+  private transcriptionFailures = 0;
   private appendSeq = 0;
   private modelCongested = false;
   private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
@@ -175,7 +179,7 @@ export class CallBridge {
     const t0 = performance.now();
     if (isBinary) return this.invalid('binary', 'binary frame');
     const r = parseTwilioMessage(data, this.deps.limits.twilioMaxMessageBytes);
-    if (!r.ok) return this.invalid(r.reason, r.detail);
+    if (!r.ok) return r.reason === 'unknown_event' ? this.unknownEvent(r.detail) : this.invalid(r.reason, r.detail);
     const m = r.msg;
     if (m.event === 'media') {
       this.onCallerAudio(m.payload, m.timestampMs, t0);
@@ -361,6 +365,7 @@ export class CallBridge {
         voice: tenant.model.voice,
         tools: this.deps.tools.definitions(tenant),
         language: tenant.model.language,
+        ...(this.deps.model.transcriptionModel !== undefined ? { transcriptionModel: this.deps.model.transcriptionModel } : {}),
       }),
     );
     const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
@@ -454,6 +459,8 @@ export class CallBridge {
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
         return;
+      case 'caller_transcript_failed':
+        return this.onTranscriptionFailed(ev);
       case 'function_call':
         return this.onFunctionCall(ev);
       case 'response_done':
@@ -623,6 +630,20 @@ export class CallBridge {
     this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
+  /**
+   * A caller turn the model could not transcribe: the conversation goes on (the model heard the
+   * audio), but the transcript, summary and reconnect replay miss it. On Azure every turn fails
+   * this way when REALTIME_TRANSCRIPTION_MODEL is not a deployment name: say so once per call.
+   */
+  private onTranscriptionFailed(ev: Extract<ModelEvent, { type: 'caller_transcript_failed' }>): void {
+    this.deps.metrics.transcriptionFailures.inc();
+    if (this.transcriptionFailures++ > 0) return;
+    this.log.warn(
+      { code: 'model_protocol', modelCode: ev.code, detail: ev.message },
+      'caller speech could not be transcribed (check REALTIME_TRANSCRIPTION_MODEL); further failures on this call are only counted',
+    );
+  }
+
   private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
     if (this.responses.onError(ev.code, ev.eventId)) {
       this.log.debug({ code: ev.code, eventId: ev.eventId }, 'response.create rejected; queued behind the active response');
@@ -692,6 +713,16 @@ export class CallBridge {
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
     this.stats.dropped++;
     this.deps.metrics.framesDropped.labels(direction, reason).inc();
+  }
+
+  /**
+   * A well-formed message whose event name we do not know: Twilio may add events (it added `dtmf`
+   * and `mark` after `media`), so it is counted and ignored, before or after `start`, never fatal.
+   */
+  private unknownEvent(detail: string): void {
+    if (this.state.kind === 'ended') return;
+    this.deps.metrics.twilioEventsUnknown.inc();
+    if (this.unknownEvents++ === 0) this.log.info({ detail }, 'media-socket event of an unknown kind ignored');
   }
 
   private invalid(reason: string, detail: string): void {
@@ -779,6 +810,7 @@ export class CallBridge {
         turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
         turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
         reconnects: this.reconnects,
+        transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
       },
       'call ended',

@@ -43,6 +43,19 @@ export interface SimModelOptions {
     /** Terminate each session's socket this long after it opens. */
     dropAfterMs?: number;
   };
+  /**
+   * Azure behaviour: the transcription models (on Azure, deployment names) this endpoint has. A
+   * session whose transcription model is not one of them gets
+   * `conversation.item.input_audio_transcription.failed` for every caller turn instead of a
+   * transcript, as Azure answers a model name that is not a deployment. Unset: any model works.
+   */
+  transcriptionModels?: readonly string[];
+  /**
+   * How `session.updated` spells a μ-law format the client asked for: `object` (GA,
+   * `{type:'audio/pcmu'}`, the default), `token` (the legacy string `'g711_ulaw'` in the GA
+   * `audio.*.format` field), or `token-object` (`{type:'g711_ulaw'}`).
+   */
+  mulawEcho?: 'object' | 'token' | 'token-object';
   hooks?: {
     /** Called with each appended audio chunk (raw μ-law bytes): the bench reads timestamps here. */
     onCallerAudio?(bytes: Uint8Array, session: SimSession): void;
@@ -618,7 +631,26 @@ class SimConnection {
     }
     this.info.session = mergeSession(this.info.session, patch);
     this.applyTurnDetection();
-    this.send({ type: 'session.updated', session: this.info.session });
+    this.send({ type: 'session.updated', session: this.echoedSession() });
+  }
+
+  /** The session as `session.updated` shows it: μ-law spelled as `mulawEcho` says. */
+  private echoedSession(): Record<string, unknown> {
+    const form = this.model.opts.mulawEcho ?? 'object';
+    const s = this.info.session;
+    if (form === 'object' || this.info.shape !== 'ga' || !isObject(s.audio)) return s;
+    const respell = (dir: unknown): unknown => {
+      if (!isObject(dir) || !isObject(dir.format) || dir.format.type !== 'audio/pcmu') return dir;
+      return { ...dir, format: form === 'token' ? 'g711_ulaw' : { ...dir.format, type: 'g711_ulaw' } };
+    };
+    return { ...s, audio: { ...s.audio, input: respell(s.audio.input), output: respell(s.audio.output) } };
+  }
+
+  /** The transcription model the session names (GA `audio.input.transcription`, beta `input_audio_transcription`). */
+  private transcriptionModel(): string | undefined {
+    const s = this.info.session;
+    const t = this.info.shape === 'ga' ? (isObject(s.audio) && isObject(s.audio.input) ? s.audio.input.transcription : undefined) : s.input_audio_transcription;
+    return isObject(t) && typeof t.model === 'string' ? t.model : undefined;
   }
 
   private applyTurnDetection(): void {
@@ -701,12 +733,29 @@ class SimConnection {
     const transcript = this.collector.text() ?? UNINTELLIGIBLE;
     this.send({ type: 'input_audio_buffer.committed', previous_item_id: this.lastItemId, item_id: itemId });
     this.lastItemId = itemId;
-    this.send({
-      type: 'conversation.item.input_audio_transcription.completed',
-      item_id: itemId,
-      content_index: 0,
-      transcript,
-    });
+    const models = this.model.opts.transcriptionModels;
+    const model = this.transcriptionModel();
+    if (models !== undefined && (model === undefined || !models.includes(model))) {
+      // Azure's answer to a transcription model that is not a deployment (the model still hears the turn).
+      this.send({
+        type: 'conversation.item.input_audio_transcription.failed',
+        item_id: itemId,
+        content_index: 0,
+        error: {
+          type: 'invalid_request_error',
+          code: 'DeploymentNotFound',
+          message: `The API deployment ${JSON.stringify(model ?? '')} for this resource does not exist.`,
+          param: null,
+        },
+      });
+    } else {
+      this.send({
+        type: 'conversation.item.input_audio_transcription.completed',
+        item_id: itemId,
+        content_index: 0,
+        transcript,
+      });
+    }
     this.turn = { kind: 'utterance', text: transcript };
     this.resetInput();
   }
