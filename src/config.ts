@@ -157,8 +157,16 @@ function isLoopbackUrl(u: string): boolean {
   return LOOPBACK.has(host) || host.startsWith('127.');
 }
 
-/** Parse and validate the environment. Throws one SwitchboardError listing every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+/** The process environment: read here only, handed to loadConfig by the entry points (main, check). */
+export function processEnvironment(): NodeJS.ProcessEnv {
+  return process.env;
+}
+
+/**
+ * Parse and validate the environment. Throws one SwitchboardError listing every bad variable.
+ * `secrets: false` (`npm run check -- --no-secrets`) does not require the provider's API key.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: { secrets?: boolean } = {}): Readonly<Config> {
   const r = Env.safeParse(env);
   if (!r.success) {
     const lines = r.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);
@@ -170,14 +178,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const provider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'sim');
   let model: ModelConfig;
   if (provider === 'openai') {
-    if (!e.OPENAI_API_KEY) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
+    if (!e.OPENAI_API_KEY && opts.secrets !== false) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
     if (e.OPENAI_REALTIME_URL.startsWith('ws:') && !isLoopbackUrl(e.OPENAI_REALTIME_URL)) {
       problems.push('OPENAI_REALTIME_URL: plain ws:// is allowed only for loopback hosts; use wss://');
     }
     model = { provider, url: e.OPENAI_REALTIME_URL, apiKey: e.OPENAI_API_KEY ?? '', model: e.OPENAI_REALTIME_MODEL };
   } else if (provider === 'azure') {
     if (!e.AZURE_OPENAI_ENDPOINT) problems.push('AZURE_OPENAI_ENDPOINT: required when MODEL_PROVIDER is azure');
-    if (!e.AZURE_OPENAI_API_KEY) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
+    if (!e.AZURE_OPENAI_API_KEY && opts.secrets !== false) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
     if (!e.AZURE_OPENAI_DEPLOYMENT) problems.push('AZURE_OPENAI_DEPLOYMENT: required when MODEL_PROVIDER is azure');
     const endpoint = e.AZURE_OPENAI_ENDPOINT ?? 'https://invalid.example';
     if (/^(http|ws):/.test(endpoint) && !isLoopbackUrl(endpoint)) {
