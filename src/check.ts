@@ -45,11 +45,11 @@ function webhookSecretProblems(tenants: readonly TenantConfig[], env: NodeJS.Pro
 }
 
 function describe(config: Readonly<Config>, tenants: readonly TenantConfig[], secrets: boolean): string {
-  const source = config.tenantsFile ? `from ${config.tenantsFile}` : 'built in (no TENANTS_FILE)';
+  const source = config.tenantsFile ? `from ${config.tenantsFile} (TENANTS_FILE_MODE=${config.tenantsFileMode})` : 'built in (no TENANTS_FILE)';
   const ids = tenants.length > 0 ? ` (${tenants.map((t) => t.id).join(', ')})` : '';
   return [
     `configuration valid: provider ${config.model.provider}`,
-    `${tenants.length} tenant${tenants.length === 1 ? '' : 's'} ${source}${ids}`,
+    `${tenants.length} tenant${tenants.length === 1 ? '' : 's'}${ids} ${source}`,
     `Redis ${config.redisUrl ? 'on' : 'off (in-memory)'}`,
     `admin API ${config.adminToken ? 'on' : 'off'}`,
     ...(secrets ? [] : ['secrets not checked (--no-secrets)']),

@@ -55,6 +55,8 @@ const Env = z.object({
   /** Set only for preview (beta-shape) Azure deployments, e.g. 2025-04-01-preview. Unset = GA /openai/v1. */
   AZURE_OPENAI_API_VERSION: optionalString,
   TENANTS_FILE: optionalString,
+  /** `seed`: the file adds tenants the store lacks; `reconcile`: the file is the truth (docs/operators.md). */
+  TENANTS_FILE_MODE: z.enum(['seed', 'reconcile'], { message: 'must be seed or reconcile' }).default('seed'),
   ADMIN_TOKEN: optionalString.pipe(
     z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   ),
@@ -121,6 +123,7 @@ export interface Config {
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
   tenantsFile: string | undefined;
+  tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
   streamTokenSecret: string;
   /** True when STREAM_TOKEN_SECRET was not given: tokens only verify on this process. */
@@ -201,6 +204,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
   } else {
     model = { provider: 'sim', mode: e.SIM_MODEL_MODE };
   }
+  if (e.TENANTS_FILE_MODE === 'reconcile' && !e.TENANTS_FILE) {
+    problems.push('TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)');
+  }
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
 
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -213,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
     tenantsFile: e.TENANTS_FILE,
+    tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,
     streamTokenSecret: e.STREAM_TOKEN_SECRET ?? randomBytes(32).toString('base64url'),
     streamTokenSecretEphemeral: e.STREAM_TOKEN_SECRET === undefined,

@@ -46,7 +46,7 @@ describe('npm run check', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n')).toEqual([
-      `switchboard: configuration valid: provider sim, 1 tenant from ${f} (acme), Redis off (in-memory), admin API on`,
+      `switchboard: configuration valid: provider sim, 1 tenant (acme) from ${f} (TENANTS_FILE_MODE=seed), Redis off (in-memory), admin API on`,
     ]);
     expect(r.stdout).not.toContain('secret-token-value');
   });
@@ -107,7 +107,7 @@ describe('npm run check', () => {
     const relaxed = await check(['--no-secrets'], env);
     expect(relaxed.stderr).toBe('');
     expect(relaxed.code).toBe(0);
-    expect(relaxed.stdout).toContain('provider openai, 1 tenant from');
+    expect(relaxed.stdout).toContain('provider openai, 1 tenant (acme) from');
     expect(relaxed.stdout).toContain('secrets not checked (--no-secrets)');
 
     const badRef = file('bad-ref.yaml', tenant().replace('{env: ACME_TOKEN}', '{env: acme-token}'));
@@ -121,7 +121,7 @@ describe('npm run check', () => {
     const r = await check(['--no-secrets', 'examples/tenants.yaml']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain('2 tenants from examples/tenants.yaml (acme-plumbing, bright-dental)');
+    expect(r.stdout).toContain('2 tenants (acme-plumbing, bright-dental) from examples/tenants.yaml (TENANTS_FILE_MODE=seed)');
     const help = await check(['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^usage: npm run check/);
