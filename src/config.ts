@@ -60,6 +60,8 @@ const Env = z.object({
    */
   REALTIME_TRANSCRIPTION_MODEL: optionalString,
   TENANTS_FILE: optionalString,
+  /** `seed`: the file adds tenants the store lacks; `reconcile`: the file is the truth (docs/operators.md). */
+  TENANTS_FILE_MODE: z.enum(['seed', 'reconcile'], { message: 'must be seed or reconcile' }).default('seed'),
   ADMIN_TOKEN: optionalString.pipe(
     z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   ),
@@ -131,6 +133,7 @@ export interface Config {
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
   tenantsFile: string | undefined;
+  tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
   streamTokenSecret: string;
   /** True when STREAM_TOKEN_SECRET was not given: tokens only verify on this process. */
@@ -167,8 +170,16 @@ function isLoopbackUrl(u: string): boolean {
   return LOOPBACK.has(host) || host.startsWith('127.');
 }
 
-/** Parse and validate the environment. Throws one SwitchboardError listing every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+/** The process environment: read here only, handed to loadConfig by the entry points (main, check). */
+export function processEnvironment(): NodeJS.ProcessEnv {
+  return process.env;
+}
+
+/**
+ * Parse and validate the environment. Throws one SwitchboardError listing every bad variable.
+ * `secrets: false` (`npm run check -- --no-secrets`) does not require the provider's API key.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: { secrets?: boolean } = {}): Readonly<Config> {
   const r = Env.safeParse(env);
   if (!r.success) {
     const lines = r.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);
@@ -180,14 +191,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const provider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'sim');
   let model: ModelConfig;
   if (provider === 'openai') {
-    if (!e.OPENAI_API_KEY) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
+    if (!e.OPENAI_API_KEY && opts.secrets !== false) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
     if (e.OPENAI_REALTIME_URL.startsWith('ws:') && !isLoopbackUrl(e.OPENAI_REALTIME_URL)) {
       problems.push('OPENAI_REALTIME_URL: plain ws:// is allowed only for loopback hosts; use wss://');
     }
     model = { provider, url: e.OPENAI_REALTIME_URL, apiKey: e.OPENAI_API_KEY ?? '', model: e.OPENAI_REALTIME_MODEL };
   } else if (provider === 'azure') {
     if (!e.AZURE_OPENAI_ENDPOINT) problems.push('AZURE_OPENAI_ENDPOINT: required when MODEL_PROVIDER is azure');
-    if (!e.AZURE_OPENAI_API_KEY) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
+    if (!e.AZURE_OPENAI_API_KEY && opts.secrets !== false) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
     if (!e.AZURE_OPENAI_DEPLOYMENT) problems.push('AZURE_OPENAI_DEPLOYMENT: required when MODEL_PROVIDER is azure');
     const endpoint = e.AZURE_OPENAI_ENDPOINT ?? 'https://invalid.example';
     if (/^(http|ws):/.test(endpoint) && !isLoopbackUrl(endpoint)) {
@@ -203,6 +214,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   } else {
     model = { provider: 'sim', mode: e.SIM_MODEL_MODE };
   }
+  if (e.TENANTS_FILE_MODE === 'reconcile' && !e.TENANTS_FILE) {
+    problems.push('TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)');
+  }
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
 
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -216,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
     tenantsFile: e.TENANTS_FILE,
+    tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,
     streamTokenSecret: e.STREAM_TOKEN_SECRET ?? randomBytes(32).toString('base64url'),
     streamTokenSecretEphemeral: e.STREAM_TOKEN_SECRET === undefined,
