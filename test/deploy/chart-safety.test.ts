@@ -172,6 +172,8 @@ describe('autoscaling cannot fail silently', () => {
     expect(trial.stdout).toMatch(/THIS IS A TRIAL INSTALL: one pod, in-memory state .*the simulated model.*demo tenant/s);
     expect(trial.stdout).toContain('values-production.yaml');
     expect(hpa.stdout).not.toContain('TRIAL');
+    // Production's NetworkPolicy names the peers that may reach the relay, so a gateway user notices.
+    expect(hpa.stdout).toMatch(/NetworkPolicy: the relay port admits only these peers[\s\S]*kubernetes\.io\/metadata\.name: ingress-nginx/);
   });
 
   it('the KEDA query counts the calls of serving pods only (promtool runs it on sample series)', async () => {
