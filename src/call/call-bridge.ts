@@ -10,6 +10,7 @@ import {
   APPEND_PREFIX,
   assistantText,
   functionCallOutput,
+  INTERRUPT_RESPONSE,
   parseModelEvent,
   responseCancel,
   sessionUpdate,
@@ -503,7 +504,7 @@ export class CallBridge {
     }
   }
 
-  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, cancel generation. */
+  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
   private onCallerSpeech(): void {
     this.responses.onSpeechStarted();
     const active = this.responses.activeResponseId;
@@ -511,15 +512,17 @@ export class CallBridge {
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
-    if (this.twilioOpen && this.enc) this.twilio.send(this.enc.clear());
+    // `clear` only when Twilio holds audio of ours; otherwise there is nothing to stop.
+    if (this.twilioOpen && this.enc && this.playback.unplayed) this.twilio.send(this.enc.clear());
     const model = this.model;
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
     }
     if (active) {
       this.discarded.add(active);
-      // interrupt_response usually cancels server-side already; "not active" errors are benign.
-      model?.send(responseCancel(active));
+      // With interrupt_response the server has cancelled it already (a cancel would only earn
+      // response_cancel_not_active); otherwise cancel what is still active.
+      if (!INTERRUPT_RESPONSE) model?.send(responseCancel(active));
     }
   }
 

@@ -32,6 +32,12 @@ export interface SessionOptions {
 /** The caller's transcript model when the tenant does not name one (PROTOCOLS.md §5). */
 export const DEFAULT_TRANSCRIPTION_MODEL = 'gpt-4o-mini-transcribe';
 
+/**
+ * Server VAD cancels the active response itself when the caller starts speaking; a client
+ * `response.cancel` after that only earns `response_cancel_not_active`.
+ */
+export const INTERRUPT_RESPONSE = true;
+
 function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
   return {
     type: 'server_vad',
@@ -40,7 +46,7 @@ function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
     silence_duration_ms: vad?.silenceDurationMs ?? 500,
     // The model answers on its own when the caller stops, and VAD cancels the response on barge-in.
     create_response: true,
-    interrupt_response: true,
+    interrupt_response: INTERRUPT_RESPONSE,
   };
 }
 
