@@ -9,6 +9,9 @@ import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
 import {
   APPEND_PREFIX,
   assistantText,
+  classifyFailedResponse,
+  classifyModelError,
+  modelErrorLabel,
   functionCallOutput,
   parseModelEvent,
   responseCancel,
@@ -94,6 +97,8 @@ const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
 const MAX_RECONNECTS = 1;
+/** A failed response (response.done status failed) is asked for again once; a second failure falls back. */
+const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
 const HISTORY_TURNS = 40;
 
@@ -118,6 +123,10 @@ export class CallBridge {
   private activeResponseId: string | undefined;
   private readonly discarded = new Set<string>();
   private readonly responseTools = new Map<string, ResponseTools>();
+  /** Instructions of the response.create not yet answered by response.created, and of live responses. */
+  private requestedInstructions: string | undefined;
+  private readonly responseInstructions = new Map<string, string>();
+  private failedResponses = 0;
   private pendingEffect: CallEffect | undefined;
   private invalidMessages = 0;
   private twilioOpen = true;
@@ -441,6 +450,10 @@ export class CallBridge {
         return;
       case 'response_created':
         this.activeResponseId = ev.responseId;
+        if (this.requestedInstructions !== undefined) {
+          this.responseInstructions.set(ev.responseId, this.requestedInstructions);
+          this.requestedInstructions = undefined;
+        }
         return;
       case 'audio_done':
         return;
@@ -487,7 +500,7 @@ export class CallBridge {
     });
     if (!resume) {
       const greeting = this.tenant!.model.greeting;
-      model.send(responseCreate({ instructions: `Greet the caller with exactly: ${greeting}` }));
+      this.requestResponse(`Greet the caller with exactly: ${greeting}`);
     } else if (this.history.at(-1)?.role === 'caller') {
       model.send(responseCreate()); // the caller's last words were never answered
     }
@@ -599,7 +612,13 @@ export class CallBridge {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
     }
-    if (ev.status === 'failed') this.log.warn({ code: 'model_protocol', reason: ev.reason }, 'model response failed');
+    const instructions = this.responseInstructions.get(ev.responseId);
+    this.responseInstructions.delete(ev.responseId);
+    if (ev.status === 'failed') {
+      if (this.onResponseFailed(ev.reason, instructions)) return;
+    } else if (ev.status === 'completed') {
+      this.failedResponses = 0;
+    }
     const rt = this.responseTools.get(ev.responseId);
     if (rt) {
       rt.done = true;
@@ -617,21 +636,50 @@ export class CallBridge {
     this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
+  /** `response.create`, remembering its instructions so a failed response can be asked for again. */
+  private requestResponse(instructions?: string): void {
+    if (!this.model) return;
+    this.requestedInstructions = instructions;
+    this.model.send(instructions === undefined ? responseCreate() : responseCreate({ instructions }));
+  }
+
+  /**
+   * A response ended `failed` (status_details.error): ask once more, then fall back. Returns true when
+   * the call was ended. While ending (the goodbye failed) the wind-down simply goes on.
+   */
+  private onResponseFailed(reason: string | undefined, instructions: string | undefined): boolean {
+    this.deps.metrics.modelErrors.labels('response', modelErrorLabel(reason ?? 'response_failed')).inc();
+    const fatal = classifyFailedResponse(reason) === 'call';
+    this.log.warn({ code: 'model_protocol', reason, retry: !fatal && this.failedResponses === 0 }, 'model response failed');
+    if (this.state.kind !== 'live' && this.state.kind !== 'connecting') return false;
+    if (fatal || this.failedResponses >= MAX_RESPONSE_RETRIES) {
+      this.fail(CloseCode.modelUnavailable, `model response failed (${reason ?? 'unknown'})`, 'model_failed');
+      return true;
+    }
+    this.failedResponses++;
+    this.requestResponse(instructions);
+    return false;
+  }
+
   private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
-    if (ev.code === 'conversation_already_has_active_response' || ev.code === 'response_cancel_not_active') {
-      this.log.debug({ code: ev.code }, 'benign model race');
+    const cause = this.model?.clientEventType?.(ev.eventId);
+    const { class: kind, benign } = classifyModelError(ev.code, cause);
+    this.deps.metrics.modelErrors.labels('error', cause === 'session.update' ? 'session_update_rejected' : modelErrorLabel(ev.code)).inc();
+    const detail = { code: 'model_protocol', modelCode: ev.code, detail: ev.message, eventId: ev.eventId, cause };
+    if (kind === 'ignore') {
+      if (benign) this.log.debug(detail, 'benign model race');
+      else this.log.warn(detail, 'model error');
       return;
     }
-    if (ev.code === 'session_expired') {
-      // The model's session cap (60 min): carry on in a new session if the call may still run.
-      return this.reconnectOrFail('model session expired');
+    if (kind === 'session') {
+      // The model's session cap (60 min) and the like: carry on in a new session if the call may.
+      this.log.warn(detail, 'model session unusable');
+      return this.reconnectOrFail(`model session ended (${ev.code})`);
     }
-    if (ev.fatal) {
-      // Keys, quota, billing: retrying cannot help (PROTOCOLS.md §8).
-      this.log.error({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'fatal model error');
-      return this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, 'model_failed');
-    }
-    this.log.warn({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'model error');
+    // Keys, quota, billing, a session.update every session would refuse: fall back now (PROTOCOLS.md §8).
+    this.log.error(detail, 'model cannot serve this call');
+    const outcome: CallOutcome = this.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed';
+    this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);
   }
 
   private onModelClose(code: number, reason: string): void {
@@ -658,6 +706,8 @@ export class CallBridge {
     this.appendSeq = 0;
     this.activeResponseId = undefined;
     this.responseTools.clear();
+    this.requestedInstructions = undefined;
+    this.responseInstructions.clear();
     this.turnEndMono = undefined;
     this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.connectModel(true);

@@ -17,6 +17,7 @@ import {
   speechFrames,
   tone,
 } from '../../loadtest/lib/audio.js';
+import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 import { UNINTELLIGIBLE, planReply, speechDurationMs, type SimMode, type SimReply, type SimTurn } from './sim-model-script.js';
 
 export type { SimMode } from './sim-model-script.js';
@@ -36,6 +37,16 @@ export interface SimModelOptions {
     acceptButNeverUpgrade?: boolean;
     /** Terminate each session's socket this long after it opens. */
     dropAfterMs?: number;
+    /**
+     * Refuse every session.update with this `error` (naming the client's event_id), as the real API
+     * does for a bad voice, tool schema or instructions: no session.updated follows.
+     */
+    rejectSessionUpdate?: { code: string; message: string; param?: string };
+    /**
+     * The next `count` responses (across sessions, the greeting first) end with response.done status
+     * `failed` and this status_details.error (default a server_error), with no audio.
+     */
+    failResponses?: { count: number; error?: { type: string; code: string | null; message: string } };
   };
   hooks?: {
     /** Called with each appended audio chunk (raw μ-law bytes): the bench reads timestamps here. */
@@ -188,6 +199,18 @@ class SimModelServer implements SimModel {
         resolve();
       });
     });
+  }
+
+  private failuresLeft: number | undefined;
+
+  /** The error of the next response that must fail (faults.failResponses), or undefined. */
+  takeResponseFailure(): Record<string, unknown> | undefined {
+    const f = this.opts.faults?.failResponses;
+    if (!f) return undefined;
+    this.failuresLeft ??= f.count;
+    if (this.failuresLeft <= 0) return undefined;
+    this.failuresLeft--;
+    return f.error ?? { type: 'server_error', code: null, message: 'The server had an error while processing your request. Sorry about that!' };
   }
 
   newId(prefix: string): string {
@@ -348,6 +371,29 @@ const REPLACED_KEYS = new Set([
   'tracing',
   'include',
 ]);
+
+/** What the real API refuses in a session.update the relay could send: a voice or a tool schema. */
+function sessionProblem(patch: Record<string, unknown>, shape: 'ga' | 'beta'): { code: string; message: string; param: string } | undefined {
+  const audio = isObject(patch.audio) && isObject(patch.audio.output) ? patch.audio.output : undefined;
+  const voice = shape === 'ga' ? audio?.voice : patch.voice;
+  if (voice !== undefined && !(REALTIME_VOICES as readonly unknown[]).includes(voice)) {
+    return {
+      code: 'invalid_value',
+      message: `Invalid value: '${JSON.stringify(voice)}'. Supported values are: ${REALTIME_VOICES.map((v) => `'${v}'`).join(', ')}.`,
+      param: shape === 'ga' ? 'session.audio.output.voice' : 'session.voice',
+    };
+  }
+  if (Array.isArray(patch.tools)) {
+    for (const [i, t] of patch.tools.entries()) {
+      const problem = isObject(t) ? toolParametersProblem(t.parameters ?? { type: 'object', properties: {} }) : 'not an object';
+      if (problem) {
+        const name = isObject(t) && typeof t.name === 'string' ? t.name : String(i);
+        return { code: 'invalid_function_parameters', message: `Invalid schema for function '${name}': ${problem}`, param: `session.tools[${i}].parameters` };
+      }
+    }
+  }
+  return undefined;
+}
 
 function mergeSession(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
@@ -603,6 +649,10 @@ class SimConnection {
     } else if ('type' in patch) {
       return this.error('unknown_parameter', "Unknown parameter: 'session.type'.", ev.event_id, 'session.type');
     }
+    const rejected = this.model.opts.faults?.rejectSessionUpdate;
+    if (rejected) return this.error(rejected.code, rejected.message, ev.event_id, rejected.param ?? null);
+    const problem = sessionProblem(patch, this.info.shape);
+    if (problem) return this.error(problem.code, problem.message, ev.event_id, problem.param);
     this.info.session = mergeSession(this.info.session, patch);
     this.applyTurnDetection();
     this.send({ type: 'session.updated', session: this.info.session });
@@ -782,6 +832,13 @@ class SimConnection {
       type: 'response.created',
       response: { object: 'realtime.response', id, status: 'in_progress', status_details: null, output: [], usage: null },
     });
+    const failure = this.model.takeResponseFailure();
+    if (failure) {
+      // What the real API sends when generation fails (server error, rate limit, quota): no output.
+      return this.after(this.pacing.thinkMs, () => {
+        if (this.response === r) this.done(r, 'failed', { type: 'failed', error: failure }, undefined);
+      });
+    }
     if (reply.kind === 'tool') {
       r.callId = this.model.newId('call');
       this.callNames.set(r.callId, reply.name);
@@ -911,7 +968,12 @@ class SimConnection {
     this.done(r, 'cancelled', { type: 'cancelled', reason }, item);
   }
 
-  private done(r: ActiveResponse, status: 'completed' | 'cancelled', details: Record<string, unknown> | null, item: Record<string, unknown>): void {
+  private done(
+    r: ActiveResponse,
+    status: 'completed' | 'cancelled' | 'failed',
+    details: Record<string, unknown> | null,
+    item: Record<string, unknown> | undefined,
+  ): void {
     this.response = undefined;
     this.lastItemId = r.itemId;
     const audioTokens = Math.ceil(r.offset / 8 / 50);
@@ -924,7 +986,7 @@ class SimConnection {
         id: r.id,
         status,
         status_details: details,
-        output: [item],
+        output: item ? [item] : [],
         usage: {
           total_tokens: inputTokens + audioTokens + textTokens,
           input_tokens: inputTokens,
