@@ -11,6 +11,7 @@ import {
   assistantText,
   classifyFailedResponse,
   classifyModelError,
+  KEEPALIVE_CLOSE,
   modelErrorLabel,
   functionCallOutput,
   parseModelEvent,
@@ -31,6 +32,7 @@ import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbou
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
+import { StallWatch } from './stall-watch.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
 export interface TwilioSocket {
@@ -69,6 +71,8 @@ export interface BridgeLimits {
   frameMetrics: boolean;
   /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
   windDownMs: number;
+  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
+  modelStallMs?: number;
 }
 
 /** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
@@ -150,6 +154,7 @@ export class CallBridge {
   private appendSeq = 0;
   private modelCongested = false;
   private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
+  private readonly stall: StallWatch | undefined;
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -165,6 +170,8 @@ export class CallBridge {
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.log = deps.log;
+    const stallMs = deps.limits.modelStallMs ?? 0;
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
@@ -200,7 +207,10 @@ export class CallBridge {
       const model = this.model!;
       // ws's bufferedAmount walks the socket's stream state (3.5 % of relay CPU when read per frame
       // at 200 calls); every 8th frame bounds the overshoot past the cap to 8 frames (~2 KiB).
-      if ((this.appendSeq++ & 7) === 0) this.modelCongested = model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes;
+      if ((this.appendSeq++ & 7) === 0) {
+        this.modelCongested = model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes;
+        this.stall?.sample(payload, t0);
+      }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
       model.send(APPEND_PREFIX + payload + '"}');
       const now = performance.now();
@@ -392,6 +402,7 @@ export class CallBridge {
 
   private onModelMessage(data: Buffer): void {
     const t0 = performance.now();
+    this.stall?.modelEvent();
     const ev = parseModelEvent(data);
     if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
     this.onModelControl(ev);
@@ -442,8 +453,10 @@ export class CallBridge {
         this.onSessionConfigured?.();
         return this.goLive();
       case 'speech_started':
+        this.stall?.turn(true);
         return this.onCallerSpeech();
       case 'speech_stopped':
+        this.stall?.turn(false);
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
@@ -682,9 +695,18 @@ export class CallBridge {
     this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);
   }
 
+  /** The stall rule fired: the socket may still answer pings, but the session hears nothing. */
+  private onModelStalled(): void {
+    if (this.state.kind !== 'live' || !this.model) return;
+    this.deps.metrics.modelErrors.labels('socket', 'stalled').inc();
+    this.log.warn({ code: 'model_closed', stallMs: this.stall?.stallMs }, 'model silent while the caller talks');
+    this.reconnectOrFail('model stalled');
+  }
+
   private onModelClose(code: number, reason: string): void {
     this.model = undefined;
     if (this.state.kind === 'ended') return;
+    if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
     this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
     if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
     this.reconnectOrFail('model connection lost');
@@ -700,6 +722,7 @@ export class CallBridge {
     }
     this.reconnects++;
     this.move({ type: 'model-lost' });
+    this.stall?.reset();
     // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
     this.sessionConfigured = false;
     this.modelCongested = false;
@@ -776,6 +799,7 @@ export class CallBridge {
     const callSid = this.callSid;
     this.state = { kind: 'ended', outcome };
     for (const c of this.cancelTimers) c();
+    this.stall?.reset();
     this.connectAbort.abort();
     this.ring.clear();
     this.model?.close(1000, 'call ended');

@@ -47,6 +47,12 @@ export interface SimModelOptions {
      * `failed` and this status_details.error (default a server_error), with no audio.
      */
     failResponses?: { count: number; error?: { type: string; code: string | null; message: string } };
+    /**
+     * The first `sessions` sessions (default 1) fall silent once `afterResponses` responses are done,
+     * leaving the socket open: `dead` stops reading it (no pongs, as a half-open TCP or a NAT drop),
+     * `deaf` still answers pings but ignores every event and sends none (a wedged session).
+     */
+    stall?: { afterResponses: number; mode: 'dead' | 'deaf'; sessions?: number };
   };
   hooks?: {
     /** Called with each appended audio chunk (raw μ-law bytes): the bench reads timestamps here. */
@@ -202,6 +208,15 @@ class SimModelServer implements SimModel {
   }
 
   private failuresLeft: number | undefined;
+  private stalledSessions = 0;
+
+  /** Whether a session that has finished its `afterResponses` responses must fall silent now. */
+  takeStall(): 'dead' | 'deaf' | undefined {
+    const f = this.opts.faults?.stall;
+    if (!f || this.stalledSessions >= (f.sessions ?? 1)) return undefined;
+    this.stalledSessions++;
+    return f.mode;
+  }
 
   /** The error of the next response that must fail (faults.failResponses), or undefined. */
   takeResponseFailure(): Record<string, unknown> | undefined {
@@ -483,6 +498,9 @@ class SimConnection {
   private lastSpeechEndMs = 0;
   private userItemId: string | undefined;
   private readonly collector = new SpeechTextCollector();
+  /** faults.stall: silent from now on (socket left open). */
+  private stalled = false;
+  private responsesDone = 0;
 
   // Conversation.
   private lastItemId: string | null = null;
@@ -530,6 +548,17 @@ class SimConnection {
     this.send({ type: 'session.created', session: this.info.session });
   }
 
+  private maybeStall(): void {
+    if (this.stalled || this.info.closed) return;
+    const mode = this.model.takeStall();
+    if (!mode) return;
+    this.stalled = true;
+    this.clearRespTimer();
+    this.response = undefined;
+    // ws answers pings from its receiver: only a socket nobody reads stops the pongs.
+    if (mode === 'dead') (this.ws as unknown as { _socket?: { pause(): void } })._socket?.pause();
+  }
+
   timerCount(): number {
     return (this.respTimer ? 1 : 0) + (this.dropTimer ? 1 : 0);
   }
@@ -554,7 +583,7 @@ class SimConnection {
   }
 
   private send(ev: Record<string, unknown>): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.readyState !== WebSocket.OPEN || this.stalled) return;
     const { type, ...rest } = ev;
     this.ws.send(JSON.stringify({ type, event_id: this.nextEventId(), ...rest }));
   }
@@ -575,6 +604,7 @@ class SimConnection {
   // --- inbound ---------------------------------------------------------------------------------
 
   private onMessage(data: RawData, _isBinary: boolean): void {
+    if (this.stalled) return;
     const text = Buffer.isBuffer(data)
       ? data.toString('utf8')
       : Array.isArray(data)
@@ -976,6 +1006,8 @@ class SimConnection {
   ): void {
     this.response = undefined;
     this.lastItemId = r.itemId;
+    const stallAfter = this.model.opts.faults?.stall?.afterResponses;
+    if (stallAfter !== undefined && ++this.responsesDone >= stallAfter) setImmediate(() => this.maybeStall());
     const audioTokens = Math.ceil(r.offset / 8 / 50);
     const textTokens = r.reply.kind === 'speak' ? Math.ceil(r.reply.text.length / 4) : Math.ceil(r.reply.arguments.length / 4) + 5;
     const inputTokens = 100;
