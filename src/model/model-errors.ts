@@ -99,13 +99,24 @@ export class ClientEventLedger {
     if (!text.startsWith('{"type":"')) return text;
     const end = text.indexOf('"', 9);
     if (end < 0) return text;
+    if (text.startsWith(',"event_id":"', end + 1)) {
+      // The caller chose the id (the response sequencer does): remember it, add none.
+      const from = end + 14;
+      const to = text.indexOf('"', from);
+      if (to > from) this.remember(text.slice(from, to), text.slice(9, end));
+      return text;
+    }
     const id = this.prefix + (this.n++).toString(36);
-    this.types.set(id, text.slice(9, end));
+    this.remember(id, text.slice(9, end));
+    return `{"type":"${text.slice(9, end)}","event_id":"${id}"${text.slice(end + 1)}`;
+  }
+
+  private remember(id: string, type: string): void {
+    this.types.set(id, type);
     if (this.types.size > this.keep) {
       const oldest = this.types.keys().next().value;
       if (oldest !== undefined) this.types.delete(oldest);
     }
-    return `{"type":"${text.slice(9, end)}","event_id":"${id}"${text.slice(end + 1)}`;
   }
 
   /** The type of the client event sent with this id, if it is one of the recent ones. */

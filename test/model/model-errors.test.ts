@@ -51,5 +51,9 @@ describe('ClientEventLedger', () => {
     expect(l.typeOf('t_0')).toBeUndefined();
     expect(l.typeOf(undefined)).toBeUndefined();
     expect(l.stamp('not an event')).toBe('not an event');
+    // An id chosen by the sender is kept and remembered, never doubled.
+    const own = '{"type":"response.create","event_id":"mine_1","response":{"instructions":"x"}}';
+    expect(l.stamp(own)).toBe(own);
+    expect(l.typeOf('mine_1')).toBe('response.create');
   });
 });
