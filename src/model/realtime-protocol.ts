@@ -197,21 +197,11 @@ export type ModelEvent =
   | { type: 'response_created'; responseId: string }
   | { type: 'function_call'; responseId: string; callId: string; name: string; arguments: string }
   | { type: 'response_done'; responseId: string; status: string; reason?: string; usage?: ResponseUsage }
-  | { type: 'error'; code: string; message: string; eventId?: string; fatal: boolean }
+  | { type: 'error'; code: string; message: string; eventId?: string }
   | { type: 'ignored'; eventType: string }
   | { type: 'invalid'; detail: string };
 
-/**
- * Error codes after which the session cannot go on and a reconnect would fail the same way
- * (PROTOCOLS.md §8: never retry these).
- */
-export const FATAL_ERROR_CODES: ReadonlySet<string> = new Set([
-  'invalid_api_key',
-  'insufficient_quota',
-  'session_expired',
-  'account_deactivated',
-  'billing_hard_limit_reached',
-]);
+// What each error code means for the call: model-errors.ts (the one table).
 
 // GA `format` is an object; accept a bare string too, as some gateways flatten it.
 const AudioFormat = z
@@ -443,7 +433,6 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
         type: 'error',
         code,
         message: e.message ?? '',
-        fatal: FATAL_ERROR_CODES.has(code),
       };
       if (e.event_id !== undefined && e.event_id !== null) ev.eventId = e.event_id;
       return ev;
