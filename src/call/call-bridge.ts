@@ -12,7 +12,6 @@ import {
   functionCallOutput,
   parseModelEvent,
   responseCancel,
-  responseCreate,
   sessionUpdate,
   truncateItem,
   userText,
@@ -28,6 +27,7 @@ import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbou
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
+import { ResponseSequencer } from './response-sequencer.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
 export interface TwilioSocket {
@@ -120,7 +120,8 @@ export class CallBridge {
   private readonly ring: AudioRing;
   private readonly playback = new PlaybackTracker();
   private latestMediaTs = 0;
-  private activeResponseId: string | undefined;
+  /** One model response at a time: the relay's own response.create requests wait their turn. */
+  private readonly responses = new ResponseSequencer((text) => this.model?.send(text), 'sb_response_');
   private readonly discarded = new Set<string>();
   private readonly responseTools = new Map<string, ResponseTools>();
   private pendingEffect: CallEffect | undefined;
@@ -230,7 +231,7 @@ export class CallBridge {
       case 'dtmf':
         if (this.state.kind === 'live' && this.model) {
           this.model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
-          if (!this.activeResponseId) this.model.send(responseCreate());
+          this.responses.request();
         }
         return;
       case 'stop':
@@ -446,11 +447,13 @@ export class CallBridge {
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
+        this.responses.onSpeechStopped();
         return;
       case 'response_created':
-        this.activeResponseId = ev.responseId;
+        this.responses.onCreated(ev.responseId);
         return;
       case 'audio_done':
+        this.playback.closeItems(this.latestMediaTs);
         return;
       case 'assistant_transcript':
         this.turns++;
@@ -497,15 +500,17 @@ export class CallBridge {
     });
     if (!resume) {
       const greeting = this.tenant!.model.greeting;
-      model.send(responseCreate({ instructions: `Greet the caller with exactly: ${greeting}` }));
+      this.responses.request(`Greet the caller with exactly: ${greeting}`);
     } else if (this.history.at(-1)?.role === 'caller') {
-      model.send(responseCreate()); // the caller's last words were never answered
+      this.responses.request(); // the caller's last words were never answered
     }
   }
 
   /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, cancel generation. */
   private onCallerSpeech(): void {
-    if (!this.playback.unplayed && !this.activeResponseId) return;
+    this.responses.onSpeechStarted();
+    const active = this.responses.activeResponseId;
+    if (!this.playback.unplayed && !active) return;
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
@@ -514,10 +519,10 @@ export class CallBridge {
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
     }
-    if (this.activeResponseId) {
-      this.discarded.add(this.activeResponseId);
+    if (active) {
+      this.discarded.add(active);
       // interrupt_response usually cancels server-side already; "not active" errors are benign.
-      model?.send(responseCancel(this.activeResponseId));
+      model?.send(responseCancel(active));
     }
   }
 
@@ -584,7 +589,7 @@ export class CallBridge {
     if (rt.pending > 0 || !rt.done || rt.followUpSent || !this.model) return;
     rt.followUpSent = true;
     this.responseTools.delete(responseId);
-    this.model.send(responseCreate());
+    this.responses.request();
     const effect = this.pendingEffect;
     if (effect && this.state.kind === 'live') {
       this.pendingEffect = undefined;
@@ -604,7 +609,8 @@ export class CallBridge {
   private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
-    if (this.activeResponseId === ev.responseId) this.activeResponseId = undefined;
+    this.playback.closeItems(this.latestMediaTs);
+    this.responses.onDone(ev.responseId);
     if (!this.responseTools.has(ev.responseId)) {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
@@ -642,6 +648,10 @@ export class CallBridge {
   }
 
   private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
+    if (this.responses.onError(ev.code, ev.eventId)) {
+      this.log.debug({ code: ev.code, eventId: ev.eventId }, 'response.create rejected; queued behind the active response');
+      return;
+    }
     if (ev.code === 'conversation_already_has_active_response' || ev.code === 'response_cancel_not_active') {
       this.log.debug({ code: ev.code }, 'benign model race');
       return;
@@ -680,7 +690,7 @@ export class CallBridge {
     this.sessionConfigured = false;
     this.modelCongested = false;
     this.appendSeq = 0;
-    this.activeResponseId = undefined;
+    this.responses.reset();
     this.responseTools.clear();
     this.turnEndMono = undefined;
     this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);

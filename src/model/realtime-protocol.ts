@@ -108,10 +108,15 @@ export function appendAudio(b64: string): string {
   return APPEND_PREFIX + b64 + APPEND_SUFFIX;
 }
 
-/** `response.create`, optionally with per-response instructions (e.g. the greeting). */
-export function responseCreate(o: { instructions?: string } = {}): string {
-  if (o.instructions === undefined) return '{"type":"response.create"}';
-  return JSON.stringify({ type: 'response.create', response: { instructions: o.instructions } });
+/**
+ * `response.create`, optionally with per-response instructions (e.g. the greeting) and a client
+ * `event_id` (an `error` rejecting it names that id).
+ */
+export function responseCreate(o: { instructions?: string | undefined; eventId?: string } = {}): string {
+  const ev: Record<string, unknown> = { type: 'response.create' };
+  if (o.eventId !== undefined) ev.event_id = o.eventId;
+  if (o.instructions !== undefined) ev.response = { instructions: o.instructions };
+  return JSON.stringify(ev);
 }
 
 /** `response.cancel`; without an id the server cancels whatever response is active. */

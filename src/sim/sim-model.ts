@@ -29,6 +29,12 @@ export interface SimModelOptions {
   /** When set, upgrades whose `Authorization: Bearer` / `api-key` (header or query) differ get HTTP 401. */
   apiKey?: string;
   log?: Logger;
+  /**
+   * Speak each reply in bursts: `audioMs` of audio at the mode's pace, then nothing for `pauseMs`,
+   * until the item is done. The real model stalls like this mid-item; with a pause longer than the
+   * burst, Twilio's buffer runs dry and every pending mark is echoed before more audio arrives.
+   */
+  bursts?: { audioMs: number; pauseMs: number };
   faults?: {
     /** Answer every upgrade with this HTTP status (e.g. 503, 401). */
     upgradeStatus?: number;
@@ -70,6 +76,8 @@ export interface SimSession {
   appendCount: number;
   /** The configuration after session.update. */
   session: Record<string, unknown>;
+  /** Every `error` event this session sent, in order: a clean call has none. */
+  errors: Array<{ code: string; message: string; eventId: string | null }>;
   closed: boolean;
 }
 
@@ -341,6 +349,8 @@ interface ActiveResponse {
   markers: Uint8Array[];
   deltaHead: string;
   callId: string;
+  /** Bytes sent since the last pause (burst mode). */
+  burstBytes: number;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -480,6 +490,7 @@ class SimConnection {
       appendedBytes: 0,
       appendCount: 0,
       session: defaultSession(shape, id, modelName),
+      errors: [],
       closed: false,
     };
     this.applyTurnDetection();
@@ -527,6 +538,8 @@ class SimConnection {
   }
 
   private error(code: string, message: string, clientEventId: unknown, param: string | null = null): void {
+    const eventId = typeof clientEventId === 'string' ? clientEventId : null;
+    this.info.errors.push({ code, message, eventId });
     this.send({
       type: 'error',
       error: {
@@ -534,7 +547,7 @@ class SimConnection {
         code,
         message,
         param,
-        event_id: typeof clientEventId === 'string' ? clientEventId : null,
+        event_id: eventId,
       },
     });
   }
@@ -825,7 +838,7 @@ class SimConnection {
     this.turn = { kind: 'none' };
     const id = this.model.newId('resp');
     const itemId = this.model.newId('item');
-    const r: ActiveResponse = { id, itemId, reply, totalBytes: 0, offset: 0, markers: [], deltaHead: '', callId: '' };
+    const r: ActiveResponse = { id, itemId, reply, totalBytes: 0, offset: 0, markers: [], deltaHead: '', callId: '', burstBytes: 0 };
     this.response = r;
     this.send({
       type: 'response.created',
@@ -897,7 +910,13 @@ class SimConnection {
     r.offset += length;
     this.itemSentMs.set(r.itemId, r.offset / 8);
     if (r.offset >= r.totalBytes) return this.finishSpeech(r);
-    this.after(this.pacing.gapMs, () => this.pump(r));
+    const bursts = this.model.opts.bursts;
+    let gapMs = this.pacing.gapMs;
+    if (bursts && (r.burstBytes += length) >= bursts.audioMs * 8) {
+      r.burstBytes = 0;
+      gapMs = bursts.pauseMs;
+    }
+    this.after(gapMs, () => this.pump(r));
   }
 
   private audioItem(r: ActiveResponse, status: 'in_progress' | 'completed' | 'incomplete'): Record<string, unknown> {
