@@ -109,6 +109,9 @@ const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
 const HISTORY_TURNS = 40;
 
+/** Longest the media socket stays open after the call ended, waiting for the outcome to be stored. */
+const OUTCOME_STORE_WAIT_MS = 2000;
+
 /** Outcomes that mark the call span as an error. */
 const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
 
@@ -837,14 +840,6 @@ export class CallBridge {
     this.ring.clear();
     this.model?.close(1000, 'call ended');
     this.model = undefined;
-    if (this.twilioOpen) {
-      this.twilioOpen = false;
-      try {
-        this.twilio.end(code, reason);
-      } catch {
-        // uWS throws if the socket closed under us in the same tick; nothing left to close.
-      }
-    }
     if (this.counted) {
       this.deps.metrics.activeCalls.dec();
       this.counted = false;
@@ -852,9 +847,11 @@ export class CallBridge {
     if (wasStarted) {
       this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
     }
+    let outcomeStored: Promise<void> | undefined;
     if (callSid && this.tenant) {
       const tenant = this.tenant;
-      this.background(this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400), 'store.endCall');
+      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400);
+      this.background(outcomeStored, 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }
     endSpan(this.turnSpan);
@@ -881,6 +878,41 @@ export class CallBridge {
       },
       'call ended',
     );
-    this.onEnded(this);
+    this.closeTwilio(code, reason, outcomeStored);
+  }
+
+  /**
+   * Close the media socket once the outcome is stored. Twilio runs the TwiML after `</Connect>`
+   * (the after-stream redirect) the moment the socket closes, possibly on another pod, which reads
+   * the outcome from the store: written after the close, a goodbye could be answered with "our
+   * assistant is unavailable". The wait is bounded: a store that does not answer does not hold
+   * the line open (the after-stream route also waits a little for an outcome still being written).
+   */
+  private closeTwilio(code: number, reason: string, outcomeStored: Promise<void> | undefined): void {
+    if (!this.twilioOpen || !outcomeStored) {
+      this.endTwilio(code, reason);
+      this.onEnded(this);
+      return;
+    }
+    let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      cancel();
+      this.endTwilio(code, reason);
+      this.onEnded(this);
+    };
+    const cancel = this.deps.clock.after(OUTCOME_STORE_WAIT_MS, close);
+    outcomeStored.then(close, close);
+  }
+
+  private endTwilio(code: number, reason: string): void {
+    if (!this.twilioOpen) return;
+    this.twilioOpen = false;
+    try {
+      this.twilio.end(code, reason);
+    } catch {
+      // uWS throws if the socket closed under us in the same tick; nothing left to close.
+    }
   }
 }
