@@ -84,6 +84,8 @@ const Env = z.object({
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
     })
     .default('info'),
+  /** `json` or `pretty` (human lines); unset: pretty when stdout is a terminal, else JSON. */
+  LOG_FORMAT: optionalString.pipe(z.enum(['json', 'pretty'], { message: 'must be json or pretty' }).optional()),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
@@ -136,6 +138,8 @@ export interface Config {
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
+  logFormat: 'json' | 'pretty' | undefined;
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
@@ -231,6 +235,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
