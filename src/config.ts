@@ -3,6 +3,7 @@
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { SwitchboardError } from './errors.js';
 
@@ -43,6 +44,11 @@ const Env = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   PUBLIC_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
   REDIS_URL: optionalString.pipe(url(['redis:', 'rediss:']).optional()),
+  /** Redis AUTH kept out of REDIS_URL (a Secret of its own); REDIS_USERNAME is the ACL user (Redis 6+). */
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  /** PEM CA bundle for a rediss:// server certificate from a private CA (Memorystore, in-house). */
+  REDIS_TLS_CA_FILE: optionalString,
   MODEL_PROVIDER: optionalString.pipe(
     z.enum(['openai', 'azure', 'sim'], { message: 'must be openai, azure or sim' }).optional(),
   ),
@@ -54,6 +60,11 @@ const Env = z.object({
   AZURE_OPENAI_DEPLOYMENT: optionalString,
   /** Set only for preview (beta-shape) Azure deployments, e.g. 2025-04-01-preview. Unset = GA /openai/v1. */
   AZURE_OPENAI_API_VERSION: optionalString,
+  /**
+   * The caller-transcript model sent in session.update; on Azure a deployment name. `none` turns
+   * caller transcription off. Unset: gpt-4o-mini-transcribe.
+   */
+  REALTIME_TRANSCRIPTION_MODEL: optionalString,
   TENANTS_FILE: optionalString,
   /** `seed`: the file adds tenants the store lacks; `reconcile`: the file is the truth (docs/operators.md). */
   TENANTS_FILE_MODE: z.enum(['seed', 'reconcile'], { message: 'must be seed or reconcile' }).default('seed'),
@@ -121,7 +132,15 @@ export interface Config {
   /** Base URL Twilio reaches, without trailing slash. */
   publicUrl: string;
   redisUrl: string | undefined;
+  redisUsername: string | undefined;
+  redisPassword: string | undefined;
+  redisTlsCaFile: string | undefined;
   model: ModelConfig;
+  /**
+   * REALTIME_TRANSCRIPTION_MODEL: a model (on Azure, a deployment) name; null when set to `none`
+   * (no caller transcription); undefined when unset (the protocol default).
+   */
+  transcriptionModel: string | null | undefined;
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
   tenantsFile: string | undefined;
@@ -211,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
   if (e.TENANTS_FILE_MODE === 'reconcile' && !e.TENANTS_FILE) {
     problems.push('TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)');
   }
+  problems.push(...redisProblems(e.REDIS_URL, e.REDIS_USERNAME, e.REDIS_PASSWORD, e.REDIS_TLS_CA_FILE));
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
 
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -219,7 +239,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     host: e.HOST,
     publicUrl,
     redisUrl: e.REDIS_URL,
+    redisUsername: e.REDIS_USERNAME,
+    redisPassword: e.REDIS_PASSWORD,
+    redisTlsCaFile: e.REDIS_TLS_CA_FILE,
     model: Object.freeze(model),
+    transcriptionModel: e.REALTIME_TRANSCRIPTION_MODEL === 'none' ? null : e.REALTIME_TRANSCRIPTION_MODEL,
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
     tenantsFile: e.TENANTS_FILE,
@@ -248,6 +272,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
     secretEnv: Object.freeze({ ...env }),
   });
+}
+
+/** The Redis variables that only make sense together with REDIS_URL, each problem one line. */
+function redisProblems(redisUrl: string | undefined, username: string | undefined, password: string | undefined, caFile: string | undefined): string[] {
+  const problems: string[] = [];
+  const given = [username && 'REDIS_USERNAME', password && 'REDIS_PASSWORD', caFile && 'REDIS_TLS_CA_FILE'].filter(Boolean);
+  if (!redisUrl) {
+    if (given.length > 0) problems.push(`${given.join(', ')}: set only with REDIS_URL`);
+    return problems;
+  }
+  const u = new URL(redisUrl);
+  if (password && u.password) problems.push('REDIS_PASSWORD: REDIS_URL already carries a password; give it in one place');
+  if (username && u.username) problems.push('REDIS_USERNAME: REDIS_URL already carries a user name; give it in one place');
+  if (caFile && u.protocol !== 'rediss:') problems.push('REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL (TLS)');
+  if (caFile && !existsSync(caFile)) problems.push(`REDIS_TLS_CA_FILE: ${caFile} does not exist`);
+  return problems;
 }
 
 /**

@@ -81,7 +81,14 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     );
   const metrics = opts.metrics ?? createMetrics();
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
-  const redis = config.redisUrl ? createRedis(config.redisUrl, { log: log.child({ component: 'redis' }) }) : undefined;
+  const redis = config.redisUrl
+    ? createRedis(config.redisUrl, {
+        log: log.child({ component: 'redis' }),
+        username: config.redisUsername,
+        password: config.redisPassword,
+        tlsCaFile: config.redisTlsCaFile,
+      })
+    : undefined;
   const store = opts.store ?? (redis ? new RedisCallStore(redis, { log: log.child({ component: 'call-store' }) }) : new MemoryCallStore());
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
@@ -121,9 +128,13 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       log.debug({ mode: config.model.mode, url: sim.url }, 'simulated model started (MODEL_PROVIDER=sim)');
     }
     const ep = modelEndpoint(config.model, simUrl);
+    if (ep.provider === 'azure' && config.transcriptionModel === undefined) {
+      log.warn('REALTIME_TRANSCRIPTION_MODEL is not set: on Azure it must name a transcription deployment, else no caller transcripts');
+    }
     model = {
       provider: ep.provider,
       shape: ep.shape,
+      ...(config.transcriptionModel !== undefined ? { transcriptionModel: config.transcriptionModel } : {}),
       connect: (signal, callLog) =>
         connectRealtime(ep, {
           timeoutMs: config.modelConnectTimeoutMs,
