@@ -1,5 +1,5 @@
 /**
- * The only reader of process.env: every variable of SPEC.md parsed once with zod, derived
+ * The only reader of process.env: every variable of README's Configuration table parsed once with zod, derived
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
@@ -120,6 +120,9 @@ const Env = z.object({
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
   CALLER_AUDIO_RING_SECONDS: int(5, 1, 60),
 });
+
+/** Every variable the relay reads (README "Configuration" lists exactly these; a test checks it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(Env.shape);
 
 export type ModelConfig =
   | { provider: 'openai'; url: string; apiKey: string; model: string }
