@@ -1,5 +1,5 @@
 /**
- * The only reader of process.env: every variable of SPEC.md parsed once with zod, derived
+ * The only reader of process.env: every variable of README's Configuration table parsed once with zod, derived
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
@@ -95,6 +95,8 @@ const Env = z.object({
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
     })
     .default('info'),
+  /** `json` or `pretty` (human lines); unset: pretty when stdout is a terminal, else JSON. */
+  LOG_FORMAT: optionalString.pipe(z.enum(['json', 'pretty'], { message: 'must be json or pretty' }).optional()),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
@@ -123,6 +125,9 @@ const Env = z.object({
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
   CALLER_AUDIO_RING_SECONDS: int(5, 1, 60),
 });
+
+/** Every variable the relay reads (README "Configuration" lists exactly these; a test checks it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(Env.shape);
 
 export type ModelConfig =
   | { provider: 'openai'; url: string; apiKey: string; model: string }
@@ -164,6 +169,8 @@ export interface Config {
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
+  logFormat: 'json' | 'pretty' | undefined;
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
@@ -267,6 +274,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
