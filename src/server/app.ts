@@ -8,7 +8,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSock
 import { CallBridge, type CallLifecycleListener, type ModelConnector, type TwilioSocket } from '../call/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { mediaStreamUrl, type Config } from '../config.js';
-import { CloseCode, SwitchboardError } from '../errors.js';
+import { CloseCode } from '../errors.js';
 import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
 import { MemoryCallStore, RedisCallStore, startPodHeartbeat, type CallStore } from '../store/index.js';
@@ -26,6 +26,7 @@ import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
 import { createStreamAuthoriser } from './stream-auth.js';
+import { listenExclusive } from './listen.js';
 import { loadUws } from './uws.js';
 
 export interface RelayOptions {
@@ -80,12 +81,19 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     );
   const metrics = opts.metrics ?? createMetrics();
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
-  const redis = config.redisUrl ? createRedis(config.redisUrl, { log: log.child({ component: 'redis' }) }) : undefined;
+  const redis = config.redisUrl
+    ? createRedis(config.redisUrl, {
+        log: log.child({ component: 'redis' }),
+        username: config.redisUsername,
+        password: config.redisPassword,
+        tlsCaFile: config.redisTlsCaFile,
+      })
+    : undefined;
   const store = opts.store ?? (redis ? new RedisCallStore(redis, { log: log.child({ component: 'call-store' }) }) : new MemoryCallStore());
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
     ? undefined
-    : await openDeferredTenants({ tenantsFile: config.tenantsFile, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
+    : await openDeferredTenants({ tenantsFile: config.tenantsFile, tenantsFileMode: config.tenantsFileMode, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
   const tenants: TenantDirectory = opts.tenants ?? tenantRt!.directory;
   const leases = opts.leases ?? tenantRt?.leases;
   const adminTenants = opts.adminTenants ?? tenantRt?.admin;
@@ -117,18 +125,25 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     if (config.model.provider === 'sim') {
       sim = await startSimModel({ mode: config.model.mode, log: log.child({ component: 'sim-model' }) });
       simUrl = sim.url;
-      log.info({ mode: config.model.mode, url: sim.url }, 'simulated model started (MODEL_PROVIDER=sim)');
+      log.debug({ mode: config.model.mode, url: sim.url }, 'simulated model started (MODEL_PROVIDER=sim)');
     }
     const ep = modelEndpoint(config.model, simUrl);
+    if (ep.provider === 'azure' && config.transcriptionModel === undefined) {
+      log.warn('REALTIME_TRANSCRIPTION_MODEL is not set: on Azure it must name a transcription deployment, else no caller transcripts');
+    }
     model = {
       provider: ep.provider,
       shape: ep.shape,
+      ...(config.transcriptionModel !== undefined ? { transcriptionModel: config.transcriptionModel } : {}),
       connect: (signal, callLog) =>
         connectRealtime(ep, {
           timeoutMs: config.modelConnectTimeoutMs,
           attempts: config.modelConnectAttempts,
           signal,
           log: callLog,
+          ...(config.modelKeepaliveIntervalMs > 0
+            ? { keepalive: { intervalMs: config.modelKeepaliveIntervalMs, timeoutMs: config.modelKeepaliveTimeoutMs } }
+            : {}),
         }),
     };
   }
@@ -175,6 +190,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       modelConnectTimeoutMs: config.modelConnectTimeoutMs * Math.max(1, config.modelConnectAttempts),
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
+      modelStallMs: config.modelStallTimeoutMs,
     },
   };
 
@@ -300,12 +316,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
 
   let listenSocket: us_listen_socket;
   try {
-    listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-      app.listen(config.host, config.port, (s) => {
-        if (s) resolve(s);
-        else reject(new SwitchboardError('internal', `cannot listen on ${config.host}:${config.port}`));
-      });
-    });
+    listenSocket = await listenExclusive(uws, app, config.host, config.port);
   } catch (err) {
     // Release what was opened before the listen: nothing may outlive a relay that never started.
     stopHeartbeat();
@@ -317,8 +328,24 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     throw err;
   }
   const port = uws.us_socket_local_port(listenSocket);
+  // The one start-up summary: what this process serves and with what, in one line.
   log.info(
-    { port, host: config.host, provider: model.provider, publicUrl: config.publicUrl, native },
+    {
+      port,
+      host: config.host,
+      publicUrl: config.publicUrl,
+      provider: model.provider,
+      ...(config.model.provider === 'sim' && !opts.model ? { simMode: config.model.mode } : {}),
+      tenants: tenantRt && !tenantRt.ready() ? 'pending (tenant store unreachable)' : tenants.list().length,
+      tenantsFile: config.tenantsFile ?? 'none (demo tenant)',
+      tenantsFileMode: config.tenantsFileMode,
+      adminApi: config.adminToken ? 'on' : 'off',
+      redis: config.redisUrl ? 'on' : 'off (in-memory)',
+      drain: 'wait',
+      drainTimeoutSeconds: config.drainTimeoutSeconds,
+      maxActiveCalls: config.maxActiveCalls || 'no cap',
+      uws: native ? 'native' : 'JS fallback (slow)',
+    },
     'relay listening',
   );
 

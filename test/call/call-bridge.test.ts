@@ -256,6 +256,7 @@ describe('CallBridge', () => {
     h.bridge.onTwilioMessage(startMsg(), false);
     await flush();
     h.model.emit({ type: 'session.updated', session: { type: 'realtime', audio: { output: { format: { type: 'audio/pcm', rate: 24000 } } } } });
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
     expect(h.model.closed).toBe(1000);
@@ -366,6 +367,7 @@ describe('CallBridge', () => {
     expect(h.twilio.ended).toBeUndefined();
     const mark = (h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name;
     h.bridge.onTwilioMessage(markMsg(mark), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
     const rec = await h.store.getCall(CALL);
     expect(rec?.outcome).toBe('ended_by_assistant');
@@ -411,10 +413,12 @@ describe('CallBridge', () => {
     for (let i = 0; i < 19; i++) h.bridge.onTwilioMessage(Buffer.from('{not json'), false);
     expect(h.twilio.ended).toBeUndefined();
     h.bridge.onTwilioMessage(Buffer.from('{"event":"media"}'), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4001);
     const big = harness({ twilioMaxMessageBytes: 1024 });
     await live(big);
     big.bridge.onTwilioMessage(Buffer.alloc(2048, 0x20), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(big.twilio.ended?.code).toBe(1009);
   });
 
@@ -422,6 +426,7 @@ describe('CallBridge', () => {
     const h = harness();
     await live(h);
     h.bridge.onTwilioMessage(startMsg(), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4006);
   });
 
@@ -467,6 +472,7 @@ describe('CallBridge', () => {
     first.emit(delta('old', 'old_item'));
     expect(h.twilio.events('media')).toHaveLength(0);
     second.drop(1006);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
@@ -493,6 +499,7 @@ describe('CallBridge', () => {
     h.model.emit(pcmuSession);
     expect(h.bridge.state.kind).toBe('live');
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
@@ -501,6 +508,7 @@ describe('CallBridge', () => {
     const h = harness({ maxCallMs: 60_000 });
     await live(h);
     h.clock.advance(60_001);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
   });
 
@@ -509,6 +517,7 @@ describe('CallBridge', () => {
     h.bridge.onTwilioMessage(startMsg(), false);
     await flush();
     h.clock.advance(3001);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable' });
   });

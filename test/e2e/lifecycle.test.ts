@@ -122,12 +122,49 @@ describe('the relay process', () => {
     expect(p.out()).toMatch(/switchboard: cannot start: uws_native_missing: uWebSockets\.js native addon did not load/);
   });
 
+  it('a second relay on a taken port exits 1 with a clear line instead of sharing the port', async () => {
+    // uWS listens with SO_REUSEPORT by default: a second relay would share the port and the kernel
+    // would split connections between them (a webhook on one, its stream on the other: 4003).
+    relay = await startTestRelay();
+    const port = relay.port;
+    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'info' });
+    try {
+      const settled = await Promise.race([
+        p.exit.then((code) => ({ code })),
+        eventually(() => p.out().includes('relay listening'), 20_000, 'listening or exit').then(() => ({ code: 'listening' as const })),
+      ]);
+      expect(settled).toEqual({ code: 1 });
+      expect(p.out()).toContain(`switchboard: cannot start: listen_failed: cannot listen on 127.0.0.1:${port}: address in use`);
+      expect(p.out()).not.toContain('relay listening');
+      // The first relay still serves, alone.
+      expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
   it('on SIGTERM turns unready at once, finishes the live call, then exits 0', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
     const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info' });
     try {
       await eventually(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
+      // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
+      const summaries = p.out().split('\n').filter((l) => l.includes('"msg":"relay listening"'));
+      expect(summaries).toHaveLength(1);
+      expect(JSON.parse(summaries[0]!)).toMatchObject({
+        port,
+        provider: 'sim',
+        simMode: 'loadtest',
+        tenants: 1,
+        tenantsFile: 'none (demo tenant)',
+        tenantsFileMode: 'seed',
+        adminApi: 'off',
+        redis: 'off (in-memory)',
+        drain: 'wait',
+        drainTimeoutSeconds: 3600,
+        uws: 'native',
+      });
       const call = placeCall({
         baseUrl: url,
         ...demo,
