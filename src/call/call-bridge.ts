@@ -125,6 +125,8 @@ export class CallBridge {
   private readonly discarded = new Set<string>();
   private readonly responseTools = new Map<string, ResponseTools>();
   private pendingEffect: CallEffect | undefined;
+  /** A tool asked Twilio (REST) to move the call: the stream's end that follows is that transfer. */
+  private restHandOff = false;
   private invalidMessages = 0;
   private unknownEvents = 0;
   private twilioOpen = true;
@@ -325,7 +327,7 @@ export class CallBridge {
    */
   private endedByTwilioOutcome(): CallOutcome {
     if (this.state.kind === 'ending') return this.state.outcome;
-    if (this.pendingEffect?.kind === 'transfer') return 'transferred';
+    if (this.pendingEffect?.kind === 'transfer' || this.restHandOff) return 'transferred';
     return 'caller_hung_up';
   }
 
@@ -553,7 +555,17 @@ export class CallBridge {
     const traceparent = traceparentOf(span);
     void tools
       .run(
-        { callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal, ...(traceparent ? { traceparent } : {}) },
+        {
+          callSid,
+          tenant,
+          callId: ev.callId,
+          log: toolLog,
+          signal: this.connectAbort.signal,
+          ...(traceparent ? { traceparent } : {}),
+          handingOff: () => {
+            this.restHandOff = true;
+          },
+        },
         ev.name,
         ev.arguments,
       )
