@@ -288,7 +288,7 @@ describe('CallBridge', () => {
     expect(((out[3]!['mark'] as { name: string }).name)).toMatch(/^item_1:200:g0:m2$/);
   });
 
-  it('barge-in while the model is talking: clear first, truncate at what was heard, cancel, drop stale audio', async () => {
+  it('barge-in while the model is talking: clear first, truncate at what was heard, drop stale audio (the server cancels)', async () => {
     const h = harness();
     await live(h);
     h.bridge.onTwilioMessage(mediaMsg(1000), false);
@@ -304,9 +304,9 @@ describe('CallBridge', () => {
     const modelBefore = h.model.sent.length;
     h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 900, item_id: 'item_c' });
     expect(h.twilio.sent.slice(before)).toEqual([{ event: 'clear', streamSid: STREAM }]);
+    // interrupt_response: the server cancelled resp_1 itself; a response.cancel would be an error.
     expect(h.model.sent.slice(modelBefore)).toEqual([
       { type: 'conversation.item.truncate', item_id: 'item_1', content_index: 0, audio_end_ms: 260 },
-      { type: 'response.cancel', response_id: 'resp_1' },
     ]);
     // Audio of the cancelled response still in flight is not played.
     h.model.emit(delta('resp_1', 'item_1'));
@@ -318,6 +318,19 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'response.created', response: { id: 'resp_2', status: 'in_progress' } });
     h.model.emit(delta('resp_2', 'item_2'));
     expect((h.twilio.sent.at(-1) as { mark: { name: string } }).mark.name).toMatch(/^item_2:100:g1:/);
+  });
+
+  it('speech while a response is still thinking: no clear (Twilio holds nothing), no cancel, its audio is dropped', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    const n = h.twilio.sent.length;
+    const m = h.model.sent.length;
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 10, item_id: 'item_c' });
+    expect(h.twilio.sent.length).toBe(n);
+    expect(h.model.sent.length).toBe(m);
+    h.model.emit(delta('resp_1', 'item_1'));
+    expect(h.twilio.sent.length).toBe(n);
   });
 
   it('no barge-in work when nothing is playing', async () => {
