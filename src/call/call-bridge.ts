@@ -139,6 +139,10 @@ export class CallBridge {
   private readonly responseInstructions = new Map<string, string | undefined>();
   private failedResponses = 0;
   private pendingEffect: CallEffect | undefined;
+  /** A tool asked Twilio (REST) to move the call: the stream's end that follows is that transfer. */
+  private restHandOff = false;
+  /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
+  private readonly lostMarks: string[] = [];
   private invalidMessages = 0;
   private unknownEvents = 0;
   private twilioOpen = true;
@@ -320,8 +324,16 @@ export class CallBridge {
     void this.connectModel();
   }
 
-  /** Twilio's socket drained below its backpressure limit. Audio is dropped, not queued, so nothing to resume. */
-  onTwilioDrain(): void {}
+  /**
+   * Twilio's socket drained. Audio is dropped, not queued, so nothing to resume — except marks uWS
+   * dropped after their audio went out: they must come back for the wind-down to know it played.
+   */
+  onTwilioDrain(): void {
+    if (this.lostMarks.length === 0 || !this.twilioOpen || !this.enc) return;
+    let sent = 0;
+    while (sent < this.lostMarks.length && this.twilio.send(this.enc.mark(this.lostMarks[sent]!)) !== 2) sent++;
+    this.lostMarks.splice(0, sent);
+  }
 
   /** uWS refused a frame below us and dropped the socket (invalid UTF-8, far too large). */
   onTwilioRefused(reason: 'invalid_utf8' | 'too_large', detail: string): void {
@@ -345,7 +357,7 @@ export class CallBridge {
    */
   private endedByTwilioOutcome(): CallOutcome {
     if (this.state.kind === 'ending') return this.state.outcome;
-    if (this.pendingEffect?.kind === 'transfer') return 'transferred';
+    if (this.pendingEffect?.kind === 'transfer' || this.restHandOff) return 'transferred';
     return 'caller_hung_up';
   }
 
@@ -426,13 +438,20 @@ export class CallBridge {
     }
     const enc = this.enc;
     const ms = base64MulawMs(ev.delta);
-    const markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
-    let result = 1;
+    let media = 1;
+    let mark = 1;
+    let markName = '';
     this.twilio.cork(() => {
-      result = this.twilio.send(enc.media(ev.delta));
-      this.twilio.send(enc.mark(markName));
+      media = this.twilio.send(enc.media(ev.delta));
+      // A frame uWS dropped gets no mark: one that can never echo would hold a wind-down (and count
+      // as audio still playing at the next barge-in) until the caller gave up.
+      if (media === 2) return;
+      markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
+      mark = this.twilio.send(enc.mark(markName));
     });
-    if (result === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    if (media === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
+    if (mark === 2) this.lostMarks.push(markName);
     this.stats.framesOut++;
     const now = performance.now();
     this.m2c?.observe((now - t0) / 1000);
@@ -546,6 +565,7 @@ export class CallBridge {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
       this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
     }
+    this.lostMarks.length = 0; // marks of audio the clear discarded: nothing to wait for
     if (active) {
       this.discarded.add(active);
       // With interrupt_response the server has cancelled it already (a cancel would only earn
@@ -581,7 +601,17 @@ export class CallBridge {
     const traceparent = traceparentOf(span);
     void tools
       .run(
-        { callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal, ...(traceparent ? { traceparent } : {}) },
+        {
+          callSid,
+          tenant,
+          callId: ev.callId,
+          log: toolLog,
+          signal: this.connectAbort.signal,
+          ...(traceparent ? { traceparent } : {}),
+          handingOff: () => {
+            this.restHandOff = true;
+          },
+        },
         ev.name,
         ev.arguments,
       )
