@@ -85,7 +85,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
     ? undefined
-    : await openDeferredTenants({ tenantsFile: config.tenantsFile, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
+    : await openDeferredTenants({ tenantsFile: config.tenantsFile, provider: config.model.provider, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
   const tenants: TenantDirectory = opts.tenants ?? tenantRt!.directory;
   const leases = opts.leases ?? tenantRt?.leases;
   const adminTenants = opts.adminTenants ?? tenantRt?.admin;

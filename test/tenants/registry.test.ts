@@ -43,7 +43,7 @@ afterEach(async () => {
 async function pod(prefix: string, env: NodeJS.ProcessEnv, tenantsFile?: string, log = silentLogger()): Promise<TenantRuntime> {
   const redis = createRedis(server.url, { keyPrefix: prefix });
   open.push({ close: () => Promise.resolve(redis.disconnect()) });
-  const rt = await openTenants({ tenantsFile, env, log, redis, channel: `${prefix}changed` });
+  const rt = await openTenants({ tenantsFile, provider: 'sim', env, log, redis, channel: `${prefix}changed` });
   open.push(rt);
   return rt;
 }
