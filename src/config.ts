@@ -54,6 +54,11 @@ const Env = z.object({
   AZURE_OPENAI_DEPLOYMENT: optionalString,
   /** Set only for preview (beta-shape) Azure deployments, e.g. 2025-04-01-preview. Unset = GA /openai/v1. */
   AZURE_OPENAI_API_VERSION: optionalString,
+  /**
+   * The caller-transcript model sent in session.update; on Azure a deployment name. `none` turns
+   * caller transcription off. Unset: gpt-4o-mini-transcribe.
+   */
+  REALTIME_TRANSCRIPTION_MODEL: optionalString,
   TENANTS_FILE: optionalString,
   ADMIN_TOKEN: optionalString.pipe(
     z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
@@ -118,6 +123,11 @@ export interface Config {
   publicUrl: string;
   redisUrl: string | undefined;
   model: ModelConfig;
+  /**
+   * REALTIME_TRANSCRIPTION_MODEL: a model (on Azure, a deployment) name; null when set to `none`
+   * (no caller transcription); undefined when unset (the protocol default).
+   */
+  transcriptionModel: string | null | undefined;
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
   tenantsFile: string | undefined;
@@ -202,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     publicUrl,
     redisUrl: e.REDIS_URL,
     model: Object.freeze(model),
+    transcriptionModel: e.REALTIME_TRANSCRIPTION_MODEL === 'none' ? null : e.REALTIME_TRANSCRIPTION_MODEL,
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
     tenantsFile: e.TENANTS_FILE,

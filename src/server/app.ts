@@ -120,9 +120,13 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       log.info({ mode: config.model.mode, url: sim.url }, 'simulated model started (MODEL_PROVIDER=sim)');
     }
     const ep = modelEndpoint(config.model, simUrl);
+    if (ep.provider === 'azure' && config.transcriptionModel === undefined) {
+      log.warn('REALTIME_TRANSCRIPTION_MODEL is not set: on Azure it must name a transcription deployment, else no caller transcripts');
+    }
     model = {
       provider: ep.provider,
       shape: ep.shape,
+      ...(config.transcriptionModel !== undefined ? { transcriptionModel: config.transcriptionModel } : {}),
       connect: (signal, callLog) =>
         connectRealtime(ep, {
           timeoutMs: config.modelConnectTimeoutMs,

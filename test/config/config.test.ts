@@ -42,6 +42,12 @@ describe('loadConfig', () => {
     );
   });
 
+  it('REALTIME_TRANSCRIPTION_MODEL: unset, a (deployment) name, or none', () => {
+    expect(loadConfig({}).transcriptionModel).toBeUndefined();
+    expect(loadConfig({ REALTIME_TRANSCRIPTION_MODEL: ' my-transcribe ' }).transcriptionModel).toBe('my-transcribe');
+    expect(loadConfig({ REALTIME_TRANSCRIPTION_MODEL: 'none' }).transcriptionModel).toBeNull();
+  });
+
   it('reads "false" as false, not true', () => {
     expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: 'false' }).validateSignatures).toBe(false);
     expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: '0' }).validateSignatures).toBe(false);
