@@ -17,6 +17,7 @@ import { TenantLeases, type TenantLeasesOptions } from './leases.js';
 import { StoreTenantRegistry } from './store-registry.js';
 import { parseTenantsDocument, resolveTenant } from './tenant-registry.js';
 import { DEMO_TENANT, refusedWithRealModel, TenantSchema, type TenantConfig } from './tenant.js';
+import type { TenantsFileMode, TenantsFileReport } from './tenants-file.js';
 
 /** The model the relay speaks to: the demo tenant exists only with the simulated one. */
 export type TenantsProvider = 'openai' | 'azure' | 'sim';
@@ -26,6 +27,8 @@ export interface TenantRuntime {
   readonly leases: TenantLeases;
   readonly tenantStore: TenantStore;
   readonly leaseStore: LeaseStore;
+  /** What applying the tenants file at start did (created, skipped, conflicting, …). */
+  readonly fileReport: TenantsFileReport;
   /** Stop timers and the subscriber connection; a shared `redis` is left open. */
   close(): Promise<void>;
 }
@@ -38,6 +41,8 @@ export interface OpenTenantsOptions {
    * with an inline auth token are refused (from the file: at start; from the store: logged, not served).
    */
   provider: TenantsProvider;
+  /** TENANTS_FILE_MODE (default `seed`); without a file the demo tenant is only ever seeded. */
+  tenantsFileMode?: TenantsFileMode;
   env: NodeJS.ProcessEnv;
   log: Logger;
   /** The relay's Redis connection (createRedis); absent = single-process memory stores. */
@@ -50,12 +55,18 @@ export interface OpenTenantsOptions {
 }
 
 /**
- * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant (simulated model only). Every
- * seed tenant's secrets must resolve here, so a bad file stops the process at start with one line
- * per problem.
+ * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant (simulated model only).
+ * Every seed tenant's secrets must resolve here, so a bad file stops the process at start with one
+ * line per problem (`secrets: false` checks the file without them, as `npm run check -- --no-secrets`
+ * does). With a real provider, tenants on the demo account or with an inline auth token are refused.
  * @throws SwitchboardError `config_invalid`
  */
-export function loadSeedTenants(tenantsFile: string | undefined, env: NodeJS.ProcessEnv, provider: TenantsProvider = 'sim'): TenantConfig[] {
+export function loadSeedTenants(
+  tenantsFile: string | undefined,
+  env: NodeJS.ProcessEnv,
+  opts: { secrets?: boolean; provider?: TenantsProvider } = {},
+): TenantConfig[] {
+  const provider = opts.provider ?? 'sim';
   if (tenantsFile === undefined) return provider === 'sim' ? [TenantSchema.parse(DEMO_TENANT)] : [];
   let text: string;
   try {
@@ -68,6 +79,12 @@ export function loadSeedTenants(tenantsFile: string | undefined, env: NodeJS.Pro
   for (const cfg of seed) {
     const refused = provider === 'sim' ? undefined : refusedWithRealModel(cfg);
     if (refused) problems.push(`${tenantsFile}: tenant ${cfg.id} ${refused}`);
+  }
+  if (opts.secrets === false) {
+    if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
+    return seed;
+  }
+  for (const cfg of seed) {
     try {
       resolveTenant(cfg, env);
     } catch (err) {
@@ -83,7 +100,7 @@ export function loadSeedTenants(tenantsFile: string | undefined, env: NodeJS.Pro
  * @throws SwitchboardError `config_invalid` for a bad TENANTS_FILE (before touching the store).
  */
 export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime> {
-  const seed = loadSeedTenants(o.tenantsFile, o.env, o.provider);
+  const seed = loadSeedTenants(o.tenantsFile, o.env, { provider: o.provider });
   const log = o.log.child({ component: 'tenants' });
   if (seed.length === 0) log.warn({ provider: o.provider }, 'no TENANTS_FILE and a real model provider: no tenants until the admin API adds some');
   // The demo tenant's token is published: it lives in this process only, never in a shared store.
@@ -116,7 +133,7 @@ export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime>
     ...(o.clock ? { clock: o.clock } : {}),
     ...(o.reloadMs !== undefined ? { reloadMs: o.reloadMs } : {}),
   });
-  await registry.start(o.redis && demoOnly ? [] : seed);
+  const fileReport = await registry.start(o.redis && demoOnly ? [] : seed, o.tenantsFile === undefined ? 'seed' : (o.tenantsFileMode ?? 'seed'));
   const leases = new TenantLeases({ store: leaseStore, log, ...(o.clock ? { clock: o.clock } : {}), ...o.leases });
   leases.start();
   return {
@@ -124,6 +141,7 @@ export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime>
     leases,
     tenantStore,
     leaseStore,
+    fileReport,
     async close() {
       leases.close();
       await registry.close();

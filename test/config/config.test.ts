@@ -69,6 +69,13 @@ describe('loadConfig', () => {
     expect(loadConfig({ OPENAI_API_KEY: 'k', OPENAI_REALTIME_URL: 'ws://127.0.0.1:9/v1/realtime' }).model.provider).toBe('openai');
   });
 
+  it('takes TENANTS_FILE_MODE seed (default) or reconcile, and reconcile only with a file', () => {
+    expect(loadConfig({}).tenantsFileMode).toBe('seed');
+    expect(loadConfig({ TENANTS_FILE: 't.yaml', TENANTS_FILE_MODE: 'reconcile' }).tenantsFileMode).toBe('reconcile');
+    expect(configError({ TENANTS_FILE_MODE: 'merge' })).toEqual(['TENANTS_FILE_MODE: must be seed or reconcile']);
+    expect(configError({ TENANTS_FILE_MODE: 'reconcile' })).toEqual(['TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)']);
+  });
+
   it('rejects short secrets and out-of-range numbers', () => {
     expect(configError({ STREAM_TOKEN_SECRET: 'short' })[0]).toMatch(/^STREAM_TOKEN_SECRET: must be at least 32/);
     expect(configError({ ADMIN_TOKEN: 'x' })[0]).toMatch(/^ADMIN_TOKEN: must be at least 16/);
