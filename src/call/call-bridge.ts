@@ -77,6 +77,15 @@ export interface BridgeLimits {
   windDownMs: number;
   /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
   modelStallMs?: number;
+  /** From the socket's open to an authorised `start`; past it the socket closes with 4007. 0/absent = none. */
+  startTimeoutMs?: number;
+}
+
+/** Why the pod turns an authorised call away (over capacity, draining). */
+export interface AdmissionRefusal {
+  code: CloseCode;
+  reason: string;
+  outcome: CallOutcome;
 }
 
 /** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
@@ -94,6 +103,11 @@ export interface BridgeDeps {
   log: Logger;
   model: ModelConnector;
   authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation>;
+  /**
+   * Called once a start is authorised, before the call counts: only authorised calls take pod
+   * capacity. A refusal closes the socket with its code; absent = always admitted.
+   */
+  admit?(): AdmissionRefusal | undefined;
   limits: BridgeLimits;
   pod: string;
 }
@@ -185,10 +199,25 @@ export class CallBridge {
     this.log = deps.log;
     const stallMs = deps.limits.modelStallMs ?? 0;
     if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
+    const startMs = deps.limits.startTimeoutMs ?? 0;
+    if (startMs > 0) {
+      this.cancelTimers.push(
+        deps.clock.after(startMs, () => {
+          if (this.authorised || this.state.kind === 'ended') return;
+          this.log.warn({ code: 'twilio_protocol', timeoutMs: startMs }, 'no authorised start in time: media socket closed');
+          this.fail(CloseCode.startTimeout, 'no authorised start in time', 'protocol_error');
+        }),
+      );
+    }
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
     }
+  }
+
+  /** True once the start was authorised and the pod admitted the call (it counts as a live call). */
+  get admitted(): boolean {
+    return this.authorised;
   }
 
   get callSid(): string | undefined {
@@ -300,6 +329,11 @@ export class CallBridge {
       const code = a.code === CloseCode.signatureInvalid ? 'signature_invalid' : 'stream_token_invalid';
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
       return this.fail(a.code, a.reason, a.outcome);
+    }
+    const refusal = this.deps.admit?.();
+    if (refusal) {
+      this.log.warn({ code: refusal.outcome === 'drained' ? 'draining' : 'rate_limited', tenant: a.tenant.id, reason: refusal.reason }, 'media stream refused');
+      return this.fail(refusal.code, refusal.reason, refusal.outcome);
     }
     this.tenant = a.tenant;
     this.log = this.log.child({ tenant: a.tenant.id });
