@@ -1,0 +1,73 @@
+/**
+ * What an SRE finds when installing the chart from its docs alone: the Gateway-only install gets its
+ * PUBLIC_URL, KEDA treats an empty query as an error, NetworkPolicy peers fit Gateway setups and the
+ * in-cluster load test, nothing is generated under GitOps, and the NOTES say what to check.
+ */
+/* Rendered YAML is untyped data read by path; the schemas are checked by validateObject. */
+/* eslint-disable @typescript-eslint/no-unsafe-member-access */
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ensureK8sTools } from '../../scripts/k8s-tools.js';
+import { CHART, helmTemplate, only, run, validateObject, type K8sObject } from './k8s-objects.js';
+
+const PROD = join(CHART, 'values-production.yaml');
+const GATEWAY_ONLY = [
+  '-f', PROD, '--set', 'config.publicUrl=', '--set', 'ingress.enabled=false', '--set', 'ingress.host=',
+  '--set', 'gateway.enabled=true', '--set', 'gateway.parentRefs[0].name=public', '--set', 'gateway.parentRefs[0].namespace=gateway-system',
+  '--set', 'gateway.hostnames[0]=calls.example.org',
+];
+
+let helm: string;
+beforeAll(() => {
+  helm = ensureK8sTools().helm;
+});
+
+/** `helm install --dry-run`: rendered manifests and NOTES, or the error. */
+async function notes(args: readonly string[]): Promise<string> {
+  const r = await run(helm, ['install', 'sb', CHART, '-n', 'voice', '--dry-run', ...args]);
+  if (r.code !== 0) throw new Error(`helm install --dry-run failed:\n${r.stderr}`);
+  const at = r.stdout.indexOf('NOTES:');
+  expect(at).toBeGreaterThan(0);
+  return r.stdout.slice(at);
+}
+async function refused(args: readonly string[]): Promise<string> {
+  const r = await run(helm, ['template', 'sb', CHART, ...args]);
+  expect(r.code, r.stdout.slice(0, 200)).not.toBe(0);
+  return r.stderr;
+}
+const configEnv = (objects: K8sObject[]) => only(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+
+describe('PUBLIC_URL', () => {
+  it('a Gateway-only install takes it from the route hostname, and the NOTES show the absolute webhook URL', async () => {
+    const objects = await helmTemplate(helm, GATEWAY_ONLY);
+    for (const o of objects) validateObject(o);
+    expect(configEnv(objects).PUBLIC_URL).toBe('https://calls.example.org');
+    const text = await notes(GATEWAY_ONLY);
+    expect(text).toContain('  https://calls.example.org/twilio/voice\n');
+    expect(text).toContain('  https://calls.example.org/twilio/status\n');
+  });
+
+  it('a Gateway route without hostnames uses ingress.host', async () => {
+    const objects = await helmTemplate(helm, [...GATEWAY_ONLY, '--set', 'gateway.hostnames=null', '--set', 'ingress.host=voice.example.net']);
+    expect(configEnv(objects).PUBLIC_URL).toBe('https://voice.example.net');
+    expect(only(objects, 'HTTPRoute').spec.hostnames).toEqual(['voice.example.net']);
+  });
+
+  it('refuses a wildcard hostname without config.publicUrl', async () => {
+    expect(await refused([...GATEWAY_ONLY, '--set', 'gateway.hostnames[0]=*.example.org'])).toMatch(
+      /gateway\.hostnames\[0\] \(\*\.example\.org\) is a wildcard: set config\.publicUrl/,
+    );
+    const objects = await helmTemplate(helm, [...GATEWAY_ONLY, '--set', 'gateway.hostnames[0]=*.example.org', '--set', 'config.publicUrl=https://a.example.org/']);
+    expect(configEnv(objects).PUBLIC_URL).toBe('https://a.example.org');
+  });
+
+  it('an ingress install still uses ingress.host; an explicit publicUrl wins', async () => {
+    const [ing, prod] = await Promise.all([
+      helmTemplate(helm, ['-f', PROD, '--set', 'config.publicUrl=']),
+      helmTemplate(helm, ['-f', PROD]),
+    ]);
+    expect(configEnv(ing).PUBLIC_URL).toBe('https://voice.example.com');
+    expect(configEnv(prod).PUBLIC_URL).toBe('https://voice.example.com');
+    expect(await notes(['-f', PROD])).toContain('  https://voice.example.com/twilio/voice\n');
+  });
+});
