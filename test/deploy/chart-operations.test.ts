@@ -4,11 +4,11 @@
  * in-cluster load test, nothing is generated under GitOps, and the NOTES say what to check.
  */
 /* Rendered YAML is untyped data read by path; the schemas are checked by validateObject. */
-/* eslint-disable @typescript-eslint/no-unsafe-member-access */
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment */
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { CHART, helmTemplate, only, run, validateObject, type K8sObject } from './k8s-objects.js';
+import { CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
 
 const PROD = join(CHART, 'values-production.yaml');
 const GATEWAY_ONLY = [
@@ -69,5 +69,28 @@ describe('PUBLIC_URL', () => {
     expect(configEnv(ing).PUBLIC_URL).toBe('https://voice.example.com');
     expect(configEnv(prod).PUBLIC_URL).toBe('https://voice.example.com');
     expect(await notes(['-f', PROD])).toContain('  https://voice.example.com/twilio/voice\n');
+  });
+});
+
+describe('KEDA and the scrape cannot fail quietly', () => {
+  const KEDA = ['--set', 'keda.enabled=true', '--set', 'redis.enabled=true', '--set', 'redis.auth.password=test-redis-password-0123456789', ...STREAM_KEY];
+
+  it('an empty query result is an error (so fallback fires), not zero calls', async () => {
+    const trigger = only(await helmTemplate(helm, KEDA), 'ScaledObject').spec.triggers[0];
+    expect(trigger.metadata.ignoreNullValues).toBe('false');
+  });
+
+  it('NOTES warn when the ServiceMonitor or PrometheusRule carries no labels for the Prometheus selector', async () => {
+    const bare = await notes([...KEDA, '--set', 'prometheusRule.enabled=true']);
+    expect(bare).toMatch(/WARNING: serviceMonitor\.labels is empty/);
+    expect(bare).toMatch(/WARNING: prometheusRule\.labels is empty/);
+    expect(bare).toContain('release: <your Prometheus release>');
+    const labelled = await notes([...KEDA, '--set', 'serviceMonitor.labels.release=kube-prometheus-stack']);
+    expect(labelled).not.toContain('WARNING: serviceMonitor.labels');
+    expect(await notes(['-f', PROD])).not.toContain('WARNING');
+  });
+
+  it('NOTES say an inactive ScaledObject with no calls is normal', async () => {
+    expect(await notes(KEDA)).toMatch(/ACTIVE is False\s+while no call is up: that is normal/);
   });
 });
