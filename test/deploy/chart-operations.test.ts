@@ -4,7 +4,9 @@
  * in-cluster load test, nothing is generated under GitOps, and the NOTES say what to check.
  */
 /* Rendered YAML is untyped data read by path; the schemas are checked by validateObject. */
-/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment */
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
@@ -16,6 +18,13 @@ const GATEWAY_ONLY = [
   '--set', 'gateway.enabled=true', '--set', 'gateway.parentRefs[0].name=public', '--set', 'gateway.parentRefs[0].namespace=gateway-system',
   '--set', 'gateway.hostnames[0]=calls.example.org',
 ];
+
+const dir = mkdtempSync(join(tmpdir(), 'sb-ops-'));
+const file = (name: string, text: string) => {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
 
 let helm: string;
 beforeAll(() => {
@@ -92,5 +101,35 @@ describe('KEDA and the scrape cannot fail quietly', () => {
 
   it('NOTES say an inactive ScaledObject with no calls is normal', async () => {
     expect(await notes(KEDA)).toMatch(/ACTIVE is False\s+while no call is up: that is normal/);
+  });
+});
+
+describe('NetworkPolicy peers for Gateway setups', () => {
+  const GATEWAY = ['-f', PROD, '--set', 'ingress.enabled=false', '--set', 'gateway.enabled=true', '--set', 'gateway.parentRefs[0].name=public'];
+
+  it('takes ipBlock peers (cloud load balancers sending straight to pod IPs) and Envoy Gateway selectors', async () => {
+    const values = file('lb-peers.yaml', [
+      'networkPolicy:',
+      '  ingressFrom:',
+      '    - ipBlock: { cidr: 35.191.0.0/16 }',
+      '    - ipBlock: { cidr: 130.211.0.0/22 }',
+      '    - namespaceSelector: { matchLabels: { kubernetes.io/metadata.name: envoy-gateway-system } }',
+      '      podSelector: { matchLabels: { app.kubernetes.io/managed-by: envoy-gateway, app.kubernetes.io/component: proxy } }',
+    ].join('\n'));
+    const objects = await helmTemplate(helm, [...GATEWAY, '-f', values]);
+    const np = only(objects, 'NetworkPolicy', 'sb-switchboard');
+    validateObject(np);
+    expect(np.spec.ingress[0].from.slice(0, 2)).toEqual([{ ipBlock: { cidr: '35.191.0.0/16' } }, { ipBlock: { cidr: '130.211.0.0/22' } }]);
+    expect(await notes([...GATEWAY, '-f', values])).not.toContain('WARNING');
+  });
+
+  it('the schema rejects a peer that is not a NetworkPolicyPeer (a typo would admit nothing)', async () => {
+    expect(await refused(['--set', 'networkPolicy.ingressFrom[0].ipblock.cidr=10.0.0.0/8'])).toMatch(/ingressFrom\/0.*additional properties 'ipblock' not allowed/);
+    expect(await refused(['--set', 'networkPolicy.ingressFrom[0].ipBlock.except[0]=10.1.0.0/16'])).toMatch(/ingressFrom\/0\/ipBlock.*missing propert(y|ies) 'cidr'/);
+  });
+
+  it('NOTES warn when a Gateway is on but the policy still admits only ingress-nginx', async () => {
+    expect(await notes(GATEWAY)).toMatch(/WARNING: gateway\.enabled, but networkPolicy\.ingressFrom still admits ingress-nginx/);
+    expect(await notes(['-f', PROD])).not.toMatch(/WARNING: gateway/);
   });
 });
