@@ -107,6 +107,11 @@ const Env = z.object({
   MODEL_CONNECT_TIMEOUT_MS: int(5000, 100, 60_000),
   MODEL_CONNECT_ATTEMPTS: int(3, 1, 10),
   MAX_CALL_SECONDS: int(3600, 10, 4 * 3600),
+  /** ws ping to the model every this many ms; no pong within MODEL_KEEPALIVE_TIMEOUT_MS cuts the socket (0 = off). */
+  MODEL_KEEPALIVE_INTERVAL_MS: int(15_000, 0, 600_000),
+  MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
+  /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
+  MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
   /** Live calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
@@ -146,6 +151,10 @@ export interface Config {
   transcriptionModel: string | null | undefined;
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
+  /** ws ping interval and pong deadline on the model socket; interval 0 = off. */
+  modelKeepaliveIntervalMs: number;
+  modelKeepaliveTimeoutMs: number;
+  modelStallTimeoutMs: number;
   tenantsFile: string | undefined;
   tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
@@ -249,6 +258,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     transcriptionModel: e.REALTIME_TRANSCRIPTION_MODEL === 'none' ? null : e.REALTIME_TRANSCRIPTION_MODEL,
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
+    modelKeepaliveIntervalMs: e.MODEL_KEEPALIVE_INTERVAL_MS,
+    modelKeepaliveTimeoutMs: e.MODEL_KEEPALIVE_TIMEOUT_MS,
+    modelStallTimeoutMs: e.MODEL_STALL_TIMEOUT_MS,
     tenantsFile: e.TENANTS_FILE,
     tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,

@@ -141,6 +141,9 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
           attempts: config.modelConnectAttempts,
           signal,
           log: callLog,
+          ...(config.modelKeepaliveIntervalMs > 0
+            ? { keepalive: { intervalMs: config.modelKeepaliveIntervalMs, timeoutMs: config.modelKeepaliveTimeoutMs } }
+            : {}),
         }),
     };
   }
@@ -187,6 +190,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       modelConnectTimeoutMs: config.modelConnectTimeoutMs * Math.max(1, config.modelConnectAttempts),
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
+      modelStallMs: config.modelStallTimeoutMs,
     },
   };
 

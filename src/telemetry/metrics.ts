@@ -64,6 +64,8 @@ export interface RelayMetrics {
   readonly twilioEventsUnknown: Counter;
   readonly webhooks: Counter<'route' | 'outcome'>;
   readonly tenantBusy: Counter<'tenant'>;
+  /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
+  readonly modelErrors: Counter<'code'>;
   /**
    * Create the tenant's outcome series at 0 the first time it is seen: rate() over a counter that
    * appears at 1 misses that first call, so rare failures would never alert.
@@ -164,6 +166,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       name: 'switchboard_tenant_busy_total',
       help: 'Calls turned away because the tenant was at its concurrency limit.',
       labelNames: ['tenant'],
+      registers: [registry],
+    }),
+    modelErrors: new Counter({
+      name: 'switchboard_model_errors_total',
+      help: 'Model error events, failed responses and dead model sockets, by kind and code.',
+      labelNames: ['kind', 'code'],
       registers: [registry],
     }),
     webhooks: new Counter({
