@@ -4,3 +4,4 @@
  */
 export * from './realtime-protocol.js';
 export * from './realtime-connection.js';
+export * from './response-usage.js';
