@@ -24,10 +24,10 @@ function usageStoreContract(name: string, open: () => Promise<{ a: UsageStore; b
   describe(`UsageStore: ${name}`, () => {
     let a: UsageStore;
     let b: UsageStore;
-    let opened: { close(): Promise<void> };
+    let opened: { a: UsageStore; b: UsageStore; close(): Promise<void> };
     beforeEach(async () => {
       opened = await open();
-      ({ a, b } = opened as { a: UsageStore; b: UsageStore });
+      ({ a, b } = opened);
     });
     afterEach(async () => {
       await opened.close();
