@@ -3,6 +3,7 @@
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { SwitchboardError } from './errors.js';
 
@@ -43,6 +44,11 @@ const Env = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   PUBLIC_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
   REDIS_URL: optionalString.pipe(url(['redis:', 'rediss:']).optional()),
+  /** Redis AUTH kept out of REDIS_URL (a Secret of its own); REDIS_USERNAME is the ACL user (Redis 6+). */
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  /** PEM CA bundle for a rediss:// server certificate from a private CA (Memorystore, in-house). */
+  REDIS_TLS_CA_FILE: optionalString,
   MODEL_PROVIDER: optionalString.pipe(
     z.enum(['openai', 'azure', 'sim'], { message: 'must be openai, azure or sim' }).optional(),
   ),
@@ -54,7 +60,14 @@ const Env = z.object({
   AZURE_OPENAI_DEPLOYMENT: optionalString,
   /** Set only for preview (beta-shape) Azure deployments, e.g. 2025-04-01-preview. Unset = GA /openai/v1. */
   AZURE_OPENAI_API_VERSION: optionalString,
+  /**
+   * The caller-transcript model sent in session.update; on Azure a deployment name. `none` turns
+   * caller transcription off. Unset: gpt-4o-mini-transcribe.
+   */
+  REALTIME_TRANSCRIPTION_MODEL: optionalString,
   TENANTS_FILE: optionalString,
+  /** `seed`: the file adds tenants the store lacks; `reconcile`: the file is the truth (docs/operators.md). */
+  TENANTS_FILE_MODE: z.enum(['seed', 'reconcile'], { message: 'must be seed or reconcile' }).default('seed'),
   ADMIN_TOKEN: optionalString.pipe(
     z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   ),
@@ -125,10 +138,19 @@ export interface Config {
   /** Base URL Twilio reaches, without trailing slash. */
   publicUrl: string;
   redisUrl: string | undefined;
+  redisUsername: string | undefined;
+  redisPassword: string | undefined;
+  redisTlsCaFile: string | undefined;
   model: ModelConfig;
+  /**
+   * REALTIME_TRANSCRIPTION_MODEL: a model (on Azure, a deployment) name; null when set to `none`
+   * (no caller transcription); undefined when unset (the protocol default).
+   */
+  transcriptionModel: string | null | undefined;
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
   tenantsFile: string | undefined;
+  tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
   streamTokenSecret: string;
   /** True when STREAM_TOKEN_SECRET was not given: tokens only verify on this process. */
@@ -170,8 +192,16 @@ function isLoopbackUrl(u: string): boolean {
   return LOOPBACK.has(host) || host.startsWith('127.');
 }
 
-/** Parse and validate the environment. Throws one SwitchboardError listing every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+/** The process environment: read here only, handed to loadConfig by the entry points (main, check). */
+export function processEnvironment(): NodeJS.ProcessEnv {
+  return process.env;
+}
+
+/**
+ * Parse and validate the environment. Throws one SwitchboardError listing every bad variable.
+ * `secrets: false` (`npm run check -- --no-secrets`) does not require the provider's API key.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: { secrets?: boolean } = {}): Readonly<Config> {
   const r = Env.safeParse(env);
   if (!r.success) {
     const lines = r.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);
@@ -183,14 +213,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const provider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'sim');
   let model: ModelConfig;
   if (provider === 'openai') {
-    if (!e.OPENAI_API_KEY) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
+    if (!e.OPENAI_API_KEY && opts.secrets !== false) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
     if (e.OPENAI_REALTIME_URL.startsWith('ws:') && !isLoopbackUrl(e.OPENAI_REALTIME_URL)) {
       problems.push('OPENAI_REALTIME_URL: plain ws:// is allowed only for loopback hosts; use wss://');
     }
     model = { provider, url: e.OPENAI_REALTIME_URL, apiKey: e.OPENAI_API_KEY ?? '', model: e.OPENAI_REALTIME_MODEL };
   } else if (provider === 'azure') {
     if (!e.AZURE_OPENAI_ENDPOINT) problems.push('AZURE_OPENAI_ENDPOINT: required when MODEL_PROVIDER is azure');
-    if (!e.AZURE_OPENAI_API_KEY) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
+    if (!e.AZURE_OPENAI_API_KEY && opts.secrets !== false) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
     if (!e.AZURE_OPENAI_DEPLOYMENT) problems.push('AZURE_OPENAI_DEPLOYMENT: required when MODEL_PROVIDER is azure');
     const endpoint = e.AZURE_OPENAI_ENDPOINT ?? 'https://invalid.example';
     if (/^(http|ws):/.test(endpoint) && !isLoopbackUrl(endpoint)) {
@@ -206,6 +236,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   } else {
     model = { provider: 'sim', mode: e.SIM_MODEL_MODE };
   }
+  if (e.TENANTS_FILE_MODE === 'reconcile' && !e.TENANTS_FILE) {
+    problems.push('TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)');
+  }
+  problems.push(...redisProblems(e.REDIS_URL, e.REDIS_USERNAME, e.REDIS_PASSWORD, e.REDIS_TLS_CA_FILE));
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
 
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -214,10 +248,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     host: e.HOST,
     publicUrl,
     redisUrl: e.REDIS_URL,
+    redisUsername: e.REDIS_USERNAME,
+    redisPassword: e.REDIS_PASSWORD,
+    redisTlsCaFile: e.REDIS_TLS_CA_FILE,
     model: Object.freeze(model),
+    transcriptionModel: e.REALTIME_TRANSCRIPTION_MODEL === 'none' ? null : e.REALTIME_TRANSCRIPTION_MODEL,
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
     tenantsFile: e.TENANTS_FILE,
+    tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,
     streamTokenSecret: e.STREAM_TOKEN_SECRET ?? randomBytes(32).toString('base64url'),
     streamTokenSecretEphemeral: e.STREAM_TOKEN_SECRET === undefined,
@@ -247,6 +286,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
       e.USAGE_PRICE_MODEL ?? (model.provider === 'openai' ? model.model : model.provider === 'azure' ? model.deployment : 'gpt-realtime'),
     secretEnv: Object.freeze({ ...env }),
   });
+}
+
+/** The Redis variables that only make sense together with REDIS_URL, each problem one line. */
+function redisProblems(redisUrl: string | undefined, username: string | undefined, password: string | undefined, caFile: string | undefined): string[] {
+  const problems: string[] = [];
+  const given = [username && 'REDIS_USERNAME', password && 'REDIS_PASSWORD', caFile && 'REDIS_TLS_CA_FILE'].filter(Boolean);
+  if (!redisUrl) {
+    if (given.length > 0) problems.push(`${given.join(', ')}: set only with REDIS_URL`);
+    return problems;
+  }
+  const u = new URL(redisUrl);
+  if (password && u.password) problems.push('REDIS_PASSWORD: REDIS_URL already carries a password; give it in one place');
+  if (username && u.username) problems.push('REDIS_USERNAME: REDIS_URL already carries a user name; give it in one place');
+  if (caFile && u.protocol !== 'rediss:') problems.push('REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL (TLS)');
+  if (caFile && !existsSync(caFile)) problems.push(`REDIS_TLS_CA_FILE: ${caFile} does not exist`);
+  return problems;
 }
 
 /**

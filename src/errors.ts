@@ -7,6 +7,7 @@
 export const ErrorCodes = [
   'config_invalid',
   'uws_native_missing',
+  'listen_failed',
   'internal',
   'bad_request',
   'payload_too_large',

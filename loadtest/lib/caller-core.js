@@ -209,7 +209,9 @@ export function describeVerbs(verbs) {
 
 /**
  * @typedef {{ said: string, heard: string, turnLatencyMs: number | null, bargeIn: boolean,
- *   clearReceived: boolean }} TurnReport
+ *   clearReceived: boolean, playedMsAtClear: number | null }} TurnReport
+ *   `playedMsAtClear`: how much of the reply playing when a `clear` arrived had been played
+ *   (audio received since the reply's first marked frame, minus what was still queued).
  * @typedef {{ callSid: string, streamSid: string, greeting: string, turns: TurnReport[],
  *   turnsPlanned: number, marksSent: number, marksEchoed: number, clears: number, framesSent: number,
  *   framesReceived: number, audioMsReceived: number, dtmfSent: number, maxInterArrivalGapMs: number,
@@ -308,6 +310,8 @@ export class CallerSession {
     this.playout = [];
     this.frame = new Uint8Array(FRAME_BYTES);
     this.frameFill = 0;
+    /** Audio received since the current reply's first marked frame, in ms. */
+    this.replyMs = 0;
     this.collector = new SpeechTextCollector();
     this.lastMediaMs = -1;
     this.boundary = true;
@@ -477,7 +481,11 @@ export class CallerSession {
         }
         this.report_.clears++;
         const t = this.report_.turns[this.turn];
-        if (t) t.clearReceived = true;
+        if (t) {
+          t.clearReceived = true;
+          t.playedMsAtClear = Math.max(0, Math.round(this.replyMs - Math.max(0, this.playEndMs - now)));
+        }
+        this.replyMs = 0;
         // Twilio: clear empties the buffer and echoes all pending marks at once; queued words are never heard.
         for (const p of this.playout) if (p.kind === 'mark') this.echoMark(p.name, out);
         this.playout = [];
@@ -577,6 +585,7 @@ export class CallerSession {
       if (marker.index === 0) {
         this.collector.reset();
         newReply = true;
+        this.replyMs = -(off - FRAME_BYTES) / BYTES_PER_MS;
       }
       this.collector.push(this.frame);
       const text = this.collector.text();
@@ -596,6 +605,7 @@ export class CallerSession {
       if (t && this.phase === 'listening') t.turnLatencyMs = Math.round((now - this.speechEndMs) * 10) / 10;
     }
     this.playEndMs = playFrom + bytes.length / BYTES_PER_MS;
+    this.replyMs += bytes.length / BYTES_PER_MS;
   }
 
   /** @param {number} now */
@@ -630,7 +640,7 @@ export class CallerSession {
       return;
     }
     this.turn = i;
-    this.report_.turns.push({ said: turn.say, heard: '', turnLatencyMs: null, bargeIn: now < this.playEndMs, clearReceived: false });
+    this.report_.turns.push({ said: turn.say, heard: '', turnLatencyMs: null, bargeIn: now < this.playEndMs, clearReceived: false, playedMsAtClear: null });
     const minFrames = turn.speechMs !== undefined ? Math.ceil(turn.speechMs / FRAME_MS) : undefined;
     this.speech = turn.say ? speechFrames(turn.say, minFrames !== undefined ? { minFrames } : {}).map((f) => this.o.b64encode(f)) : [];
     this.speechAt = 0;

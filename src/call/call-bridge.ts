@@ -12,7 +12,6 @@ import {
   functionCallOutput,
   parseModelEvent,
   responseCancel,
-  responseCreate,
   sessionUpdate,
   truncateItem,
   userText,
@@ -28,6 +27,7 @@ import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbou
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
+import { ResponseSequencer } from './response-sequencer.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
 export interface TwilioSocket {
@@ -53,6 +53,8 @@ export type Authorisation =
 export interface ModelConnector {
   readonly provider: 'openai' | 'azure' | 'sim';
   readonly shape: SessionShape;
+  /** The caller-transcript model (on Azure a deployment name); null: none; absent: the protocol default. */
+  readonly transcriptionModel?: string | null;
   connect(signal: AbortSignal, log: Logger): Promise<RealtimeSocket>;
 }
 
@@ -115,11 +117,13 @@ export class CallBridge {
   private readonly ring: AudioRing;
   private readonly playback = new PlaybackTracker();
   private latestMediaTs = 0;
-  private activeResponseId: string | undefined;
+  /** One model response at a time: the relay's own response.create requests wait their turn. */
+  private readonly responses = new ResponseSequencer((text) => this.model?.send(text), 'sb_response_');
   private readonly discarded = new Set<string>();
   private readonly responseTools = new Map<string, ResponseTools>();
   private pendingEffect: CallEffect | undefined;
   private invalidMessages = 0;
+  private unknownEvents = 0;
   private twilioOpen = true;
   private counted = false;
   private authorised = false;
@@ -138,6 +142,7 @@ export class CallBridge {
   private turnLatencyCount = 0;
   private toolCalls = 0;
   private reconnects = 0;
+  private transcriptionFailures = 0;
   private appendSeq = 0;
   private modelCongested = false;
   private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
@@ -174,7 +179,7 @@ export class CallBridge {
     const t0 = performance.now();
     if (isBinary) return this.invalid('binary', 'binary frame');
     const r = parseTwilioMessage(data, this.deps.limits.twilioMaxMessageBytes);
-    if (!r.ok) return this.invalid(r.reason, r.detail);
+    if (!r.ok) return r.reason === 'unknown_event' ? this.unknownEvent(r.detail) : this.invalid(r.reason, r.detail);
     const m = r.msg;
     if (m.event === 'media') {
       this.onCallerAudio(m.payload, m.timestampMs, t0);
@@ -223,7 +228,7 @@ export class CallBridge {
       case 'dtmf':
         if (this.state.kind === 'live' && this.model) {
           this.model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
-          if (!this.activeResponseId) this.model.send(responseCreate());
+          this.responses.request();
         }
         return;
       case 'stop':
@@ -360,6 +365,7 @@ export class CallBridge {
         voice: tenant.model.voice,
         tools: this.deps.tools.definitions(tenant),
         language: tenant.model.language,
+        ...(this.deps.model.transcriptionModel !== undefined ? { transcriptionModel: this.deps.model.transcriptionModel } : {}),
       }),
     );
     const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
@@ -438,11 +444,13 @@ export class CallBridge {
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
+        this.responses.onSpeechStopped();
         return;
       case 'response_created':
-        this.activeResponseId = ev.responseId;
+        this.responses.onCreated(ev.responseId);
         return;
       case 'audio_done':
+        this.playback.closeItems(this.latestMediaTs);
         return;
       case 'assistant_transcript':
         this.turns++;
@@ -451,6 +459,8 @@ export class CallBridge {
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
         return;
+      case 'caller_transcript_failed':
+        return this.onTranscriptionFailed(ev);
       case 'function_call':
         return this.onFunctionCall(ev);
       case 'response_done':
@@ -487,15 +497,17 @@ export class CallBridge {
     });
     if (!resume) {
       const greeting = this.tenant!.model.greeting;
-      model.send(responseCreate({ instructions: `Greet the caller with exactly: ${greeting}` }));
+      this.responses.request(`Greet the caller with exactly: ${greeting}`);
     } else if (this.history.at(-1)?.role === 'caller') {
-      model.send(responseCreate()); // the caller's last words were never answered
+      this.responses.request(); // the caller's last words were never answered
     }
   }
 
   /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, cancel generation. */
   private onCallerSpeech(): void {
-    if (!this.playback.unplayed && !this.activeResponseId) return;
+    this.responses.onSpeechStarted();
+    const active = this.responses.activeResponseId;
+    if (!this.playback.unplayed && !active) return;
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
@@ -504,10 +516,10 @@ export class CallBridge {
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
     }
-    if (this.activeResponseId) {
-      this.discarded.add(this.activeResponseId);
+    if (active) {
+      this.discarded.add(active);
       // interrupt_response usually cancels server-side already; "not active" errors are benign.
-      model?.send(responseCancel(this.activeResponseId));
+      model?.send(responseCancel(active));
     }
   }
 
@@ -574,7 +586,7 @@ export class CallBridge {
     if (rt.pending > 0 || !rt.done || rt.followUpSent || !this.model) return;
     rt.followUpSent = true;
     this.responseTools.delete(responseId);
-    this.model.send(responseCreate());
+    this.responses.request();
     const effect = this.pendingEffect;
     if (effect && this.state.kind === 'live') {
       this.pendingEffect = undefined;
@@ -594,7 +606,8 @@ export class CallBridge {
   private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
-    if (this.activeResponseId === ev.responseId) this.activeResponseId = undefined;
+    this.playback.closeItems(this.latestMediaTs);
+    this.responses.onDone(ev.responseId);
     if (!this.responseTools.has(ev.responseId)) {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
@@ -617,7 +630,25 @@ export class CallBridge {
     this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
+  /**
+   * A caller turn the model could not transcribe: the conversation goes on (the model heard the
+   * audio), but the transcript, summary and reconnect replay miss it. On Azure every turn fails
+   * this way when REALTIME_TRANSCRIPTION_MODEL is not a deployment name: say so once per call.
+   */
+  private onTranscriptionFailed(ev: Extract<ModelEvent, { type: 'caller_transcript_failed' }>): void {
+    this.deps.metrics.transcriptionFailures.inc();
+    if (this.transcriptionFailures++ > 0) return;
+    this.log.warn(
+      { code: 'model_protocol', modelCode: ev.code, detail: ev.message },
+      'caller speech could not be transcribed (check REALTIME_TRANSCRIPTION_MODEL); further failures on this call are only counted',
+    );
+  }
+
   private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
+    if (this.responses.onError(ev.code, ev.eventId)) {
+      this.log.debug({ code: ev.code, eventId: ev.eventId }, 'response.create rejected; queued behind the active response');
+      return;
+    }
     if (ev.code === 'conversation_already_has_active_response' || ev.code === 'response_cancel_not_active') {
       this.log.debug({ code: ev.code }, 'benign model race');
       return;
@@ -656,7 +687,7 @@ export class CallBridge {
     this.sessionConfigured = false;
     this.modelCongested = false;
     this.appendSeq = 0;
-    this.activeResponseId = undefined;
+    this.responses.reset();
     this.responseTools.clear();
     this.turnEndMono = undefined;
     this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
@@ -682,6 +713,16 @@ export class CallBridge {
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
     this.stats.dropped++;
     this.deps.metrics.framesDropped.labels(direction, reason).inc();
+  }
+
+  /**
+   * A well-formed message whose event name we do not know: Twilio may add events (it added `dtmf`
+   * and `mark` after `media`), so it is counted and ignored, before or after `start`, never fatal.
+   */
+  private unknownEvent(detail: string): void {
+    if (this.state.kind === 'ended') return;
+    this.deps.metrics.twilioEventsUnknown.inc();
+    if (this.unknownEvents++ === 0) this.log.info({ detail }, 'media-socket event of an unknown kind ignored');
   }
 
   private invalid(reason: string, detail: string): void {
@@ -769,6 +810,7 @@ export class CallBridge {
         turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
         turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
         reconnects: this.reconnects,
+        transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
       },
       'call ended',

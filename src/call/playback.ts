@@ -14,6 +14,11 @@ interface ItemPlayback {
   anchorTs: number;
   /** True once a mark of this item was echoed. */
   echoed: boolean;
+  /**
+   * True while the model may still send audio for this item. The real model streams in bursts and
+   * can pause mid-item until Twilio's buffer runs dry; the item's played position must survive that.
+   */
+  open: boolean;
 }
 
 interface PendingMark {
@@ -50,9 +55,13 @@ export class PlaybackTracker {
     let item = this.items[this.items.length - 1];
     if (!item || item.itemId !== itemId || item.contentIndex !== contentIndex) {
       // A new item starts its own clock (keeping the old start caused "Audio content of X ms is
-      // already shorter than Y ms" in the reference implementations).
-      item = { itemId, contentIndex, sentMs: 0, playedMs: 0, anchorTs: streamTs, echoed: false };
+      // already shorter than Y ms" in the reference implementations); the one before it is done.
+      if (item) item.open = false;
+      item = { itemId, contentIndex, sentMs: 0, playedMs: 0, anchorTs: streamTs, echoed: false, open: true };
       this.items.push(item);
+    } else if (this.pending.size === 0) {
+      // Twilio's buffer ran dry during a pause mid-item: this audio starts playing now.
+      item.anchorTs = streamTs;
     }
     item.sentMs += ms;
     const name = `${itemId}:${Math.round(item.sentMs)}:g${this.generation}:m${++this.seq}`;
@@ -68,17 +77,30 @@ export class PlaybackTracker {
     p.item.playedMs = Math.max(p.item.playedMs, p.endMs);
     p.item.anchorTs = streamTs;
     p.item.echoed = true;
-    // Drop fully played items from the front; they need no truncation any more.
+    this.prune(streamTs);
+    return true;
+  }
+
+  /**
+   * The model finished sending audio (audio done, response done): no item grows any more, and
+   * fully played ones can be forgotten.
+   */
+  closeItems(streamTs: number): void {
+    for (const item of this.items) item.open = false;
+    this.prune(streamTs);
+  }
+
+  /** Drop fully played, finished items from the front; they need no truncation any more. */
+  private prune(streamTs: number): void {
     while (this.items.length > 0) {
       const first = this.items[0]!;
-      if (first.playedMs >= first.sentMs && !this.hasPendingFor(first)) {
+      if (!first.open && first.playedMs >= first.sentMs && !this.hasPendingFor(first)) {
         this.items.shift();
         // The next item starts playing only now, not when it was sent.
         const next = this.items[0];
         if (next && !next.echoed) next.anchorTs = Math.max(next.anchorTs, streamTs);
       } else break;
     }
-    return true;
   }
 
   private hasPendingFor(item: ItemPlayback): boolean {
@@ -99,13 +121,14 @@ export class PlaybackTracker {
    * The caller spoke over the assistant: work out how much of each item was heard, then forget
    * everything (the bridge sends `clear`, so every pending mark will echo as discarded).
    * Heard = played-by-marks plus stream time elapsed since the last echo, clamped to what was sent;
-   * items queued behind the one playing were not heard at all (0).
+   * items queued behind the one playing were not heard at all (0). An item still open (the model
+   * paused mid-item) is truncated even when all of it played: the model may hold more than was sent.
    */
   interrupt(streamTs: number): Truncation[] {
     const out: Truncation[] = [];
     let playingFound = false;
     for (const item of this.items) {
-      if (item.playedMs >= item.sentMs && !this.hasPendingFor(item)) continue; // fully heard
+      if (item.playedMs >= item.sentMs && !this.hasPendingFor(item) && !item.open) continue; // fully heard
       let heard = 0;
       if (!playingFound) {
         playingFound = true;

@@ -8,7 +8,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSock
 import { CallBridge, type CallLifecycleListener, type ModelConnector, type TwilioSocket } from '../call/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { mediaStreamUrl, type Config } from '../config.js';
-import { CloseCode, SwitchboardError } from '../errors.js';
+import { CloseCode } from '../errors.js';
 import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
 import { MemoryCallStore, RedisCallStore, startPodHeartbeat, type CallStore } from '../store/index.js';
@@ -26,6 +26,7 @@ import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
 import { createStreamAuthoriser } from './stream-auth.js';
+import { listenExclusive } from './listen.js';
 import { loadUws } from './uws.js';
 
 export interface RelayOptions {
@@ -80,12 +81,19 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     );
   const metrics = opts.metrics ?? createMetrics();
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
-  const redis = config.redisUrl ? createRedis(config.redisUrl, { log: log.child({ component: 'redis' }) }) : undefined;
+  const redis = config.redisUrl
+    ? createRedis(config.redisUrl, {
+        log: log.child({ component: 'redis' }),
+        username: config.redisUsername,
+        password: config.redisPassword,
+        tlsCaFile: config.redisTlsCaFile,
+      })
+    : undefined;
   const store = opts.store ?? (redis ? new RedisCallStore(redis, { log: log.child({ component: 'call-store' }) }) : new MemoryCallStore());
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
     ? undefined
-    : await openDeferredTenants({ tenantsFile: config.tenantsFile, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
+    : await openDeferredTenants({ tenantsFile: config.tenantsFile, tenantsFileMode: config.tenantsFileMode, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
   const tenants: TenantDirectory = opts.tenants ?? tenantRt!.directory;
   const leases = opts.leases ?? tenantRt?.leases;
   const adminTenants = opts.adminTenants ?? tenantRt?.admin;
@@ -120,9 +128,13 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       log.info({ mode: config.model.mode, url: sim.url }, 'simulated model started (MODEL_PROVIDER=sim)');
     }
     const ep = modelEndpoint(config.model, simUrl);
+    if (ep.provider === 'azure' && config.transcriptionModel === undefined) {
+      log.warn('REALTIME_TRANSCRIPTION_MODEL is not set: on Azure it must name a transcription deployment, else no caller transcripts');
+    }
     model = {
       provider: ep.provider,
       shape: ep.shape,
+      ...(config.transcriptionModel !== undefined ? { transcriptionModel: config.transcriptionModel } : {}),
       connect: (signal, callLog) =>
         connectRealtime(ep, {
           timeoutMs: config.modelConnectTimeoutMs,
@@ -300,12 +312,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
 
   let listenSocket: us_listen_socket;
   try {
-    listenSocket = await new Promise<us_listen_socket>((resolve, reject) => {
-      app.listen(config.host, config.port, (s) => {
-        if (s) resolve(s);
-        else reject(new SwitchboardError('internal', `cannot listen on ${config.host}:${config.port}`));
-      });
-    });
+    listenSocket = await listenExclusive(uws, app, config.host, config.port);
   } catch (err) {
     // Release what was opened before the listen: nothing may outlive a relay that never started.
     stopHeartbeat();

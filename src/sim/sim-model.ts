@@ -30,6 +30,12 @@ export interface SimModelOptions {
   /** When set, upgrades whose `Authorization: Bearer` / `api-key` (header or query) differ get HTTP 401. */
   apiKey?: string;
   log?: Logger;
+  /**
+   * Speak each reply in bursts: `audioMs` of audio at the mode's pace, then nothing for `pauseMs`,
+   * until the item is done. The real model stalls like this mid-item; with a pause longer than the
+   * burst, Twilio's buffer runs dry and every pending mark is echoed before more audio arrives.
+   */
+  bursts?: { audioMs: number; pauseMs: number };
   faults?: {
     /** Answer every upgrade with this HTTP status (e.g. 503, 401). */
     upgradeStatus?: number;
@@ -38,6 +44,19 @@ export interface SimModelOptions {
     /** Terminate each session's socket this long after it opens. */
     dropAfterMs?: number;
   };
+  /**
+   * Azure behaviour: the transcription models (on Azure, deployment names) this endpoint has. A
+   * session whose transcription model is not one of them gets
+   * `conversation.item.input_audio_transcription.failed` for every caller turn instead of a
+   * transcript, as Azure answers a model name that is not a deployment. Unset: any model works.
+   */
+  transcriptionModels?: readonly string[];
+  /**
+   * How `session.updated` spells a μ-law format the client asked for: `object` (GA,
+   * `{type:'audio/pcmu'}`, the default), `token` (the legacy string `'g711_ulaw'` in the GA
+   * `audio.*.format` field), or `token-object` (`{type:'g711_ulaw'}`).
+   */
+  mulawEcho?: 'object' | 'token' | 'token-object';
   hooks?: {
     /** Called with each appended audio chunk (raw μ-law bytes): the bench reads timestamps here. */
     onCallerAudio?(bytes: Uint8Array, session: SimSession): void;
@@ -58,6 +77,8 @@ export interface SimSession {
   appendCount: number;
   /** The configuration after session.update. */
   session: Record<string, unknown>;
+  /** Every `error` event this session sent, in order: a clean call has none. */
+  errors: Array<{ code: string; message: string; eventId: string | null }>;
   closed: boolean;
   /** Tokens reported in this session's response.done usage blocks, summed. */
   usage: SimUsageTotals;
@@ -331,6 +352,8 @@ interface ActiveResponse {
   markers: Uint8Array[];
   deltaHead: string;
   callId: string;
+  /** Bytes sent since the last pause (burst mode). */
+  burstBytes: number;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -471,6 +494,7 @@ class SimConnection {
       appendedBytes: 0,
       appendCount: 0,
       session: defaultSession(shape, id, modelName),
+      errors: [],
       closed: false,
       usage: emptySimUsage(),
     };
@@ -520,6 +544,8 @@ class SimConnection {
   }
 
   private error(code: string, message: string, clientEventId: unknown, param: string | null = null): void {
+    const eventId = typeof clientEventId === 'string' ? clientEventId : null;
+    this.info.errors.push({ code, message, eventId });
     this.send({
       type: 'error',
       error: {
@@ -527,7 +553,7 @@ class SimConnection {
         code,
         message,
         param,
-        event_id: typeof clientEventId === 'string' ? clientEventId : null,
+        event_id: eventId,
       },
     });
   }
@@ -613,7 +639,26 @@ class SimConnection {
     const instructions = this.info.session.instructions;
     this.meter.session(typeof instructions === 'string' ? instructions : '', this.info.session.tools);
     this.applyTurnDetection();
-    this.send({ type: 'session.updated', session: this.info.session });
+    this.send({ type: 'session.updated', session: this.echoedSession() });
+  }
+
+  /** The session as `session.updated` shows it: μ-law spelled as `mulawEcho` says. */
+  private echoedSession(): Record<string, unknown> {
+    const form = this.model.opts.mulawEcho ?? 'object';
+    const s = this.info.session;
+    if (form === 'object' || this.info.shape !== 'ga' || !isObject(s.audio)) return s;
+    const respell = (dir: unknown): unknown => {
+      if (!isObject(dir) || !isObject(dir.format) || dir.format.type !== 'audio/pcmu') return dir;
+      return { ...dir, format: form === 'token' ? 'g711_ulaw' : { ...dir.format, type: 'g711_ulaw' } };
+    };
+    return { ...s, audio: { ...s.audio, input: respell(s.audio.input), output: respell(s.audio.output) } };
+  }
+
+  /** The transcription model the session names (GA `audio.input.transcription`, beta `input_audio_transcription`). */
+  private transcriptionModel(): string | undefined {
+    const s = this.info.session;
+    const t = this.info.shape === 'ga' ? (isObject(s.audio) && isObject(s.audio.input) ? s.audio.input.transcription : undefined) : s.input_audio_transcription;
+    return isObject(t) && typeof t.model === 'string' ? t.model : undefined;
   }
 
   private applyTurnDetection(): void {
@@ -697,12 +742,29 @@ class SimConnection {
     this.meter.callerAudio(this.bufferedBytes / 8);
     this.send({ type: 'input_audio_buffer.committed', previous_item_id: this.lastItemId, item_id: itemId });
     this.lastItemId = itemId;
-    this.send({
-      type: 'conversation.item.input_audio_transcription.completed',
-      item_id: itemId,
-      content_index: 0,
-      transcript,
-    });
+    const models = this.model.opts.transcriptionModels;
+    const model = this.transcriptionModel();
+    if (models !== undefined && (model === undefined || !models.includes(model))) {
+      // Azure's answer to a transcription model that is not a deployment (the model still hears the turn).
+      this.send({
+        type: 'conversation.item.input_audio_transcription.failed',
+        item_id: itemId,
+        content_index: 0,
+        error: {
+          type: 'invalid_request_error',
+          code: 'DeploymentNotFound',
+          message: `The API deployment ${JSON.stringify(model ?? '')} for this resource does not exist.`,
+          param: null,
+        },
+      });
+    } else {
+      this.send({
+        type: 'conversation.item.input_audio_transcription.completed',
+        item_id: itemId,
+        content_index: 0,
+        transcript,
+      });
+    }
     this.turn = { kind: 'utterance', text: transcript };
     this.resetInput();
   }
@@ -788,7 +850,7 @@ class SimConnection {
     this.turn = { kind: 'none' };
     const id = this.model.newId('resp');
     const itemId = this.model.newId('item');
-    const r: ActiveResponse = { id, itemId, reply, totalBytes: 0, offset: 0, markers: [], deltaHead: '', callId: '' };
+    const r: ActiveResponse = { id, itemId, reply, totalBytes: 0, offset: 0, markers: [], deltaHead: '', callId: '', burstBytes: 0 };
     this.response = r;
     this.send({
       type: 'response.created',
@@ -860,7 +922,13 @@ class SimConnection {
     r.offset += length;
     this.itemSentMs.set(r.itemId, r.offset / 8);
     if (r.offset >= r.totalBytes) return this.finishSpeech(r);
-    this.after(this.pacing.gapMs, () => this.pump(r));
+    const bursts = this.model.opts.bursts;
+    let gapMs = this.pacing.gapMs;
+    if (bursts && (r.burstBytes += length) >= bursts.audioMs * 8) {
+      r.burstBytes = 0;
+      gapMs = bursts.pauseMs;
+    }
+    this.after(gapMs, () => this.pump(r));
   }
 
   private audioItem(r: ActiveResponse, status: 'in_progress' | 'completed' | 'incomplete'): Record<string, unknown> {

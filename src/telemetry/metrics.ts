@@ -59,6 +59,10 @@ export interface RelayMetrics {
   readonly eventLoopLag: Gauge;
   readonly twilioMessagesInvalid: Counter<'reason'>;
   readonly bargeIns: Counter;
+  /** Caller turns the model could not transcribe (`input_audio_transcription.failed`). */
+  readonly transcriptionFailures: Counter;
+  /** Media-socket events of a kind Twilio may add later: ignored, never fatal. */
+  readonly twilioEventsUnknown: Counter;
   readonly webhooks: Counter<'route' | 'outcome'>;
   readonly tenantBusy: Counter<'tenant'>;
   /**
@@ -145,6 +149,16 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     bargeIns: new Counter({
       name: 'switchboard_barge_ins_total',
       help: 'Times the caller interrupted the assistant.',
+      registers: [registry],
+    }),
+    transcriptionFailures: new Counter({
+      name: 'switchboard_transcription_failures_total',
+      help: 'Caller turns the model could not transcribe (no caller transcript for them).',
+      registers: [registry],
+    }),
+    twilioEventsUnknown: new Counter({
+      name: 'switchboard_twilio_events_unknown_total',
+      help: 'Well-formed media-socket messages with an event name the relay does not know (ignored).',
       registers: [registry],
     }),
     tenantBusy: new Counter({

@@ -17,12 +17,15 @@ import { TenantLeases, type TenantLeasesOptions } from './leases.js';
 import { StoreTenantRegistry } from './store-registry.js';
 import { parseTenantsDocument, resolveTenant } from './tenant-registry.js';
 import { DEMO_TENANT, TenantSchema, type TenantConfig } from './tenant.js';
+import type { TenantsFileMode, TenantsFileReport } from './tenants-file.js';
 
 export interface TenantRuntime {
   readonly registry: StoreTenantRegistry;
   readonly leases: TenantLeases;
   readonly tenantStore: TenantStore;
   readonly leaseStore: LeaseStore;
+  /** What applying the tenants file at start did (created, skipped, conflicting, …). */
+  readonly fileReport: TenantsFileReport;
   /** Stop timers and the subscriber connection; a shared `redis` is left open. */
   close(): Promise<void>;
 }
@@ -30,6 +33,8 @@ export interface TenantRuntime {
 export interface OpenTenantsOptions {
   /** TENANTS_FILE; unset seeds the demo tenant. */
   tenantsFile: string | undefined;
+  /** TENANTS_FILE_MODE (default `seed`); without a file the demo tenant is only ever seeded. */
+  tenantsFileMode?: TenantsFileMode;
   env: NodeJS.ProcessEnv;
   log: Logger;
   /** The relay's Redis connection (createRedis); absent = single-process memory stores. */
@@ -43,10 +48,15 @@ export interface OpenTenantsOptions {
 
 /**
  * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant. Every seed tenant's secrets
- * must resolve here, so a bad file stops the process at start with one line per problem.
+ * must resolve here, so a bad file stops the process at start with one line per problem
+ * (`secrets: false` checks the file without them, as `npm run check -- --no-secrets` does).
  * @throws SwitchboardError `config_invalid`
  */
-export function loadSeedTenants(tenantsFile: string | undefined, env: NodeJS.ProcessEnv): TenantConfig[] {
+export function loadSeedTenants(
+  tenantsFile: string | undefined,
+  env: NodeJS.ProcessEnv,
+  opts: { secrets?: boolean } = {},
+): TenantConfig[] {
   if (tenantsFile === undefined) return [TenantSchema.parse(DEMO_TENANT)];
   let text: string;
   try {
@@ -55,6 +65,7 @@ export function loadSeedTenants(tenantsFile: string | undefined, env: NodeJS.Pro
     throw new SwitchboardError('config_invalid', `TENANTS_FILE: cannot read ${tenantsFile}`, false, { cause: err });
   }
   const seed = parseTenantsDocument(text, tenantsFile);
+  if (opts.secrets === false) return seed;
   const problems: string[] = [];
   for (const cfg of seed) {
     try {
@@ -100,7 +111,7 @@ export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime>
     ...(o.clock ? { clock: o.clock } : {}),
     ...(o.reloadMs !== undefined ? { reloadMs: o.reloadMs } : {}),
   });
-  await registry.start(seed);
+  const fileReport = await registry.start(seed, o.tenantsFile === undefined ? 'seed' : (o.tenantsFileMode ?? 'seed'));
   const leases = new TenantLeases({ store: leaseStore, log, ...(o.clock ? { clock: o.clock } : {}), ...o.leases });
   leases.start();
   return {
@@ -108,6 +119,7 @@ export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime>
     leases,
     tenantStore,
     leaseStore,
+    fileReport,
     async close() {
       leases.close();
       await registry.close();

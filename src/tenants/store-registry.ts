@@ -9,6 +9,7 @@ import { errorMessage } from '../errors.js';
 import type { TenantStore, TenantWrite, TenantWriteMode } from '../store/tenant-store.js';
 import { resolveTenant, type TenantDirectory } from './tenant-registry.js';
 import type { Tenant, TenantConfig } from './tenant.js';
+import { applyTenantsFile, logTenantsFileReport, type TenantsFileMode, type TenantsFileReport } from './tenants-file.js';
 
 export interface StoreTenantRegistryOptions {
   store: TenantStore;
@@ -54,21 +55,24 @@ export class StoreTenantRegistry implements TenantDirectory {
   }
 
   /**
-   * Seed the store with `seed` (tenants whose id the store does not hold yet: the store wins over the
-   * file afterwards), load the snapshot, subscribe to change notices and start the reload timer.
+   * Apply the tenants file to the store (`mode`: see tenants-file.ts; `seed` only adds tenants the
+   * store lacks), log the outcome, load the snapshot, subscribe to change notices and start the
+   * reload timer.
    */
-  async start(seed: readonly TenantConfig[] = []): Promise<void> {
+  async start(seed: readonly TenantConfig[] = [], mode: TenantsFileMode = 'seed'): Promise<TenantsFileReport> {
     this.seed = seed;
-    await this.putAll(seed);
+    const report = await applyTenantsFile(this.o.store, seed, mode);
+    logTenantsFileReport(this.log, report);
     await this.o.store.markInitialised();
     this.unsubscribe = await this.o.store.subscribe(() => {
       void this.refresh();
     });
     await this.refresh();
     this.arm();
+    return report;
   }
 
-  /** Create each config whose id the store does not hold (the store wins over what we bring). */
+  /** Create each config whose id the store does not hold (restoring a store that lost its data). */
   private async putAll(configs: readonly TenantConfig[]): Promise<void> {
     for (const cfg of configs) {
       const r = await this.o.store.put(cfg, 'create');

@@ -72,10 +72,34 @@ describe('PlaybackTracker', () => {
     expect(p.echoed(fresh, 130)).toBe(true);
   });
 
-  it('returns nothing to truncate when everything was heard', () => {
+  it('returns nothing to truncate when everything was heard and the item is done', () => {
     const p = new PlaybackTracker();
     const m = p.sent('item_a', 0, 100, 0);
     p.echoed(m, 100);
+    p.closeItems(100);
     expect(p.interrupt(150)).toEqual([]);
+  });
+
+  it('keeps an item played in full while the model may still add to it, and truncates it at what was sent', () => {
+    const p = new PlaybackTracker();
+    const m = p.sent('item_a', 0, 600, 0);
+    p.echoed(m, 600);
+    expect(p.interrupt(700)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 600 }]);
+  });
+
+  it('a pause mid-item: played time survives the dry buffer and the next burst plays from when it was sent', () => {
+    const p = new PlaybackTracker();
+    const a = p.sent('item_a', 0, 600, 0);
+    p.echoed(a, 600); // buffer dry from 600 to 900
+    p.sent('item_a', 0, 600, 900);
+    expect(p.interrupt(1150)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 850 }]);
+  });
+
+  it('a new item closes the one before; a closed item fully played is forgotten', () => {
+    const p = new PlaybackTracker();
+    const a = p.sent('item_a', 0, 100, 0);
+    p.sent('item_b', 0, 100, 0);
+    p.echoed(a, 100);
+    expect(p.interrupt(150)).toEqual([{ itemId: 'item_b', contentIndex: 0, audioEndMs: 50 }]);
   });
 });

@@ -122,6 +122,27 @@ describe('the relay process', () => {
     expect(p.out()).toMatch(/switchboard: cannot start: uws_native_missing: uWebSockets\.js native addon did not load/);
   });
 
+  it('a second relay on a taken port exits 1 with a clear line instead of sharing the port', async () => {
+    // uWS listens with SO_REUSEPORT by default: a second relay would share the port and the kernel
+    // would split connections between them (a webhook on one, its stream on the other: 4003).
+    relay = await startTestRelay();
+    const port = relay.port;
+    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'info' });
+    try {
+      const settled = await Promise.race([
+        p.exit.then((code) => ({ code })),
+        eventually(() => p.out().includes('relay listening'), 20_000, 'listening or exit').then(() => ({ code: 'listening' as const })),
+      ]);
+      expect(settled).toEqual({ code: 1 });
+      expect(p.out()).toContain(`switchboard: cannot start: listen_failed: cannot listen on 127.0.0.1:${port}: address in use`);
+      expect(p.out()).not.toContain('relay listening');
+      // The first relay still serves, alone.
+      expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
   it('on SIGTERM turns unready at once, finishes the live call, then exits 0', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;

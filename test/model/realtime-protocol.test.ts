@@ -94,6 +94,14 @@ describe('sessionUpdate', () => {
     expect(msg.session.tools).toEqual([]);
   });
 
+  it('transcriptionModel null turns caller transcription off (GA and beta)', () => {
+    const base = { instructions: 'i', voice: 'marin', tools: [], transcriptionModel: null };
+    const ga = JSON.parse(sessionUpdate({ shape: 'ga', ...base })) as { session: { audio: { input: Record<string, unknown> } } };
+    expect(ga.session.audio.input.transcription).toBeNull();
+    const beta = JSON.parse(sessionUpdate({ shape: 'beta', ...base })) as { session: Record<string, unknown> };
+    expect(beta.session.input_audio_transcription).toBeNull();
+  });
+
   it('beta shape has top-level formats and no session.type', () => {
     const msg: unknown = JSON.parse(
       sessionUpdate({
@@ -189,6 +197,35 @@ describe('parseModelEvent', () => {
     expect(parse(beta('g711_ulaw', 'g711_ulaw'))).toEqual({ type: 'session.created', audioFormatOk: true });
     expect(parse(beta('g711_ulaw', 'pcm16'))).toEqual({ type: 'session.created', audioFormatOk: false });
     expect(parse({ type: 'session.updated' })).toMatchObject({ type: 'invalid' });
+  });
+
+  it('accepts the forms Azure GA may echo for μ-law: the g711_ulaw token as a string or as type, any case', () => {
+    const ga = (i: unknown, o: unknown) => ({ type: 'session.updated', session: { type: 'realtime', audio: { input: { format: i }, output: { format: o } } } });
+    expect(parse(ga('g711_ulaw', 'g711_ulaw'))).toEqual({ type: 'session.updated', audioFormatOk: true });
+    expect(parse(ga({ type: 'g711_ulaw' }, { type: 'audio/pcmu', rate: 8000 }))).toEqual({ type: 'session.updated', audioFormatOk: true });
+    expect(parse(ga('audio/PCMU', 'G711_ULAW'))).toEqual({ type: 'session.updated', audioFormatOk: true });
+    // A-law and PCM are not μ-law, whatever the spelling.
+    expect(parse(ga('g711_alaw', 'g711_ulaw'))).toEqual({ type: 'session.updated', audioFormatOk: false });
+    expect(parse(ga({ type: 'audio/pcma' }, 'g711_ulaw'))).toEqual({ type: 'session.updated', audioFormatOk: false });
+    expect(parse(ga('pcm16', 'pcm16'))).toEqual({ type: 'session.updated', audioFormatOk: false });
+  });
+
+  it('input_audio_transcription.failed: the caller turn that could not be transcribed, with the error code', () => {
+    expect(
+      parse({
+        type: 'conversation.item.input_audio_transcription.failed',
+        item_id: 'item_f',
+        content_index: 0,
+        error: { type: 'invalid_request_error', code: 'DeploymentNotFound', message: 'no such deployment', param: null },
+      }),
+    ).toEqual({ type: 'caller_transcript_failed', itemId: 'item_f', code: 'DeploymentNotFound', message: 'no such deployment' });
+    expect(parse({ type: 'conversation.item.input_audio_transcription.failed', item_id: 'item_g', error: { type: 'server_error' } })).toEqual({
+      type: 'caller_transcript_failed',
+      itemId: 'item_g',
+      code: 'server_error',
+      message: '',
+    });
+    expect(parse({ type: 'conversation.item.input_audio_transcription.failed' })).toMatchObject({ type: 'invalid' });
   });
 
   it('VAD events', () => {

@@ -275,8 +275,9 @@ describe('CallerSession', () => {
     s.onMessage(clear(), 960);
     const r = s.report();
     expect(r.turns).toEqual([
-      { said: 'first', heard: 'You said: first', turnLatencyMs: 200, bargeIn: false, clearReceived: false },
-      { said: 'second', heard: '', turnLatencyMs: null, bargeIn: true, clearReceived: true },
+      { said: 'first', heard: 'You said: first', turnLatencyMs: 200, bargeIn: false, clearReceived: false, playedMsAtClear: null },
+      // The reply started playing at 700; the clear came at 960.
+      { said: 'second', heard: '', turnLatencyMs: null, bargeIn: true, clearReceived: true, playedMsAtClear: 260 },
     ]);
   });
 
