@@ -27,6 +27,7 @@ import {
 import type { CallStore } from '../store/index.js';
 import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
+import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { CallEffect, ToolRunner } from '../tools/index.js';
 import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
@@ -110,6 +111,8 @@ export interface BridgeDeps {
   admit?(): AdmissionRefusal | undefined;
   limits: BridgeLimits;
   pod: string;
+  /** Usage metering (tokens, seconds, cost) per authorised call. */
+  usage?: UsageMeterFactory;
 }
 
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
@@ -176,6 +179,7 @@ export class CallBridge {
   private turnLatencySumMs = 0;
   private turnLatencyCount = 0;
   private toolCalls = 0;
+  private usage: CallUsageMeter | undefined;
   private reconnects = 0;
   private transcriptionFailures = 0;
   private appendSeq = 0;
@@ -344,6 +348,7 @@ export class CallBridge {
     this.deps.metrics.noteTenant(a.tenant.id);
     this.deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
+    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.toolCalls });
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
@@ -701,6 +706,7 @@ export class CallBridge {
   private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
+    if (ev.usage) this.usage?.response(ev.usage);
     this.playback.closeItems(this.latestMediaTs);
     this.responses.onDone(ev.responseId);
     if (!this.responseTools.has(ev.responseId)) {
@@ -906,6 +912,7 @@ export class CallBridge {
     const wasStarted = this.state.kind !== 'awaiting-start';
     const callSid = this.callSid;
     this.state = { kind: 'ended', outcome };
+    const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
     this.stall?.reset();
     this.connectAbort.abort();
@@ -947,6 +954,7 @@ export class CallBridge {
         reconnects: this.reconnects,
         transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
+        ...(usage ? { usage } : {}),
       },
       'call ended',
     );
