@@ -71,7 +71,7 @@ interface SocketData {
 }
 
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
-  const { uws, native } = loadUws({ allowFallback: config.allowUwsFallback });
+  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback });
   const log = opts.log ?? createLogger({ level: config.logLevel });
   if (!native)
     log.warn(
@@ -216,7 +216,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     sendPingsAutomatically: true,
     // Hard cap above our own soft cap (the bridge drops audio past twilioMaxBackpressureBytes).
     maxBackpressure: config.twilioMaxBackpressureBytes * 2,
-    closeOnBackpressureLimit: 0,
+    closeOnBackpressureLimit: false,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
       // Headers die when this callback returns: read everything first.
@@ -318,7 +318,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   }
   const port = uws.us_socket_local_port(listenSocket);
   log.info(
-    { port, host: config.host, provider: model.provider, publicUrl: config.publicUrl, native },
+    { port, host: config.host, provider: model.provider, publicUrl: config.publicUrl, native, uws: uwsBuild, node: process.version },
     'relay listening',
   );
 
