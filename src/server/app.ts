@@ -76,7 +76,7 @@ interface SocketData {
 }
 
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
-  const { uws, native } = loadUws({ allowFallback: config.allowUwsFallback });
+  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback });
   const log = opts.log ?? createLogger({ level: config.logLevel });
   // Before anything opens: a bad price table stops the start.
   const priceTable = loadPriceTable(config.priceTableFile);
@@ -287,7 +287,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     sendPingsAutomatically: true,
     // Hard cap above our own soft cap (the bridge drops audio past twilioMaxBackpressureBytes).
     maxBackpressure: config.twilioMaxBackpressureBytes * 2,
-    closeOnBackpressureLimit: 0,
+    closeOnBackpressureLimit: false,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
       // Headers die when this callback returns: read everything first.
@@ -399,7 +399,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       drain: 'wait',
       drainTimeoutSeconds: config.drainTimeoutSeconds,
       maxActiveCalls: config.maxActiveCalls || 'no cap',
-      uws: native ? 'native' : 'JS fallback (slow)',
+      uws: native ? `native (${uwsBuild})` : `JS fallback (slow, ${uwsBuild})`,
+      node: process.version,
     },
     'relay listening',
   );
