@@ -6,6 +6,7 @@
 import { isAscii } from 'node:buffer';
 import { z } from 'zod';
 import type { ToolDefinition } from '../tools/index.js';
+import { usageFromWire, UsageWire, type ResponseUsage } from './response-usage.js';
 
 /**
  * `ga`: OpenAI GA (and Azure /openai/v1). `beta`: Azure preview deployments only; OpenAI closes
@@ -32,6 +33,12 @@ export interface SessionOptions {
 /** The caller's transcript model when the tenant does not name one (PROTOCOLS.md §5). */
 export const DEFAULT_TRANSCRIPTION_MODEL = 'gpt-4o-mini-transcribe';
 
+/**
+ * Server VAD cancels the active response itself when the caller starts speaking; a client
+ * `response.cancel` after that only earns `response_cancel_not_active`.
+ */
+export const INTERRUPT_RESPONSE = true;
+
 function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
   return {
     type: 'server_vad',
@@ -40,7 +47,7 @@ function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
     silence_duration_ms: vad?.silenceDurationMs ?? 500,
     // The model answers on its own when the caller stops, and VAD cancels the response on barge-in.
     create_response: true,
-    interrupt_response: true,
+    interrupt_response: INTERRUPT_RESPONSE,
   };
 }
 
@@ -171,12 +178,6 @@ export function assistantText(text: string, shape: SessionShape): string {
 // ---------------------------------------------------------------------------------------------
 // Server events
 
-export interface ResponseUsage {
-  inputTokens: number;
-  outputTokens: number;
-  totalTokens: number;
-}
-
 /** Server events the relay acts on. Parsing never throws; new upstream events become `ignored`. */
 export type ModelEvent =
   | { type: 'session.created' | 'session.updated'; audioFormatOk: boolean }
@@ -274,15 +275,7 @@ const ResponseDone = z.object({
         .loose()
         .optional()
         .nullable(),
-      usage: z
-        .object({
-          input_tokens: z.number().default(0),
-          output_tokens: z.number().default(0),
-          total_tokens: z.number().default(0),
-        })
-        .loose()
-        .optional()
-        .nullable(),
+      usage: UsageWire.optional().nullable().catch(undefined),
     })
     .loose(),
 });
@@ -409,13 +402,7 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
       const ev: ModelEvent = { type: 'response_done', responseId: resp.id, status: resp.status };
       const reason = sd?.reason ?? sd?.error?.code ?? sd?.error?.type ?? undefined;
       if (reason !== undefined) ev.reason = reason;
-      if (resp.usage) {
-        ev.usage = {
-          inputTokens: resp.usage.input_tokens,
-          outputTokens: resp.usage.output_tokens,
-          totalTokens: resp.usage.total_tokens,
-        };
-      }
+      if (resp.usage) ev.usage = usageFromWire(resp.usage);
       return ev;
     }
     case 'error': {
