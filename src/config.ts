@@ -112,6 +112,8 @@ const Env = z.object({
   MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
   /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
   MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
+  /** Re-open the model session (with the conversation) at the first pause after this long, before the 60-min cap (0 = off). */
+  MODEL_SESSION_RENEW_SECONDS: int(3300, 0, 3590),
   /** Live (authorised) calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
   /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
@@ -167,6 +169,7 @@ export interface Config {
   modelKeepaliveIntervalMs: number;
   modelKeepaliveTimeoutMs: number;
   modelStallTimeoutMs: number;
+  modelSessionRenewSeconds: number;
   tenantsFile: string | undefined;
   tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
@@ -280,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     modelKeepaliveIntervalMs: e.MODEL_KEEPALIVE_INTERVAL_MS,
     modelKeepaliveTimeoutMs: e.MODEL_KEEPALIVE_TIMEOUT_MS,
     modelStallTimeoutMs: e.MODEL_STALL_TIMEOUT_MS,
+    modelSessionRenewSeconds: e.MODEL_SESSION_RENEW_SECONDS,
     tenantsFile: e.TENANTS_FILE,
     tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,

@@ -244,6 +244,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
       modelStallMs: config.modelStallTimeoutMs,
+      modelSessionRenewMs: config.modelSessionRenewSeconds * 1000,
       startTimeoutMs: config.mediaStartTimeoutSeconds * 1000,
     },
   };
