@@ -4,3 +4,5 @@
  */
 export * from './realtime-protocol.js';
 export * from './realtime-connection.js';
+export * from './model-errors.js';
+export * from './session-rules.js';
