@@ -128,6 +128,14 @@ const Env = z.object({
   TWILIO_MAX_MESSAGE_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
   CALLER_AUDIO_RING_SECONDS: int(5, 1, 60),
+  /** How often live calls' usage is written to the per-tenant buckets: a crash loses at most this much. */
+  USAGE_FLUSH_SECONDS: int(30, 1, 3600),
+  /** How long per-tenant usage buckets are kept (billing export window). */
+  USAGE_RETENTION_DAYS: int(400, 1, 3650),
+  /** JSON or YAML price table replacing or adding models to the built-in one (docs/operators.md). */
+  PRICE_TABLE_FILE: optionalString,
+  /** The price-table entry calls are costed at; default: the configured model or Azure deployment. */
+  USAGE_PRICE_MODEL: optionalString,
 });
 
 /** Every variable the relay reads (README "Configuration" lists exactly these; a test checks it). */
@@ -187,6 +195,11 @@ export interface Config {
   modelMaxBufferedBytes: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;
+  usageFlushSeconds: number;
+  usageRetentionDays: number;
+  priceTableFile: string | undefined;
+  /** The price-table model name calls are costed at. */
+  usagePriceModel: string;
   /**
    * The environment as read at start, for resolving tenant secrets given by reference
    * (`{env: NAME}`) without other modules reading process.env. Never logged or returned.
@@ -293,6 +306,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
     twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,
     callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
+    usageFlushSeconds: e.USAGE_FLUSH_SECONDS,
+    usageRetentionDays: e.USAGE_RETENTION_DAYS,
+    priceTableFile: e.PRICE_TABLE_FILE,
+    // The simulated model stands in for gpt-realtime, and is costed as it.
+    usagePriceModel:
+      e.USAGE_PRICE_MODEL ?? (model.provider === 'openai' ? model.model : model.provider === 'azure' ? model.deployment : 'gpt-realtime'),
     secretEnv: Object.freeze({ ...env }),
   });
 }

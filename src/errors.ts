@@ -19,6 +19,7 @@ export const ErrorCodes = [
   'stream_token_invalid',
   'tenant_unknown',
   'tenant_busy',
+  'budget_exceeded',
   'twilio_message_invalid',
   'twilio_protocol',
   'model_unreachable',

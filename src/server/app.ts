@@ -11,7 +11,7 @@ import { mediaStreamUrl, type Config } from '../config.js';
 import { CloseCode } from '../errors.js';
 import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
-import { MemoryCallStore, RedisCallStore, startPodHeartbeat, type CallStore } from '../store/index.js';
+import { MemoryCallStore, MemoryUsageStore, RedisCallStore, RedisUsageStore, startPodHeartbeat, type CallStore, type UsageStore } from '../store/index.js';
 import { createLogger, createMetrics, type RelayMetrics } from '../telemetry/index.js';
 import type { TenantDirectory } from '../tenants/index.js';
 import { openDeferredTenants } from './tenants-runtime.js';
@@ -21,7 +21,9 @@ import { clientAddress, ConnectionRateLimiter } from './rate-limit.js';
 import { registerAdminTenantRoutes, type AdminTenantRegistry } from './routes/admin-tenants.js';
 import { BuiltinToolRunner, callSummaryListener, type ToolRunner } from '../tools/index.js';
 import { TwilioCallControl } from '../twilio/index.js';
-import { registerAdminCallRoutes } from './routes/admin-calls.js';
+import { registerAdminCallRoutes, usageReader } from './routes/admin-calls.js';
+import { registerAdminUsageRoutes } from './routes/admin-usage.js';
+import { BudgetGate, createUsageMetrics, loadPriceTable, pricesFor, tokenRates, UsageTracker } from '../usage/index.js';
 import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
@@ -45,6 +47,8 @@ export interface RelayOptions {
   leases?: WebhookLeases;
   /** The registry behind /v1/tenants (built from config when `tenants` is not given). */
   adminTenants?: AdminTenantRegistry;
+  /** Where usage per call and tenant is kept (built from config: Redis when REDIS_URL is set). */
+  usageStore?: UsageStore;
 }
 
 export interface Relay {
@@ -72,8 +76,10 @@ interface SocketData {
 }
 
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
-  const { uws, native } = loadUws({ allowFallback: config.allowUwsFallback });
+  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback });
   const log = opts.log ?? createLogger({ level: config.logLevel });
+  // Before anything opens: a bad price table stops the start.
+  const priceTable = loadPriceTable(config.priceTableFile);
   if (!native)
     log.warn(
       { code: 'uws_native_missing' },
@@ -90,6 +96,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       })
     : undefined;
   const store = opts.store ?? (redis ? new RedisCallStore(redis, { log: log.child({ component: 'call-store' }) }) : new MemoryCallStore());
+  const usageStore =
+    opts.usageStore ?? (redis ? new RedisUsageStore(redis, { retentionDays: config.usageRetentionDays }) : new MemoryUsageStore());
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
     ? undefined
@@ -189,7 +197,33 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     }
   };
 
+  const usageMetrics = createUsageMetrics(metrics.registry);
+  const prices = pricesFor(priceTable, config.usagePriceModel);
+  if (!prices) {
+    log.warn({ model: config.usagePriceModel, takenOn: priceTable.takenOn }, 'no price-table entry for the model: estimated costs are 0 (PRICE_TABLE_FILE, USAGE_PRICE_MODEL)');
+  }
+  const budgets = new BudgetGate({
+    store: usageStore,
+    metrics: usageMetrics,
+    clock,
+    log: log.child({ component: 'budget' }),
+    voicemailActionUrl: `${config.publicUrl}/twilio/voicemail`,
+  });
+  const usage = new UsageTracker({
+    store: usageStore,
+    clock,
+    metrics: usageMetrics,
+    log: log.child({ component: 'usage' }),
+    rates: prices ? tokenRates(prices) : undefined,
+    flushMs: config.usageFlushSeconds * 1000,
+    onRecorded: (tenantId) => {
+      const t = tenants.byId(tenantId);
+      if (t?.budget) void budgets.refresh(t);
+    },
+  });
+
   const bridgeDeps = {
+    usage,
     listeners,
     clock,
     store,
@@ -229,10 +263,11 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     isDraining: () => draining,
     tenantsReady: () => tenantRt?.ready() ?? true,
   };
-  registerTwilioWebhooks(ctx, leases ? { leases } : {});
+  registerTwilioWebhooks(ctx, { budgets, ...(leases ? { leases } : {}) });
   registerOpsRoutes(ctx);
   if (adminTenants) registerAdminTenantRoutes(ctx, bearerAuth(config.adminToken), adminTenants);
-  registerAdminCallRoutes(ctx, bearerAuth(config.adminToken));
+  registerAdminCallRoutes(ctx, bearerAuth(config.adminToken), usageReader(usageStore, usage));
+  registerAdminUsageRoutes(ctx, bearerAuth(config.adminToken), { store: usageStore, tracker: usage, priceTable, priceModel: config.usagePriceModel });
   // Heartbeat this pod's calls and reap those of pods that died (any survivor may do it, once).
   const stopHeartbeat = startPodHeartbeat({
     store,
@@ -252,7 +287,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     sendPingsAutomatically: true,
     // Hard cap above our own soft cap (the bridge drops audio past twilioMaxBackpressureBytes).
     maxBackpressure: config.twilioMaxBackpressureBytes * 2,
-    closeOnBackpressureLimit: 0,
+    closeOnBackpressureLimit: false,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
       // Headers die when this callback returns: read everything first.
@@ -338,6 +373,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     listenSocket = await listenExclusive(uws, app, config.host, config.port);
   } catch (err) {
     // Release what was opened before the listen: nothing may outlive a relay that never started.
+    await usage.close();
     stopHeartbeat();
     await sim?.close();
     await tenantRt?.close();
@@ -363,7 +399,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       drain: 'wait',
       drainTimeoutSeconds: config.drainTimeoutSeconds,
       maxActiveCalls: config.maxActiveCalls || 'no cap',
-      uws: native ? 'native' : 'JS fallback (slow)',
+      uws: native ? `native (${uwsBuild})` : `JS fallback (slow, ${uwsBuild})`,
+      node: process.version,
     },
     'relay listening',
   );
@@ -412,6 +449,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         }
       }
       uws.us_listen_socket_close(listenSocket);
+      // The calls just ended wrote their usage; wait for it (and any retry) before Redis goes.
+      await usage.close();
       stopHeartbeat();
       await sim?.close();
       if (!opts.metrics) metrics.close();

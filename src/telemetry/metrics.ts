@@ -28,6 +28,7 @@ export const CALL_OUTCOMES = [
   'model_failed',
   'rejected_token',
   'rejected_capacity',
+  'rejected_budget', // the tenant was over its budget: answered with its budget TwiML, no stream
   'protocol_error',
   'drained',
   'too_long',
