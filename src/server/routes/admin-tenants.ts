@@ -66,23 +66,31 @@ export function secretRefView(ref: SecretRef): Record<string, string | boolean> 
 export function tenantView(cfg: TenantConfig): Record<string, unknown> {
   const twilio: Record<string, unknown> = { accountSid: cfg.twilio.accountSid, authToken: secretRefView(cfg.twilio.authToken) };
   if (cfg.twilio.previousAuthToken) twilio['previousAuthToken'] = secretRefView(cfg.twilio.previousAuthToken);
-  return { ...cfg, twilio };
+  const webhookTools = cfg.webhookTools.map((t) => ({ ...t, secret: secretRefView(t.secret) }));
+  return { ...cfg, twilio, webhookTools };
 }
 
 type Validation = { ok: true; tenant: TenantConfig } | { ok: false; fields: FieldError[] };
 
+/** Where a tenant document holds secrets: the Twilio tokens and each webhook tool's signing secret. */
+function secretPaths(body: unknown): { path: string; ref: unknown }[] {
+  if (!isObject(body)) return [];
+  const out: { path: string; ref: unknown }[] = [];
+  const twilio = ownField(body, 'twilio');
+  if (isObject(twilio)) for (const f of SECRET_FIELDS) out.push({ path: `twilio.${f}`, ref: ownField(twilio, f) });
+  const tools = ownField(body, 'webhookTools');
+  if (Array.isArray(tools)) tools.forEach((t, i) => out.push({ path: `webhookTools.${i}.secret`, ref: isObject(t) ? ownField(t, 'secret') : undefined }));
+  return out;
+}
+
+/** A secret field's path (`twilio.authToken`, `webhookTools.0.secret`). */
+const SECRET_PATH = /^(twilio\.(authToken|previousAuthToken)|webhookTools\.\d+\.secret)$/;
+
 /** Inline `{value}` secrets in a request body: refused whatever else is wrong with it. */
 function inlineSecretErrors(body: unknown): FieldError[] {
-  const twilio = isObject(body) ? body['twilio'] : undefined;
-  if (!isObject(twilio)) return [];
-  const out: FieldError[] = [];
-  for (const f of SECRET_FIELDS) {
-    const ref = twilio[f];
-    if (isObject(ref) && 'value' in ref) {
-      out.push({ path: `twilio.${f}`, message: 'inline secret values are not accepted here; give {"env": "NAME"} or {"file": "/path"}' });
-    }
-  }
-  return out;
+  return secretPaths(body)
+    .filter(({ ref }) => isObject(ref) && Object.hasOwn(ref, 'value'))
+    .map(({ path }) => ({ path, message: 'inline secret values are not accepted here; give {"env": "NAME"} or {"file": "/path"}' }));
 }
 
 /** Keys of `input` that the schema dropped (zod strips unknown keys): typos must not vanish silently. */
@@ -108,7 +116,7 @@ export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean
   if (!r.success) {
     for (const i of r.error.issues) {
       const path = i.path.map(String).join('.');
-      const secret = SECRET_FIELDS.some((f) => path === `twilio.${f}`);
+      const secret = SECRET_PATH.test(path);
       if (secret && fields.some((e) => e.path === path)) continue;
       fields.push({ path: path || '(body)', message: secret ? 'must be {"env": "NAME"} or {"file": "/path"}' : i.message });
     }
@@ -137,6 +145,11 @@ function unresolvedField(problem: string): FieldError {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `o[k]` only when `o` itself has the key (never an inherited `__proto__`/`constructor` member). */
+function ownField(o: Record<string, unknown>, k: string): unknown {
+  return Object.hasOwn(o, k) ? o[k] : undefined;
 }
 
 /**
