@@ -4,7 +4,7 @@
  * smuggled under `__proto__` or `constructor`), and no answer ever carries a secret value, even for a
  * tenant whose file gave one inline.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ const FILE_SECRET = 'whsec_' + Buffer.from('file-seeded-inline-signing-key').toS
 const POSTED_SECRET = 'whsec_' + Buffer.from('posted-inline-signing-key').toString('base64');
 
 let sr: SecureRelay;
+let secretDir: string;
 beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sb-admin-secrets-'));
   const file = join(dir, 'tenants.json');
@@ -32,7 +33,14 @@ beforeAll(async () => {
       ],
     }),
   );
-  sr = await startSecureRelay({ env: { ADMIN_TOKEN: ADMIN }, tenantsFile: file, tenantEnv: { ...TENANT_ENV, GAMMA_TOKEN: 'gamma-token-value-0123' } });
+  secretDir = join(dir, 'secrets');
+  mkdirSync(secretDir);
+  writeFileSync(join(secretDir, 'gamma'), 'gamma-token-from-file-0123');
+  sr = await startSecureRelay({
+    env: { ADMIN_TOKEN: ADMIN, ADMIN_SECRET_DIR: secretDir },
+    tenantsFile: file,
+    tenantEnv: { ...TENANT_ENV, TENANT_GAMMA_TOKEN: 'gamma-token-value-0123', OPENAI_API_KEY: 'sk-operator-key' },
+  });
 });
 afterAll(async () => {
   await sr.close();
@@ -53,7 +61,7 @@ const gamma = (extra: Record<string, unknown> = {}) => ({
   id: 'gamma',
   displayName: 'Gamma',
   phoneNumbers: ['+14155550301'],
-  twilio: { accountSid: ACME.accountSid, authToken: { env: 'GAMMA_TOKEN' } },
+  twilio: { accountSid: ACME.accountSid, authToken: { env: 'TENANT_GAMMA_TOKEN' } },
   ...extra,
 });
 
@@ -73,9 +81,9 @@ describe('admin API: webhook-tool secrets', () => {
   });
 
   it('accepts a webhook-tool secret by reference and shows only the reference', async () => {
-    const r = await api('POST', '/v1/tenants', gamma({ id: 'gamma-ref', phoneNumbers: ['+14155550302'], webhookTools: [tool({ env: 'GAMMA_TOOL_SECRET' })] }));
+    const r = await api('POST', '/v1/tenants', gamma({ id: 'gamma-ref', phoneNumbers: ['+14155550302'], webhookTools: [tool({ env: 'TENANT_GAMMA_TOOL_SECRET' })] }));
     expect(r.status, r.text).toBe(201);
-    expect((r.json['webhookTools'] as { secret: unknown }[])[0]?.secret).toEqual({ env: 'GAMMA_TOOL_SECRET' });
+    expect((r.json['webhookTools'] as { secret: unknown }[])[0]?.secret).toEqual({ env: 'TENANT_GAMMA_TOOL_SECRET' });
   });
 
   it('never returns a stored inline secret: GET one, GET the list, and a PATCH answer show [redacted]', async () => {
@@ -85,5 +93,40 @@ describe('admin API: webhook-tool secrets', () => {
     expect(patched.status, patched.text).toBe(200);
     for (const r of [one, list, patched]) expect(r.text).not.toContain(FILE_SECRET);
     expect((one.json['webhookTools'] as { secret: unknown }[])[0]?.secret).toEqual({ value: '[redacted]' });
+  });
+});
+
+describe('admin API: merge-patch and reference edges', () => {
+  const inline = { accountSid: ACME.accountSid, authToken: { value: 'smuggled-inline-token' } };
+
+  it('__proto__ and constructor keys cannot carry an inline secret past the ban', async () => {
+    for (const key of ['__proto__', 'constructor']) {
+      const r = await api('PATCH', '/v1/tenants/acme', `{"twilio": null, "${key}": {"twilio": ${JSON.stringify(inline)}}}`);
+      expect(r.status, `${key}: ${r.text}`).toBe(400);
+      expect(r.text).not.toContain('smuggled-inline-token');
+    }
+    const post = await api('POST', '/v1/tenants', `{"id":"proto-co","displayName":"P","phoneNumbers":["+14155550303"],"twilio":{"accountSid":"${ACME.accountSid}","authToken":{"env":"TENANT_GAMMA_TOKEN"}},"__proto__":{"twilio":${JSON.stringify(inline)}}}`);
+    expect(post.status, post.text).toBe(400);
+    expect(post.json.error?.fields).toContainEqual({ path: '__proto__', message: 'unknown field' });
+    const acme = await api('GET', '/v1/tenants/acme');
+    expect((acme.json['twilio'] as { authToken: unknown }).authToken).toEqual({ env: 'ACME_TOKEN' });
+  });
+
+  it('{env} references only with the allowed prefix, {file} only inside the secrets directory, with no file-existence oracle', async () => {
+    const env = await api('POST', '/v1/tenants', gamma({ id: 'env-co', phoneNumbers: ['+14155550304'], twilio: { accountSid: ACME.accountSid, authToken: { env: 'OPENAI_API_KEY' } } }));
+    expect(env.status).toBe(400);
+    expect(env.json.error?.fields).toEqual([{ path: 'twilio.authToken', message: 'an {env} reference must name a variable starting with TENANT_' }]);
+    const hook = await api('POST', '/v1/tenants', gamma({ id: 'env-co', phoneNumbers: ['+14155550304'], webhookTools: [tool({ env: 'STREAM_TOKEN_SECRET' })] }));
+    expect(hook.json.error?.fields).toEqual([{ path: 'webhookTools.0.secret', message: 'an {env} reference must name a variable starting with TENANT_' }]);
+    const answers = [];
+    for (const file of ['/etc/passwd', '/no/such/file', `${secretDir}/../tenants.json`, `${secretDir}-other/x`, 'relative/path']) {
+      const r = await api('POST', '/v1/tenants', gamma({ id: 'file-co', phoneNumbers: ['+14155550305'], twilio: { accountSid: ACME.accountSid, authToken: { file } } }));
+      expect(r.status, file).toBe(400);
+      answers.push(r.text);
+    }
+    expect(new Set(answers).size, 'the same answer whether the file exists or not').toBe(1);
+    expect(answers[0]).toContain(`a {file} reference must be inside ${secretDir}`);
+    const ok = await api('POST', '/v1/tenants', gamma({ id: 'file-co', phoneNumbers: ['+14155550305'], twilio: { accountSid: ACME.accountSid, authToken: { file: `${secretDir}/gamma` } } }));
+    expect(ok.status, ok.text).toBe(201);
   });
 });

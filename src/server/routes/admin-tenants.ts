@@ -2,6 +2,7 @@
  * The tenant half of the /v1 admin API: list, read, create, replace, merge-patch and delete tenants.
  * Validation errors name each field; secrets are accepted only by reference and never shown.
  */
+import { posix } from 'node:path';
 import type { TenantWrite, TenantWriteMode } from '../../store/tenant-store.js';
 import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/index.js';
 import { errorMessage, SwitchboardError } from '../../errors.js';
@@ -101,7 +102,8 @@ function unknownFields(input: unknown, output: unknown, path: string[], out: Fie
   }
   if (!isObject(input) || !isObject(output)) return;
   for (const k of Object.keys(input)) {
-    if (!(k in output)) out.push({ path: [...path, k].join('.'), message: 'unknown field' });
+    // Own keys only: `__proto__` or `constructor` are "in" every object through its prototype.
+    if (!Object.hasOwn(output, k)) out.push({ path: [...path, k].join('.'), message: 'unknown field' });
     else unknownFields(input[k], output[k], [...path, k], out);
   }
 }
@@ -126,11 +128,43 @@ export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean
   return fields.length > 0 ? { ok: false, fields } : { ok: true, tenant: r.data };
 }
 
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Where the admin API lets secret references point (ADMIN_SECRET_ENV_PREFIX, ADMIN_SECRET_DIR). */
+export interface ReferenceRules {
+  envPrefix: string;
+  /** Absolute and normalised, without a trailing slash. */
+  dir: string;
+}
+
+/**
+ * References outside the allowed prefix or directory. Decided on the text alone, before anything is
+ * read: the answer does not depend on whether a file exists (no oracle), and the relay's own
+ * variables (API keys, ADMIN_TOKEN) cannot be named.
+ */
+export function referenceErrors(body: unknown, rules: ReferenceRules): FieldError[] {
+  const out: FieldError[] = [];
+  for (const { path, ref } of secretPaths(body)) {
+    if (!isObject(ref)) continue;
+    const env = ownField(ref, 'env');
+    const file = ownField(ref, 'file');
+    if (typeof env === 'string' && !env.startsWith(rules.envPrefix)) {
+      out.push({ path, message: `an {env} reference must name a variable starting with ${rules.envPrefix}` });
+    }
+    if (typeof file === 'string' && !(file.startsWith('/') && posix.resolve(file) === file && file.startsWith(rules.dir + '/'))) {
+      out.push({ path, message: `a {file} reference must be inside ${rules.dir} (an absolute, normalised path)` });
+    }
+  }
+  return out;
+}
+
 /** RFC 7396 JSON merge patch: objects merge, null deletes, everything else replaces. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return patch;
   const out: Record<string, unknown> = isObject(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
+    // Assigning `__proto__` would swap the prototype, and inherited fields would pass validation.
+    if (UNSAFE_KEYS.has(k)) continue;
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);
   }
@@ -163,6 +197,7 @@ export function registerAdminTenantRoutes(
 ): void {
   if (ctx.config.adminToken === undefined) return;
   const { app, log } = ctx;
+  const rules: ReferenceRules = { envPrefix: ctx.config.adminSecretEnvPrefix, dir: ctx.config.adminSecretDir };
 
   const error = (h: ReplyHandle, status: string, code: string, message: string, fields?: FieldError[]): void => {
     replyJson(h, status, { error: fields ? { code, message, fields } : { code, message } });
@@ -234,6 +269,7 @@ export function registerAdminTenantRoutes(
   async function validateAndWrite(h: ReplyHandle, body: unknown, mode: TenantWriteMode, op: string, extra: FieldError[] = []): Promise<void> {
     const v = validateTenantBody(body);
     const fields = [...extra, ...(v.ok ? [] : v.fields)];
+    for (const f of referenceErrors(body, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
     if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
     const problem = registry.unresolvable(v.tenant);
     if (problem !== undefined) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
@@ -308,6 +344,7 @@ export function registerAdminTenantRoutes(
       const current = await registry.config(id);
       if (!current) return error(h, '404 Not Found', 'not_found', `no tenant ${id}`);
       const fields = inlineSecretErrors(patch);
+      for (const f of referenceErrors(patch, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
       if (patch['id'] !== undefined && patch['id'] !== id) fields.push({ path: 'id', message: 'a tenant id cannot change' });
       const v = validateTenantBody(mergePatch(current, patch), { refuseInline: false });
       if (!v.ok) fields.push(...v.fields.filter((f) => !fields.some((e) => e.path === f.path)));
