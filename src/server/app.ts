@@ -243,9 +243,9 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       modelConnectTimeoutMs: config.modelConnectTimeoutMs * Math.max(1, config.modelConnectAttempts),
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
-      modelStallMs: config.modelStallTimeoutMs,
       modelSessionRenewMs: config.modelSessionRenewSeconds * 1000,
       startTimeoutMs: config.mediaStartTimeoutSeconds * 1000,
+      modelStallMs: config.modelStallTimeoutMs,
     },
   };
 
