@@ -1,5 +1,5 @@
 /**
- * The only reader of process.env: every variable of SPEC.md parsed once with zod, derived
+ * The only reader of process.env: every variable of README's Configuration table parsed once with zod, derived
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
@@ -95,6 +95,8 @@ const Env = z.object({
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
     })
     .default('info'),
+  /** `json` or `pretty` (human lines); unset: pretty when stdout is a terminal, else JSON. */
+  LOG_FORMAT: optionalString.pipe(z.enum(['json', 'pretty'], { message: 'must be json or pretty' }).optional()),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
@@ -110,8 +112,12 @@ const Env = z.object({
   MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
   /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
   MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
-  /** Live calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
+  /** Live (authorised) calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
+  /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
+  MEDIA_START_TIMEOUT_SECONDS: int(10, 1, 300),
+  /** Media sockets without an authorised `start` held at once (0 = no cap); past it upgrades get 503. */
+  MAX_UNSTARTED_SOCKETS: int(100, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
   FRAME_METRICS: bool('true'),
   /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */
@@ -122,7 +128,18 @@ const Env = z.object({
   TWILIO_MAX_MESSAGE_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
   CALLER_AUDIO_RING_SECONDS: int(5, 1, 60),
+  /** How often live calls' usage is written to the per-tenant buckets: a crash loses at most this much. */
+  USAGE_FLUSH_SECONDS: int(30, 1, 3600),
+  /** How long per-tenant usage buckets are kept (billing export window). */
+  USAGE_RETENTION_DAYS: int(400, 1, 3650),
+  /** JSON or YAML price table replacing or adding models to the built-in one (docs/operators.md). */
+  PRICE_TABLE_FILE: optionalString,
+  /** The price-table entry calls are costed at; default: the configured model or Azure deployment. */
+  USAGE_PRICE_MODEL: optionalString,
 });
+
+/** Every variable the relay reads (README "Configuration" lists exactly these; a test checks it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(Env.shape);
 
 export type ModelConfig =
   | { provider: 'openai'; url: string; apiKey: string; model: string }
@@ -164,16 +181,25 @@ export interface Config {
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
+  logFormat: 'json' | 'pretty' | undefined;
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
   maxCallSeconds: number;
   maxActiveCalls: number;
+  mediaStartTimeoutSeconds: number;
+  maxUnstartedSockets: number;
   frameMetrics: boolean;
   twilioMaxBackpressureBytes: number;
   modelMaxBufferedBytes: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;
+  usageFlushSeconds: number;
+  usageRetentionDays: number;
+  priceTableFile: string | undefined;
+  /** The price-table model name calls are costed at. */
+  usagePriceModel: string;
   /**
    * The environment as read at start, for resolving tenant secrets given by reference
    * (`{env: NAME}`) without other modules reading process.env. Never logged or returned.
@@ -267,16 +293,25 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
     maxCallSeconds: e.MAX_CALL_SECONDS,
     maxActiveCalls: e.MAX_ACTIVE_CALLS,
+    mediaStartTimeoutSeconds: e.MEDIA_START_TIMEOUT_SECONDS,
+    maxUnstartedSockets: e.MAX_UNSTARTED_SOCKETS,
     frameMetrics: e.FRAME_METRICS,
     twilioMaxBackpressureBytes: e.TWILIO_MAX_BACKPRESSURE_BYTES,
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
     twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,
     callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
+    usageFlushSeconds: e.USAGE_FLUSH_SECONDS,
+    usageRetentionDays: e.USAGE_RETENTION_DAYS,
+    priceTableFile: e.PRICE_TABLE_FILE,
+    // The simulated model stands in for gpt-realtime, and is costed as it.
+    usagePriceModel:
+      e.USAGE_PRICE_MODEL ?? (model.provider === 'openai' ? model.model : model.provider === 'azure' ? model.deployment : 'gpt-realtime'),
     secretEnv: Object.freeze({ ...env }),
   });
 }

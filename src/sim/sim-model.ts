@@ -19,6 +19,7 @@ import {
 } from '../../loadtest/lib/audio.js';
 import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 import { UNINTELLIGIBLE, planReply, speechDurationMs, type SimMode, type SimReply, type SimTurn } from './sim-model-script.js';
+import { SimUsageMeter, emptySimUsage, type SimUsageTotals } from './sim-usage.js';
 
 export type { SimMode } from './sim-model-script.js';
 
@@ -96,6 +97,8 @@ export interface SimSession {
   /** Every `error` event this session sent, in order: a clean call has none. */
   errors: Array<{ code: string; message: string; eventId: string | null }>;
   closed: boolean;
+  /** Tokens reported in this session's response.done usage blocks, summed. */
+  usage: SimUsageTotals;
 }
 
 export interface SimModel {
@@ -524,6 +527,7 @@ class SimConnection {
   /** faults.stall: silent from now on (socket left open). */
   private stalled = false;
   private responsesDone = 0;
+  private readonly meter: SimUsageMeter;
 
   // Conversation.
   private lastItemId: string | null = null;
@@ -556,7 +560,9 @@ class SimConnection {
       session: defaultSession(shape, id, modelName),
       errors: [],
       closed: false,
+      usage: emptySimUsage(),
     };
+    this.meter = new SimUsageMeter(this.info.usage);
     this.applyTurnDetection();
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     ws.on('close', () => this.onClose());
@@ -710,6 +716,8 @@ class SimConnection {
     const problem = sessionProblem(patch, this.info.shape);
     if (problem) return this.error(problem.code, problem.message, ev.event_id, problem.param);
     this.info.session = mergeSession(this.info.session, patch);
+    const instructions = this.info.session.instructions;
+    this.meter.session(typeof instructions === 'string' ? instructions : '', this.info.session.tools);
     this.applyTurnDetection();
     this.send({ type: 'session.updated', session: this.echoedSession() });
   }
@@ -811,6 +819,7 @@ class SimConnection {
 
   private commit(itemId: string): void {
     const transcript = this.collector.text() ?? UNINTELLIGIBLE;
+    this.meter.callerAudio(this.bufferedBytes / 8);
     this.send({ type: 'input_audio_buffer.committed', previous_item_id: this.lastItemId, item_id: itemId });
     this.lastItemId = itemId;
     const models = this.model.opts.transcriptionModels;
@@ -865,12 +874,14 @@ class SimConnection {
         return this.error('invalid_value', `No function call found with call_id '${item.call_id}'.`, ev.event_id, 'item.call_id');
       }
       this.turn = { kind: 'tool_output', name, output: item.output };
+      this.meter.textItem(item.output);
     } else if (item.type === 'message' && item.role === 'user' && Array.isArray(item.content)) {
       const text = item.content
         .map((c: unknown) => (isObject(c) && typeof c.text === 'string' ? c.text : isObject(c) && typeof c.transcript === 'string' ? c.transcript : ''))
         .filter((t: string) => t !== '')
         .join(' ');
       if (text !== '') this.turn = { kind: 'utterance', text };
+      this.meter.textItem(text);
     }
     const id = typeof item.id === 'string' ? item.id : this.model.newId('item');
     const full = { ...item, id, object: 'realtime.item', status: 'completed' };
@@ -896,6 +907,7 @@ class SimConnection {
       return this.error('invalid_value', `Audio content of ${sentMs}ms is already shorter than ${endMs}ms`, ev.event_id, 'audio_end_ms');
     }
     this.itemSentMs.set(itemId, endMs);
+    this.meter.truncated(itemId, endMs);
     this.send({ type: 'conversation.item.truncated', item_id: itemId, content_index: 0, audio_end_ms: endMs });
   }
 
@@ -1076,9 +1088,11 @@ class SimConnection {
     this.lastItemId = r.itemId;
     const stallAfter = this.model.opts.faults?.stall?.afterResponses;
     if (stallAfter !== undefined && ++this.responsesDone >= stallAfter) setImmediate(() => this.maybeStall());
-    const audioTokens = Math.ceil(r.offset / 8 / 50);
-    const textTokens = r.reply.kind === 'speak' ? Math.ceil(r.reply.text.length / 4) : Math.ceil(r.reply.arguments.length / 4) + 5;
-    const inputTokens = 100;
+    const usage = this.meter.responseDone(r.itemId, {
+      generatedMs: r.offset / 8,
+      text: r.reply.kind === 'speak' ? r.reply.text : r.reply.name + r.reply.arguments,
+      isTool: r.reply.kind === 'tool',
+    });
     this.send({
       type: 'response.done',
       response: {
@@ -1087,13 +1101,7 @@ class SimConnection {
         status,
         status_details: details,
         output: item ? [item] : [],
-        usage: {
-          total_tokens: inputTokens + audioTokens + textTokens,
-          input_tokens: inputTokens,
-          output_tokens: audioTokens + textTokens,
-          input_token_details: { cached_tokens: 0, text_tokens: inputTokens, audio_tokens: 0 },
-          output_token_details: { text_tokens: textTokens, audio_tokens: audioTokens },
-        },
+        usage,
       },
     });
   }

@@ -1,6 +1,6 @@
 /**
  * Every Prometheus metric the relay exports, on one registry per relay instance (tests run several
- * relays in one process). Names are fixed by SPEC.md; label values are bounded sets, never CallSid.
+ * relays in one process). Names are part of the product contract (README, Metrics); label values are bounded sets, never CallSid.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -28,6 +28,7 @@ export const CALL_OUTCOMES = [
   'model_failed',
   'rejected_token',
   'rejected_capacity',
+  'rejected_budget', // the tenant was over its budget: answered with its budget TwiML, no stream
   'protocol_error',
   'drained',
   'too_long',
@@ -38,7 +39,7 @@ export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 /** Tenants whose zero series are pre-created; past this, series appear on first use only. */
 const MAX_TENANT_SERIES = 1000;
 
-/** Sub-millisecond buckets: the relay's own work per frame is microseconds (PERFORMANCE.md). */
+/** Sub-millisecond buckets: the relay's own work per frame is microseconds (docs/capacity.md). */
 export const FRAME_BUCKETS = [
   0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
