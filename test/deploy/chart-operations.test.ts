@@ -230,3 +230,14 @@ describe('relay settings the chart passes and the refusals the relay would make 
     expect(sum(a)).not.toBe(sum(b));
   });
 });
+
+describe('HTTPRoute prerequisites', () => {
+  it('NOTES name the Gateway, its allowedRoutes and the Accepted/ResolvedRefs check', async () => {
+    const text = await notes(GATEWAY_ONLY);
+    expect(text).toContain('Gateway gateway-system/public');
+    expect(text).toMatch(/allowedRoutes\.namespaces/);
+    expect(text).toContain(`kubectl -n voice get httproute sb-switchboard -o jsonpath='{range .status.parents[*].conditions[*]}{.type}={.status} {.reason}{"\\n"}{end}'`);
+    expect(text).toMatch(/Accepted=True and ResolvedRefs=True/);
+    expect(await notes(['-f', PROD])).not.toContain('httproute');
+  });
+});
