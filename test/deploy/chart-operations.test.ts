@@ -5,10 +5,11 @@
  */
 /* Rendered YAML is untyped data read by path; the schemas are checked by validateObject. */
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
 import { BUILTIN_REDIS, CHART, helmTemplate, only, parseObjects, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
 
@@ -239,5 +240,24 @@ describe('HTTPRoute prerequisites', () => {
     expect(text).toContain(`kubectl -n voice get httproute sb-switchboard -o jsonpath='{range .status.parents[*].conditions[*]}{.type}={.status} {.reason}{"\\n"}{end}'`);
     expect(text).toMatch(/Accepted=True and ResolvedRefs=True/);
     expect(await notes(['-f', PROD])).not.toContain('httproute');
+  });
+});
+
+describe('alert rules follow the release', () => {
+  it('match the scrape job of this release (fullnameOverride too) and link runbooks under alerts.runbookBaseUrl', async () => {
+    const rules = async (args: string[]) =>
+      (only(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert: string; expr: string; annotations: Record<string, string> }[] }[]).flatMap((g) => g.rules);
+    const [byDefault, custom] = await Promise.all([
+      rules([]),
+      rules(['--set', 'fullnameOverride=voice-relay', '--set', 'alerts.runbookBaseUrl=https://wiki.example.com/switchboard/runbooks']),
+    ]);
+    const jobs = (rs: typeof byDefault) => rs.flatMap((r) => [...r.expr.matchAll(/job\s*=~?\s*"([^"]*)"/g)].map((m) => m[1]));
+    expect(jobs(byDefault).length).toBeGreaterThanOrEqual(2);
+    expect(new Set(jobs(byDefault))).toEqual(new Set(['sb-switchboard']));
+    expect(new Set(jobs(custom))).toEqual(new Set(['voice-relay']));
+    expect(JSON.stringify(custom)).not.toContain('.*switchboard.*');
+    const home = (parseYaml(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as { home: string }).home;
+    for (const r of byDefault) expect(r.annotations.runbook_url).toBe(`${home}/blob/main/docs/observability.md#${r.alert.toLowerCase()}`);
+    for (const r of custom) expect(r.annotations.runbook_url).toBe(`https://wiki.example.com/switchboard/runbooks#${r.alert.toLowerCase()}`);
   });
 });
