@@ -189,13 +189,20 @@ describe('autoscaling cannot fail silently', () => {
           {
             interval: '15s',
             input_series: [
-              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-aaaa-1"}', values: '100x4' },
-              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-aaaa-2"}', values: '80x4' },
+              // Deployment pods: <fullname>-<pod-template-hash>-<5 characters>.
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-7d9f8b6c4-x2k9p"}', values: '100x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-7d9f8b6c4-q8zrt"}', values: '80x4' },
               // Draining: terminating since t=30s, still holding calls.
-              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-bbbb-3"}', values: '60x4' },
-              { series: 'kube_pod_deletion_timestamp{namespace="voice",pod="sb-switchboard-bbbb-3"}', values: '_ _ 1700000000x2' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-5c6b7d8f9-mn4vw"}', values: '60x4' },
+              { series: 'kube_pod_deletion_timestamp{namespace="voice",pod="sb-switchboard-5c6b7d8f9-mn4vw"}', values: '_ _ 1700000000x2' },
               // Another namespace's relay.
-              { series: 'switchboard_active_calls{namespace="other",pod="sb-switchboard-cccc-4"}', values: '500x4' },
+              { series: 'switchboard_active_calls{namespace="other",pod="sb-switchboard-7d9f8b6c4-x2k9p"}', values: '500x4' },
+              // Same namespace, not this release's relay pods: the built-in Redis, the helm test pod,
+              // another release whose name starts with this one, a Job named after the release.
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-redis-0"}', values: '7x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-test"}', values: '7x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-canary-6f7c9d4b8-k2j4h"}', values: '300x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-storm-abcd1"}', values: '9x4' },
             ],
             promql_expr_test: [
               { expr: 'keda:query', eval_time: '0s', exp_samples: [{ labels: 'keda:query', value: 240 }] },

@@ -220,7 +220,8 @@ describe('autoscaling', () => {
     expect(trigger.metricType).toBe('AverageValue');
     expect(trigger.metadata.threshold).toBe(String(defaults.autoscaling.targetActiveCallsPerPod));
     // Draining (terminating) pods are not capacity: their calls are left out.
-    const sel = 'namespace="voice",pod=~"sb-switchboard-.*"';
+    const safe = '[bcdfghjklmnpqrstvwxz2456789]';
+    const sel = `namespace="voice",pod=~"sb-switchboard-${safe}{1,10}-${safe}{5}"`;
     expect(trigger.metadata.query).toBe(`sum(switchboard_active_calls{${sel}} unless on(namespace, pod) kube_pod_deletion_timestamp{${sel}})`);
   });
 
