@@ -1,8 +1,9 @@
 /**
- * The only reader of process.env: every variable of SPEC.md parsed once with zod, derived
+ * The only reader of process.env: every variable of README's Configuration table parsed once with zod, derived
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { SwitchboardError } from './errors.js';
 
@@ -43,6 +44,11 @@ const Env = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   PUBLIC_URL: optionalString.pipe(url(['http:', 'https:']).optional()),
   REDIS_URL: optionalString.pipe(url(['redis:', 'rediss:']).optional()),
+  /** Redis AUTH kept out of REDIS_URL (a Secret of its own); REDIS_USERNAME is the ACL user (Redis 6+). */
+  REDIS_USERNAME: optionalString,
+  REDIS_PASSWORD: optionalString,
+  /** PEM CA bundle for a rediss:// server certificate from a private CA (Memorystore, in-house). */
+  REDIS_TLS_CA_FILE: optionalString,
   MODEL_PROVIDER: optionalString.pipe(
     z.enum(['openai', 'azure', 'sim'], { message: 'must be openai, azure or sim' }).optional(),
   ),
@@ -54,7 +60,14 @@ const Env = z.object({
   AZURE_OPENAI_DEPLOYMENT: optionalString,
   /** Set only for preview (beta-shape) Azure deployments, e.g. 2025-04-01-preview. Unset = GA /openai/v1. */
   AZURE_OPENAI_API_VERSION: optionalString,
+  /**
+   * The caller-transcript model sent in session.update; on Azure a deployment name. `none` turns
+   * caller transcription off. Unset: gpt-4o-mini-transcribe.
+   */
+  REALTIME_TRANSCRIPTION_MODEL: optionalString,
   TENANTS_FILE: optionalString,
+  /** `seed`: the file adds tenants the store lacks; `reconcile`: the file is the truth (docs/operators.md). */
+  TENANTS_FILE_MODE: z.enum(['seed', 'reconcile'], { message: 'must be seed or reconcile' }).default('seed'),
   ADMIN_TOKEN: optionalString.pipe(
     z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
   ),
@@ -82,6 +95,8 @@ const Env = z.object({
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
     })
     .default('info'),
+  /** `json` or `pretty` (human lines); unset: pretty when stdout is a terminal, else JSON. */
+  LOG_FORMAT: optionalString.pipe(z.enum(['json', 'pretty'], { message: 'must be json or pretty' }).optional()),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
@@ -97,8 +112,17 @@ const Env = z.object({
   MODEL_CONNECT_TIMEOUT_MS: int(5000, 100, 60_000),
   MODEL_CONNECT_ATTEMPTS: int(3, 1, 10),
   MAX_CALL_SECONDS: int(3600, 10, 4 * 3600),
-  /** Live calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
+  /** ws ping to the model every this many ms; no pong within MODEL_KEEPALIVE_TIMEOUT_MS cuts the socket (0 = off). */
+  MODEL_KEEPALIVE_INTERVAL_MS: int(15_000, 0, 600_000),
+  MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
+  /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
+  MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
+  /** Live (authorised) calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
+  /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
+  MEDIA_START_TIMEOUT_SECONDS: int(10, 1, 300),
+  /** Media sockets without an authorised `start` held at once (0 = no cap); past it upgrades get 503. */
+  MAX_UNSTARTED_SOCKETS: int(100, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
   FRAME_METRICS: bool('true'),
   /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */
@@ -109,7 +133,18 @@ const Env = z.object({
   TWILIO_MAX_MESSAGE_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
   CALLER_AUDIO_RING_SECONDS: int(5, 1, 60),
+  /** How often live calls' usage is written to the per-tenant buckets: a crash loses at most this much. */
+  USAGE_FLUSH_SECONDS: int(30, 1, 3600),
+  /** How long per-tenant usage buckets are kept (billing export window). */
+  USAGE_RETENTION_DAYS: int(400, 1, 3650),
+  /** JSON or YAML price table replacing or adding models to the built-in one (docs/operators.md). */
+  PRICE_TABLE_FILE: optionalString,
+  /** The price-table entry calls are costed at; default: the configured model or Azure deployment. */
+  USAGE_PRICE_MODEL: optionalString,
 });
+
+/** Every variable the relay reads (README "Configuration" lists exactly these; a test checks it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(Env.shape);
 
 export type ModelConfig =
   | { provider: 'openai'; url: string; apiKey: string; model: string }
@@ -122,10 +157,23 @@ export interface Config {
   /** Base URL Twilio reaches, without trailing slash. */
   publicUrl: string;
   redisUrl: string | undefined;
+  redisUsername: string | undefined;
+  redisPassword: string | undefined;
+  redisTlsCaFile: string | undefined;
   model: ModelConfig;
+  /**
+   * REALTIME_TRANSCRIPTION_MODEL: a model (on Azure, a deployment) name; null when set to `none`
+   * (no caller transcription); undefined when unset (the protocol default).
+   */
+  transcriptionModel: string | null | undefined;
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
+  /** ws ping interval and pong deadline on the model socket; interval 0 = off. */
+  modelKeepaliveIntervalMs: number;
+  modelKeepaliveTimeoutMs: number;
+  modelStallTimeoutMs: number;
   tenantsFile: string | undefined;
+  tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
   streamTokenSecret: string;
   /** True when STREAM_TOKEN_SECRET was not given: tokens only verify on this process. */
@@ -138,17 +186,26 @@ export interface Config {
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
+  logFormat: 'json' | 'pretty' | undefined;
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
   httpMaxHeaderBytes: number;
   maxCallSeconds: number;
   maxActiveCalls: number;
+  mediaStartTimeoutSeconds: number;
+  maxUnstartedSockets: number;
   frameMetrics: boolean;
   twilioMaxBackpressureBytes: number;
   modelMaxBufferedBytes: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;
+  usageFlushSeconds: number;
+  usageRetentionDays: number;
+  priceTableFile: string | undefined;
+  /** The price-table model name calls are costed at. */
+  usagePriceModel: string;
   /**
    * The environment as read at start, for resolving tenant secrets given by reference
    * (`{env: NAME}`) without other modules reading process.env. Never logged or returned.
@@ -163,8 +220,16 @@ function isLoopbackUrl(u: string): boolean {
   return LOOPBACK.has(host) || host.startsWith('127.');
 }
 
-/** Parse and validate the environment. Throws one SwitchboardError listing every bad variable. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+/** The process environment: read here only, handed to loadConfig by the entry points (main, check). */
+export function processEnvironment(): NodeJS.ProcessEnv {
+  return process.env;
+}
+
+/**
+ * Parse and validate the environment. Throws one SwitchboardError listing every bad variable.
+ * `secrets: false` (`npm run check -- --no-secrets`) does not require the provider's API key.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: { secrets?: boolean } = {}): Readonly<Config> {
   const r = Env.safeParse(env);
   if (!r.success) {
     const lines = r.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);
@@ -176,14 +241,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   const provider = e.MODEL_PROVIDER ?? (e.OPENAI_API_KEY ? 'openai' : 'sim');
   let model: ModelConfig;
   if (provider === 'openai') {
-    if (!e.OPENAI_API_KEY) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
+    if (!e.OPENAI_API_KEY && opts.secrets !== false) problems.push('OPENAI_API_KEY: required when MODEL_PROVIDER is openai');
     if (e.OPENAI_REALTIME_URL.startsWith('ws:') && !isLoopbackUrl(e.OPENAI_REALTIME_URL)) {
       problems.push('OPENAI_REALTIME_URL: plain ws:// is allowed only for loopback hosts; use wss://');
     }
     model = { provider, url: e.OPENAI_REALTIME_URL, apiKey: e.OPENAI_API_KEY ?? '', model: e.OPENAI_REALTIME_MODEL };
   } else if (provider === 'azure') {
     if (!e.AZURE_OPENAI_ENDPOINT) problems.push('AZURE_OPENAI_ENDPOINT: required when MODEL_PROVIDER is azure');
-    if (!e.AZURE_OPENAI_API_KEY) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
+    if (!e.AZURE_OPENAI_API_KEY && opts.secrets !== false) problems.push('AZURE_OPENAI_API_KEY: required when MODEL_PROVIDER is azure');
     if (!e.AZURE_OPENAI_DEPLOYMENT) problems.push('AZURE_OPENAI_DEPLOYMENT: required when MODEL_PROVIDER is azure');
     const endpoint = e.AZURE_OPENAI_ENDPOINT ?? 'https://invalid.example';
     if (/^(http|ws):/.test(endpoint) && !isLoopbackUrl(endpoint)) {
@@ -199,6 +264,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   } else {
     model = { provider: 'sim', mode: e.SIM_MODEL_MODE };
   }
+  if (e.TENANTS_FILE_MODE === 'reconcile' && !e.TENANTS_FILE) {
+    problems.push('TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)');
+  }
+  problems.push(...redisProblems(e.REDIS_URL, e.REDIS_USERNAME, e.REDIS_PASSWORD, e.REDIS_TLS_CA_FILE));
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
 
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -207,10 +276,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     host: e.HOST,
     publicUrl,
     redisUrl: e.REDIS_URL,
+    redisUsername: e.REDIS_USERNAME,
+    redisPassword: e.REDIS_PASSWORD,
+    redisTlsCaFile: e.REDIS_TLS_CA_FILE,
     model: Object.freeze(model),
+    transcriptionModel: e.REALTIME_TRANSCRIPTION_MODEL === 'none' ? null : e.REALTIME_TRANSCRIPTION_MODEL,
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
+    modelKeepaliveIntervalMs: e.MODEL_KEEPALIVE_INTERVAL_MS,
+    modelKeepaliveTimeoutMs: e.MODEL_KEEPALIVE_TIMEOUT_MS,
+    modelStallTimeoutMs: e.MODEL_STALL_TIMEOUT_MS,
     tenantsFile: e.TENANTS_FILE,
+    tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,
     streamTokenSecret: e.STREAM_TOKEN_SECRET ?? randomBytes(32).toString('base64url'),
     streamTokenSecretEphemeral: e.STREAM_TOKEN_SECRET === undefined,
@@ -222,19 +299,44 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
     httpMaxHeaderBytes: e.UWS_HTTP_MAX_HEADERS_SIZE,
     maxCallSeconds: e.MAX_CALL_SECONDS,
     maxActiveCalls: e.MAX_ACTIVE_CALLS,
+    mediaStartTimeoutSeconds: e.MEDIA_START_TIMEOUT_SECONDS,
+    maxUnstartedSockets: e.MAX_UNSTARTED_SOCKETS,
     frameMetrics: e.FRAME_METRICS,
     twilioMaxBackpressureBytes: e.TWILIO_MAX_BACKPRESSURE_BYTES,
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
     twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,
     callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
+    usageFlushSeconds: e.USAGE_FLUSH_SECONDS,
+    usageRetentionDays: e.USAGE_RETENTION_DAYS,
+    priceTableFile: e.PRICE_TABLE_FILE,
+    // The simulated model stands in for gpt-realtime, and is costed as it.
+    usagePriceModel:
+      e.USAGE_PRICE_MODEL ?? (model.provider === 'openai' ? model.model : model.provider === 'azure' ? model.deployment : 'gpt-realtime'),
     secretEnv: Object.freeze({ ...env }),
   });
+}
+
+/** The Redis variables that only make sense together with REDIS_URL, each problem one line. */
+function redisProblems(redisUrl: string | undefined, username: string | undefined, password: string | undefined, caFile: string | undefined): string[] {
+  const problems: string[] = [];
+  const given = [username && 'REDIS_USERNAME', password && 'REDIS_PASSWORD', caFile && 'REDIS_TLS_CA_FILE'].filter(Boolean);
+  if (!redisUrl) {
+    if (given.length > 0) problems.push(`${given.join(', ')}: set only with REDIS_URL`);
+    return problems;
+  }
+  const u = new URL(redisUrl);
+  if (password && u.password) problems.push('REDIS_PASSWORD: REDIS_URL already carries a password; give it in one place');
+  if (username && u.username) problems.push('REDIS_USERNAME: REDIS_URL already carries a user name; give it in one place');
+  if (caFile && u.protocol !== 'rediss:') problems.push('REDIS_TLS_CA_FILE: needs a rediss:// REDIS_URL (TLS)');
+  if (caFile && !existsSync(caFile)) problems.push(`REDIS_TLS_CA_FILE: ${caFile} does not exist`);
+  return problems;
 }
 
 /**

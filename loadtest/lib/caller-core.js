@@ -209,7 +209,9 @@ export function describeVerbs(verbs) {
 
 /**
  * @typedef {{ said: string, heard: string, turnLatencyMs: number | null, bargeIn: boolean,
- *   clearReceived: boolean }} TurnReport
+ *   clearReceived: boolean, playedMsAtClear: number | null }} TurnReport
+ *   `playedMsAtClear`: how much of the reply playing when a `clear` arrived had been played
+ *   (audio received since the reply's first marked frame, minus what was still queued).
  * @typedef {{ callSid: string, streamSid: string, greeting: string, turns: TurnReport[],
  *   turnsPlanned: number, marksSent: number, marksEchoed: number, clears: number, framesSent: number,
  *   framesReceived: number, audioMsReceived: number, dtmfSent: number, maxInterArrivalGapMs: number,
@@ -260,8 +262,13 @@ const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
  * Optional taps for measurement (the bench hides timestamps in the audio): `stampPayload` may
  * rewrite each outgoing media payload (base64 μ-law, same length); `onAudio` sees each received
  * media payload's decoded bytes.
+ * `onGreeting` and `onTurn` report the greeting and each turn as soon as the caller moves on from
+ * them (the next turn starts, or the call winds down), so a CLI can print the call as it happens;
+ * `interrupted` says the caller barged in, so what it heard was cut short.
  * @typedef {{ stampPayload?: (payload: string, nowMs: number) => string,
- *   onAudio?: (bytes: Uint8Array, nowMs: number) => void }} CallerHooks
+ *   onAudio?: (bytes: Uint8Array, nowMs: number) => void,
+ *   onGreeting?: (text: string, interrupted: boolean) => void,
+ *   onTurn?: (index: number, turn: TurnReport, interrupted: boolean) => void }} CallerHooks
  */
 
 /**
@@ -308,6 +315,8 @@ export class CallerSession {
     this.playout = [];
     this.frame = new Uint8Array(FRAME_BYTES);
     this.frameFill = 0;
+    /** Audio received since the current reply's first marked frame, in ms. */
+    this.replyMs = 0;
     this.collector = new SpeechTextCollector();
     this.lastMediaMs = -1;
     this.boundary = true;
@@ -477,7 +486,11 @@ export class CallerSession {
         }
         this.report_.clears++;
         const t = this.report_.turns[this.turn];
-        if (t) t.clearReceived = true;
+        if (t) {
+          t.clearReceived = true;
+          t.playedMsAtClear = Math.max(0, Math.round(this.replyMs - Math.max(0, this.playEndMs - now)));
+        }
+        this.replyMs = 0;
         // Twilio: clear empties the buffer and echoes all pending marks at once; queued words are never heard.
         for (const p of this.playout) if (p.kind === 'mark') this.echoMark(p.name, out);
         this.playout = [];
@@ -577,6 +590,7 @@ export class CallerSession {
       if (marker.index === 0) {
         this.collector.reset();
         newReply = true;
+        this.replyMs = -(off - FRAME_BYTES) / BYTES_PER_MS;
       }
       this.collector.push(this.frame);
       const text = this.collector.text();
@@ -596,6 +610,7 @@ export class CallerSession {
       if (t && this.phase === 'listening') t.turnLatencyMs = Math.round((now - this.speechEndMs) * 10) / 10;
     }
     this.playEndMs = playFrom + bytes.length / BYTES_PER_MS;
+    this.replyMs += bytes.length / BYTES_PER_MS;
   }
 
   /** @param {number} now */
@@ -614,10 +629,22 @@ export class CallerSession {
     } else {
       this.error(`no ${what} within ${this.replyTimeoutMs} ms`);
     }
+    const done = this.turn;
     if (nextTurn) this.startTurn(next, now);
     else {
       this.phase = 'closing';
       this.closingFromMs = now;
+    }
+    this.announce(done, this.report_.turns[next]?.bargeIn === true);
+  }
+
+  /** Tell the hooks that the greeting (-1) or turn `i` is over. @param {number} i @param {boolean} interrupted */
+  announce(i, interrupted) {
+    const hooks = this.o.hooks;
+    if (i < 0) hooks?.onGreeting?.(this.greetingParts.join(' '), interrupted);
+    else {
+      const t = this.report_.turns[i];
+      if (t) hooks?.onTurn?.(i, { ...t }, interrupted);
     }
   }
 
@@ -630,7 +657,7 @@ export class CallerSession {
       return;
     }
     this.turn = i;
-    this.report_.turns.push({ said: turn.say, heard: '', turnLatencyMs: null, bargeIn: now < this.playEndMs, clearReceived: false });
+    this.report_.turns.push({ said: turn.say, heard: '', turnLatencyMs: null, bargeIn: now < this.playEndMs, clearReceived: false, playedMsAtClear: null });
     const minFrames = turn.speechMs !== undefined ? Math.ceil(turn.speechMs / FRAME_MS) : undefined;
     this.speech = turn.say ? speechFrames(turn.say, minFrames !== undefined ? { minFrames } : {}).map((f) => this.o.b64encode(f)) : [];
     this.speechAt = 0;

@@ -9,10 +9,14 @@ import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
 import {
   APPEND_PREFIX,
   assistantText,
+  classifyFailedResponse,
+  classifyModelError,
+  KEEPALIVE_CLOSE,
+  modelErrorLabel,
   functionCallOutput,
+  INTERRUPT_RESPONSE,
   parseModelEvent,
   responseCancel,
-  responseCreate,
   sessionUpdate,
   truncateItem,
   userText,
@@ -23,11 +27,15 @@ import {
 import type { CallStore } from '../store/index.js';
 import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
+import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { CallEffect, ToolRunner } from '../tools/index.js';
 import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
+import { ConversationHistory } from './conversation-history.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
+import { ResponseSequencer } from './response-sequencer.js';
+import { StallWatch } from './stall-watch.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
 export interface TwilioSocket {
@@ -53,6 +61,8 @@ export type Authorisation =
 export interface ModelConnector {
   readonly provider: 'openai' | 'azure' | 'sim';
   readonly shape: SessionShape;
+  /** The caller-transcript model (on Azure a deployment name); null: none; absent: the protocol default. */
+  readonly transcriptionModel?: string | null;
   connect(signal: AbortSignal, log: Logger): Promise<RealtimeSocket>;
 }
 
@@ -66,6 +76,17 @@ export interface BridgeLimits {
   frameMetrics: boolean;
   /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
   windDownMs: number;
+  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
+  modelStallMs?: number;
+  /** From the socket's open to an authorised `start`; past it the socket closes with 4007. 0/absent = none. */
+  startTimeoutMs?: number;
+}
+
+/** Why the pod turns an authorised call away (over capacity, draining). */
+export interface AdmissionRefusal {
+  code: CloseCode;
+  reason: string;
+  outcome: CallOutcome;
 }
 
 /** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
@@ -83,8 +104,15 @@ export interface BridgeDeps {
   log: Logger;
   model: ModelConnector;
   authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation>;
+  /**
+   * Called once a start is authorised, before the call counts: only authorised calls take pod
+   * capacity. A refusal closes the socket with its code; absent = always admitted.
+   */
+  admit?(): AdmissionRefusal | undefined;
   limits: BridgeLimits;
   pod: string;
+  /** Usage metering (tokens, seconds, cost) per authorised call. */
+  usage?: UsageMeterFactory;
 }
 
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
@@ -94,8 +122,13 @@ const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
 const MAX_RECONNECTS = 1;
+/** A failed response (response.done status failed) is asked for again once; a second failure falls back. */
+const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
 const HISTORY_TURNS = 40;
+
+/** Longest the media socket stays open after the call ended, waiting for the outcome to be stored. */
+const OUTCOME_STORE_WAIT_MS = 2000;
 
 /** Outcomes that mark the call span as an error. */
 const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
@@ -115,11 +148,20 @@ export class CallBridge {
   private readonly ring: AudioRing;
   private readonly playback = new PlaybackTracker();
   private latestMediaTs = 0;
-  private activeResponseId: string | undefined;
+  /** One model response at a time: the relay's own response.create requests wait their turn. */
+  private readonly responses = new ResponseSequencer((text) => this.model?.send(text), 'sb_response_');
   private readonly discarded = new Set<string>();
   private readonly responseTools = new Map<string, ResponseTools>();
+  /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
+  private readonly responseInstructions = new Map<string, string | undefined>();
+  private failedResponses = 0;
   private pendingEffect: CallEffect | undefined;
+  /** A tool asked Twilio (REST) to move the call: the stream's end that follows is that transfer. */
+  private restHandOff = false;
+  /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
+  private readonly lostMarks: string[] = [];
   private invalidMessages = 0;
+  private unknownEvents = 0;
   private twilioOpen = true;
   private counted = false;
   private authorised = false;
@@ -137,10 +179,13 @@ export class CallBridge {
   private turnLatencySumMs = 0;
   private turnLatencyCount = 0;
   private toolCalls = 0;
+  private usage: CallUsageMeter | undefined;
   private reconnects = 0;
+  private transcriptionFailures = 0;
   private appendSeq = 0;
   private modelCongested = false;
-  private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
+  private readonly history = new ConversationHistory(HISTORY_TURNS);
+  private readonly stall: StallWatch | undefined;
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -156,10 +201,27 @@ export class CallBridge {
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.log = deps.log;
+    const stallMs = deps.limits.modelStallMs ?? 0;
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
+    const startMs = deps.limits.startTimeoutMs ?? 0;
+    if (startMs > 0) {
+      this.cancelTimers.push(
+        deps.clock.after(startMs, () => {
+          if (this.authorised || this.state.kind === 'ended') return;
+          this.log.warn({ code: 'twilio_protocol', timeoutMs: startMs }, 'no authorised start in time: media socket closed');
+          this.fail(CloseCode.startTimeout, 'no authorised start in time', 'protocol_error');
+        }),
+      );
+    }
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
     }
+  }
+
+  /** True once the start was authorised and the pod admitted the call (it counts as a live call). */
+  get admitted(): boolean {
+    return this.authorised;
   }
 
   get callSid(): string | undefined {
@@ -174,7 +236,7 @@ export class CallBridge {
     const t0 = performance.now();
     if (isBinary) return this.invalid('binary', 'binary frame');
     const r = parseTwilioMessage(data, this.deps.limits.twilioMaxMessageBytes);
-    if (!r.ok) return this.invalid(r.reason, r.detail);
+    if (!r.ok) return r.reason === 'unknown_event' ? this.unknownEvent(r.detail) : this.invalid(r.reason, r.detail);
     const m = r.msg;
     if (m.event === 'media') {
       this.onCallerAudio(m.payload, m.timestampMs, t0);
@@ -191,7 +253,10 @@ export class CallBridge {
       const model = this.model!;
       // ws's bufferedAmount walks the socket's stream state (3.5 % of relay CPU when read per frame
       // at 200 calls); every 8th frame bounds the overshoot past the cap to 8 frames (~2 KiB).
-      if ((this.appendSeq++ & 7) === 0) this.modelCongested = model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes;
+      if ((this.appendSeq++ & 7) === 0) {
+        this.modelCongested = model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes;
+        this.stall?.sample(payload, t0);
+      }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
       model.send(APPEND_PREFIX + payload + '"}');
       const now = performance.now();
@@ -223,7 +288,7 @@ export class CallBridge {
       case 'dtmf':
         if (this.state.kind === 'live' && this.model) {
           this.model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
-          if (!this.activeResponseId) this.model.send(responseCreate());
+          this.responses.request();
         }
         return;
       case 'stop':
@@ -269,6 +334,11 @@ export class CallBridge {
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
       return this.fail(a.code, a.reason, a.outcome);
     }
+    const refusal = this.deps.admit?.();
+    if (refusal) {
+      this.log.warn({ code: refusal.outcome === 'drained' ? 'draining' : 'rate_limited', tenant: a.tenant.id, reason: refusal.reason }, 'media stream refused');
+      return this.fail(refusal.code, refusal.reason, refusal.outcome);
+    }
     this.tenant = a.tenant;
     this.log = this.log.child({ tenant: a.tenant.id });
     this.callSpan?.setAttribute(ATTR.tenant, a.tenant.id);
@@ -278,6 +348,7 @@ export class CallBridge {
     this.deps.metrics.noteTenant(a.tenant.id);
     this.deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
+    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.toolCalls });
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
@@ -292,8 +363,16 @@ export class CallBridge {
     void this.connectModel();
   }
 
-  /** Twilio's socket drained below its backpressure limit. Audio is dropped, not queued, so nothing to resume. */
-  onTwilioDrain(): void {}
+  /**
+   * Twilio's socket drained. Audio is dropped, not queued, so nothing to resume — except marks uWS
+   * dropped after their audio went out: they must come back for the wind-down to know it played.
+   */
+  onTwilioDrain(): void {
+    if (this.lostMarks.length === 0 || !this.twilioOpen || !this.enc) return;
+    let sent = 0;
+    while (sent < this.lostMarks.length && this.twilio.send(this.enc.mark(this.lostMarks[sent]!)) !== 2) sent++;
+    this.lostMarks.splice(0, sent);
+  }
 
   /** uWS refused a frame below us and dropped the socket (invalid UTF-8, far too large). */
   onTwilioRefused(reason: 'invalid_utf8' | 'too_large', detail: string): void {
@@ -317,7 +396,7 @@ export class CallBridge {
    */
   private endedByTwilioOutcome(): CallOutcome {
     if (this.state.kind === 'ending') return this.state.outcome;
-    if (this.pendingEffect?.kind === 'transfer') return 'transferred';
+    if (this.pendingEffect?.kind === 'transfer' || this.restHandOff) return 'transferred';
     return 'caller_hung_up';
   }
 
@@ -360,6 +439,7 @@ export class CallBridge {
         voice: tenant.model.voice,
         tools: this.deps.tools.definitions(tenant),
         language: tenant.model.language,
+        ...(this.deps.model.transcriptionModel !== undefined ? { transcriptionModel: this.deps.model.transcriptionModel } : {}),
       }),
     );
     const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
@@ -383,6 +463,7 @@ export class CallBridge {
 
   private onModelMessage(data: Buffer): void {
     const t0 = performance.now();
+    this.stall?.modelEvent();
     const ev = parseModelEvent(data);
     if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
     this.onModelControl(ev);
@@ -396,13 +477,20 @@ export class CallBridge {
     }
     const enc = this.enc;
     const ms = base64MulawMs(ev.delta);
-    const markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
-    let result = 1;
+    let media = 1;
+    let mark = 1;
+    let markName = '';
     this.twilio.cork(() => {
-      result = this.twilio.send(enc.media(ev.delta));
-      this.twilio.send(enc.mark(markName));
+      media = this.twilio.send(enc.media(ev.delta));
+      // A frame uWS dropped gets no mark: one that can never echo would hold a wind-down (and count
+      // as audio still playing at the next barge-in) until the caller gave up.
+      if (media === 2) return;
+      markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
+      mark = this.twilio.send(enc.mark(markName));
     });
-    if (result === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    if (media === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
+    if (mark === 2) this.lostMarks.push(markName);
     this.stats.framesOut++;
     const now = performance.now();
     this.m2c?.observe((now - t0) / 1000);
@@ -433,24 +521,31 @@ export class CallBridge {
         this.onSessionConfigured?.();
         return this.goLive();
       case 'speech_started':
+        this.stall?.turn(true);
         return this.onCallerSpeech();
       case 'speech_stopped':
+        this.stall?.turn(false);
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
+        this.responses.onSpeechStopped();
         return;
       case 'response_created':
-        this.activeResponseId = ev.responseId;
+        // Kept so a failed response can be asked for again with the same instructions (the greeting).
+        this.responseInstructions.set(ev.responseId, this.responses.onCreated(ev.responseId)?.instructions);
         return;
       case 'audio_done':
+        this.playback.closeItems(this.latestMediaTs);
         return;
       case 'assistant_transcript':
         this.turns++;
-        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
+        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
         return;
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
         return;
+      case 'caller_transcript_failed':
+        return this.onTranscriptionFailed(ev);
       case 'function_call':
         return this.onFunctionCall(ev);
       case 'response_done':
@@ -473,8 +568,9 @@ export class CallBridge {
     const model = this.model;
     if (resume) {
       // A new session knows nothing: replay the conversation as text, then carry on.
-      for (const h of this.history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
-      this.log.info({ replayed: this.history.length }, 'model session re-opened with the conversation so far');
+      const history = this.history.all;
+      for (const h of history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
+      this.log.info({ replayed: history.length }, 'model session re-opened with the conversation so far');
     } else {
       this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     }
@@ -487,27 +583,33 @@ export class CallBridge {
     });
     if (!resume) {
       const greeting = this.tenant!.model.greeting;
-      model.send(responseCreate({ instructions: `Greet the caller with exactly: ${greeting}` }));
-    } else if (this.history.at(-1)?.role === 'caller') {
-      model.send(responseCreate()); // the caller's last words were never answered
+      this.responses.request(`Greet the caller with exactly: ${greeting}`);
+    } else if (this.history.lastRole === 'caller') {
+      this.responses.request(); // the caller's last words were never answered
     }
   }
 
-  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, cancel generation. */
+  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
   private onCallerSpeech(): void {
-    if (!this.playback.unplayed && !this.activeResponseId) return;
+    this.responses.onSpeechStarted();
+    const active = this.responses.activeResponseId;
+    if (!this.playback.unplayed && !active) return;
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
-    if (this.twilioOpen && this.enc) this.twilio.send(this.enc.clear());
+    // `clear` only when Twilio holds audio of ours; otherwise there is nothing to stop.
+    if (this.twilioOpen && this.enc && this.playback.unplayed) this.twilio.send(this.enc.clear());
     const model = this.model;
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
+      this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
     }
-    if (this.activeResponseId) {
-      this.discarded.add(this.activeResponseId);
-      // interrupt_response usually cancels server-side already; "not active" errors are benign.
-      model?.send(responseCancel(this.activeResponseId));
+    this.lostMarks.length = 0; // marks of audio the clear discarded: nothing to wait for
+    if (active) {
+      this.discarded.add(active);
+      // With interrupt_response the server has cancelled it already (a cancel would only earn
+      // response_cancel_not_active); otherwise cancel what is still active.
+      if (!INTERRUPT_RESPONSE) model?.send(responseCancel(active));
     }
   }
 
@@ -538,7 +640,17 @@ export class CallBridge {
     const traceparent = traceparentOf(span);
     void tools
       .run(
-        { callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal, ...(traceparent ? { traceparent } : {}) },
+        {
+          callSid,
+          tenant,
+          callId: ev.callId,
+          log: toolLog,
+          signal: this.connectAbort.signal,
+          ...(traceparent ? { traceparent } : {}),
+          handingOff: () => {
+            this.restHandOff = true;
+          },
+        },
         ev.name,
         ev.arguments,
       )
@@ -574,7 +686,7 @@ export class CallBridge {
     if (rt.pending > 0 || !rt.done || rt.followUpSent || !this.model) return;
     rt.followUpSent = true;
     this.responseTools.delete(responseId);
-    this.model.send(responseCreate());
+    this.responses.request();
     const effect = this.pendingEffect;
     if (effect && this.state.kind === 'live') {
       this.pendingEffect = undefined;
@@ -594,12 +706,20 @@ export class CallBridge {
   private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
-    if (this.activeResponseId === ev.responseId) this.activeResponseId = undefined;
+    if (ev.usage) this.usage?.response(ev.usage);
+    this.playback.closeItems(this.latestMediaTs);
+    this.responses.onDone(ev.responseId);
     if (!this.responseTools.has(ev.responseId)) {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
     }
-    if (ev.status === 'failed') this.log.warn({ code: 'model_protocol', reason: ev.reason }, 'model response failed');
+    const instructions = this.responseInstructions.get(ev.responseId);
+    this.responseInstructions.delete(ev.responseId);
+    if (ev.status === 'failed') {
+      if (this.onResponseFailed(ev.reason, instructions)) return;
+    } else if (ev.status === 'completed') {
+      this.failedResponses = 0;
+    }
     const rt = this.responseTools.get(ev.responseId);
     if (rt) {
       rt.done = true;
@@ -617,26 +737,76 @@ export class CallBridge {
     this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
+  /**
+   * A caller turn the model could not transcribe: the conversation goes on (the model heard the
+   * audio), but the transcript, summary and reconnect replay miss it. On Azure every turn fails
+   * this way when REALTIME_TRANSCRIPTION_MODEL is not a deployment name: say so once per call.
+   */
+  private onTranscriptionFailed(ev: Extract<ModelEvent, { type: 'caller_transcript_failed' }>): void {
+    this.deps.metrics.transcriptionFailures.inc();
+    if (this.transcriptionFailures++ > 0) return;
+    this.log.warn(
+      { code: 'model_protocol', modelCode: ev.code, detail: ev.message },
+      'caller speech could not be transcribed (check REALTIME_TRANSCRIPTION_MODEL); further failures on this call are only counted',
+    );
+  }
+
+  /**
+   * A response ended `failed` (status_details.error): ask once more, then fall back. Returns true when
+   * the call was ended. While ending (the goodbye failed) the wind-down simply goes on.
+   */
+  private onResponseFailed(reason: string | undefined, instructions: string | undefined): boolean {
+    this.deps.metrics.modelErrors.labels('response', modelErrorLabel(reason ?? 'response_failed')).inc();
+    const fatal = classifyFailedResponse(reason) === 'call';
+    this.log.warn({ code: 'model_protocol', reason, retry: !fatal && this.failedResponses === 0 }, 'model response failed');
+    if (this.state.kind !== 'live' && this.state.kind !== 'connecting') return false;
+    if (fatal || this.failedResponses >= MAX_RESPONSE_RETRIES) {
+      this.fail(CloseCode.modelUnavailable, `model response failed (${reason ?? 'unknown'})`, 'model_failed');
+      return true;
+    }
+    this.failedResponses++;
+    this.responses.request(instructions);
+    return false;
+  }
+
   private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
-    if (ev.code === 'conversation_already_has_active_response' || ev.code === 'response_cancel_not_active') {
-      this.log.debug({ code: ev.code }, 'benign model race');
+    if (this.responses.onError(ev.code, ev.eventId)) {
+      this.deps.metrics.modelErrors.labels('error', modelErrorLabel(ev.code)).inc();
+      this.log.debug({ code: ev.code, eventId: ev.eventId }, 'response.create rejected; queued behind the active response');
       return;
     }
-    if (ev.code === 'session_expired') {
-      // The model's session cap (60 min): carry on in a new session if the call may still run.
-      return this.reconnectOrFail('model session expired');
+    const cause = this.model?.clientEventType?.(ev.eventId);
+    const { class: kind, benign } = classifyModelError(ev.code, cause);
+    this.deps.metrics.modelErrors.labels('error', cause === 'session.update' ? 'session_update_rejected' : modelErrorLabel(ev.code)).inc();
+    const detail = { code: 'model_protocol', modelCode: ev.code, detail: ev.message, eventId: ev.eventId, cause };
+    if (kind === 'ignore') {
+      if (benign) this.log.debug(detail, 'benign model race');
+      else this.log.warn(detail, 'model error');
+      return;
     }
-    if (ev.fatal) {
-      // Keys, quota, billing: retrying cannot help (PROTOCOLS.md §8).
-      this.log.error({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'fatal model error');
-      return this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, 'model_failed');
+    if (kind === 'session') {
+      // The model's session cap (60 min) and the like: carry on in a new session if the call may.
+      this.log.warn(detail, 'model session unusable');
+      return this.reconnectOrFail(`model session ended (${ev.code})`);
     }
-    this.log.warn({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'model error');
+    // Keys, quota, billing, a session.update every session would refuse: fall back now (PROTOCOLS.md §8).
+    this.log.error(detail, 'model cannot serve this call');
+    const outcome: CallOutcome = this.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed';
+    this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);
+  }
+
+  /** The stall rule fired: the socket may still answer pings, but the session hears nothing. */
+  private onModelStalled(): void {
+    if (this.state.kind !== 'live' || !this.model) return;
+    this.deps.metrics.modelErrors.labels('socket', 'stalled').inc();
+    this.log.warn({ code: 'model_closed', stallMs: this.stall?.stallMs }, 'model silent while the caller talks');
+    this.reconnectOrFail('model stalled');
   }
 
   private onModelClose(code: number, reason: string): void {
     this.model = undefined;
     if (this.state.kind === 'ended') return;
+    if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
     this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
     if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
     this.reconnectOrFail('model connection lost');
@@ -652,12 +822,18 @@ export class CallBridge {
     }
     this.reconnects++;
     this.move({ type: 'model-lost' });
+    this.stall?.reset();
     // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
     this.sessionConfigured = false;
     this.modelCongested = false;
     this.appendSeq = 0;
-    this.activeResponseId = undefined;
+    // Nothing of the old session may be named in the new one: its items, responses, truncations.
+    this.responses.reset();
+    this.playback.newSession();
+    this.discarded.clear();
+    this.history.newSession();
     this.responseTools.clear();
+    this.responseInstructions.clear();
     this.turnEndMono = undefined;
     this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.connectModel(true);
@@ -672,16 +848,27 @@ export class CallBridge {
     return t === undefined || t === 0 ? undefined : t;
   }
 
-  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; interrupted?: boolean }): void {
-    this.history.push({ role: entry.role, text: entry.interrupted ? `${entry.text} [interrupted by the caller]` : entry.text });
-    if (this.history.length > HISTORY_TURNS) this.history.shift();
+  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; itemId?: string; interrupted?: boolean }): void {
+    const { itemId, ...stored } = entry;
+    if (entry.role === 'caller') this.history.caller(entry.text);
+    else this.history.assistant(entry.text, itemId ?? '', entry.interrupted === true);
     const sid = this.callSid;
-    if (sid) this.background(this.deps.store.appendTranscript(sid, entry), 'store.appendTranscript');
+    if (sid) this.background(this.deps.store.appendTranscript(sid, stored), 'store.appendTranscript');
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
     this.stats.dropped++;
     this.deps.metrics.framesDropped.labels(direction, reason).inc();
+  }
+
+  /**
+   * A well-formed message whose event name we do not know: Twilio may add events (it added `dtmf`
+   * and `mark` after `media`), so it is counted and ignored, before or after `start`, never fatal.
+   */
+  private unknownEvent(detail: string): void {
+    if (this.state.kind === 'ended') return;
+    this.deps.metrics.twilioEventsUnknown.inc();
+    if (this.unknownEvents++ === 0) this.log.info({ detail }, 'media-socket event of an unknown kind ignored');
   }
 
   private invalid(reason: string, detail: string): void {
@@ -725,19 +912,13 @@ export class CallBridge {
     const wasStarted = this.state.kind !== 'awaiting-start';
     const callSid = this.callSid;
     this.state = { kind: 'ended', outcome };
+    const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
+    this.stall?.reset();
     this.connectAbort.abort();
     this.ring.clear();
     this.model?.close(1000, 'call ended');
     this.model = undefined;
-    if (this.twilioOpen) {
-      this.twilioOpen = false;
-      try {
-        this.twilio.end(code, reason);
-      } catch {
-        // uWS throws if the socket closed under us in the same tick; nothing left to close.
-      }
-    }
     if (this.counted) {
       this.deps.metrics.activeCalls.dec();
       this.counted = false;
@@ -745,9 +926,11 @@ export class CallBridge {
     if (wasStarted) {
       this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
     }
+    let outcomeStored: Promise<void> | undefined;
     if (callSid && this.tenant) {
       const tenant = this.tenant;
-      this.background(this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400), 'store.endCall');
+      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400);
+      this.background(outcomeStored, 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }
     endSpan(this.turnSpan);
@@ -769,10 +952,47 @@ export class CallBridge {
         turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
         turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
         reconnects: this.reconnects,
+        transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
+        ...(usage ? { usage } : {}),
       },
       'call ended',
     );
-    this.onEnded(this);
+    this.closeTwilio(code, reason, outcomeStored);
+  }
+
+  /**
+   * Close the media socket once the outcome is stored. Twilio runs the TwiML after `</Connect>`
+   * (the after-stream redirect) the moment the socket closes, possibly on another pod, which reads
+   * the outcome from the store: written after the close, a goodbye could be answered with "our
+   * assistant is unavailable". The wait is bounded: a store that does not answer does not hold
+   * the line open (the after-stream route also waits a little for an outcome still being written).
+   */
+  private closeTwilio(code: number, reason: string, outcomeStored: Promise<void> | undefined): void {
+    if (!this.twilioOpen || !outcomeStored) {
+      this.endTwilio(code, reason);
+      this.onEnded(this);
+      return;
+    }
+    let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      cancel();
+      this.endTwilio(code, reason);
+      this.onEnded(this);
+    };
+    const cancel = this.deps.clock.after(OUTCOME_STORE_WAIT_MS, close);
+    outcomeStored.then(close, close);
+  }
+
+  private endTwilio(code: number, reason: string): void {
+    if (!this.twilioOpen) return;
+    this.twilioOpen = false;
+    try {
+      this.twilio.end(code, reason);
+    } catch {
+      // uWS throws if the socket closed under us in the same tick; nothing left to close.
+    }
   }
 }

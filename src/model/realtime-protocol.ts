@@ -6,6 +6,7 @@
 import { isAscii } from 'node:buffer';
 import { z } from 'zod';
 import type { ToolDefinition } from '../tools/index.js';
+import { usageFromWire, UsageWire, type ResponseUsage } from './response-usage.js';
 
 /**
  * `ga`: OpenAI GA (and Azure /openai/v1). `beta`: Azure preview deployments only; OpenAI closes
@@ -20,14 +21,23 @@ export interface SessionOptions {
   instructions: string;
   voice: string;
   tools: ToolDefinition[];
-  /** Default gpt-4o-mini-transcribe. On Azure this must be a deployment name. */
-  transcriptionModel?: string;
+  /**
+   * Default gpt-4o-mini-transcribe. On Azure this must be a deployment name, else every caller turn
+   * ends in `conversation.item.input_audio_transcription.failed`. null: no caller transcription.
+   */
+  transcriptionModel?: string | null;
   language?: string;
   vad?: { threshold?: number; prefixPaddingMs?: number; silenceDurationMs?: number };
 }
 
 /** The caller's transcript model when the tenant does not name one (PROTOCOLS.md §5). */
 export const DEFAULT_TRANSCRIPTION_MODEL = 'gpt-4o-mini-transcribe';
+
+/**
+ * Server VAD cancels the active response itself when the caller starts speaking; a client
+ * `response.cancel` after that only earns `response_cancel_not_active`.
+ */
+export const INTERRUPT_RESPONSE = true;
 
 function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
   return {
@@ -37,11 +47,12 @@ function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
     silence_duration_ms: vad?.silenceDurationMs ?? 500,
     // The model answers on its own when the caller stops, and VAD cancels the response on barge-in.
     create_response: true,
-    interrupt_response: true,
+    interrupt_response: INTERRUPT_RESPONSE,
   };
 }
 
-function transcription(o: SessionOptions): Record<string, unknown> {
+function transcription(o: SessionOptions): Record<string, unknown> | null {
+  if (o.transcriptionModel === null) return null;
   const t: Record<string, unknown> = { model: o.transcriptionModel ?? DEFAULT_TRANSCRIPTION_MODEL };
   if (o.language !== undefined) t.language = o.language;
   return t;
@@ -104,10 +115,15 @@ export function appendAudio(b64: string): string {
   return APPEND_PREFIX + b64 + APPEND_SUFFIX;
 }
 
-/** `response.create`, optionally with per-response instructions (e.g. the greeting). */
-export function responseCreate(o: { instructions?: string } = {}): string {
-  if (o.instructions === undefined) return '{"type":"response.create"}';
-  return JSON.stringify({ type: 'response.create', response: { instructions: o.instructions } });
+/**
+ * `response.create`, optionally with per-response instructions (e.g. the greeting) and a client
+ * `event_id` (an `error` rejecting it names that id).
+ */
+export function responseCreate(o: { instructions?: string | undefined; eventId?: string } = {}): string {
+  const ev: Record<string, unknown> = { type: 'response.create' };
+  if (o.eventId !== undefined) ev.event_id = o.eventId;
+  if (o.instructions !== undefined) ev.response = { instructions: o.instructions };
+  return JSON.stringify(ev);
 }
 
 /** `response.cancel`; without an id the server cancels whatever response is active. */
@@ -162,12 +178,6 @@ export function assistantText(text: string, shape: SessionShape): string {
 // ---------------------------------------------------------------------------------------------
 // Server events
 
-export interface ResponseUsage {
-  inputTokens: number;
-  outputTokens: number;
-  totalTokens: number;
-}
-
 /** Server events the relay acts on. Parsing never throws; new upstream events become `ignored`. */
 export type ModelEvent =
   | { type: 'session.created' | 'session.updated'; audioFormatOk: boolean }
@@ -177,24 +187,16 @@ export type ModelEvent =
   | { type: 'audio_done'; responseId: string; itemId: string }
   | { type: 'assistant_transcript'; responseId: string; itemId: string; transcript: string }
   | { type: 'caller_transcript'; itemId: string; transcript: string }
+  /** The caller's words could not be transcribed (on Azure: a transcription model that is not a deployment). */
+  | { type: 'caller_transcript_failed'; itemId: string; code: string; message: string }
   | { type: 'response_created'; responseId: string }
   | { type: 'function_call'; responseId: string; callId: string; name: string; arguments: string }
   | { type: 'response_done'; responseId: string; status: string; reason?: string; usage?: ResponseUsage }
-  | { type: 'error'; code: string; message: string; eventId?: string; fatal: boolean }
+  | { type: 'error'; code: string; message: string; eventId?: string }
   | { type: 'ignored'; eventType: string }
   | { type: 'invalid'; detail: string };
 
-/**
- * Error codes after which the session cannot go on and a reconnect would fail the same way
- * (PROTOCOLS.md §8: never retry these).
- */
-export const FATAL_ERROR_CODES: ReadonlySet<string> = new Set([
-  'invalid_api_key',
-  'insufficient_quota',
-  'session_expired',
-  'account_deactivated',
-  'billing_hard_limit_reached',
-]);
+// What each error code means for the call: model-errors.ts (the one table).
 
 // GA `format` is an object; accept a bare string too, as some gateways flatten it.
 const AudioFormat = z
@@ -236,6 +238,14 @@ const AssistantTranscript = z.object({
   transcript: z.string(),
 });
 const CallerTranscript = z.object({ item_id: z.string(), transcript: z.string() });
+const CallerTranscriptFailed = z.object({
+  item_id: z.string(),
+  error: z
+    .object({ type: z.string().optional().nullable(), code: z.string().optional().nullable(), message: z.string().optional().nullable() })
+    .loose()
+    .optional()
+    .nullable(),
+});
 const ResponseCreated = z.object({ response: z.object({ id: z.string() }).loose() });
 const OutputItemDone = z.object({
   response_id: z.string(),
@@ -265,15 +275,7 @@ const ResponseDone = z.object({
         .loose()
         .optional()
         .nullable(),
-      usage: z
-        .object({
-          input_tokens: z.number().default(0),
-          output_tokens: z.number().default(0),
-          total_tokens: z.number().default(0),
-        })
-        .loose()
-        .optional()
-        .nullable(),
+      usage: UsageWire.optional().nullable().catch(undefined),
     })
     .loose(),
 });
@@ -288,9 +290,16 @@ const ErrorEvent = z.object({
     .loose(),
 });
 
-function formatType(f: z.infer<typeof AudioFormat>): string | undefined {
-  if (f === undefined || f === null) return undefined;
-  return typeof f === 'string' ? f : f.type;
+/**
+ * The names μ-law goes by in a session echo: GA `{type:'audio/pcmu'}`, the beta/legacy token
+ * `g711_ulaw` (which Azure's GA endpoint also accepts in `audio.*.format`, as a string or as the
+ * object's `type`), whatever the case.
+ */
+const MULAW_FORMATS: ReadonlySet<string> = new Set(['audio/pcmu', 'g711_ulaw']);
+
+function isMulaw(f: z.infer<typeof AudioFormat>): boolean {
+  if (f === undefined || f === null) return false;
+  return MULAW_FORMATS.has((typeof f === 'string' ? f : f.type).toLowerCase());
 }
 
 function invalid(eventType: string, err: z.ZodError): ModelEvent {
@@ -309,11 +318,10 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
       const r = SessionEvent.safeParse(obj);
       if (!r.success) return invalid(t, r.error);
       const s = r.data.session;
-      const ga =
-        formatType(s.audio?.input?.format) === 'audio/pcmu' &&
-        formatType(s.audio?.output?.format) === 'audio/pcmu';
-      const beta = s.input_audio_format === 'g711_ulaw' && s.output_audio_format === 'g711_ulaw';
-      return { type: t, audioFormatOk: ga || beta };
+      // Each direction on its own: the GA field, or the beta field of the same direction.
+      const input = isMulaw(s.audio?.input?.format) || isMulaw(s.input_audio_format);
+      const output = isMulaw(s.audio?.output?.format) || isMulaw(s.output_audio_format);
+      return { type: t, audioFormatOk: input && output };
     }
     case 'input_audio_buffer.speech_started': {
       const r = SpeechStarted.safeParse(obj);
@@ -360,6 +368,12 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
       if (!r.success) return invalid(t, r.error);
       return { type: 'caller_transcript', itemId: r.data.item_id, transcript: r.data.transcript };
     }
+    case 'conversation.item.input_audio_transcription.failed': {
+      const r = CallerTranscriptFailed.safeParse(obj);
+      if (!r.success) return invalid(t, r.error);
+      const e = r.data.error;
+      return { type: 'caller_transcript_failed', itemId: r.data.item_id, code: e?.code ?? e?.type ?? 'unknown', message: e?.message ?? '' };
+    }
     case 'response.created': {
       const r = ResponseCreated.safeParse(obj);
       if (!r.success) return invalid(t, r.error);
@@ -388,13 +402,7 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
       const ev: ModelEvent = { type: 'response_done', responseId: resp.id, status: resp.status };
       const reason = sd?.reason ?? sd?.error?.code ?? sd?.error?.type ?? undefined;
       if (reason !== undefined) ev.reason = reason;
-      if (resp.usage) {
-        ev.usage = {
-          inputTokens: resp.usage.input_tokens,
-          outputTokens: resp.usage.output_tokens,
-          totalTokens: resp.usage.total_tokens,
-        };
-      }
+      if (resp.usage) ev.usage = usageFromWire(resp.usage);
       return ev;
     }
     case 'error': {
@@ -406,7 +414,6 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
         type: 'error',
         code,
         message: e.message ?? '',
-        fatal: FATAL_ERROR_CODES.has(code),
       };
       if (e.event_id !== undefined && e.event_id !== null) ev.eventId = e.event_id;
       return ev;

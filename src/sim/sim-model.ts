@@ -17,7 +17,9 @@ import {
   speechFrames,
   tone,
 } from '../../loadtest/lib/audio.js';
+import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 import { UNINTELLIGIBLE, planReply, speechDurationMs, type SimMode, type SimReply, type SimTurn } from './sim-model-script.js';
+import { SimUsageMeter, emptySimUsage, type SimUsageTotals } from './sim-usage.js';
 
 export type { SimMode } from './sim-model-script.js';
 
@@ -29,6 +31,12 @@ export interface SimModelOptions {
   /** When set, upgrades whose `Authorization: Bearer` / `api-key` (header or query) differ get HTTP 401. */
   apiKey?: string;
   log?: Logger;
+  /**
+   * Speak each reply in bursts: `audioMs` of audio at the mode's pace, then nothing for `pauseMs`,
+   * until the item is done. The real model stalls like this mid-item; with a pause longer than the
+   * burst, Twilio's buffer runs dry and every pending mark is echoed before more audio arrives.
+   */
+  bursts?: { audioMs: number; pauseMs: number };
   faults?: {
     /** Answer every upgrade with this HTTP status (e.g. 503, 401). */
     upgradeStatus?: number;
@@ -36,7 +44,36 @@ export interface SimModelOptions {
     acceptButNeverUpgrade?: boolean;
     /** Terminate each session's socket this long after it opens. */
     dropAfterMs?: number;
+    /**
+     * Refuse every session.update with this `error` (naming the client's event_id), as the real API
+     * does for a bad voice, tool schema or instructions: no session.updated follows.
+     */
+    rejectSessionUpdate?: { code: string; message: string; param?: string };
+    /**
+     * The next `count` responses (across sessions, the greeting first) end with response.done status
+     * `failed` and this status_details.error (default a server_error), with no audio.
+     */
+    failResponses?: { count: number; error?: { type: string; code: string | null; message: string } };
+    /**
+     * The first `sessions` sessions (default 1) fall silent once `afterResponses` responses are done,
+     * leaving the socket open: `dead` stops reading it (no pongs, as a half-open TCP or a NAT drop),
+     * `deaf` still answers pings but ignores every event and sends none (a wedged session).
+     */
+    stall?: { afterResponses: number; mode: 'dead' | 'deaf'; sessions?: number };
   };
+  /**
+   * Azure behaviour: the transcription models (on Azure, deployment names) this endpoint has. A
+   * session whose transcription model is not one of them gets
+   * `conversation.item.input_audio_transcription.failed` for every caller turn instead of a
+   * transcript, as Azure answers a model name that is not a deployment. Unset: any model works.
+   */
+  transcriptionModels?: readonly string[];
+  /**
+   * How `session.updated` spells a μ-law format the client asked for: `object` (GA,
+   * `{type:'audio/pcmu'}`, the default), `token` (the legacy string `'g711_ulaw'` in the GA
+   * `audio.*.format` field), or `token-object` (`{type:'g711_ulaw'}`).
+   */
+  mulawEcho?: 'object' | 'token' | 'token-object';
   hooks?: {
     /** Called with each appended audio chunk (raw μ-law bytes): the bench reads timestamps here. */
     onCallerAudio?(bytes: Uint8Array, session: SimSession): void;
@@ -57,7 +94,11 @@ export interface SimSession {
   appendCount: number;
   /** The configuration after session.update. */
   session: Record<string, unknown>;
+  /** Every `error` event this session sent, in order: a clean call has none. */
+  errors: Array<{ code: string; message: string; eventId: string | null }>;
   closed: boolean;
+  /** Tokens reported in this session's response.done usage blocks, summed. */
+  usage: SimUsageTotals;
 }
 
 export interface SimModel {
@@ -188,6 +229,27 @@ class SimModelServer implements SimModel {
         resolve();
       });
     });
+  }
+
+  private failuresLeft: number | undefined;
+  private stalledSessions = 0;
+
+  /** Whether a session that has finished its `afterResponses` responses must fall silent now. */
+  takeStall(): 'dead' | 'deaf' | undefined {
+    const f = this.opts.faults?.stall;
+    if (!f || this.stalledSessions >= (f.sessions ?? 1)) return undefined;
+    this.stalledSessions++;
+    return f.mode;
+  }
+
+  /** The error of the next response that must fail (faults.failResponses), or undefined. */
+  takeResponseFailure(): Record<string, unknown> | undefined {
+    const f = this.opts.faults?.failResponses;
+    if (!f) return undefined;
+    this.failuresLeft ??= f.count;
+    if (this.failuresLeft <= 0) return undefined;
+    this.failuresLeft--;
+    return f.error ?? { type: 'server_error', code: null, message: 'The server had an error while processing your request. Sorry about that!' };
   }
 
   newId(prefix: string): string {
@@ -328,6 +390,8 @@ interface ActiveResponse {
   markers: Uint8Array[];
   deltaHead: string;
   callId: string;
+  /** Bytes sent since the last pause (burst mode). */
+  burstBytes: number;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -348,6 +412,29 @@ const REPLACED_KEYS = new Set([
   'tracing',
   'include',
 ]);
+
+/** What the real API refuses in a session.update the relay could send: a voice or a tool schema. */
+function sessionProblem(patch: Record<string, unknown>, shape: 'ga' | 'beta'): { code: string; message: string; param: string } | undefined {
+  const audio = isObject(patch.audio) && isObject(patch.audio.output) ? patch.audio.output : undefined;
+  const voice = shape === 'ga' ? audio?.voice : patch.voice;
+  if (voice !== undefined && !(REALTIME_VOICES as readonly unknown[]).includes(voice)) {
+    return {
+      code: 'invalid_value',
+      message: `Invalid value: '${JSON.stringify(voice)}'. Supported values are: ${REALTIME_VOICES.map((v) => `'${v}'`).join(', ')}.`,
+      param: shape === 'ga' ? 'session.audio.output.voice' : 'session.voice',
+    };
+  }
+  if (Array.isArray(patch.tools)) {
+    for (const [i, t] of patch.tools.entries()) {
+      const problem = isObject(t) ? toolParametersProblem(t.parameters ?? { type: 'object', properties: {} }) : 'not an object';
+      if (problem) {
+        const name = isObject(t) && typeof t.name === 'string' ? t.name : String(i);
+        return { code: 'invalid_function_parameters', message: `Invalid schema for function '${name}': ${problem}`, param: `session.tools[${i}].parameters` };
+      }
+    }
+  }
+  return undefined;
+}
 
 function mergeSession(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
@@ -437,6 +524,10 @@ class SimConnection {
   private lastSpeechEndMs = 0;
   private userItemId: string | undefined;
   private readonly collector = new SpeechTextCollector();
+  /** faults.stall: silent from now on (socket left open). */
+  private stalled = false;
+  private responsesDone = 0;
+  private readonly meter: SimUsageMeter;
 
   // Conversation.
   private lastItemId: string | null = null;
@@ -467,8 +558,11 @@ class SimConnection {
       appendedBytes: 0,
       appendCount: 0,
       session: defaultSession(shape, id, modelName),
+      errors: [],
       closed: false,
+      usage: emptySimUsage(),
     };
+    this.meter = new SimUsageMeter(this.info.usage);
     this.applyTurnDetection();
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     ws.on('close', () => this.onClose());
@@ -482,6 +576,17 @@ class SimConnection {
       this.dropTimer.unref();
     }
     this.send({ type: 'session.created', session: this.info.session });
+  }
+
+  private maybeStall(): void {
+    if (this.stalled || this.info.closed) return;
+    const mode = this.model.takeStall();
+    if (!mode) return;
+    this.stalled = true;
+    this.clearRespTimer();
+    this.response = undefined;
+    // ws answers pings from its receiver: only a socket nobody reads stops the pongs.
+    if (mode === 'dead') (this.ws as unknown as { _socket?: { pause(): void } })._socket?.pause();
   }
 
   timerCount(): number {
@@ -508,12 +613,14 @@ class SimConnection {
   }
 
   private send(ev: Record<string, unknown>): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.readyState !== WebSocket.OPEN || this.stalled) return;
     const { type, ...rest } = ev;
     this.ws.send(JSON.stringify({ type, event_id: this.nextEventId(), ...rest }));
   }
 
   private error(code: string, message: string, clientEventId: unknown, param: string | null = null): void {
+    const eventId = typeof clientEventId === 'string' ? clientEventId : null;
+    this.info.errors.push({ code, message, eventId });
     this.send({
       type: 'error',
       error: {
@@ -521,7 +628,7 @@ class SimConnection {
         code,
         message,
         param,
-        event_id: typeof clientEventId === 'string' ? clientEventId : null,
+        event_id: eventId,
       },
     });
   }
@@ -529,6 +636,7 @@ class SimConnection {
   // --- inbound ---------------------------------------------------------------------------------
 
   private onMessage(data: RawData, _isBinary: boolean): void {
+    if (this.stalled) return;
     const text = Buffer.isBuffer(data)
       ? data.toString('utf8')
       : Array.isArray(data)
@@ -603,9 +711,34 @@ class SimConnection {
     } else if ('type' in patch) {
       return this.error('unknown_parameter', "Unknown parameter: 'session.type'.", ev.event_id, 'session.type');
     }
+    const rejected = this.model.opts.faults?.rejectSessionUpdate;
+    if (rejected) return this.error(rejected.code, rejected.message, ev.event_id, rejected.param ?? null);
+    const problem = sessionProblem(patch, this.info.shape);
+    if (problem) return this.error(problem.code, problem.message, ev.event_id, problem.param);
     this.info.session = mergeSession(this.info.session, patch);
+    const instructions = this.info.session.instructions;
+    this.meter.session(typeof instructions === 'string' ? instructions : '', this.info.session.tools);
     this.applyTurnDetection();
-    this.send({ type: 'session.updated', session: this.info.session });
+    this.send({ type: 'session.updated', session: this.echoedSession() });
+  }
+
+  /** The session as `session.updated` shows it: μ-law spelled as `mulawEcho` says. */
+  private echoedSession(): Record<string, unknown> {
+    const form = this.model.opts.mulawEcho ?? 'object';
+    const s = this.info.session;
+    if (form === 'object' || this.info.shape !== 'ga' || !isObject(s.audio)) return s;
+    const respell = (dir: unknown): unknown => {
+      if (!isObject(dir) || !isObject(dir.format) || dir.format.type !== 'audio/pcmu') return dir;
+      return { ...dir, format: form === 'token' ? 'g711_ulaw' : { ...dir.format, type: 'g711_ulaw' } };
+    };
+    return { ...s, audio: { ...s.audio, input: respell(s.audio.input), output: respell(s.audio.output) } };
+  }
+
+  /** The transcription model the session names (GA `audio.input.transcription`, beta `input_audio_transcription`). */
+  private transcriptionModel(): string | undefined {
+    const s = this.info.session;
+    const t = this.info.shape === 'ga' ? (isObject(s.audio) && isObject(s.audio.input) ? s.audio.input.transcription : undefined) : s.input_audio_transcription;
+    return isObject(t) && typeof t.model === 'string' ? t.model : undefined;
   }
 
   private applyTurnDetection(): void {
@@ -686,14 +819,32 @@ class SimConnection {
 
   private commit(itemId: string): void {
     const transcript = this.collector.text() ?? UNINTELLIGIBLE;
+    this.meter.callerAudio(this.bufferedBytes / 8);
     this.send({ type: 'input_audio_buffer.committed', previous_item_id: this.lastItemId, item_id: itemId });
     this.lastItemId = itemId;
-    this.send({
-      type: 'conversation.item.input_audio_transcription.completed',
-      item_id: itemId,
-      content_index: 0,
-      transcript,
-    });
+    const models = this.model.opts.transcriptionModels;
+    const model = this.transcriptionModel();
+    if (models !== undefined && (model === undefined || !models.includes(model))) {
+      // Azure's answer to a transcription model that is not a deployment (the model still hears the turn).
+      this.send({
+        type: 'conversation.item.input_audio_transcription.failed',
+        item_id: itemId,
+        content_index: 0,
+        error: {
+          type: 'invalid_request_error',
+          code: 'DeploymentNotFound',
+          message: `The API deployment ${JSON.stringify(model ?? '')} for this resource does not exist.`,
+          param: null,
+        },
+      });
+    } else {
+      this.send({
+        type: 'conversation.item.input_audio_transcription.completed',
+        item_id: itemId,
+        content_index: 0,
+        transcript,
+      });
+    }
     this.turn = { kind: 'utterance', text: transcript };
     this.resetInput();
   }
@@ -723,12 +874,14 @@ class SimConnection {
         return this.error('invalid_value', `No function call found with call_id '${item.call_id}'.`, ev.event_id, 'item.call_id');
       }
       this.turn = { kind: 'tool_output', name, output: item.output };
+      this.meter.textItem(item.output);
     } else if (item.type === 'message' && item.role === 'user' && Array.isArray(item.content)) {
       const text = item.content
         .map((c: unknown) => (isObject(c) && typeof c.text === 'string' ? c.text : isObject(c) && typeof c.transcript === 'string' ? c.transcript : ''))
         .filter((t: string) => t !== '')
         .join(' ');
       if (text !== '') this.turn = { kind: 'utterance', text };
+      this.meter.textItem(text);
     }
     const id = typeof item.id === 'string' ? item.id : this.model.newId('item');
     const full = { ...item, id, object: 'realtime.item', status: 'completed' };
@@ -754,6 +907,7 @@ class SimConnection {
       return this.error('invalid_value', `Audio content of ${sentMs}ms is already shorter than ${endMs}ms`, ev.event_id, 'audio_end_ms');
     }
     this.itemSentMs.set(itemId, endMs);
+    this.meter.truncated(itemId, endMs);
     this.send({ type: 'conversation.item.truncated', item_id: itemId, content_index: 0, audio_end_ms: endMs });
   }
 
@@ -776,12 +930,19 @@ class SimConnection {
     this.turn = { kind: 'none' };
     const id = this.model.newId('resp');
     const itemId = this.model.newId('item');
-    const r: ActiveResponse = { id, itemId, reply, totalBytes: 0, offset: 0, markers: [], deltaHead: '', callId: '' };
+    const r: ActiveResponse = { id, itemId, reply, totalBytes: 0, offset: 0, markers: [], deltaHead: '', callId: '', burstBytes: 0 };
     this.response = r;
     this.send({
       type: 'response.created',
       response: { object: 'realtime.response', id, status: 'in_progress', status_details: null, output: [], usage: null },
     });
+    const failure = this.model.takeResponseFailure();
+    if (failure) {
+      // What the real API sends when generation fails (server error, rate limit, quota): no output.
+      return this.after(this.pacing.thinkMs, () => {
+        if (this.response === r) this.done(r, 'failed', { type: 'failed', error: failure }, undefined);
+      });
+    }
     if (reply.kind === 'tool') {
       r.callId = this.model.newId('call');
       this.callNames.set(r.callId, reply.name);
@@ -848,7 +1009,13 @@ class SimConnection {
     r.offset += length;
     this.itemSentMs.set(r.itemId, r.offset / 8);
     if (r.offset >= r.totalBytes) return this.finishSpeech(r);
-    this.after(this.pacing.gapMs, () => this.pump(r));
+    const bursts = this.model.opts.bursts;
+    let gapMs = this.pacing.gapMs;
+    if (bursts && (r.burstBytes += length) >= bursts.audioMs * 8) {
+      r.burstBytes = 0;
+      gapMs = bursts.pauseMs;
+    }
+    this.after(gapMs, () => this.pump(r));
   }
 
   private audioItem(r: ActiveResponse, status: 'in_progress' | 'completed' | 'incomplete'): Record<string, unknown> {
@@ -911,12 +1078,21 @@ class SimConnection {
     this.done(r, 'cancelled', { type: 'cancelled', reason }, item);
   }
 
-  private done(r: ActiveResponse, status: 'completed' | 'cancelled', details: Record<string, unknown> | null, item: Record<string, unknown>): void {
+  private done(
+    r: ActiveResponse,
+    status: 'completed' | 'cancelled' | 'failed',
+    details: Record<string, unknown> | null,
+    item: Record<string, unknown> | undefined,
+  ): void {
     this.response = undefined;
     this.lastItemId = r.itemId;
-    const audioTokens = Math.ceil(r.offset / 8 / 50);
-    const textTokens = r.reply.kind === 'speak' ? Math.ceil(r.reply.text.length / 4) : Math.ceil(r.reply.arguments.length / 4) + 5;
-    const inputTokens = 100;
+    const stallAfter = this.model.opts.faults?.stall?.afterResponses;
+    if (stallAfter !== undefined && ++this.responsesDone >= stallAfter) setImmediate(() => this.maybeStall());
+    const usage = this.meter.responseDone(r.itemId, {
+      generatedMs: r.offset / 8,
+      text: r.reply.kind === 'speak' ? r.reply.text : r.reply.name + r.reply.arguments,
+      isTool: r.reply.kind === 'tool',
+    });
     this.send({
       type: 'response.done',
       response: {
@@ -924,14 +1100,8 @@ class SimConnection {
         id: r.id,
         status,
         status_details: details,
-        output: [item],
-        usage: {
-          total_tokens: inputTokens + audioTokens + textTokens,
-          input_tokens: inputTokens,
-          output_tokens: audioTokens + textTokens,
-          input_token_details: { cached_tokens: 0, text_tokens: inputTokens, audio_tokens: 0 },
-          output_token_details: { text_tokens: textTokens, audio_tokens: audioTokens },
-        },
+        output: item ? [item] : [],
+        usage,
       },
     });
   }

@@ -9,6 +9,7 @@ import { errorMessage } from '../errors.js';
 import type { TenantStore, TenantWrite, TenantWriteMode } from '../store/tenant-store.js';
 import { resolveTenant, type TenantDirectory } from './tenant-registry.js';
 import type { Tenant, TenantConfig } from './tenant.js';
+import { applyTenantsFile, logTenantsFileReport, type TenantsFileMode, type TenantsFileReport } from './tenants-file.js';
 
 export interface StoreTenantRegistryOptions {
   store: TenantStore;
@@ -21,6 +22,13 @@ export interface StoreTenantRegistryOptions {
    * read again. Default 15 s.
    */
   reloadMs?: number;
+  /**
+   * Tenants served by this pod only, never written to the store (the demo tenant beside a shared
+   * Redis: its token is published). A stored tenant with the same id or number wins.
+   */
+  local?: readonly TenantConfig[];
+  /** Why a stored tenant must not be served (a real model provider refuses the demo account and inline tokens). */
+  refuse?: (cfg: TenantConfig) => string | undefined;
 }
 
 interface Snapshot {
@@ -54,21 +62,24 @@ export class StoreTenantRegistry implements TenantDirectory {
   }
 
   /**
-   * Seed the store with `seed` (tenants whose id the store does not hold yet: the store wins over the
-   * file afterwards), load the snapshot, subscribe to change notices and start the reload timer.
+   * Apply the tenants file to the store (`mode`: see tenants-file.ts; `seed` only adds tenants the
+   * store lacks), log the outcome, load the snapshot, subscribe to change notices and start the
+   * reload timer.
    */
-  async start(seed: readonly TenantConfig[] = []): Promise<void> {
+  async start(seed: readonly TenantConfig[] = [], mode: TenantsFileMode = 'seed'): Promise<TenantsFileReport> {
     this.seed = seed;
-    await this.putAll(seed);
+    const report = await applyTenantsFile(this.o.store, seed, mode);
+    logTenantsFileReport(this.log, report);
     await this.o.store.markInitialised();
     this.unsubscribe = await this.o.store.subscribe(() => {
       void this.refresh();
     });
     await this.refresh();
     this.arm();
+    return report;
   }
 
-  /** Create each config whose id the store does not hold (the store wins over what we bring). */
+  /** Create each config whose id the store does not hold (restoring a store that lost its data). */
   private async putAll(configs: readonly TenantConfig[]): Promise<void> {
     for (const cfg of configs) {
       const r = await this.o.store.put(cfg, 'create');
@@ -190,8 +201,15 @@ export class StoreTenantRegistry implements TenantDirectory {
     const next: Snapshot = { byNumber: new Map(), byId: new Map(), list: [] };
     const list: Tenant[] = [];
     const seen = new Set<string>();
-    for (const cfg of configs) {
+    const stored = new Set(configs.flatMap((c) => [c.id, ...c.phoneNumbers]));
+    const local = (this.o.local ?? []).filter((c) => !stored.has(c.id) && !c.phoneNumbers.some((n) => stored.has(n)));
+    for (const cfg of [...configs, ...local]) {
       seen.add(cfg.id);
+      const refused = this.o.refuse?.(cfg);
+      if (refused) {
+        this.report(cfg.id, refused, 'tenant refused: not served with a real model provider');
+        continue;
+      }
       let t: Tenant;
       try {
         t = resolveTenant(cfg, this.o.env);
@@ -212,9 +230,9 @@ export class StoreTenantRegistry implements TenantDirectory {
     this.loads++;
   }
 
-  private report(id: string, problem: string): void {
+  private report(id: string, problem: string, msg = 'tenant not served: its secrets do not resolve on this pod'): void {
     if (this.problems.get(id) === problem) return;
     this.problems.set(id, problem);
-    this.log.error({ code: 'config_invalid', tenant: id, problem }, 'tenant not served: its secrets do not resolve on this pod');
+    this.log.error({ code: 'config_invalid', tenant: id, problem }, msg);
   }
 }

@@ -3,6 +3,7 @@
  * reference, never inline), model persona, enabled tools and the business data tools read.
  */
 import { z } from 'zod';
+import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 
 export const E164 = z.string().regex(/^\+[1-9]\d{6,14}$/, { message: 'must be an E.164 number like +14155550100' });
 
@@ -65,13 +66,49 @@ export const WebhookToolSchema = z.object({
   description: z.string().min(1).max(1000),
   url: z.string().url({ message: 'must be an https URL' }),
   /** JSON Schema of the arguments, as sent to the model; arguments are validated against it. */
-  parameters: z.record(z.string(), z.unknown()).default({ type: 'object', properties: {} }),
+  parameters: z
+    .record(z.string(), z.unknown())
+    .default({ type: 'object', properties: {} })
+    // The model refuses the whole session.update over one bad schema: refuse it here instead.
+    .superRefine((v, ctx) => {
+      const problem = toolParametersProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   /** Signing secret; `whsec_<base64>` (Standard Webhooks) or raw text. */
   secret: SecretRef,
   timeoutMs: z.number().int().min(100).max(30_000).default(5000),
   maxResponseBytes: z.number().int().min(256).max(1_048_576).default(65_536),
 });
 export type WebhookTool = z.infer<typeof WebhookToolSchema>;
+
+/** What a caller hears when the tenant is over its budget: never dead air, never the model. */
+export const BudgetExceededSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('message'), message: z.string().min(1).max(1000) }),
+  z.object({ action: z.literal('human'), number: E164, message: z.string().min(1).max(1000).optional() }),
+  z.object({
+    action: z.literal('voicemail'),
+    message: z.string().min(1).max(1000),
+    maxSeconds: z.number().int().min(5).max(600).default(120),
+  }),
+]);
+
+export const DEFAULT_BUDGET_MESSAGE = 'Sorry, we cannot take your call right now. Please call again later. Goodbye.';
+
+/**
+ * A spending cap per UTC day or month, in call minutes and/or estimated model cost (src/usage/).
+ * Past `warnAt` of either limit a warning metric rises; past the limit new calls get `whenExceeded`
+ * instead of the model. Calls already live are never cut.
+ */
+export const BudgetSchema = z
+  .object({
+    period: z.enum(['day', 'month']).default('month'),
+    callMinutes: z.number().positive().optional(),
+    costUsd: z.number().positive().optional(),
+    warnAt: z.number().gt(0).lt(1).default(0.8),
+    whenExceeded: BudgetExceededSchema.default({ action: 'message', message: DEFAULT_BUDGET_MESSAGE }),
+  })
+  .refine((b) => b.callMinutes !== undefined || b.costUsd !== undefined, { message: 'set callMinutes, costUsd or both' });
+export type Budget = z.infer<typeof BudgetSchema>;
 
 export const TenantSchema = z.object({
   id: z.string().regex(/^[a-z0-9][a-z0-9_-]{1,62}$/, { message: 'must be 2-63 chars of a-z, 0-9, _ or -' }),
@@ -88,10 +125,14 @@ export const TenantSchema = z.object({
   }),
   model: z
     .object({
-      voice: z.string().default('marin'),
-      instructions: z.string().default('You answer the phone for a small business. Be brief and friendly.'),
-      greeting: z.string().default('Hello, thanks for calling. How can I help?'),
-      language: z.string().default('en'),
+      // Checked here because the model rejects a bad session.update and the call falls back.
+      voice: z.enum(REALTIME_VOICES, { message: `must be one of ${REALTIME_VOICES.join(', ')}` }).default('marin'),
+      instructions: z.string().max(32_000).default('You answer the phone for a small business. Be brief and friendly.'),
+      greeting: z.string().min(1).max(1000).default('Hello, thanks for calling. How can I help?'),
+      language: z
+        .string()
+        .regex(/^[a-z]{2}$/, { message: 'must be an ISO-639-1 code like en' })
+        .default('en'),
     })
     .default({ voice: 'marin', instructions: 'You answer the phone for a small business. Be brief and friendly.', greeting: 'Hello, thanks for calling. How can I help?', language: 'en' }),
   tools: z.array(ToolName).default(['end_call']),
@@ -100,6 +141,8 @@ export const TenantSchema = z.object({
   humanFallbackNumber: E164.optional(),
   maxConcurrentCalls: z.number().int().positive().default(50),
   retentionDays: z.number().int().min(1).max(3650).default(30),
+  /** Optional spending cap (docs/operators.md, "Budgets"). */
+  budget: BudgetSchema.optional(),
 });
 export type TenantInput = z.input<typeof TenantSchema>;
 export type TenantConfig = z.infer<typeof TenantSchema>;
@@ -117,6 +160,20 @@ export function tenantAuthTokens(t: Tenant): readonly string[] {
 }
 
 export const DEMO_ACCOUNT_SID = 'AC00000000000000000000000000000000';
+
+/**
+ * Why a tenant must not be served with a real model provider, or undefined when it may: the demo
+ * account and an inline auth token are published or stored in plain text, so a webhook signed with
+ * them would spend the operator's model key (docs/security.md).
+ */
+export function refusedWithRealModel(cfg: TenantConfig): string | undefined {
+  if (cfg.twilio.accountSid === DEMO_ACCOUNT_SID) return 'uses the demo account (allowed only with MODEL_PROVIDER=sim)';
+  if ('value' in cfg.twilio.authToken) return 'twilio.authToken is given inline (use an {env} or {file} reference)';
+  if (cfg.twilio.previousAuthToken && 'value' in cfg.twilio.previousAuthToken) {
+    return 'twilio.previousAuthToken is given inline (use an {env} or {file} reference)';
+  }
+  return undefined;
+}
 export const DEMO_AUTH_TOKEN = 'demo-auth-token-not-secret';
 export const DEMO_NUMBER = '+15005550006';
 

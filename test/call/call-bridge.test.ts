@@ -41,9 +41,13 @@ class FakeTwilio implements TwilioSocket {
   sent: unknown[] = [];
   buffered = 0;
   ended: { code: number; reason: string } | undefined;
+  /** uWS's answer per event kind: 2 = dropped (past its hard backpressure cap), not recorded. */
+  result: Record<string, number> = {};
   send(text: string): number {
-    this.sent.push(JSON.parse(text));
-    return 1;
+    const msg = JSON.parse(text) as Record<string, unknown>;
+    const r = this.result[msg['event'] as string] ?? 1;
+    if (r !== 2) this.sent.push(msg);
+    return r;
   }
   bufferedAmount(): number {
     return this.buffered;
@@ -256,6 +260,7 @@ describe('CallBridge', () => {
     h.bridge.onTwilioMessage(startMsg(), false);
     await flush();
     h.model.emit({ type: 'session.updated', session: { type: 'realtime', audio: { output: { format: { type: 'audio/pcm', rate: 24000 } } } } });
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
     expect(h.model.closed).toBe(1000);
@@ -287,7 +292,7 @@ describe('CallBridge', () => {
     expect(((out[3]!['mark'] as { name: string }).name)).toMatch(/^item_1:200:g0:m2$/);
   });
 
-  it('barge-in while the model is talking: clear first, truncate at what was heard, cancel, drop stale audio', async () => {
+  it('barge-in while the model is talking: clear first, truncate at what was heard, drop stale audio (the server cancels)', async () => {
     const h = harness();
     await live(h);
     h.bridge.onTwilioMessage(mediaMsg(1000), false);
@@ -303,9 +308,9 @@ describe('CallBridge', () => {
     const modelBefore = h.model.sent.length;
     h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 900, item_id: 'item_c' });
     expect(h.twilio.sent.slice(before)).toEqual([{ event: 'clear', streamSid: STREAM }]);
+    // interrupt_response: the server cancelled resp_1 itself; a response.cancel would be an error.
     expect(h.model.sent.slice(modelBefore)).toEqual([
       { type: 'conversation.item.truncate', item_id: 'item_1', content_index: 0, audio_end_ms: 260 },
-      { type: 'response.cancel', response_id: 'resp_1' },
     ]);
     // Audio of the cancelled response still in flight is not played.
     h.model.emit(delta('resp_1', 'item_1'));
@@ -317,6 +322,52 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'response.created', response: { id: 'resp_2', status: 'in_progress' } });
     h.model.emit(delta('resp_2', 'item_2'));
     expect((h.twilio.sent.at(-1) as { mark: { name: string } }).mark.name).toMatch(/^item_2:100:g1:/);
+  });
+
+  it('speech while a response is still thinking: no clear (Twilio holds nothing), no cancel, its audio is dropped', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    const n = h.twilio.sent.length;
+    const m = h.model.sent.length;
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 10, item_id: 'item_c' });
+    expect(h.twilio.sent.length).toBe(n);
+    expect(h.model.sent.length).toBe(m);
+    h.model.emit(delta('resp_1', 'item_1'));
+    expect(h.twilio.sent.length).toBe(n);
+  });
+
+  it('a media frame uWS dropped gets no mark: nothing is waited for, and speech is no barge-in', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    h.twilio.result = { media: 2, mark: 2 };
+    h.model.emit(delta('resp_1', 'item_1'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_1', status: 'completed', output: [] } });
+    expect(await dropped(h.metrics, 'model_to_caller', 'caller_backpressure')).toBe(1);
+    const n = h.twilio.sent.length;
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 10, item_id: 'item_c' });
+    expect(h.twilio.sent.length).toBe(n); // no clear: nothing of ours is queued at Twilio
+    expect(h.model.types()).not.toContain('conversation.item.truncate');
+  });
+
+  it('a mark uWS dropped after its media went out is sent again when the socket drains, in order', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    h.twilio.result = { mark: 2 };
+    h.model.emit(delta('resp_1', 'item_1'));
+    h.model.emit(delta('resp_1', 'item_1'));
+    expect(h.twilio.events('media')).toHaveLength(2);
+    expect(h.twilio.events('mark')).toHaveLength(0);
+    h.bridge.onTwilioDrain(); // still full: kept
+    expect(h.twilio.events('mark')).toHaveLength(0);
+    h.twilio.result = {};
+    h.bridge.onTwilioDrain();
+    const names = h.twilio.events('mark').map((m) => (m['mark'] as { name: string }).name);
+    expect(names).toEqual(['item_1:100:g0:m1', 'item_1:200:g0:m2']);
+    h.bridge.onTwilioDrain(); // nothing left to send
+    expect(h.twilio.events('mark')).toHaveLength(2);
   });
 
   it('no barge-in work when nothing is playing', async () => {
@@ -353,6 +404,7 @@ describe('CallBridge', () => {
     expect(h.twilio.ended).toBeUndefined();
     const mark = (h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name;
     h.bridge.onTwilioMessage(markMsg(mark), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
     const rec = await h.store.getCall(CALL);
     expect(rec?.outcome).toBe('ended_by_assistant');
@@ -398,10 +450,12 @@ describe('CallBridge', () => {
     for (let i = 0; i < 19; i++) h.bridge.onTwilioMessage(Buffer.from('{not json'), false);
     expect(h.twilio.ended).toBeUndefined();
     h.bridge.onTwilioMessage(Buffer.from('{"event":"media"}'), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4001);
     const big = harness({ twilioMaxMessageBytes: 1024 });
     await live(big);
     big.bridge.onTwilioMessage(Buffer.alloc(2048, 0x20), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(big.twilio.ended?.code).toBe(1009);
   });
 
@@ -409,6 +463,7 @@ describe('CallBridge', () => {
     const h = harness();
     await live(h);
     h.bridge.onTwilioMessage(startMsg(), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4006);
   });
 
@@ -448,12 +503,13 @@ describe('CallBridge', () => {
       { type: 'conversation.item.create', item: { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Sure, where are you?' }] } },
       { type: 'conversation.item.create', item: { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'In 10001' }] } },
       { type: 'input_audio_buffer.append', audio: payload(160, 7) },
-      { type: 'response.create' }, // the caller's last words were never answered
+      { type: 'response.create', event_id: expect.stringMatching(/^sb_response_/) as unknown }, // the caller's last words were never answered
     ]);
     // Events from the old socket are ignored; a second loss ends the call with the fallback.
     first.emit(delta('old', 'old_item'));
     expect(h.twilio.events('media')).toHaveLength(0);
     second.drop(1006);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
@@ -480,6 +536,7 @@ describe('CallBridge', () => {
     h.model.emit(pcmuSession);
     expect(h.bridge.state.kind).toBe('live');
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
@@ -488,6 +545,7 @@ describe('CallBridge', () => {
     const h = harness({ maxCallMs: 60_000 });
     await live(h);
     h.clock.advance(60_001);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
   });
 
@@ -496,6 +554,7 @@ describe('CallBridge', () => {
     h.bridge.onTwilioMessage(startMsg(), false);
     await flush();
     h.clock.advance(3001);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable' });
   });

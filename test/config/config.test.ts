@@ -42,6 +42,12 @@ describe('loadConfig', () => {
     );
   });
 
+  it('REALTIME_TRANSCRIPTION_MODEL: unset, a (deployment) name, or none', () => {
+    expect(loadConfig({}).transcriptionModel).toBeUndefined();
+    expect(loadConfig({ REALTIME_TRANSCRIPTION_MODEL: ' my-transcribe ' }).transcriptionModel).toBe('my-transcribe');
+    expect(loadConfig({ REALTIME_TRANSCRIPTION_MODEL: 'none' }).transcriptionModel).toBeNull();
+  });
+
   it('reads "false" as false, not true', () => {
     expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: 'false' }).validateSignatures).toBe(false);
     expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: '0' }).validateSignatures).toBe(false);
@@ -61,6 +67,13 @@ describe('loadConfig', () => {
     expect(configError({ MODEL_PROVIDER: 'azure' })).toHaveLength(3);
     expect(configError({ OPENAI_API_KEY: 'k', OPENAI_REALTIME_URL: 'ws://example.com/v1/realtime' })[0]).toMatch(/loopback/);
     expect(loadConfig({ OPENAI_API_KEY: 'k', OPENAI_REALTIME_URL: 'ws://127.0.0.1:9/v1/realtime' }).model.provider).toBe('openai');
+  });
+
+  it('takes TENANTS_FILE_MODE seed (default) or reconcile, and reconcile only with a file', () => {
+    expect(loadConfig({}).tenantsFileMode).toBe('seed');
+    expect(loadConfig({ TENANTS_FILE: 't.yaml', TENANTS_FILE_MODE: 'reconcile' }).tenantsFileMode).toBe('reconcile');
+    expect(configError({ TENANTS_FILE_MODE: 'merge' })).toEqual(['TENANTS_FILE_MODE: must be seed or reconcile']);
+    expect(configError({ TENANTS_FILE_MODE: 'reconcile' })).toEqual(['TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)']);
   });
 
   it('rejects short secrets and out-of-range numbers', () => {

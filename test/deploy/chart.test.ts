@@ -7,13 +7,12 @@
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { only, parseObjects, run, validateObject, type K8sObject, type RunResult } from './k8s-objects.js';
+import { CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject, type RunResult } from './k8s-objects.js';
 
-const CHART = resolve(import.meta.dirname, '../../deploy/helm/switchboard');
 const PROD = join(CHART, 'values-production.yaml');
 interface Values {
   drain: { timeoutSeconds: number; preStopSleepSeconds: number; terminationMarginSeconds: number };
@@ -33,11 +32,7 @@ const rendered: Record<'defaults' | 'production' | 'keda' | 'shortDrain', K8sObj
 };
 const lint: Record<'defaults' | 'production', RunResult | undefined> = { defaults: undefined, production: undefined };
 
-async function template(args: string[]): Promise<K8sObject[]> {
-  const r = await run(helm, ['template', 'sb', CHART, '--namespace', 'voice', ...args]);
-  if (r.code !== 0) throw new Error(`helm template ${args.join(' ')} failed:\n${r.stderr}`);
-  return parseObjects(r.stdout);
-}
+const template = (args: string[]) => helmTemplate(helm, args);
 
 beforeAll(async () => {
   helm = ensureK8sTools().helm;
@@ -46,8 +41,8 @@ beforeAll(async () => {
     run(helm, ['lint', CHART, '--strict', '-f', PROD]),
     template([]),
     template(['-f', PROD]),
-    template(['--set', 'keda.enabled=true', '--set', 'redis.enabled=true', '--set', 'redis.persistence.enabled=true']),
-    template(['--set', 'drain.timeoutSeconds=600', '--set', 'drain.preStopSleepSeconds=5', '--set', 'drain.terminationMarginSeconds=20']),
+    template(['--set', 'keda.enabled=true', '--set', 'redis.enabled=true', '--set', 'redis.persistence.enabled=true', ...STREAM_KEY]),
+    template(['--set', 'drain.timeoutSeconds=600', '--set', 'config.maxCallSeconds=600', '--set', 'drain.preStopSleepSeconds=5', '--set', 'drain.terminationMarginSeconds=20']),
   ]);
   Object.assign(lint, { defaults: ld, production: lp });
   Object.assign(rendered, { defaults: d, production: p, keda: k, shortDrain: s });
@@ -78,12 +73,15 @@ describe('every rendered object is valid', () => {
 
   it('renders the expected kinds', () => {
     const kinds = (o: K8sObject[]) => [...new Set(o.map((x) => x.kind))].sort();
-    expect(kinds(rendered.defaults)).toEqual(['ConfigMap', 'Deployment', 'PodDisruptionBudget', 'Secret', 'Service', 'ServiceAccount']);
+    // Pod: the `helm test` hook.
+    expect(kinds(rendered.defaults)).toEqual(['ConfigMap', 'Deployment', 'Pod', 'PodDisruptionBudget', 'Secret', 'Service', 'ServiceAccount']);
     expect(kinds(rendered.production)).toEqual([
       'ConfigMap',
       'Deployment',
       'HorizontalPodAutoscaler',
       'Ingress',
+      'NetworkPolicy',
+      'Pod',
       'PodDisruptionBudget',
       'PrometheusRule',
       'Service',
@@ -91,6 +89,8 @@ describe('every rendered object is valid', () => {
       'ServiceMonitor',
     ]);
     expect(kinds(rendered.keda)).toContain('ScaledObject');
+    // Turning KEDA on turns the scrape of its metric on.
+    expect(kinds(rendered.keda)).toContain('ServiceMonitor');
     expect(kinds(rendered.keda)).not.toContain('HorizontalPodAutoscaler');
     expect(kinds(rendered.keda)).toContain('StatefulSet');
   });
@@ -172,6 +172,7 @@ describe('relay pod', () => {
     const spec = relay(rendered.production).spec.template.spec;
     expect(c.envFrom).toContainEqual({ secretRef: { name: 'switchboard-secrets' } });
     expect(c.env).toContainEqual({ name: 'REDIS_URL', valueFrom: { secretKeyRef: { name: 'switchboard-secrets', key: 'REDIS_URL' } } });
+    expect(c.env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'switchboard-secrets', key: 'REDIS_PASSWORD' } } });
     expect(spec.volumes).toContainEqual(expect.objectContaining({ name: 'tenants', configMap: expect.objectContaining({ name: 'switchboard-tenants' }) }));
     expect(spec.volumes).toContainEqual(expect.objectContaining({ name: 'twilio-tokens', secret: expect.objectContaining({ secretName: 'switchboard-twilio-tokens' }) }));
     const env = only(rendered.production, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
@@ -210,17 +211,23 @@ describe('autoscaling', () => {
     const so = only(rendered.keda, 'ScaledObject').spec;
     expect(so.minReplicaCount).toBe(defaults.autoscaling.minReplicas);
     expect(so.maxReplicaCount).toBe(defaults.autoscaling.maxReplicas);
+    // cooldownPeriod only applies to scaling to zero: not rendered. Prometheus down: hold max.
+    expect(so.cooldownPeriod).toBeUndefined();
+    expect(so.fallback).toEqual({ failureThreshold: 3, replicas: defaults.autoscaling.maxReplicas });
     expect(so.advanced.horizontalPodAutoscalerConfig.behavior).toEqual(defaults.autoscaling.behavior);
     const trigger = so.triggers[0];
     expect(trigger.type).toBe('prometheus');
     expect(trigger.metricType).toBe('AverageValue');
     expect(trigger.metadata.threshold).toBe(String(defaults.autoscaling.targetActiveCallsPerPod));
-    expect(trigger.metadata.query).toBe('sum(switchboard_active_calls{namespace="voice",pod=~"sb-switchboard-.*"})');
+    // Draining (terminating) pods are not capacity: their calls are left out.
+    const sel = 'namespace="voice",pod=~"sb-switchboard-.*"';
+    expect(trigger.metadata.query).toBe(`sum(switchboard_active_calls{${sel}} unless on(namespace, pod) kube_pod_deletion_timestamp{${sel}})`);
   });
 
   it('points the relay at the built-in Redis when it is enabled', () => {
     const env = only(rendered.keda, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
     expect(env.REDIS_URL).toBe('redis://sb-switchboard-redis:6379');
+    expect(env.REDIS_URL).not.toContain('@');
     expect(only(rendered.keda, 'Service', '-redis').spec.ports[0].port).toBe(6379);
     expect(only(rendered.keda, 'StatefulSet').spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('1Gi');
   });
@@ -279,6 +286,7 @@ describe('bad values are rejected', () => {
     ['a non-Redis URL', ['--set', 'redis.url=http://cache:6379'], /redis\/url/],
     ['a short websocket timeout', ['--set', 'ingress.websocketTimeoutSeconds=60'], /websocketTimeoutSeconds'?: minimum: got 60, want 3,?600/],
     ['autoscaling without shared Redis', ['--set', 'autoscaling.enabled=true'], /more than one replica needs shared state: set redis\.url/],
+    ['KEDA without shared Redis', ['--set', 'keda.enabled=true'], /more than one replica needs shared state: set redis\.url/],
     ['a target above pod capacity', ['--set', 'autoscaling.enabled=true', '--set', 'redis.enabled=true', '--set', 'autoscaling.targetActiveCallsPerPod=400'], /targetActiveCallsPerPod \(400\) is above autoscaling\.podCapacityCalls \(190\)/],
     ['an ingress without a host', ['--set', 'ingress.enabled=true'], /ingress\.enabled needs ingress\.host/],
     ['no secret at all', ['--set', 'secrets.create=false'], /set secrets\.existingSecret/],

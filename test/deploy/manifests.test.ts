@@ -3,30 +3,35 @@
  * k6 Job, every object validates, and they stay in step with the chart. (The Dockerfile: runtime.test.ts.)
  */
 /* Rendered YAML is untyped data read by path; the schemas were checked by validateObject. */
-/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment */
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { only, parseObjects, run, validateObject, type K8sObject } from './k8s-objects.js';
+import { CHART, helmTemplate, only, parseObjects, run, validateObject, type K8sObject } from './k8s-objects.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const chartValues = parseYaml(readFileSync(join(ROOT, 'deploy/helm/switchboard/values.yaml'), 'utf8')) as {
   autoscaling: { behavior: unknown; targetActiveCallsPerPod: number };
   drain: { timeoutSeconds: number; preStopSleepSeconds: number; terminationMarginSeconds: number };
 };
-const rendered: Record<'base' | 'production' | 'loadtest', K8sObject[]> = { base: [], production: [], loadtest: [] };
+const rendered: Record<'base' | 'production' | 'loadtest' | 'chart', K8sObject[]> = { base: [], production: [], loadtest: [], chart: [] };
 
 beforeAll(async () => {
-  const { kubectl } = ensureK8sTools();
+  const { kubectl, helm } = ensureK8sTools();
   const render = async (dir: string) => {
     const r = await run(kubectl, ['kustomize', join(ROOT, dir)]);
     if (r.code !== 0) throw new Error(`kubectl kustomize ${dir} failed:\n${r.stderr}`);
     return parseObjects(r.stdout);
   };
-  const [b, p, l] = await Promise.all([render('deploy/k8s/base'), render('deploy/k8s/overlays/production'), render('deploy/k8s/loadtest')]);
-  Object.assign(rendered, { base: b, production: p, loadtest: l });
+  const [b, p, l, c] = await Promise.all([
+    render('deploy/k8s/base'),
+    render('deploy/k8s/overlays/production'),
+    render('deploy/k8s/loadtest'),
+    helmTemplate(helm, ['-f', join(CHART, 'values-production.yaml')]),
+  ]);
+  Object.assign(rendered, { base: b, production: p, loadtest: l, chart: c });
 });
 
 describe('kustomize', () => {
@@ -56,6 +61,26 @@ describe('kustomize', () => {
     expect(spec.terminationGracePeriodSeconds).toBe(sleep + drain + chartValues.drain.terminationMarginSeconds);
     expect(drain).toBe(chartValues.drain.timeoutSeconds);
     expect(sleep).toBe(chartValues.drain.preStopSleepSeconds);
+  });
+
+  it('production has the chart production NetworkPolicy (less the helm test rule)', () => {
+    const kustomized = only(rendered.production, 'NetworkPolicy').spec;
+    const chart = only(rendered.chart, 'NetworkPolicy').spec;
+    const notHelmTest = (r: K8sObject) => !JSON.stringify(r.from).includes('helm-test');
+    expect(kustomized.ingress).toEqual(chart.ingress.filter(notHelmTest));
+    expect(kustomized.egress).toEqual(chart.egress);
+    expect(kustomized.policyTypes).toEqual(['Ingress', 'Egress']);
+    const podLabels = only(rendered.production, 'Deployment').spec.template.metadata.labels as Record<string, string>;
+    expect(Object.entries(kustomized.podSelector.matchLabels).every(([k, v]) => podLabels[k] === v)).toBe(true);
+  });
+
+  it('keeps node autoscalers off live calls and restarts a dead relay promptly, as the chart does', () => {
+    const kustomized = only(rendered.production, 'Deployment').spec.template;
+    const chart = only(rendered.chart, 'Deployment').spec.template;
+    for (const key of ['cluster-autoscaler.kubernetes.io/safe-to-evict', 'karpenter.sh/do-not-disrupt']) {
+      expect(kustomized.metadata.annotations[key], key).toBe(chart.metadata.annotations[key]);
+    }
+    expect(kustomized.spec.containers[0].livenessProbe.terminationGracePeriodSeconds).toBe(chart.spec.containers[0].livenessProbe.terminationGracePeriodSeconds);
   });
 
   it('uses the chart HPA metric, target and behaviour', () => {

@@ -58,20 +58,22 @@ describe('composition from configuration', () => {
     expect(await attempt()).toBe(429);
   });
 
-  it('refuses streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
+  it('refuses authorised streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
     relay = await startTestRelay({ MAX_ACTIVE_CALLS: '1' });
     const first = await rawStream(relay, randomSid('CA'));
     first.start();
     const r = relay;
     await eventually(() => r.activeCalls() === 1, 5000, 'first call live');
+    // Only an authorised start takes capacity: the second socket is refused once it starts.
     const second = await rawStream(relay, randomSid('CA'));
+    second.start();
     expect((await second.closed).code).toBe(4013);
     expect(metricValue(await scrape(relay), 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
     first.ws.close();
   });
 
   it('a relay that cannot listen fails with a clear error and leaves nothing running', async () => {
-    // A port held by a plain Node server (no SO_REUSEPORT, unlike another uWS relay).
+    // A port held by a plain Node server.
     const holder = createServer();
     await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
     const busyPort = (holder.address() as AddressInfo).port;
@@ -79,11 +81,21 @@ describe('composition from configuration', () => {
     try {
       await expect(
         startRelay(loadConfig({ PORT: String(busyPort), HOST: '127.0.0.1', LOG_LEVEL: 'silent', STREAM_TOKEN_SECRET: TEST_SECRET }), { log: silentLogger() }),
-      ).rejects.toThrow(`cannot listen on 127.0.0.1:${busyPort}`);
+      ).rejects.toThrow(`cannot listen on 127.0.0.1:${busyPort}: address in use`);
       await eventually(() => process.getActiveResourcesInfo().length <= before, 5000, 'resources released');
     } finally {
       holder.close();
     }
+  });
+
+  it('a second relay in the same process cannot share the first one\'s port', async () => {
+    relay = await startTestRelay();
+    const port = relay.port;
+    const second = startRelay(
+      loadConfig({ PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', STREAM_TOKEN_SECRET: TEST_SECRET }),
+      { log: silentLogger() },
+    );
+    await expect(second).rejects.toMatchObject({ code: 'listen_failed', message: `cannot listen on 127.0.0.1:${port}: address in use (another relay or process listens there)` });
   });
 
   it('admits calls through tenant leases (the webhook still answers TwiML)', async () => {

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
-import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, startTestRelay } from '../helpers/relay.js';
+import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, startTestRelay, testTenantEnv } from '../helpers/relay.js';
 import { freePort } from '../helpers/redis-server.js';
 
 let relay: Relay | undefined;
@@ -137,12 +137,49 @@ describe('the relay process', () => {
     }
   });
 
+  it('a second relay on a taken port exits 1 with a clear line instead of sharing the port', async () => {
+    // uWS listens with SO_REUSEPORT by default: a second relay would share the port and the kernel
+    // would split connections between them (a webhook on one, its stream on the other: 4003).
+    relay = await startTestRelay();
+    const port = relay.port;
+    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: `http://127.0.0.1:${port}`, LOG_LEVEL: 'info' });
+    try {
+      const settled = await Promise.race([
+        p.exit.then((code) => ({ code })),
+        eventually(() => p.out().includes('relay listening'), 20_000, 'listening or exit').then(() => ({ code: 'listening' as const })),
+      ]);
+      expect(settled).toEqual({ code: 1 });
+      expect(p.out()).toContain(`switchboard: cannot start: listen_failed: cannot listen on 127.0.0.1:${port}: address in use`);
+      expect(p.out()).not.toContain('relay listening');
+      // The first relay still serves, alone.
+      expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
+    } finally {
+      p.child.kill('SIGKILL');
+    }
+  });
+
   it('on SIGTERM turns unready at once, finishes the live call, then exits 0', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info' });
+    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info', ...testTenantEnv() });
     try {
       await eventually(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
+      // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
+      const summaries = p.out().split('\n').filter((l) => l.includes('"msg":"relay listening"'));
+      expect(summaries).toHaveLength(1);
+      expect(JSON.parse(summaries[0]!)).toMatchObject({
+        port,
+        provider: 'sim',
+        simMode: 'loadtest',
+        tenants: 1,
+        tenantsFile: 'none (demo tenant)',
+        tenantsFileMode: 'seed',
+        adminApi: 'off',
+        redis: 'off (in-memory)',
+        drain: 'wait',
+        drainTimeoutSeconds: 3600,
+        uws: 'native',
+      });
       const call = placeCall({
         baseUrl: url,
         ...demo,

@@ -30,13 +30,24 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-function launch(port: number): Promise<ChildProcess> {
+export interface RedisServerOptions {
+  /** More redis-server arguments, e.g. ['--requirepass', 'pw']. */
+  args?: readonly string[];
+  /** Serve TLS only (rediss://) with this PEM certificate and key; clients need not present one. */
+  tls?: { certFile: string; keyFile: string; caFile: string };
+}
+
+function serverArgs(port: number, o: RedisServerOptions): string[] {
+  const listen = o.tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', o.tls.certFile, '--tls-key-file', o.tls.keyFile,
+       '--tls-ca-cert-file', o.tls.caFile, '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
+  return [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', ...(o.args ?? [])];
+}
+
+function launch(port: number, o: RedisServerOptions = {}): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn('redis-server', serverArgs(port, o), { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -65,18 +76,18 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-export async function startRedisServer(): Promise<RedisServer> {
+export async function startRedisServer(o: RedisServerOptions = {}): Promise<RedisServer> {
   const port = await freePort();
-  let child = await launch(port);
+  let child = await launch(port, o);
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${o.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
     async kill() {
       child.kill('SIGKILL');
       await exited(child);
     },
     async restart() {
-      child = await launch(port);
+      child = await launch(port, o);
     },
     pause() {
       child.kill('SIGSTOP');

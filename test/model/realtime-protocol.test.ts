@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   APPEND_PREFIX,
-  FATAL_ERROR_CODES,
   appendAudio,
   functionCallOutput,
   parseModelEvent,
@@ -10,6 +9,7 @@ import {
   responseCancel,
   responseCreate,
   sessionUpdate,
+  totalTokens,
   truncateItem,
   userText,
   type ModelEvent,
@@ -91,6 +91,14 @@ describe('sessionUpdate', () => {
     });
     expect(msg.session.audio.input.transcription).toEqual({ model: 'gpt-4o-mini-transcribe' });
     expect(msg.session.tools).toEqual([]);
+  });
+
+  it('transcriptionModel null turns caller transcription off (GA and beta)', () => {
+    const base = { instructions: 'i', voice: 'marin', tools: [], transcriptionModel: null };
+    const ga = JSON.parse(sessionUpdate({ shape: 'ga', ...base })) as { session: { audio: { input: Record<string, unknown> } } };
+    expect(ga.session.audio.input.transcription).toBeNull();
+    const beta = JSON.parse(sessionUpdate({ shape: 'beta', ...base })) as { session: Record<string, unknown> };
+    expect(beta.session.input_audio_transcription).toBeNull();
   });
 
   it('beta shape has top-level formats and no session.type', () => {
@@ -188,6 +196,35 @@ describe('parseModelEvent', () => {
     expect(parse(beta('g711_ulaw', 'g711_ulaw'))).toEqual({ type: 'session.created', audioFormatOk: true });
     expect(parse(beta('g711_ulaw', 'pcm16'))).toEqual({ type: 'session.created', audioFormatOk: false });
     expect(parse({ type: 'session.updated' })).toMatchObject({ type: 'invalid' });
+  });
+
+  it('accepts the forms Azure GA may echo for μ-law: the g711_ulaw token as a string or as type, any case', () => {
+    const ga = (i: unknown, o: unknown) => ({ type: 'session.updated', session: { type: 'realtime', audio: { input: { format: i }, output: { format: o } } } });
+    expect(parse(ga('g711_ulaw', 'g711_ulaw'))).toEqual({ type: 'session.updated', audioFormatOk: true });
+    expect(parse(ga({ type: 'g711_ulaw' }, { type: 'audio/pcmu', rate: 8000 }))).toEqual({ type: 'session.updated', audioFormatOk: true });
+    expect(parse(ga('audio/PCMU', 'G711_ULAW'))).toEqual({ type: 'session.updated', audioFormatOk: true });
+    // A-law and PCM are not μ-law, whatever the spelling.
+    expect(parse(ga('g711_alaw', 'g711_ulaw'))).toEqual({ type: 'session.updated', audioFormatOk: false });
+    expect(parse(ga({ type: 'audio/pcma' }, 'g711_ulaw'))).toEqual({ type: 'session.updated', audioFormatOk: false });
+    expect(parse(ga('pcm16', 'pcm16'))).toEqual({ type: 'session.updated', audioFormatOk: false });
+  });
+
+  it('input_audio_transcription.failed: the caller turn that could not be transcribed, with the error code', () => {
+    expect(
+      parse({
+        type: 'conversation.item.input_audio_transcription.failed',
+        item_id: 'item_f',
+        content_index: 0,
+        error: { type: 'invalid_request_error', code: 'DeploymentNotFound', message: 'no such deployment', param: null },
+      }),
+    ).toEqual({ type: 'caller_transcript_failed', itemId: 'item_f', code: 'DeploymentNotFound', message: 'no such deployment' });
+    expect(parse({ type: 'conversation.item.input_audio_transcription.failed', item_id: 'item_g', error: { type: 'server_error' } })).toEqual({
+      type: 'caller_transcript_failed',
+      itemId: 'item_g',
+      code: 'server_error',
+      message: '',
+    });
+    expect(parse({ type: 'conversation.item.input_audio_transcription.failed' })).toMatchObject({ type: 'invalid' });
   });
 
   it('VAD events', () => {
@@ -334,7 +371,8 @@ describe('parseModelEvent', () => {
       responseId: 'resp_3',
       status: 'cancelled',
       reason: 'turn_detected',
-      usage: { inputTokens: 10, outputTokens: 20, totalTokens: 30 },
+      // Partial details: the input tokens not listed as audio are text.
+      usage: { inputText: 5, inputAudio: 5, inputTextCached: 0, inputAudioCached: 0, outputText: 20, outputAudio: 0 },
     });
     expect(
       parse({
@@ -358,6 +396,35 @@ describe('parseModelEvent', () => {
     ).toEqual({ type: 'response_done', responseId: 'r', status: 'failed', reason: 'rate_limit_exceeded' });
   });
 
+  it('response.done usage from the GA wire shape: cached tokens are a subset of input, split by modality', () => {
+    // A usage block as OpenAI sends it (community.openai.com "Help me understand the realtime usage block").
+    const usage = {
+      total_tokens: 821,
+      input_tokens: 789,
+      output_tokens: 32,
+      input_token_details: {
+        text_tokens: 313,
+        audio_tokens: 476,
+        image_tokens: 0,
+        cached_tokens: 640,
+        cached_tokens_details: { text_tokens: 256, audio_tokens: 384, image_tokens: 0 },
+      },
+      output_token_details: { text_tokens: 9, audio_tokens: 23 },
+    };
+    const ev = parse({ type: 'response.done', response: { id: 'r', status: 'completed', output: [], usage } });
+    expect(ev).toMatchObject({
+      type: 'response_done',
+      usage: { inputText: 57, inputAudio: 92, inputTextCached: 256, inputAudioCached: 384, outputText: 9, outputAudio: 23 },
+    });
+    expect(ev.type === 'response_done' && ev.usage ? totalTokens(ev.usage) : 0).toBe(821);
+    // A garbled usage block never costs the response.done itself.
+    expect(parse({ type: 'response.done', response: { id: 'r', status: 'completed', usage: { input_tokens: 'many' } } })).toMatchObject({
+      type: 'response_done',
+      responseId: 'r',
+      usage: { inputText: 0, outputText: 0 },
+    });
+  });
+
   it('error events, fatal for codes that no retry can fix', () => {
     expect(
       parse({
@@ -376,7 +443,6 @@ describe('parseModelEvent', () => {
       code: 'conversation_already_has_active_response',
       message: 'busy',
       eventId: 'ev_c',
-      fatal: false,
     });
     expect(
       parse({ type: 'error', error: { type: 'server_error', message: 'oops', code: null, event_id: null } }),
@@ -384,7 +450,6 @@ describe('parseModelEvent', () => {
       type: 'error',
       code: 'server_error',
       message: 'oops',
-      fatal: false,
     });
     for (const code of [
       'invalid_api_key',
@@ -393,12 +458,10 @@ describe('parseModelEvent', () => {
       'account_deactivated',
       'billing_hard_limit_reached',
     ]) {
-      expect(FATAL_ERROR_CODES.has(code)).toBe(true);
       expect(parse({ type: 'error', error: { type: 'invalid_request_error', code, message: 'm' } })).toEqual({
         type: 'error',
         code,
         message: 'm',
-        fatal: true,
       });
     }
   });

@@ -19,6 +19,7 @@ import {
   TenantSchema,
   type TenantConfig,
   type TenantRuntime,
+  type TenantsFileMode,
 } from '../../src/tenants/index.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { eventually } from '../helpers/relay.js';
@@ -40,12 +41,34 @@ afterEach(async () => {
   for (const r of open.splice(0).reverse()) await r.close();
 });
 
-async function pod(prefix: string, env: NodeJS.ProcessEnv, tenantsFile?: string, log = silentLogger()): Promise<TenantRuntime> {
+async function pod(
+  prefix: string,
+  env: NodeJS.ProcessEnv,
+  tenantsFile?: string,
+  log = silentLogger(),
+  tenantsFileMode?: TenantsFileMode,
+): Promise<TenantRuntime> {
   const redis = createRedis(server.url, { keyPrefix: prefix });
   open.push({ close: () => Promise.resolve(redis.disconnect()) });
-  const rt = await openTenants({ tenantsFile, env, log, redis, channel: `${prefix}changed` });
+  const rt = await openTenants({ tenantsFile, provider: 'sim', env, log, redis, channel: `${prefix}changed`, ...(tenantsFileMode ? { tenantsFileMode } : {}) });
   open.push(rt);
   return rt;
+}
+
+function tenantYaml(id: string, number: string, max: number): string {
+  return `  - id: ${id}\n    displayName: ${id}\n    phoneNumbers: ['${number}']\n    maxConcurrentCalls: ${max}\n    twilio: {accountSid: ${SID}, authToken: {env: ACME_TOKEN}}\n`;
+}
+
+function tenantsFile(entries: string[]): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'sb-tenants-')), 'tenants.yaml');
+  writeFileSync(file, `tenants:\n${entries.join('')}`);
+  return file;
+}
+
+function capture(): { log: ReturnType<typeof createLogger>; lines: string[] } {
+  const lines: string[] = [];
+  const log = createLogger({ level: 'info', destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
+  return { log, lines };
 }
 
 describe('StoreTenantRegistry on Redis', () => {
@@ -109,6 +132,57 @@ describe('StoreTenantRegistry on Redis', () => {
     await a.registry.write({ ...a.registry.byId('acme')!, maxConcurrentCalls: 7 }, 'replace');
     const b = await pod(prefix, { ACME_TOKEN: 't' }, file);
     expect(b.registry.byId('acme')?.maxConcurrentCalls).toBe(7);
+  });
+
+  it('TENANTS_FILE_MODE=seed keeps stored tenants, and says which file entries it skipped or could not apply', async () => {
+    const prefix = `r${++n}:`;
+    const file = tenantsFile([tenantYaml('acme', '+14155550100', 2)]);
+    const a = await pod(prefix, { ACME_TOKEN: 't' }, file);
+    expect(a.fileReport).toMatchObject({ mode: 'seed', created: ['acme'] });
+    // Through the API: acme changes, and gamma takes the number the file will give to beta.
+    await a.registry.write({ ...a.registry.byId('acme')!, maxConcurrentCalls: 7 }, 'replace');
+    await a.registry.write(cfg('gamma', ['+14155550111']), 'create');
+    // The operator edits the file (acme to 3, a new tenant beta) and a pod restarts.
+    const edited = tenantsFile([tenantYaml('acme', '+14155550100', 3), tenantYaml('beta', '+14155550111', 1)]);
+    const { log, lines } = capture();
+    const b = await pod(prefix, { ACME_TOKEN: 't' }, edited, log, 'seed');
+    expect(b.fileReport).toEqual({
+      mode: 'seed',
+      created: [],
+      updated: [],
+      unchanged: [],
+      skipped: ['acme'],
+      conflicting: [{ id: 'beta', number: '+14155550111', owner: 'gamma' }],
+      removed: [],
+    });
+    expect(b.registry.byId('acme')?.maxConcurrentCalls).toBe(7);
+    expect(b.registry.byId('beta')).toBeUndefined();
+    const applied = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(applied.find((l) => l['msg'] === 'tenants file applied')).toMatchObject({ mode: 'seed', skipped: ['acme'], conflicting: ['beta'] });
+    expect(applied.some((l) => l['level'] === 40 && l['tenant'] === 'beta' && l['owner'] === 'gamma')).toBe(true);
+    expect(applied.some((l) => l['level'] === 40 && JSON.stringify(l['tenants']) === '["acme"]')).toBe(true);
+  });
+
+  it('TENANTS_FILE_MODE=reconcile makes the file the truth: overwrites, creates, removes, and logs each', async () => {
+    const prefix = `r${++n}:`;
+    const a = await pod(prefix, { ACME_TOKEN: 't' }, tenantsFile([tenantYaml('acme', '+14155550100', 2), tenantYaml('beta', '+14155550111', 1)]));
+    await a.registry.write({ ...a.registry.byId('acme')!, maxConcurrentCalls: 7 }, 'replace');
+    await a.registry.write(cfg('gamma', ['+14155550122']), 'create');
+    // The file now moves beta's number to a new tenant delta and drops beta.
+    const file = tenantsFile([tenantYaml('acme', '+14155550100', 2), tenantYaml('delta', '+14155550111', 1)]);
+    const { log, lines } = capture();
+    const b = await pod(prefix, { ACME_TOKEN: 't' }, file, log, 'reconcile');
+    expect(b.fileReport).toEqual({ mode: 'reconcile', created: ['delta'], updated: ['acme'], unchanged: [], skipped: [], conflicting: [], removed: ['beta', 'gamma'] });
+    expect(b.registry.list().map((t) => t.id)).toEqual(['acme', 'delta']);
+    expect(b.registry.byId('acme')?.maxConcurrentCalls).toBe(2);
+    expect(b.registry.byNumber('+14155550111')?.id).toBe('delta');
+    // The other pod follows through the change notices.
+    await eventually(() => a.registry.byId('gamma') === undefined && a.registry.byId('acme')?.maxConcurrentCalls === 2, 3000, 'pod a to follow');
+    const applied = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'tenants file applied');
+    expect(applied).toMatchObject({ mode: 'reconcile', created: ['delta'], updated: ['acme'], removed: ['beta', 'gamma'] });
+    // A second start changes nothing.
+    const c = await pod(prefix, { ACME_TOKEN: 't' }, file, silentLogger(), 'reconcile');
+    expect(c.fileReport).toMatchObject({ created: [], updated: [], unchanged: ['acme', 'delta'], removed: [] });
   });
 
   it('refuses a TENANTS_FILE whose secrets do not resolve, naming the variable', () => {

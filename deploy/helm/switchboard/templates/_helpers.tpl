@@ -87,12 +87,58 @@ app.kubernetes.io/component: relay
 {{- add .Values.drain.preStopSleepSeconds .Values.drain.timeoutSeconds .Values.drain.terminationMarginSeconds }}
 {{- end }}
 
+{{/* The HTTPRoute's hostnames: gateway.hostnames, else ingress.host. */}}
+{{- define "switchboard.routeHostnames" -}}
+{{- toJson (.Values.gateway.hostnames | default (list .Values.ingress.host) | compact) }}
+{{- end }}
+
+{{/* PUBLIC_URL: config.publicUrl, else https://<ingress.host> (ingress on), else https://<first route
+hostname> (gateway on; a wildcard is refused in switchboard.validate). */}}
 {{- define "switchboard.publicUrl" -}}
+{{- $routeHost := first (include "switchboard.routeHostnames" . | fromJsonArray) | default "" }}
 {{- if .Values.config.publicUrl }}
 {{- .Values.config.publicUrl | trimSuffix "/" }}
 {{- else if and .Values.ingress.enabled .Values.ingress.host }}
 {{- printf "https://%s" .Values.ingress.host }}
+{{- else if and .Values.gateway.enabled $routeHost (not (hasPrefix "*" $routeHost)) }}
+{{- printf "https://%s" $routeHost }}
 {{- end }}
+{{- end }}
+
+{{/* Reachable by callers or talking to a paid model: ingress or gateway on, or a real provider. */}}
+{{- define "switchboard.exposed" -}}
+{{- $provider := .Values.config.modelProvider }}
+{{- if or .Values.ingress.enabled .Values.gateway.enabled (has $provider (list "openai" "azure")) (and (not $provider) (or .Values.secrets.openaiApiKey .Values.secrets.azureOpenaiApiKey)) }}true{{ end }}
+{{- end }}
+
+{{- define "switchboard.scaled" -}}
+{{- if or .Values.autoscaling.enabled .Values.keda.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The default install: one pod, not exposed, not autoscaled. Generated secrets are acceptable only here. */}}
+{{- define "switchboard.trial" -}}
+{{- if not (or (include "switchboard.exposed" .) (include "switchboard.scaled" .) (gt (int .Values.replicaCount) 1)) }}true{{ end }}
+{{- end }}
+
+{{/* serviceMonitor.enabled: true/false as given; unset (null) = on when an autoscaler needs the metric. */}}
+{{- define "switchboard.serviceMonitorEnabled" -}}
+{{- $v := .Values.serviceMonitor.enabled }}
+{{- if kindIs "bool" $v }}{{ if $v }}true{{ end }}{{ else if include "switchboard.scaled" . }}true{{ end }}
+{{- end }}
+
+{{- define "switchboard.redisName" -}}
+{{- printf "%s-redis" (include "switchboard.fullname" .) }}
+{{- end }}
+
+{{/* The Secret and key holding REDIS_PASSWORD, or nothing when Redis has no password. */}}
+{{- define "switchboard.redisPasswordSecret" -}}
+{{- if .Values.redis.auth.existingSecret }}{{ .Values.redis.auth.existingSecret }}
+{{- else if .Values.redis.enabled }}{{ include "switchboard.redisName" . }}
+{{- end }}
+{{- end }}
+
+{{- define "switchboard.redisPasswordKey" -}}
+{{- if .Values.redis.auth.existingSecret }}{{ .Values.redis.auth.existingSecretPasswordKey }}{{ else }}REDIS_PASSWORD{{ end }}
 {{- end }}
 
 {{- define "switchboard.hasRedis" -}}
@@ -119,7 +165,7 @@ app.kubernetes.io/component: relay
 {{- if and .Values.redis.url .Values.redis.existingSecret }}
 {{- fail "redis.url and redis.existingSecret are both set: choose one" }}
 {{- end }}
-{{- $scaled := or .Values.autoscaling.enabled .Values.keda.enabled }}
+{{- $scaled := include "switchboard.scaled" . }}
 {{- if and (or $scaled (gt (int .Values.replicaCount) 1)) (not (include "switchboard.hasRedis" .)) }}
 {{- fail "more than one replica needs shared state: set redis.url, redis.existingSecret or redis.enabled (pods would not see each other's calls, tokens or tenant changes)" }}
 {{- end }}
@@ -137,5 +183,50 @@ app.kubernetes.io/component: relay
 {{- end }}
 {{- if and .Values.tenants.authTokens .Values.tenants.existingTokensSecret }}
 {{- fail "tenants.authTokens and tenants.existingTokensSecret are both set: choose one" }}
+{{- end }}
+{{- if and (include "switchboard.exposed" .) (not (or (include "switchboard.hasTenants" .) .Values.tenants.managedByAdminApi)) }}
+{{- fail "an exposed relay (ingress or gateway on, or a real model provider) needs tenants: set tenants.registry or tenants.existingConfigMap (or tenants.managedByAdminApi when tenants are created through /v1/tenants); without them every caller reaches the demo tenant, or no one" }}
+{{- end }}
+{{- if and .Values.tenants.managedByAdminApi (not (and (include "switchboard.hasRedis" .) (or .Values.secrets.adminToken .Values.secrets.existingSecret))) }}
+{{- fail "tenants.managedByAdminApi needs Redis (redis.*) to keep the tenants and an admin token (secrets.adminToken or ADMIN_TOKEN in secrets.existingSecret)" }}
+{{- end }}
+{{- if lt (int .Values.drain.timeoutSeconds) (int .Values.config.maxCallSeconds) }}
+{{- fail (printf "drain.timeoutSeconds (%v) is below config.maxCallSeconds (%v): every rollout and scale-down would cut calls longer than the drain" .Values.drain.timeoutSeconds .Values.config.maxCallSeconds) }}
+{{- end }}
+{{- if and (or .Values.ingress.enabled .Values.gateway.enabled) (lt (int .Values.ingress.websocketTimeoutSeconds) (int .Values.config.maxCallSeconds)) }}
+{{- fail (printf "ingress.websocketTimeoutSeconds (%v) is below config.maxCallSeconds (%v): the proxy would cut long calls" .Values.ingress.websocketTimeoutSeconds .Values.config.maxCallSeconds) }}
+{{- end }}
+{{- if and .Values.secrets.create (not .Values.secrets.streamTokenSecret) (not (include "switchboard.trial" .)) }}
+{{- fail "secrets.streamTokenSecret is empty: outside the one-pod trial give it (at least 32 characters, e.g. openssl rand -base64 48) or use secrets.existingSecret; a generated key changes on every helm template (Argo CD, Flux) and breaks calls between pods" }}
+{{- end }}
+{{- if and $scaled (eq (include "switchboard.serviceMonitorEnabled" .) "") (not .Values.metrics.podAnnotations) (not .Values.metrics.scrapedElsewhere) }}
+{{- fail "autoscaling reads switchboard_active_calls from Prometheus, but serviceMonitor.enabled is false: leave it unset (or true), or set metrics.podAnnotations or metrics.scrapedElsewhere" }}
+{{- end }}
+{{- if and .Values.gateway.enabled (not .Values.gateway.parentRefs) }}
+{{- fail "gateway.enabled needs gateway.parentRefs (the Gateway the HTTPRoute attaches to)" }}
+{{- end }}
+{{- if and .Values.gateway.enabled (not (or .Values.gateway.hostnames .Values.ingress.host)) }}
+{{- fail "gateway.enabled needs gateway.hostnames or ingress.host (Twilio reaches the relay through it)" }}
+{{- end }}
+{{- if and .Values.gateway.enabled (not .Values.config.publicUrl) (not (and .Values.ingress.enabled .Values.ingress.host)) }}
+{{- $routeHost := first (include "switchboard.routeHostnames" . | fromJsonArray) | default "" }}
+{{- if hasPrefix "*" $routeHost }}
+{{- fail (printf "gateway.hostnames[0] (%s) is a wildcard: set config.publicUrl to the https URL Twilio calls (PUBLIC_URL; Twilio signs webhooks against it)" $routeHost) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.redis.auth.password (not .Values.redis.enabled) }}
+{{- fail "redis.auth.password is for the built-in Redis: for an external Redis put the password in a Secret and name it in redis.auth.existingSecret" }}
+{{- end }}
+{{- if and .Values.redis.auth.password .Values.redis.auth.existingSecret }}
+{{- fail "redis.auth.password and redis.auth.existingSecret are both set: choose one" }}
+{{- end }}
+{{- if and .Values.redis.tls.caSecret .Values.redis.url (not (hasPrefix "rediss://" .Values.redis.url)) }}
+{{- fail "redis.tls.caSecret needs a rediss:// redis.url" }}
+{{- end }}
+{{- if and .Values.redis.auth.username .Values.redis.enabled }}
+{{- fail "redis.auth.username is for an external Redis with ACL users; the built-in Redis has the default user only" }}
+{{- end }}
+{{- if and .Values.redis.tls.caSecret .Values.redis.enabled }}
+{{- fail "redis.tls.caSecret is for an external rediss:// Redis; the built-in Redis speaks plain TCP inside the cluster" }}
 {{- end }}
 {{- end }}

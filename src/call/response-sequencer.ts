@@ -1,0 +1,119 @@
+/**
+ * One model response at a time. The realtime API rejects a `response.create` while a response is
+ * active (`conversation_already_has_active_response`), and server VAD starts responses on its own,
+ * so the relay's own requests (greeting, tool follow-up, DTMF prompt) are queued here and sent when
+ * no response is active. The bridge reports the model's response lifecycle and errors.
+ */
+import { responseCreate } from '../model/index.js';
+
+interface Request {
+  /** Per-response instructions (the greeting); a plain request answers the conversation so far. */
+  instructions: string | undefined;
+  retried: boolean;
+}
+
+/** Requests kept at most; beyond it the oldest plain ones are dropped (one answer covers them). */
+const MAX_QUEUED = 8;
+
+export class ResponseSequencer {
+  private active: string | undefined;
+  /** The response.create sent last, until the server answers it (response.created or an error). */
+  private inFlight: (Request & { eventId: string }) | undefined;
+  /** The last create sent, kept so a late rejection naming it can put it back in the queue. */
+  private lastSent: (Request & { eventId: string }) | undefined;
+  private readonly queue: Request[] = [];
+  private seq = 0;
+  private callerSpeaking = false;
+
+  constructor(
+    private readonly send: (text: string) => void,
+    private readonly idPrefix: string,
+  ) {}
+
+  /** The model's response in progress, if any. */
+  get activeResponseId(): string | undefined {
+    return this.active;
+  }
+
+  /** Requests not yet sent (tests, logs). */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Ask the model to respond: at once when no response is active, else when the active one is done. */
+  request(instructions?: string): void {
+    if (instructions === undefined && this.queue.some((q) => q.instructions === undefined)) return; // one answer covers both
+    if (this.queue.length >= MAX_QUEUED) this.queue.shift();
+    this.queue.push({ instructions, retried: false });
+    this.pump();
+  }
+
+  /** `response.created`: ours (returns the request it answers) or one server VAD started. */
+  onCreated(responseId: string): { instructions: string | undefined } | undefined {
+    const answered = this.inFlight;
+    this.active = responseId;
+    this.inFlight = undefined;
+    return answered;
+  }
+
+  /** `response.done` (completed, cancelled, failed, incomplete). */
+  onDone(responseId: string): void {
+    if (this.active === responseId) this.active = undefined;
+    this.pump();
+  }
+
+  /**
+   * An `error` event. True when it answered our pending `response.create`: a rejection because a
+   * response was active (server VAD won the race) puts the request back to go after that response,
+   * once; other rejections drop it.
+   */
+  onError(code: string, eventId: string | undefined): boolean {
+    const sent = this.inFlight ?? this.lastSent;
+    if (!sent || eventId === undefined || eventId !== sent.eventId) return false;
+    if (this.inFlight === sent) this.inFlight = undefined;
+    this.lastSent = undefined;
+    if (code === 'conversation_already_has_active_response' && !sent.retried) {
+      this.queue.unshift({ instructions: sent.instructions, retried: true });
+    }
+    this.pump();
+    return true;
+  }
+
+  /** Server VAD heard the caller start: hold requests, the caller's turn comes first. */
+  onSpeechStarted(): void {
+    this.callerSpeaking = true;
+  }
+
+  /**
+   * Server VAD heard the caller stop and answers the turn itself (`create_response`): plain
+   * requests are covered by that answer, which sees everything sent before it.
+   */
+  onSpeechStopped(): void {
+    this.callerSpeaking = false;
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.instructions === undefined) this.queue.splice(i, 1);
+    this.pump();
+  }
+
+  /**
+   * A new model session: nothing of the old one is active or pending, and queued requests answered
+   * items (tool outputs, key presses) the new session never got.
+   */
+  reset(): void {
+    this.queue.length = 0;
+    this.active = undefined;
+    this.inFlight = undefined;
+    this.lastSent = undefined;
+    this.callerSpeaking = false;
+  }
+
+  private pump(): void {
+    if (this.active !== undefined || this.inFlight !== undefined || this.callerSpeaking) return;
+    const next = this.queue.shift();
+    if (!next) return;
+    const eventId = `${this.idPrefix}${++this.seq}`;
+    const sent = { ...next, eventId };
+    this.inFlight = sent;
+    this.lastSent = sent;
+    this.send(responseCreate({ instructions: next.instructions, eventId }));
+  }
+}

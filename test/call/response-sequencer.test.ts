@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { ResponseSequencer } from '../../src/call/response-sequencer.js';
+
+function sequencer(): { seq: ResponseSequencer; sent: Record<string, unknown>[] } {
+  const sent: Record<string, unknown>[] = [];
+  const seq = new ResponseSequencer((t) => sent.push(JSON.parse(t) as Record<string, unknown>), 'r_');
+  return { seq, sent };
+}
+
+describe('ResponseSequencer', () => {
+  it('sends at once when idle, otherwise after the active response is done; one create in flight at a time', () => {
+    const { seq, sent } = sequencer();
+    seq.request('Greet');
+    expect(sent).toEqual([{ type: 'response.create', event_id: 'r_1', response: { instructions: 'Greet' } }]);
+    seq.request(); // the greeting's create is still unanswered
+    expect(sent).toHaveLength(1);
+    seq.onCreated('resp_1');
+    expect(sent).toHaveLength(1);
+    seq.onDone('resp_1');
+    expect(sent[1]).toEqual({ type: 'response.create', event_id: 'r_2' });
+  });
+
+  it('waits for a response server VAD started; plain requests coalesce', () => {
+    const { seq, sent } = sequencer();
+    seq.onCreated('vad_1');
+    seq.request();
+    seq.request();
+    expect(seq.queued).toBe(1);
+    seq.onDone('vad_1');
+    expect(sent).toEqual([{ type: 'response.create', event_id: 'r_1' }]);
+  });
+
+  it('a create rejected because a response was active goes again after it, once', () => {
+    const { seq, sent } = sequencer();
+    seq.request();
+    seq.onCreated('vad_1'); // server VAD won the race
+    expect(seq.onError('conversation_already_has_active_response', 'r_1')).toBe(true);
+    expect(seq.onError('conversation_already_has_active_response', 'someone_else')).toBe(false);
+    seq.onDone('vad_1');
+    expect(sent.map((e) => e.event_id)).toEqual(['r_1', 'r_2']);
+    expect(seq.onError('conversation_already_has_active_response', 'r_2')).toBe(true);
+    expect(seq.queued).toBe(0);
+    expect(sent).toHaveLength(2);
+  });
+
+  it('holds requests while the caller speaks; the server answers the turn itself, so plain ones are dropped', () => {
+    const { seq, sent } = sequencer();
+    seq.onSpeechStarted();
+    seq.request();
+    seq.request('Say exactly: hold on');
+    expect(sent).toHaveLength(0);
+    seq.onSpeechStopped();
+    expect(sent).toEqual([{ type: 'response.create', event_id: 'r_1', response: { instructions: 'Say exactly: hold on' } }]);
+    expect(seq.queued).toBe(0);
+  });
+
+  it('a new session forgets the old one: nothing active, nothing queued', () => {
+    const { seq, sent } = sequencer();
+    seq.onCreated('old');
+    seq.request();
+    seq.reset();
+    expect(seq.activeResponseId).toBeUndefined();
+    expect(seq.queued).toBe(0);
+    seq.request();
+    expect(sent).toHaveLength(1);
+  });
+});
