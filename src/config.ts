@@ -112,6 +112,11 @@ const Env = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
+  /**
+   * Largest HTTP request head uWS accepts (request line and headers); past it, 431. uWS reads this
+   * variable itself when its addon loads (its own default is 4 KiB); ours matches Node's http server.
+   */
+  UWS_HTTP_MAX_HEADERS_SIZE: int(16 * 1024, 4 * 1024, 1024 * 1024),
   /** `realistic` paces replies like a person; `loadtest` answers at once with short audio (bench, k6). */
   SIM_MODEL_MODE: z
     .enum(['realistic', 'loadtest'], { message: 'must be realistic or loadtest' })
@@ -205,6 +210,7 @@ export interface Config {
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
+  httpMaxHeaderBytes: number;
   maxCallSeconds: number;
   maxActiveCalls: number;
   mediaStartTimeoutSeconds: number;
@@ -319,6 +325,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
+    httpMaxHeaderBytes: e.UWS_HTTP_MAX_HEADERS_SIZE,
     maxCallSeconds: e.MAX_CALL_SECONDS,
     maxActiveCalls: e.MAX_ACTIVE_CALLS,
     mediaStartTimeoutSeconds: e.MEDIA_START_TIMEOUT_SECONDS,

@@ -76,7 +76,7 @@ interface SocketData {
 }
 
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
-  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback });
+  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback, maxHeaderBytes: config.httpMaxHeaderBytes });
   const log = opts.log ?? createLogger({ level: config.logLevel });
   // Before anything opens: a bad price table stops the start.
   const priceTable = loadPriceTable(config.priceTableFile);
