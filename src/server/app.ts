@@ -86,6 +86,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       'running on the slow uWebSockets.js JS fallback (UWS_ALLOW_FALLBACK=1)',
     );
   const metrics = opts.metrics ?? createMetrics();
+  metrics.maxActiveCalls.set(config.maxActiveCalls);
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
   const redis = config.redisUrl
     ? createRedis(config.redisUrl, {
