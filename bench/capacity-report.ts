@@ -12,17 +12,17 @@ import { fmt, linearFit, ratio } from './stats.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** Issue 3's targets, per frame, relay-added (ms), and per call. */
+/** The performance targets (README, Performance), per frame, relay-added (ms), and per call. */
 export const TARGETS = { p50Ms: 0.3, p99Ms: 2, p999Ms: 5, callsPerCore: 200, stretchCallsPerCore: 300, heapKBPerCall: 64, baselineRatio: 2 } as const;
 /** Share of one core a pod may use at capacity: the rest absorbs GC, bursts and TLS variance. */
 export const CPU_CEILING_PERCENT = 70;
-/** PERFORMANCE.md: a `ws` send over TLS costs ~40 µs, 50 frames/s per call: 0.2 % of a core per call. */
+/** A `ws` send over TLS costs ~40 µs (published measurement), 50 frames/s per call: 0.2 % of a core per call. */
 export const TLS_PERCENT_PER_CALL = (40e-6 * 50) * 100;
 /** docs/autoscaling.md: the HPA target is ~60 % of a pod's capacity. */
 export const TARGET_SHARE = 0.6;
 const MEMORY_HEADROOM = 1.25;
 
-/** PERFORMANCE.md's published baseline figures: a different measurement (another day, other drivers). */
+/** The public sample relay's published figures: a different measurement (another day, other drivers). */
 export const PUBLISHED_BASELINE = [
   { calls: 50, cpuPercent: 27, p50Ms: 0.7, p99Ms: 5.8, rssMB: 84 },
   { calls: 100, cpuPercent: 44, p50Ms: 1.0, p99Ms: 8.1, rssMB: 86 },
@@ -262,7 +262,7 @@ function saturation(report: BenchReport, sb: RelayCapacity, size: Sizing | undef
     { what: 'relay-own histogram target', at: firstLevel(sbRuns, (r) => r.switchboardHistogram !== null && !meetsHist(r)), note: 'inside the relay: arrival to hand-off' },
     { what: 'frame drops', at: firstLevel(sbRuns, (r) => dropsOf(r) > 0), note: 'lost or backpressure-dropped frames' },
     { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core (loopback, projected)`, at: sb.callsAtCeiling, note: 'from the CPU line; beyond the measured levels if larger' },
-    { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core with TLS to the model (projected)`, at: size?.capacityByCpu ?? null, note: `+${fmt(TLS_PERCENT_PER_CALL, 2)} %/call (PERFORMANCE.md: 40 µs a TLS send)` },
+    { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core with TLS to the model (projected)`, at: size?.capacityByCpu ?? null, note: `+${fmt(TLS_PERCENT_PER_CALL, 2)} %/call (published: 40 µs a TLS send)` },
   ];
   const hit = limits.filter((l) => l.at !== null).sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
   const out = [table([['limit', 'reached at (calls)', 'how it is judged'], ...limits.map((l) => [l.what, l.at === null ? 'not reached' : String(l.at), l.note])])];
@@ -304,7 +304,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     p(`> **Shared machine**: in ${shared.length} of ${b.runs.length} windows other processes used more than 10 % of a core (last column of the latency table). Tail latencies of those windows include their interference; CPU and memory figures are unaffected.`, '');
   }
 
-  p('## Against the targets (issue 3)', '');
+  p('## Against the targets', '');
   if (sb) {
     const blCap = bl?.e2eCallsPerCore ?? 0;
     const heapOk = sb.heapKBPerCall !== null && sb.heapKBPerCall <= TARGETS.heapKBPerCall;
@@ -388,7 +388,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
   p('## Sizing: HPA target and pod resources', '');
   if (sb && size) {
     p(
-      'Production differs from the bench in one measured way: the model leg is TLS, and PERFORMANCE.md measures a `ws` send over TLS at ~40 µs. ' +
+      'Production differs from the bench in one measured way: the model leg is TLS, and a `ws` send over TLS is published at ~40 µs. ' +
         `At 50 frames/s that adds ${fmt(TLS_PERCENT_PER_CALL, 2)} % of a core per call, which the sizing adds to the loopback slope.`,
       '',
       '```',
@@ -423,7 +423,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     p('Same run, same drivers, same machine (bench/baseline-relay.ts, written like the public Twilio + OpenAI Realtime Node sample):', '', table(rows), '');
   }
   p(
-    '### The published baseline figures (PERFORMANCE.md) — another measurement',
+    '### The published baseline figures — another measurement',
     '',
     'Measured separately (other day, other drivers: 10 turns per call, 10 % barge-in); compare shapes, not digits:',
     '',

@@ -74,7 +74,7 @@ export interface LevelOptions {
 }
 
 const PHRASE = 'Tell me something nice about today';
-/** A turn: ~1.5 s of caller speech (PERFORMANCE.md's realistic traffic). */
+/** A turn: ~1.5 s of caller speech (realistic phone traffic). */
 const SPEECH_MS = 1500;
 const BARGE_IN_AFTER_MS = 300;
 const LAG_RESOLUTION_MS = 5;

@@ -77,9 +77,8 @@ export function quantiles(samples: Samples | ArrayLike<number>): Quantiles {
 }
 
 /**
- * Least-squares slope of y over x (per-call cost from measurements at several call counts, as
- * PERFORMANCE.md asks: the intercept is the process's fixed cost). Null with fewer than two
- * distinct x values.
+ * Least-squares slope of y over x (per-call cost from measurements at several call counts; the
+ * intercept is the process's fixed cost). Null with fewer than two distinct x values.
  */
 export function slope(points: ReadonlyArray<{ x: number; y: number }>): number | null {
   if (points.length < 2) return null;

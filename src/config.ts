@@ -1,5 +1,5 @@
 /**
- * The only reader of process.env: every variable of SPEC.md parsed once with zod, derived
+ * The only reader of process.env: every variable of README's Configuration table parsed once with zod, derived
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
@@ -95,6 +95,8 @@ const Env = z.object({
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
     })
     .default('info'),
+  /** `json` or `pretty` (human lines); unset: pretty when stdout is a terminal, else JSON. */
+  LOG_FORMAT: optionalString.pipe(z.enum(['json', 'pretty'], { message: 'must be json or pretty' }).optional()),
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
@@ -105,6 +107,11 @@ const Env = z.object({
   MODEL_CONNECT_TIMEOUT_MS: int(5000, 100, 60_000),
   MODEL_CONNECT_ATTEMPTS: int(3, 1, 10),
   MAX_CALL_SECONDS: int(3600, 10, 4 * 3600),
+  /** ws ping to the model every this many ms; no pong within MODEL_KEEPALIVE_TIMEOUT_MS cuts the socket (0 = off). */
+  MODEL_KEEPALIVE_INTERVAL_MS: int(15_000, 0, 600_000),
+  MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
+  /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
+  MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
   /** Live calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
@@ -126,6 +133,9 @@ const Env = z.object({
   /** The price-table entry calls are costed at; default: the configured model or Azure deployment. */
   USAGE_PRICE_MODEL: optionalString,
 });
+
+/** Every variable the relay reads (README "Configuration" lists exactly these; a test checks it). */
+export const ENV_VARIABLES: readonly string[] = Object.keys(Env.shape);
 
 export type ModelConfig =
   | { provider: 'openai'; url: string; apiKey: string; model: string }
@@ -149,6 +159,10 @@ export interface Config {
   transcriptionModel: string | null | undefined;
   modelConnectTimeoutMs: number;
   modelConnectAttempts: number;
+  /** ws ping interval and pong deadline on the model socket; interval 0 = off. */
+  modelKeepaliveIntervalMs: number;
+  modelKeepaliveTimeoutMs: number;
+  modelStallTimeoutMs: number;
   tenantsFile: string | undefined;
   tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
@@ -163,6 +177,8 @@ export interface Config {
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
+  logFormat: 'json' | 'pretty' | undefined;
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
@@ -255,6 +271,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     transcriptionModel: e.REALTIME_TRANSCRIPTION_MODEL === 'none' ? null : e.REALTIME_TRANSCRIPTION_MODEL,
     modelConnectTimeoutMs: e.MODEL_CONNECT_TIMEOUT_MS,
     modelConnectAttempts: e.MODEL_CONNECT_ATTEMPTS,
+    modelKeepaliveIntervalMs: e.MODEL_KEEPALIVE_INTERVAL_MS,
+    modelKeepaliveTimeoutMs: e.MODEL_KEEPALIVE_TIMEOUT_MS,
+    modelStallTimeoutMs: e.MODEL_STALL_TIMEOUT_MS,
     tenantsFile: e.TENANTS_FILE,
     tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,
@@ -268,6 +287,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,

@@ -5,7 +5,7 @@
 import { loadConfig } from './config.js';
 import { SwitchboardError } from './errors.js';
 import { startRelay } from './server/index.js';
-import { createLogger } from './telemetry/index.js';
+import { createLogger, prettyLogs } from './telemetry/index.js';
 // Imported directly (not through telemetry/index) so nothing else loads the OpenTelemetry SDK.
 import { startTracing } from './telemetry/otel.js';
 
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger({ level: config.logLevel });
+  const log = createLogger({ level: config.logLevel, pretty: prettyLogs(config.logFormat, process.stdout.isTTY === true) });
   const tracing = startTracing({ serviceName: config.serviceName, otlpEndpoint: config.otlpEndpoint });
   let relay;
   try {

@@ -88,7 +88,7 @@ export const METRIC_TYPES = {
  *   gracefulStopS: number, thresholds: Thresholds }} Scenario
  */
 
-/** Turn latency p95 and frame-gap p99 targets, ms (PERFORMANCE.md: the relay adds well under 10 ms). */
+/** Turn latency p95 and frame-gap p99 targets, ms (the relay adds well under 10 ms: docs/capacity.md). */
 const TURN_P95_MS = 1500;
 const FRAME_GAP_P99_MS = 150;
 

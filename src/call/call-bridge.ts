@@ -9,7 +9,12 @@ import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
 import {
   APPEND_PREFIX,
   assistantText,
+  classifyFailedResponse,
+  classifyModelError,
+  KEEPALIVE_CLOSE,
+  modelErrorLabel,
   functionCallOutput,
+  INTERRUPT_RESPONSE,
   parseModelEvent,
   responseCancel,
   sessionUpdate,
@@ -29,6 +34,7 @@ import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { ResponseSequencer } from './response-sequencer.js';
+import { StallWatch } from './stall-watch.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
 export interface TwilioSocket {
@@ -69,6 +75,8 @@ export interface BridgeLimits {
   frameMetrics: boolean;
   /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
   windDownMs: number;
+  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
+  modelStallMs?: number;
 }
 
 /** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
@@ -99,8 +107,13 @@ const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
 const MAX_RECONNECTS = 1;
+/** A failed response (response.done status failed) is asked for again once; a second failure falls back. */
+const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
 const HISTORY_TURNS = 40;
+
+/** Longest the media socket stays open after the call ended, waiting for the outcome to be stored. */
+const OUTCOME_STORE_WAIT_MS = 2000;
 
 /** Outcomes that mark the call span as an error. */
 const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
@@ -124,6 +137,9 @@ export class CallBridge {
   private readonly responses = new ResponseSequencer((text) => this.model?.send(text), 'sb_response_');
   private readonly discarded = new Set<string>();
   private readonly responseTools = new Map<string, ResponseTools>();
+  /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
+  private readonly responseInstructions = new Map<string, string | undefined>();
+  private failedResponses = 0;
   private pendingEffect: CallEffect | undefined;
   private invalidMessages = 0;
   private unknownEvents = 0;
@@ -150,6 +166,7 @@ export class CallBridge {
   private appendSeq = 0;
   private modelCongested = false;
   private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
+  private readonly stall: StallWatch | undefined;
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -165,6 +182,8 @@ export class CallBridge {
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.log = deps.log;
+    const stallMs = deps.limits.modelStallMs ?? 0;
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
@@ -200,7 +219,10 @@ export class CallBridge {
       const model = this.model!;
       // ws's bufferedAmount walks the socket's stream state (3.5 % of relay CPU when read per frame
       // at 200 calls); every 8th frame bounds the overshoot past the cap to 8 frames (~2 KiB).
-      if ((this.appendSeq++ & 7) === 0) this.modelCongested = model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes;
+      if ((this.appendSeq++ & 7) === 0) {
+        this.modelCongested = model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes;
+        this.stall?.sample(payload, t0);
+      }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
       model.send(APPEND_PREFIX + payload + '"}');
       const now = performance.now();
@@ -394,6 +416,7 @@ export class CallBridge {
 
   private onModelMessage(data: Buffer): void {
     const t0 = performance.now();
+    this.stall?.modelEvent();
     const ev = parseModelEvent(data);
     if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
     this.onModelControl(ev);
@@ -444,15 +467,18 @@ export class CallBridge {
         this.onSessionConfigured?.();
         return this.goLive();
       case 'speech_started':
+        this.stall?.turn(true);
         return this.onCallerSpeech();
       case 'speech_stopped':
+        this.stall?.turn(false);
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
         this.responses.onSpeechStopped();
         return;
       case 'response_created':
-        this.responses.onCreated(ev.responseId);
+        // Kept so a failed response can be asked for again with the same instructions (the greeting).
+        this.responseInstructions.set(ev.responseId, this.responses.onCreated(ev.responseId)?.instructions);
         return;
       case 'audio_done':
         this.playback.closeItems(this.latestMediaTs);
@@ -508,7 +534,7 @@ export class CallBridge {
     }
   }
 
-  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, cancel generation. */
+  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
   private onCallerSpeech(): void {
     this.responses.onSpeechStarted();
     const active = this.responses.activeResponseId;
@@ -516,15 +542,17 @@ export class CallBridge {
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
-    if (this.twilioOpen && this.enc) this.twilio.send(this.enc.clear());
+    // `clear` only when Twilio holds audio of ours; otherwise there is nothing to stop.
+    if (this.twilioOpen && this.enc && this.playback.unplayed) this.twilio.send(this.enc.clear());
     const model = this.model;
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
     }
     if (active) {
       this.discarded.add(active);
-      // interrupt_response usually cancels server-side already; "not active" errors are benign.
-      model?.send(responseCancel(active));
+      // With interrupt_response the server has cancelled it already (a cancel would only earn
+      // response_cancel_not_active); otherwise cancel what is still active.
+      if (!INTERRUPT_RESPONSE) model?.send(responseCancel(active));
     }
   }
 
@@ -618,7 +646,13 @@ export class CallBridge {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
     }
-    if (ev.status === 'failed') this.log.warn({ code: 'model_protocol', reason: ev.reason }, 'model response failed');
+    const instructions = this.responseInstructions.get(ev.responseId);
+    this.responseInstructions.delete(ev.responseId);
+    if (ev.status === 'failed') {
+      if (this.onResponseFailed(ev.reason, instructions)) return;
+    } else if (ev.status === 'completed') {
+      this.failedResponses = 0;
+    }
     const rt = this.responseTools.get(ev.responseId);
     if (rt) {
       rt.done = true;
@@ -650,30 +684,62 @@ export class CallBridge {
     );
   }
 
+  /**
+   * A response ended `failed` (status_details.error): ask once more, then fall back. Returns true when
+   * the call was ended. While ending (the goodbye failed) the wind-down simply goes on.
+   */
+  private onResponseFailed(reason: string | undefined, instructions: string | undefined): boolean {
+    this.deps.metrics.modelErrors.labels('response', modelErrorLabel(reason ?? 'response_failed')).inc();
+    const fatal = classifyFailedResponse(reason) === 'call';
+    this.log.warn({ code: 'model_protocol', reason, retry: !fatal && this.failedResponses === 0 }, 'model response failed');
+    if (this.state.kind !== 'live' && this.state.kind !== 'connecting') return false;
+    if (fatal || this.failedResponses >= MAX_RESPONSE_RETRIES) {
+      this.fail(CloseCode.modelUnavailable, `model response failed (${reason ?? 'unknown'})`, 'model_failed');
+      return true;
+    }
+    this.failedResponses++;
+    this.responses.request(instructions);
+    return false;
+  }
+
   private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
     if (this.responses.onError(ev.code, ev.eventId)) {
+      this.deps.metrics.modelErrors.labels('error', modelErrorLabel(ev.code)).inc();
       this.log.debug({ code: ev.code, eventId: ev.eventId }, 'response.create rejected; queued behind the active response');
       return;
     }
-    if (ev.code === 'conversation_already_has_active_response' || ev.code === 'response_cancel_not_active') {
-      this.log.debug({ code: ev.code }, 'benign model race');
+    const cause = this.model?.clientEventType?.(ev.eventId);
+    const { class: kind, benign } = classifyModelError(ev.code, cause);
+    this.deps.metrics.modelErrors.labels('error', cause === 'session.update' ? 'session_update_rejected' : modelErrorLabel(ev.code)).inc();
+    const detail = { code: 'model_protocol', modelCode: ev.code, detail: ev.message, eventId: ev.eventId, cause };
+    if (kind === 'ignore') {
+      if (benign) this.log.debug(detail, 'benign model race');
+      else this.log.warn(detail, 'model error');
       return;
     }
-    if (ev.code === 'session_expired') {
-      // The model's session cap (60 min): carry on in a new session if the call may still run.
-      return this.reconnectOrFail('model session expired');
+    if (kind === 'session') {
+      // The model's session cap (60 min) and the like: carry on in a new session if the call may.
+      this.log.warn(detail, 'model session unusable');
+      return this.reconnectOrFail(`model session ended (${ev.code})`);
     }
-    if (ev.fatal) {
-      // Keys, quota, billing: retrying cannot help (PROTOCOLS.md §8).
-      this.log.error({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'fatal model error');
-      return this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, 'model_failed');
-    }
-    this.log.warn({ code: 'model_protocol', modelCode: ev.code, detail: ev.message }, 'model error');
+    // Keys, quota, billing, a session.update every session would refuse: fall back now (PROTOCOLS.md §8).
+    this.log.error(detail, 'model cannot serve this call');
+    const outcome: CallOutcome = this.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed';
+    this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);
+  }
+
+  /** The stall rule fired: the socket may still answer pings, but the session hears nothing. */
+  private onModelStalled(): void {
+    if (this.state.kind !== 'live' || !this.model) return;
+    this.deps.metrics.modelErrors.labels('socket', 'stalled').inc();
+    this.log.warn({ code: 'model_closed', stallMs: this.stall?.stallMs }, 'model silent while the caller talks');
+    this.reconnectOrFail('model stalled');
   }
 
   private onModelClose(code: number, reason: string): void {
     this.model = undefined;
     if (this.state.kind === 'ended') return;
+    if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
     this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
     if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
     this.reconnectOrFail('model connection lost');
@@ -689,12 +755,14 @@ export class CallBridge {
     }
     this.reconnects++;
     this.move({ type: 'model-lost' });
+    this.stall?.reset();
     // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
     this.sessionConfigured = false;
     this.modelCongested = false;
     this.appendSeq = 0;
     this.responses.reset();
     this.responseTools.clear();
+    this.responseInstructions.clear();
     this.turnEndMono = undefined;
     this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.connectModel(true);
@@ -774,18 +842,11 @@ export class CallBridge {
     this.state = { kind: 'ended', outcome };
     const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
+    this.stall?.reset();
     this.connectAbort.abort();
     this.ring.clear();
     this.model?.close(1000, 'call ended');
     this.model = undefined;
-    if (this.twilioOpen) {
-      this.twilioOpen = false;
-      try {
-        this.twilio.end(code, reason);
-      } catch {
-        // uWS throws if the socket closed under us in the same tick; nothing left to close.
-      }
-    }
     if (this.counted) {
       this.deps.metrics.activeCalls.dec();
       this.counted = false;
@@ -793,9 +854,11 @@ export class CallBridge {
     if (wasStarted) {
       this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
     }
+    let outcomeStored: Promise<void> | undefined;
     if (callSid && this.tenant) {
       const tenant = this.tenant;
-      this.background(this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400), 'store.endCall');
+      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400);
+      this.background(outcomeStored, 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }
     endSpan(this.turnSpan);
@@ -823,6 +886,41 @@ export class CallBridge {
       },
       'call ended',
     );
-    this.onEnded(this);
+    this.closeTwilio(code, reason, outcomeStored);
+  }
+
+  /**
+   * Close the media socket once the outcome is stored. Twilio runs the TwiML after `</Connect>`
+   * (the after-stream redirect) the moment the socket closes, possibly on another pod, which reads
+   * the outcome from the store: written after the close, a goodbye could be answered with "our
+   * assistant is unavailable". The wait is bounded: a store that does not answer does not hold
+   * the line open (the after-stream route also waits a little for an outcome still being written).
+   */
+  private closeTwilio(code: number, reason: string, outcomeStored: Promise<void> | undefined): void {
+    if (!this.twilioOpen || !outcomeStored) {
+      this.endTwilio(code, reason);
+      this.onEnded(this);
+      return;
+    }
+    let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      cancel();
+      this.endTwilio(code, reason);
+      this.onEnded(this);
+    };
+    const cancel = this.deps.clock.after(OUTCOME_STORE_WAIT_MS, close);
+    outcomeStored.then(close, close);
+  }
+
+  private endTwilio(code: number, reason: string): void {
+    if (!this.twilioOpen) return;
+    this.twilioOpen = false;
+    try {
+      this.twilio.end(code, reason);
+    } catch {
+      // uWS throws if the socket closed under us in the same tick; nothing left to close.
+    }
   }
 }

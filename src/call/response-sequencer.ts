@@ -48,10 +48,12 @@ export class ResponseSequencer {
     this.pump();
   }
 
-  /** `response.created`: ours or one server VAD started. */
-  onCreated(responseId: string): void {
+  /** `response.created`: ours (returns the request it answers) or one server VAD started. */
+  onCreated(responseId: string): { instructions: string | undefined } | undefined {
+    const answered = this.inFlight;
     this.active = responseId;
     this.inFlight = undefined;
+    return answered;
   }
 
   /** `response.done` (completed, cancelled, failed, incomplete). */

@@ -8,6 +8,7 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { ModelConfig } from '../config.js';
 import { SwitchboardError } from '../errors.js';
 import type { Logger } from '../telemetry/index.js';
+import { ClientEventLedger } from './model-errors.js';
 import type { SessionShape } from './realtime-protocol.js';
 
 export interface ModelEndpoint {
@@ -67,7 +68,21 @@ export interface RealtimeSocket {
   onClose(cb: (code: number, reason: string) => void): void;
   /** Idempotent. Starts the close handshake and terminates the socket if it stalls. */
   close(code?: number, reason?: string): void;
+  /**
+   * The type of the client event this socket sent with `eventId` (every event but audio appends
+   * carries one), for tracing an `error` back to its cause. Absent on test doubles.
+   */
+  clientEventType?(eventId: string | undefined): string | undefined;
 }
+
+/** ws-level liveness: a ping every `intervalMs`; no pong within `timeoutMs` and the socket is cut. */
+export interface Keepalive {
+  intervalMs: number;
+  timeoutMs: number;
+}
+
+/** The close code and reason the bridge sees when the keepalive cut a silent socket. */
+export const KEEPALIVE_CLOSE = { code: 1006, reason: 'keepalive: no pong from the model' } as const;
 
 export interface ConnectOptions {
   /** Per attempt: TCP + TLS + upgrade. */
@@ -80,6 +95,8 @@ export interface ConnectOptions {
   backoffMs?: (attempt: number) => number;
   /** How long close() waits for the peer's close frame before terminate(). Default 2000. */
   closeTimeoutMs?: number;
+  /** Ping the open socket; off when absent. */
+  keepalive?: Keepalive;
 }
 
 /**
@@ -238,7 +255,7 @@ export async function connectRealtime(ep: ModelEndpoint, o: ConnectOptions): Pro
     if (o.signal?.aborted) throw abortError(o.signal);
     try {
       const sock = await attempt(ep, o.timeoutMs, o.signal, (ws) =>
-        wrap(ws, o.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS, o.log),
+        wrap(ws, o.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS, o.log, o.keepalive),
       );
       if (n > 0) o.log.info({ provider: ep.provider, host, attempt: n + 1 }, 'model connected after retry');
       return sock;
@@ -287,7 +304,11 @@ function safeHost(url: string): string {
   }
 }
 
-function wrap(ws: WebSocket, closeTimeoutMs: number, log: Logger): RealtimeSocket {
+/** Distinct event-id prefixes per socket of this process, so logs of two sessions never collide. */
+let socketSeq = 0;
+
+function wrap(ws: WebSocket, closeTimeoutMs: number, log: Logger, keepalive: Keepalive | undefined): RealtimeSocket {
+  const ledger = new ClientEventLedger(`sb${(socketSeq++).toString(36)}_`);
   let messageCb: ((data: Buffer) => void) | undefined;
   let closeCb: ((code: number, reason: string) => void) | undefined;
   let early: Buffer[] | undefined = [];
@@ -306,16 +327,50 @@ function wrap(ws: WebSocket, closeTimeoutMs: number, log: Logger): RealtimeSocke
     // A 'close' always follows; the bridge learns of the end there.
     log.warn({ code: err.code, failure: err.message }, 'model socket error');
   });
+  let pingTimer: NodeJS.Timeout | undefined;
+  let pongTimer: NodeJS.Timeout | undefined;
+  let keepaliveCut = false;
+  const stopKeepalive = (): void => {
+    if (pingTimer) clearInterval(pingTimer);
+    if (pongTimer) clearTimeout(pongTimer);
+    pingTimer = pongTimer = undefined;
+  };
+  if (keepalive) {
+    ws.on('pong', () => {
+      if (pongTimer) clearTimeout(pongTimer);
+      pongTimer = undefined;
+    });
+    pingTimer = setInterval(() => {
+      if (pongTimer || ws.readyState !== WebSocket.OPEN) return; // one ping outstanding at a time
+      ws.ping();
+      pongTimer = setTimeout(() => {
+        pongTimer = undefined;
+        keepaliveCut = true;
+        log.warn({ code: 'model_closed', timeoutMs: keepalive.timeoutMs }, 'model socket answered no ping: cut');
+        ws.terminate();
+      }, keepalive.timeoutMs);
+      pongTimer.unref();
+    }, keepalive.intervalMs);
+    pingTimer.unref();
+  }
   ws.on('close', (code: number, reason: Buffer) => {
     if (killTimer) clearTimeout(killTimer);
-    closed = { code, reason: reason.toString('utf8') };
+    stopKeepalive();
+    closed = keepaliveCut ? { ...KEEPALIVE_CLOSE } : { code, reason: reason.toString('utf8') };
     if (closeCb) closeCb(closed.code, closed.reason);
   });
 
   return {
     send(text) {
-      if (ws.readyState === WebSocket.OPEN) ws.send(text);
-      else dropped++;
+      if (ws.readyState !== WebSocket.OPEN) {
+        dropped++;
+        return;
+      }
+      // Per frame: appends ('{"type":"input_audio_buffer.append"…', an `i` at 9) carry no id.
+      ws.send(text.charCodeAt(9) === 0x69 ? text : ledger.stamp(text));
+    },
+    clientEventType(eventId) {
+      return ledger.typeOf(eventId);
     },
     get bufferedAmount() {
       return ws.bufferedAmount;
@@ -341,6 +396,7 @@ function wrap(ws: WebSocket, closeTimeoutMs: number, log: Logger): RealtimeSocke
     close(code = 1000, reason = '') {
       if (closing || closed) return;
       closing = true;
+      stopKeepalive();
       if (ws.readyState !== WebSocket.OPEN) {
         ws.terminate();
         return;

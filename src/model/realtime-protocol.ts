@@ -33,6 +33,12 @@ export interface SessionOptions {
 /** The caller's transcript model when the tenant does not name one (PROTOCOLS.md §5). */
 export const DEFAULT_TRANSCRIPTION_MODEL = 'gpt-4o-mini-transcribe';
 
+/**
+ * Server VAD cancels the active response itself when the caller starts speaking; a client
+ * `response.cancel` after that only earns `response_cancel_not_active`.
+ */
+export const INTERRUPT_RESPONSE = true;
+
 function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
   return {
     type: 'server_vad',
@@ -41,7 +47,7 @@ function turnDetection(vad: SessionOptions['vad']): Record<string, unknown> {
     silence_duration_ms: vad?.silenceDurationMs ?? 500,
     // The model answers on its own when the caller stops, and VAD cancels the response on barge-in.
     create_response: true,
-    interrupt_response: true,
+    interrupt_response: INTERRUPT_RESPONSE,
   };
 }
 
@@ -186,21 +192,11 @@ export type ModelEvent =
   | { type: 'response_created'; responseId: string }
   | { type: 'function_call'; responseId: string; callId: string; name: string; arguments: string }
   | { type: 'response_done'; responseId: string; status: string; reason?: string; usage?: ResponseUsage }
-  | { type: 'error'; code: string; message: string; eventId?: string; fatal: boolean }
+  | { type: 'error'; code: string; message: string; eventId?: string }
   | { type: 'ignored'; eventType: string }
   | { type: 'invalid'; detail: string };
 
-/**
- * Error codes after which the session cannot go on and a reconnect would fail the same way
- * (PROTOCOLS.md §8: never retry these).
- */
-export const FATAL_ERROR_CODES: ReadonlySet<string> = new Set([
-  'invalid_api_key',
-  'insufficient_quota',
-  'session_expired',
-  'account_deactivated',
-  'billing_hard_limit_reached',
-]);
+// What each error code means for the call: model-errors.ts (the one table).
 
 // GA `format` is an object; accept a bare string too, as some gateways flatten it.
 const AudioFormat = z
@@ -418,7 +414,6 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
         type: 'error',
         code,
         message: e.message ?? '',
-        fatal: FATAL_ERROR_CODES.has(code),
       };
       if (e.event_id !== undefined && e.event_id !== null) ev.eventId = e.event_id;
       return ev;

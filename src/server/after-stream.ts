@@ -2,7 +2,35 @@
  * What Twilio runs after the media socket closes (<Redirect> after </Connect>): hang up after a
  * goodbye, dial the tenant's human after a hand-off, or apologise (and dial a human if there is one).
  */
+import type { CallRecord } from '../store/index.js';
 import { dialTwiml, sayHangupTwiml } from '../twilio/index.js';
+
+/** How long the after-stream route waits for the outcome of a call whose end is still being written. */
+export const OUTCOME_WAIT_MS = 2000;
+const OUTCOME_POLL_MS = 100;
+
+/**
+ * The outcome to answer with. Twilio runs the redirect as soon as the media socket closes, maybe on
+ * another pod than the call's: its pod stores the outcome before closing, but a slow store can
+ * still lose that race, so a record without an outcome is read again (bounded). If none arrives,
+ * a call that was saying goodbye or handing off is answered as such; anything else gets the fallback.
+ */
+export async function settledOutcome(
+  read: () => Promise<CallRecord | undefined>,
+  sleep: (ms: number) => Promise<void>,
+  waitMs = OUTCOME_WAIT_MS,
+): Promise<string | undefined> {
+  let rec = await read();
+  for (let waited = 0; rec && rec.outcome === undefined && waited < waitMs; waited += OUTCOME_POLL_MS) {
+    await sleep(OUTCOME_POLL_MS);
+    rec = await read();
+  }
+  if (!rec) return undefined;
+  if (rec.outcome !== undefined) return rec.outcome;
+  if (rec.phase === 'ending') return 'ended_by_assistant';
+  if (rec.phase === 'handing-off') return 'transferred';
+  return undefined;
+}
 
 export function afterStreamTwiml(
   outcome: string | undefined,

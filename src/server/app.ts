@@ -133,7 +133,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     if (config.model.provider === 'sim') {
       sim = await startSimModel({ mode: config.model.mode, log: log.child({ component: 'sim-model' }) });
       simUrl = sim.url;
-      log.info({ mode: config.model.mode, url: sim.url }, 'simulated model started (MODEL_PROVIDER=sim)');
+      log.debug({ mode: config.model.mode, url: sim.url }, 'simulated model started (MODEL_PROVIDER=sim)');
     }
     const ep = modelEndpoint(config.model, simUrl);
     if (ep.provider === 'azure' && config.transcriptionModel === undefined) {
@@ -149,6 +149,9 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
           attempts: config.modelConnectAttempts,
           signal,
           log: callLog,
+          ...(config.modelKeepaliveIntervalMs > 0
+            ? { keepalive: { intervalMs: config.modelKeepaliveIntervalMs, timeoutMs: config.modelKeepaliveTimeoutMs } }
+            : {}),
         }),
     };
   }
@@ -221,6 +224,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       modelConnectTimeoutMs: config.modelConnectTimeoutMs * Math.max(1, config.modelConnectAttempts),
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
+      modelStallMs: config.modelStallTimeoutMs,
     },
   };
 
@@ -360,8 +364,24 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     throw err;
   }
   const port = uws.us_socket_local_port(listenSocket);
+  // The one start-up summary: what this process serves and with what, in one line.
   log.info(
-    { port, host: config.host, provider: model.provider, publicUrl: config.publicUrl, native },
+    {
+      port,
+      host: config.host,
+      publicUrl: config.publicUrl,
+      provider: model.provider,
+      ...(config.model.provider === 'sim' && !opts.model ? { simMode: config.model.mode } : {}),
+      tenants: tenantRt && !tenantRt.ready() ? 'pending (tenant store unreachable)' : tenants.list().length,
+      tenantsFile: config.tenantsFile ?? 'none (demo tenant)',
+      tenantsFileMode: config.tenantsFileMode,
+      adminApi: config.adminToken ? 'on' : 'off',
+      redis: config.redisUrl ? 'on' : 'off (in-memory)',
+      drain: 'wait',
+      drainTimeoutSeconds: config.drainTimeoutSeconds,
+      maxActiveCalls: config.maxActiveCalls || 'no cap',
+      uws: native ? 'native' : 'JS fallback (slow)',
+    },
     'relay listening',
   );
 

@@ -38,6 +38,11 @@ export interface PlaceCallOptions {
   streamUrlOverride?: string;
   /** The base URL the relay believes Twilio used (its PUBLIC_URL), when it differs from `baseUrl`. */
   publicUrl?: string;
+  /**
+   * Follow the `<Redirect>` after `</Connect>` at this base URL instead (another pod behind the same
+   * PUBLIC_URL, as a load balancer may route Twilio's request): the URL signed stays the TwiML's.
+   */
+  afterStreamBaseUrl?: string;
   /** Measurement taps on the media stream (the bench stamps and reads timestamps in the audio). */
   hooks?: CallerHooks;
 }
@@ -291,7 +296,9 @@ async function followRedirect(o: PlaceCallOptions, url: string, call: { callSid:
     To: o.to,
   };
   // Signed over the URL Twilio was given; fetched at the relay's real address when they differ.
-  const target = o.publicUrl && url.startsWith(o.publicUrl) ? o.baseUrl + url.slice(o.publicUrl.length) : url;
+  const announced = o.publicUrl ?? o.baseUrl;
+  const base = o.afterStreamBaseUrl ?? o.baseUrl;
+  const target = url.startsWith(announced) ? base + url.slice(announced.length) : url;
   try {
     const res = await fetch(target, {
       method: 'POST',

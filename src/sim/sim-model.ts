@@ -17,6 +17,7 @@ import {
   speechFrames,
   tone,
 } from '../../loadtest/lib/audio.js';
+import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 import { UNINTELLIGIBLE, planReply, speechDurationMs, type SimMode, type SimReply, type SimTurn } from './sim-model-script.js';
 import { SimUsageMeter, emptySimUsage, type SimUsageTotals } from './sim-usage.js';
 
@@ -43,6 +44,22 @@ export interface SimModelOptions {
     acceptButNeverUpgrade?: boolean;
     /** Terminate each session's socket this long after it opens. */
     dropAfterMs?: number;
+    /**
+     * Refuse every session.update with this `error` (naming the client's event_id), as the real API
+     * does for a bad voice, tool schema or instructions: no session.updated follows.
+     */
+    rejectSessionUpdate?: { code: string; message: string; param?: string };
+    /**
+     * The next `count` responses (across sessions, the greeting first) end with response.done status
+     * `failed` and this status_details.error (default a server_error), with no audio.
+     */
+    failResponses?: { count: number; error?: { type: string; code: string | null; message: string } };
+    /**
+     * The first `sessions` sessions (default 1) fall silent once `afterResponses` responses are done,
+     * leaving the socket open: `dead` stops reading it (no pongs, as a half-open TCP or a NAT drop),
+     * `deaf` still answers pings but ignores every event and sends none (a wedged session).
+     */
+    stall?: { afterResponses: number; mode: 'dead' | 'deaf'; sessions?: number };
   };
   /**
    * Azure behaviour: the transcription models (on Azure, deployment names) this endpoint has. A
@@ -214,6 +231,27 @@ class SimModelServer implements SimModel {
     });
   }
 
+  private failuresLeft: number | undefined;
+  private stalledSessions = 0;
+
+  /** Whether a session that has finished its `afterResponses` responses must fall silent now. */
+  takeStall(): 'dead' | 'deaf' | undefined {
+    const f = this.opts.faults?.stall;
+    if (!f || this.stalledSessions >= (f.sessions ?? 1)) return undefined;
+    this.stalledSessions++;
+    return f.mode;
+  }
+
+  /** The error of the next response that must fail (faults.failResponses), or undefined. */
+  takeResponseFailure(): Record<string, unknown> | undefined {
+    const f = this.opts.faults?.failResponses;
+    if (!f) return undefined;
+    this.failuresLeft ??= f.count;
+    if (this.failuresLeft <= 0) return undefined;
+    this.failuresLeft--;
+    return f.error ?? { type: 'server_error', code: null, message: 'The server had an error while processing your request. Sorry about that!' };
+  }
+
   newId(prefix: string): string {
     return `${prefix}_${this.idPrefix}${(this.idCounter++).toString(36)}`;
   }
@@ -375,6 +413,29 @@ const REPLACED_KEYS = new Set([
   'include',
 ]);
 
+/** What the real API refuses in a session.update the relay could send: a voice or a tool schema. */
+function sessionProblem(patch: Record<string, unknown>, shape: 'ga' | 'beta'): { code: string; message: string; param: string } | undefined {
+  const audio = isObject(patch.audio) && isObject(patch.audio.output) ? patch.audio.output : undefined;
+  const voice = shape === 'ga' ? audio?.voice : patch.voice;
+  if (voice !== undefined && !(REALTIME_VOICES as readonly unknown[]).includes(voice)) {
+    return {
+      code: 'invalid_value',
+      message: `Invalid value: '${JSON.stringify(voice)}'. Supported values are: ${REALTIME_VOICES.map((v) => `'${v}'`).join(', ')}.`,
+      param: shape === 'ga' ? 'session.audio.output.voice' : 'session.voice',
+    };
+  }
+  if (Array.isArray(patch.tools)) {
+    for (const [i, t] of patch.tools.entries()) {
+      const problem = isObject(t) ? toolParametersProblem(t.parameters ?? { type: 'object', properties: {} }) : 'not an object';
+      if (problem) {
+        const name = isObject(t) && typeof t.name === 'string' ? t.name : String(i);
+        return { code: 'invalid_function_parameters', message: `Invalid schema for function '${name}': ${problem}`, param: `session.tools[${i}].parameters` };
+      }
+    }
+  }
+  return undefined;
+}
+
 function mergeSession(base: Record<string, unknown>, patch: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(patch)) {
@@ -464,6 +525,9 @@ class SimConnection {
   private userItemId: string | undefined;
   private readonly collector = new SpeechTextCollector();
   private readonly meter: SimUsageMeter;
+  /** faults.stall: silent from now on (socket left open). */
+  private stalled = false;
+  private responsesDone = 0;
 
   // Conversation.
   private lastItemId: string | null = null;
@@ -514,6 +578,17 @@ class SimConnection {
     this.send({ type: 'session.created', session: this.info.session });
   }
 
+  private maybeStall(): void {
+    if (this.stalled || this.info.closed) return;
+    const mode = this.model.takeStall();
+    if (!mode) return;
+    this.stalled = true;
+    this.clearRespTimer();
+    this.response = undefined;
+    // ws answers pings from its receiver: only a socket nobody reads stops the pongs.
+    if (mode === 'dead') (this.ws as unknown as { _socket?: { pause(): void } })._socket?.pause();
+  }
+
   timerCount(): number {
     return (this.respTimer ? 1 : 0) + (this.dropTimer ? 1 : 0);
   }
@@ -538,7 +613,7 @@ class SimConnection {
   }
 
   private send(ev: Record<string, unknown>): void {
-    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.ws.readyState !== WebSocket.OPEN || this.stalled) return;
     const { type, ...rest } = ev;
     this.ws.send(JSON.stringify({ type, event_id: this.nextEventId(), ...rest }));
   }
@@ -561,6 +636,7 @@ class SimConnection {
   // --- inbound ---------------------------------------------------------------------------------
 
   private onMessage(data: RawData, _isBinary: boolean): void {
+    if (this.stalled) return;
     const text = Buffer.isBuffer(data)
       ? data.toString('utf8')
       : Array.isArray(data)
@@ -635,6 +711,10 @@ class SimConnection {
     } else if ('type' in patch) {
       return this.error('unknown_parameter', "Unknown parameter: 'session.type'.", ev.event_id, 'session.type');
     }
+    const rejected = this.model.opts.faults?.rejectSessionUpdate;
+    if (rejected) return this.error(rejected.code, rejected.message, ev.event_id, rejected.param ?? null);
+    const problem = sessionProblem(patch, this.info.shape);
+    if (problem) return this.error(problem.code, problem.message, ev.event_id, problem.param);
     this.info.session = mergeSession(this.info.session, patch);
     const instructions = this.info.session.instructions;
     this.meter.session(typeof instructions === 'string' ? instructions : '', this.info.session.tools);
@@ -856,6 +936,13 @@ class SimConnection {
       type: 'response.created',
       response: { object: 'realtime.response', id, status: 'in_progress', status_details: null, output: [], usage: null },
     });
+    const failure = this.model.takeResponseFailure();
+    if (failure) {
+      // What the real API sends when generation fails (server error, rate limit, quota): no output.
+      return this.after(this.pacing.thinkMs, () => {
+        if (this.response === r) this.done(r, 'failed', { type: 'failed', error: failure }, undefined);
+      });
+    }
     if (reply.kind === 'tool') {
       r.callId = this.model.newId('call');
       this.callNames.set(r.callId, reply.name);
@@ -991,9 +1078,16 @@ class SimConnection {
     this.done(r, 'cancelled', { type: 'cancelled', reason }, item);
   }
 
-  private done(r: ActiveResponse, status: 'completed' | 'cancelled', details: Record<string, unknown> | null, item: Record<string, unknown>): void {
+  private done(
+    r: ActiveResponse,
+    status: 'completed' | 'cancelled' | 'failed',
+    details: Record<string, unknown> | null,
+    item: Record<string, unknown> | undefined,
+  ): void {
     this.response = undefined;
     this.lastItemId = r.itemId;
+    const stallAfter = this.model.opts.faults?.stall?.afterResponses;
+    if (stallAfter !== undefined && ++this.responsesDone >= stallAfter) setImmediate(() => this.maybeStall());
     const usage = this.meter.responseDone(r.itemId, {
       generatedMs: r.offset / 8,
       text: r.reply.kind === 'speak' ? r.reply.text : r.reply.name + r.reply.arguments,
@@ -1006,7 +1100,7 @@ class SimConnection {
         id: r.id,
         status,
         status_details: details,
-        output: [item],
+        output: item ? [item] : [],
         usage,
       },
     });

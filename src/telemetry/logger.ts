@@ -3,6 +3,7 @@
  * fields that are censored here, never in message text.
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { prettyDestination } from './pretty-log.js';
 
 export type { Logger };
 
@@ -34,7 +35,7 @@ export const REDACT_PATHS = [
 ];
 
 export function createLogger(
-  opts: { level?: string; name?: string; destination?: DestinationStream } = {},
+  opts: { level?: string; name?: string; destination?: DestinationStream; pretty?: boolean } = {},
 ): Logger {
   return pino(
     {
@@ -43,8 +44,13 @@ export function createLogger(
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       base: { pid: process.pid },
     },
-    opts.destination,
+    opts.destination ?? (opts.pretty ? prettyDestination() : undefined),
   );
+}
+
+/** LOG_FORMAT when set; otherwise human lines on a terminal (development) and JSON everywhere else. */
+export function prettyLogs(format: 'json' | 'pretty' | undefined, stdoutIsTTY: boolean): boolean {
+  return format === undefined ? stdoutIsTTY : format === 'pretty';
 }
 
 /** A logger that writes nothing, for tests and tools that do not care. */

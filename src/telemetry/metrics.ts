@@ -1,6 +1,6 @@
 /**
  * Every Prometheus metric the relay exports, on one registry per relay instance (tests run several
- * relays in one process). Names are fixed by SPEC.md; label values are bounded sets, never CallSid.
+ * relays in one process). Names are part of the product contract (README, Metrics); label values are bounded sets, never CallSid.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -39,7 +39,7 @@ export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 /** Tenants whose zero series are pre-created; past this, series appear on first use only. */
 const MAX_TENANT_SERIES = 1000;
 
-/** Sub-millisecond buckets: the relay's own work per frame is microseconds (PERFORMANCE.md). */
+/** Sub-millisecond buckets: the relay's own work per frame is microseconds (docs/capacity.md). */
 export const FRAME_BUCKETS = [
   0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 ];
@@ -65,6 +65,8 @@ export interface RelayMetrics {
   readonly twilioEventsUnknown: Counter;
   readonly webhooks: Counter<'route' | 'outcome'>;
   readonly tenantBusy: Counter<'tenant'>;
+  /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
+  readonly modelErrors: Counter<'code'>;
   /**
    * Create the tenant's outcome series at 0 the first time it is seen: rate() over a counter that
    * appears at 1 misses that first call, so rare failures would never alert.
@@ -165,6 +167,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       name: 'switchboard_tenant_busy_total',
       help: 'Calls turned away because the tenant was at its concurrency limit.',
       labelNames: ['tenant'],
+      registers: [registry],
+    }),
+    modelErrors: new Counter({
+      name: 'switchboard_model_errors_total',
+      help: 'Model error events, failed responses and dead model sockets, by kind and code.',
+      labelNames: ['kind', 'code'],
       registers: [registry],
     }),
     webhooks: new Counter({

@@ -3,6 +3,7 @@
  * reference, never inline), model persona, enabled tools and the business data tools read.
  */
 import { z } from 'zod';
+import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 
 export const E164 = z.string().regex(/^\+[1-9]\d{6,14}$/, { message: 'must be an E.164 number like +14155550100' });
 
@@ -65,7 +66,14 @@ export const WebhookToolSchema = z.object({
   description: z.string().min(1).max(1000),
   url: z.string().url({ message: 'must be an https URL' }),
   /** JSON Schema of the arguments, as sent to the model; arguments are validated against it. */
-  parameters: z.record(z.string(), z.unknown()).default({ type: 'object', properties: {} }),
+  parameters: z
+    .record(z.string(), z.unknown())
+    .default({ type: 'object', properties: {} })
+    // The model refuses the whole session.update over one bad schema: refuse it here instead.
+    .superRefine((v, ctx) => {
+      const problem = toolParametersProblem(v);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    }),
   /** Signing secret; `whsec_<base64>` (Standard Webhooks) or raw text. */
   secret: SecretRef,
   timeoutMs: z.number().int().min(100).max(30_000).default(5000),
@@ -117,10 +125,14 @@ export const TenantSchema = z.object({
   }),
   model: z
     .object({
-      voice: z.string().default('marin'),
-      instructions: z.string().default('You answer the phone for a small business. Be brief and friendly.'),
-      greeting: z.string().default('Hello, thanks for calling. How can I help?'),
-      language: z.string().default('en'),
+      // Checked here because the model rejects a bad session.update and the call falls back.
+      voice: z.enum(REALTIME_VOICES, { message: `must be one of ${REALTIME_VOICES.join(', ')}` }).default('marin'),
+      instructions: z.string().max(32_000).default('You answer the phone for a small business. Be brief and friendly.'),
+      greeting: z.string().min(1).max(1000).default('Hello, thanks for calling. How can I help?'),
+      language: z
+        .string()
+        .regex(/^[a-z]{2}$/, { message: 'must be an ISO-639-1 code like en' })
+        .default('en'),
     })
     .default({ voice: 'marin', instructions: 'You answer the phone for a small business. Be brief and friendly.', greeting: 'Hello, thanks for calling. How can I help?', language: 'en' }),
   tools: z.array(ToolName).default(['end_call']),

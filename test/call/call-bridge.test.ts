@@ -256,6 +256,7 @@ describe('CallBridge', () => {
     h.bridge.onTwilioMessage(startMsg(), false);
     await flush();
     h.model.emit({ type: 'session.updated', session: { type: 'realtime', audio: { output: { format: { type: 'audio/pcm', rate: 24000 } } } } });
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
     expect(h.model.closed).toBe(1000);
@@ -287,7 +288,7 @@ describe('CallBridge', () => {
     expect(((out[3]!['mark'] as { name: string }).name)).toMatch(/^item_1:200:g0:m2$/);
   });
 
-  it('barge-in while the model is talking: clear first, truncate at what was heard, cancel, drop stale audio', async () => {
+  it('barge-in while the model is talking: clear first, truncate at what was heard, drop stale audio (the server cancels)', async () => {
     const h = harness();
     await live(h);
     h.bridge.onTwilioMessage(mediaMsg(1000), false);
@@ -303,9 +304,9 @@ describe('CallBridge', () => {
     const modelBefore = h.model.sent.length;
     h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 900, item_id: 'item_c' });
     expect(h.twilio.sent.slice(before)).toEqual([{ event: 'clear', streamSid: STREAM }]);
+    // interrupt_response: the server cancelled resp_1 itself; a response.cancel would be an error.
     expect(h.model.sent.slice(modelBefore)).toEqual([
       { type: 'conversation.item.truncate', item_id: 'item_1', content_index: 0, audio_end_ms: 260 },
-      { type: 'response.cancel', response_id: 'resp_1' },
     ]);
     // Audio of the cancelled response still in flight is not played.
     h.model.emit(delta('resp_1', 'item_1'));
@@ -317,6 +318,19 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'response.created', response: { id: 'resp_2', status: 'in_progress' } });
     h.model.emit(delta('resp_2', 'item_2'));
     expect((h.twilio.sent.at(-1) as { mark: { name: string } }).mark.name).toMatch(/^item_2:100:g1:/);
+  });
+
+  it('speech while a response is still thinking: no clear (Twilio holds nothing), no cancel, its audio is dropped', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    const n = h.twilio.sent.length;
+    const m = h.model.sent.length;
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 10, item_id: 'item_c' });
+    expect(h.twilio.sent.length).toBe(n);
+    expect(h.model.sent.length).toBe(m);
+    h.model.emit(delta('resp_1', 'item_1'));
+    expect(h.twilio.sent.length).toBe(n);
   });
 
   it('no barge-in work when nothing is playing', async () => {
@@ -353,6 +367,7 @@ describe('CallBridge', () => {
     expect(h.twilio.ended).toBeUndefined();
     const mark = (h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name;
     h.bridge.onTwilioMessage(markMsg(mark), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
     const rec = await h.store.getCall(CALL);
     expect(rec?.outcome).toBe('ended_by_assistant');
@@ -398,10 +413,12 @@ describe('CallBridge', () => {
     for (let i = 0; i < 19; i++) h.bridge.onTwilioMessage(Buffer.from('{not json'), false);
     expect(h.twilio.ended).toBeUndefined();
     h.bridge.onTwilioMessage(Buffer.from('{"event":"media"}'), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4001);
     const big = harness({ twilioMaxMessageBytes: 1024 });
     await live(big);
     big.bridge.onTwilioMessage(Buffer.alloc(2048, 0x20), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(big.twilio.ended?.code).toBe(1009);
   });
 
@@ -409,6 +426,7 @@ describe('CallBridge', () => {
     const h = harness();
     await live(h);
     h.bridge.onTwilioMessage(startMsg(), false);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4006);
   });
 
@@ -454,6 +472,7 @@ describe('CallBridge', () => {
     first.emit(delta('old', 'old_item'));
     expect(h.twilio.events('media')).toHaveLength(0);
     second.drop(1006);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
@@ -480,6 +499,7 @@ describe('CallBridge', () => {
     h.model.emit(pcmuSession);
     expect(h.bridge.state.kind).toBe('live');
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
@@ -488,6 +508,7 @@ describe('CallBridge', () => {
     const h = harness({ maxCallMs: 60_000 });
     await live(h);
     h.clock.advance(60_001);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
   });
 
@@ -496,6 +517,7 @@ describe('CallBridge', () => {
     h.bridge.onTwilioMessage(startMsg(), false);
     await flush();
     h.clock.advance(3001);
+    await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable' });
   });

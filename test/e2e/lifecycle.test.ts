@@ -149,6 +149,22 @@ describe('the relay process', () => {
     const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info' });
     try {
       await eventually(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
+      // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
+      const summaries = p.out().split('\n').filter((l) => l.includes('"msg":"relay listening"'));
+      expect(summaries).toHaveLength(1);
+      expect(JSON.parse(summaries[0]!)).toMatchObject({
+        port,
+        provider: 'sim',
+        simMode: 'loadtest',
+        tenants: 1,
+        tenantsFile: 'none (demo tenant)',
+        tenantsFileMode: 'seed',
+        adminApi: 'off',
+        redis: 'off (in-memory)',
+        drain: 'wait',
+        drainTimeoutSeconds: 3600,
+        uws: 'native',
+      });
       const call = placeCall({
         baseUrl: url,
         ...demo,

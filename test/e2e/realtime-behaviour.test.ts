@@ -58,6 +58,7 @@ describe('bursty model audio', () => {
     const t = truncates(session);
     expect(t).toHaveLength(1);
     expect(Math.abs(t[0]!.audio_end_ms - heard), `truncated at ${t[0]!.audio_end_ms} ms, heard ${heard} ms`).toBeLessThanOrEqual(20);
+    expect(session.errors).toEqual([]);
   });
 });
 
@@ -140,5 +141,29 @@ describe('one active response at a time: a slow tool', () => {
     expect(report.errors).toEqual(['no reply to turn 1 within 1500 ms']);
     expect(report.turns[1]!.heard).toBe('You said: Hello. Anything else? Tool slow_lookup answered: {"ok":true,"status":"found"}');
     expect(s.sessions[0]!.errors).toEqual([]);
+  });
+});
+
+describe('no needless errors', () => {
+  it('a clean call with barge-ins, a tool, a key press and a goodbye makes the model send zero error events', async () => {
+    const { relay: r, sim: s } = await relayWithSim({ mode: 'realistic' });
+    const report = await call(r, {
+      turns: [
+        { say: 'Tell me about drains' },
+        { say: 'Sorry to interrupt, what are your prices', bargeInAfterMs: 300 },
+        { say: 'And another thing', bargeInAfterMs: 400 },
+        { say: '', dtmf: '1' },
+        { say: 'Goodbye' },
+      ],
+    });
+    expect(report.errors).toEqual([]);
+    expect(report.endedBy).toBe('relay');
+    expect(report.turns.filter((t) => t.clearReceived)).toHaveLength(2);
+    expect(report.turns[1]!.heard).toMatch(/^Tool quote_price answered: \{"ok":true/);
+    const session = s.sessions[0]!;
+    expect(truncates(session)).toHaveLength(2);
+    expect(session.errors).toEqual([]);
+    // The server cancels on speech itself (interrupt_response): the relay never sends response.cancel.
+    expect(session.received.filter((e) => e.type === 'response.cancel')).toEqual([]);
   });
 });

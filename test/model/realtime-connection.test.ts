@@ -169,7 +169,13 @@ describe('connectRealtime', () => {
     sock.send('{"type":"session.update"}');
     const [msg, isBinary] = await echoed;
     expect(isBinary).toBe(false); // text frame
-    expect(msg.toString()).toBe('{"type":"session.update"}');
+    // Every client event but an audio append gets an event_id, remembered for error correlation.
+    const sent = JSON.parse(msg.toString()) as { type: string; event_id: string };
+    expect(sent.type).toBe('session.update');
+    expect(sock.clientEventType?.(sent.event_id)).toBe('session.update');
+    const append = once(ws, 'message') as Promise<[Buffer, boolean]>;
+    sock.send('{"type":"input_audio_buffer.append","audio":"//8="}');
+    expect((await append)[0].toString()).toBe('{"type":"input_audio_buffer.append","audio":"//8="}');
     expect(sock.bufferedAmount).toBe(0);
   });
 

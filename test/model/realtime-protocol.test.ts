@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   APPEND_PREFIX,
-  FATAL_ERROR_CODES,
   appendAudio,
   functionCallOutput,
   parseModelEvent,
@@ -444,7 +443,6 @@ describe('parseModelEvent', () => {
       code: 'conversation_already_has_active_response',
       message: 'busy',
       eventId: 'ev_c',
-      fatal: false,
     });
     expect(
       parse({ type: 'error', error: { type: 'server_error', message: 'oops', code: null, event_id: null } }),
@@ -452,7 +450,6 @@ describe('parseModelEvent', () => {
       type: 'error',
       code: 'server_error',
       message: 'oops',
-      fatal: false,
     });
     for (const code of [
       'invalid_api_key',
@@ -461,12 +458,10 @@ describe('parseModelEvent', () => {
       'account_deactivated',
       'billing_hard_limit_reached',
     ]) {
-      expect(FATAL_ERROR_CODES.has(code)).toBe(true);
       expect(parse({ type: 'error', error: { type: 'invalid_request_error', code, message: 'm' } })).toEqual({
         type: 'error',
         code,
         message: 'm',
-        fatal: true,
       });
     }
   });

@@ -10,7 +10,7 @@ import {
   sayHangupTwiml,
   validateTwilioSignature,
 } from '../../twilio/index.js';
-import { afterStreamTwiml } from '../after-stream.js';
+import { afterStreamTwiml, settledOutcome } from '../after-stream.js';
 import type { RelayContext } from '../context.js';
 import {
   first,
@@ -184,7 +184,10 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
       const callSid = first(form.params['CallSid']) ?? '';
       let outcome: string | undefined;
       try {
-        outcome = (await store.getCall(callSid))?.outcome;
+        outcome = await settledOutcome(
+          () => store.getCall(callSid),
+          (ms) => new Promise((resolve) => clock.after(ms, resolve)),
+        );
       } catch (err) {
         log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'after-stream lookup failed');
       }
