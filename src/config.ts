@@ -112,8 +112,12 @@ const Env = z.object({
   MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
   /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
   MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
-  /** Live calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
+  /** Live (authorised) calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
+  /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
+  MEDIA_START_TIMEOUT_SECONDS: int(10, 1, 300),
+  /** Media sockets without an authorised `start` held at once (0 = no cap); past it upgrades get 503. */
+  MAX_UNSTARTED_SOCKETS: int(100, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
   FRAME_METRICS: bool('true'),
   /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */
@@ -184,6 +188,8 @@ export interface Config {
   allowUwsFallback: boolean;
   maxCallSeconds: number;
   maxActiveCalls: number;
+  mediaStartTimeoutSeconds: number;
+  maxUnstartedSockets: number;
   frameMetrics: boolean;
   twilioMaxBackpressureBytes: number;
   modelMaxBufferedBytes: number;
@@ -293,6 +299,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
     maxCallSeconds: e.MAX_CALL_SECONDS,
     maxActiveCalls: e.MAX_ACTIVE_CALLS,
+    mediaStartTimeoutSeconds: e.MEDIA_START_TIMEOUT_SECONDS,
+    maxUnstartedSockets: e.MAX_UNSTARTED_SOCKETS,
     frameMetrics: e.FRAME_METRICS,
     twilioMaxBackpressureBytes: e.TWILIO_MAX_BACKPRESSURE_BYTES,
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,

@@ -74,6 +74,8 @@ export const CloseCode = {
   draining: 4005,
   /** A second `start` on one socket, or a `streamSid` that does not match. */
   streamMismatch: 4006,
+  /** No authorised `start` within MEDIA_START_TIMEOUT_SECONDS of the upgrade. */
+  startTimeout: 4007,
   /** The model upstream could not be reached or failed; fallback TwiML runs after this close. */
   modelUnavailable: 4010,
   /** The call ended on purpose (end_call tool, hang-up). */

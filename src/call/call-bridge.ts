@@ -32,6 +32,7 @@ import type { CallEffect, ToolRunner } from '../tools/index.js';
 import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
+import { ConversationHistory } from './conversation-history.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
@@ -77,6 +78,15 @@ export interface BridgeLimits {
   windDownMs: number;
   /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
   modelStallMs?: number;
+  /** From the socket's open to an authorised `start`; past it the socket closes with 4007. 0/absent = none. */
+  startTimeoutMs?: number;
+}
+
+/** Why the pod turns an authorised call away (over capacity, draining). */
+export interface AdmissionRefusal {
+  code: CloseCode;
+  reason: string;
+  outcome: CallOutcome;
 }
 
 /** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
@@ -94,6 +104,11 @@ export interface BridgeDeps {
   log: Logger;
   model: ModelConnector;
   authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation>;
+  /**
+   * Called once a start is authorised, before the call counts: only authorised calls take pod
+   * capacity. A refusal closes the socket with its code; absent = always admitted.
+   */
+  admit?(): AdmissionRefusal | undefined;
   limits: BridgeLimits;
   pod: string;
   /** Usage metering (tokens, seconds, cost) per authorised call. */
@@ -141,6 +156,10 @@ export class CallBridge {
   private readonly responseInstructions = new Map<string, string | undefined>();
   private failedResponses = 0;
   private pendingEffect: CallEffect | undefined;
+  /** A tool asked Twilio (REST) to move the call: the stream's end that follows is that transfer. */
+  private restHandOff = false;
+  /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
+  private readonly lostMarks: string[] = [];
   private invalidMessages = 0;
   private unknownEvents = 0;
   private twilioOpen = true;
@@ -165,7 +184,7 @@ export class CallBridge {
   private transcriptionFailures = 0;
   private appendSeq = 0;
   private modelCongested = false;
-  private readonly history: { role: 'caller' | 'assistant'; text: string }[] = [];
+  private readonly history = new ConversationHistory(HISTORY_TURNS);
   private readonly stall: StallWatch | undefined;
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
@@ -184,10 +203,25 @@ export class CallBridge {
     this.log = deps.log;
     const stallMs = deps.limits.modelStallMs ?? 0;
     if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
+    const startMs = deps.limits.startTimeoutMs ?? 0;
+    if (startMs > 0) {
+      this.cancelTimers.push(
+        deps.clock.after(startMs, () => {
+          if (this.authorised || this.state.kind === 'ended') return;
+          this.log.warn({ code: 'twilio_protocol', timeoutMs: startMs }, 'no authorised start in time: media socket closed');
+          this.fail(CloseCode.startTimeout, 'no authorised start in time', 'protocol_error');
+        }),
+      );
+    }
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
     }
+  }
+
+  /** True once the start was authorised and the pod admitted the call (it counts as a live call). */
+  get admitted(): boolean {
+    return this.authorised;
   }
 
   get callSid(): string | undefined {
@@ -300,6 +334,11 @@ export class CallBridge {
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
       return this.fail(a.code, a.reason, a.outcome);
     }
+    const refusal = this.deps.admit?.();
+    if (refusal) {
+      this.log.warn({ code: refusal.outcome === 'drained' ? 'draining' : 'rate_limited', tenant: a.tenant.id, reason: refusal.reason }, 'media stream refused');
+      return this.fail(refusal.code, refusal.reason, refusal.outcome);
+    }
     this.tenant = a.tenant;
     this.log = this.log.child({ tenant: a.tenant.id });
     this.callSpan?.setAttribute(ATTR.tenant, a.tenant.id);
@@ -324,8 +363,16 @@ export class CallBridge {
     void this.connectModel();
   }
 
-  /** Twilio's socket drained below its backpressure limit. Audio is dropped, not queued, so nothing to resume. */
-  onTwilioDrain(): void {}
+  /**
+   * Twilio's socket drained. Audio is dropped, not queued, so nothing to resume — except marks uWS
+   * dropped after their audio went out: they must come back for the wind-down to know it played.
+   */
+  onTwilioDrain(): void {
+    if (this.lostMarks.length === 0 || !this.twilioOpen || !this.enc) return;
+    let sent = 0;
+    while (sent < this.lostMarks.length && this.twilio.send(this.enc.mark(this.lostMarks[sent]!)) !== 2) sent++;
+    this.lostMarks.splice(0, sent);
+  }
 
   /** uWS refused a frame below us and dropped the socket (invalid UTF-8, far too large). */
   onTwilioRefused(reason: 'invalid_utf8' | 'too_large', detail: string): void {
@@ -349,7 +396,7 @@ export class CallBridge {
    */
   private endedByTwilioOutcome(): CallOutcome {
     if (this.state.kind === 'ending') return this.state.outcome;
-    if (this.pendingEffect?.kind === 'transfer') return 'transferred';
+    if (this.pendingEffect?.kind === 'transfer' || this.restHandOff) return 'transferred';
     return 'caller_hung_up';
   }
 
@@ -430,13 +477,20 @@ export class CallBridge {
     }
     const enc = this.enc;
     const ms = base64MulawMs(ev.delta);
-    const markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
-    let result = 1;
+    let media = 1;
+    let mark = 1;
+    let markName = '';
     this.twilio.cork(() => {
-      result = this.twilio.send(enc.media(ev.delta));
-      this.twilio.send(enc.mark(markName));
+      media = this.twilio.send(enc.media(ev.delta));
+      // A frame uWS dropped gets no mark: one that can never echo would hold a wind-down (and count
+      // as audio still playing at the next barge-in) until the caller gave up.
+      if (media === 2) return;
+      markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
+      mark = this.twilio.send(enc.mark(markName));
     });
-    if (result === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    if (media === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
+    if (mark === 2) this.lostMarks.push(markName);
     this.stats.framesOut++;
     const now = performance.now();
     this.m2c?.observe((now - t0) / 1000);
@@ -485,7 +539,7 @@ export class CallBridge {
         return;
       case 'assistant_transcript':
         this.turns++;
-        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
+        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
         return;
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
@@ -514,8 +568,9 @@ export class CallBridge {
     const model = this.model;
     if (resume) {
       // A new session knows nothing: replay the conversation as text, then carry on.
-      for (const h of this.history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
-      this.log.info({ replayed: this.history.length }, 'model session re-opened with the conversation so far');
+      const history = this.history.all;
+      for (const h of history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
+      this.log.info({ replayed: history.length }, 'model session re-opened with the conversation so far');
     } else {
       this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     }
@@ -529,7 +584,7 @@ export class CallBridge {
     if (!resume) {
       const greeting = this.tenant!.model.greeting;
       this.responses.request(`Greet the caller with exactly: ${greeting}`);
-    } else if (this.history.at(-1)?.role === 'caller') {
+    } else if (this.history.lastRole === 'caller') {
       this.responses.request(); // the caller's last words were never answered
     }
   }
@@ -547,7 +602,9 @@ export class CallBridge {
     const model = this.model;
     for (const t of this.playback.interrupt(this.latestMediaTs)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
+      this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
     }
+    this.lostMarks.length = 0; // marks of audio the clear discarded: nothing to wait for
     if (active) {
       this.discarded.add(active);
       // With interrupt_response the server has cancelled it already (a cancel would only earn
@@ -583,7 +640,17 @@ export class CallBridge {
     const traceparent = traceparentOf(span);
     void tools
       .run(
-        { callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal, ...(traceparent ? { traceparent } : {}) },
+        {
+          callSid,
+          tenant,
+          callId: ev.callId,
+          log: toolLog,
+          signal: this.connectAbort.signal,
+          ...(traceparent ? { traceparent } : {}),
+          handingOff: () => {
+            this.restHandOff = true;
+          },
+        },
         ev.name,
         ev.arguments,
       )
@@ -760,7 +827,11 @@ export class CallBridge {
     this.sessionConfigured = false;
     this.modelCongested = false;
     this.appendSeq = 0;
+    // Nothing of the old session may be named in the new one: its items, responses, truncations.
     this.responses.reset();
+    this.playback.newSession();
+    this.discarded.clear();
+    this.history.newSession();
     this.responseTools.clear();
     this.responseInstructions.clear();
     this.turnEndMono = undefined;
@@ -777,11 +848,12 @@ export class CallBridge {
     return t === undefined || t === 0 ? undefined : t;
   }
 
-  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; interrupted?: boolean }): void {
-    this.history.push({ role: entry.role, text: entry.interrupted ? `${entry.text} [interrupted by the caller]` : entry.text });
-    if (this.history.length > HISTORY_TURNS) this.history.shift();
+  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; itemId?: string; interrupted?: boolean }): void {
+    const { itemId, ...stored } = entry;
+    if (entry.role === 'caller') this.history.caller(entry.text);
+    else this.history.assistant(entry.text, itemId ?? '', entry.interrupted === true);
     const sid = this.callSid;
-    if (sid) this.background(this.deps.store.appendTranscript(sid, entry), 'store.appendTranscript');
+    if (sid) this.background(this.deps.store.appendTranscript(sid, stored), 'store.appendTranscript');
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {

@@ -19,6 +19,8 @@ interface ItemPlayback {
    * can pause mid-item until Twilio's buffer runs dry; the item's played position must survive that.
    */
   open: boolean;
+  /** False for items of an earlier model session: still playing, but no truncate may name them. */
+  current: boolean;
 }
 
 interface PendingMark {
@@ -30,6 +32,8 @@ export interface Truncation {
   itemId: string;
   contentIndex: number;
   audioEndMs: number;
+  /** Milliseconds of the item's audio sent to Twilio. */
+  sentMs: number;
 }
 
 /** μ-law at 8 kHz: 8 bytes per millisecond; base64 carries 3 bytes per 4 characters. */
@@ -57,7 +61,7 @@ export class PlaybackTracker {
       // A new item starts its own clock (keeping the old start caused "Audio content of X ms is
       // already shorter than Y ms" in the reference implementations); the one before it is done.
       if (item) item.open = false;
-      item = { itemId, contentIndex, sentMs: 0, playedMs: 0, anchorTs: streamTs, echoed: false, open: true };
+      item = { itemId, contentIndex, sentMs: 0, playedMs: 0, anchorTs: streamTs, echoed: false, open: true, current: true };
       this.items.push(item);
     } else if (this.pending.size === 0) {
       // Twilio's buffer ran dry during a pause mid-item: this audio starts playing now.
@@ -134,12 +138,24 @@ export class PlaybackTracker {
         playingFound = true;
         heard = Math.min(item.sentMs, item.playedMs + Math.max(0, streamTs - item.anchorTs));
       }
-      out.push({ itemId: item.itemId, contentIndex: item.contentIndex, audioEndMs: Math.max(0, Math.floor(heard)) });
+      if (!item.current) continue;
+      out.push({ itemId: item.itemId, contentIndex: item.contentIndex, audioEndMs: Math.max(0, Math.floor(heard)), sentMs: item.sentMs });
     }
     this.items = [];
     this.pending.clear();
     this.generation++;
     return out;
+  }
+
+  /**
+   * A new model session: audio of the old one may still be playing (and is still cleared on a
+   * barge-in), but its items do not exist in the new session, so no truncation names them.
+   */
+  newSession(): void {
+    for (const item of this.items) {
+      item.open = false;
+      item.current = false;
+    }
   }
 
   /** Forget all items without truncating (e.g. the response finished and was fully heard). */

@@ -5,7 +5,7 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
-import { CallBridge, type CallLifecycleListener, type ModelConnector, type TwilioSocket } from '../call/index.js';
+import { CallBridge, type AdmissionRefusal, type CallLifecycleListener, type ModelConnector, type TwilioSocket } from '../call/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { mediaStreamUrl, type Config } from '../config.js';
 import { CloseCode } from '../errors.js';
@@ -76,7 +76,7 @@ interface SocketData {
 }
 
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
-  const { uws, native } = loadUws({ allowFallback: config.allowUwsFallback });
+  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback });
   const log = opts.log ?? createLogger({ level: config.logLevel });
   // Before anything opens: a bad price table stops the start.
   const priceTable = loadPriceTable(config.priceTableFile);
@@ -101,7 +101,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
     ? undefined
-    : await openDeferredTenants({ tenantsFile: config.tenantsFile, tenantsFileMode: config.tenantsFileMode, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
+    : await openDeferredTenants({ tenantsFile: config.tenantsFile, provider: config.model.provider, tenantsFileMode: config.tenantsFileMode, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
   const tenants: TenantDirectory = opts.tenants ?? tenantRt!.directory;
   const leases = opts.leases ?? tenantRt?.leases;
   const adminTenants = opts.adminTenants ?? tenantRt?.admin;
@@ -170,9 +170,27 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   const sockets = new Set<WebSocket<SocketData>>();
   let draining = false;
   let drainWaiters: (() => void)[] = [];
+  // Authorised calls (what capacity, the gauge and a drain count) and sockets still without an
+  // authorised start (held briefly, capped separately: they must not take the pod).
+  let live = 0;
+  let unstarted = 0;
+  const admit = (): AdmissionRefusal | undefined => {
+    if (draining) return { code: CloseCode.draining, reason: 'relay draining', outcome: 'drained' };
+    if (config.maxActiveCalls > 0 && live >= config.maxActiveCalls) {
+      // Past the pod's measured knee every call would get worse: refuse this one, Twilio runs the
+      // after-stream redirect (apology, or the tenant's human), and the HPA adds pods.
+      log.warn({ code: 'rate_limited', live, max: config.maxActiveCalls }, 'pod at capacity: media stream refused');
+      return { code: CloseCode.overCapacity, reason: 'pod at capacity', outcome: 'rejected_capacity' };
+    }
+    live++;
+    unstarted--;
+    return undefined;
+  };
   const onEnded = (b: CallBridge): void => {
     bridges.delete(b);
-    if (bridges.size === 0) {
+    if (b.admitted) live--;
+    else unstarted--;
+    if (live === 0) {
       const w = drainWaiters;
       drainWaiters = [];
       for (const f of w) f();
@@ -214,6 +232,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     log,
     model,
     authorise,
+    admit,
     pod,
     limits: {
       twilioMaxBackpressureBytes: config.twilioMaxBackpressureBytes,
@@ -225,6 +244,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
       modelStallMs: config.modelStallTimeoutMs,
+      startTimeoutMs: config.mediaStartTimeoutSeconds * 1000,
     },
   };
 
@@ -267,7 +287,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     sendPingsAutomatically: true,
     // Hard cap above our own soft cap (the bridge drops audio past twilioMaxBackpressureBytes).
     maxBackpressure: config.twilioMaxBackpressureBytes * 2,
-    closeOnBackpressureLimit: 0,
+    closeOnBackpressureLimit: false,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
       // Headers die when this callback returns: read everything first.
@@ -277,6 +297,12 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         metrics.webhooks.labels('media_upgrade', 'rate_limited').inc();
         log.warn({ code: 'rate_limited', remote }, 'media socket connection attempts over the limit');
         res.writeStatus('429 Too Many Requests').end();
+        return;
+      }
+      if (config.maxUnstartedSockets > 0 && unstarted >= config.maxUnstartedSockets) {
+        metrics.webhooks.labels('media_upgrade', 'too_many_unstarted').inc();
+        log.warn({ code: 'rate_limited', remote, unstarted }, 'too many media sockets without an authorised start: upgrade refused');
+        res.writeStatus('503 Service Unavailable').end();
         return;
       }
       const data: SocketData = {
@@ -300,14 +326,6 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         ws.end(data.refuse.code, data.refuse.reason);
         return;
       }
-      if (config.maxActiveCalls > 0 && bridges.size >= config.maxActiveCalls) {
-        // Past the pod's measured knee every call would get worse: refuse this one, Twilio runs the
-        // after-stream redirect (apology, or the tenant's human), and the HPA adds pods.
-        metrics.callsTotal.labels('rejected_capacity', 'unknown').inc();
-        log.warn({ code: 'rate_limited', live: bridges.size, max: config.maxActiveCalls }, 'pod at capacity: media stream refused');
-        ws.end(CloseCode.overCapacity, 'pod at capacity');
-        return;
-      }
       sockets.add(ws);
       const twilio: TwilioSocket = {
         send: (text) => ws.send(text, false),
@@ -320,6 +338,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       const bridge = new CallBridge(twilio, bridgeDeps, data.signature, onEnded);
       data.bridge = bridge;
       bridges.add(bridge);
+      unstarted++;
     },
     message(ws, message, isBinary) {
       ws.getUserData().bridge?.onTwilioMessage(Buffer.from(message), isBinary);
@@ -380,7 +399,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       drain: 'wait',
       drainTimeoutSeconds: config.drainTimeoutSeconds,
       maxActiveCalls: config.maxActiveCalls || 'no cap',
-      uws: native ? 'native' : 'JS fallback (slow)',
+      uws: native ? `native (${uwsBuild})` : `JS fallback (slow, ${uwsBuild})`,
+      node: process.version,
     },
     'relay listening',
   );
@@ -394,14 +414,16 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     log,
     sim,
     native,
-    activeCalls: () => bridges.size,
+    activeCalls: () => live,
     get draining() {
       return draining;
     },
     async drain(timeoutMs = config.drainTimeoutSeconds * 1000) {
       draining = true;
-      log.info({ live: bridges.size, timeoutMs }, 'draining: refusing new streams, waiting for live calls');
-      if (bridges.size > 0) {
+      log.info({ live, unstarted, timeoutMs }, 'draining: refusing new streams, waiting for live calls');
+      // Sockets without an authorised start are no calls: close them now, not at the drain timeout.
+      for (const b of [...bridges]) if (!b.admitted) b.finish('drained', CloseCode.draining, 'relay draining');
+      if (live > 0) {
         await new Promise<void>((resolve) => {
           const cancel = clock.after(timeoutMs, resolve);
           drainWaiters.push(() => {
@@ -410,7 +432,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
           });
         });
       }
-      const remaining = bridges.size;
+      const remaining = live;
       for (const b of [...bridges]) b.finish('drained', CloseCode.goingAway, 'drain timeout');
       return { remaining };
     },

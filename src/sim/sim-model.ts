@@ -524,10 +524,10 @@ class SimConnection {
   private lastSpeechEndMs = 0;
   private userItemId: string | undefined;
   private readonly collector = new SpeechTextCollector();
-  private readonly meter: SimUsageMeter;
   /** faults.stall: silent from now on (socket left open). */
   private stalled = false;
   private responsesDone = 0;
+  private readonly meter: SimUsageMeter;
 
   // Conversation.
   private lastItemId: string | null = null;

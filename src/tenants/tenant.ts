@@ -160,6 +160,20 @@ export function tenantAuthTokens(t: Tenant): readonly string[] {
 }
 
 export const DEMO_ACCOUNT_SID = 'AC00000000000000000000000000000000';
+
+/**
+ * Why a tenant must not be served with a real model provider, or undefined when it may: the demo
+ * account and an inline auth token are published or stored in plain text, so a webhook signed with
+ * them would spend the operator's model key (docs/security.md).
+ */
+export function refusedWithRealModel(cfg: TenantConfig): string | undefined {
+  if (cfg.twilio.accountSid === DEMO_ACCOUNT_SID) return 'uses the demo account (allowed only with MODEL_PROVIDER=sim)';
+  if ('value' in cfg.twilio.authToken) return 'twilio.authToken is given inline (use an {env} or {file} reference)';
+  if (cfg.twilio.previousAuthToken && 'value' in cfg.twilio.previousAuthToken) {
+    return 'twilio.previousAuthToken is given inline (use an {env} or {file} reference)';
+  }
+  return undefined;
+}
 export const DEMO_AUTH_TOKEN = 'demo-auth-token-not-secret';
 export const DEMO_NUMBER = '+15005550006';
 

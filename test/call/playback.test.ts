@@ -33,7 +33,7 @@ describe('PlaybackTracker', () => {
     p.sent('item_a', 0, 100, 1000);
     p.echoed(m1, 1100);
     // 40 ms of stream time after the first 100 ms chunk finished playing.
-    expect(p.interrupt(1140)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 140 }]);
+    expect(p.interrupt(1140)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 140, sentMs: 300 }]);
     expect(p.generation).toBe(1);
     expect(p.unplayed).toBe(false);
   });
@@ -41,13 +41,13 @@ describe('PlaybackTracker', () => {
   it('never truncates past what was sent', () => {
     const p = new PlaybackTracker();
     p.sent('item_a', 0, 100, 0);
-    expect(p.interrupt(10_000)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 100 }]);
+    expect(p.interrupt(10_000)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 100, sentMs: 100 }]);
   });
 
   it('uses the first send as the anchor before any echo', () => {
     const p = new PlaybackTracker();
     p.sent('item_a', 0, 300, 5000);
-    expect(p.interrupt(5120)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 120 }]);
+    expect(p.interrupt(5120)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 120, sentMs: 300 }]);
   });
 
   it('gives queued items 0 and skips fully heard ones', () => {
@@ -57,8 +57,8 @@ describe('PlaybackTracker', () => {
     p.sent('item_c', 0, 100, 0);
     p.echoed(a, 100); // item_a fully heard; item_b starts playing at stream time 100
     expect(p.interrupt(130)).toEqual([
-      { itemId: 'item_b', contentIndex: 0, audioEndMs: 30 },
-      { itemId: 'item_c', contentIndex: 0, audioEndMs: 0 },
+      { itemId: 'item_b', contentIndex: 0, audioEndMs: 30, sentMs: 100 },
+      { itemId: 'item_c', contentIndex: 0, audioEndMs: 0, sentMs: 100 },
     ]);
   });
 
@@ -84,7 +84,7 @@ describe('PlaybackTracker', () => {
     const p = new PlaybackTracker();
     const m = p.sent('item_a', 0, 600, 0);
     p.echoed(m, 600);
-    expect(p.interrupt(700)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 600 }]);
+    expect(p.interrupt(700)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 600, sentMs: 600 }]);
   });
 
   it('a pause mid-item: played time survives the dry buffer and the next burst plays from when it was sent', () => {
@@ -92,7 +92,17 @@ describe('PlaybackTracker', () => {
     const a = p.sent('item_a', 0, 600, 0);
     p.echoed(a, 600); // buffer dry from 600 to 900
     p.sent('item_a', 0, 600, 900);
-    expect(p.interrupt(1150)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 850 }]);
+    expect(p.interrupt(1150)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 850, sentMs: 1200 }]);
+  });
+
+  it('items of an earlier model session are never named in a truncation, but still count as playing', () => {
+    const p = new PlaybackTracker();
+    p.sent('old_item', 0, 500, 0);
+    p.newSession();
+    p.sent('new_item', 0, 100, 100);
+    expect(p.unplayed).toBe(true);
+    // old_item was still playing at 200: new_item, queued behind it, was not heard at all.
+    expect(p.interrupt(200)).toEqual([{ itemId: 'new_item', contentIndex: 0, audioEndMs: 0, sentMs: 100 }]);
   });
 
   it('a new item closes the one before; a closed item fully played is forgotten', () => {
@@ -100,6 +110,6 @@ describe('PlaybackTracker', () => {
     const a = p.sent('item_a', 0, 100, 0);
     p.sent('item_b', 0, 100, 0);
     p.echoed(a, 100);
-    expect(p.interrupt(150)).toEqual([{ itemId: 'item_b', contentIndex: 0, audioEndMs: 50 }]);
+    expect(p.interrupt(150)).toEqual([{ itemId: 'item_b', contentIndex: 0, audioEndMs: 50, sentMs: 100 }]);
   });
 });

@@ -1,6 +1,6 @@
 /**
  * Plain manifests and the image recipe: kubectl kustomize renders base, production overlay and the
- * k6 Job, every object validates, and they stay in step with the chart; the Dockerfile's structure.
+ * k6 Job, every object validates, and they stay in step with the chart. (The Dockerfile: runtime.test.ts.)
  */
 /* Rendered YAML is untyped data read by path; the schemas were checked by validateObject. */
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument */
@@ -111,47 +111,5 @@ describe('kustomize', () => {
     expect(job.spec.backoffLimit).toBe(0);
     // The lib ConfigMap is made from loadtest/lib, which the relay's simulators share.
     expect(existsSync(join(ROOT, 'loadtest/lib/audio.js'))).toBe(true);
-  });
-});
-
-describe('Dockerfile', () => {
-  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
-  const lines = text
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '' && !l.startsWith('#'));
-  const instr = (name: string) => lines.filter((l) => l.toUpperCase().startsWith(name + ' '));
-
-  it('builds and runs on node:20-bookworm-slim in two stages', () => {
-    const froms = instr('FROM');
-    expect(froms.length).toBe(2);
-    for (const f of froms) expect(f).toMatch(/^FROM node:20-bookworm-slim( AS \w+)?$/i);
-    expect(text).toMatch(/npm ci --omit=dev/);
-    expect(instr('COPY').some((l) => l.includes('--from=deps'))).toBe(true);
-  });
-
-  it('runs as a non-root numeric user, stops with SIGTERM and starts node directly', () => {
-    const user = instr('USER').at(-1) ?? '';
-    expect(user).toMatch(/^USER [1-9]\d{3,}(:\d+)?$/);
-    expect(instr('STOPSIGNAL')).toEqual(['STOPSIGNAL SIGTERM']);
-    const cmd = instr('CMD').at(-1) ?? '';
-    const argv = JSON.parse(cmd.slice(4)) as string[]; // exec form: node is PID 1
-    expect(argv[0]).toBe('node');
-    expect(argv).toContain('tsx');
-    const entry = argv[argv.length - 1] ?? '';
-    expect(existsSync(join(ROOT, entry))).toBe(true);
-    expect(instr('ENTRYPOINT')).toEqual([]);
-  });
-
-  it('copies only what exists and .dockerignore lets in', () => {
-    const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8');
-    for (const l of instr('COPY').filter((x) => !x.includes('--from='))) {
-      const parts = l.split(/\s+/).slice(1, -1);
-      for (const p of parts) {
-        expect(existsSync(join(ROOT, p)), p).toBe(true);
-        expect(ignore).toContain(`!${p.replace(/\/$/, '')}`);
-      }
-    }
   });
 });

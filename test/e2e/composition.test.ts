@@ -58,13 +58,15 @@ describe('composition from configuration', () => {
     expect(await attempt()).toBe(429);
   });
 
-  it('refuses streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
+  it('refuses authorised streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
     relay = await startTestRelay({ MAX_ACTIVE_CALLS: '1' });
     const first = await rawStream(relay, randomSid('CA'));
     first.start();
     const r = relay;
     await eventually(() => r.activeCalls() === 1, 5000, 'first call live');
+    // Only an authorised start takes capacity: the second socket is refused once it starts.
     const second = await rawStream(relay, randomSid('CA'));
+    second.start();
     expect((await second.closed).code).toBe(4013);
     expect(metricValue(await scrape(relay), 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
     first.ws.close();

@@ -14,16 +14,19 @@ import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid, type CallScript } from '../../src/sim/sim-caller.js';
 import { startSimModel, type SimModel, type SimModelOptions, type SimSession } from '../../src/sim/sim-model.js';
 import { DEMO_TENANT } from '../../src/tenants/index.js';
+import { startFaultModel, type FaultModel } from '../helpers/fault-model.js';
 import { demo, startTestRelay } from '../helpers/relay.js';
 
 const GREETING: string = DEMO_TENANT.model?.greeting ?? '';
 
 let relay: Relay | undefined;
 let sim: SimModel | undefined;
+let fault: FaultModel | undefined;
 afterEach(async () => {
   await relay?.close();
+  await fault?.close();
   await sim?.close();
-  relay = sim = undefined;
+  relay = sim = fault = undefined;
 });
 
 /** A relay speaking to its own sim model started with `o` (as it would to OpenAI). */
@@ -108,7 +111,7 @@ describe('one active response at a time: a slow tool', () => {
           id: 'slow-co',
           displayName: 'Slow Co',
           phoneNumbers: [NUMBER],
-          twilio: { accountSid: tenantCaller.accountSid, authToken: { value: tenantCaller.authToken } },
+          twilio: { accountSid: tenantCaller.accountSid, authToken: { env: 'SLOW_CO_TOKEN' } },
           tools: ['end_call'],
           webhookTools: [
             {
@@ -125,7 +128,7 @@ describe('one active response at a time: a slow tool', () => {
     // Bursts keep the answer to "Hello?" active for ~2 s, while the tool result arrives.
     const { relay: r, sim: s } = await relayWithSim(
       { mode: 'realistic', bursts: { audioMs: 500, pauseMs: 500 } },
-      { TENANTS_FILE: file, WEBHOOK_TOOLS_ALLOW_PRIVATE: 'true' },
+      { TENANTS_FILE: file, SLOW_CO_TOKEN: tenantCaller.authToken, WEBHOOK_TOOLS_ALLOW_PRIVATE: 'true' },
     );
     const report = await placeCall({
       baseUrl: r.url,
@@ -165,5 +168,60 @@ describe('no needless errors', () => {
     expect(session.errors).toEqual([]);
     // The server cancels on speech itself (interrupt_response): the relay never sends response.cancel.
     expect(session.received.filter((e) => e.type === 'response.cancel')).toEqual([]);
+  });
+});
+
+describe('state after a reconnect', () => {
+  const REPLY = 'You said: Tell me about drains. Anything else?';
+  /** A realistic sim behind the fault model, which drops session 0 when `dropNow` says so. */
+  async function droppingRelay(dropNow: (type: string) => boolean): Promise<{ relay: Relay; sim: SimModel; fault: FaultModel }> {
+    sim = await startSimModel({ mode: 'realistic' });
+    fault = await startFaultModel({
+      upstream: sim.url,
+      onServerEvent(conn, ev) {
+        if (conn.index === 0 && dropNow(String(ev.type))) setImmediate(() => conn.drop());
+      },
+    });
+    relay = await startTestRelay({ MODEL_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-sim', OPENAI_REALTIME_URL: fault.url });
+    return { relay, sim, fault };
+  }
+
+  it('a barge-in on audio of the old session clears Twilio but names no old item in the new session', async () => {
+    let done = 0;
+    // Session 0 drops once the answer to the first turn is generated, while it still plays.
+    const { relay: r, sim: s } = await droppingRelay((type) => type === 'response.done' && ++done === 2);
+    const report = await call(r, { turns: [{ say: 'Tell me about drains' }, { say: 'Sorry to interrupt', bargeInAfterMs: 1500 }] });
+    expect(report.errors).toEqual([]);
+    expect(report.turns[0]!.heard).toBe(REPLY);
+    expect(report.turns[1]!.clearReceived).toBe(true);
+    expect(s.sessions).toHaveLength(2);
+    const [, second] = s.sessions as [SimSession, SimSession];
+    expect(truncates(second)).toEqual([]);
+    expect(second.errors).toEqual([]);
+    expect(report.turns[1]!.heard).toBe('You said: Sorry to interrupt. Anything else?');
+  });
+
+  it('the new session gets only what the caller heard of an interrupted answer', async () => {
+    // Session 0 drops as soon as it confirms the truncation of the interrupted answer.
+    const { relay: r, fault: f } = await droppingRelay((type) => type === 'conversation.item.truncated');
+    const report = await call(r, { turns: [{ say: 'Tell me about drains' }, { say: 'Sorry to interrupt', bargeInAfterMs: 1000 }] });
+    expect(report.turns[1]!.clearReceived).toBe(true);
+    expect(f.connections).toHaveLength(2);
+    const cut = f.connections[0]!.received.find((e) => e.type === 'conversation.item.truncate') as unknown as Truncate;
+    const replayed = f.connections[1]!.received
+      .filter((e) => e.type === 'conversation.item.create')
+      .map((e) => e.item as { role: string; content: { text: string }[] })
+      .filter((i) => i.role === 'assistant')
+      .map((i) => i.content[0]!.text);
+    // The greeting in full, then the interrupted answer only as far as it was heard.
+    expect(replayed[0]).toBe(GREETING);
+    expect(replayed).toHaveLength(2);
+    const heard = replayed[1]!.replace(/ \[interrupted by the caller\]$/, '');
+    expect(replayed[1]).toMatch(/ \[interrupted by the caller\]$/);
+    expect(REPLY.startsWith(heard)).toBe(true);
+    // Words in proportion to the audio heard (2,760 ms for this reply), within one word.
+    const expected = (REPLY.length * cut.audio_end_ms) / 2760;
+    expect(heard.length).toBeLessThanOrEqual(expected + 1);
+    expect(heard.length).toBeGreaterThanOrEqual(expected - 8);
   });
 });

@@ -87,11 +87,21 @@ app.kubernetes.io/component: relay
 {{- add .Values.drain.preStopSleepSeconds .Values.drain.timeoutSeconds .Values.drain.terminationMarginSeconds }}
 {{- end }}
 
+{{/* The HTTPRoute's hostnames: gateway.hostnames, else ingress.host. */}}
+{{- define "switchboard.routeHostnames" -}}
+{{- toJson (.Values.gateway.hostnames | default (list .Values.ingress.host) | compact) }}
+{{- end }}
+
+{{/* PUBLIC_URL: config.publicUrl, else https://<ingress.host> (ingress on), else https://<first route
+hostname> (gateway on; a wildcard is refused in switchboard.validate). */}}
 {{- define "switchboard.publicUrl" -}}
+{{- $routeHost := first (include "switchboard.routeHostnames" . | fromJsonArray) | default "" }}
 {{- if .Values.config.publicUrl }}
 {{- .Values.config.publicUrl | trimSuffix "/" }}
 {{- else if and .Values.ingress.enabled .Values.ingress.host }}
 {{- printf "https://%s" .Values.ingress.host }}
+{{- else if and .Values.gateway.enabled $routeHost (not (hasPrefix "*" $routeHost)) }}
+{{- printf "https://%s" $routeHost }}
 {{- end }}
 {{- end }}
 
@@ -197,6 +207,12 @@ app.kubernetes.io/component: relay
 {{- end }}
 {{- if and .Values.gateway.enabled (not (or .Values.gateway.hostnames .Values.ingress.host)) }}
 {{- fail "gateway.enabled needs gateway.hostnames or ingress.host (Twilio reaches the relay through it)" }}
+{{- end }}
+{{- if and .Values.gateway.enabled (not .Values.config.publicUrl) (not (and .Values.ingress.enabled .Values.ingress.host)) }}
+{{- $routeHost := first (include "switchboard.routeHostnames" . | fromJsonArray) | default "" }}
+{{- if hasPrefix "*" $routeHost }}
+{{- fail (printf "gateway.hostnames[0] (%s) is a wildcard: set config.publicUrl to the https URL Twilio calls (PUBLIC_URL; Twilio signs webhooks against it)" $routeHost) }}
+{{- end }}
 {{- end }}
 {{- if and .Values.redis.auth.password (not .Values.redis.enabled) }}
 {{- fail "redis.auth.password is for the built-in Redis: for an external Redis put the password in a Secret and name it in redis.auth.existingSecret" }}
