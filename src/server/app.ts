@@ -23,7 +23,7 @@ import { BuiltinToolRunner, callSummaryListener, type ToolRunner } from '../tool
 import { TwilioCallControl } from '../twilio/index.js';
 import { registerAdminCallRoutes, usageReader } from './routes/admin-calls.js';
 import { registerAdminUsageRoutes } from './routes/admin-usage.js';
-import { BudgetGate, createUsageMetrics, loadPriceTable, pricesFor, tokenRates, UsageTracker } from '../usage/index.js';
+import { BudgetGate, loadPriceTable, pricesFor, tokenRates, UsageTracker } from '../usage/index.js';
 import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
@@ -198,7 +198,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     }
   };
 
-  const usageMetrics = createUsageMetrics(metrics.registry);
+  const usageMetrics = metrics.usage;
   const prices = pricesFor(priceTable, config.usagePriceModel);
   if (!prices) {
     log.warn({ model: config.usagePriceModel, takenOn: priceTable.takenOn }, 'no price-table entry for the model: estimated costs are 0 (PRICE_TABLE_FILE, USAGE_PRICE_MODEL)');
