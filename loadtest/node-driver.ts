@@ -361,10 +361,27 @@ export function formatSummary(r: LoadResult): string {
   return lines.join('\n');
 }
 
+export const LOAD_USAGE = `npm run load -- --scenario NAME [options]   (loadtest/README.md)
+  --scenario NAME     required: ${scenarioNames().join(' | ')}
+  --url URL           relay base URL, webhook and stream (default http://localhost:8080)
+  --public-url URL    the relay's PUBLIC_URL when it differs from --url (signatures use it)
+  --to NUMBER, --account-sid SID, --auth-token TOKEN
+                      the tenant called (default the demo tenant)
+  --duration S        stretch or squeeze the scenario's plan to S seconds
+  --scale F           multiply calls (VUs, iterations, arrival rates) by F
+  --json              print the result as JSON on stdout (progress stays on stderr;
+                      use \`npm run -s load\` so npm adds no banner)
+  --allow-remote      allow a non-loopback --url (load only machines you own)
+Exit status: 0 every threshold held, 1 one failed, 2 bad arguments.`;
+
 async function main(argv: readonly string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(LOAD_USAGE);
+    return 0;
+  }
   const parsed = parseLoadArgs(argv);
   if (!parsed.ok) {
-    console.error(`npm run load: ${parsed.error}`);
+    console.error(`npm run load: ${parsed.error} (see --help)`);
     return 2;
   }
   const o = parsed.options;

@@ -77,7 +77,7 @@ export function checkConfiguration(env: NodeJS.ProcessEnv, opts: { secrets: bool
   }
   let tenants: TenantConfig[];
   try {
-    tenants = loadSeedTenants(config.tenantsFile, config.secretEnv, { secrets: opts.secrets });
+    tenants = loadSeedTenants(config.tenantsFile, config.secretEnv, { secrets: opts.secrets, provider: config.model.provider });
   } catch (err) {
     return { problems: lines(err, 'invalid tenants') };
   }

@@ -19,6 +19,7 @@ export const ErrorCodes = [
   'stream_token_invalid',
   'tenant_unknown',
   'tenant_busy',
+  'budget_exceeded',
   'twilio_message_invalid',
   'twilio_protocol',
   'model_unreachable',
@@ -73,6 +74,8 @@ export const CloseCode = {
   draining: 4005,
   /** A second `start` on one socket, or a `streamSid` that does not match. */
   streamMismatch: 4006,
+  /** No authorised `start` within MEDIA_START_TIMEOUT_SECONDS of the upgrade. */
+  startTimeout: 4007,
   /** The model upstream could not be reached or failed; fallback TwiML runs after this close. */
   modelUnavailable: 4010,
   /** The call ended on purpose (end_call tool, hang-up). */

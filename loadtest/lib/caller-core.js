@@ -262,8 +262,13 @@ const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
  * Optional taps for measurement (the bench hides timestamps in the audio): `stampPayload` may
  * rewrite each outgoing media payload (base64 μ-law, same length); `onAudio` sees each received
  * media payload's decoded bytes.
+ * `onGreeting` and `onTurn` report the greeting and each turn as soon as the caller moves on from
+ * them (the next turn starts, or the call winds down), so a CLI can print the call as it happens;
+ * `interrupted` says the caller barged in, so what it heard was cut short.
  * @typedef {{ stampPayload?: (payload: string, nowMs: number) => string,
- *   onAudio?: (bytes: Uint8Array, nowMs: number) => void }} CallerHooks
+ *   onAudio?: (bytes: Uint8Array, nowMs: number) => void,
+ *   onGreeting?: (text: string, interrupted: boolean) => void,
+ *   onTurn?: (index: number, turn: TurnReport, interrupted: boolean) => void }} CallerHooks
  */
 
 /**
@@ -624,10 +629,22 @@ export class CallerSession {
     } else {
       this.error(`no ${what} within ${this.replyTimeoutMs} ms`);
     }
+    const done = this.turn;
     if (nextTurn) this.startTurn(next, now);
     else {
       this.phase = 'closing';
       this.closingFromMs = now;
+    }
+    this.announce(done, this.report_.turns[next]?.bargeIn === true);
+  }
+
+  /** Tell the hooks that the greeting (-1) or turn `i` is over. @param {number} i @param {boolean} interrupted */
+  announce(i, interrupted) {
+    const hooks = this.o.hooks;
+    if (i < 0) hooks?.onGreeting?.(this.greetingParts.join(' '), interrupted);
+    else {
+      const t = this.report_.turns[i];
+      if (t) hooks?.onTurn?.(i, { ...t }, interrupted);
     }
   }
 

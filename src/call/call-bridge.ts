@@ -11,6 +11,7 @@ import {
   assistantText,
   classifyFailedResponse,
   classifyModelError,
+  isSessionCapClose,
   KEEPALIVE_CLOSE,
   modelErrorLabel,
   functionCallOutput,
@@ -27,6 +28,7 @@ import {
 import type { CallStore } from '../store/index.js';
 import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
+import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { CallEffect, ToolRunner } from '../tools/index.js';
 import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
@@ -75,8 +77,19 @@ export interface BridgeLimits {
   frameMetrics: boolean;
   /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
   windDownMs: number;
+  /** Re-open the model session at the first pause after this long, before the API's 60-minute cap (0/absent = off). */
+  modelSessionRenewMs?: number;
+  /** From the socket's open to an authorised `start`; past it the socket closes with 4007. 0/absent = none. */
+  startTimeoutMs?: number;
   /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
   modelStallMs?: number;
+}
+
+/** Why the pod turns an authorised call away (over capacity, draining). */
+export interface AdmissionRefusal {
+  code: CloseCode;
+  reason: string;
+  outcome: CallOutcome;
 }
 
 /** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
@@ -94,8 +107,15 @@ export interface BridgeDeps {
   log: Logger;
   model: ModelConnector;
   authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation>;
+  /**
+   * Called once a start is authorised, before the call counts: only authorised calls take pod
+   * capacity. A refusal closes the socket with its code; absent = always admitted.
+   */
+  admit?(): AdmissionRefusal | undefined;
   limits: BridgeLimits;
   pod: string;
+  /** Usage metering (tokens, seconds, cost) per authorised call. */
+  usage?: UsageMeterFactory;
 }
 
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
@@ -105,6 +125,14 @@ const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
 const MAX_RECONNECTS = 1;
+/**
+ * Planned session renewals per call (and sessions ended by the cap): a separate budget from drops,
+ * so a call that survived a drop still outlives the cap. 8 covers MAX_CALL_SECONDS' 4-hour ceiling.
+ */
+const MAX_RENEWALS = 8;
+/** What the assistant is asked to say when the call reaches MAX_CALL_SECONDS. */
+const TIME_LIMIT_GOODBYE =
+  'The call has reached its time limit. Say goodbye to the caller with exactly: "I am sorry, we have reached the time limit for this call. Thank you for calling, goodbye."';
 /** A failed response (response.done status failed) is asked for again once; a second failure falls back. */
 const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
@@ -139,6 +167,10 @@ export class CallBridge {
   private readonly responseInstructions = new Map<string, string | undefined>();
   private failedResponses = 0;
   private pendingEffect: CallEffect | undefined;
+  /** A tool asked Twilio (REST) to move the call: the stream's end that follows is that transfer. */
+  private restHandOff = false;
+  /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
+  private readonly lostMarks: string[] = [];
   private invalidMessages = 0;
   private unknownEvents = 0;
   private twilioOpen = true;
@@ -158,12 +190,21 @@ export class CallBridge {
   private turnLatencySumMs = 0;
   private turnLatencyCount = 0;
   private toolCalls = 0;
+  private usage: CallUsageMeter | undefined;
   private reconnects = 0;
   private transcriptionFailures = 0;
   private appendSeq = 0;
   private modelCongested = false;
   private readonly history = new ConversationHistory(HISTORY_TURNS);
   private readonly stall: StallWatch | undefined;
+  private renewals = 0;
+  private renewDue = false;
+  private cancelRenewal: (() => void) | undefined;
+  /** speech_started seen, speech_stopped not yet; then the answer server VAD owes us. */
+  private callerSpeaking = false;
+  private answerOwed = false;
+  /** The response that says the time-limit goodbye, once created. */
+  private goodbyeResponseId: string | undefined;
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -179,12 +220,28 @@ export class CallBridge {
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.log = deps.log;
+    this.cancelTimers.push(() => this.cancelRenewal?.());
+    const startMs = deps.limits.startTimeoutMs ?? 0;
+    if (startMs > 0) {
+      this.cancelTimers.push(
+        deps.clock.after(startMs, () => {
+          if (this.authorised || this.state.kind === 'ended') return;
+          this.log.warn({ code: 'twilio_protocol', timeoutMs: startMs }, 'no authorised start in time: media socket closed');
+          this.fail(CloseCode.startTimeout, 'no authorised start in time', 'protocol_error');
+        }),
+      );
+    }
     const stallMs = deps.limits.modelStallMs ?? 0;
     if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
     }
+  }
+
+  /** True once the start was authorised and the pod admitted the call (it counts as a live call). */
+  get admitted(): boolean {
+    return this.authorised;
   }
 
   get callSid(): string | undefined {
@@ -247,6 +304,7 @@ export class CallBridge {
       case 'mark':
         if (this.playback.echoed(m.name, this.latestMediaTs)) this.stats.marksEchoed++;
         this.maybeFinishWindDown();
+        this.maybeRenew();
         return;
       case 'dtmf':
         if (this.state.kind === 'live' && this.model) {
@@ -271,9 +329,7 @@ export class CallBridge {
     this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
     this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
     this.cancelTimers.push(
-      this.deps.clock.after(this.deps.limits.maxCallMs, () =>
-        this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long'),
-      ),
+      this.deps.clock.after(this.deps.limits.maxCallMs, () => this.onCallTooLong()),
     );
     const start: StartInfo = {
       streamSid: m.streamSid,
@@ -297,6 +353,11 @@ export class CallBridge {
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
       return this.fail(a.code, a.reason, a.outcome);
     }
+    const refusal = this.deps.admit?.();
+    if (refusal) {
+      this.log.warn({ code: refusal.outcome === 'drained' ? 'draining' : 'rate_limited', tenant: a.tenant.id, reason: refusal.reason }, 'media stream refused');
+      return this.fail(refusal.code, refusal.reason, refusal.outcome);
+    }
     this.tenant = a.tenant;
     this.log = this.log.child({ tenant: a.tenant.id });
     this.callSpan?.setAttribute(ATTR.tenant, a.tenant.id);
@@ -306,6 +367,7 @@ export class CallBridge {
     this.deps.metrics.noteTenant(a.tenant.id);
     this.deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
+    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.toolCalls });
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
@@ -320,8 +382,16 @@ export class CallBridge {
     void this.connectModel();
   }
 
-  /** Twilio's socket drained below its backpressure limit. Audio is dropped, not queued, so nothing to resume. */
-  onTwilioDrain(): void {}
+  /**
+   * Twilio's socket drained. Audio is dropped, not queued, so nothing to resume — except marks uWS
+   * dropped after their audio went out: they must come back for the wind-down to know it played.
+   */
+  onTwilioDrain(): void {
+    if (this.lostMarks.length === 0 || !this.twilioOpen || !this.enc) return;
+    let sent = 0;
+    while (sent < this.lostMarks.length && this.twilio.send(this.enc.mark(this.lostMarks[sent]!)) !== 2) sent++;
+    this.lostMarks.splice(0, sent);
+  }
 
   /** uWS refused a frame below us and dropped the socket (invalid UTF-8, far too large). */
   onTwilioRefused(reason: 'invalid_utf8' | 'too_large', detail: string): void {
@@ -345,7 +415,7 @@ export class CallBridge {
    */
   private endedByTwilioOutcome(): CallOutcome {
     if (this.state.kind === 'ending') return this.state.outcome;
-    if (this.pendingEffect?.kind === 'transfer') return 'transferred';
+    if (this.pendingEffect?.kind === 'transfer' || this.restHandOff) return 'transferred';
     return 'caller_hung_up';
   }
 
@@ -426,13 +496,20 @@ export class CallBridge {
     }
     const enc = this.enc;
     const ms = base64MulawMs(ev.delta);
-    const markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
-    let result = 1;
+    let media = 1;
+    let mark = 1;
+    let markName = '';
     this.twilio.cork(() => {
-      result = this.twilio.send(enc.media(ev.delta));
-      this.twilio.send(enc.mark(markName));
+      media = this.twilio.send(enc.media(ev.delta));
+      // A frame uWS dropped gets no mark: one that can never echo would hold a wind-down (and count
+      // as audio still playing at the next barge-in) until the caller gave up.
+      if (media === 2) return;
+      markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
+      mark = this.twilio.send(enc.mark(markName));
     });
-    if (result === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    if (media === 2) return this.drop('model_to_caller', 'caller_backpressure');
+    // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
+    if (mark === 2) this.lostMarks.push(markName);
     this.stats.framesOut++;
     const now = performance.now();
     this.m2c?.observe((now - t0) / 1000);
@@ -464,18 +541,25 @@ export class CallBridge {
         return this.goLive();
       case 'speech_started':
         this.stall?.turn(true);
+        this.callerSpeaking = true;
         return this.onCallerSpeech();
       case 'speech_stopped':
         this.stall?.turn(false);
+        this.callerSpeaking = false;
+        this.answerOwed = true;
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
         this.responses.onSpeechStopped();
         return;
-      case 'response_created':
+      case 'response_created': {
+        this.answerOwed = false;
         // Kept so a failed response can be asked for again with the same instructions (the greeting).
-        this.responseInstructions.set(ev.responseId, this.responses.onCreated(ev.responseId)?.instructions);
+        const instructions = this.responses.onCreated(ev.responseId)?.instructions;
+        this.responseInstructions.set(ev.responseId, instructions);
+        if (instructions === TIME_LIMIT_GOODBYE) this.goodbyeResponseId = ev.responseId;
         return;
+      }
       case 'audio_done':
         this.playback.closeItems(this.latestMediaTs);
         return;
@@ -508,6 +592,7 @@ export class CallBridge {
     if ((this.state.kind !== 'connecting' && !resume) || !this.model) return;
     this.move({ type: 'model-ready' });
     const model = this.model;
+    this.armRenewal();
     if (resume) {
       // A new session knows nothing: replay the conversation as text, then carry on.
       const history = this.history.all;
@@ -546,6 +631,7 @@ export class CallBridge {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
       this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
     }
+    this.lostMarks.length = 0; // marks of audio the clear discarded: nothing to wait for
     if (active) {
       this.discarded.add(active);
       // With interrupt_response the server has cancelled it already (a cancel would only earn
@@ -581,7 +667,17 @@ export class CallBridge {
     const traceparent = traceparentOf(span);
     void tools
       .run(
-        { callSid, tenant, callId: ev.callId, log: toolLog, signal: this.connectAbort.signal, ...(traceparent ? { traceparent } : {}) },
+        {
+          callSid,
+          tenant,
+          callId: ev.callId,
+          log: toolLog,
+          signal: this.connectAbort.signal,
+          ...(traceparent ? { traceparent } : {}),
+          handingOff: () => {
+            this.restHandOff = true;
+          },
+        },
         ev.name,
         ev.arguments,
       )
@@ -637,6 +733,7 @@ export class CallBridge {
   private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
+    if (ev.usage) this.usage?.response(ev.usage);
     this.playback.closeItems(this.latestMediaTs);
     this.responses.onDone(ev.responseId);
     if (!this.responseTools.has(ev.responseId)) {
@@ -654,11 +751,52 @@ export class CallBridge {
     if (rt) {
       rt.done = true;
       this.maybeFollowUp(ev.responseId, rt);
-    } else if (this.state.kind === 'ending') {
+    } else if (this.state.kind === 'ending' && (this.state.outcome !== 'too_long' || ev.responseId === this.goodbyeResponseId)) {
       // The goodbye response finished generating; close once it has played.
       this.windDownResponseSeen = true;
       this.maybeFinishWindDown();
     }
+    this.maybeRenew();
+  }
+
+  /** MAX_CALL_SECONDS: the assistant says a goodbye and the call ends (4014), not the fallback. */
+  private onCallTooLong(): void {
+    if (this.state.kind === 'ending') return; // already saying goodbye
+    if (this.state.kind !== 'live' || !this.model) return this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long');
+    this.log.info({ maxCallMs: this.deps.limits.maxCallMs }, 'call reached MAX_CALL_SECONDS: saying goodbye');
+    this.move({ type: 'wind-down', outcome: 'too_long', closeCode: CloseCode.callTooLong });
+    this.windDownResponseSeen = false;
+    this.background(this.deps.store.setPhase(this.callSid!, 'ending'), 'store.setPhase');
+    this.responses.request(TIME_LIMIT_GOODBYE);
+    this.cancelTimers.push(
+      this.deps.clock.after(this.deps.limits.windDownMs, () => {
+        if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
+      }),
+    );
+  }
+
+  /** The session's renewal time: from now, the first pause re-opens it (maybeRenew). */
+  private armRenewal(): void {
+    this.cancelRenewal?.();
+    this.renewDue = false;
+    const ms = this.deps.limits.modelSessionRenewMs ?? 0;
+    if (ms <= 0) return;
+    this.cancelRenewal = this.deps.clock.after(ms, () => {
+      this.cancelRenewal = undefined;
+      this.renewDue = true;
+      this.maybeRenew();
+    });
+  }
+
+  /**
+   * Renew the model session before the API's cap, at a pause: no response active or owed, the caller
+   * not speaking, no tool running, nothing left to play (so nothing of the old session needs a truncate).
+   */
+  private maybeRenew(): void {
+    if (!this.renewDue || this.state.kind !== 'live' || !this.model) return;
+    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.responseTools.size > 0 || this.playback.unplayed) return;
+    this.renewDue = false;
+    this.reconnectOrFail('model session renewed before its time cap', 'renewal');
   }
 
   private maybeFinishWindDown(): void {
@@ -717,7 +855,7 @@ export class CallBridge {
     if (kind === 'session') {
       // The model's session cap (60 min) and the like: carry on in a new session if the call may.
       this.log.warn(detail, 'model session unusable');
-      return this.reconnectOrFail(`model session ended (${ev.code})`);
+      return this.reconnectOrFail(`model session ended (${ev.code})`, ev.code === 'session_expired' ? 'renewal' : 'drop');
     }
     // Keys, quota, billing, a session.update every session would refuse: fall back now (PROTOCOLS.md §8).
     this.log.error(detail, 'model cannot serve this call');
@@ -739,19 +877,29 @@ export class CallBridge {
     if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
     this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
     if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
-    this.reconnectOrFail('model connection lost');
+    // The cap's close (1001) spends the renewal budget, any other loss the drop budget.
+    this.reconnectOrFail('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
   }
 
-  /** Open a new model session once per call (bounded); a second loss ends the call with the fallback. */
-  private reconnectOrFail(why: string): void {
+  /**
+   * Open a new model session with the conversation so far. Drops get MAX_RECONNECTS per call, renewals
+   * (planned, or the cap reached) MAX_RENEWALS; past its budget the call ends with the fallback.
+   */
+  private reconnectOrFail(why: string, kind: 'drop' | 'renewal' = 'drop'): void {
     const old = this.model;
     this.model = undefined;
-    old?.close(1000, 'reconnecting');
-    if (this.state.kind !== 'live' || this.reconnects >= MAX_RECONNECTS) {
+    old?.close(1000, kind === 'renewal' ? 'session renewal' : 'reconnecting');
+    const spent = kind === 'drop' ? this.reconnects >= MAX_RECONNECTS : this.renewals >= MAX_RENEWALS;
+    if (this.state.kind !== 'live' || spent) {
       return this.fail(CloseCode.modelUnavailable, why, 'model_failed');
     }
-    this.reconnects++;
+    if (kind === 'drop') this.reconnects++;
+    else this.renewals++;
     this.move({ type: 'model-lost' });
+    this.cancelRenewal?.();
+    this.renewDue = false;
+    this.callerSpeaking = false;
+    this.answerOwed = false;
     this.stall?.reset();
     // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
     this.sessionConfigured = false;
@@ -765,7 +913,8 @@ export class CallBridge {
     this.responseTools.clear();
     this.responseInstructions.clear();
     this.turnEndMono = undefined;
-    this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
+    if (kind === 'renewal') this.log.info({ renewals: this.renewals }, `${why}: re-opening the model session`);
+    else this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.connectModel(true);
   }
 
@@ -842,6 +991,7 @@ export class CallBridge {
     const wasStarted = this.state.kind !== 'awaiting-start';
     const callSid = this.callSid;
     this.state = { kind: 'ended', outcome };
+    const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
     this.stall?.reset();
     this.connectAbort.abort();
@@ -881,8 +1031,10 @@ export class CallBridge {
         turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
         turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
         reconnects: this.reconnects,
+        renewals: this.renewals,
         transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
+        ...(usage ? { usage } : {}),
       },
       'call ended',
     );

@@ -6,3 +6,4 @@ export * from './realtime-protocol.js';
 export * from './realtime-connection.js';
 export * from './model-errors.js';
 export * from './session-rules.js';
+export * from './response-usage.js';

@@ -6,6 +6,7 @@
 import { isAscii } from 'node:buffer';
 import { z } from 'zod';
 import type { ToolDefinition } from '../tools/index.js';
+import { usageFromWire, UsageWire, type ResponseUsage } from './response-usage.js';
 
 /**
  * `ga`: OpenAI GA (and Azure /openai/v1). `beta`: Azure preview deployments only; OpenAI closes
@@ -177,12 +178,6 @@ export function assistantText(text: string, shape: SessionShape): string {
 // ---------------------------------------------------------------------------------------------
 // Server events
 
-export interface ResponseUsage {
-  inputTokens: number;
-  outputTokens: number;
-  totalTokens: number;
-}
-
 /** Server events the relay acts on. Parsing never throws; new upstream events become `ignored`. */
 export type ModelEvent =
   | { type: 'session.created' | 'session.updated'; audioFormatOk: boolean }
@@ -280,15 +275,7 @@ const ResponseDone = z.object({
         .loose()
         .optional()
         .nullable(),
-      usage: z
-        .object({
-          input_tokens: z.number().default(0),
-          output_tokens: z.number().default(0),
-          total_tokens: z.number().default(0),
-        })
-        .loose()
-        .optional()
-        .nullable(),
+      usage: UsageWire.optional().nullable().catch(undefined),
     })
     .loose(),
 });
@@ -415,13 +402,7 @@ function fromObject(obj: Record<string, unknown>): ModelEvent {
       const ev: ModelEvent = { type: 'response_done', responseId: resp.id, status: resp.status };
       const reason = sd?.reason ?? sd?.error?.code ?? sd?.error?.type ?? undefined;
       if (reason !== undefined) ev.reason = reason;
-      if (resp.usage) {
-        ev.usage = {
-          inputTokens: resp.usage.input_tokens,
-          outputTokens: resp.usage.output_tokens,
-          totalTokens: resp.usage.total_tokens,
-        };
-      }
+      if (resp.usage) ev.usage = usageFromWire(resp.usage);
       return ev;
     }
     case 'error': {

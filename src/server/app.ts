@@ -5,13 +5,13 @@
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket, WebSocket } from 'uWebSockets.js';
-import { CallBridge, type CallLifecycleListener, type ModelConnector, type TwilioSocket } from '../call/index.js';
+import { CallBridge, type AdmissionRefusal, type CallLifecycleListener, type ModelConnector, type TwilioSocket } from '../call/index.js';
 import { systemClock, type Clock } from '../clock.js';
 import { mediaStreamUrl, type Config } from '../config.js';
 import { CloseCode } from '../errors.js';
 import { connectRealtime, modelEndpoint } from '../model/index.js';
 import { startSimModel, type SimModel } from '../sim/sim-model.js';
-import { MemoryCallStore, RedisCallStore, startPodHeartbeat, type CallStore } from '../store/index.js';
+import { MemoryCallStore, MemoryUsageStore, RedisCallStore, RedisUsageStore, startPodHeartbeat, type CallStore, type UsageStore } from '../store/index.js';
 import { createLogger, createMetrics, type RelayMetrics } from '../telemetry/index.js';
 import type { TenantDirectory } from '../tenants/index.js';
 import { openDeferredTenants } from './tenants-runtime.js';
@@ -21,7 +21,9 @@ import { clientAddress, ConnectionRateLimiter } from './rate-limit.js';
 import { registerAdminTenantRoutes, type AdminTenantRegistry } from './routes/admin-tenants.js';
 import { BuiltinToolRunner, callSummaryListener, type ToolRunner } from '../tools/index.js';
 import { TwilioCallControl } from '../twilio/index.js';
-import { registerAdminCallRoutes } from './routes/admin-calls.js';
+import { registerAdminCallRoutes, usageReader } from './routes/admin-calls.js';
+import { registerAdminUsageRoutes } from './routes/admin-usage.js';
+import { BudgetGate, loadPriceTable, pricesFor, tokenRates, UsageTracker } from '../usage/index.js';
 import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
@@ -45,6 +47,8 @@ export interface RelayOptions {
   leases?: WebhookLeases;
   /** The registry behind /v1/tenants (built from config when `tenants` is not given). */
   adminTenants?: AdminTenantRegistry;
+  /** Where usage per call and tenant is kept (built from config: Redis when REDIS_URL is set). */
+  usageStore?: UsageStore;
 }
 
 export interface Relay {
@@ -72,14 +76,17 @@ interface SocketData {
 }
 
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
-  const { uws, native } = loadUws({ allowFallback: config.allowUwsFallback });
+  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback, maxHeaderBytes: config.httpMaxHeaderBytes });
   const log = opts.log ?? createLogger({ level: config.logLevel });
+  // Before anything opens: a bad price table stops the start.
+  const priceTable = loadPriceTable(config.priceTableFile);
   if (!native)
     log.warn(
       { code: 'uws_native_missing' },
       'running on the slow uWebSockets.js JS fallback (UWS_ALLOW_FALLBACK=1)',
     );
   const metrics = opts.metrics ?? createMetrics();
+  metrics.maxActiveCalls.set(config.maxActiveCalls);
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
   const redis = config.redisUrl
     ? createRedis(config.redisUrl, {
@@ -90,10 +97,12 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       })
     : undefined;
   const store = opts.store ?? (redis ? new RedisCallStore(redis, { log: log.child({ component: 'call-store' }) }) : new MemoryCallStore());
+  const usageStore =
+    opts.usageStore ?? (redis ? new RedisUsageStore(redis, { retentionDays: config.usageRetentionDays }) : new MemoryUsageStore());
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
     ? undefined
-    : await openDeferredTenants({ tenantsFile: config.tenantsFile, tenantsFileMode: config.tenantsFileMode, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
+    : await openDeferredTenants({ tenantsFile: config.tenantsFile, provider: config.model.provider, tenantsFileMode: config.tenantsFileMode, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
   const tenants: TenantDirectory = opts.tenants ?? tenantRt!.directory;
   const leases = opts.leases ?? tenantRt?.leases;
   const adminTenants = opts.adminTenants ?? tenantRt?.admin;
@@ -162,16 +171,60 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   const sockets = new Set<WebSocket<SocketData>>();
   let draining = false;
   let drainWaiters: (() => void)[] = [];
+  // Authorised calls (what capacity, the gauge and a drain count) and sockets still without an
+  // authorised start (held briefly, capped separately: they must not take the pod).
+  let live = 0;
+  let unstarted = 0;
+  const admit = (): AdmissionRefusal | undefined => {
+    if (draining) return { code: CloseCode.draining, reason: 'relay draining', outcome: 'drained' };
+    if (config.maxActiveCalls > 0 && live >= config.maxActiveCalls) {
+      // Past the pod's measured knee every call would get worse: refuse this one, Twilio runs the
+      // after-stream redirect (apology, or the tenant's human), and the HPA adds pods.
+      log.warn({ code: 'rate_limited', live, max: config.maxActiveCalls }, 'pod at capacity: media stream refused');
+      return { code: CloseCode.overCapacity, reason: 'pod at capacity', outcome: 'rejected_capacity' };
+    }
+    live++;
+    unstarted--;
+    return undefined;
+  };
   const onEnded = (b: CallBridge): void => {
     bridges.delete(b);
-    if (bridges.size === 0) {
+    if (b.admitted) live--;
+    else unstarted--;
+    if (live === 0) {
       const w = drainWaiters;
       drainWaiters = [];
       for (const f of w) f();
     }
   };
 
+  const usageMetrics = metrics.usage;
+  const prices = pricesFor(priceTable, config.usagePriceModel);
+  if (!prices) {
+    log.warn({ model: config.usagePriceModel, takenOn: priceTable.takenOn }, 'no price-table entry for the model: estimated costs are 0 (PRICE_TABLE_FILE, USAGE_PRICE_MODEL)');
+  }
+  const budgets = new BudgetGate({
+    store: usageStore,
+    metrics: usageMetrics,
+    clock,
+    log: log.child({ component: 'budget' }),
+    voicemailActionUrl: `${config.publicUrl}/twilio/voicemail`,
+  });
+  const usage = new UsageTracker({
+    store: usageStore,
+    clock,
+    metrics: usageMetrics,
+    log: log.child({ component: 'usage' }),
+    rates: prices ? tokenRates(prices) : undefined,
+    flushMs: config.usageFlushSeconds * 1000,
+    onRecorded: (tenantId) => {
+      const t = tenants.byId(tenantId);
+      if (t?.budget) void budgets.refresh(t);
+    },
+  });
+
   const bridgeDeps = {
+    usage,
     listeners,
     clock,
     store,
@@ -180,6 +233,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     log,
     model,
     authorise,
+    admit,
     pod,
     limits: {
       twilioMaxBackpressureBytes: config.twilioMaxBackpressureBytes,
@@ -190,6 +244,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       modelConnectTimeoutMs: config.modelConnectTimeoutMs * Math.max(1, config.modelConnectAttempts),
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
+      modelSessionRenewMs: config.modelSessionRenewSeconds * 1000,
+      startTimeoutMs: config.mediaStartTimeoutSeconds * 1000,
       modelStallMs: config.modelStallTimeoutMs,
     },
   };
@@ -209,10 +265,11 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     isDraining: () => draining,
     tenantsReady: () => tenantRt?.ready() ?? true,
   };
-  registerTwilioWebhooks(ctx, leases ? { leases } : {});
+  registerTwilioWebhooks(ctx, { budgets, ...(leases ? { leases } : {}) });
   registerOpsRoutes(ctx);
   if (adminTenants) registerAdminTenantRoutes(ctx, bearerAuth(config.adminToken), adminTenants);
-  registerAdminCallRoutes(ctx, bearerAuth(config.adminToken));
+  registerAdminCallRoutes(ctx, bearerAuth(config.adminToken), usageReader(usageStore, usage));
+  registerAdminUsageRoutes(ctx, bearerAuth(config.adminToken), { store: usageStore, tracker: usage, priceTable, priceModel: config.usagePriceModel });
   // Heartbeat this pod's calls and reap those of pods that died (any survivor may do it, once).
   const stopHeartbeat = startPodHeartbeat({
     store,
@@ -232,7 +289,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     sendPingsAutomatically: true,
     // Hard cap above our own soft cap (the bridge drops audio past twilioMaxBackpressureBytes).
     maxBackpressure: config.twilioMaxBackpressureBytes * 2,
-    closeOnBackpressureLimit: 0,
+    closeOnBackpressureLimit: false,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
       // Headers die when this callback returns: read everything first.
@@ -242,6 +299,12 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         metrics.webhooks.labels('media_upgrade', 'rate_limited').inc();
         log.warn({ code: 'rate_limited', remote }, 'media socket connection attempts over the limit');
         res.writeStatus('429 Too Many Requests').end();
+        return;
+      }
+      if (config.maxUnstartedSockets > 0 && unstarted >= config.maxUnstartedSockets) {
+        metrics.webhooks.labels('media_upgrade', 'too_many_unstarted').inc();
+        log.warn({ code: 'rate_limited', remote, unstarted }, 'too many media sockets without an authorised start: upgrade refused');
+        res.writeStatus('503 Service Unavailable').end();
         return;
       }
       const data: SocketData = {
@@ -265,14 +328,6 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         ws.end(data.refuse.code, data.refuse.reason);
         return;
       }
-      if (config.maxActiveCalls > 0 && bridges.size >= config.maxActiveCalls) {
-        // Past the pod's measured knee every call would get worse: refuse this one, Twilio runs the
-        // after-stream redirect (apology, or the tenant's human), and the HPA adds pods.
-        metrics.callsTotal.labels('rejected_capacity', 'unknown').inc();
-        log.warn({ code: 'rate_limited', live: bridges.size, max: config.maxActiveCalls }, 'pod at capacity: media stream refused');
-        ws.end(CloseCode.overCapacity, 'pod at capacity');
-        return;
-      }
       sockets.add(ws);
       const twilio: TwilioSocket = {
         send: (text) => ws.send(text, false),
@@ -285,6 +340,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       const bridge = new CallBridge(twilio, bridgeDeps, data.signature, onEnded);
       data.bridge = bridge;
       bridges.add(bridge);
+      unstarted++;
     },
     message(ws, message, isBinary) {
       ws.getUserData().bridge?.onTwilioMessage(Buffer.from(message), isBinary);
@@ -319,6 +375,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     listenSocket = await listenExclusive(uws, app, config.host, config.port);
   } catch (err) {
     // Release what was opened before the listen: nothing may outlive a relay that never started.
+    await usage.close();
     stopHeartbeat();
     await sim?.close();
     await tenantRt?.close();
@@ -344,7 +401,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       drain: 'wait',
       drainTimeoutSeconds: config.drainTimeoutSeconds,
       maxActiveCalls: config.maxActiveCalls || 'no cap',
-      uws: native ? 'native' : 'JS fallback (slow)',
+      uws: native ? `native (${uwsBuild})` : `JS fallback (slow, ${uwsBuild})`,
+      node: process.version,
     },
     'relay listening',
   );
@@ -358,14 +416,16 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     log,
     sim,
     native,
-    activeCalls: () => bridges.size,
+    activeCalls: () => live,
     get draining() {
       return draining;
     },
     async drain(timeoutMs = config.drainTimeoutSeconds * 1000) {
       draining = true;
-      log.info({ live: bridges.size, timeoutMs }, 'draining: refusing new streams, waiting for live calls');
-      if (bridges.size > 0) {
+      log.info({ live, unstarted, timeoutMs }, 'draining: refusing new streams, waiting for live calls');
+      // Sockets without an authorised start are no calls: close them now, not at the drain timeout.
+      for (const b of [...bridges]) if (!b.admitted) b.finish('drained', CloseCode.draining, 'relay draining');
+      if (live > 0) {
         await new Promise<void>((resolve) => {
           const cancel = clock.after(timeoutMs, resolve);
           drainWaiters.push(() => {
@@ -374,7 +434,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
           });
         });
       }
-      const remaining = bridges.size;
+      const remaining = live;
       for (const b of [...bridges]) b.finish('drained', CloseCode.goingAway, 'drain timeout');
       return { remaining };
     },
@@ -391,6 +451,8 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
         }
       }
       uws.us_listen_socket_close(listenSocket);
+      // The calls just ended wrote their usage; wait for it (and any retry) before Redis goes.
+      await usage.close();
       stopHeartbeat();
       await sim?.close();
       if (!opts.metrics) metrics.close();

@@ -1,6 +1,7 @@
 /**
  * Who may open a media stream: the `start` event must carry a valid, unused stream token for its
- * CallSid and tenant, and, when Twilio signed the upgrade, that signature must verify.
+ * CallSid and tenant, the CallSid must not have had a stream yet, and, when Twilio signed the
+ * upgrade, that signature must verify.
  */
 import type { Authorisation, StartInfo } from '../call/index.js';
 import { CloseCode } from '../errors.js';
@@ -25,6 +26,11 @@ export interface StreamAuthDeps {
 
 /** Seconds a consumed token id is remembered; longer than any token lives. */
 const CONSUMED_TTL_SECONDS = 600;
+/**
+ * Seconds a CallSid that got its stream is remembered: longer than the longest call (MAX_CALL_SECONDS
+ * is at most 4 h). Twilio never opens a second stream for one call; a replayed webhook would.
+ */
+const CALL_CLAIM_TTL_SECONDS = 24 * 3600;
 
 export function createStreamAuthoriser(d: StreamAuthDeps) {
   return async function authorise(
@@ -63,6 +69,11 @@ export function createStreamAuthoriser(d: StreamAuthDeps) {
     // Atomic across pods (Redis SET NX): a replayed token fails everywhere.
     if (!(await d.store.consumeOnce(`stream-token:${check.claims.jti}`, CONSUMED_TTL_SECONDS))) {
       return refuse('stream token already used');
+    }
+    // Twilio signatures carry no timestamp: a replayed voice webhook mints a fresh token for the same
+    // CallSid. One stream per CallSid, claimed once across pods (Redis SET NX), whatever the token.
+    if (!(await d.store.consumeOnce(`stream-call:${start.callSid}`, CALL_CLAIM_TTL_SECONDS))) {
+      return refuse('call already had a stream (replayed webhook)');
     }
     return { ok: true, tenant };
   };

@@ -8,7 +8,7 @@ import type { CallLifecycleListener } from '../call/index.js';
 import type { Clock } from '../clock.js';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import type { Redis } from 'ioredis';
-import { openTenants, type Tenant, type TenantDirectory, type TenantRuntime, type TenantsFileMode } from '../tenants/index.js';
+import { openTenants, type Tenant, type TenantDirectory, type TenantRuntime, type TenantsFileMode, type TenantsProvider } from '../tenants/index.js';
 import type { AdminTenantRegistry } from './routes/admin-tenants.js';
 import type { WebhookLeases } from './routes/twilio-webhooks.js';
 
@@ -35,6 +35,7 @@ function notYet(): Promise<never> {
  */
 export async function openDeferredTenants(o: {
   tenantsFile: string | undefined;
+  provider: TenantsProvider;
   tenantsFileMode?: TenantsFileMode;
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
@@ -45,7 +46,7 @@ export async function openDeferredTenants(o: {
   let closed = false;
   let cancelRetry: (() => void) | undefined;
   const open = () =>
-    openTenants({ tenantsFile: o.tenantsFile, ...(o.tenantsFileMode ? { tenantsFileMode: o.tenantsFileMode } : {}), env: o.env, log: o.log, ...(o.redis ? { redis: o.redis } : {}), clock: o.clock });
+    openTenants({ tenantsFile: o.tenantsFile, provider: o.provider, ...(o.tenantsFileMode ? { tenantsFileMode: o.tenantsFileMode } : {}), env: o.env, log: o.log, ...(o.redis ? { redis: o.redis } : {}), clock: o.clock });
 
   try {
     rt = await open();

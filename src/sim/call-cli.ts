@@ -6,7 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../tenants/tenant.js';
-import { placeCall, type CallReport, type CallScript } from './sim-caller.js';
+import { placeCall, randomSid, type CallerHooks, type CallReport, type CallScript } from './sim-caller.js';
 
 /** The scripted conversations of `--script`. Phrases are chosen to trigger the simulated model's tools. */
 export const SCRIPTS = {
@@ -155,20 +155,81 @@ export function quantileFromBucketDeltas(q: number, before: Buckets, after: Buck
   return { value: null, count };
 }
 
+/**
+ * The upper bound of the bucket quantile `q` falls in: all that a histogram knows for sure ("p99 is
+ * at most 0.5 s"). Interpolating inside the bucket, as histogram_quantile does, invents a value that
+ * for a handful of observations can lie above every one of them. `overflow`: it fell in +Inf, above
+ * the highest finite bound (which is then returned).
+ */
+export function quantileBucketBound(q: number, before: Buckets, after: Buckets): { atMost: number | null; overflow: boolean } {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const deltas = bounds.map((le) => Math.max(0, (after.get(le) ?? 0) - (before.get(le) ?? 0)));
+  const count = deltas[deltas.length - 1] ?? 0;
+  if (count <= 0) return { atMost: null, overflow: false };
+  const rank = Math.min(1, Math.max(0, q)) * count;
+  const i = deltas.findIndex((cum) => cum >= rank);
+  const upper = bounds[i] ?? Infinity;
+  if (upper !== Infinity) return { atMost: upper, overflow: false };
+  const finite = bounds.filter((b) => b !== Infinity);
+  return { atMost: finite[finite.length - 1] ?? null, overflow: true };
+}
+
+/** `_sum` of histogram `name` from Prometheus text, summed over matching series (null: no such series). */
+export function histogramSum(text: string, name: string, match: Readonly<Record<string, string>> = {}): number | null {
+  let sum: number | null = null;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}_sum`)) continue;
+    const m = /^(\w+)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== `${name}_sum`) continue;
+    const labels = parseLabels(m[2] ?? '');
+    if (!Object.entries(match).every(([k, v]) => labels[k] === v)) continue;
+    const v = Number(m[3]);
+    if (!Number.isNaN(v)) sum = (sum ?? 0) + v;
+  }
+  return sum;
+}
+
+/**
+ * One histogram between two scrapes. `meanMs` is exact (from `_sum` and `_count`); `p50AtMostMs`
+ * and `p99AtMostMs` are bucket bounds (`…Overflow`: above the highest bound); `p50Ms`/`p99Ms` are
+ * interpolated inside the bucket like histogram_quantile (estimates, for many observations).
+ */
+export interface HistogramDelta {
+  count: number;
+  meanMs: number | null;
+  p50AtMostMs: number | null;
+  p99AtMostMs: number | null;
+  p99Overflow: boolean;
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
 export interface RelayLatency {
-  frames: Record<'caller_to_model' | 'model_to_caller', { p50Ms: number | null; p99Ms: number | null; count: number }>;
-  turn: { p50Ms: number | null; p99Ms: number | null; count: number };
+  frames: Record<'caller_to_model' | 'model_to_caller', HistogramDelta>;
+  turn: HistogramDelta;
 }
 
 const toMs = (s: number | null): number | null => (s === null ? null : Math.round(s * 1e6) / 1e3);
 
 /** The relay's latency for one call from two /metrics scrapes (process-wide: exact when the call ran alone). */
 export function relayLatency(before: string, after: string): RelayLatency {
-  const q = (name: string, match: Record<string, string> = {}): { p50Ms: number | null; p99Ms: number | null; count: number } => {
+  const q = (name: string, match: Record<string, string> = {}): HistogramDelta => {
     const b = histogramBuckets(before, name, match);
     const a = histogramBuckets(after, name, match);
     const p50 = quantileFromBucketDeltas(0.5, b, a);
-    return { p50Ms: toMs(p50.value), p99Ms: toMs(quantileFromBucketDeltas(0.99, b, a).value), count: p50.count };
+    const count = p50.count;
+    const sumAfter = histogramSum(after, name, match);
+    const sumDelta = sumAfter === null ? null : sumAfter - (histogramSum(before, name, match) ?? 0);
+    const p99Bound = quantileBucketBound(0.99, b, a);
+    return {
+      count,
+      meanMs: count > 0 && sumDelta !== null ? toMs(sumDelta / count) : null,
+      p50AtMostMs: toMs(quantileBucketBound(0.5, b, a).atMost),
+      p99AtMostMs: toMs(p99Bound.atMost),
+      p99Overflow: p99Bound.overflow,
+      p50Ms: toMs(p50.value),
+      p99Ms: toMs(quantileFromBucketDeltas(0.99, b, a).value),
+    };
   };
   return {
     frames: {
@@ -208,23 +269,63 @@ export function callOutcome(r: CallReport): { ok: true } | { ok: false; reason: 
   return { ok: true };
 }
 
+/** When a call failed in a way a URL option fixes, one line saying which option and why. */
+export function urlHint(r: CallReport, o: CliOptions): string | undefined {
+  if (r.stage === 'rejected' && r.webhookStatus === 403 && o.publicUrl === undefined) {
+    return `hint: the relay checks signatures over its PUBLIC_URL; if that is not ${o.url}, pass --public-url PUBLIC_URL`;
+  }
+  if (r.stage === 'stream-failed' && o.streamUrl === undefined && r.twiml?.kind === 'stream') {
+    const direct = o.url.replace(/^http/, 'ws') + '/twilio/media';
+    if (r.twiml.streamUrl !== direct) {
+      return `hint: the TwiML's <Stream url> is ${r.twiml.streamUrl} (from PUBLIC_URL); if it is not reachable from here, pass --stream-url ${direct}`;
+    }
+  }
+  return undefined;
+}
+
 const fmtMs = (v: number | null): string => (v === null ? '-' : `${v < 1 ? v.toFixed(3) : v.toFixed(1)} ms`);
 
-/** Human-readable lines for a finished call. */
-export function formatReport(r: CallReport, o: CliOptions, latency: RelayLatency | null): string[] {
-  const lines = [`Call ${r.callSid} to ${o.to} via ${o.url} (script ${o.script})`];
+/** A quoted line of what the caller heard; `…` where a barge-in cut it off. */
+const quoted = (text: string, cut: boolean): string => (text ? `"${text}${cut ? '…' : ''}"` : cut ? '(cut off before a word)' : '(nothing)');
+
+export function formatHeader(callSid: string, o: CliOptions): string {
+  return `Call ${callSid} to ${o.to} via ${o.url} (script ${o.script})`;
+}
+
+export function formatGreeting(text: string, interrupted: boolean): string {
+  return `  Greeting: ${text || interrupted ? quoted(text, interrupted) : '(none heard)'}`;
+}
+
+/** Turn `i` (0-based); `interrupted`: the caller's next turn barged in, so `heard` was cut short. */
+export function formatTurn(i: number, t: CallReport['turns'][number], interrupted: boolean): string[] {
+  const flags = [t.bargeIn ? 'barge-in' : '', t.clearReceived ? 'clear received' : ''].filter(Boolean).join(', ');
+  return [
+    `  Turn ${i + 1}${flags ? ` [${flags}]` : ''}`,
+    `    said:    "${t.said}"`,
+    `    heard:   ${quoted(t.heard, interrupted)}`,
+    `    latency: ${fmtMs(t.turnLatencyMs)} (caller: end of speech -> first reply audio)`,
+  ];
+}
+
+const fmtHistogram = (h: HistogramDelta, what: string): string =>
+  h.count === 0
+    ? `none (0 ${what})`
+    : `mean ${fmtMs(h.meanMs)} over ${h.count} ${what}; p50 ≤ ${fmtMs(h.p50AtMostMs)}, p99 ${h.p99Overflow ? '>' : '≤'} ${fmtMs(h.p99AtMostMs)}`;
+
+/**
+ * Human-readable lines for a finished call. `shown` says what was already printed while the call
+ * ran (the greeting, and the first `turns` turns), so only the rest is printed now.
+ */
+export function formatReport(r: CallReport, o: CliOptions, latency: RelayLatency | null, shown: { header: boolean; greeting: boolean; turns: number } = { header: false, greeting: false, turns: 0 }): string[] {
+  const lines = shown.header ? [] : [formatHeader(r.callSid, o)];
   if (r.stage !== 'connected') {
     if (r.spoken) lines.push(`  Heard from TwiML: "${r.spoken}"`);
     return lines;
   }
   if (r.spoken) lines.push(`  Before the stream: "${r.spoken}"`);
-  lines.push(`  Greeting: ${r.greeting ? `"${r.greeting}"` : '(none heard)'}`);
+  if (!shown.greeting) lines.push(formatGreeting(r.greeting, r.turns[0]?.bargeIn === true));
   r.turns.forEach((t, i) => {
-    const flags = [t.bargeIn ? 'barge-in' : '', t.clearReceived ? 'clear received' : ''].filter(Boolean).join(', ');
-    lines.push(`  Turn ${i + 1}${flags ? ` [${flags}]` : ''}`);
-    lines.push(`    said:    "${t.said}"`);
-    lines.push(`    heard:   ${t.heard ? `"${t.heard}"` : '(nothing)'}`);
-    lines.push(`    latency: ${fmtMs(t.turnLatencyMs)} (caller: end of speech -> first reply audio)`);
+    if (i >= shown.turns) lines.push(...formatTurn(i, t, r.turns[i + 1]?.bargeIn === true));
   });
   const tools = [...r.turns.map((t) => t.heard).join(' ').matchAll(/Tool (\w+) answered/g)].map((m) => m[1]);
   if (tools.length > 0) lines.push(`  Tools heard: ${tools.join(', ')}`);
@@ -239,12 +340,10 @@ export function formatReport(r: CallReport, o: CliOptions, latency: RelayLatency
   if (r.fallback) lines.push(`  After </Connect> Twilio runs: "${r.fallback}"`);
   if (r.afterStream !== undefined) lines.push(`  ...which answers: "${r.afterStream}"`);
   if (latency) {
-    for (const dir of ['caller_to_model', 'model_to_caller'] as const) {
-      const f = latency.frames[dir];
-      lines.push(`  Relay frame latency ${dir}: p50 ${fmtMs(f.p50Ms)}, p99 ${fmtMs(f.p99Ms)} (${f.count} frames)`);
-    }
-    const t = latency.turn;
-    lines.push(`  Relay turn latency: p50 ${fmtMs(t.p50Ms)}, p99 ${fmtMs(t.p99Ms)} (${t.count} turns)`);
+    // What the relay's histograms can say truthfully: exact means, and bucket bounds for quantiles.
+    lines.push('  Relay (from /metrics before and after; process-wide, so exact only when this call ran alone):');
+    for (const dir of ['caller_to_model', 'model_to_caller'] as const) lines.push(`    frame time ${dir}: ${fmtHistogram(latency.frames[dir], 'frames')}`);
+    lines.push(`    turn latency (speech stopped -> first audio sent): ${fmtHistogram(latency.turn, 'turns')}`);
   } else {
     lines.push('  Relay latency: /metrics not available');
   }
@@ -261,17 +360,21 @@ async function scrape(url: string): Promise<string | null> {
   }
 }
 
-/** Run the CLI; resolves to the process exit code. */
 export const USAGE = `npm run call -- [options]
-  --url URL           the relay's base URL (default http://localhost:8080)
+  --url URL           where to reach the relay (default http://localhost:8080)
   --to NUMBER         the number called (default the demo tenant's ${DEMO_NUMBER})
   --account-sid SID   the Twilio account the webhook claims (default the demo account)
   --auth-token TOKEN  that account's auth token, to sign like Twilio (default the demo token)
   --script NAME       ${Object.keys(SCRIPTS).join(' | ')} (default default)
-  --public-url URL    the relay's PUBLIC_URL when it differs from --url (signatures use it)
-  --stream-url URL    dial this ws(s) URL instead of the TwiML's <Stream url>
-  --json              print the report as JSON`;
+  --public-url URL    only when the relay's PUBLIC_URL differs from --url (a tunnel, an ingress):
+                      Twilio signs webhooks over PUBLIC_URL, so this signs over it too
+  --stream-url URL    only when the <Stream url> in the TwiML (built from PUBLIC_URL) is not
+                      reachable from here: dial this ws(s) URL instead, e.g. ws://localhost:8080/twilio/media
+  --json              print one line of JSON on stdout when the call ends (use \`npm run -s call\`
+                      so npm prints no banner: \`npm run -s call -- --json | jq .\`)
+The greeting and each turn are printed as they happen; the summary when the call ends.`;
 
+/** Run the CLI; resolves to the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     console.log(USAGE);
@@ -288,6 +391,28 @@ export async function main(argv: readonly string[]): Promise<number> {
   const abort = new AbortController();
   const onSigint = (): void => abort.abort();
   process.once('SIGINT', onSigint);
+  const callSid = randomSid('CA');
+  // Human output streams: the greeting and each turn print as the caller moves on from them.
+  const shown = { header: false, greeting: false, turns: 0 };
+  const print = (lines: string[]): void => {
+    if (!shown.header) {
+      console.log(formatHeader(callSid, o));
+      shown.header = true;
+    }
+    if (lines.length > 0) console.log(lines.join('\n'));
+  };
+  const hooks: CallerHooks = o.json
+    ? {}
+    : {
+        onGreeting: (text, interrupted) => {
+          print([formatGreeting(text, interrupted)]);
+          shown.greeting = true;
+        },
+        onTurn: (i, turn, interrupted) => {
+          print(formatTurn(i, turn, interrupted));
+          shown.turns = i + 1;
+        },
+      };
   let report: CallReport;
   try {
     report = await placeCall({
@@ -295,8 +420,10 @@ export async function main(argv: readonly string[]): Promise<number> {
       to: o.to,
       accountSid: o.accountSid,
       authToken: o.authToken,
+      callSid,
       script: SCRIPTS[o.script],
       signal: abort.signal,
+      hooks,
       ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
       ...(o.streamUrl !== undefined ? { streamUrlOverride: o.streamUrl } : {}),
     });
@@ -311,12 +438,15 @@ export async function main(argv: readonly string[]): Promise<number> {
   const latency = before !== null && after !== null ? relayLatency(before, after) : null;
   const outcome = callOutcome(report);
   if (o.json) {
-    console.log(JSON.stringify({ ok: outcome.ok, ...(outcome.ok ? {} : { reason: outcome.reason }), report, relayLatency: latency }, null, 2));
+    // One line: even behind npm's banner (`npm run` without -s), the last line of stdout parses.
+    console.log(JSON.stringify({ ok: outcome.ok, ...(outcome.ok ? {} : { reason: outcome.reason }), report, relayLatency: latency }));
   } else {
-    console.log(formatReport(report, o, latency).join('\n'));
+    console.log(formatReport(report, o, latency, shown).join('\n'));
     console.log(outcome.ok ? 'Call completed.' : `Call failed: ${outcome.reason}`);
   }
   if (!outcome.ok && o.json) console.error(`Call failed: ${outcome.reason}`);
+  const hint = outcome.ok ? undefined : urlHint(report, o);
+  if (hint) console.error(hint);
   return outcome.ok ? 0 : 1;
 }
 

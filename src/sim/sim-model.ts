@@ -19,6 +19,7 @@ import {
 } from '../../loadtest/lib/audio.js';
 import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 import { UNINTELLIGIBLE, planReply, speechDurationMs, type SimMode, type SimReply, type SimTurn } from './sim-model-script.js';
+import { SimUsageMeter, emptySimUsage, type SimUsageTotals } from './sim-usage.js';
 
 export type { SimMode } from './sim-model-script.js';
 
@@ -59,6 +60,11 @@ export interface SimModelOptions {
      * `deaf` still answers pings but ignores every event and sends none (a wedged session).
      */
     stall?: { afterResponses: number; mode: 'dead' | 'deaf'; sessions?: number };
+    /**
+     * The session cap (60 minutes on the real API): this long after it opened, a session sends
+     * `error` session_expired and closes with 1001 and the real API's reason.
+     */
+    maxSessionMs?: number;
   };
   /**
    * Azure behaviour: the transcription models (on Azure, deployment names) this endpoint has. A
@@ -96,6 +102,10 @@ export interface SimSession {
   /** Every `error` event this session sent, in order: a clean call has none. */
   errors: Array<{ code: string; message: string; eventId: string | null }>;
   closed: boolean;
+  /** The session cap (faults.maxSessionMs) ended this session. */
+  expired?: boolean;
+  /** Tokens reported in this session's response.done usage blocks, summed. */
+  usage: SimUsageTotals;
 }
 
 export interface SimModel {
@@ -114,12 +124,16 @@ export interface SimModel {
   ): Promise<SimSession['received'][number]>;
   /** Open sessions and pending timers: lets tests prove close() leaves nothing behind. */
   stats(): { openSessions: number; timers: number; sockets: number };
+  /** Kill session `id`'s TCP connection with no close frame (a network drop). */
+  dropSession(id: string): void;
   close(): Promise<void>;
 }
 
 type ClientEvent = { type: string; [k: string]: unknown };
 
 const RETAINED_SESSIONS = 1000;
+/** The real API's words when a session reaches its cap (error message and close reason). */
+const SESSION_CAP_MESSAGE = 'Your session hit the maximum duration of 60 minutes.';
 const DEFAULT_WAIT_MS = 5000;
 /** Outgoing deltas are 100 ms of μ-law in both modes: 5 frames. */
 const DELTA_BYTES = 800;
@@ -341,6 +355,10 @@ class SimModelServer implements SimModel {
     return this.waitFor(() => s.received.find(pred), timeoutMs, `an event on sim session ${s.id}`);
   }
 
+  dropSession(id: string): void {
+    for (const c of this.conns) if (c.info.id === id) c.terminate();
+  }
+
   stats(): { openSessions: number; timers: number; sockets: number } {
     let timers = 0;
     for (const c of this.conns) timers += c.timerCount();
@@ -524,6 +542,7 @@ class SimConnection {
   /** faults.stall: silent from now on (socket left open). */
   private stalled = false;
   private responsesDone = 0;
+  private readonly meter: SimUsageMeter;
 
   // Conversation.
   private lastItemId: string | null = null;
@@ -534,6 +553,7 @@ class SimConnection {
   private response: ActiveResponse | undefined;
   private respTimer: NodeJS.Timeout | undefined;
   private dropTimer: NodeJS.Timeout | undefined;
+  private capTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly model: SimModelServer,
@@ -556,7 +576,9 @@ class SimConnection {
       session: defaultSession(shape, id, modelName),
       errors: [],
       closed: false,
+      usage: emptySimUsage(),
     };
+    this.meter = new SimUsageMeter(this.info.usage);
     this.applyTurnDetection();
     ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
     ws.on('close', () => this.onClose());
@@ -568,6 +590,16 @@ class SimConnection {
         this.ws.terminate();
       }, drop);
       this.dropTimer.unref();
+    }
+    const cap = model.opts.faults?.maxSessionMs;
+    if (cap !== undefined) {
+      this.capTimer = setTimeout(() => {
+        this.capTimer = undefined;
+        this.info.expired = true;
+        this.error('session_expired', SESSION_CAP_MESSAGE, undefined);
+        if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1001, SESSION_CAP_MESSAGE);
+      }, cap);
+      this.capTimer.unref();
     }
     this.send({ type: 'session.created', session: this.info.session });
   }
@@ -584,7 +616,7 @@ class SimConnection {
   }
 
   timerCount(): number {
-    return (this.respTimer ? 1 : 0) + (this.dropTimer ? 1 : 0);
+    return (this.respTimer ? 1 : 0) + (this.dropTimer ? 1 : 0) + (this.capTimer ? 1 : 0);
   }
 
   terminate(): void {
@@ -598,6 +630,8 @@ class SimConnection {
     this.clearRespTimer();
     if (this.dropTimer) clearTimeout(this.dropTimer);
     this.dropTimer = undefined;
+    if (this.capTimer) clearTimeout(this.capTimer);
+    this.capTimer = undefined;
     this.response = undefined;
     this.model.connectionClosed(this);
   }
@@ -710,6 +744,8 @@ class SimConnection {
     const problem = sessionProblem(patch, this.info.shape);
     if (problem) return this.error(problem.code, problem.message, ev.event_id, problem.param);
     this.info.session = mergeSession(this.info.session, patch);
+    const instructions = this.info.session.instructions;
+    this.meter.session(typeof instructions === 'string' ? instructions : '', this.info.session.tools);
     this.applyTurnDetection();
     this.send({ type: 'session.updated', session: this.echoedSession() });
   }
@@ -811,6 +847,7 @@ class SimConnection {
 
   private commit(itemId: string): void {
     const transcript = this.collector.text() ?? UNINTELLIGIBLE;
+    this.meter.callerAudio(this.bufferedBytes / 8);
     this.send({ type: 'input_audio_buffer.committed', previous_item_id: this.lastItemId, item_id: itemId });
     this.lastItemId = itemId;
     const models = this.model.opts.transcriptionModels;
@@ -865,12 +902,14 @@ class SimConnection {
         return this.error('invalid_value', `No function call found with call_id '${item.call_id}'.`, ev.event_id, 'item.call_id');
       }
       this.turn = { kind: 'tool_output', name, output: item.output };
+      this.meter.textItem(item.output);
     } else if (item.type === 'message' && item.role === 'user' && Array.isArray(item.content)) {
       const text = item.content
         .map((c: unknown) => (isObject(c) && typeof c.text === 'string' ? c.text : isObject(c) && typeof c.transcript === 'string' ? c.transcript : ''))
         .filter((t: string) => t !== '')
         .join(' ');
       if (text !== '') this.turn = { kind: 'utterance', text };
+      this.meter.textItem(text);
     }
     const id = typeof item.id === 'string' ? item.id : this.model.newId('item');
     const full = { ...item, id, object: 'realtime.item', status: 'completed' };
@@ -896,6 +935,7 @@ class SimConnection {
       return this.error('invalid_value', `Audio content of ${sentMs}ms is already shorter than ${endMs}ms`, ev.event_id, 'audio_end_ms');
     }
     this.itemSentMs.set(itemId, endMs);
+    this.meter.truncated(itemId, endMs);
     this.send({ type: 'conversation.item.truncated', item_id: itemId, content_index: 0, audio_end_ms: endMs });
   }
 
@@ -1076,9 +1116,11 @@ class SimConnection {
     this.lastItemId = r.itemId;
     const stallAfter = this.model.opts.faults?.stall?.afterResponses;
     if (stallAfter !== undefined && ++this.responsesDone >= stallAfter) setImmediate(() => this.maybeStall());
-    const audioTokens = Math.ceil(r.offset / 8 / 50);
-    const textTokens = r.reply.kind === 'speak' ? Math.ceil(r.reply.text.length / 4) : Math.ceil(r.reply.arguments.length / 4) + 5;
-    const inputTokens = 100;
+    const usage = this.meter.responseDone(r.itemId, {
+      generatedMs: r.offset / 8,
+      text: r.reply.kind === 'speak' ? r.reply.text : r.reply.name + r.reply.arguments,
+      isTool: r.reply.kind === 'tool',
+    });
     this.send({
       type: 'response.done',
       response: {
@@ -1087,13 +1129,7 @@ class SimConnection {
         status,
         status_details: details,
         output: item ? [item] : [],
-        usage: {
-          total_tokens: inputTokens + audioTokens + textTokens,
-          input_tokens: inputTokens,
-          output_tokens: audioTokens + textTokens,
-          input_token_details: { cached_tokens: 0, text_tokens: inputTokens, audio_tokens: 0 },
-          output_token_details: { text_tokens: textTokens, audio_tokens: audioTokens },
-        },
+        usage,
       },
     });
   }

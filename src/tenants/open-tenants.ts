@@ -16,8 +16,11 @@ import type { TenantStore } from '../store/tenant-store.js';
 import { TenantLeases, type TenantLeasesOptions } from './leases.js';
 import { StoreTenantRegistry } from './store-registry.js';
 import { parseTenantsDocument, resolveTenant } from './tenant-registry.js';
-import { DEMO_TENANT, TenantSchema, type TenantConfig } from './tenant.js';
+import { DEMO_TENANT, refusedWithRealModel, TenantSchema, type TenantConfig } from './tenant.js';
 import type { TenantsFileMode, TenantsFileReport } from './tenants-file.js';
+
+/** The model the relay speaks to: the demo tenant exists only with the simulated one. */
+export type TenantsProvider = 'openai' | 'azure' | 'sim';
 
 export interface TenantRuntime {
   readonly registry: StoreTenantRegistry;
@@ -31,8 +34,13 @@ export interface TenantRuntime {
 }
 
 export interface OpenTenantsOptions {
-  /** TENANTS_FILE; unset seeds the demo tenant. */
+  /** TENANTS_FILE; unset serves the demo tenant with the simulated model, and no tenant otherwise. */
   tenantsFile: string | undefined;
+  /**
+   * MODEL_PROVIDER. With a real provider there is no demo tenant, and tenants on the demo account or
+   * with an inline auth token are refused (from the file: at start; from the store: logged, not served).
+   */
+  provider: TenantsProvider;
   /** TENANTS_FILE_MODE (default `seed`); without a file the demo tenant is only ever seeded. */
   tenantsFileMode?: TenantsFileMode;
   env: NodeJS.ProcessEnv;
@@ -47,17 +55,19 @@ export interface OpenTenantsOptions {
 }
 
 /**
- * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant. Every seed tenant's secrets
- * must resolve here, so a bad file stops the process at start with one line per problem
- * (`secrets: false` checks the file without them, as `npm run check -- --no-secrets` does).
+ * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant (simulated model only).
+ * Every seed tenant's secrets must resolve here, so a bad file stops the process at start with one
+ * line per problem (`secrets: false` checks the file without them, as `npm run check -- --no-secrets`
+ * does). With a real provider, tenants on the demo account or with an inline auth token are refused.
  * @throws SwitchboardError `config_invalid`
  */
 export function loadSeedTenants(
   tenantsFile: string | undefined,
   env: NodeJS.ProcessEnv,
-  opts: { secrets?: boolean } = {},
+  opts: { secrets?: boolean; provider?: TenantsProvider } = {},
 ): TenantConfig[] {
-  if (tenantsFile === undefined) return [TenantSchema.parse(DEMO_TENANT)];
+  const provider = opts.provider ?? 'sim';
+  if (tenantsFile === undefined) return provider === 'sim' ? [TenantSchema.parse(DEMO_TENANT)] : [];
   let text: string;
   try {
     text = readFileSync(tenantsFile, 'utf8');
@@ -65,8 +75,15 @@ export function loadSeedTenants(
     throw new SwitchboardError('config_invalid', `TENANTS_FILE: cannot read ${tenantsFile}`, false, { cause: err });
   }
   const seed = parseTenantsDocument(text, tenantsFile);
-  if (opts.secrets === false) return seed;
   const problems: string[] = [];
+  for (const cfg of seed) {
+    const refused = provider === 'sim' ? undefined : refusedWithRealModel(cfg);
+    if (refused) problems.push(`${tenantsFile}: tenant ${cfg.id} ${refused}`);
+  }
+  if (opts.secrets === false) {
+    if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
+    return seed;
+  }
   for (const cfg of seed) {
     try {
       resolveTenant(cfg, env);
@@ -83,8 +100,11 @@ export function loadSeedTenants(
  * @throws SwitchboardError `config_invalid` for a bad TENANTS_FILE (before touching the store).
  */
 export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime> {
-  const seed = loadSeedTenants(o.tenantsFile, o.env);
+  const seed = loadSeedTenants(o.tenantsFile, o.env, { provider: o.provider });
   const log = o.log.child({ component: 'tenants' });
+  if (seed.length === 0) log.warn({ provider: o.provider }, 'no TENANTS_FILE and a real model provider: no tenants until the admin API adds some');
+  // The demo tenant's token is published: it lives in this process only, never in a shared store.
+  const demoOnly = o.tenantsFile === undefined;
   const clock = o.clock;
   const now = clock ? () => clock.now() : Date.now;
   let tenantStore: TenantStore;
@@ -95,7 +115,7 @@ export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime>
       onInvalid: (id, problem) => log.error({ code: 'config_invalid', tenant: id, problem }, 'stored tenant does not validate; skipped'),
     });
     leaseStore = new RedisLeaseStore(o.redis, now);
-    for (const cfg of seed) {
+    for (const cfg of demoOnly ? [] : seed) {
       if ('value' in cfg.twilio.authToken || (cfg.twilio.previousAuthToken && 'value' in cfg.twilio.previousAuthToken)) {
         log.warn({ tenant: cfg.id }, 'seed tenant has an inline auth token value: it is stored in Redis as given; use {env} or {file} references in production');
       }
@@ -108,10 +128,12 @@ export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime>
     store: tenantStore,
     env: o.env,
     log,
+    ...(o.redis && demoOnly ? { local: seed } : {}),
+    ...(o.provider !== 'sim' ? { refuse: refusedWithRealModel } : {}),
     ...(o.clock ? { clock: o.clock } : {}),
     ...(o.reloadMs !== undefined ? { reloadMs: o.reloadMs } : {}),
   });
-  const fileReport = await registry.start(seed, o.tenantsFile === undefined ? 'seed' : (o.tenantsFileMode ?? 'seed'));
+  const fileReport = await registry.start(o.redis && demoOnly ? [] : seed, o.tenantsFile === undefined ? 'seed' : (o.tenantsFileMode ?? 'seed'));
   const leases = new TenantLeases({ store: leaseStore, log, ...(o.clock ? { clock: o.clock } : {}), ...o.leases });
   leases.start();
   return {

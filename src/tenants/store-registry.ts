@@ -22,6 +22,13 @@ export interface StoreTenantRegistryOptions {
    * read again. Default 15 s.
    */
   reloadMs?: number;
+  /**
+   * Tenants served by this pod only, never written to the store (the demo tenant beside a shared
+   * Redis: its token is published). A stored tenant with the same id or number wins.
+   */
+  local?: readonly TenantConfig[];
+  /** Why a stored tenant must not be served (a real model provider refuses the demo account and inline tokens). */
+  refuse?: (cfg: TenantConfig) => string | undefined;
 }
 
 interface Snapshot {
@@ -194,8 +201,15 @@ export class StoreTenantRegistry implements TenantDirectory {
     const next: Snapshot = { byNumber: new Map(), byId: new Map(), list: [] };
     const list: Tenant[] = [];
     const seen = new Set<string>();
-    for (const cfg of configs) {
+    const stored = new Set(configs.flatMap((c) => [c.id, ...c.phoneNumbers]));
+    const local = (this.o.local ?? []).filter((c) => !stored.has(c.id) && !c.phoneNumbers.some((n) => stored.has(n)));
+    for (const cfg of [...configs, ...local]) {
       seen.add(cfg.id);
+      const refused = this.o.refuse?.(cfg);
+      if (refused) {
+        this.report(cfg.id, refused, 'tenant refused: not served with a real model provider');
+        continue;
+      }
       let t: Tenant;
       try {
         t = resolveTenant(cfg, this.o.env);
@@ -216,9 +230,9 @@ export class StoreTenantRegistry implements TenantDirectory {
     this.loads++;
   }
 
-  private report(id: string, problem: string): void {
+  private report(id: string, problem: string, msg = 'tenant not served: its secrets do not resolve on this pod'): void {
     if (this.problems.get(id) === problem) return;
     this.problems.set(id, problem);
-    this.log.error({ code: 'config_invalid', tenant: id, problem }, 'tenant not served: its secrets do not resolve on this pod');
+    this.log.error({ code: 'config_invalid', tenant: id, problem }, msg);
   }
 }

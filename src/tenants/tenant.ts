@@ -81,6 +81,35 @@ export const WebhookToolSchema = z.object({
 });
 export type WebhookTool = z.infer<typeof WebhookToolSchema>;
 
+/** What a caller hears when the tenant is over its budget: never dead air, never the model. */
+export const BudgetExceededSchema = z.discriminatedUnion('action', [
+  z.object({ action: z.literal('message'), message: z.string().min(1).max(1000) }),
+  z.object({ action: z.literal('human'), number: E164, message: z.string().min(1).max(1000).optional() }),
+  z.object({
+    action: z.literal('voicemail'),
+    message: z.string().min(1).max(1000),
+    maxSeconds: z.number().int().min(5).max(600).default(120),
+  }),
+]);
+
+export const DEFAULT_BUDGET_MESSAGE = 'Sorry, we cannot take your call right now. Please call again later. Goodbye.';
+
+/**
+ * A spending cap per UTC day or month, in call minutes and/or estimated model cost (src/usage/).
+ * Past `warnAt` of either limit a warning metric rises; past the limit new calls get `whenExceeded`
+ * instead of the model. Calls already live are never cut.
+ */
+export const BudgetSchema = z
+  .object({
+    period: z.enum(['day', 'month']).default('month'),
+    callMinutes: z.number().positive().optional(),
+    costUsd: z.number().positive().optional(),
+    warnAt: z.number().gt(0).lt(1).default(0.8),
+    whenExceeded: BudgetExceededSchema.default({ action: 'message', message: DEFAULT_BUDGET_MESSAGE }),
+  })
+  .refine((b) => b.callMinutes !== undefined || b.costUsd !== undefined, { message: 'set callMinutes, costUsd or both' });
+export type Budget = z.infer<typeof BudgetSchema>;
+
 export const TenantSchema = z.object({
   id: z.string().regex(/^[a-z0-9][a-z0-9_-]{1,62}$/, { message: 'must be 2-63 chars of a-z, 0-9, _ or -' }),
   displayName: z.string().min(1).max(200),
@@ -112,6 +141,8 @@ export const TenantSchema = z.object({
   humanFallbackNumber: E164.optional(),
   maxConcurrentCalls: z.number().int().positive().default(50),
   retentionDays: z.number().int().min(1).max(3650).default(30),
+  /** Optional spending cap (docs/operators.md, "Budgets"). */
+  budget: BudgetSchema.optional(),
 });
 export type TenantInput = z.input<typeof TenantSchema>;
 export type TenantConfig = z.infer<typeof TenantSchema>;
@@ -129,6 +160,20 @@ export function tenantAuthTokens(t: Tenant): readonly string[] {
 }
 
 export const DEMO_ACCOUNT_SID = 'AC00000000000000000000000000000000';
+
+/**
+ * Why a tenant must not be served with a real model provider, or undefined when it may: the demo
+ * account and an inline auth token are published or stored in plain text, so a webhook signed with
+ * them would spend the operator's model key (docs/security.md).
+ */
+export function refusedWithRealModel(cfg: TenantConfig): string | undefined {
+  if (cfg.twilio.accountSid === DEMO_ACCOUNT_SID) return 'uses the demo account (allowed only with MODEL_PROVIDER=sim)';
+  if ('value' in cfg.twilio.authToken) return 'twilio.authToken is given inline (use an {env} or {file} reference)';
+  if (cfg.twilio.previousAuthToken && 'value' in cfg.twilio.previousAuthToken) {
+    return 'twilio.previousAuthToken is given inline (use an {env} or {file} reference)';
+  }
+  return undefined;
+}
 export const DEMO_AUTH_TOKEN = 'demo-auth-token-not-secret';
 export const DEMO_NUMBER = '+15005550006';
 

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { errorMessage } from '../errors.js';
-import { toolOk, type ToolContext, type ToolDefinition, type ToolDeps, type ToolResult } from './tool-runner.js';
+import { toolOk, type CallEffect, type ToolContext, type ToolDefinition, type ToolDeps, type ToolResult } from './tool-runner.js';
 
 export const EmergencyKind = z.enum(['flood', 'gas_leak', 'no_heat', 'sewage', 'electrical', 'fire', 'other']);
 
@@ -46,7 +46,10 @@ export async function flagEmergency(args: Args, ctx: ToolContext, deps: ToolDeps
     return toolOk({ emergency: true, advice, transferring: false, note: 'Read the advice to the caller, then offer the earliest appointment.' });
   }
   let viaRest = false;
+  const effect: CallEffect = { kind: 'transfer', to: human, reason: 'emergency' };
   if (deps.callControl) {
+    // Twilio stops the media stream as soon as it takes the new TwiML, maybe before we hear back.
+    ctx.handingOff?.(effect);
     try {
       const r = await deps.callControl.transfer(
         { accountSid: tenant.twilio.accountSid, authToken: tenant.resolvedAuthToken },
@@ -62,6 +65,6 @@ export async function flagEmergency(args: Args, ctx: ToolContext, deps: ToolDeps
   await deps.store.setPhase(ctx.callSid, 'handing-off');
   return toolOk(
     { emergency: true, advice, transferring: true, note: 'Tell the caller, in one short sentence, that you are connecting them to a person now.' , viaRest },
-    { kind: 'transfer', to: human, reason: 'emergency' },
+    effect,
   );
 }

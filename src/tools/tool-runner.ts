@@ -43,6 +43,11 @@ export interface ToolContext {
   signal: AbortSignal;
   /** W3C traceparent of the tool's span, for outgoing requests (tenant webhook tools). */
   traceparent?: string;
+  /**
+   * Called just before a tool moves the call elsewhere through Twilio's REST API: Twilio then stops
+   * the media stream, possibly before the tool returns, and the call must count as `transferred`.
+   */
+  handingOff?(effect: CallEffect): void;
 }
 
 export interface ToolRunner {

@@ -82,3 +82,17 @@ export function dialTwiml(o: { to: string; callerId?: string; say?: string; time
   vr.dial(attrs, o.to);
   return vr.toString();
 }
+
+/**
+ * `<Say>say</Say><Record action…/><Say>…</Say><Hangup/>`: take a voicemail. Without an `action`
+ * Twilio posts the recording back to the current document's URL (the voice webhook) and loops; the
+ * words after `<Record>` run only when the caller recorded nothing.
+ */
+export function voicemailTwiml(o: { say: string; actionUrl: string; maxSeconds: number }): string {
+  const vr = new VoiceResponse();
+  vr.say(o.say);
+  vr.record({ action: o.actionUrl, method: 'POST', maxLength: o.maxSeconds, playBeep: true, finishOnKey: '#' });
+  vr.say('We did not receive a message. Goodbye.');
+  vr.hangup();
+  return vr.toString();
+}

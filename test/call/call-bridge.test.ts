@@ -41,9 +41,13 @@ class FakeTwilio implements TwilioSocket {
   sent: unknown[] = [];
   buffered = 0;
   ended: { code: number; reason: string } | undefined;
+  /** uWS's answer per event kind: 2 = dropped (past its hard backpressure cap), not recorded. */
+  result: Record<string, number> = {};
   send(text: string): number {
-    this.sent.push(JSON.parse(text));
-    return 1;
+    const msg = JSON.parse(text) as Record<string, unknown>;
+    const r = this.result[msg['event'] as string] ?? 1;
+    if (r !== 2) this.sent.push(msg);
+    return r;
   }
   bufferedAmount(): number {
     return this.buffered;
@@ -333,6 +337,39 @@ describe('CallBridge', () => {
     expect(h.twilio.sent.length).toBe(n);
   });
 
+  it('a media frame uWS dropped gets no mark: nothing is waited for, and speech is no barge-in', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    h.twilio.result = { media: 2, mark: 2 };
+    h.model.emit(delta('resp_1', 'item_1'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_1', status: 'completed', output: [] } });
+    expect(await dropped(h.metrics, 'model_to_caller', 'caller_backpressure')).toBe(1);
+    const n = h.twilio.sent.length;
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 10, item_id: 'item_c' });
+    expect(h.twilio.sent.length).toBe(n); // no clear: nothing of ours is queued at Twilio
+    expect(h.model.types()).not.toContain('conversation.item.truncate');
+  });
+
+  it('a mark uWS dropped after its media went out is sent again when the socket drains, in order', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    h.twilio.result = { mark: 2 };
+    h.model.emit(delta('resp_1', 'item_1'));
+    h.model.emit(delta('resp_1', 'item_1'));
+    expect(h.twilio.events('media')).toHaveLength(2);
+    expect(h.twilio.events('mark')).toHaveLength(0);
+    h.bridge.onTwilioDrain(); // still full: kept
+    expect(h.twilio.events('mark')).toHaveLength(0);
+    h.twilio.result = {};
+    h.bridge.onTwilioDrain();
+    const names = h.twilio.events('mark').map((m) => (m['mark'] as { name: string }).name);
+    expect(names).toEqual(['item_1:100:g0:m1', 'item_1:200:g0:m2']);
+    h.bridge.onTwilioDrain(); // nothing left to send
+    expect(h.twilio.events('mark')).toHaveLength(2);
+  });
+
   it('no barge-in work when nothing is playing', async () => {
     const h = harness();
     await live(h);
@@ -504,12 +541,18 @@ describe('CallBridge', () => {
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
 
-  it('ends a call that runs past MAX_CALL_SECONDS', async () => {
+  it('ends a call that runs past MAX_CALL_SECONDS with a goodbye, then 4014 (at the latest after the wind-down)', async () => {
     const h = harness({ maxCallMs: 60_000 });
     await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'r_greet' } });
+    h.model.emit({ type: 'response.done', response: { id: 'r_greet', status: 'completed' } });
     h.clock.advance(60_001);
+    expect(JSON.stringify(h.model.sent.at(-1))).toContain('time limit');
+    expect(h.twilio.ended).toBeUndefined();
+    h.clock.advance(15_001);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
   });
 
   it('a session.update the model never confirms ends the call within the connect timeout', async () => {

@@ -58,15 +58,20 @@ describe('composition from configuration', () => {
     expect(await attempt()).toBe(429);
   });
 
-  it('refuses streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
+  it('refuses authorised streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
     relay = await startTestRelay({ MAX_ACTIVE_CALLS: '1' });
     const first = await rawStream(relay, randomSid('CA'));
     first.start();
     const r = relay;
     await eventually(() => r.activeCalls() === 1, 5000, 'first call live');
+    // Only an authorised start takes capacity: the second socket is refused once it starts.
     const second = await rawStream(relay, randomSid('CA'));
+    second.start();
     expect((await second.closed).code).toBe(4013);
-    expect(metricValue(await scrape(relay), 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
+    const metrics = await scrape(relay);
+    expect(metricValue(metrics, 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
+    // The cap itself is exported: the capacity alert and dashboard read it instead of a copy.
+    expect(metrics).toMatch(/^switchboard_max_active_calls 1$/m);
     first.ws.close();
   });
 

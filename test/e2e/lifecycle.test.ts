@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
-import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, startTestRelay } from '../helpers/relay.js';
+import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, startTestRelay, testTenantEnv } from '../helpers/relay.js';
 import { freePort } from '../helpers/redis-server.js';
 
 let relay: Relay | undefined;
@@ -94,8 +94,8 @@ describe('drain', () => {
   });
 });
 
-function run(env: Record<string, string>): { child: ChildProcess; out: () => string; exit: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+function run(env: Record<string, string>, nodeFlags: string[] = []): { child: ChildProcess; out: () => string; exit: Promise<number | null> } {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', 'src/main.ts'], {
     env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -115,11 +115,26 @@ describe('the relay process', () => {
     for (const l of lines) expect(l).toMatch(/^switchboard: invalid configuration: (PORT|LOG_LEVEL|REDIS_URL): /);
   });
 
+  // --no-addons: no native binary loads, as on a Node ABI or glibc that no installed build fits.
   it('refuses the slow uWebSockets.js fallback unless UWS_ALLOW_FALLBACK=1', async () => {
     const port = await freePort();
-    const p = run({ UWS_USE_FALLBACK: '1', PORT: String(port), HOST: '127.0.0.1' });
+    const p = run({ PORT: String(port), HOST: '127.0.0.1' }, ['--no-addons']);
     expect(await p.exit).toBe(1);
     expect(p.out()).toMatch(/switchboard: cannot start: uws_native_missing: uWebSockets\.js native addon did not load/);
+    expect(p.out()).toMatch(/uWebSockets\.js: .*addons is disabled.*; uws-legacy: binary did not load, JS fallback only\./);
+  });
+
+  it('with UWS_ALLOW_FALLBACK=1 runs on the JS fallback and says so', async () => {
+    const port = await freePort();
+    const p = run({ PORT: String(port), HOST: '127.0.0.1', UWS_ALLOW_FALLBACK: '1' }, ['--no-addons']);
+    try {
+      await eventually(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
+      expect(p.out()).toMatch(/"code":"uws_native_missing".*running on the slow uWebSockets\.js JS fallback/);
+      expect(p.out()).toMatch(/"native":false,"uws":"uws-legacy"/);
+    } finally {
+      p.child.kill('SIGKILL');
+      await p.exit;
+    }
   });
 
   it('a second relay on a taken port exits 1 with a clear line instead of sharing the port', async () => {
@@ -146,7 +161,7 @@ describe('the relay process', () => {
   it('on SIGTERM turns unready at once, finishes the live call, then exits 0', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info' });
+    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info', ...testTenantEnv() });
     try {
       await eventually(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
       // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).

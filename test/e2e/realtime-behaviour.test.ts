@@ -116,7 +116,7 @@ describe('one active response at a time: a slow tool', () => {
           id: 'slow-co',
           displayName: 'Slow Co',
           phoneNumbers: [NUMBER],
-          twilio: { accountSid: tenantCaller.accountSid, authToken: { value: tenantCaller.authToken } },
+          twilio: { accountSid: tenantCaller.accountSid, authToken: { env: 'SLOW_CO_TOKEN' } },
           tools: ['end_call'],
           webhookTools: [
             {
@@ -133,7 +133,7 @@ describe('one active response at a time: a slow tool', () => {
     // Bursts keep the answer to "Hello?" active for ~2 s, while the tool result arrives.
     const { relay: r, sim: s } = await relayWithSim(
       { mode: 'realistic', bursts: { audioMs: 500, pauseMs: 500 } },
-      { TENANTS_FILE: file, WEBHOOK_TOOLS_ALLOW_PRIVATE: 'true' },
+      { TENANTS_FILE: file, SLOW_CO_TOKEN: tenantCaller.authToken, WEBHOOK_TOOLS_ALLOW_PRIVATE: 'true' },
     );
     const report = await placeCall({
       baseUrl: r.url,

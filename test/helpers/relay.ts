@@ -2,16 +2,46 @@
  * Starts a real relay (native uWS, real sockets) on a free loopback port for a test, with
  * PUBLIC_URL pointing at it so signatures and TwiML URLs are what Twilio would use.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import { parseTwiml } from '../../loadtest/lib/caller-core.js';
 import { loadConfig } from '../../src/config.js';
 import { startRelay, type Relay, type RelayOptions } from '../../src/server/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
-import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../../src/tenants/index.js';
+import { DEMO_NUMBER, DEMO_TENANT } from '../../src/tenants/index.js';
 import { computeTwilioSignature } from '../../src/twilio/index.js';
 import { freePort } from './redis-server.js';
 
 export const TEST_SECRET = 'test-stream-token-secret-0123456789abcdef';
+
+/**
+ * The tenant test relays serve: the demo tenant's business on the demo number, but on its own
+ * account with its auth token by reference, as a real deployment's TENANTS_FILE would have it (the
+ * built-in demo tenant exists only with the simulated model and never beside a real provider).
+ */
+export const demo = {
+  to: DEMO_NUMBER,
+  accountSid: 'AC' + 'd'.repeat(32),
+  authToken: 'test-tenant-auth-token-0123456789',
+};
+const TEST_TENANT_TOKEN_VAR = 'SB_TEST_TENANT_AUTH_TOKEN';
+let writtenTenantFile: string | undefined;
+
+/** The test tenant's configuration (its token resolves from the variable testTenantEnv() sets). */
+export function testTenant(): typeof DEMO_TENANT {
+  return { ...DEMO_TENANT, twilio: { accountSid: demo.accountSid, authToken: { env: TEST_TENANT_TOKEN_VAR } } };
+}
+
+/** TENANTS_FILE (written once per test process) and the variable its token resolves from. */
+export function testTenantEnv(): Record<string, string> {
+  if (!writtenTenantFile) {
+    writtenTenantFile = join(mkdtempSync(join(tmpdir(), 'sb-test-tenant-')), 'tenants.json');
+    writeFileSync(writtenTenantFile, JSON.stringify({ tenants: [testTenant()] }));
+  }
+  return { TENANTS_FILE: writtenTenantFile, [TEST_TENANT_TOKEN_VAR]: demo.authToken };
+}
 
 export async function startTestRelay(env: Record<string, string> = {}, opts: RelayOptions = {}): Promise<Relay> {
   // PUBLIC_URL must name the port before the relay listens, so the port is picked first; another
@@ -25,6 +55,9 @@ export async function startTestRelay(env: Record<string, string> = {}, opts: Rel
       SIM_MODEL_MODE: 'loadtest',
       STREAM_TOKEN_SECRET: TEST_SECRET,
       LOG_LEVEL: 'silent',
+      // The test tenant, unless the test brings its own tenants (TENANTS_FILE: '' = none at all).
+      ...testTenantEnv(),
+      ...(opts.tenants || 'TENANTS_FILE' in env ? { TENANTS_FILE: '' } : {}),
       ...env,
     });
     try {
@@ -35,14 +68,12 @@ export async function startTestRelay(env: Record<string, string> = {}, opts: Rel
   }
 }
 
-export const demo = { to: DEMO_NUMBER, accountSid: DEMO_ACCOUNT_SID, authToken: DEMO_AUTH_TOKEN };
-
 /** POST a signed Twilio form webhook to the relay, as Twilio would. */
 export async function signedPost(
   relay: Relay,
   path: string,
   fields: Record<string, string>,
-  authToken = DEMO_AUTH_TOKEN,
+  authToken = demo.authToken,
 ): Promise<{ status: number; body: string }> {
   const url = relay.url + path;
   const res = await fetch(url, {

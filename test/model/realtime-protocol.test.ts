@@ -9,6 +9,7 @@ import {
   responseCancel,
   responseCreate,
   sessionUpdate,
+  totalTokens,
   truncateItem,
   userText,
   type ModelEvent,
@@ -370,7 +371,8 @@ describe('parseModelEvent', () => {
       responseId: 'resp_3',
       status: 'cancelled',
       reason: 'turn_detected',
-      usage: { inputTokens: 10, outputTokens: 20, totalTokens: 30 },
+      // Partial details: the input tokens not listed as audio are text.
+      usage: { inputText: 5, inputAudio: 5, inputTextCached: 0, inputAudioCached: 0, outputText: 20, outputAudio: 0 },
     });
     expect(
       parse({
@@ -392,6 +394,35 @@ describe('parseModelEvent', () => {
         },
       }),
     ).toEqual({ type: 'response_done', responseId: 'r', status: 'failed', reason: 'rate_limit_exceeded' });
+  });
+
+  it('response.done usage from the GA wire shape: cached tokens are a subset of input, split by modality', () => {
+    // A usage block as OpenAI sends it (community.openai.com "Help me understand the realtime usage block").
+    const usage = {
+      total_tokens: 821,
+      input_tokens: 789,
+      output_tokens: 32,
+      input_token_details: {
+        text_tokens: 313,
+        audio_tokens: 476,
+        image_tokens: 0,
+        cached_tokens: 640,
+        cached_tokens_details: { text_tokens: 256, audio_tokens: 384, image_tokens: 0 },
+      },
+      output_token_details: { text_tokens: 9, audio_tokens: 23 },
+    };
+    const ev = parse({ type: 'response.done', response: { id: 'r', status: 'completed', output: [], usage } });
+    expect(ev).toMatchObject({
+      type: 'response_done',
+      usage: { inputText: 57, inputAudio: 92, inputTextCached: 256, inputAudioCached: 384, outputText: 9, outputAudio: 23 },
+    });
+    expect(ev.type === 'response_done' && ev.usage ? totalTokens(ev.usage) : 0).toBe(821);
+    // A garbled usage block never costs the response.done itself.
+    expect(parse({ type: 'response.done', response: { id: 'r', status: 'completed', usage: { input_tokens: 'many' } } })).toMatchObject({
+      type: 'response_done',
+      responseId: 'r',
+      usage: { inputText: 0, outputText: 0 },
+    });
   });
 
   it('error events, fatal for codes that no retry can fix', () => {

@@ -9,8 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import type { Relay } from '../../src/server/index.js';
 import { placeCall } from '../../src/sim/sim-caller.js';
-import { DEMO_TENANT } from '../../src/tenants/index.js';
-import { demo, mediaFrame, rawStream, startTestRelay } from '../helpers/relay.js';
+import { demo, mediaFrame, rawStream, startTestRelay, testTenant } from '../helpers/relay.js';
 
 const SEQUENTIAL = Number(process.env['LEAK_SEQUENTIAL'] ?? 1000);
 const CONCURRENT = Number(process.env['LEAK_CONCURRENT'] ?? 200);
@@ -37,7 +36,7 @@ function resources(): Record<string, number> {
 
 function tenantsFile(): string {
   const file = join(mkdtempSync(join(tmpdir(), 'sb-leak-')), 'tenants.json');
-  writeFileSync(file, JSON.stringify({ tenants: [{ ...DEMO_TENANT, maxConcurrentCalls: 1000 }] }));
+  writeFileSync(file, JSON.stringify({ tenants: [{ ...testTenant(), maxConcurrentCalls: 1000 }] }));
   return file;
 }
 

@@ -3,7 +3,7 @@
  * is SIGKILLed; relay B, sharing Redis, reaps A's call (`abandoned`) and admits new calls once A's
  * tenant lease has expired. B's clock is moved forward instead of waiting the real 30 s / 60 s.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { systemClock, type Clock } from '../../src/clock.js';
 import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
 import { eventually, metricValue, scrape, startTestRelay, TEST_SECRET } from '../helpers/relay.js';
+import { startProcessRelay } from '../helpers/process-relay.js';
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
 const ADMIN_TOKEN = 'admin-token-for-pod-crash-tests-01';
@@ -34,33 +35,6 @@ let redis: RedisServer;
 let a: ChildProcess | undefined;
 let aUrl: string;
 let b: Relay;
-
-/** Start relay A as its own process and resolve once it logs that it listens. */
-async function startProcessRelay(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: join(import.meta.dirname, '../..'),
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay A did not start: ${out.slice(-1000)}`)), 20_000);
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      if (out.includes('"relay listening"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`relay A exited with ${code}: ${out.slice(-1000)}`));
-    });
-  });
-  return child;
-}
 
 async function adminGet(path: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(b.url + path, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });

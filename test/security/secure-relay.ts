@@ -79,6 +79,7 @@ export async function startSecureRelay(o: SecureRelayOptions = {}): Promise<Secu
   const redis = o.redisUrl ? createRedis(o.redisUrl, { keyPrefix: prefix }) : undefined;
   const runtime = await openTenants({
     tenantsFile: o.tenantsFile,
+    provider: config.model.provider,
     env: o.tenantEnv ?? {},
     log,
     ...(redis ? { redis, channel: `${prefix}tenants-changed` } : {}),

@@ -91,10 +91,21 @@ describe('stream authorisation', () => {
 
   it('checks the upgrade signature with the current or previous auth token only', async () => {
     const s = setup();
+    const other = 'CA' + 'c'.repeat(32);
     expect((await s.authorise(s.start(s.token()), sig('acme-current'))).ok).toBe(true);
-    expect((await s.authorise(s.start(s.token()), sig('acme-previous'))).ok).toBe(true);
+    expect((await s.authorise(s.start(s.token({ callSid: other }), { callSid: other }), sig('acme-previous'))).ok).toBe(true);
     expect(await s.authorise(s.start(s.token()), sig('beta-current'))).toMatchObject({ ok: false, code: 4004 });
     expect(await s.authorise(s.start(s.token()), 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=')).toMatchObject({ ok: false, code: 4004 });
+  });
+
+  it('gives one CallSid one stream: a fresh token from a replayed webhook is refused', async () => {
+    const s = setup();
+    expect((await s.authorise(s.start(s.token()), undefined)).ok).toBe(true);
+    expect(await s.authorise(s.start(s.token()), undefined)).toMatchObject({
+      ok: false,
+      code: 4003,
+      reason: 'call already had a stream (replayed webhook)',
+    });
   });
 
   it('accepts tokens signed with the previous secret during rotation, not with an unknown one', async () => {

@@ -354,6 +354,7 @@ describe('call-cli helpers', () => {
     'switchboard_frame_relay_seconds_bucket{le="0.0001",direction="caller_to_model"} 10',
     'switchboard_frame_relay_seconds_bucket{le="0.001",direction="caller_to_model"} 10',
     'switchboard_frame_relay_seconds_bucket{le="+Inf",direction="caller_to_model"} 10',
+    'switchboard_frame_relay_seconds_sum{direction="caller_to_model"} 0.0005',
     'switchboard_frame_relay_seconds_bucket{le="0.0001",direction="model_to_caller"} 0',
     'switchboard_frame_relay_seconds_bucket{le="+Inf",direction="model_to_caller"} 0',
   ].join('\n');
@@ -363,6 +364,7 @@ describe('call-cli helpers', () => {
     'switchboard_frame_relay_seconds_bucket{le="0.0001",direction="caller_to_model"} 60',
     'switchboard_frame_relay_seconds_bucket{le="0.001",direction="caller_to_model"} 110',
     'switchboard_frame_relay_seconds_bucket{le="+Inf",direction="caller_to_model"} 110',
+    'switchboard_frame_relay_seconds_sum{direction="caller_to_model"} 0.0305',
     'switchboard_frame_relay_seconds_count{direction="caller_to_model"} 110',
     'switchboard_frame_relay_seconds_bucket{le="0.0001",direction="model_to_caller"} 0',
     'switchboard_frame_relay_seconds_bucket{le="+Inf",direction="model_to_caller"} 4',
@@ -383,9 +385,22 @@ describe('call-cli helpers', () => {
 
   it('answers the highest finite bound when the quantile falls in +Inf', () => {
     const lat = relayLatency(before, after);
-    expect(lat.frames.model_to_caller).toEqual({ p50Ms: 0.1, p99Ms: 0.1, count: 4 });
+    expect(lat.frames.model_to_caller).toMatchObject({ p50Ms: 0.1, p99Ms: 0.1, count: 4, p99AtMostMs: 0.1, p99Overflow: true, meanMs: null });
     expect(lat.frames.caller_to_model.p50Ms).toBe(0.1);
-    expect(lat.turn).toEqual({ p50Ms: null, p99Ms: null, count: 0 });
+    expect(lat.turn).toEqual({ p50Ms: null, p99Ms: null, count: 0, meanMs: null, p50AtMostMs: null, p99AtMostMs: null, p99Overflow: false });
+  });
+
+  it('reports the exact mean from _sum and quantiles as the bucket they fall in, never above every observation', () => {
+    const lat = relayLatency(before, after).frames.caller_to_model;
+    // 100 new observations summing to 30 ms: mean 0.3 ms; half are <= 0.1 ms, all <= 1 ms.
+    expect(lat).toMatchObject({ count: 100, meanMs: 0.3, p50AtMostMs: 0.1, p99AtMostMs: 1, p99Overflow: false });
+    // Three turns, all in (0.3 s, 0.5 s]: histogram_quantile interpolates p99 to ~0.497 s even when
+    // every turn took 0.31 s; the bound says only what is known, and the mean is the truth.
+    const turns = (n: number, sum: number) =>
+      [`switchboard_turn_latency_seconds_bucket{le="0.3"} 0`, `switchboard_turn_latency_seconds_bucket{le="0.5"} ${n}`, `switchboard_turn_latency_seconds_bucket{le="+Inf"} ${n}`, `switchboard_turn_latency_seconds_sum ${sum}`].join('\n');
+    const t = relayLatency(turns(0, 0), turns(3, 0.93)).turn;
+    expect(t).toMatchObject({ count: 3, meanMs: 310, p99AtMostMs: 500 });
+    expect(t.p99Ms!).toBeGreaterThan(490);
   });
 
   it('parses arguments with demo defaults and rejects unknown scripts', () => {

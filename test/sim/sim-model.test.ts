@@ -434,6 +434,56 @@ describe('sim model: truncation', () => {
   });
 });
 
+describe('sim model: usage in response.done, as OpenAI bills it', () => {
+  type Usage = {
+    total_tokens: number;
+    input_tokens: number;
+    output_tokens: number;
+    input_token_details: { text_tokens: number; audio_tokens: number; cached_tokens: number; cached_tokens_details: { text_tokens: number; audio_tokens: number } };
+    output_token_details: { text_tokens: number; audio_tokens: number };
+  };
+  const usageOf = (done: Ev): Usage => (done.response as { usage: Usage }).usage;
+
+  it('counts the whole conversation as input, caller audio at 10 tokens/s and assistant audio at 20/s, the previous prefix as cached', async () => {
+    const m = await start();
+    const c = await gaSession(m);
+    const instructions = 'You answer the phone for a plumber. Be brief.';
+    c.send({ type: 'session.update', session: { type: 'realtime', instructions } });
+    await c.waitFor((e) => e.type === 'session.updated' && JSON.stringify(e).includes('plumber'));
+    c.send({ type: 'response.create', response: { instructions: 'exactly: Hello there.' } });
+    const first = await c.waitFor((e) => e.type === 'response.done');
+    const u1 = usageOf(first);
+    const systemText = Math.ceil(instructions.length / 4) + 4;
+    // The greeting: nothing but instructions as input; 'Hello there.' spoken for 720 ms -> 15 audio tokens.
+    expect(u1.input_token_details).toMatchObject({ text_tokens: systemText, audio_tokens: 0, cached_tokens: 0 });
+    expect(u1.output_token_details).toEqual({ text_tokens: Math.ceil('Hello there.'.length / 4), audio_tokens: Math.ceil(720 / 50) });
+    expect(u1.total_tokens).toBe(u1.input_tokens + u1.output_tokens);
+
+    c.appendFrames(silent(100));
+    const { done } = await say(c, 'I need a plumber.', c.events.length);
+    const u2 = usageOf(done);
+    // Input now holds the greeting (its text + 720 ms of assistant audio) and the caller's committed
+    // audio: 100 ms silence + 500 ms speech + 500 ms of silence until VAD stopped = 1.1 s -> 11 tokens.
+    expect(u2.input_token_details.audio_tokens).toBe(Math.ceil(720 / 50) + 11);
+    expect(u2.input_token_details.text_tokens).toBe(systemText + (u1.output_token_details.text_tokens + 4) + 4);
+    // What the first response read is now cached: a subset of the input, split by modality.
+    expect(u2.input_token_details.cached_tokens_details).toEqual({ text_tokens: systemText, audio_tokens: 0, image_tokens: 0 });
+    expect(u2.input_token_details.cached_tokens).toBe(systemText);
+    expect(u2.total_tokens).toBe(u2.input_tokens + u2.output_tokens);
+
+    const s = m.sessions[0]!;
+    expect(s.usage).toEqual({
+      responses: 2,
+      inputText: u1.input_token_details.text_tokens + u2.input_token_details.text_tokens - systemText,
+      inputAudio: u2.input_token_details.audio_tokens,
+      inputTextCached: systemText,
+      inputAudioCached: 0,
+      outputText: u1.output_token_details.text_tokens + u2.output_token_details.text_tokens,
+      outputAudio: u1.output_token_details.audio_tokens + u2.output_token_details.audio_tokens,
+    });
+  });
+});
+
 describe('sim model: auth and faults', () => {
   it('answers 401 to a wrong or missing key and accepts Bearer or api-key', async () => {
     const m = await start({ apiKey: 'sk-sim' });

@@ -50,7 +50,7 @@ async function pod(
 ): Promise<TenantRuntime> {
   const redis = createRedis(server.url, { keyPrefix: prefix });
   open.push({ close: () => Promise.resolve(redis.disconnect()) });
-  const rt = await openTenants({ tenantsFile, env, log, redis, channel: `${prefix}changed`, ...(tenantsFileMode ? { tenantsFileMode } : {}) });
+  const rt = await openTenants({ tenantsFile, provider: 'sim', env, log, redis, channel: `${prefix}changed`, ...(tenantsFileMode ? { tenantsFileMode } : {}) });
   open.push(rt);
   return rt;
 }

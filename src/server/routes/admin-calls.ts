@@ -2,11 +2,12 @@
  * The call half of the /v1 admin API: active calls across all pods, and one call's state,
  * transcript, tool calls and summary, read from the shared store with phone numbers masked.
  */
-import type { HttpResponse } from 'uWebSockets.js';
 import { errorMessage } from '../../errors.js';
-import { maskNumbersInJson, maskNumbersInText, type CallRecord } from '../../store/index.js';
+import { maskNumbersInJson, maskNumbersInText, type CallRecord, type UsageStore, type UsageTotals } from '../../store/index.js';
+import { usageView, type UsageTracker } from '../../usage/index.js';
+import { adminGuard } from '../admin-auth.js';
 import type { RelayContext } from '../context.js';
-import { reply, replyJson, track, type ReplyHandle } from '../http.js';
+import { replyJson, type ReplyHandle } from '../http.js';
 
 const CALL_SID = /^CA[0-9a-fA-F]{32}$/;
 const DEFAULT_LIMIT = 100;
@@ -33,7 +34,7 @@ export function callListView(r: CallRecord): Record<string, unknown> {
  * GET /v1/calls/{callSid}: everything the store keeps about the call. The caller's number is stored
  * masked already; numbers spoken in the transcript or passed to tools are masked here.
  */
-export function callDetailView(r: CallRecord): Record<string, unknown> {
+export function callDetailView(r: CallRecord, usage?: UsageTotals): Record<string, unknown> {
   return {
     ...callListView(r),
     ...(r.streamSid !== undefined ? { streamSid: r.streamSid } : {}),
@@ -51,7 +52,15 @@ export function callDetailView(r: CallRecord): Record<string, unknown> {
       durationMs: t.durationMs,
     })),
     summary: r.summary === undefined ? null : (JSON.parse(maskNumbersInJson(JSON.stringify(r.summary))) as unknown),
+    usage: usage === undefined ? null : usageView(usage),
   };
+}
+
+/** A call's usage: this pod's live meter when it runs here, else what the store has (any pod). */
+export type UsageReader = (tenantId: string, callSid: string) => Promise<UsageTotals | undefined>;
+
+export function usageReader(store: UsageStore, tracker: Pick<UsageTracker, 'liveUsage'>): UsageReader {
+  return (tenantId, callSid) => Promise.resolve(tracker.liveUsage(callSid) ?? store.callUsage(tenantId, callSid));
 }
 
 function parseOr(json: string): unknown {
@@ -66,7 +75,11 @@ function parseOr(json: string): unknown {
  * Register GET /v1/calls and GET /v1/calls/{callSid}. Nothing is registered when ADMIN_TOKEN is
  * unset, so the routes answer 404 like any unknown path. `auth` is the shared bearer check.
  */
-export function registerAdminCallRoutes(ctx: RelayContext, auth: (authorizationHeader: string) => boolean): void {
+export function registerAdminCallRoutes(
+  ctx: RelayContext,
+  auth: (authorizationHeader: string) => boolean,
+  readUsage: UsageReader = () => Promise.resolve(undefined),
+): void {
   if (ctx.config.adminToken === undefined) return;
   const { app, log, store } = ctx;
 
@@ -74,16 +87,7 @@ export function registerAdminCallRoutes(ctx: RelayContext, auth: (authorizationH
     replyJson(h, status, { error: { code, message } });
   };
 
-  /** Synchronous part of every handler: abort tracking and the bearer check (uWS headers die after return). */
-  function guard(res: HttpResponse, header: string): ReplyHandle | undefined {
-    const h = track(res);
-    if (auth(header)) return h;
-    reply(h, '401 Unauthorized', JSON.stringify({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } }), {
-      'content-type': 'application/json',
-      'www-authenticate': 'Bearer realm="switchboard-admin"',
-    });
-    return undefined;
-  }
+  const guard = adminGuard(auth);
 
   function storeDown(h: ReplyHandle, err: unknown): void {
     log.warn({ code: 'store_unavailable', route: 'admin_calls', err: errorMessage(err) }, 'call store unavailable');
@@ -116,9 +120,9 @@ export function registerAdminCallRoutes(ctx: RelayContext, auth: (authorizationH
     if (!CALL_SID.test(sid)) return error(h, '400 Bad Request', 'bad_request', 'callSid must be CA followed by 32 hex digits');
     store
       .getCall(sid)
-      .then((r) => {
+      .then(async (r) => {
         if (!r) return error(h, '404 Not Found', 'not_found', `no call ${sid} (unknown, or past its retention)`);
-        replyJson(h, '200 OK', callDetailView(r));
+        replyJson(h, '200 OK', callDetailView(r, await readUsage(r.tenantId, sid)));
       })
       .catch((err: unknown) => storeDown(h, err));
   });

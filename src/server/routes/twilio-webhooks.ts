@@ -43,13 +43,20 @@ export interface WebhookLeases {
   release(tenantId: string, callSid: string): Promise<boolean>;
 }
 
+/** Tenant budgets as the voice webhook uses them (BudgetGate provides this). */
+export interface WebhookBudgets {
+  admit(tenant: Tenant): Promise<{ admit: true } | { admit: false; twiml: string; use: { ratio: number; callMinutes: number; costUsd: number } }>;
+}
+
 export interface TwilioWebhookOptions {
   /** Per-tenant concurrency limits; without them every call is admitted. */
   leases?: WebhookLeases;
+  /** Per-tenant spending caps; without them no call is refused for its cost. */
+  budgets?: WebhookBudgets;
 }
 
 export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOptions = {}): void {
-  const { leases } = opts;
+  const { leases, budgets } = opts;
   const { app, config, log, metrics, store, tenants, clock, streamUrl } = ctx;
 
   /** Validate a signed Twilio form webhook; returns its params, or replies and returns undefined. */
@@ -116,6 +123,19 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
         metrics.webhooks.labels('voice', 'bad_request').inc();
         return replyError(h, '400 Bad Request', 'bad_request', 'CallSid missing or malformed');
       }
+      if (budgets) {
+        const b = await budgets.admit(tenant);
+        if (!b.admit) {
+          // Before the lease: a refused call holds no line. Live calls are not touched.
+          metrics.webhooks.labels('voice', 'over_budget').inc();
+          metrics.callsTotal.labels('rejected_budget', tenant.id).inc();
+          log.info(
+            { code: 'budget_exceeded', tenant: tenant.id, callSid, used: b.use, action: tenant.budget?.whenExceeded.action },
+            "tenant over its budget: call answered with the tenant's budget TwiML instead of the model",
+          );
+          return replyTwiml(h, b.twiml);
+        }
+      }
       if (leases) {
         const a = await leases.admit(tenant, callSid);
         if (!a.admitted) {
@@ -174,6 +194,33 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
       metrics.webhooks.labels('after_stream', 'ok').inc();
       replyTwiml(h, afterStreamTwiml(outcome, tenant.humanFallbackNumber, tenant.phoneNumbers[0]));
     })().catch((err: unknown) => internalError(h, 'after_stream', err));
+  });
+
+  // A voicemail recorded after a budget refusal (<Record action>): log where Twilio keeps it, hang up.
+  app.post('/twilio/voicemail', (res, req) => {
+    const h = track(res);
+    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
+    void (async () => {
+      const form = await signedForm(h, meta, 'voicemail');
+      if (!form) return;
+      const tenant = tenants.byNumber(first(form.params['To']) ?? '', first(form.params['AccountSid']));
+      if (!tenant || !form.tenantOk(tenant)) {
+        metrics.webhooks.labels('voicemail', 'bad_signature').inc();
+        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
+      }
+      metrics.webhooks.labels('voicemail', 'ok').inc();
+      log.info(
+        {
+          tenant: tenant.id,
+          callSid: first(form.params['CallSid']),
+          recordingSid: first(form.params['RecordingSid']),
+          recordingUrl: first(form.params['RecordingUrl']),
+          recordingSeconds: Number(first(form.params['RecordingDuration']) ?? 0),
+        },
+        'voicemail recorded',
+      );
+      replyTwiml(h, sayHangupTwiml('Thank you, we will get back to you. Goodbye.'));
+    })().catch((err: unknown) => internalError(h, 'voicemail', err));
   });
 
   app.post('/twilio/status', (res, req) => {

@@ -87,11 +87,21 @@ app.kubernetes.io/component: relay
 {{- add .Values.drain.preStopSleepSeconds .Values.drain.timeoutSeconds .Values.drain.terminationMarginSeconds }}
 {{- end }}
 
+{{/* The HTTPRoute's hostnames: gateway.hostnames, else ingress.host. */}}
+{{- define "switchboard.routeHostnames" -}}
+{{- toJson (.Values.gateway.hostnames | default (list .Values.ingress.host) | compact) }}
+{{- end }}
+
+{{/* PUBLIC_URL: config.publicUrl, else https://<ingress.host> (ingress on), else https://<first route
+hostname> (gateway on; a wildcard is refused in switchboard.validate). */}}
 {{- define "switchboard.publicUrl" -}}
+{{- $routeHost := first (include "switchboard.routeHostnames" . | fromJsonArray) | default "" }}
 {{- if .Values.config.publicUrl }}
 {{- .Values.config.publicUrl | trimSuffix "/" }}
 {{- else if and .Values.ingress.enabled .Values.ingress.host }}
 {{- printf "https://%s" .Values.ingress.host }}
+{{- else if and .Values.gateway.enabled $routeHost (not (hasPrefix "*" $routeHost)) }}
+{{- printf "https://%s" $routeHost }}
 {{- end }}
 {{- end }}
 
@@ -198,6 +208,12 @@ app.kubernetes.io/component: relay
 {{- if and .Values.gateway.enabled (not (or .Values.gateway.hostnames .Values.ingress.host)) }}
 {{- fail "gateway.enabled needs gateway.hostnames or ingress.host (Twilio reaches the relay through it)" }}
 {{- end }}
+{{- if and .Values.gateway.enabled (not .Values.config.publicUrl) (not (and .Values.ingress.enabled .Values.ingress.host)) }}
+{{- $routeHost := first (include "switchboard.routeHostnames" . | fromJsonArray) | default "" }}
+{{- if hasPrefix "*" $routeHost }}
+{{- fail (printf "gateway.hostnames[0] (%s) is a wildcard: set config.publicUrl to the https URL Twilio calls (PUBLIC_URL; Twilio signs webhooks against it)" $routeHost) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.redis.auth.password (not .Values.redis.enabled) }}
 {{- fail "redis.auth.password is for the built-in Redis: for an external Redis put the password in a Secret and name it in redis.auth.existingSecret" }}
 {{- end }}
@@ -209,6 +225,15 @@ app.kubernetes.io/component: relay
 {{- end }}
 {{- if and .Values.redis.auth.username .Values.redis.enabled }}
 {{- fail "redis.auth.username is for an external Redis with ACL users; the built-in Redis has the default user only" }}
+{{- end }}
+{{- if and (eq .Values.config.modelProvider "azure") (not (and .Values.config.azureEndpoint .Values.config.azureDeployment)) }}
+{{- fail "config.modelProvider is azure: set config.azureEndpoint (https://<resource>.openai.azure.com) and config.azureDeployment (the realtime deployment); the relay refuses to start without them" }}
+{{- end }}
+{{- if and (eq .Values.config.tenantsFileMode "reconcile") (not (include "switchboard.hasTenants" .)) }}
+{{- fail "config.tenantsFileMode reconcile needs tenants.registry or tenants.existingConfigMap (the file it makes the truth)" }}
+{{- end }}
+{{- if and .Values.redis.enabled (not (or .Values.redis.auth.password .Values.redis.auth.existingSecret)) (not (include "switchboard.trial" .)) }}
+{{- fail "redis.auth.password is empty: outside the one-pod trial give it (e.g. openssl rand -hex 24) or redis.auth.existingSecret (key existingSecretPasswordKey) for the built-in Redis; a generated password changes on every helm template (Argo CD, Flux) and locks the relay out of Redis" }}
 {{- end }}
 {{- if and .Values.redis.tls.caSecret .Values.redis.enabled }}
 {{- fail "redis.tls.caSecret is for an external rediss:// Redis; the built-in Redis speaks plain TCP inside the cluster" }}
