@@ -51,6 +51,8 @@ export const CONNECT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10];
 export interface RelayMetrics {
   readonly registry: Registry;
   readonly activeCalls: Gauge;
+  /** MAX_ACTIVE_CALLS (0 = no cap): the capacity alert and dashboard read it, so no copy of the number drifts. */
+  readonly maxActiveCalls: Gauge;
   readonly callsTotal: Counter<'outcome' | 'tenant'>;
   readonly frameRelay: FrameHistogram<'direction'>;
   readonly framesDropped: Counter<'direction' | 'reason'>;
@@ -95,6 +97,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     activeCalls: new Gauge({
       name: 'switchboard_active_calls',
       help: 'Calls with a live media stream on this pod (the autoscaling signal).',
+      registers: [registry],
+    }),
+    maxActiveCalls: new Gauge({
+      name: 'switchboard_max_active_calls',
+      help: 'Live calls this pod takes before refusing new streams (MAX_ACTIVE_CALLS; 0 = no cap).',
       registers: [registry],
     }),
     callsTotal: new Counter({
