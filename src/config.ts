@@ -136,7 +136,7 @@ const Env = z.object({
   /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
   MEDIA_START_TIMEOUT_SECONDS: int(10, 1, 300),
   /** Media sockets without an authorised `start` held at once (0 = no cap); past it upgrades get 503. */
-  MAX_UNSTARTED_SOCKETS: int(100, 0, 100_000),
+  MAX_UNSTARTED_SOCKETS: int(500, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
   FRAME_METRICS: bool('true'),
   /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */

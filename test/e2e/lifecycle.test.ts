@@ -178,8 +178,8 @@ describe('the relay process', () => {
         redis: 'off (in-memory)',
         drain: 'wait',
         drainTimeoutSeconds: 3600,
-        uws: expect.stringMatching(/^native \((uWebSockets\.js|uws-legacy)\)$/),
       });
+      expect((JSON.parse(summaries[0]!) as { uws: string }).uws).toMatch(/^native \((uWebSockets\.js|uws-legacy)\)$/);
       const call = placeCall({
         baseUrl: url,
         ...demo,
