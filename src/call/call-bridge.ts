@@ -77,12 +77,12 @@ export interface BridgeLimits {
   frameMetrics: boolean;
   /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
   windDownMs: number;
-  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
-  modelStallMs?: number;
   /** Re-open the model session at the first pause after this long, before the API's 60-minute cap (0/absent = off). */
   modelSessionRenewMs?: number;
   /** From the socket's open to an authorised `start`; past it the socket closes with 4007. 0/absent = none. */
   startTimeoutMs?: number;
+  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
+  modelStallMs?: number;
 }
 
 /** Why the pod turns an authorised call away (over capacity, draining). */
@@ -227,8 +227,6 @@ export class CallBridge {
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.log = deps.log;
-    const stallMs = deps.limits.modelStallMs ?? 0;
-    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
     this.cancelTimers.push(() => this.cancelRenewal?.());
     const startMs = deps.limits.startTimeoutMs ?? 0;
     if (startMs > 0) {
@@ -240,6 +238,8 @@ export class CallBridge {
         }),
       );
     }
+    const stallMs = deps.limits.modelStallMs ?? 0;
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
