@@ -127,7 +127,7 @@ const Env = z.object({
   /** ws ping to the model every this many ms; no pong within MODEL_KEEPALIVE_TIMEOUT_MS cuts the socket (0 = off). */
   MODEL_KEEPALIVE_INTERVAL_MS: int(15_000, 0, 600_000),
   MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
-  /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
+  /** The caller has been talking, or the model has owed an answer, this long with no model event: it is stuck (0 = off). */
   MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
   /** Re-open the model session (with the conversation) at the first pause after this long, before the 60-min cap (0 = off). */
   MODEL_SESSION_RENEW_SECONDS: int(3300, 0, 3590),
