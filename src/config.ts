@@ -112,6 +112,11 @@ const Env = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
+  /**
+   * Largest HTTP request head uWS accepts (request line and headers); past it, 431. uWS reads this
+   * variable itself when its addon loads (its own default is 4 KiB); ours matches Node's http server.
+   */
+  UWS_HTTP_MAX_HEADERS_SIZE: int(16 * 1024, 4 * 1024, 1024 * 1024),
   /** `realistic` paces replies like a person; `loadtest` answers at once with short audio (bench, k6). */
   SIM_MODEL_MODE: z
     .enum(['realistic', 'loadtest'], { message: 'must be realistic or loadtest' })
@@ -124,6 +129,8 @@ const Env = z.object({
   MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
   /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
   MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
+  /** Re-open the model session (with the conversation) at the first pause after this long, before the 60-min cap (0 = off). */
+  MODEL_SESSION_RENEW_SECONDS: int(3300, 0, 3590),
   /** Live (authorised) calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
   /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
@@ -179,6 +186,7 @@ export interface Config {
   modelKeepaliveIntervalMs: number;
   modelKeepaliveTimeoutMs: number;
   modelStallTimeoutMs: number;
+  modelSessionRenewSeconds: number;
   tenantsFile: string | undefined;
   tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
@@ -202,6 +210,7 @@ export interface Config {
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
+  httpMaxHeaderBytes: number;
   maxCallSeconds: number;
   maxActiveCalls: number;
   mediaStartTimeoutSeconds: number;
@@ -296,6 +305,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     modelKeepaliveIntervalMs: e.MODEL_KEEPALIVE_INTERVAL_MS,
     modelKeepaliveTimeoutMs: e.MODEL_KEEPALIVE_TIMEOUT_MS,
     modelStallTimeoutMs: e.MODEL_STALL_TIMEOUT_MS,
+    modelSessionRenewSeconds: e.MODEL_SESSION_RENEW_SECONDS,
     tenantsFile: e.TENANTS_FILE,
     tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,
@@ -315,6 +325,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
+    httpMaxHeaderBytes: e.UWS_HTTP_MAX_HEADERS_SIZE,
     maxCallSeconds: e.MAX_CALL_SECONDS,
     maxActiveCalls: e.MAX_ACTIVE_CALLS,
     mediaStartTimeoutSeconds: e.MEDIA_START_TIMEOUT_SECONDS,
