@@ -26,6 +26,7 @@ import {
   type SessionShape,
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
+import { maskNumbersInJson, maskNumbersInText } from '../store/call-store.js';
 import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
@@ -701,8 +702,8 @@ export class CallBridge {
           this.deps.store.recordToolCall(callSid, {
             callId: ev.callId,
             name: ev.name,
-            arguments: ev.arguments,
-            output: result.output,
+            arguments: maskNumbersInJson(ev.arguments),
+            output: maskNumbersInJson(result.output),
             outcome: result.outcome,
             startedAt,
             durationMs: Math.round(seconds * 1000),
@@ -942,7 +943,8 @@ export class CallBridge {
     if (entry.role === 'caller') this.history.caller(entry.text);
     else this.history.assistant(entry.text, itemId ?? '', entry.interrupted === true);
     const sid = this.callSid;
-    if (sid) this.background(this.deps.store.appendTranscript(sid, stored), 'store.appendTranscript');
+    // Stored masked (phone and card numbers): Redis never holds them, whoever reads it later.
+    if (sid) this.background(this.deps.store.appendTranscript(sid, { ...stored, text: maskNumbersInText(stored.text) }), 'store.appendTranscript');
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
