@@ -261,3 +261,24 @@ describe('alert rules follow the release', () => {
     for (const r of custom) expect(r.annotations.runbook_url).toBe(`https://wiki.example.com/switchboard/runbooks#${r.alert.toLowerCase()}`);
   });
 });
+
+describe('NetworkPolicy edges', () => {
+  it('HTTPS egress covers IPv6 too, without private, link-local or IPv4-mapped ranges', async () => {
+    const np = only(await helmTemplate(helm, ['-f', PROD]), 'NetworkPolicy');
+    const https = np.spec.egress.find((r: K8sObject) => r.ports.some((p: K8sObject) => p.port === 443));
+    expect(https.to).toContainEqual({ ipBlock: { cidr: '::/0', except: ['fc00::/7', 'fe80::/10', '::1/128', '::ffff:0:0/96'] } });
+    // AWS's IPv6 instance metadata address lies in an excluded range.
+    expect(https.to[1].ipBlock.except).toContain('fc00::/7');
+  });
+
+  it('refuses a LoadBalancer or NodePort Service behind the policy unless an ipBlock admits its sources', async () => {
+    for (const type of ['LoadBalancer', 'NodePort']) {
+      expect(await refused(['-f', PROD, '--set', `service.type=${type}`])).toMatch(
+        new RegExp(`service\\.type ${type} with networkPolicy\\.enabled: .*ipBlock`),
+      );
+    }
+    const ok = await helmTemplate(helm, ['-f', PROD, '--set', 'service.type=LoadBalancer', '--set', 'networkPolicy.ingressFrom[0].ipBlock.cidr=10.0.0.0/16']);
+    expect(only(ok, 'Service', 'sb-switchboard').spec.type).toBe('LoadBalancer');
+    expect(only(await helmTemplate(helm, ['--set', 'service.type=NodePort']), 'Service', 'sb-switchboard').spec.type).toBe('NodePort');
+  });
+});
