@@ -282,3 +282,13 @@ describe('NetworkPolicy edges', () => {
     expect(only(await helmTemplate(helm, ['--set', 'service.type=NodePort']), 'Service', 'sb-switchboard').spec.type).toBe('NodePort');
   });
 });
+
+describe('the docs quote what helm says', () => {
+  it('deploy/README.md shows the schema error for HPA and KEDA both on, word for word', async () => {
+    const stderr = await refused(['--set', 'autoscaling.enabled=true', '--set', 'keda.enabled=true', ...BUILTIN_REDIS, ...STREAM_KEY]);
+    const readme = readFileSync(join(CHART, '../../README.md'), 'utf8');
+    const quoted = /for the HPA and KEDA both on\n\n```\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+    expect(quoted.trim().split('\n').length).toBe(2);
+    for (const line of quoted.trim().split('\n')) expect(stderr).toContain(line);
+  });
+});
