@@ -5,6 +5,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FrameHistogram } from './frame-histogram.js';
+import { createUsageMetrics, type UsageMetrics } from './usage-metrics.js';
 
 export type Direction = 'caller_to_model' | 'model_to_caller';
 
@@ -50,6 +51,8 @@ export const CONNECT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10];
 export interface RelayMetrics {
   readonly registry: Registry;
   readonly activeCalls: Gauge;
+  /** MAX_ACTIVE_CALLS (0 = no cap): the capacity alert and dashboard read it, so no copy of the number drifts. */
+  readonly maxActiveCalls: Gauge;
   readonly callsTotal: Counter<'outcome' | 'tenant'>;
   readonly frameRelay: FrameHistogram<'direction'>;
   readonly framesDropped: Counter<'direction' | 'reason'>;
@@ -65,6 +68,8 @@ export interface RelayMetrics {
   readonly twilioEventsUnknown: Counter;
   readonly webhooks: Counter<'route' | 'outcome'>;
   readonly tenantBusy: Counter<'tenant'>;
+  /** Tokens, call seconds, estimated cost and budgets (usage-metrics.ts). */
+  readonly usage: UsageMetrics;
   /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
   readonly modelErrors: Counter<'code'>;
   /**
@@ -92,6 +97,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     activeCalls: new Gauge({
       name: 'switchboard_active_calls',
       help: 'Calls with a live media stream on this pod (the autoscaling signal).',
+      registers: [registry],
+    }),
+    maxActiveCalls: new Gauge({
+      name: 'switchboard_max_active_calls',
+      help: 'Live calls this pod takes before refusing new streams (MAX_ACTIVE_CALLS; 0 = no cap).',
       registers: [registry],
     }),
     callsTotal: new Counter({
@@ -181,6 +191,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       labelNames: ['route', 'outcome'],
       registers: [registry],
     }),
+    usage: createUsageMetrics(registry),
     noteTenant(tenantId) {
       if (seenTenants.has(tenantId) || seenTenants.size >= MAX_TENANT_SERIES) return;
       seenTenants.add(tenantId);

@@ -203,7 +203,7 @@ describe('relay settings the chart passes and the refusals the relay would make 
   const TENANTS = ['--set', 'tenants.existingConfigMap=my-tenants'];
 
   it('passes REALTIME_TRANSCRIPTION_MODEL and TENANTS_FILE_MODE', async () => {
-    const objects = await helmTemplate(helm, [...TENANTS, '--set', 'config.realtimeTranscriptionModel=my-transcribe', '--set', 'config.tenantsFileMode=reconcile']);
+    const objects = await helmTemplate(helm, [...TENANTS, '--set', 'config.transcriptionModel=my-transcribe', '--set', 'config.tenantsFileMode=reconcile']);
     expect(configEnv(objects)).toMatchObject({ REALTIME_TRANSCRIPTION_MODEL: 'my-transcribe', TENANTS_FILE_MODE: 'reconcile' });
     const plain = configEnv(await helmTemplate(helm, []));
     expect(plain.REALTIME_TRANSCRIPTION_MODEL).toBeUndefined();

@@ -41,7 +41,7 @@ beforeAll(async () => {
     run(helm, ['lint', CHART, '--strict', '-f', PROD]),
     template([]),
     template(['-f', PROD]),
-    template(['--set', 'keda.enabled=true', ...BUILTIN_REDIS, '--set', 'redis.persistence.enabled=true', ...STREAM_KEY]),
+    template(['--set', 'keda.enabled=true', ...BUILTIN_REDIS, '--set', 'redis.persistence.enabled=true', '--set', 'config.transcriptionModel=my-transcribe', ...STREAM_KEY]),
     template(['--set', 'drain.timeoutSeconds=600', '--set', 'config.maxCallSeconds=600', '--set', 'drain.preStopSleepSeconds=5', '--set', 'drain.terminationMarginSeconds=20']),
   ]);
   Object.assign(lint, { defaults: ld, production: lp });
@@ -223,6 +223,12 @@ describe('autoscaling', () => {
     const safe = '[bcdfghjklmnpqrstvwxz2456789]';
     const sel = `namespace="voice",pod=~"sb-switchboard-${safe}{1,10}-${safe}{5}"`;
     expect(trigger.metadata.query).toBe(`sum(switchboard_active_calls{${sel}} unless on(namespace, pod) kube_pod_deletion_timestamp{${sel}})`);
+  });
+
+  it('passes the transcription model (an Azure deployment name) only when one is set', () => {
+    const env = (objects: K8sObject[]) => only(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+    expect(env(rendered.keda).REALTIME_TRANSCRIPTION_MODEL).toBe('my-transcribe');
+    expect(env(rendered.defaults).REALTIME_TRANSCRIPTION_MODEL).toBeUndefined();
   });
 
   it('points the relay at the built-in Redis when it is enabled', () => {

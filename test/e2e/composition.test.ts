@@ -68,7 +68,10 @@ describe('composition from configuration', () => {
     const second = await rawStream(relay, randomSid('CA'));
     second.start();
     expect((await second.closed).code).toBe(4013);
-    expect(metricValue(await scrape(relay), 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
+    const metrics = await scrape(relay);
+    expect(metricValue(metrics, 'switchboard_calls_total', { outcome: 'rejected_capacity' })).toBe(1);
+    // The cap itself is exported: the capacity alert and dashboard read it instead of a copy.
+    expect(metrics).toMatch(/^switchboard_max_active_calls 1$/m);
     first.ws.close();
   });
 

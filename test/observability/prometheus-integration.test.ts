@@ -177,7 +177,8 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => hangingModel!.listen(0, '127.0.0.1', resolve));
   const hangPort = (hangingModel.address() as { port: number }).port;
 
-  relayA = await startTestRelay({}, { pod: PODS[0] });
+  // A per-pod cap, as the chart sets it (MAX_ACTIVE_CALLS): the capacity panels read it back.
+  relayA = await startTestRelay({ MAX_ACTIVE_CALLS: '190' }, { pod: PODS[0] });
   relayB = await startTestRelay(
     {
       MODEL_PROVIDER: 'openai',
@@ -187,6 +188,7 @@ beforeAll(async () => {
       MODEL_CONNECT_TIMEOUT_MS: '800',
       MODEL_CONNECT_ATTEMPTS: '2',
       CALLER_AUDIO_RING_SECONDS: '1',
+      MAX_ACTIVE_CALLS: '190',
     },
     { pod: PODS[1] },
   );
