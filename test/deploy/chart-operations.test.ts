@@ -246,7 +246,9 @@ describe('HTTPRoute prerequisites', () => {
 describe('alert rules follow the release', () => {
   it('match the scrape job of this release (fullnameOverride too) and link runbooks under alerts.runbookBaseUrl', async () => {
     const rules = async (args: string[]) =>
-      (only(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert: string; expr: string; annotations: Record<string, string> }[] }[]).flatMap((g) => g.rules);
+      (only(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert?: string; expr: string; annotations: Record<string, string> }[] }[])
+        .flatMap((g) => g.rules)
+        .flatMap((r) => (r.alert ? [{ ...r, alert: r.alert }] : []));
     const [byDefault, custom] = await Promise.all([
       rules([]),
       rules(['--set', 'fullnameOverride=voice-relay', '--set', 'alerts.runbookBaseUrl=https://wiki.example.com/switchboard/runbooks']),
