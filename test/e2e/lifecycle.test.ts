@@ -167,18 +167,21 @@ describe('the relay process', () => {
       // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
       const summaries = p.out().split('\n').filter((l) => l.includes('"msg":"relay listening"'));
       expect(summaries).toHaveLength(1);
-      expect(JSON.parse(summaries[0]!)).toMatchObject({
+      const summary = JSON.parse(summaries[0]!) as Record<string, unknown>;
+      expect(['uWebSockets.js', 'uws-legacy']).toContain(summary['uws']);
+      expect(summary).toMatchObject({
         port,
         provider: 'sim',
         simMode: 'loadtest',
         tenants: 1,
-        tenantsFile: 'none (demo tenant)',
+        tenantsFile: testTenantEnv()['TENANTS_FILE'],
         tenantsFileMode: 'seed',
         adminApi: 'off',
         redis: 'off (in-memory)',
         drain: 'wait',
         drainTimeoutSeconds: 3600,
-        uws: 'native',
+        native: true,
+        node: process.version,
       });
       const call = placeCall({
         baseUrl: url,
