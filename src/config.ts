@@ -3,6 +3,8 @@
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
  */
 import { randomBytes } from 'node:crypto';
+import { isIPv4 } from 'node:net';
+import { posix } from 'node:path';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { SwitchboardError } from './errors.js';
@@ -69,8 +71,18 @@ const Env = z.object({
   /** `seed`: the file adds tenants the store lacks; `reconcile`: the file is the truth (docs/operators.md). */
   TENANTS_FILE_MODE: z.enum(['seed', 'reconcile'], { message: 'must be seed or reconcile' }).default('seed'),
   ADMIN_TOKEN: optionalString.pipe(
-    z.string().min(16, { message: 'must be at least 16 characters' }).optional(),
+    z
+      .string()
+      .min(16, { message: 'must be at least 16 characters' })
+      .refine((v) => v.split(',').every((t) => t.trim().length >= 16), {
+        message: 'each comma-separated token must be at least 16 characters',
+      })
+      .optional(),
   ),
+  /** `{env: NAME}` references the admin API accepts must start with this (the relay's own variables never do). */
+  ADMIN_SECRET_ENV_PREFIX: z.string().regex(/^[A-Z][A-Z0-9_]*$/, { message: 'must be an upper-case variable-name prefix' }).default('TENANT_'),
+  /** `{file: PATH}` references the admin API accepts must lie inside this directory. */
+  ADMIN_SECRET_DIR: z.string().startsWith('/', { message: 'must be an absolute path' }).default('/etc/switchboard/twilio-tokens'),
   STREAM_TOKEN_SECRET: optionalString.pipe(
     z.string().min(32, { message: 'must be at least 32 characters' }).optional(),
   ),
@@ -100,6 +112,11 @@ const Env = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString.pipe(url(['http:', 'https:']).optional()),
   OTEL_SERVICE_NAME: z.string().min(1).default('switchboard'),
   UWS_ALLOW_FALLBACK: bool('false'),
+  /**
+   * Largest HTTP request head uWS accepts (request line and headers); past it, 431. uWS reads this
+   * variable itself when its addon loads (its own default is 4 KiB); ours matches Node's http server.
+   */
+  UWS_HTTP_MAX_HEADERS_SIZE: int(16 * 1024, 4 * 1024, 1024 * 1024),
   /** `realistic` paces replies like a person; `loadtest` answers at once with short audio (bench, k6). */
   SIM_MODEL_MODE: z
     .enum(['realistic', 'loadtest'], { message: 'must be realistic or loadtest' })
@@ -112,6 +129,8 @@ const Env = z.object({
   MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
   /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
   MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
+  /** Re-open the model session (with the conversation) at the first pause after this long, before the 60-min cap (0 = off). */
+  MODEL_SESSION_RENEW_SECONDS: int(3300, 0, 3590),
   /** Live (authorised) calls this pod takes before refusing new streams (0 = no cap); set from the bench's knee. */
   MAX_ACTIVE_CALLS: int(0, 0, 100_000),
   /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
@@ -167,9 +186,14 @@ export interface Config {
   modelKeepaliveIntervalMs: number;
   modelKeepaliveTimeoutMs: number;
   modelStallTimeoutMs: number;
+  modelSessionRenewSeconds: number;
   tenantsFile: string | undefined;
   tenantsFileMode: 'seed' | 'reconcile';
   adminToken: string | undefined;
+  /** Prefix every `{env}` secret reference given through the admin API must have. */
+  adminSecretEnvPrefix: string;
+  /** Directory every `{file}` secret reference given through the admin API must lie in (normalised, no trailing /). */
+  adminSecretDir: string;
   streamTokenSecret: string;
   /** True when STREAM_TOKEN_SECRET was not given: tokens only verify on this process. */
   streamTokenSecretEphemeral: boolean;
@@ -186,6 +210,7 @@ export interface Config {
   otlpEndpoint: string | undefined;
   serviceName: string;
   allowUwsFallback: boolean;
+  httpMaxHeaderBytes: number;
   maxCallSeconds: number;
   maxActiveCalls: number;
   mediaStartTimeoutSeconds: number;
@@ -207,11 +232,11 @@ export interface Config {
   secretEnv: Readonly<Record<string, string | undefined>>;
 }
 
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '[::1]', '::1']);
-
+/** Loopback IP literals only (127.0.0.0/8, ::1): a name such as `127.attacker.example` resolves anywhere. */
 function isLoopbackUrl(u: string): boolean {
   const host = new URL(u).hostname;
-  return LOOPBACK.has(host) || host.startsWith('127.');
+  if (host === '[::1]') return true;
+  return isIPv4(host) && host.startsWith('127.');
 }
 
 /** The process environment: read here only, handed to loadConfig by the entry points (main, check). */
@@ -280,9 +305,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     modelKeepaliveIntervalMs: e.MODEL_KEEPALIVE_INTERVAL_MS,
     modelKeepaliveTimeoutMs: e.MODEL_KEEPALIVE_TIMEOUT_MS,
     modelStallTimeoutMs: e.MODEL_STALL_TIMEOUT_MS,
+    modelSessionRenewSeconds: e.MODEL_SESSION_RENEW_SECONDS,
     tenantsFile: e.TENANTS_FILE,
     tenantsFileMode: e.TENANTS_FILE_MODE,
     adminToken: e.ADMIN_TOKEN,
+    adminSecretEnvPrefix: e.ADMIN_SECRET_ENV_PREFIX,
+    adminSecretDir: posix.resolve(e.ADMIN_SECRET_DIR),
     streamTokenSecret: e.STREAM_TOKEN_SECRET ?? randomBytes(32).toString('base64url'),
     streamTokenSecretEphemeral: e.STREAM_TOKEN_SECRET === undefined,
     previousStreamTokenSecrets: Object.freeze(e.STREAM_TOKEN_SECRET_PREVIOUS ? [e.STREAM_TOKEN_SECRET_PREVIOUS] : []),
@@ -297,6 +325,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     serviceName: e.OTEL_SERVICE_NAME,
     allowUwsFallback: e.UWS_ALLOW_FALLBACK,
+    httpMaxHeaderBytes: e.UWS_HTTP_MAX_HEADERS_SIZE,
     maxCallSeconds: e.MAX_CALL_SECONDS,
     maxActiveCalls: e.MAX_ACTIVE_CALLS,
     mediaStartTimeoutSeconds: e.MEDIA_START_TIMEOUT_SECONDS,

@@ -11,6 +11,7 @@ import {
   assistantText,
   classifyFailedResponse,
   classifyModelError,
+  isSessionCapClose,
   KEEPALIVE_CLOSE,
   modelErrorLabel,
   functionCallOutput,
@@ -76,10 +77,12 @@ export interface BridgeLimits {
   frameMetrics: boolean;
   /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
   windDownMs: number;
-  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
-  modelStallMs?: number;
+  /** Re-open the model session at the first pause after this long, before the API's 60-minute cap (0/absent = off). */
+  modelSessionRenewMs?: number;
   /** From the socket's open to an authorised `start`; past it the socket closes with 4007. 0/absent = none. */
   startTimeoutMs?: number;
+  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
+  modelStallMs?: number;
 }
 
 /** Why the pod turns an authorised call away (over capacity, draining). */
@@ -122,6 +125,14 @@ const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
 const MAX_RECONNECTS = 1;
+/**
+ * Planned session renewals per call (and sessions ended by the cap): a separate budget from drops,
+ * so a call that survived a drop still outlives the cap. 8 covers MAX_CALL_SECONDS' 4-hour ceiling.
+ */
+const MAX_RENEWALS = 8;
+/** What the assistant is asked to say when the call reaches MAX_CALL_SECONDS. */
+const TIME_LIMIT_GOODBYE =
+  'The call has reached its time limit. Say goodbye to the caller with exactly: "I am sorry, we have reached the time limit for this call. Thank you for calling, goodbye."';
 /** A failed response (response.done status failed) is asked for again once; a second failure falls back. */
 const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
@@ -186,6 +197,14 @@ export class CallBridge {
   private modelCongested = false;
   private readonly history = new ConversationHistory(HISTORY_TURNS);
   private readonly stall: StallWatch | undefined;
+  private renewals = 0;
+  private renewDue = false;
+  private cancelRenewal: (() => void) | undefined;
+  /** speech_started seen, speech_stopped not yet; then the answer server VAD owes us. */
+  private callerSpeaking = false;
+  private answerOwed = false;
+  /** The response that says the time-limit goodbye, once created. */
+  private goodbyeResponseId: string | undefined;
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -201,8 +220,7 @@ export class CallBridge {
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.log = deps.log;
-    const stallMs = deps.limits.modelStallMs ?? 0;
-    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
+    this.cancelTimers.push(() => this.cancelRenewal?.());
     const startMs = deps.limits.startTimeoutMs ?? 0;
     if (startMs > 0) {
       this.cancelTimers.push(
@@ -213,6 +231,8 @@ export class CallBridge {
         }),
       );
     }
+    const stallMs = deps.limits.modelStallMs ?? 0;
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
@@ -284,6 +304,7 @@ export class CallBridge {
       case 'mark':
         if (this.playback.echoed(m.name, this.latestMediaTs)) this.stats.marksEchoed++;
         this.maybeFinishWindDown();
+        this.maybeRenew();
         return;
       case 'dtmf':
         if (this.state.kind === 'live' && this.model) {
@@ -308,9 +329,7 @@ export class CallBridge {
     this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
     this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
     this.cancelTimers.push(
-      this.deps.clock.after(this.deps.limits.maxCallMs, () =>
-        this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long'),
-      ),
+      this.deps.clock.after(this.deps.limits.maxCallMs, () => this.onCallTooLong()),
     );
     const start: StartInfo = {
       streamSid: m.streamSid,
@@ -522,18 +541,25 @@ export class CallBridge {
         return this.goLive();
       case 'speech_started':
         this.stall?.turn(true);
+        this.callerSpeaking = true;
         return this.onCallerSpeech();
       case 'speech_stopped':
         this.stall?.turn(false);
+        this.callerSpeaking = false;
+        this.answerOwed = true;
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
         this.responses.onSpeechStopped();
         return;
-      case 'response_created':
+      case 'response_created': {
+        this.answerOwed = false;
         // Kept so a failed response can be asked for again with the same instructions (the greeting).
-        this.responseInstructions.set(ev.responseId, this.responses.onCreated(ev.responseId)?.instructions);
+        const instructions = this.responses.onCreated(ev.responseId)?.instructions;
+        this.responseInstructions.set(ev.responseId, instructions);
+        if (instructions === TIME_LIMIT_GOODBYE) this.goodbyeResponseId = ev.responseId;
         return;
+      }
       case 'audio_done':
         this.playback.closeItems(this.latestMediaTs);
         return;
@@ -566,6 +592,7 @@ export class CallBridge {
     if ((this.state.kind !== 'connecting' && !resume) || !this.model) return;
     this.move({ type: 'model-ready' });
     const model = this.model;
+    this.armRenewal();
     if (resume) {
       // A new session knows nothing: replay the conversation as text, then carry on.
       const history = this.history.all;
@@ -724,11 +751,52 @@ export class CallBridge {
     if (rt) {
       rt.done = true;
       this.maybeFollowUp(ev.responseId, rt);
-    } else if (this.state.kind === 'ending') {
+    } else if (this.state.kind === 'ending' && (this.state.outcome !== 'too_long' || ev.responseId === this.goodbyeResponseId)) {
       // The goodbye response finished generating; close once it has played.
       this.windDownResponseSeen = true;
       this.maybeFinishWindDown();
     }
+    this.maybeRenew();
+  }
+
+  /** MAX_CALL_SECONDS: the assistant says a goodbye and the call ends (4014), not the fallback. */
+  private onCallTooLong(): void {
+    if (this.state.kind === 'ending') return; // already saying goodbye
+    if (this.state.kind !== 'live' || !this.model) return this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long');
+    this.log.info({ maxCallMs: this.deps.limits.maxCallMs }, 'call reached MAX_CALL_SECONDS: saying goodbye');
+    this.move({ type: 'wind-down', outcome: 'too_long', closeCode: CloseCode.callTooLong });
+    this.windDownResponseSeen = false;
+    this.background(this.deps.store.setPhase(this.callSid!, 'ending'), 'store.setPhase');
+    this.responses.request(TIME_LIMIT_GOODBYE);
+    this.cancelTimers.push(
+      this.deps.clock.after(this.deps.limits.windDownMs, () => {
+        if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
+      }),
+    );
+  }
+
+  /** The session's renewal time: from now, the first pause re-opens it (maybeRenew). */
+  private armRenewal(): void {
+    this.cancelRenewal?.();
+    this.renewDue = false;
+    const ms = this.deps.limits.modelSessionRenewMs ?? 0;
+    if (ms <= 0) return;
+    this.cancelRenewal = this.deps.clock.after(ms, () => {
+      this.cancelRenewal = undefined;
+      this.renewDue = true;
+      this.maybeRenew();
+    });
+  }
+
+  /**
+   * Renew the model session before the API's cap, at a pause: no response active or owed, the caller
+   * not speaking, no tool running, nothing left to play (so nothing of the old session needs a truncate).
+   */
+  private maybeRenew(): void {
+    if (!this.renewDue || this.state.kind !== 'live' || !this.model) return;
+    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.responseTools.size > 0 || this.playback.unplayed) return;
+    this.renewDue = false;
+    this.reconnectOrFail('model session renewed before its time cap', 'renewal');
   }
 
   private maybeFinishWindDown(): void {
@@ -787,7 +855,7 @@ export class CallBridge {
     if (kind === 'session') {
       // The model's session cap (60 min) and the like: carry on in a new session if the call may.
       this.log.warn(detail, 'model session unusable');
-      return this.reconnectOrFail(`model session ended (${ev.code})`);
+      return this.reconnectOrFail(`model session ended (${ev.code})`, ev.code === 'session_expired' ? 'renewal' : 'drop');
     }
     // Keys, quota, billing, a session.update every session would refuse: fall back now (PROTOCOLS.md §8).
     this.log.error(detail, 'model cannot serve this call');
@@ -809,19 +877,29 @@ export class CallBridge {
     if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
     this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
     if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
-    this.reconnectOrFail('model connection lost');
+    // The cap's close (1001) spends the renewal budget, any other loss the drop budget.
+    this.reconnectOrFail('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
   }
 
-  /** Open a new model session once per call (bounded); a second loss ends the call with the fallback. */
-  private reconnectOrFail(why: string): void {
+  /**
+   * Open a new model session with the conversation so far. Drops get MAX_RECONNECTS per call, renewals
+   * (planned, or the cap reached) MAX_RENEWALS; past its budget the call ends with the fallback.
+   */
+  private reconnectOrFail(why: string, kind: 'drop' | 'renewal' = 'drop'): void {
     const old = this.model;
     this.model = undefined;
-    old?.close(1000, 'reconnecting');
-    if (this.state.kind !== 'live' || this.reconnects >= MAX_RECONNECTS) {
+    old?.close(1000, kind === 'renewal' ? 'session renewal' : 'reconnecting');
+    const spent = kind === 'drop' ? this.reconnects >= MAX_RECONNECTS : this.renewals >= MAX_RENEWALS;
+    if (this.state.kind !== 'live' || spent) {
       return this.fail(CloseCode.modelUnavailable, why, 'model_failed');
     }
-    this.reconnects++;
+    if (kind === 'drop') this.reconnects++;
+    else this.renewals++;
     this.move({ type: 'model-lost' });
+    this.cancelRenewal?.();
+    this.renewDue = false;
+    this.callerSpeaking = false;
+    this.answerOwed = false;
     this.stall?.reset();
     // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
     this.sessionConfigured = false;
@@ -835,7 +913,8 @@ export class CallBridge {
     this.responseTools.clear();
     this.responseInstructions.clear();
     this.turnEndMono = undefined;
-    this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
+    if (kind === 'renewal') this.log.info({ renewals: this.renewals }, `${why}: re-opening the model session`);
+    else this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.connectModel(true);
   }
 
@@ -952,6 +1031,7 @@ export class CallBridge {
         turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
         turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
         reconnects: this.reconnects,
+        renewals: this.renewals,
         transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
         ...(usage ? { usage } : {}),

@@ -35,6 +35,11 @@ export class ResponseSequencer {
     return this.active;
   }
 
+  /** No response active, none asked for and unanswered, none queued: a pause in the conversation. */
+  get idle(): boolean {
+    return this.active === undefined && this.inFlight === undefined && this.queue.length === 0;
+  }
+
   /** Requests not yet sent (tests, logs). */
   get queued(): number {
     return this.queue.length;

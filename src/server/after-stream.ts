@@ -42,6 +42,9 @@ export function afterStreamTwiml(
     case 'completed':
     case 'caller_hung_up':
       return '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup/></Response>';
+    case 'too_long':
+      // The assistant has said its goodbye (or could not: reconnecting at the limit); end politely.
+      return sayHangupTwiml('Thank you for calling. Goodbye.');
     case 'transferred':
       if (humanNumber)
         return dialTwiml({ to: humanNumber, say: 'Connecting you now.', ...(callerId ? { callerId } : {}) });

@@ -23,7 +23,7 @@ import { BuiltinToolRunner, callSummaryListener, type ToolRunner } from '../tool
 import { TwilioCallControl } from '../twilio/index.js';
 import { registerAdminCallRoutes, usageReader } from './routes/admin-calls.js';
 import { registerAdminUsageRoutes } from './routes/admin-usage.js';
-import { BudgetGate, createUsageMetrics, loadPriceTable, pricesFor, tokenRates, UsageTracker } from '../usage/index.js';
+import { BudgetGate, loadPriceTable, pricesFor, tokenRates, UsageTracker } from '../usage/index.js';
 import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
@@ -76,7 +76,7 @@ interface SocketData {
 }
 
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
-  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback });
+  const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback, maxHeaderBytes: config.httpMaxHeaderBytes });
   const log = opts.log ?? createLogger({ level: config.logLevel });
   // Before anything opens: a bad price table stops the start.
   const priceTable = loadPriceTable(config.priceTableFile);
@@ -198,7 +198,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     }
   };
 
-  const usageMetrics = createUsageMetrics(metrics.registry);
+  const usageMetrics = metrics.usage;
   const prices = pricesFor(priceTable, config.usagePriceModel);
   if (!prices) {
     log.warn({ model: config.usagePriceModel, takenOn: priceTable.takenOn }, 'no price-table entry for the model: estimated costs are 0 (PRICE_TABLE_FILE, USAGE_PRICE_MODEL)');
@@ -244,8 +244,9 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       modelConnectTimeoutMs: config.modelConnectTimeoutMs * Math.max(1, config.modelConnectAttempts),
       frameMetrics: config.frameMetrics,
       windDownMs: 15_000,
-      modelStallMs: config.modelStallTimeoutMs,
+      modelSessionRenewMs: config.modelSessionRenewSeconds * 1000,
       startTimeoutMs: config.mediaStartTimeoutSeconds * 1000,
+      modelStallMs: config.modelStallTimeoutMs,
     },
   };
 

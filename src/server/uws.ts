@@ -18,6 +18,9 @@ export const UWS_BUILDS = ['uWebSockets.js', 'uws-legacy'] as const;
 
 const require = createRequire(import.meta.url);
 
+/** uWS's header limit when the caller gives none: Node's http default (uWS's own is 4 KiB). */
+export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
+
 /** True when `App` is the C++ binding rather than the JavaScript fallback. */
 export function isNativeUws(uws: Uws): boolean {
   return Function.prototype.toString.call(uws.App).includes('[native code]');
@@ -33,7 +36,12 @@ function reason(err: unknown): string {
   return lines.at(-1) ?? 'unknown error';
 }
 
-export function loadUws(opts: { allowFallback: boolean }): { uws: Uws; native: boolean; build: string } {
+/**
+ * The addon reads UWS_HTTP_MAX_HEADERS_SIZE once, when it loads (a static initialiser): it is set
+ * before the first require, and the first load in a process fixes it.
+ */
+export function loadUws(opts: { allowFallback: boolean; maxHeaderBytes?: number }): { uws: Uws; native: boolean; build: string } {
+  process.env['UWS_HTTP_MAX_HEADERS_SIZE'] = String(opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
   const failures: string[] = [];
   let fallback: { uws: Uws; build: string } | undefined;
   for (const build of UWS_BUILDS) {

@@ -60,6 +60,11 @@ export interface SimModelOptions {
      * `deaf` still answers pings but ignores every event and sends none (a wedged session).
      */
     stall?: { afterResponses: number; mode: 'dead' | 'deaf'; sessions?: number };
+    /**
+     * The session cap (60 minutes on the real API): this long after it opened, a session sends
+     * `error` session_expired and closes with 1001 and the real API's reason.
+     */
+    maxSessionMs?: number;
   };
   /**
    * Azure behaviour: the transcription models (on Azure, deployment names) this endpoint has. A
@@ -97,6 +102,8 @@ export interface SimSession {
   /** Every `error` event this session sent, in order: a clean call has none. */
   errors: Array<{ code: string; message: string; eventId: string | null }>;
   closed: boolean;
+  /** The session cap (faults.maxSessionMs) ended this session. */
+  expired?: boolean;
   /** Tokens reported in this session's response.done usage blocks, summed. */
   usage: SimUsageTotals;
 }
@@ -117,12 +124,16 @@ export interface SimModel {
   ): Promise<SimSession['received'][number]>;
   /** Open sessions and pending timers: lets tests prove close() leaves nothing behind. */
   stats(): { openSessions: number; timers: number; sockets: number };
+  /** Kill session `id`'s TCP connection with no close frame (a network drop). */
+  dropSession(id: string): void;
   close(): Promise<void>;
 }
 
 type ClientEvent = { type: string; [k: string]: unknown };
 
 const RETAINED_SESSIONS = 1000;
+/** The real API's words when a session reaches its cap (error message and close reason). */
+const SESSION_CAP_MESSAGE = 'Your session hit the maximum duration of 60 minutes.';
 const DEFAULT_WAIT_MS = 5000;
 /** Outgoing deltas are 100 ms of μ-law in both modes: 5 frames. */
 const DELTA_BYTES = 800;
@@ -344,6 +355,10 @@ class SimModelServer implements SimModel {
     return this.waitFor(() => s.received.find(pred), timeoutMs, `an event on sim session ${s.id}`);
   }
 
+  dropSession(id: string): void {
+    for (const c of this.conns) if (c.info.id === id) c.terminate();
+  }
+
   stats(): { openSessions: number; timers: number; sockets: number } {
     let timers = 0;
     for (const c of this.conns) timers += c.timerCount();
@@ -538,6 +553,7 @@ class SimConnection {
   private response: ActiveResponse | undefined;
   private respTimer: NodeJS.Timeout | undefined;
   private dropTimer: NodeJS.Timeout | undefined;
+  private capTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly model: SimModelServer,
@@ -575,6 +591,16 @@ class SimConnection {
       }, drop);
       this.dropTimer.unref();
     }
+    const cap = model.opts.faults?.maxSessionMs;
+    if (cap !== undefined) {
+      this.capTimer = setTimeout(() => {
+        this.capTimer = undefined;
+        this.info.expired = true;
+        this.error('session_expired', SESSION_CAP_MESSAGE, undefined);
+        if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1001, SESSION_CAP_MESSAGE);
+      }, cap);
+      this.capTimer.unref();
+    }
     this.send({ type: 'session.created', session: this.info.session });
   }
 
@@ -590,7 +616,7 @@ class SimConnection {
   }
 
   timerCount(): number {
-    return (this.respTimer ? 1 : 0) + (this.dropTimer ? 1 : 0);
+    return (this.respTimer ? 1 : 0) + (this.dropTimer ? 1 : 0) + (this.capTimer ? 1 : 0);
   }
 
   terminate(): void {
@@ -604,6 +630,8 @@ class SimConnection {
     this.clearRespTimer();
     if (this.dropTimer) clearTimeout(this.dropTimer);
     this.dropTimer = undefined;
+    if (this.capTimer) clearTimeout(this.capTimer);
+    this.capTimer = undefined;
     this.response = undefined;
     this.model.connectionClosed(this);
   }

@@ -5,6 +5,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FrameHistogram } from './frame-histogram.js';
+import { createUsageMetrics, type UsageMetrics } from './usage-metrics.js';
 
 export type Direction = 'caller_to_model' | 'model_to_caller';
 
@@ -67,6 +68,8 @@ export interface RelayMetrics {
   readonly twilioEventsUnknown: Counter;
   readonly webhooks: Counter<'route' | 'outcome'>;
   readonly tenantBusy: Counter<'tenant'>;
+  /** Tokens, call seconds, estimated cost and budgets (usage-metrics.ts). */
+  readonly usage: UsageMetrics;
   /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
   readonly modelErrors: Counter<'code'>;
   /**
@@ -188,6 +191,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       labelNames: ['route', 'outcome'],
       registers: [registry],
     }),
+    usage: createUsageMetrics(registry),
     noteTenant(tenantId) {
       if (seenTenants.has(tenantId) || seenTenants.size >= MAX_TENANT_SERIES) return;
       seenTenants.add(tenantId);

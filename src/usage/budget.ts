@@ -10,7 +10,7 @@ import type { UsageStore, UsageTotals } from '../store/index.js';
 import type { Budget, Tenant } from '../tenants/index.js';
 import { dialTwiml, sayHangupTwiml, voicemailTwiml } from '../twilio/index.js';
 import { NANO_PER_USD } from './price-table.js';
-import type { UsageMetrics } from './usage-metrics.js';
+import type { UsageMetrics } from '../telemetry/index.js';
 
 export interface BudgetUse {
   /** The larger of minutes used / limit and cost / limit: 1 means spent. */

@@ -3,6 +3,5 @@
  * Storage lives in src/store/ (usage-store.ts); the wire shape of `usage` in src/model/.
  */
 export * from './price-table.js';
-export * from './usage-metrics.js';
 export * from './usage-tracker.js';
 export * from './budget.js';

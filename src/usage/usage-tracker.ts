@@ -10,7 +10,7 @@ import { TOKEN_KINDS, type ResponseUsage } from '../model/index.js';
 import { emptyUsage, type UsageCallRef, type UsageStore, type UsageTotals } from '../store/index.js';
 import type { Tenant } from '../tenants/index.js';
 import { costNanoUsd, NANO_PER_USD, type TokenRates } from './price-table.js';
-import { TOKEN_LABELS, type UsageMetrics } from './usage-metrics.js';
+import { TOKEN_LABELS, type UsageMetrics } from '../telemetry/index.js';
 
 /** The usage of one call as logs and the admin API show it. */
 export interface UsageView {

@@ -541,12 +541,18 @@ describe('CallBridge', () => {
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
   });
 
-  it('ends a call that runs past MAX_CALL_SECONDS', async () => {
+  it('ends a call that runs past MAX_CALL_SECONDS with a goodbye, then 4014 (at the latest after the wind-down)', async () => {
     const h = harness({ maxCallMs: 60_000 });
     await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'r_greet' } });
+    h.model.emit({ type: 'response.done', response: { id: 'r_greet', status: 'completed' } });
     h.clock.advance(60_001);
+    expect(JSON.stringify(h.model.sent.at(-1))).toContain('time limit');
+    expect(h.twilio.ended).toBeUndefined();
+    h.clock.advance(15_001);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
   });
 
   it('a session.update the model never confirms ends the call within the connect timeout', async () => {

@@ -76,6 +76,22 @@ describe('loadConfig', () => {
     expect(configError({ TENANTS_FILE_MODE: 'reconcile' })).toEqual(['TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)']);
   });
 
+  it('plain ws/http upstreams only for loopback IP literals, not names that start with 127.', () => {
+    for (const url of ['ws://127.attacker.example/v1/realtime', 'ws://127.0.0.1.nip.io/v1', 'ws://localhost.attacker.example/v1', 'ws://[::2]/v1']) {
+      expect(configError({ OPENAI_API_KEY: 'k', OPENAI_REALTIME_URL: url })[0], url).toMatch(/OPENAI_REALTIME_URL: plain ws:\/\/ is allowed only for loopback/);
+    }
+    expect(configError({ MODEL_PROVIDER: 'azure', AZURE_OPENAI_ENDPOINT: 'http://127.evil.example', AZURE_OPENAI_API_KEY: 'k', AZURE_OPENAI_DEPLOYMENT: 'd' })[0]).toMatch(/loopback/);
+    for (const url of ['ws://127.0.0.1:9/v1/realtime', 'ws://127.1.2.3:9/v1', 'ws://[::1]:9/v1']) {
+      expect(loadConfig({ OPENAI_API_KEY: 'k', OPENAI_REALTIME_URL: url }).model.provider, url).toBe('openai');
+    }
+  });
+
+  it('each comma-separated ADMIN_TOKEN meets the length rule', () => {
+    expect(configError({ ADMIN_TOKEN: 'a'.repeat(16) + ',x' })[0]).toMatch(/^ADMIN_TOKEN: each comma-separated token must be at least 16 characters/);
+    expect(configError({ ADMIN_TOKEN: 'a'.repeat(16) + ', ,' + 'b'.repeat(16) })[0]).toMatch(/^ADMIN_TOKEN: each comma-separated token/);
+    expect(loadConfig({ ADMIN_TOKEN: 'a'.repeat(16) + ', ' + 'b'.repeat(20) }).adminToken).toBe('a'.repeat(16) + ', ' + 'b'.repeat(20));
+  });
+
   it('rejects short secrets and out-of-range numbers', () => {
     expect(configError({ STREAM_TOKEN_SECRET: 'short' })[0]).toMatch(/^STREAM_TOKEN_SECRET: must be at least 32/);
     expect(configError({ ADMIN_TOKEN: 'x' })[0]).toMatch(/^ADMIN_TOKEN: must be at least 16/);

@@ -4,13 +4,14 @@
  * in-cluster load test, nothing is generated under GitOps, and the NOTES say what to check.
  */
 /* Rendered YAML is untyped data read by path; the schemas are checked by validateObject. */
-/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+/* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-return, @typescript-eslint/no-unsafe-argument */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
+import { BUILTIN_REDIS, CHART, helmTemplate, only, parseObjects, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
 
 const PROD = join(CHART, 'values-production.yaml');
 const GATEWAY_ONLY = [
@@ -82,7 +83,7 @@ describe('PUBLIC_URL', () => {
 });
 
 describe('KEDA and the scrape cannot fail quietly', () => {
-  const KEDA = ['--set', 'keda.enabled=true', '--set', 'redis.enabled=true', '--set', 'redis.auth.password=test-redis-password-0123456789', ...STREAM_KEY];
+  const KEDA = ['--set', 'keda.enabled=true', ...BUILTIN_REDIS, ...STREAM_KEY];
 
   it('an empty query result is an error (so fallback fires), not zero calls', async () => {
     const trigger = only(await helmTemplate(helm, KEDA), 'ScaledObject').spec.triggers[0];
@@ -131,5 +132,132 @@ describe('NetworkPolicy peers for Gateway setups', () => {
   it('NOTES warn when a Gateway is on but the policy still admits only ingress-nginx', async () => {
     expect(await notes(GATEWAY)).toMatch(/WARNING: gateway\.enabled, but networkPolicy\.ingressFrom still admits ingress-nginx/);
     expect(await notes(['-f', PROD])).not.toMatch(/WARNING: gateway/);
+  });
+});
+
+describe('built-in Redis password under GitOps', () => {
+  const SCALED = ['--set', 'autoscaling.enabled=true', '--set', 'redis.enabled=true', ...STREAM_KEY];
+
+  it('refuses to generate one outside the trial (helm template would mint a new one on every render)', async () => {
+    expect(await refused(SCALED)).toMatch(/redis\.auth\.password is empty: outside the one-pod trial give it .* or redis\.auth\.existingSecret/);
+  });
+
+  it('still generates one for the trial, kept across upgrades by lookup', async () => {
+    const objects = await helmTemplate(helm, ['--set', 'redis.enabled=true']);
+    expect(String(only(objects, 'Secret', '-redis').stringData.REDIS_PASSWORD)).toMatch(/^[A-Za-z0-9]{40}$/);
+  });
+
+  it('rolls the relay pods and Redis when the given password changes', async () => {
+    const [a, b] = await Promise.all([
+      helmTemplate(helm, [...SCALED, '--set', 'redis.auth.password=first-redis-password-0123456789']),
+      helmTemplate(helm, [...SCALED, '--set', 'redis.auth.password=second-redis-password-0123456789']),
+    ]);
+    const relay = (o: K8sObject[]) => only(o, 'Deployment').spec.template.metadata.annotations['checksum/secrets'];
+    const redis = (o: K8sObject[]) => only(o, 'StatefulSet').spec.template.metadata.annotations['checksum/password'];
+    expect(only(a, 'Secret', '-redis').stringData.REDIS_PASSWORD).toBe('first-redis-password-0123456789');
+    expect(relay(a)).not.toBe(relay(b));
+    expect(redis(a)).not.toBe(redis(b));
+  });
+});
+
+describe('the in-cluster load test behind the production NetworkPolicy', () => {
+  const kustomize = async (dir: string) => {
+    const r = await run(ensureK8sTools().kubectl, ['kustomize', join(CHART, '../../k8s', dir)]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    return parseObjects(r.stdout);
+  };
+  const admits = (policy: K8sObject, podLabels: Record<string, string>) =>
+    policy.spec.ingress.some((rule: K8sObject) =>
+      rule.from.some((peer: K8sObject) => !peer.namespaceSelector && !peer.ipBlock && Object.entries(peer.podSelector?.matchLabels ?? { x: 'none' }).every(([k, v]) => podLabels[k] === v)),
+    );
+  const selects = (policy: K8sObject, podLabels: Record<string, string>) =>
+    Object.entries(policy.spec.podSelector.matchLabels as Record<string, string>).every(([k, v]) => podLabels[k] === v);
+
+  it('chart: networkPolicy.allowLoadtest admits the k6 Job pods, off by default', async () => {
+    const [job, off, on] = await Promise.all([
+      kustomize('loadtest'),
+      helmTemplate(helm, ['-f', PROD]),
+      helmTemplate(helm, ['-f', PROD, '--set', 'networkPolicy.allowLoadtest=true']),
+    ]);
+    const k6Labels = only(job, 'Job').spec.template.metadata.labels;
+    expect(admits(only(off, 'NetworkPolicy'), k6Labels)).toBe(false);
+    const policy = only(on, 'NetworkPolicy');
+    validateObject(policy);
+    expect(admits(policy, k6Labels)).toBe(true);
+  });
+
+  it('kustomize: the loadtest kustomization brings a policy that admits its Job to the production relay pods', async () => {
+    const [job, production] = await Promise.all([kustomize('loadtest'), kustomize('overlays/production')]);
+    const k6Labels = only(job, 'Job').spec.template.metadata.labels;
+    const relayLabels = only(production, 'Deployment').spec.template.metadata.labels;
+    expect(admits(only(production, 'NetworkPolicy'), k6Labels)).toBe(false);
+    const allow = only(job, 'NetworkPolicy', 'switchboard-loadtest');
+    validateObject(allow);
+    expect(allow.metadata.namespace).toBe(only(production, 'Deployment').metadata.namespace);
+    expect(selects(allow, relayLabels)).toBe(true);
+    expect(admits(allow, k6Labels)).toBe(true);
+  });
+});
+
+describe('relay settings the chart passes and the refusals the relay would make at start', () => {
+  const TENANTS = ['--set', 'tenants.existingConfigMap=my-tenants'];
+
+  it('passes REALTIME_TRANSCRIPTION_MODEL and TENANTS_FILE_MODE', async () => {
+    const objects = await helmTemplate(helm, [...TENANTS, '--set', 'config.transcriptionModel=my-transcribe', '--set', 'config.tenantsFileMode=reconcile']);
+    expect(configEnv(objects)).toMatchObject({ REALTIME_TRANSCRIPTION_MODEL: 'my-transcribe', TENANTS_FILE_MODE: 'reconcile' });
+    const plain = configEnv(await helmTemplate(helm, []));
+    expect(plain.REALTIME_TRANSCRIPTION_MODEL).toBeUndefined();
+    expect(plain.TENANTS_FILE_MODE).toBeUndefined();
+  });
+
+  it('refuses Azure without its endpoint and deployment, a reconcile without a file, an unknown mode', async () => {
+    const azure = [...TENANTS, ...STREAM_KEY, '--set', 'config.modelProvider=azure'];
+    expect(await refused(azure)).toMatch(/config\.modelProvider is azure: set config\.azureEndpoint .* and config\.azureDeployment/);
+    expect(await refused([...azure, '--set', 'config.azureEndpoint=https://r.openai.azure.com'])).toMatch(/config\.modelProvider is azure/);
+    const ok = await helmTemplate(helm, [...azure, '--set', 'config.azureEndpoint=https://r.openai.azure.com', '--set', 'config.azureDeployment=gpt-realtime']);
+    expect(configEnv(ok)).toMatchObject({ MODEL_PROVIDER: 'azure', AZURE_OPENAI_ENDPOINT: 'https://r.openai.azure.com', AZURE_OPENAI_DEPLOYMENT: 'gpt-realtime' });
+    expect(await refused(['--set', 'config.tenantsFileMode=reconcile'])).toMatch(/tenantsFileMode reconcile needs tenants\.registry or tenants\.existingConfigMap/);
+    expect(await refused(['--set', 'config.tenantsFileMode=sync'])).toMatch(/tenantsFileMode/);
+  });
+
+  it('rolls the pods when the inline tenant registry changes', async () => {
+    const registry = (id: string) => [
+      '--set', `tenants.registry[0].id=${id}`, '--set', 'tenants.registry[0].phoneNumbers[0]=+15005550006',
+      '--set', 'tenants.registry[0].twilio.accountSid=AC00000000000000000000000000000000',
+    ];
+    const [a, b] = await Promise.all([helmTemplate(helm, registry('acme')), helmTemplate(helm, registry('bright'))]);
+    const sum = (o: K8sObject[]) => only(o, 'Deployment').spec.template.metadata.annotations['checksum/tenants'];
+    expect(sum(a)).toMatch(/^[0-9a-f]{64}$/);
+    expect(sum(a)).not.toBe(sum(b));
+  });
+});
+
+describe('HTTPRoute prerequisites', () => {
+  it('NOTES name the Gateway, its allowedRoutes and the Accepted/ResolvedRefs check', async () => {
+    const text = await notes(GATEWAY_ONLY);
+    expect(text).toContain('Gateway gateway-system/public');
+    expect(text).toMatch(/allowedRoutes\.namespaces/);
+    expect(text).toContain(`kubectl -n voice get httproute sb-switchboard -o jsonpath='{range .status.parents[*].conditions[*]}{.type}={.status} {.reason}{"\\n"}{end}'`);
+    expect(text).toMatch(/Accepted=True and ResolvedRefs=True/);
+    expect(await notes(['-f', PROD])).not.toContain('httproute');
+  });
+});
+
+describe('alert rules follow the release', () => {
+  it('match the scrape job of this release (fullnameOverride too) and link runbooks under alerts.runbookBaseUrl', async () => {
+    const rules = async (args: string[]) =>
+      (only(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert: string; expr: string; annotations: Record<string, string> }[] }[]).flatMap((g) => g.rules);
+    const [byDefault, custom] = await Promise.all([
+      rules([]),
+      rules(['--set', 'fullnameOverride=voice-relay', '--set', 'alerts.runbookBaseUrl=https://wiki.example.com/switchboard/runbooks']),
+    ]);
+    const jobs = (rs: typeof byDefault) => rs.flatMap((r) => [...r.expr.matchAll(/job\s*=~?\s*"([^"]*)"/g)].map((m) => m[1]));
+    expect(jobs(byDefault).length).toBeGreaterThanOrEqual(2);
+    expect(new Set(jobs(byDefault))).toEqual(new Set(['sb-switchboard']));
+    expect(new Set(jobs(custom))).toEqual(new Set(['voice-relay']));
+    expect(JSON.stringify(custom)).not.toContain('.*switchboard.*');
+    const home = (parseYaml(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as { home: string }).home;
+    for (const r of byDefault) expect(r.annotations.runbook_url).toBe(`${home}/blob/main/docs/observability.md#${r.alert.toLowerCase()}`);
+    for (const r of custom) expect(r.annotations.runbook_url).toBe(`https://wiki.example.com/switchboard/runbooks#${r.alert.toLowerCase()}`);
   });
 });

@@ -18,7 +18,7 @@ import { ensureK8sTools } from '../../scripts/k8s-tools.js';
 import type { Relay } from '../../src/server/index.js';
 import { startTestRelay } from '../helpers/relay.js';
 import { promtool } from '../observability/promql.js';
-import { CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
+import { BUILTIN_REDIS, CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
 
 const PROD = join(CHART, 'values-production.yaml');
 const dir = mkdtempSync(join(tmpdir(), 'sb-chart-'));
@@ -32,7 +32,7 @@ const TENANTS = ['--set', 'tenants.existingConfigMap=my-tenants'];
 let helm: string;
 const sets = {
   production: ['-f', PROD],
-  builtinRedis: ['--set', 'autoscaling.enabled=true', '--set', 'redis.enabled=true', '--set', 'networkPolicy.enabled=true', ...STREAM_KEY],
+  builtinRedis: ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS, '--set', 'networkPolicy.enabled=true', ...STREAM_KEY],
   managedRedis: [
     '-f',
     PROD,
@@ -49,10 +49,10 @@ const sets = {
   ],
   gateway: ['-f', PROD, '--set', 'ingress.enabled=false', '--set', 'gateway.enabled=true', '--set', 'gateway.parentRefs[0].name=public', '--set', 'gateway.parentRefs[0].namespace=gateway-system'],
   noNodeAnnotations: ['-f', PROD, '--set', 'nodeDisruption.clusterAutoscaler=false', '--set', 'nodeDisruption.karpenterDoNotDisrupt=false'],
-  podAnnotationScrape: ['--set', 'autoscaling.enabled=true', '--set', 'redis.enabled=true', '--set', 'serviceMonitor.enabled=false', '--set', 'metrics.podAnnotations=true', ...STREAM_KEY],
+  podAnnotationScrape: ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS, '--set', 'serviceMonitor.enabled=false', '--set', 'metrics.podAnnotations=true', ...STREAM_KEY],
   adminManagedTenants: [
     '--set', 'ingress.enabled=true', '--set', 'ingress.host=voice.example.com', '--set', 'tenants.managedByAdminApi=true',
-    '--set', 'redis.enabled=true', '--set', 'secrets.adminToken=admin-token-0123456789', ...STREAM_KEY,
+    ...BUILTIN_REDIS, '--set', 'secrets.adminToken=admin-token-0123456789', ...STREAM_KEY,
   ],
   rotatedKey: ['-f', PROD, '--set', 'secrets.create=true', '--set', 'secrets.existingSecret=', '--set', 'redis.existingSecret=', '--set', 'redis.auth.existingSecret=', '--set', 'redis.url=rediss://cache:6380', ...STREAM_KEY],
   rotatedKey2: ['-f', PROD, '--set', 'secrets.create=true', '--set', 'secrets.existingSecret=', '--set', 'redis.existingSecret=', '--set', 'redis.auth.existingSecret=', '--set', 'redis.url=rediss://cache:6380', '--set', 'secrets.streamTokenSecret=another-stream-token-secret-0123456789ab'],
@@ -88,10 +88,10 @@ describe('refuses what would fail silently', () => {
     ['a drain shorter than the longest call', ['--set', 'drain.timeoutSeconds=1800'], /drain\.timeoutSeconds \(1800\) is below config\.maxCallSeconds \(3600\)/],
     ['a proxy timeout shorter than the longest call', ['-f', PROD, '--set', 'config.maxCallSeconds=7200', '--set', 'drain.timeoutSeconds=7200'], /websocketTimeoutSeconds \(3900\) is below config\.maxCallSeconds \(7200\)/],
     ['autoscaling without Redis', ['--set', 'autoscaling.enabled=true', ...STREAM_KEY], /more than one replica needs shared state/],
-    ['autoscaling with its scrape turned off', ['--set', 'autoscaling.enabled=true', '--set', 'redis.enabled=true', '--set', 'serviceMonitor.enabled=false', ...STREAM_KEY], /autoscaling reads switchboard_active_calls from Prometheus/],
-    ['KEDA with its scrape turned off', ['--set', 'keda.enabled=true', '--set', 'redis.enabled=true', '--set', 'serviceMonitor.enabled=false', ...STREAM_KEY], /autoscaling reads switchboard_active_calls from Prometheus/],
-    ['a generated stream-token key outside the trial', ['--set', 'replicaCount=2', '--set', 'redis.enabled=true'], /secrets\.streamTokenSecret is empty: outside the one-pod trial/],
-    ['a generated stream-token key with autoscaling', ['--set', 'autoscaling.enabled=true', '--set', 'redis.enabled=true'], /secrets\.streamTokenSecret is empty/],
+    ['autoscaling with its scrape turned off', ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS, '--set', 'serviceMonitor.enabled=false', ...STREAM_KEY], /autoscaling reads switchboard_active_calls from Prometheus/],
+    ['KEDA with its scrape turned off', ['--set', 'keda.enabled=true', ...BUILTIN_REDIS, '--set', 'serviceMonitor.enabled=false', ...STREAM_KEY], /autoscaling reads switchboard_active_calls from Prometheus/],
+    ['a generated stream-token key outside the trial', ['--set', 'replicaCount=2', ...BUILTIN_REDIS], /secrets\.streamTokenSecret is empty: outside the one-pod trial/],
+    ['a generated stream-token key with autoscaling', ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS], /secrets\.streamTokenSecret is empty/],
     ['a gateway without a parent', ['-f', PROD, '--set', 'gateway.enabled=true'], /gateway\.enabled needs gateway\.parentRefs/],
     ['a plain password for an external Redis', ['-f', PROD, '--set', 'redis.auth.password=pw'], /redis\.auth\.password is for the built-in Redis/],
     ['a CA for a plain redis:// URL', ['--set', 'redis.url=redis://cache:6379', '--set', 'redis.tls.caSecret=ca'], /redis\.tls\.caSecret needs a rediss:\/\/ redis\.url/],
@@ -166,7 +166,7 @@ describe('autoscaling cannot fail silently', () => {
   it('NOTES tell how to check the metric reaches the HPA and KEDA', async () => {
     const hpa = await run(helm, ['install', 'sb', CHART, '-n', 'voice', '--dry-run', '-f', PROD]);
     expect(hpa.stdout).toContain('kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/voice/pods/*/switchboard_active_calls"');
-    const keda = await run(helm, ['install', 'sb', CHART, '-n', 'voice', '--dry-run', '--set', 'keda.enabled=true', '--set', 'redis.enabled=true', ...STREAM_KEY]);
+    const keda = await run(helm, ['install', 'sb', CHART, '-n', 'voice', '--dry-run', '--set', 'keda.enabled=true', ...BUILTIN_REDIS, ...STREAM_KEY]);
     expect(keda.stdout).toContain('/apis/external.metrics.k8s.io/v1beta1/namespaces/voice/s0-prometheus?labelSelector=scaledobject.keda.sh%2Fname%3Dsb-switchboard');
     const trial = await run(helm, ['install', 'sb', CHART, '-n', 'voice', '--dry-run']);
     expect(trial.stdout).toMatch(/THIS IS A TRIAL INSTALL: one pod, in-memory state .*the simulated model.*demo tenant/s);
@@ -177,7 +177,7 @@ describe('autoscaling cannot fail silently', () => {
   });
 
   it('the KEDA query counts the calls of serving pods only (promtool runs it on sample series)', async () => {
-    const objects = await helmTemplate(helm, ['--set', 'keda.enabled=true', '--set', 'redis.enabled=true', ...STREAM_KEY]);
+    const objects = await helmTemplate(helm, ['--set', 'keda.enabled=true', ...BUILTIN_REDIS, ...STREAM_KEY]);
     const query = only(objects, 'ScaledObject').spec.triggers[0].metadata.query as string;
     const rules = file('keda-rules.yaml', toYaml({ groups: [{ name: 'keda', rules: [{ record: 'keda:query', expr: query }] }] }));
     const tests = file(
@@ -189,13 +189,20 @@ describe('autoscaling cannot fail silently', () => {
           {
             interval: '15s',
             input_series: [
-              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-aaaa-1"}', values: '100x4' },
-              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-aaaa-2"}', values: '80x4' },
+              // Deployment pods: <fullname>-<pod-template-hash>-<5 characters>.
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-7d9f8b6c4-x2k9p"}', values: '100x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-7d9f8b6c4-q8zrt"}', values: '80x4' },
               // Draining: terminating since t=30s, still holding calls.
-              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-bbbb-3"}', values: '60x4' },
-              { series: 'kube_pod_deletion_timestamp{namespace="voice",pod="sb-switchboard-bbbb-3"}', values: '_ _ 1700000000x2' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-5c6b7d8f9-mn4vw"}', values: '60x4' },
+              { series: 'kube_pod_deletion_timestamp{namespace="voice",pod="sb-switchboard-5c6b7d8f9-mn4vw"}', values: '_ _ 1700000000x2' },
               // Another namespace's relay.
-              { series: 'switchboard_active_calls{namespace="other",pod="sb-switchboard-cccc-4"}', values: '500x4' },
+              { series: 'switchboard_active_calls{namespace="other",pod="sb-switchboard-7d9f8b6c4-x2k9p"}', values: '500x4' },
+              // Same namespace, not this release's relay pods: the built-in Redis, the helm test pod,
+              // another release whose name starts with this one, a Job named after the release.
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-redis-0"}', values: '7x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-test"}', values: '7x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-canary-6f7c9d4b8-k2j4h"}', values: '300x4' },
+              { series: 'switchboard_active_calls{namespace="voice",pod="sb-switchboard-storm-abcd1"}', values: '9x4' },
             ],
             promql_expr_test: [
               { expr: 'keda:query', eval_time: '0s', exp_samples: [{ labels: 'keda:query', value: 240 }] },
@@ -260,9 +267,9 @@ describe('NetworkPolicy', () => {
 });
 
 describe('Redis auth and TLS', () => {
-  it('the built-in Redis requires a generated password the relay reads from the same Secret', () => {
+  it('the built-in Redis requires the given password, which the relay reads from the same Secret', () => {
     const secret = only(rendered.builtinRedis, 'Secret', '-redis');
-    expect(String(secret.stringData.REDIS_PASSWORD).length).toBeGreaterThanOrEqual(32);
+    expect(secret.stringData.REDIS_PASSWORD).toBe('test-redis-password-0123456789');
     const redis = only(rendered.builtinRedis, 'StatefulSet').spec.template.spec.containers[0];
     expect(redis.args.slice(0, 2)).toEqual(['--requirepass', '$(REDIS_PASSWORD)']);
     const ref = { valueFrom: { secretKeyRef: { name: 'sb-switchboard-redis', key: 'REDIS_PASSWORD' } } };

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject, type RunResult } from './k8s-objects.js';
+import { BUILTIN_REDIS, CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject, type RunResult } from './k8s-objects.js';
 
 const PROD = join(CHART, 'values-production.yaml');
 interface Values {
@@ -41,7 +41,7 @@ beforeAll(async () => {
     run(helm, ['lint', CHART, '--strict', '-f', PROD]),
     template([]),
     template(['-f', PROD]),
-    template(['--set', 'keda.enabled=true', '--set', 'redis.enabled=true', '--set', 'redis.persistence.enabled=true', ...STREAM_KEY]),
+    template(['--set', 'keda.enabled=true', ...BUILTIN_REDIS, '--set', 'redis.persistence.enabled=true', '--set', 'config.transcriptionModel=my-transcribe', ...STREAM_KEY]),
     template(['--set', 'drain.timeoutSeconds=600', '--set', 'config.maxCallSeconds=600', '--set', 'drain.preStopSleepSeconds=5', '--set', 'drain.terminationMarginSeconds=20']),
   ]);
   Object.assign(lint, { defaults: ld, production: lp });
@@ -220,8 +220,15 @@ describe('autoscaling', () => {
     expect(trigger.metricType).toBe('AverageValue');
     expect(trigger.metadata.threshold).toBe(String(defaults.autoscaling.targetActiveCallsPerPod));
     // Draining (terminating) pods are not capacity: their calls are left out.
-    const sel = 'namespace="voice",pod=~"sb-switchboard-.*"';
+    const safe = '[bcdfghjklmnpqrstvwxz2456789]';
+    const sel = `namespace="voice",pod=~"sb-switchboard-${safe}{1,10}-${safe}{5}"`;
     expect(trigger.metadata.query).toBe(`sum(switchboard_active_calls{${sel}} unless on(namespace, pod) kube_pod_deletion_timestamp{${sel}})`);
+  });
+
+  it('passes the transcription model (an Azure deployment name) only when one is set', () => {
+    const env = (objects: K8sObject[]) => only(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+    expect(env(rendered.keda).REALTIME_TRANSCRIPTION_MODEL).toBe('my-transcribe');
+    expect(env(rendered.defaults).REALTIME_TRANSCRIPTION_MODEL).toBeUndefined();
   });
 
   it('points the relay at the built-in Redis when it is enabled', () => {
@@ -278,7 +285,7 @@ describe('bad values are rejected', () => {
     return p;
   };
   const cases: [string, string[], RegExp][] = [
-    ['HPA and KEDA both on', ['--set', 'autoscaling.enabled=true', '--set', 'keda.enabled=true', '--set', 'redis.enabled=true'], /keda\/enabled'?: value must be false/],
+    ['HPA and KEDA both on', ['--set', 'autoscaling.enabled=true', '--set', 'keda.enabled=true', ...BUILTIN_REDIS], /keda\/enabled'?: value must be false/],
     ['a numeric image tag', ['-f', file('tag.yaml', 'image:\n  tag: 1.2\n')], /image\/tag'?: got number, want string/],
     ['a negative drain timeout', ['--set', 'drain.timeoutSeconds=-1'], /drain\/timeoutSeconds'?: minimum: got -1, want 0/],
     ['targetActiveCallsPerPod below 1', ['--set', 'autoscaling.targetActiveCallsPerPod=0'], /targetActiveCallsPerPod'?: minimum: got 0, want 1/],
@@ -287,7 +294,7 @@ describe('bad values are rejected', () => {
     ['a short websocket timeout', ['--set', 'ingress.websocketTimeoutSeconds=60'], /websocketTimeoutSeconds'?: minimum: got 60, want 3,?600/],
     ['autoscaling without shared Redis', ['--set', 'autoscaling.enabled=true'], /more than one replica needs shared state: set redis\.url/],
     ['KEDA without shared Redis', ['--set', 'keda.enabled=true'], /more than one replica needs shared state: set redis\.url/],
-    ['a target above pod capacity', ['--set', 'autoscaling.enabled=true', '--set', 'redis.enabled=true', '--set', 'autoscaling.targetActiveCallsPerPod=400'], /targetActiveCallsPerPod \(400\) is above autoscaling\.podCapacityCalls \(190\)/],
+    ['a target above pod capacity', ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS, '--set', 'autoscaling.targetActiveCallsPerPod=400'], /targetActiveCallsPerPod \(400\) is above autoscaling\.podCapacityCalls \(190\)/],
     ['an ingress without a host', ['--set', 'ingress.enabled=true'], /ingress\.enabled needs ingress\.host/],
     ['no secret at all', ['--set', 'secrets.create=false'], /set secrets\.existingSecret/],
   ];

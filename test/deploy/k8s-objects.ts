@@ -137,6 +137,9 @@ export async function helmTemplate(helm: string, args: readonly string[]): Promi
 /** Outside the one-pod trial the chart demands an explicit stream-token key. */
 export const STREAM_KEY = ['--set', 'secrets.streamTokenSecret=test-stream-token-secret-0123456789abcdef'];
 
+/** The built-in Redis outside the trial: its password must be given (nothing generated under GitOps). */
+export const BUILTIN_REDIS = ['--set', 'redis.enabled=true', '--set', 'redis.auth.password=test-redis-password-0123456789'];
+
 export interface RunResult {
   code: number;
   stdout: string;

@@ -4,8 +4,9 @@
  */
 /* Rendered YAML is untyped data read by path; the schemas were checked by validateObject. */
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument */
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
@@ -51,6 +52,27 @@ describe('kustomize', () => {
     const a = only(objs, 'Ingress').metadata.annotations ?? {};
     expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
     expect(a['nginx.ingress.kubernetes.io/proxy-buffering']).toBe('off');
+  });
+
+  it('rolls the pods on a config change: the ConfigMap name carries a content hash the Deployment references', async () => {
+    const cm = only(rendered.production, 'ConfigMap', '').metadata.name;
+    expect(cm).toMatch(/^switchboard-[a-z0-9]{10}$/);
+    const envFrom = only(rendered.production, 'Deployment').spec.template.spec.containers[0].envFrom as { configMapRef?: { name: string } }[];
+    expect(envFrom.map((e) => e.configMapRef?.name).filter(Boolean)).toEqual([cm]);
+    // An overlay changing one setting yields another name, so the pod template changes and pods roll.
+    const dir = mkdtempSync(join(tmpdir(), 'sb-kust-'));
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      `resources: [${relative(dir, join(ROOT, 'deploy/k8s/overlays/production'))}]\nconfigMapGenerator:\n  - name: switchboard\n    behavior: merge\n    literals: [LOG_LEVEL=debug]\n`,
+    );
+    const r = await run(ensureK8sTools().kubectl, ['kustomize', dir]);
+    expect(r.stderr).toBe('');
+    const changed = parseObjects(r.stdout);
+    const name = only(changed, 'ConfigMap').metadata.name;
+    expect(only(changed, 'ConfigMap').data.LOG_LEVEL).toBe('debug');
+    expect(name).toMatch(/^switchboard-[a-z0-9]{10}$/);
+    expect(name).not.toBe(cm);
+    expect(only(changed, 'Deployment').spec.template.spec.containers[0].envFrom[0].configMapRef.name).toBe(name);
   });
 
   it('keeps grace period, preStop and DRAIN_TIMEOUT_SECONDS in step, as the chart does', () => {

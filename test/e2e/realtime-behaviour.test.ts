@@ -60,7 +60,12 @@ describe('bursty model audio', () => {
     const session = s.sessions[0]!;
     const t = truncates(session);
     expect(t).toHaveLength(1);
-    expect(Math.abs(t[0]!.audio_end_ms - heard), `truncated at ${t[0]!.audio_end_ms} ms, heard ${heard} ms`).toBeLessThanOrEqual(20);
+    // Within a frame of what played. The caller measures when the clear arrives, which is up to a
+    // frame (its media cadence) plus delivery after the relay's last media timestamp: a one-sided
+    // allowance below (measured 0-15 ms on a loaded 2-core box).
+    const why = `truncated at ${t[0]!.audio_end_ms} ms, heard ${heard} ms`;
+    expect(t[0]!.audio_end_ms, why).toBeLessThanOrEqual(heard + 20);
+    expect(t[0]!.audio_end_ms, why).toBeGreaterThanOrEqual(heard - 40);
     expect(session.errors).toEqual([]);
   });
 });

@@ -20,14 +20,15 @@ const billed = {
   id: 'billed-co',
   displayName: 'Billed Co',
   phoneNumbers: ['+15005550171'],
-  twilio: { accountSid: 'AC' + '7'.repeat(32), authToken: { value: 'billed-co-auth-token-not-secret' } },
+  // A real model provider refuses inline tokens: by reference, as in production.
+  twilio: { accountSid: 'AC' + '7'.repeat(32), authToken: { env: 'BILLED_CO_AUTH_TOKEN' } },
   tools: ['end_call'],
 };
 const capped = {
   id: 'capped-co',
   displayName: 'Capped Co',
   phoneNumbers: ['+15005550172'],
-  twilio: { accountSid: 'AC' + '8'.repeat(32), authToken: { value: 'capped-co-auth-token-not-secret' } },
+  twilio: { accountSid: 'AC' + '8'.repeat(32), authToken: { env: 'CAPPED_CO_AUTH_TOKEN' } },
   tools: ['end_call'],
   // Half a second of calls per day: the first call spends it.
   budget: {
@@ -37,7 +38,8 @@ const capped = {
     whenExceeded: { action: 'voicemail', message: 'We are closed for today. Please leave a message.', maxSeconds: 60 },
   },
 };
-const dial = (t: typeof billed) => ({ to: t.phoneNumbers[0]!, accountSid: t.twilio.accountSid, authToken: t.twilio.authToken.value });
+const TOKENS = { BILLED_CO_AUTH_TOKEN: 'billed-co-auth-token-not-secret', CAPPED_CO_AUTH_TOKEN: 'capped-co-auth-token-not-secret' };
+const dial = (t: typeof billed) => ({ to: t.phoneNumbers[0]!, accountSid: t.twilio.accountSid, authToken: TOKENS[t.twilio.authToken.env as keyof typeof TOKENS] });
 
 /** gpt-realtime, nano-dollars per token (USD per 1M tokens × 1000), as on OpenAI's model page. */
 const RATE = { inputText: 4000, inputTextCached: 400, outputText: 16_000, inputAudio: 32_000, inputAudioCached: 400, outputAudio: 64_000 };
@@ -88,6 +90,7 @@ beforeAll(async () => {
     OPENAI_REALTIME_URL: sim.url,
     OPENAI_REALTIME_MODEL: 'gpt-realtime-2025-08-28',
     USAGE_FLUSH_SECONDS: '1',
+    ...TOKENS,
   };
   const log = createLogger({ level: 'info', destination: { write: (s: string) => void logA.push(JSON.parse(s) as Record<string, unknown>) } });
   a = await startTestRelay(env, { pod: 'pod-a', log });

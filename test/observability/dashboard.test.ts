@@ -61,6 +61,11 @@ const REQUIRED = [
   'switchboard_barge_ins_total',
   'switchboard_webhooks_total',
   'switchboard_tenant_busy_total',
+  'switchboard_model_tokens_total',
+  'switchboard_call_seconds_total',
+  'switchboard_estimated_cost_usd_total',
+  'switchboard_budget_used_ratio',
+  'switchboard_budget_refusals_total',
   'process_cpu_seconds_total',
   'process_resident_memory_bytes',
 ];

@@ -64,6 +64,8 @@ describe('alert rules', () => {
         'SwitchboardCallErrorRatioHigh',
         'SwitchboardTargetDown',
         'SwitchboardRelayAbsent',
+        'SwitchboardTenantBudgetNearLimit',
+        'SwitchboardTenantBudgetExhausted',
       ]),
     );
   });

@@ -22,13 +22,13 @@ const validTenant = (id = 'acme-plumbing', number = '+14155550100'): Record<stri
   id,
   displayName: 'Acme Plumbing',
   phoneNumbers: [number],
-  twilio: { accountSid: 'AC0123456789abcdef0123456789abcdef', authToken: { env: 'ACME_TWILIO_AUTH_TOKEN' } },
+  twilio: { accountSid: 'AC0123456789abcdef0123456789abcdef', authToken: { env: 'TENANT_ACME_TWILIO_AUTH_TOKEN' } },
   maxConcurrentCalls: 5,
 });
 
 beforeAll(async () => {
   redis = await startRedisServer();
-  relay = await startTestRelay({ REDIS_URL: redis.url, ADMIN_TOKEN, ACME_TWILIO_AUTH_TOKEN: ACME_SECRET });
+  relay = await startTestRelay({ REDIS_URL: redis.url, ADMIN_TOKEN, TENANT_ACME_TWILIO_AUTH_TOKEN: ACME_SECRET });
 });
 afterAll(async () => {
   await relay.close();

@@ -16,13 +16,15 @@ import { eventually, TEST_SECRET } from '../helpers/relay.js';
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
 const FLUSH_MS = 1000;
+const AUTH_TOKEN = 'crash-usage-auth-token-not-secret';
 /** Scheduling slack on a busy test machine: the timer fires late, the write takes a round trip. */
 const SLACK_MS = 700;
 const tenant = {
   id: 'crash-usage',
   displayName: 'Crash Usage',
   phoneNumbers: ['+15005550181'],
-  twilio: { accountSid: 'AC' + '9'.repeat(32), authToken: { value: 'crash-usage-auth-token-not-secret' } },
+  // A real model provider refuses inline tokens: by reference, as in production.
+  twilio: { accountSid: 'AC' + '9'.repeat(32), authToken: { env: 'CRASH_USAGE_AUTH_TOKEN' } },
   tools: ['end_call'],
 };
 
@@ -52,6 +54,7 @@ beforeAll(async () => {
     OPENAI_API_KEY: 'sk-test-usage-crash',
     OPENAI_REALTIME_URL: sim.url,
     USAGE_FLUSH_SECONDS: String(FLUSH_MS / 1000),
+    CRASH_USAGE_AUTH_TOKEN: AUTH_TOKEN,
     LOG_LEVEL: 'info',
   });
   calls = RedisCallStore.connect(redis.url);
@@ -73,7 +76,7 @@ describe('usage when a pod crashes mid-call', () => {
       baseUrl: aUrl,
       to: tenant.phoneNumbers[0]!,
       accountSid: tenant.twilio.accountSid,
-      authToken: tenant.twilio.authToken.value,
+      authToken: AUTH_TOKEN,
       callSid,
       script: { turns: [{ say: 'Hello from the doomed pod' }, { say: 'And a second question' }], maxCallMs: 60_000, hangupAfterMs: 60_000, replyTimeoutMs: 8000 },
     });

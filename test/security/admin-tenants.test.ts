@@ -20,7 +20,7 @@ beforeAll(async () => {
   const shared = {
     env: { ADMIN_TOKEN: ADMIN },
     tenantsFile: writeTenantsFile(),
-    tenantEnv: { ...TENANT_ENV, GAMMA_TOKEN },
+    tenantEnv: { ...TENANT_ENV, TENANT_GAMMA_TOKEN: GAMMA_TOKEN },
     redisUrl: redis.url,
     keyPrefix: 'adm:',
   };
@@ -71,7 +71,7 @@ const gamma = (extra: Record<string, unknown> = {}) => ({
   id: 'gamma',
   displayName: 'Gamma Heating',
   phoneNumbers: ['+14155550300'],
-  twilio: { accountSid: ACME.accountSid, authToken: { env: 'GAMMA_TOKEN' } },
+  twilio: { accountSid: ACME.accountSid, authToken: { env: 'TENANT_GAMMA_TOKEN' } },
   maxConcurrentCalls: 2,
   ...extra,
 });
@@ -112,7 +112,7 @@ describe('admin API validation', () => {
       id: 'Bad Id',
       displayName: '',
       phoneNumbers: ['0800 123'],
-      twilio: { accountSid: 'AC123', authToken: { env: 'GAMMA_TOKEN' } },
+      twilio: { accountSid: 'AC123', authToken: { env: 'TENANT_GAMMA_TOKEN' } },
       maxConcurrentCalls: 0,
       maxConcurentCalls: 3,
     });
@@ -138,9 +138,9 @@ describe('admin API validation', () => {
     expect(inline.json.error.fields.map((f) => f.path)).toEqual(['twilio.authToken']);
     expect(inline.json.error.fields[0]?.message).toMatch(/inline secret values are not accepted/);
     expect(inline.text).not.toContain('sekrit-inline-value');
-    const missing = await api(a, 'POST', '/v1/tenants', gamma({ twilio: { accountSid: ACME.accountSid, authToken: { env: 'NOT_SET_HERE' } } }));
+    const missing = await api(a, 'POST', '/v1/tenants', gamma({ twilio: { accountSid: ACME.accountSid, authToken: { env: 'TENANT_NOT_SET_HERE' } } }));
     expect(missing.status).toBe(400);
-    expect(missing.json.error.fields[0]?.message).toMatch(/NOT_SET_HERE is not set/);
+    expect(missing.json.error.fields[0]?.message).toMatch(/TENANT_NOT_SET_HERE is not set/);
     const shape = await api(a, 'POST', '/v1/tenants', gamma({ twilio: { accountSid: ACME.accountSid, authToken: 'plain' } }));
     expect(shape.json.error.fields).toEqual([{ path: 'twilio.authToken', message: 'must be {"env": "NAME"} or {"file": "/path"}' }]);
   });
@@ -160,7 +160,7 @@ describe('admin API CRUD across pods', () => {
     const created = await api(a, 'POST', '/v1/tenants', gamma());
     expect(created.status).toBe(201);
     expect(created.headers.get('location')).toBe('/v1/tenants/gamma');
-    expect(created.json.twilio.authToken).toEqual({ env: 'GAMMA_TOKEN' });
+    expect(created.json.twilio.authToken).toEqual({ env: 'TENANT_GAMMA_TOKEN' });
     expect((await api(a, 'POST', '/v1/tenants', gamma())).json.error.code).toBe('conflict');
     const taken = await api(a, 'POST', '/v1/tenants', gamma({ id: 'delta', phoneNumbers: [ACME.to] }));
     expect(taken.status).toBe(409);

@@ -10,7 +10,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parseUsageQuery, usdFromNano } from '../../src/server/routes/admin-usage.js';
 import { MemoryUsageStore, emptyUsage, type UsageTotals } from '../../src/store/index.js';
-import { silentLogger } from '../../src/telemetry/index.js';
+import { createUsageMetrics, silentLogger } from '../../src/telemetry/index.js';
 import { BudgetSchema, TenantSchema, resolveTenant, type Tenant } from '../../src/tenants/index.js';
 import {
   BudgetGate,
@@ -18,7 +18,6 @@ import {
   budgetTwiml,
   budgetUse,
   costNanoUsd,
-  createUsageMetrics,
   loadPriceTable,
   pricesFor,
   tokenRates,

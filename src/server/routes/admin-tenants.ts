@@ -2,6 +2,7 @@
  * The tenant half of the /v1 admin API: list, read, create, replace, merge-patch and delete tenants.
  * Validation errors name each field; secrets are accepted only by reference and never shown.
  */
+import { posix } from 'node:path';
 import type { TenantWrite, TenantWriteMode } from '../../store/tenant-store.js';
 import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/index.js';
 import { errorMessage, SwitchboardError } from '../../errors.js';
@@ -66,23 +67,31 @@ export function secretRefView(ref: SecretRef): Record<string, string | boolean> 
 export function tenantView(cfg: TenantConfig): Record<string, unknown> {
   const twilio: Record<string, unknown> = { accountSid: cfg.twilio.accountSid, authToken: secretRefView(cfg.twilio.authToken) };
   if (cfg.twilio.previousAuthToken) twilio['previousAuthToken'] = secretRefView(cfg.twilio.previousAuthToken);
-  return { ...cfg, twilio };
+  const webhookTools = cfg.webhookTools.map((t) => ({ ...t, secret: secretRefView(t.secret) }));
+  return { ...cfg, twilio, webhookTools };
 }
 
 type Validation = { ok: true; tenant: TenantConfig } | { ok: false; fields: FieldError[] };
 
+/** Where a tenant document holds secrets: the Twilio tokens and each webhook tool's signing secret. */
+function secretPaths(body: unknown): { path: string; ref: unknown }[] {
+  if (!isObject(body)) return [];
+  const out: { path: string; ref: unknown }[] = [];
+  const twilio = ownField(body, 'twilio');
+  if (isObject(twilio)) for (const f of SECRET_FIELDS) out.push({ path: `twilio.${f}`, ref: ownField(twilio, f) });
+  const tools = ownField(body, 'webhookTools');
+  if (Array.isArray(tools)) tools.forEach((t, i) => out.push({ path: `webhookTools.${i}.secret`, ref: isObject(t) ? ownField(t, 'secret') : undefined }));
+  return out;
+}
+
+/** A secret field's path (`twilio.authToken`, `webhookTools.0.secret`). */
+const SECRET_PATH = /^(twilio\.(authToken|previousAuthToken)|webhookTools\.\d+\.secret)$/;
+
 /** Inline `{value}` secrets in a request body: refused whatever else is wrong with it. */
 function inlineSecretErrors(body: unknown): FieldError[] {
-  const twilio = isObject(body) ? body['twilio'] : undefined;
-  if (!isObject(twilio)) return [];
-  const out: FieldError[] = [];
-  for (const f of SECRET_FIELDS) {
-    const ref = twilio[f];
-    if (isObject(ref) && 'value' in ref) {
-      out.push({ path: `twilio.${f}`, message: 'inline secret values are not accepted here; give {"env": "NAME"} or {"file": "/path"}' });
-    }
-  }
-  return out;
+  return secretPaths(body)
+    .filter(({ ref }) => isObject(ref) && Object.hasOwn(ref, 'value'))
+    .map(({ path }) => ({ path, message: 'inline secret values are not accepted here; give {"env": "NAME"} or {"file": "/path"}' }));
 }
 
 /** Keys of `input` that the schema dropped (zod strips unknown keys): typos must not vanish silently. */
@@ -93,7 +102,8 @@ function unknownFields(input: unknown, output: unknown, path: string[], out: Fie
   }
   if (!isObject(input) || !isObject(output)) return;
   for (const k of Object.keys(input)) {
-    if (!(k in output)) out.push({ path: [...path, k].join('.'), message: 'unknown field' });
+    // Own keys only: `__proto__` or `constructor` are "in" every object through its prototype.
+    if (!Object.hasOwn(output, k)) out.push({ path: [...path, k].join('.'), message: 'unknown field' });
     else unknownFields(input[k], output[k], [...path, k], out);
   }
 }
@@ -108,7 +118,7 @@ export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean
   if (!r.success) {
     for (const i of r.error.issues) {
       const path = i.path.map(String).join('.');
-      const secret = SECRET_FIELDS.some((f) => path === `twilio.${f}`);
+      const secret = SECRET_PATH.test(path);
       if (secret && fields.some((e) => e.path === path)) continue;
       fields.push({ path: path || '(body)', message: secret ? 'must be {"env": "NAME"} or {"file": "/path"}' : i.message });
     }
@@ -118,11 +128,43 @@ export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean
   return fields.length > 0 ? { ok: false, fields } : { ok: true, tenant: r.data };
 }
 
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** Where the admin API lets secret references point (ADMIN_SECRET_ENV_PREFIX, ADMIN_SECRET_DIR). */
+export interface ReferenceRules {
+  envPrefix: string;
+  /** Absolute and normalised, without a trailing slash. */
+  dir: string;
+}
+
+/**
+ * References outside the allowed prefix or directory. Decided on the text alone, before anything is
+ * read: the answer does not depend on whether a file exists (no oracle), and the relay's own
+ * variables (API keys, ADMIN_TOKEN) cannot be named.
+ */
+export function referenceErrors(body: unknown, rules: ReferenceRules): FieldError[] {
+  const out: FieldError[] = [];
+  for (const { path, ref } of secretPaths(body)) {
+    if (!isObject(ref)) continue;
+    const env = ownField(ref, 'env');
+    const file = ownField(ref, 'file');
+    if (typeof env === 'string' && !env.startsWith(rules.envPrefix)) {
+      out.push({ path, message: `an {env} reference must name a variable starting with ${rules.envPrefix}` });
+    }
+    if (typeof file === 'string' && !(file.startsWith('/') && posix.resolve(file) === file && file.startsWith(rules.dir + '/'))) {
+      out.push({ path, message: `a {file} reference must be inside ${rules.dir} (an absolute, normalised path)` });
+    }
+  }
+  return out;
+}
+
 /** RFC 7396 JSON merge patch: objects merge, null deletes, everything else replaces. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return patch;
   const out: Record<string, unknown> = isObject(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
+    // Assigning `__proto__` would swap the prototype, and inherited fields would pass validation.
+    if (UNSAFE_KEYS.has(k)) continue;
     if (v === null) delete out[k];
     else out[k] = mergePatch(out[k], v);
   }
@@ -139,6 +181,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** `o[k]` only when `o` itself has the key (never an inherited `__proto__`/`constructor` member). */
+function ownField(o: Record<string, unknown>, k: string): unknown {
+  return Object.hasOwn(o, k) ? o[k] : undefined;
+}
+
 /**
  * Register /v1/tenants and /v1/tenants/{id}. Nothing is registered when ADMIN_TOKEN is unset, so the
  * routes answer 404 like any unknown path. `auth` is `bearerAuth(config.adminToken)`.
@@ -150,6 +197,7 @@ export function registerAdminTenantRoutes(
 ): void {
   if (ctx.config.adminToken === undefined) return;
   const { app, log } = ctx;
+  const rules: ReferenceRules = { envPrefix: ctx.config.adminSecretEnvPrefix, dir: ctx.config.adminSecretDir };
 
   const error = (h: ReplyHandle, status: string, code: string, message: string, fields?: FieldError[]): void => {
     replyJson(h, status, { error: fields ? { code, message, fields } : { code, message } });
@@ -221,6 +269,7 @@ export function registerAdminTenantRoutes(
   async function validateAndWrite(h: ReplyHandle, body: unknown, mode: TenantWriteMode, op: string, extra: FieldError[] = []): Promise<void> {
     const v = validateTenantBody(body);
     const fields = [...extra, ...(v.ok ? [] : v.fields)];
+    for (const f of referenceErrors(body, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
     if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
     const problem = registry.unresolvable(v.tenant);
     if (problem !== undefined) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
@@ -295,6 +344,7 @@ export function registerAdminTenantRoutes(
       const current = await registry.config(id);
       if (!current) return error(h, '404 Not Found', 'not_found', `no tenant ${id}`);
       const fields = inlineSecretErrors(patch);
+      for (const f of referenceErrors(patch, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
       if (patch['id'] !== undefined && patch['id'] !== id) fields.push({ path: 'id', message: 'a tenant id cannot change' });
       const v = validateTenantBody(mergePatch(current, patch), { refuseInline: false });
       if (!v.ok) fields.push(...v.fields.filter((f) => !fields.some((e) => e.path === f.path)));

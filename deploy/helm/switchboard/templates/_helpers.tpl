@@ -226,6 +226,15 @@ hostname> (gateway on; a wildcard is refused in switchboard.validate). */}}
 {{- if and .Values.redis.auth.username .Values.redis.enabled }}
 {{- fail "redis.auth.username is for an external Redis with ACL users; the built-in Redis has the default user only" }}
 {{- end }}
+{{- if and (eq .Values.config.modelProvider "azure") (not (and .Values.config.azureEndpoint .Values.config.azureDeployment)) }}
+{{- fail "config.modelProvider is azure: set config.azureEndpoint (https://<resource>.openai.azure.com) and config.azureDeployment (the realtime deployment); the relay refuses to start without them" }}
+{{- end }}
+{{- if and (eq .Values.config.tenantsFileMode "reconcile") (not (include "switchboard.hasTenants" .)) }}
+{{- fail "config.tenantsFileMode reconcile needs tenants.registry or tenants.existingConfigMap (the file it makes the truth)" }}
+{{- end }}
+{{- if and .Values.redis.enabled (not (or .Values.redis.auth.password .Values.redis.auth.existingSecret)) (not (include "switchboard.trial" .)) }}
+{{- fail "redis.auth.password is empty: outside the one-pod trial give it (e.g. openssl rand -hex 24) or redis.auth.existingSecret (key existingSecretPasswordKey) for the built-in Redis; a generated password changes on every helm template (Argo CD, Flux) and locks the relay out of Redis" }}
+{{- end }}
 {{- if and .Values.redis.tls.caSecret .Values.redis.enabled }}
 {{- fail "redis.tls.caSecret is for an external rediss:// Redis; the built-in Redis speaks plain TCP inside the cluster" }}
 {{- end }}

@@ -26,54 +26,49 @@ export interface UsageMetrics {
   readonly budgetRefusals: Counter<'tenant'>;
 }
 
-/** Register once per registry (several relays in one test process may share one). */
-function once<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
-
 export function createUsageMetrics(registry: Registry): UsageMetrics {
   const registers = [registry];
   return {
-    tokens: once(registry, 'switchboard_model_tokens_total', () => new Counter({
+    tokens: new Counter({
       name: 'switchboard_model_tokens_total',
       help: 'Model tokens from response.done usage, by tenant, direction (input|output) and modality (text|audio|cached_text|cached_audio; input kinds do not overlap).',
       labelNames: ['tenant', 'direction', 'modality'],
       registers,
-    })),
-    callSeconds: once(registry, 'switchboard_call_seconds_total', () => new Counter({
+    }),
+    callSeconds: new Counter({
       name: 'switchboard_call_seconds_total',
       help: 'Call seconds (media stream start to stop), counted while calls run, by tenant.',
       labelNames: ['tenant'],
       registers,
-    })),
-    costUsd: once(registry, 'switchboard_estimated_cost_usd_total', () => new Counter({
+    }),
+    costUsd: new Counter({
       name: 'switchboard_estimated_cost_usd_total',
       help: 'Estimated model cost in USD from the price table, by tenant.',
       labelNames: ['tenant'],
       registers,
-    })),
-    writeFailures: once(registry, 'switchboard_usage_write_failures_total', () => new Counter({
+    }),
+    writeFailures: new Counter({
       name: 'switchboard_usage_write_failures_total',
       help: 'Usage writes to the store that failed (retried at the next interval).',
       registers,
-    })),
-    budgetUsedRatio: once(registry, 'switchboard_budget_used_ratio', () => new Gauge({
+    }),
+    budgetUsedRatio: new Gauge({
       name: 'switchboard_budget_used_ratio',
       help: "Share of the tenant's budget used in the current period (1 = exhausted); tenants with a budget only.",
       labelNames: ['tenant'],
       registers,
-    })),
-    budgetWarnRatio: once(registry, 'switchboard_budget_warn_ratio', () => new Gauge({
+    }),
+    budgetWarnRatio: new Gauge({
       name: 'switchboard_budget_warn_ratio',
       help: "The tenant's budget warning threshold (budget.warnAt).",
       labelNames: ['tenant'],
       registers,
-    })),
-    budgetRefusals: once(registry, 'switchboard_budget_refusals_total', () => new Counter({
+    }),
+    budgetRefusals: new Counter({
       name: 'switchboard_budget_refusals_total',
       help: 'Calls answered with the tenant budget TwiML instead of the model.',
       labelNames: ['tenant'],
       registers,
-    })),
+    }),
   };
 }
