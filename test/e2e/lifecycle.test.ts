@@ -130,7 +130,7 @@ describe('the relay process', () => {
     try {
       await eventually(async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
       expect(p.out()).toMatch(/"code":"uws_native_missing".*running on the slow uWebSockets\.js JS fallback/);
-      expect(p.out()).toMatch(/"native":false,"uws":"uws-legacy"/);
+      expect(p.out()).toMatch(/"uws":"JS fallback \(slow, uws-legacy\)"/);
     } finally {
       p.child.kill('SIGKILL');
       await p.exit;
@@ -174,7 +174,7 @@ describe('the relay process', () => {
         provider: 'sim',
         simMode: 'loadtest',
         tenants: 1,
-        tenantsFile: testTenantEnv()['TENANTS_FILE'],
+        tenantsFile: testTenantEnv().TENANTS_FILE,
         tenantsFileMode: 'seed',
         adminApi: 'off',
         redis: 'off (in-memory)',
