@@ -401,9 +401,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       drain: 'wait',
       drainTimeoutSeconds: config.drainTimeoutSeconds,
       maxActiveCalls: config.maxActiveCalls || 'no cap',
-      // `native: false` is the slow JS fallback (UWS_ALLOW_FALLBACK=1); `uws` names the build that loaded.
-      native,
-      uws: uwsBuild,
+      uws: native ? `native (${uwsBuild})` : `JS fallback (slow, ${uwsBuild})`,
       node: process.version,
     },
     'relay listening',
