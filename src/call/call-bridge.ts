@@ -56,6 +56,19 @@ export interface StartInfo {
   customParameters: Readonly<Record<string, string>>;
 }
 
+/**
+ * `from` (masked by the voice webhook) and `to` from the stream's parameters, for the call record.
+ * Kept only in the shapes the webhook writes: a masked number, and one of the tenant's own numbers.
+ */
+function callParties(p: Readonly<Record<string, string>>, tenant: Tenant): { fromMasked?: string; to?: string } {
+  const from = p['from'];
+  const to = p['to'];
+  return {
+    ...(from !== undefined && /^\+?\*+\d{0,4}$/.test(from) ? { fromMasked: from } : {}),
+    ...(to !== undefined && tenant.phoneNumbers.includes(to) ? { to } : {}),
+  };
+}
+
 export type Authorisation =
   | { ok: true; tenant: Tenant }
   | { ok: false; code: CloseCode; reason: string; outcome: CallOutcome };
@@ -381,6 +394,7 @@ export class CallBridge {
         callSid: start.callSid,
         tenantId: a.tenant.id,
         streamSid: start.streamSid,
+        ...callParties(start.customParameters, a.tenant),
         pod: this.deps.pod,
         startedAt: this.startedAt,
         retentionSeconds: a.tenant.retentionDays * 86_400,

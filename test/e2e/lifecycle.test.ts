@@ -167,7 +167,9 @@ describe('the relay process', () => {
       // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
       const summaries = p.out().split('\n').filter((l) => l.includes('"msg":"relay listening"'));
       expect(summaries).toHaveLength(1);
-      expect(JSON.parse(summaries[0]!)).toMatchObject({
+      const summary = JSON.parse(summaries[0]!) as Record<string, unknown>;
+      expect(summary['uws']).toMatch(/^native \((uWebSockets\.js|uws-legacy)\)$/);
+      expect(summary).toMatchObject({
         port,
         provider: 'sim',
         simMode: 'loadtest',
@@ -178,6 +180,7 @@ describe('the relay process', () => {
         redis: 'off (in-memory)',
         drain: 'wait',
         drainTimeoutSeconds: 3600,
+        node: process.version,
       });
       expect((JSON.parse(summaries[0]!) as { uws: string }).uws).toMatch(/^native \((uWebSockets\.js|uws-legacy)\)$/);
       const call = placeCall({
