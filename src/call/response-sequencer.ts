@@ -74,7 +74,11 @@ export class ResponseSequencer {
    */
   onError(code: string, eventId: string | undefined): boolean {
     const sent = this.inFlight ?? this.lastSent;
-    if (!sent || eventId === undefined || eventId !== sent.eventId) return false;
+    if (!sent) return false;
+    // An error naming no event: a rejection of a create still unanswered can only be ours (the
+    // create would otherwise stay in flight and hold every later request).
+    const ours = eventId === undefined ? this.inFlight === sent && code === 'conversation_already_has_active_response' : eventId === sent.eventId;
+    if (!ours) return false;
     if (this.inFlight === sent) this.inFlight = undefined;
     this.lastSent = undefined;
     if (code === 'conversation_already_has_active_response' && !sent.retried) {

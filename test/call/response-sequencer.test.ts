@@ -43,6 +43,14 @@ describe('ResponseSequencer', () => {
     expect(sent).toHaveLength(2);
   });
 
+  it('a rejection naming no event answers the create still in flight, so later requests are not held forever', () => {
+    const { seq, sent } = sequencer();
+    seq.request();
+    expect(seq.onError('conversation_already_has_active_response', undefined)).toBe(true);
+    expect(sent).toHaveLength(2); // nothing was active as far as the relay knows: asked again at once
+    expect(seq.onError('invalid_value', undefined)).toBe(false);
+  });
+
   it('holds requests while the caller speaks; the server answers the turn itself, so plain ones are dropped', () => {
     const { seq, sent } = sequencer();
     seq.onSpeechStarted();
