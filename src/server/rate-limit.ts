@@ -3,6 +3,7 @@
  * address with bounded memory. Which address to key on (socket peer or X-Forwarded-For) is decided
  * by `clientAddress`, trusting forwarded headers only when the operator says a proxy sets them.
  */
+import { clientNetwork } from '../ip.js';
 
 interface Bucket {
   tokens: number;
@@ -36,8 +37,12 @@ export class ConnectionRateLimiter {
     this.now = o.now;
   }
 
-  /** Count one attempt from `address`; false when it is over its limit (refuse the upgrade, 429). */
-  admit(address: string): boolean {
+  /**
+   * Count one attempt from `client`; false when it is over its limit (refuse the upgrade, 429).
+   * IPv6 clients share the bucket of their /64, IPv4-mapped ones that of their IPv4 address.
+   */
+  admit(client: string): boolean {
+    const address = clientNetwork(client);
     const t = this.now();
     const b = this.buckets.get(address);
     let tokens = this.burst;

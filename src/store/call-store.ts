@@ -145,15 +145,21 @@ export function maskNumber(n: string | undefined): string | undefined {
 }
 
 /**
- * Mask phone-number-like runs in free text, keeping the last 4 digits: `+` and 7-15 digits, or 10-15
- * digits with spaces, dashes, dots or parentheses. Dates (8 digits) and prices are left alone.
+ * Mask phone-number-like and card-number-like runs in free text, keeping the last 4 digits: `+` and
+ * 7-15 digits, or 10-19 digits with spaces, dashes, dots or parentheses (phone numbers, and card
+ * numbers of 13-19 digits). Dates (8 digits) and prices are left alone.
  */
 export function maskNumbersInText(text: string): string {
-  return text.replace(/\+?\(?\d[\d\s().-]{5,20}\d/g, (m) => {
+  return text.replace(/\+?\(?\d[\d\s().-]{5,26}\d/g, (m) => {
     const digits = m.replace(/\D/g, '').length;
-    const phone = m.startsWith('+') ? digits >= 7 && digits <= 15 : digits >= 10 && digits <= 15;
-    return phone ? (maskNumber(m) ?? m) : m;
+    const sensitive = m.startsWith('+') ? digits >= 7 && digits <= 19 : digits >= 10 && digits <= 19;
+    return sensitive ? (maskNumber(m) ?? m) : m;
   });
+}
+
+/** A phone number as a log line may show it: masked when it is E.164, else only that it was not. */
+export function numberForLog(n: string | undefined): string {
+  return n !== undefined && /^\+[1-9]\d{6,14}$/.test(n) ? (maskNumber(n) ?? '****') : '[not E.164]';
 }
 
 /** Mask numbers inside the string values of a JSON document (tool arguments, outputs); numbers stay. */

@@ -9,6 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { embeddedIPv4, ipv6Bytes } from '../ip.js';
 import { propagation, context as otelContext } from '@opentelemetry/api';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import type { SecretRef, WebhookTool } from '../tenants/index.js';
@@ -48,7 +49,8 @@ for (const [net, prefix] of [
   ['fc00::', 7],
   ['fe80::', 10],
   ['ff00::', 8],
-  ['64:ff9b::', 96],
+  ['64:ff9b:1::', 48], // NAT64 local use: where the IPv4 address sits depends on the network
+  ['2001::', 32], // Teredo: the client's IPv4 address is obfuscated
   ['2001:db8::', 32],
 ] as const) {
   BLOCKED.addSubnet(net, prefix, 'ipv6');
@@ -59,9 +61,11 @@ export function isBlockedAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 0) return true;
   if (family === 6) {
-    // IPv4-mapped (::ffff:10.0.0.1) must be judged as the IPv4 address it maps to.
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped?.[1]) return BLOCKED.check(mapped[1], 'ipv4');
+    // An IPv6 form that carries an IPv4 address (mapped, translated, compatible, NAT64, 6to4)
+    // reaches that address: judge it as the IPv4 address (::7f00:1 is 127.0.0.1).
+    const bytes = ipv6Bytes(address);
+    const v4 = bytes && embeddedIPv4(bytes);
+    if (v4 !== undefined) return BLOCKED.check(v4, 'ipv4');
     return BLOCKED.check(address, 'ipv6');
   }
   return BLOCKED.check(address, 'ipv4');

@@ -3,6 +3,16 @@ import { describe, expect, it } from 'vitest';
 import { ConnectionRateLimiter, clientAddress } from '../../src/server/rate-limit.js';
 
 describe('ConnectionRateLimiter', () => {
+  it('buckets IPv6 clients by /64 (one customer network), IPv4-mapped clients by their IPv4 address', () => {
+    const rl = new ConnectionRateLimiter({ perMinute: 1, burst: 2, now: () => 0 });
+    const sameNet = Array.from({ length: 50 }, (_, i) => `2001:db8:1:2:${i.toString(16)}::${(i * 7).toString(16)}`);
+    expect(sameNet.map((a) => rl.admit(a)).filter(Boolean)).toHaveLength(2);
+    expect(rl.size).toBe(1);
+    expect(rl.admit('2001:db8:1:3::1'), 'the next /64 has its own bucket').toBe(true);
+    expect([rl.admit('::ffff:192.0.2.1'), rl.admit('192.0.2.1'), rl.admit('::ffff:c000:201')]).toEqual([true, true, false]);
+    expect(rl.admit('::ffff:192.0.2.2'), 'each IPv4 client keeps its own bucket').toBe(true);
+  });
+
   it('allows a burst, then the sustained rate, per address', () => {
     let t = 0;
     const rl = new ConnectionRateLimiter({ perMinute: 60, burst: 3, now: () => t });

@@ -117,7 +117,7 @@ describe('tenant webhook tools', () => {
   it('refuses loopback, private and link-local targets without the dev flag (no request sent)', async () => {
     const prod = new BuiltinToolRunner();
     seen.length = 0;
-    for (const url of [`${base}/ok`, 'https://127.0.0.1:9/x', 'https://10.1.2.3/x', 'https://169.254.169.254/latest', 'https://[::1]:9/x', 'https://localhost:9/x', 'https://[::ffff:10.0.0.1]/x']) {
+    for (const url of [`${base}/ok`, 'https://127.0.0.1:9/x', 'https://10.1.2.3/x', 'https://169.254.169.254/latest', 'https://[::1]:9/x', 'https://localhost:9/x', 'https://[::ffff:10.0.0.1]/x', 'https://[::7f00:1]:9/x', 'https://[::ffff:0:7f00:1]:9/x', 'https://[64:ff9b:1::7f00:1]/x', 'https://[2002:7f00:1::1]:9/x']) {
       const r = await prod.run(ctx(tenantWith('', { url })), 'account_balance', '{"accountNumber":"12345"}');
       expect(r.outcome, url).toBe('error');
     }
@@ -132,5 +132,28 @@ describe('tenant webhook tools', () => {
       expect(isBlockedAddress(a), a).toBe(true);
     }
     for (const a of ['8.8.8.8', '203.0.113.9', '2606:4700::1111']) expect(isBlockedAddress(a), a).toBe(false);
+  });
+
+  it('judges IPv6 addresses that embed an IPv4 address by that address, or blocks the prefix', () => {
+    for (const a of [
+      '::7f00:1', // IPv4-compatible 127.0.0.1
+      '::127.0.0.1',
+      '::a9fe:a9fe', // 169.254.169.254
+      '::ffff:0:7f00:1', // IPv4-translated (::ffff:0:0:0/96) 127.0.0.1
+      '::ffff:0:10.0.0.1',
+      '::ffff:7f00:1', // IPv4-mapped, hex form
+      '0:0:0:0:0:ffff:a00:1',
+      '64:ff9b::7f00:1', // NAT64 well-known prefix
+      '64:ff9b:1::a00:1', // NAT64 local-use /48: blocked whatever it embeds
+      '64:ff9b:1:ffff::808:808',
+      '2002:7f00:1::', // 6to4 of 127.0.0.1
+      '2002:a00:1::1', // 6to4 of 10.0.0.1
+      '2002:a9fe:a9fe::1',
+      '2001:0:4136:e378:8000:63bf:3fff:fdd2', // Teredo (2001::/32): the client address is obfuscated
+    ]) {
+      expect(isBlockedAddress(a), a).toBe(true);
+    }
+    // Embedding a public IPv4 address is as public as that address.
+    for (const a of ['2002:808:808::1', '::ffff:8.8.8.8', '2001:4860:4860::8888']) expect(isBlockedAddress(a), a).toBe(false);
   });
 });

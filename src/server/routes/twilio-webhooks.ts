@@ -3,7 +3,7 @@
  * busy message past the tenant's concurrency limit), the after-stream redirect, and status callbacks.
  */
 import { errorMessage } from '../../errors.js';
-import { maskNumber } from '../../store/call-store.js';
+import { maskNumber, numberForLog } from '../../store/call-store.js';
 import { tenantAuthTokens, type Admission, type Tenant } from '../../tenants/index.js';
 import {
   connectStreamTwiml,
@@ -112,7 +112,7 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
       const tenant = tenants.byNumber(to, accountSid);
       if (!tenant) {
         metrics.webhooks.labels('voice', 'unknown_number').inc();
-        log.info({ code: 'tenant_unknown', to }, 'call to a number no tenant owns');
+        log.info({ code: 'tenant_unknown', to: numberForLog(to) }, 'call to a number no tenant owns');
         return replyTwiml(h, sayHangupTwiml('Sorry, the number you have called is not in service. Goodbye.'));
       }
       if (!form.tenantOk(tenant)) {
