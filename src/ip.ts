@@ -4,6 +4,9 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 
+/** The key every forwarded entry that is not an IP address shares (one bucket, not one per text). */
+export const UNPARSABLE_ADDRESS = 'unparsable';
+
 /** The 16 bytes of an IPv6 literal (zone id dropped), or undefined when it is not one. */
 export function ipv6Bytes(address: string): Uint8Array | undefined {
   const addr = address.replace(/%.*$/, '');
@@ -62,4 +65,29 @@ export function clientNetwork(address: string): string {
   if (zero(b, 0, 10) && b[10] === 0xff && b[11] === 0xff) return quad(b, 12);
   const hex = Array.from({ length: 4 }, (_, i) => ((b[i * 2]! << 8) | b[i * 2 + 1]!).toString(16));
   return `${hex.join(':')}::/64`;
+}
+
+/**
+ * One X-Forwarded-For entry as a bare address: `[v6]:port`, `[v6]` and `v4:port` lose brackets and
+ * port, IPv4-mapped IPv6 becomes its IPv4 address. Anything else that is not an IP literal (names,
+ * `unknown`, out-of-range octets) is UNPARSABLE_ADDRESS, so junk cannot mint a bucket per spelling.
+ */
+export function forwardedAddress(entry: string): string {
+  let a = entry.trim();
+  const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(a);
+  if (bracketed) {
+    if (!isIPv6(bracketed[1]!) || Number(bracketed[2] ?? 0) > 65_535) return UNPARSABLE_ADDRESS;
+    a = bracketed[1]!;
+  } else if (!isIPv6(a)) {
+    const v4port = /^([\d.]+):(\d{1,5})$/.exec(a);
+    if (v4port) {
+      if (Number(v4port[2]) > 65_535) return UNPARSABLE_ADDRESS;
+      a = v4port[1]!;
+    }
+    if (!isIPv4(a)) return UNPARSABLE_ADDRESS;
+    return a;
+  }
+  const b = ipv6Bytes(a);
+  if (b && zero(b, 0, 10) && b[10] === 0xff && b[11] === 0xff) return quad(b, 12);
+  return a.toLowerCase();
 }

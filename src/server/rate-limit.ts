@@ -3,7 +3,7 @@
  * address with bounded memory. Which address to key on (socket peer or X-Forwarded-For) is decided
  * by `clientAddress`, trusting forwarded headers only when the operator says a proxy sets them.
  */
-import { clientNetwork } from '../ip.js';
+import { clientNetwork, forwardedAddress } from '../ip.js';
 
 interface Bucket {
   tokens: number;
@@ -88,7 +88,8 @@ export class ConnectionRateLimiter {
  * would share one bucket; with `trustedProxyHops` > 0 the address that many hops from the right
  * of X-Forwarded-For is used (each trusted proxy appends the address it saw). With 0, or when the
  * header is missing or shorter than the hop count, the socket peer is used: a client cannot pick
- * its own bucket by sending the header.
+ * its own bucket by sending the header. The entry is normalised by `forwardedAddress` (no port or
+ * brackets, IPv4-mapped as IPv4, junk as one shared key): a new source port is not a new bucket.
  */
 export function clientAddress(peer: string, forwardedFor: string | undefined, trustedProxyHops: number): string {
   if (trustedProxyHops <= 0 || !forwardedFor) return peer;
@@ -96,5 +97,6 @@ export function clientAddress(peer: string, forwardedFor: string | undefined, tr
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
-  return hops[hops.length - trustedProxyHops] ?? peer;
+  const hop = hops[hops.length - trustedProxyHops];
+  return hop === undefined ? peer : forwardedAddress(hop);
 }

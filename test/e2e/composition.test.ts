@@ -73,6 +73,35 @@ describe('composition from configuration', () => {
     expect(await attempt()).toBe(429);
   });
 
+  it('behind a trusted proxy, buckets forwarded addresses by address, not by their text', async () => {
+    relay = await startTestRelay({ MEDIA_CONNECT_PER_MINUTE: '1', MEDIA_CONNECT_BURST: '2', TRUSTED_PROXY_HOPS: '1' });
+    const url = relay.url.replace('http', 'ws') + '/twilio/media';
+    const attempt = (forwarded: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(url, { headers: { 'x-forwarded-for': forwarded } });
+        ws.once('open', () => {
+          ws.terminate();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0);
+          ws.terminate();
+        });
+        ws.once('error', () => resolve(0));
+      });
+    const series = async (entries: string[]) => {
+      const out: number[] = [];
+      for (const e of entries) out.push(await attempt(e));
+      return out;
+    };
+    // A new source port, brackets or the IPv4-mapped spelling is the same client.
+    expect(await series(['198.51.100.77:1', '198.51.100.77:2', '198.51.100.77:3'])).toEqual([101, 101, 429]);
+    expect(await series(['[2001:db8:9:9::1]:1', '[2001:db8:9:9::2]', '2001:db8:9:9::3'])).toEqual([101, 101, 429]);
+    expect(await series(['::ffff:198.51.100.8', '[::ffff:198.51.100.8]:7', '198.51.100.8:9'])).toEqual([101, 101, 429]);
+    // Entries that are no address at all share one bucket, whatever their text.
+    expect(await series(['junk-1', 'unknown', '999.1.1.1:5'])).toEqual([101, 101, 429]);
+  });
+
   it('refuses authorised streams past MAX_ACTIVE_CALLS with 4013 and counts them', async () => {
     relay = await startTestRelay({ MAX_ACTIVE_CALLS: '1' });
     const first = await rawStream(relay, randomSid('CA'));

@@ -78,6 +78,17 @@ describe('clientAddress', () => {
     expect(clientAddress('10.1.1.1', 'spoofed, 203.0.113.7', 1)).toBe('203.0.113.7');
     expect(clientAddress('10.1.1.1', 'spoofed, 203.0.113.7, 10.2.2.2', 2)).toBe('203.0.113.7');
   });
+  it('normalises the forwarded entry: no port, no brackets, IPv4-mapped as IPv4, junk as one key', () => {
+    expect(clientAddress('10.1.1.1', 'x, 198.51.100.77:1', 1)).toBe('198.51.100.77');
+    expect(clientAddress('10.1.1.1', '[2001:db8:9:9::1]:1', 1)).toBe('2001:db8:9:9::1');
+    expect(clientAddress('10.1.1.1', '[2001:db8:9:9::1]', 1)).toBe('2001:db8:9:9::1');
+    expect(clientAddress('10.1.1.1', '::ffff:198.51.100.8', 1)).toBe('198.51.100.8');
+    expect(clientAddress('10.1.1.1', '[::ffff:c633:6408]:443', 1)).toBe('198.51.100.8');
+    expect(clientAddress('10.1.1.1', '  203.0.113.7  ', 1)).toBe('203.0.113.7');
+    for (const junk of ['unknown', 'junk:1', '999.1.1.1', '[1.2.3.4]', '0x7f.1', '[::1', '1.2.3.4:', '1.2.3.4:99999', '_hidden']) {
+      expect(clientAddress('10.1.1.1', junk, 1), junk).toBe('unparsable');
+    }
+  });
   it('falls back to the peer when the header is missing or too short', () => {
     expect(clientAddress('10.1.1.1', undefined, 1)).toBe('10.1.1.1');
     expect(clientAddress('10.1.1.1', '203.0.113.7', 2)).toBe('10.1.1.1');
