@@ -81,7 +81,7 @@ export function checkConfiguration(env: NodeJS.ProcessEnv, opts: { secrets: bool
   }
   let tenants: TenantConfig[];
   try {
-    tenants = loadSeedTenants(config.tenantsFile, config.secretEnv, { secrets: opts.secrets, provider: config.model.provider });
+    tenants = loadSeedTenants(config.tenantsFile, config.secretEnv, { secrets: opts.secrets, provider: config.model.provider, allowPrivateWebhooks: config.webhookToolsAllowPrivate });
   } catch (err) {
     return { problems: lines(err, 'invalid tenants') };
   }

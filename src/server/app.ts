@@ -104,7 +104,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
   // Tenants come up in the background when Redis is down at start: the pod starts unready.
   const tenantRt = opts.tenants
     ? undefined
-    : await openDeferredTenants({ tenantsFile: config.tenantsFile, provider: config.model.provider, tenantsFileMode: config.tenantsFileMode, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
+    : await openDeferredTenants({ tenantsFile: config.tenantsFile, provider: config.model.provider, tenantsFileMode: config.tenantsFileMode, allowPrivateWebhooks: config.webhookToolsAllowPrivate, env: config.secretEnv, log, redis, clock: opts.clock ?? systemClock });
   const tenants: TenantDirectory = opts.tenants ?? tenantRt!.directory;
   const leases = opts.leases ?? tenantRt?.leases;
   const adminTenants = opts.adminTenants ?? tenantRt?.admin;

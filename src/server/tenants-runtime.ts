@@ -37,6 +37,7 @@ export async function openDeferredTenants(o: {
   tenantsFile: string | undefined;
   provider: TenantsProvider;
   tenantsFileMode?: TenantsFileMode;
+  allowPrivateWebhooks?: boolean;
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
   redis: Redis | undefined;
@@ -46,7 +47,7 @@ export async function openDeferredTenants(o: {
   let closed = false;
   let cancelRetry: (() => void) | undefined;
   const open = () =>
-    openTenants({ tenantsFile: o.tenantsFile, provider: o.provider, ...(o.tenantsFileMode ? { tenantsFileMode: o.tenantsFileMode } : {}), env: o.env, log: o.log, ...(o.redis ? { redis: o.redis } : {}), clock: o.clock });
+    openTenants({ tenantsFile: o.tenantsFile, provider: o.provider, ...(o.tenantsFileMode ? { tenantsFileMode: o.tenantsFileMode } : {}), ...(o.allowPrivateWebhooks ? { allowPrivateWebhooks: true } : {}), env: o.env, log: o.log, ...(o.redis ? { redis: o.redis } : {}), clock: o.clock });
 
   try {
     rt = await open();

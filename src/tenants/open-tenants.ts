@@ -13,6 +13,7 @@ import { MemoryTenantStore } from '../store/memory-tenant-store.js';
 import { RedisLeaseStore } from '../store/redis-lease-store.js';
 import { RedisTenantStore } from '../store/redis-tenant-store.js';
 import type { TenantStore } from '../store/tenant-store.js';
+import { webhookUrlProblem } from '../tools/ssrf.js';
 import { TenantLeases, type TenantLeasesOptions } from './leases.js';
 import { StoreTenantRegistry } from './store-registry.js';
 import { parseTenantsDocument, resolveTenant } from './tenant-registry.js';
@@ -43,6 +44,8 @@ export interface OpenTenantsOptions {
   provider: TenantsProvider;
   /** TENANTS_FILE_MODE (default `seed`); without a file the demo tenant is only ever seeded. */
   tenantsFileMode?: TenantsFileMode;
+  /** WEBHOOK_TOOLS_ALLOW_PRIVATE: webhook tool URLs may name localhost and private IP literals. */
+  allowPrivateWebhooks?: boolean;
   env: NodeJS.ProcessEnv;
   log: Logger;
   /** The relay's Redis connection (createRedis); absent = single-process memory stores. */
@@ -58,13 +61,14 @@ export interface OpenTenantsOptions {
  * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant (simulated model only).
  * Every seed tenant's secrets must resolve here, so a bad file stops the process at start with one
  * line per problem (`secrets: false` checks the file without them, as `npm run check -- --no-secrets`
- * does). With a real provider, tenants on the demo account or with an inline auth token are refused.
+ * does). With a real provider, tenants on the demo account or with an inline auth token are refused;
+ * webhook tool URLs with userinfo, or (unless `allowPrivateWebhooks`) localhost or a blocked IP literal, too.
  * @throws SwitchboardError `config_invalid`
  */
 export function loadSeedTenants(
   tenantsFile: string | undefined,
   env: NodeJS.ProcessEnv,
-  opts: { secrets?: boolean; provider?: TenantsProvider } = {},
+  opts: { secrets?: boolean; provider?: TenantsProvider; allowPrivateWebhooks?: boolean } = {},
 ): TenantConfig[] {
   const provider = opts.provider ?? 'sim';
   if (tenantsFile === undefined) return provider === 'sim' ? [TenantSchema.parse(DEMO_TENANT)] : [];
@@ -79,6 +83,10 @@ export function loadSeedTenants(
   for (const cfg of seed) {
     const refused = provider === 'sim' ? undefined : refusedWithRealModel(cfg);
     if (refused) problems.push(`${tenantsFile}: tenant ${cfg.id} ${refused}`);
+    cfg.webhookTools.forEach((t, i) => {
+      const problem = webhookUrlProblem(t.url, opts.allowPrivateWebhooks === true);
+      if (problem !== undefined) problems.push(`${tenantsFile}: tenant ${cfg.id}: webhookTools.${i}.url: ${problem}`);
+    });
   }
   if (opts.secrets === false) {
     if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
@@ -100,7 +108,7 @@ export function loadSeedTenants(
  * @throws SwitchboardError `config_invalid` for a bad TENANTS_FILE (before touching the store).
  */
 export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime> {
-  const seed = loadSeedTenants(o.tenantsFile, o.env, { provider: o.provider });
+  const seed = loadSeedTenants(o.tenantsFile, o.env, { provider: o.provider, ...(o.allowPrivateWebhooks ? { allowPrivateWebhooks: true } : {}) });
   const log = o.log.child({ component: 'tenants' });
   if (seed.length === 0) log.warn({ provider: o.provider }, 'no TENANTS_FILE and a real model provider: no tenants until the admin API adds some');
   // The demo tenant's token is published: it lives in this process only, never in a shared store.

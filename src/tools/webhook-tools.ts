@@ -8,8 +8,8 @@ import { createHmac, randomUUID } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { embeddedIPv4, ipv6Bytes } from '../ip.js';
+import { isIP, type LookupFunction } from 'node:net';
+import { isBlockedAddress } from './ssrf.js';
 import { propagation, context as otelContext } from '@opentelemetry/api';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import type { SecretRef, WebhookTool } from '../tenants/index.js';
@@ -24,51 +24,6 @@ export interface WebhookToolOptions {
   /** Resolve the tenant's secret reference (tenant-registry's resolveSecret with the process env). */
   resolveSecret: (ref: SecretRef, where: string) => string;
   now?: () => number;
-}
-
-/** Ranges a tenant URL may never reach: RFC 1918, loopback, link-local, CGNAT, ULA, multicast, reserved. */
-const BLOCKED = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['100.64.0.0', 10],
-  ['127.0.0.0', 8],
-  ['169.254.0.0', 16],
-  ['172.16.0.0', 12],
-  ['192.0.0.0', 24],
-  ['192.168.0.0', 16],
-  ['198.18.0.0', 15],
-  ['224.0.0.0', 4],
-  ['240.0.0.0', 4],
-] as const) {
-  BLOCKED.addSubnet(net, prefix, 'ipv4');
-}
-for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-  ['64:ff9b:1::', 48], // NAT64 local use: where the IPv4 address sits depends on the network
-  ['2001::', 32], // Teredo: the client's IPv4 address is obfuscated
-  ['2001:db8::', 32],
-] as const) {
-  BLOCKED.addSubnet(net, prefix, 'ipv6');
-}
-
-/** True when `address` (an IP literal) is private, loopback, link-local or otherwise not public. */
-export function isBlockedAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return true;
-  if (family === 6) {
-    // An IPv6 form that carries an IPv4 address (mapped, translated, compatible, NAT64, 6to4)
-    // reaches that address: judge it as the IPv4 address (::7f00:1 is 127.0.0.1).
-    const bytes = ipv6Bytes(address);
-    const v4 = bytes && embeddedIPv4(bytes);
-    if (v4 !== undefined) return BLOCKED.check(v4, 'ipv4');
-    return BLOCKED.check(address, 'ipv6');
-  }
-  return BLOCKED.check(address, 'ipv4');
 }
 
 /**

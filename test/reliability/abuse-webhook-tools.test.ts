@@ -201,7 +201,7 @@ describe('tenant webhook tools answering badly (WEBHOOK_TOOLS_ALLOW_PRIVATE=true
 });
 
 describe('SSRF guard (WEBHOOK_TOOLS_ALLOW_PRIVATE unset)', () => {
-  it('loopback, link-local metadata, private, IPv4-mapped, localhost and plain-http targets are refused without a request', async () => {
+  it('a TENANTS_FILE aiming tools at loopback, metadata, private, IPv4-mapped or localhost targets, or with userinfo, stops the relay at start', async () => {
     const port = new URL(tenantApi.url).port;
     const targets: [string, string][] = [
       ['loopback_tool', `https://127.0.0.1:${port}/ok`],
@@ -211,8 +211,23 @@ describe('SSRF guard (WEBHOOK_TOOLS_ALLOW_PRIVATE unset)', () => {
       ['ipv6_tool', `https://[::1]:${port}/ok`],
       ['localhost_tool', `https://localhost:${port}/ok`],
       ['zero_tool', `https://0.0.0.0:${port}/ok`],
-      ['plainhttp_tool', `${tenantApi.url}/ok`],
+      ['creds_tool', 'https://user:pw@tools.example.com/ok'],
     ];
+    const err = await startTestRelay({ TENANTS_FILE: tenantsFile('private-at-save', targets.map(([n, u]) => hook(n, u))) }).then(
+      (r) => {
+        relay = r;
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({ code: 'config_invalid' });
+    targets.forEach((_, i) => expect((err as Error).message).toMatch(new RegExp(`tenant hooks-co: webhookTools\\.${i}\\.url: `)));
+    expect((err as Error).message).not.toContain('pw@');
+  });
+
+  it('what passes the save-time check is still refused at call time without a request (plain http)', async () => {
+    const port = new URL(tenantApi.url).port;
+    const targets: [string, string][] = [['plainhttp_tool', `http://tools.example.invalid:${port}/ok`]];
     relay = await startTestRelay({ TENANTS_FILE: tenantsFile('public-only', targets.map(([n, u]) => hook(n, u))) });
     const before = tenantApi.hits.get('/ok') ?? 0;
     const { turns, outcomes } = await callEach(targets.map(([n]) => n));

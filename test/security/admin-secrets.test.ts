@@ -96,6 +96,26 @@ describe('admin API: webhook-tool secrets', () => {
   });
 });
 
+describe('admin API: webhook-tool URLs', () => {
+  it('refuses a blocked IP literal, localhost or userinfo on POST, PUT and PATCH with a field-level 400', async () => {
+    const ref = { env: 'TENANT_GAMMA_TOOL_SECRET' };
+    for (const url of ['https://[fec0::1]/x', 'https://192.0.2.1/x', 'https://localhost:8443/x', 'https://user:pw@tools.example.com/x']) {
+      const at = (u: string) => [{ ...tool(ref), url: u }];
+      for (const [method, path, body] of [
+        ['POST', '/v1/tenants', gamma({ id: 'gamma-url', phoneNumbers: ['+14155550309'], webhookTools: at(url) })],
+        ['PUT', '/v1/tenants/gamma-url', gamma({ id: 'gamma-url', phoneNumbers: ['+14155550309'], webhookTools: at(url) })],
+        ['PATCH', '/v1/tenants/acme', { webhookTools: at(url) }],
+      ] as const) {
+        const r = await api(method, path, body);
+        expect(r.status, `${method} ${url}`).toBe(400);
+        expect(r.json.error?.fields, `${method} ${url}`).toContainEqual({ path: 'webhookTools.0.url', message: expect.stringMatching(/public address|localhost|user name or password/) as unknown });
+        expect(r.text).not.toContain('pw@');
+      }
+    }
+    expect((await api('GET', '/v1/tenants/gamma-url')).status).toBe(404);
+  });
+});
+
 describe('admin API: merge-patch and reference edges', () => {
   const inline = { accountSid: ACME.accountSid, authToken: { value: 'smuggled-inline-token' } };
 

@@ -191,6 +191,28 @@ describe('StoreTenantRegistry on Redis', () => {
     writeFileSync(file, JSON.stringify([cfg('acme', ['+14155550100'])]));
     expect(() => loadSeedTenants(file, {})).toThrow(/tenant acme: twilio.authToken: environment variable ACME_TOKEN is not set/);
   });
+
+  it('refuses a TENANTS_FILE webhook tool aimed at a blocked IP literal, localhost or with userinfo, unless the dev flag', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sb-tenants-'));
+    const file = join(dir, 'tenants.json');
+    const tool = (name: string, url: string) => ({ name, description: 'd', url, secret: { env: 'TOOL_SECRET' } });
+    const tenant = { ...cfg('acme', ['+14155550100']), webhookTools: [tool('fine', 'https://tools.example.com/x'), tool('site_local', 'https://[fec0::1]/x'), tool('creds', 'https://u:p@tools.example.com/x'), tool('local', 'https://localhost/x')] };
+    writeFileSync(file, JSON.stringify([tenant]));
+    const env = { ACME_TOKEN: 't', TOOL_SECRET: 's' };
+    let message = '';
+    try {
+      loadSeedTenants(file, env);
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/tenant acme: webhookTools\.1\.url: .*not a public address/);
+    expect(message).toMatch(/tenant acme: webhookTools\.2\.url: .*user name or password/);
+    expect(message).toMatch(/tenant acme: webhookTools\.3\.url: .*localhost/);
+    expect(message).not.toMatch(/webhookTools\.0/);
+    expect(() => loadSeedTenants(file, env, { allowPrivateWebhooks: true })).toThrow(/webhookTools\.2\.url/);
+    writeFileSync(file, JSON.stringify([{ ...tenant, webhookTools: tenant.webhookTools.filter((t) => t.name !== 'creds') }]));
+    expect(loadSeedTenants(file, env, { allowPrivateWebhooks: true })).toHaveLength(1);
+  });
 });
 
 describe('examples/tenants.yaml', () => {

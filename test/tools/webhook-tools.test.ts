@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_TENANT, resolveTenant, TenantSchema, type TenantInput } from '../../src/tenants/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
-import { BuiltinToolRunner, isBlockedAddress, vetTarget } from '../../src/tools/index.js';
+import { BuiltinToolRunner, isBlockedAddress, vetTarget, webhookUrlProblem } from '../../src/tools/index.js';
 
 const SECRET = 'whsec_' + Buffer.from('a-very-secret-key-for-tests-0123').toString('base64');
 
@@ -131,7 +131,43 @@ describe('tenant webhook tools', () => {
     for (const a of ['127.0.0.1', '10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fe80::1', 'fd12::1', '::ffff:127.0.0.1', 'nonsense']) {
       expect(isBlockedAddress(a), a).toBe(true);
     }
-    for (const a of ['8.8.8.8', '203.0.113.9', '2606:4700::1111']) expect(isBlockedAddress(a), a).toBe(false);
+    for (const a of ['8.8.8.8', '93.184.216.34', '2606:4700::1111']) expect(isBlockedAddress(a), a).toBe(false);
+  });
+
+  it('blocks every range IANA lists as not globally reachable (documentation, benchmarking, ORCHID, SRv6, site-local)', () => {
+    for (const a of [
+      '192.0.2.1', // TEST-NET-1
+      '198.51.100.7', // TEST-NET-2
+      '203.0.113.9', // TEST-NET-3
+      '192.88.99.1', // 6to4 relay anycast (deprecated)
+      '255.255.255.255',
+      'fec0::1', // site-local (deprecated)
+      'feff:ffff::1',
+      '100::1', // discard-only
+      '100:0:0:1::1', // dummy prefix
+      '2001:db8::1', // documentation
+      '3fff::1', // documentation
+      '3fff:fff::1',
+      '2001:2::1', // benchmarking
+      '2001:20::1', // ORCHIDv2
+      '2001:10::1', // ORCHID (deprecated)
+      '5f00::1', // SRv6 SIDs
+      '4000::1', // outside global unicast 2000::/3
+      '::ffff:203.0.113.5',
+    ]) {
+      expect(isBlockedAddress(a), a).toBe(true);
+    }
+    for (const a of ['2001:4860:4860::8888', '2a00:1450:4009::200e', '3ffe::1', '198.51.101.1', '203.0.114.1']) expect(isBlockedAddress(a), a).toBe(false);
+  });
+
+  it('refuses at save time an IP-literal host in a blocked range, localhost or userinfo (unless the dev flag)', () => {
+    for (const url of ['https://[fec0::1]/x', 'https://192.0.2.1/x', 'https://localhost/x', 'https://LOCALHOST./x', 'https://api.localhost/x', 'https://10.0.0.1/x', 'https://[::ffff:127.0.0.1]/x', 'https://0x7f000001/x']) {
+      expect(webhookUrlProblem(url, false), url).toMatch(/not a public address|localhost/);
+    }
+    expect(webhookUrlProblem('https://user:pw@tools.example.com/x', false)).toMatch(/user name or password/);
+    expect(webhookUrlProblem('https://user@tools.example.com/x', true)).toMatch(/user name or password/);
+    for (const url of ['https://tools.example.com/x', 'https://93.184.216.34/x', 'https://[2606:4700::1111]/x']) expect(webhookUrlProblem(url, false), url).toBeUndefined();
+    for (const url of ['http://127.0.0.1:9/x', 'https://localhost/x', 'https://[fec0::1]/x']) expect(webhookUrlProblem(url, true), url).toBeUndefined();
   });
 
   it('judges IPv6 addresses that embed an IPv4 address by that address, or blocks the prefix', () => {

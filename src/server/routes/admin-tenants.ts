@@ -6,6 +6,7 @@ import { posix } from 'node:path';
 import type { TenantWrite, TenantWriteMode } from '../../store/tenant-store.js';
 import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/index.js';
 import { errorMessage, SwitchboardError } from '../../errors.js';
+import { webhookUrlProblem } from '../../tools/ssrf.js';
 import type { RelayContext } from '../context.js';
 import { readBody, reply, replyJson, track, type ReplyHandle } from '../http.js';
 
@@ -112,7 +113,7 @@ function unknownFields(input: unknown, output: unknown, path: string[], out: Fie
  * Validate a full tenant document from the API, naming every bad field. `refuseInline: false` lets a
  * merged PATCH document keep an inline secret the stored tenant already had (a file-seeded tenant).
  */
-export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean } = {}): Validation {
+export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean; allowPrivateWebhooks?: boolean } = {}): Validation {
   const fields = opts.refuseInline === false ? [] : inlineSecretErrors(body);
   const r = TenantSchema.safeParse(body);
   if (!r.success) {
@@ -125,6 +126,10 @@ export function validateTenantBody(body: unknown, opts: { refuseInline?: boolean
     return { ok: false, fields };
   }
   unknownFields(body, r.data, [], fields);
+  r.data.webhookTools.forEach((t, i) => {
+    const problem = webhookUrlProblem(t.url, opts.allowPrivateWebhooks === true);
+    if (problem !== undefined) fields.push({ path: `webhookTools.${i}.url`, message: problem });
+  });
   return fields.length > 0 ? { ok: false, fields } : { ok: true, tenant: r.data };
 }
 
@@ -198,6 +203,7 @@ export function registerAdminTenantRoutes(
   if (ctx.config.adminToken === undefined) return;
   const { app, log } = ctx;
   const rules: ReferenceRules = { envPrefix: ctx.config.adminSecretEnvPrefix, dir: ctx.config.adminSecretDir };
+  const allowPrivateWebhooks = ctx.config.webhookToolsAllowPrivate;
 
   const error = (h: ReplyHandle, status: string, code: string, message: string, fields?: FieldError[]): void => {
     replyJson(h, status, { error: fields ? { code, message, fields } : { code, message } });
@@ -267,7 +273,7 @@ export function registerAdminTenantRoutes(
 
   /** Validate, check secrets resolve here, write. */
   async function validateAndWrite(h: ReplyHandle, body: unknown, mode: TenantWriteMode, op: string, extra: FieldError[] = []): Promise<void> {
-    const v = validateTenantBody(body);
+    const v = validateTenantBody(body, { allowPrivateWebhooks });
     const fields = [...extra, ...(v.ok ? [] : v.fields)];
     for (const f of referenceErrors(body, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
     if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
@@ -346,7 +352,7 @@ export function registerAdminTenantRoutes(
       const fields = inlineSecretErrors(patch);
       for (const f of referenceErrors(patch, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
       if (patch['id'] !== undefined && patch['id'] !== id) fields.push({ path: 'id', message: 'a tenant id cannot change' });
-      const v = validateTenantBody(mergePatch(current, patch), { refuseInline: false });
+      const v = validateTenantBody(mergePatch(current, patch), { refuseInline: false, allowPrivateWebhooks });
       if (!v.ok) fields.push(...v.fields.filter((f) => !fields.some((e) => e.path === f.path)));
       if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
       const problem = registry.unresolvable(v.tenant);
