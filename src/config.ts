@@ -127,7 +127,7 @@ const Env = z.object({
   /** ws ping to the model every this many ms; no pong within MODEL_KEEPALIVE_TIMEOUT_MS cuts the socket (0 = off). */
   MODEL_KEEPALIVE_INTERVAL_MS: int(15_000, 0, 600_000),
   MODEL_KEEPALIVE_TIMEOUT_MS: int(5000, 50, 60_000),
-  /** The caller has been talking this long and the model has sent nothing since: it is stuck (0 = off). */
+  /** The caller has been talking, or the model has owed an answer, this long with no model event: it is stuck (0 = off). */
   MODEL_STALL_TIMEOUT_MS: int(8000, 0, 600_000),
   /** Re-open the model session (with the conversation) at the first pause after this long, before the 60-min cap (0 = off). */
   MODEL_SESSION_RENEW_SECONDS: int(3300, 0, 3590),
@@ -136,7 +136,7 @@ const Env = z.object({
   /** Seconds from a media-socket upgrade to its authorised `start`; past it the socket closes with 4007. */
   MEDIA_START_TIMEOUT_SECONDS: int(10, 1, 300),
   /** Media sockets without an authorised `start` held at once (0 = no cap); past it upgrades get 503. */
-  MAX_UNSTARTED_SOCKETS: int(100, 0, 100_000),
+  MAX_UNSTARTED_SOCKETS: int(500, 0, 100_000),
   /** Per-frame relay-time histogram; off only to measure what measuring costs. */
   FRAME_METRICS: bool('true'),
   /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */

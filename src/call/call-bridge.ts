@@ -56,6 +56,19 @@ export interface StartInfo {
   customParameters: Readonly<Record<string, string>>;
 }
 
+/**
+ * `from` (masked by the voice webhook) and `to` from the stream's parameters, for the call record.
+ * Kept only in the shapes the webhook writes: a masked number, and one of the tenant's own numbers.
+ */
+function callParties(p: Readonly<Record<string, string>>, tenant: Tenant): { fromMasked?: string; to?: string } {
+  const from = p['from'];
+  const to = p['to'];
+  return {
+    ...(from !== undefined && /^\+?\*+\d{0,4}$/.test(from) ? { fromMasked: from } : {}),
+    ...(to !== undefined && tenant.phoneNumbers.includes(to) ? { to } : {}),
+  };
+}
+
 export type Authorisation =
   | { ok: true; tenant: Tenant }
   | { ok: false; code: CloseCode; reason: string; outcome: CallOutcome };
@@ -131,6 +144,8 @@ const MAX_RECONNECTS = 1;
  * so a call that survived a drop still outlives the cap. 8 covers MAX_CALL_SECONDS' 4-hour ceiling.
  */
 const MAX_RENEWALS = 8;
+/** The greeting's instructions start so (the tenant's greeting follows). */
+const GREETING_PREFIX = 'Greet the caller with exactly: ';
 /** What the assistant is asked to say when the call reaches MAX_CALL_SECONDS. */
 const TIME_LIMIT_GOODBYE =
   'The call has reached its time limit. Say goodbye to the caller with exactly: "I am sorry, we have reached the time limit for this call. Thank you for calling, goodbye."';
@@ -161,7 +176,10 @@ export class CallBridge {
   private readonly playback = new PlaybackTracker();
   private latestMediaTs = 0;
   /** One model response at a time: the relay's own response.create requests wait their turn. */
-  private readonly responses = new ResponseSequencer((text) => this.model?.send(text), 'sb_response_');
+  private readonly responses = new ResponseSequencer((text) => {
+    this.model?.send(text);
+    this.stall?.expectEvent();
+  }, 'sb_response_');
   private readonly discarded = new Set<string>();
   private readonly responseTools = new Map<string, ResponseTools>();
   /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
@@ -204,6 +222,8 @@ export class CallBridge {
   /** speech_started seen, speech_stopped not yet; then the answer server VAD owes us. */
   private callerSpeaking = false;
   private answerOwed = false;
+  /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
+  private greeted = false;
   /** The response that says the time-limit goodbye, once created. */
   private goodbyeResponseId: string | undefined;
   private callSpan: Span | undefined;
@@ -374,6 +394,7 @@ export class CallBridge {
         callSid: start.callSid,
         tenantId: a.tenant.id,
         streamSid: start.streamSid,
+        ...callParties(start.customParameters, a.tenant),
         pod: this.deps.pod,
         startedAt: this.startedAt,
         retentionSeconds: a.tenant.retentionDays * 86_400,
@@ -546,6 +567,7 @@ export class CallBridge {
         return this.onCallerSpeech();
       case 'speech_stopped':
         this.stall?.turn(false);
+        this.stall?.expectEvent();
         this.callerSpeaking = false;
         this.answerOwed = true;
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
@@ -609,9 +631,10 @@ export class CallBridge {
       model.send(APPEND_PREFIX + payload + '"}');
       this.noteAppended(payload, now);
     });
-    if (!resume) {
+    if (!resume || !(this.greeted || this.history.all.some((h) => h.role === 'assistant'))) {
+      // A new call, or a session lost before its greeting was spoken: greet (once it was, never again).
       const greeting = this.tenant!.model.greeting;
-      this.responses.request(`Greet the caller with exactly: ${greeting}`);
+      this.responses.request(GREETING_PREFIX + greeting);
     } else if (this.history.lastRole === 'caller') {
       this.responses.request(); // the caller's last words were never answered
     }
@@ -743,6 +766,7 @@ export class CallBridge {
     }
     const instructions = this.responseInstructions.get(ev.responseId);
     this.responseInstructions.delete(ev.responseId);
+    if (ev.status !== 'failed' && instructions?.startsWith(GREETING_PREFIX)) this.greeted = true;
     if (ev.status === 'failed') {
       if (this.onResponseFailed(ev.reason, instructions)) return;
     } else if (ev.status === 'completed') {

@@ -1,7 +1,9 @@
 /**
  * The stall rule: a model that hears every caller frame answers speech within a second or so
  * (speech_started). When the caller has been talking for `stallMs` and the model has sent nothing
- * since the caller began, the session is stuck even if its socket still answers pings.
+ * since the caller began, the session is stuck even if its socket still answers pings. Likewise
+ * when the model owes an event (a response.create was sent, server VAD ended a turn) and nothing
+ * comes for `stallMs`: a greeting that never starts is a silent line.
  *
  * The bridge samples one caller frame in eight (every 160 ms); a sample reads the first 80 base64
  * characters of the payload and sums their μ-law magnitudes in place: no decode, no allocation. Speech is judged as the simulated model's VAD
@@ -49,6 +51,9 @@ export class StallWatch {
   /** speech_started seen and not yet speech_stopped: the model has the turn in hand. */
   private turnOpen = false;
   private cancelTimer: (() => void) | undefined;
+  /** Model events seen; an owed event is one that moves this on. */
+  private events = 0;
+  private cancelOwed: (() => void) | undefined;
 
   constructor(
     readonly stallMs: number,
@@ -75,6 +80,17 @@ export class StallWatch {
   /** Any model event: the model is alive; the caller's next words start a new watch. */
   modelEvent(): void {
     this.onsetMono = undefined;
+    this.events++;
+  }
+
+  /** The model owes an answer now (a response.create went out, a caller turn ended). */
+  expectEvent(): void {
+    if (this.cancelOwed) return; // one owed-event watch at a time; any event settles it
+    const seen = this.events;
+    this.cancelOwed = this.after(this.stallMs, () => {
+      this.cancelOwed = undefined;
+      if (this.events === seen) this.onStall();
+    });
   }
 
   /** speech_started (true) / speech_stopped (false). */
@@ -86,6 +102,8 @@ export class StallWatch {
   reset(): void {
     this.cancelTimer?.();
     this.cancelTimer = undefined;
+    this.cancelOwed?.();
+    this.cancelOwed = undefined;
     this.onsetMono = undefined;
     this.turnOpen = false;
     this.run = 0;

@@ -394,7 +394,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       provider: model.provider,
       ...(config.model.provider === 'sim' && !opts.model ? { simMode: config.model.mode } : {}),
       tenants: tenantRt && !tenantRt.ready() ? 'pending (tenant store unreachable)' : tenants.list().length,
-      tenantsFile: config.tenantsFile ?? 'none (demo tenant)',
+      tenantsFile: config.tenantsFile ?? (config.model.provider === 'sim' ? 'none (demo tenant)' : 'none'),
       tenantsFileMode: config.tenantsFileMode,
       adminApi: config.adminToken ? 'on' : 'off',
       redis: config.redisUrl ? 'on' : 'off (in-memory)',

@@ -55,7 +55,8 @@ export interface SimModelOptions {
      */
     failResponses?: { count: number; error?: { type: string; code: string | null; message: string } };
     /**
-     * The first `sessions` sessions (default 1) fall silent once `afterResponses` responses are done,
+     * The first `sessions` sessions (default 1) fall silent once `afterResponses` responses are done
+     * (0: right after session.updated),
      * leaving the socket open: `dead` stops reading it (no pongs, as a half-open TCP or a NAT drop),
      * `deaf` still answers pings but ignores every event and sends none (a wedged session).
      */
@@ -748,6 +749,7 @@ class SimConnection {
     this.meter.session(typeof instructions === 'string' ? instructions : '', this.info.session.tools);
     this.applyTurnDetection();
     this.send({ type: 'session.updated', session: this.echoedSession() });
+    if (this.model.opts.faults?.stall?.afterResponses === 0) setImmediate(() => this.maybeStall());
   }
 
   /** The session as `session.updated` shows it: μ-law spelled as `mulawEcho` says. */

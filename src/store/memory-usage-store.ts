@@ -1,6 +1,7 @@
 /**
  * The single-process UsageStore of `npm start` and tests: same contract as Redis (idempotent
- * running totals, hour/day/month buckets). Nothing expires: a process's lifetime is its retention.
+ * running totals, hour/day/month buckets). A call's totals expire with its retention, as in Redis;
+ * buckets live as long as the process.
  */
 import {
   USAGE_FIELDS,
@@ -16,14 +17,18 @@ import {
 } from './usage-store.js';
 
 export class MemoryUsageStore implements UsageStore {
-  private readonly calls = new Map<string, UsageTotals>();
+  private readonly calls = new Map<string, { totals: UsageTotals; expiresAt: number }>();
   /** `tenant\0granularity\0bucketId` -> totals. */
   private readonly buckets_ = new Map<string, { start: number; totals: UsageTotals }>();
   private readonly tenantIds = new Set<string>();
+  private writes = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
 
   record(call: UsageCallRef, totals: Readonly<UsageTotals>, at: number): Promise<void> {
     const key = `${call.tenantId}\u0000${call.callSid}`;
-    const prev = this.calls.get(key) ?? emptyUsage();
+    this.prune();
+    const prev = this.calls.get(key)?.totals ?? emptyUsage();
     const delta = emptyUsage();
     let changed = false;
     for (const f of USAGE_FIELDS) {
@@ -33,7 +38,7 @@ export class MemoryUsageStore implements UsageStore {
         changed = true;
       }
     }
-    this.calls.set(key, prev);
+    this.calls.set(key, { totals: prev, expiresAt: this.now() + call.retentionSeconds * 1000 });
     if (!changed) return Promise.resolve();
     this.tenantIds.add(call.tenantId);
     for (const g of USAGE_GRANULARITIES) {
@@ -47,7 +52,7 @@ export class MemoryUsageStore implements UsageStore {
 
   callUsage(tenantId: string, callSid: string): Promise<UsageTotals | undefined> {
     const u = this.calls.get(`${tenantId}\u0000${callSid}`);
-    return Promise.resolve(u ? { ...u } : undefined);
+    return Promise.resolve(u && u.expiresAt > this.now() ? { ...u.totals } : undefined);
   }
 
   buckets(tenantId: string, g: UsageGranularity, from: number, to: number): Promise<UsageBucket[]> {
@@ -66,6 +71,13 @@ export class MemoryUsageStore implements UsageStore {
 
   tenants(): Promise<string[]> {
     return Promise.resolve([...this.tenantIds].sort());
+  }
+
+  /** Drop expired calls: a full pass every 1,000 writes keeps the cost per write constant. */
+  private prune(): void {
+    if (++this.writes % 1000 !== 0) return;
+    const t = this.now();
+    for (const [k, c] of this.calls) if (c.expiresAt <= t) this.calls.delete(k);
   }
 
   close(): Promise<void> {

@@ -37,6 +37,17 @@ describe('StallWatch', () => {
     expect(h.stalls).toBe(1);
   });
 
+  it('fires when the model owes an event and sends none; an event settles it', () => {
+    const h = harness();
+    h.w.expectEvent();
+    h.fire();
+    expect(h.stalls).toBe(1);
+    h.w.expectEvent();
+    h.w.modelEvent();
+    h.fire();
+    expect(h.stalls).toBe(1);
+  });
+
   it('does not fire for silence, for a model that spoke, or while the model holds the turn', () => {
     const h = harness();
     for (let i = 0; i < 5; i++) h.w.sample(quiet, performance.now());

@@ -246,7 +246,9 @@ describe('HTTPRoute prerequisites', () => {
 describe('alert rules follow the release', () => {
   it('match the scrape job of this release (fullnameOverride too) and link runbooks under alerts.runbookBaseUrl', async () => {
     const rules = async (args: string[]) =>
-      (only(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert: string; expr: string; annotations: Record<string, string> }[] }[]).flatMap((g) => g.rules);
+      (only(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert?: string; expr: string; annotations: Record<string, string> }[] }[])
+        .flatMap((g) => g.rules)
+        .flatMap((r) => (r.alert ? [{ ...r, alert: r.alert }] : []));
     const [byDefault, custom] = await Promise.all([
       rules([]),
       rules(['--set', 'fullnameOverride=voice-relay', '--set', 'alerts.runbookBaseUrl=https://wiki.example.com/switchboard/runbooks']),
@@ -259,5 +261,36 @@ describe('alert rules follow the release', () => {
     const home = (parseYaml(readFileSync(join(CHART, 'Chart.yaml'), 'utf8')) as { home: string }).home;
     for (const r of byDefault) expect(r.annotations.runbook_url).toBe(`${home}/blob/main/docs/observability.md#${r.alert.toLowerCase()}`);
     for (const r of custom) expect(r.annotations.runbook_url).toBe(`https://wiki.example.com/switchboard/runbooks#${r.alert.toLowerCase()}`);
+  });
+});
+
+describe('NetworkPolicy edges', () => {
+  it('HTTPS egress covers IPv6 too, without private, link-local or IPv4-mapped ranges', async () => {
+    const np = only(await helmTemplate(helm, ['-f', PROD]), 'NetworkPolicy');
+    const https = np.spec.egress.find((r: K8sObject) => r.ports.some((p: K8sObject) => p.port === 443));
+    expect(https.to).toContainEqual({ ipBlock: { cidr: '::/0', except: ['fc00::/7', 'fe80::/10', '::1/128', '::ffff:0:0/96'] } });
+    // AWS's IPv6 instance metadata address lies in an excluded range.
+    expect(https.to[1].ipBlock.except).toContain('fc00::/7');
+  });
+
+  it('refuses a LoadBalancer or NodePort Service behind the policy unless an ipBlock admits its sources', async () => {
+    for (const type of ['LoadBalancer', 'NodePort']) {
+      expect(await refused(['-f', PROD, '--set', `service.type=${type}`])).toMatch(
+        new RegExp(`service\\.type ${type} with networkPolicy\\.enabled: .*ipBlock`),
+      );
+    }
+    const ok = await helmTemplate(helm, ['-f', PROD, '--set', 'service.type=LoadBalancer', '--set', 'networkPolicy.ingressFrom[0].ipBlock.cidr=10.0.0.0/16']);
+    expect(only(ok, 'Service', 'sb-switchboard').spec.type).toBe('LoadBalancer');
+    expect(only(await helmTemplate(helm, ['--set', 'service.type=NodePort']), 'Service', 'sb-switchboard').spec.type).toBe('NodePort');
+  });
+});
+
+describe('the docs quote what helm says', () => {
+  it('deploy/README.md shows the schema error for HPA and KEDA both on, word for word', async () => {
+    const stderr = await refused(['--set', 'autoscaling.enabled=true', '--set', 'keda.enabled=true', ...BUILTIN_REDIS, ...STREAM_KEY]);
+    const readme = readFileSync(join(CHART, '../../README.md'), 'utf8');
+    const quoted = /for the HPA and KEDA both on\n\n```\n([\s\S]*?)```/.exec(readme)?.[1] ?? '';
+    expect(quoted.trim().split('\n').length).toBe(2);
+    for (const line of quoted.trim().split('\n')) expect(stderr).toContain(line);
   });
 });

@@ -80,6 +80,21 @@ describe('a model socket that stops answering', () => {
     expect(after.body).toContain(APOLOGY);
   });
 
+  it('deaf from the start (the greeting never comes): the stall rule re-opens the session, which greets', async () => {
+    const r = await relayToSim(
+      { stall: { afterResponses: 0, mode: 'deaf' } },
+      { MODEL_KEEPALIVE_INTERVAL_MS: '200', MODEL_KEEPALIVE_TIMEOUT_MS: '300', MODEL_STALL_TIMEOUT_MS: '1000' },
+    );
+    const callSid = randomSid('CA');
+    const report = await call(r, callSid, [{ say: 'Hello there' }]);
+    expect(report.greeting).toBe(GREETING);
+    expect(report.turns[0]!.heard).toBe('You said: Hello there. Anything else?');
+    expect(report.closeCode).toBe(1000);
+    expect(sim!.sessions).toHaveLength(2);
+    expect(metricValue(await scrape(r), 'switchboard_model_errors_total', { kind: 'socket', code: 'stalled' })).toBe(1);
+    await outcomeOf(r, callSid, 'caller_hung_up');
+  });
+
   it('a quiet caller and a quiet model are not a stall', async () => {
     const r = await relayToSim({}, { MODEL_KEEPALIVE_INTERVAL_MS: '200', MODEL_KEEPALIVE_TIMEOUT_MS: '300', MODEL_STALL_TIMEOUT_MS: '500' });
     const callSid = randomSid('CA');

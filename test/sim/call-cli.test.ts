@@ -11,7 +11,8 @@ import { startTestRelay } from '../helpers/relay.js';
 
 let relay: Relay;
 beforeAll(async () => {
-  relay = await startTestRelay({ SIM_MODEL_MODE: 'realistic' });
+  // No tenants file: the simulated model's built-in demo tenant, the one `npm run call` dials by default.
+  relay = await startTestRelay({ SIM_MODEL_MODE: 'realistic', TENANTS_FILE: '' });
 });
 afterAll(async () => {
   await relay.close();

@@ -127,3 +127,15 @@ describe('RedisUsageStore specifics', () => {
     expect(await r.hget(`usage:{acme}:m:202612`, 'calls')).toBe('1');
   });
 });
+
+describe('MemoryUsageStore specifics', () => {
+  it("forgets a call's totals after its retention, keeps the buckets", async () => {
+    let now = T0;
+    const s = new MemoryUsageStore(() => now);
+    await s.record({ callSid: 'CAold', tenantId: 'acme', retentionSeconds: 60 }, totals({ calls: 1, callMs: 5000 }), T0);
+    expect(await s.callUsage('acme', 'CAold')).toMatchObject({ callMs: 5000 });
+    now += 61_000;
+    expect(await s.callUsage('acme', 'CAold')).toBeUndefined();
+    expect((await s.bucket('acme', 'day', T0)).callMs).toBe(5000);
+  });
+});

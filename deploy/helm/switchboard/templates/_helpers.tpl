@@ -235,6 +235,9 @@ hostname> (gateway on; a wildcard is refused in switchboard.validate). */}}
 {{- if and .Values.redis.enabled (not (or .Values.redis.auth.password .Values.redis.auth.existingSecret)) (not (include "switchboard.trial" .)) }}
 {{- fail "redis.auth.password is empty: outside the one-pod trial give it (e.g. openssl rand -hex 24) or redis.auth.existingSecret (key existingSecretPasswordKey) for the built-in Redis; a generated password changes on every helm template (Argo CD, Flux) and locks the relay out of Redis" }}
 {{- end }}
+{{- if and .Values.networkPolicy.enabled (has .Values.service.type (list "LoadBalancer" "NodePort")) (not (contains "ipBlock" (toJson .Values.networkPolicy.ingressFrom))) }}
+{{- fail (printf "service.type %s with networkPolicy.enabled: its traffic arrives from node or load-balancer addresses (or the callers' own, with externalTrafficPolicy Local), which no pod selector in networkPolicy.ingressFrom matches; add ipBlock peers for those ranges (docs/kubernetes.md), or use ClusterIP behind an ingress or Gateway" .Values.service.type) }}
+{{- end }}
 {{- if and .Values.redis.tls.caSecret .Values.redis.enabled }}
 {{- fail "redis.tls.caSecret is for an external rediss:// Redis; the built-in Redis speaks plain TCP inside the cluster" }}
 {{- end }}
