@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
-import { builtinDemo, demo, eventually, mediaFrame, metricValue, rawStream, scrape, startTestRelay } from '../helpers/relay.js';
+import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, startTestRelay, testTenantEnv } from '../helpers/relay.js';
 import { freePort } from '../helpers/redis-server.js';
 
 let relay: Relay | undefined;
@@ -161,7 +161,7 @@ describe('the relay process', () => {
   it('on SIGTERM turns unready at once, finishes the live call, then exits 0', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;
-    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info' });
+    const p = run({ PORT: String(port), HOST: '127.0.0.1', PUBLIC_URL: url, SIM_MODEL_MODE: 'loadtest', LOG_LEVEL: 'info', ...testTenantEnv() });
     try {
       await eventually(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
       // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
@@ -185,7 +185,7 @@ describe('the relay process', () => {
       expect((JSON.parse(summaries[0]!) as { uws: string }).uws).toMatch(/^native \((uWebSockets\.js|uws-legacy)\)$/);
       const call = placeCall({
         baseUrl: url,
-        ...builtinDemo,
+        ...demo,
         script: { turns: [{ say: 'Hello there' }, { say: 'call tool end_call {"reason":"done"}' }], maxCallMs: 30_000, hangupAfterMs: 10_000 },
       });
       await eventually(async () => metricValue(await (await fetch(`${url}/metrics`)).text(), 'switchboard_active_calls') === 1, 10_000, 'call live');
