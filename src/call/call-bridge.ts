@@ -572,7 +572,9 @@ export class CallBridge {
         this.answerOwed = true;
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
-        this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
+        // A turn, everywhere (log line, API, `npm run call`, turn latency): the caller stopped speaking.
+        this.turns++;
+        this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns });
         this.responses.onSpeechStopped();
         return;
       case 'response_created': {
@@ -587,7 +589,6 @@ export class CallBridge {
         this.playback.closeItems(this.latestMediaTs);
         return;
       case 'assistant_transcript':
-        this.turns++;
         this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
         return;
       case 'caller_transcript':
