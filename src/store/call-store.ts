@@ -144,15 +144,28 @@ export function maskNumber(n: string | undefined): string | undefined {
   return `${n.startsWith('+') ? '+' : ''}${'*'.repeat(digits.length - 4)}${digits.slice(-4)}`;
 }
 
+/** A decimal digit outside ASCII (full-width, Arabic-Indic, mathematical …): the line needs normalising. */
+const NON_ASCII_DIGIT = /(?![0-9])\p{Nd}/u;
+/** Arabic-Indic ٠-٩ (U+0660-0669) and Extended Arabic-Indic ۰-۹ (U+06F0-06F9): NFKC leaves them be. */
+const ARABIC_INDIC_DIGIT = /[\u0660-\u0669\u06f0-\u06f9]/g;
+/** Digits joined by any run of non-alphanumeric separators (space, NBSP, `-`, `.`, `/`, `_`, parentheses …). */
+const NUMBER_RUN = /\+?\(?\d(?:[^\p{L}\p{N}]*\d)+/gu;
+
 /**
  * Mask phone-number-like and card-number-like runs in free text, keeping the last 4 digits: `+` and
- * 7-15 digits, or 10-19 digits with spaces, dashes, dots or parentheses (phone numbers, and card
- * numbers of 13-19 digits). Dates (8 digits) and prices are left alone.
+ * 7 or more digits, or 10 or more digits, joined by any separators that are not letters or digits
+ * (phone numbers, and card numbers of 13-19 digits also when more digits follow them). Dates
+ * (8 digits), times and prices are left alone. A line holding non-ASCII digits is first normalised
+ * (NFKC, which folds full-width and mathematical digits, then Arabic-Indic digits to ASCII) and is
+ * stored normalised; other lines are matched as they are. Runs once per transcript line, not per frame.
  */
 export function maskNumbersInText(text: string): string {
-  return text.replace(/\+?\(?\d[\d\s().-]{5,26}\d/g, (m) => {
+  const plain = NON_ASCII_DIGIT.test(text)
+    ? text.normalize('NFKC').replace(ARABIC_INDIC_DIGIT, (d) => String.fromCharCode(48 + (d.charCodeAt(0) & 0xf)))
+    : text;
+  return plain.replace(NUMBER_RUN, (m) => {
     const digits = m.replace(/\D/g, '').length;
-    const sensitive = m.startsWith('+') ? digits >= 7 && digits <= 19 : digits >= 10 && digits <= 19;
+    const sensitive = m.startsWith('+') ? digits >= 7 : digits >= 10;
     return sensitive ? (maskNumber(m) ?? m) : m;
   });
 }
