@@ -45,7 +45,11 @@ function webhookSecretProblems(tenants: readonly TenantConfig[], env: NodeJS.Pro
 }
 
 function describe(config: Readonly<Config>, tenants: readonly TenantConfig[], secrets: boolean): string {
-  const source = config.tenantsFile ? `from ${config.tenantsFile} (TENANTS_FILE_MODE=${config.tenantsFileMode})` : 'built in (no TENANTS_FILE)';
+  const source = config.tenantsFile
+    ? `from ${config.tenantsFile} (TENANTS_FILE_MODE=${config.tenantsFileMode})`
+    : config.model.provider === 'sim'
+      ? 'built in (no TENANTS_FILE)'
+      : '(no TENANTS_FILE: the demo tenant exists only with MODEL_PROVIDER=sim)';
   const ids = tenants.length > 0 ? ` (${tenants.map((t) => t.id).join(', ')})` : '';
   return [
     `configuration valid: provider ${config.model.provider}`,

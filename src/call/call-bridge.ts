@@ -56,6 +56,19 @@ export interface StartInfo {
   customParameters: Readonly<Record<string, string>>;
 }
 
+/**
+ * `from` (masked by the voice webhook) and `to` from the stream's parameters, for the call record.
+ * Kept only in the shapes the webhook writes: a masked number, and one of the tenant's own numbers.
+ */
+function callParties(p: Readonly<Record<string, string>>, tenant: Tenant): { fromMasked?: string; to?: string } {
+  const from = p['from'];
+  const to = p['to'];
+  return {
+    ...(from !== undefined && /^\+?\*+\d{0,4}$/.test(from) ? { fromMasked: from } : {}),
+    ...(to !== undefined && tenant.phoneNumbers.includes(to) ? { to } : {}),
+  };
+}
+
 export type Authorisation =
   | { ok: true; tenant: Tenant }
   | { ok: false; code: CloseCode; reason: string; outcome: CallOutcome };
@@ -381,6 +394,7 @@ export class CallBridge {
         callSid: start.callSid,
         tenantId: a.tenant.id,
         streamSid: start.streamSid,
+        ...callParties(start.customParameters, a.tenant),
         pod: this.deps.pod,
         startedAt: this.startedAt,
         retentionSeconds: a.tenant.retentionDays * 86_400,
@@ -558,7 +572,9 @@ export class CallBridge {
         this.answerOwed = true;
         this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
-        this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns + 1 });
+        // A turn, everywhere (log line, API, `npm run call`, turn latency): the caller stopped speaking.
+        this.turns++;
+        this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns });
         this.responses.onSpeechStopped();
         return;
       case 'response_created': {
@@ -573,7 +589,6 @@ export class CallBridge {
         this.playback.closeItems(this.latestMediaTs);
         return;
       case 'assistant_transcript':
-        this.turns++;
         this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
         return;
       case 'caller_transcript':

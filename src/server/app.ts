@@ -28,7 +28,7 @@ import type { RelayContext } from './context.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
 import { createStreamAuthoriser } from './stream-auth.js';
-import { listenExclusive } from './listen.js';
+import { assertCanListen, listenExclusive } from './listen.js';
 import { loadUws } from './uws.js';
 
 export interface RelayOptions {
@@ -78,8 +78,10 @@ interface SocketData {
 export async function startRelay(config: Readonly<Config>, opts: RelayOptions = {}): Promise<Relay> {
   const { uws, native, build: uwsBuild } = loadUws({ allowFallback: config.allowUwsFallback, maxHeaderBytes: config.httpMaxHeaderBytes });
   const log = opts.log ?? createLogger({ level: config.logLevel });
-  // Before anything opens: a bad price table stops the start.
+  // Before anything opens: a bad price table or a taken port stops the start (a relay that cannot
+  // listen must not first apply its tenants file to Redis).
   const priceTable = loadPriceTable(config.priceTableFile);
+  await assertCanListen(config.host, config.port);
   if (!native)
     log.warn(
       { code: 'uws_native_missing' },
@@ -394,7 +396,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       provider: model.provider,
       ...(config.model.provider === 'sim' && !opts.model ? { simMode: config.model.mode } : {}),
       tenants: tenantRt && !tenantRt.ready() ? 'pending (tenant store unreachable)' : tenants.list().length,
-      tenantsFile: config.tenantsFile ?? 'none (demo tenant)',
+      tenantsFile: config.tenantsFile ?? (config.model.provider === 'sim' ? 'none (demo tenant)' : 'none'),
       tenantsFileMode: config.tenantsFileMode,
       adminApi: config.adminToken ? 'on' : 'off',
       redis: config.redisUrl ? 'on' : 'off (in-memory)',

@@ -40,6 +40,21 @@ async function whyNotListening(host: string, port: number): Promise<string> {
   });
 }
 
+/**
+ * Fails with `listen_failed` when host:port cannot be bound, before the relay opens anything else:
+ * a start that is bound to fail must not first apply a tenants file to a shared store. Port 0 (any
+ * free port) is always bindable. A second check at the real listen covers the short race.
+ */
+export async function assertCanListen(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const problem = await new Promise<string | undefined>((resolve) => {
+    const probe = createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => resolve(REASONS[err.code ?? ''] ?? err.code ?? err.message));
+    probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(undefined)));
+  });
+  if (problem) throw new SwitchboardError('listen_failed', `cannot listen on ${host}:${port}: ${problem}`);
+}
+
 /** Listen on host:port without sharing it; rejects with `listen_failed` and the reason. */
 export async function listenExclusive(uws: Uws, app: TemplatedApp, host: string, port: number): Promise<us_listen_socket> {
   const socket = await new Promise<us_listen_socket | false>((resolve) => {

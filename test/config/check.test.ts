@@ -39,7 +39,8 @@ const SID = 'AC0123456789abcdef0123456789abcdef';
 const tenant = (extra = '', number = "'+14155550100'") =>
   `tenants:\n  - id: acme\n    displayName: Acme\n    phoneNumbers: [${number}]\n    twilio: {accountSid: ${SID}, authToken: {env: ACME_TOKEN}}\n${extra}`;
 
-describe('npm run check', () => {
+// Each case starts one to five child processes (tsx compiles on start): generous on a busy machine.
+describe('npm run check', { timeout: 120_000 }, () => {
   it('exits 0 with one summary line for a valid configuration (through npm, as documented)', async () => {
     const f = file('ok.yaml', tenant());
     const r = await check([], { TENANTS_FILE: f, ACME_TOKEN: 'secret-token-value', ADMIN_TOKEN: 'admin-token-0123456789' }, true);

@@ -71,19 +71,20 @@ describe('environment variables', () => {
     REDACT_PATHS: 'a constant in src/telemetry/logger.ts',
     PROD_NODE_VERSION: 'a constant in .ci/run',
     SWITCHBOARD_CI_CACHE: 'read by .ci/run',
-    MAX_RECONNECTS: 'a constant in src/call/call-bridge.ts',
-    MAX_RENEWALS: 'a constant in src/call/call-bridge.ts',
     MODEL_ERROR_LABELS: 'a constant in src/model/model-errors.ts',
-    TENANT_: 'the default of ADMIN_SECRET_ENV_PREFIX',
     GET: 'a Redis command',
     HSETNX: 'a Redis command',
+    TENANT_: 'a value: the default of ADMIN_SECRET_ENV_PREFIX',
+    TENANT_ACME_TWILIO_AUTH_TOKEN: 'an example tenant secret variable (operators choose these names)',
   };
+  /** Constants of the code the docs name (`MAX_RENEWALS`): fine as long as the code declares them. */
+  const declared = (name: string): boolean => SRC.some(({ text }) => new RegExp(`\\bconst ${name}\\b`).test(text));
 
   it('every variable-like name in README and docs/ is one the relay reads (or a known outside one)', () => {
     const known = new Set([...ENV_VARIABLES, ...Object.keys(NOT_OURS)]);
     const unknown = ALL_DOCS.flatMap(({ file, text }) =>
       codeSpans(text)
-        .filter((s) => /^[A-Z][A-Z0-9_]{2,}$/.test(s) && !known.has(s))
+        .filter((s) => /^[A-Z][A-Z0-9_]{2,}$/.test(s) && !known.has(s) && !declared(s))
         .map((s) => `${file}: ${s}`),
     );
     expect(unknown).toEqual([]);
@@ -105,8 +106,8 @@ describe('metrics', () => {
   it('every switchboard_ metric named anywhere in README or docs/ exists', () => {
     const exported = new Set(inCode);
     const unknown = ALL_DOCS.flatMap(({ file, text }) =>
-      // Recording rules (`tenant:switchboard_…:increase1h`) name a metric inside their own name.
-      [...text.matchAll(/(?<!:)\bswitchboard_[a-z0-9_]+(?!:)/g)]
+      // Not the middle of a recording rule's name (`tenant:switchboard_call_seconds:increase1h`).
+      [...text.matchAll(/(?<![:\w])switchboard_[a-z0-9_]+/g)]
         .map((m) => m[0].replace(/_(bucket|sum|count)$/, ''))
         .filter((n) => !exported.has(n))
         .map((n) => `${file}: ${n}`),
@@ -166,9 +167,9 @@ describe('close codes and error codes', () => {
 describe('the docs stand on their own', () => {
   const GUIDES = [...ALL_DOCS, ...['bench/README.md', 'loadtest/README.md', 'deploy/README.md'].map((file) => ({ file, text: read(file) }))];
 
-  it('cite no document outside the repository and no internal issue numbers', () => {
+  it('cite no document outside the repository and no internal issue numbers (an upstream `owner/repo issue #N` is fine)', () => {
     const outside = GUIDES.flatMap(({ file, text }) =>
-      [...text.matchAll(/\b(SPEC|PERFORMANCE|PROTOCOLS|STYLE)\.md\b|\((?:see )?issue \d+\)|\bissue #?\d+\b/gi)].map((m) => `${file}: ${m[0]}`),
+      [...text.matchAll(/\b(SPEC|PERFORMANCE|PROTOCOLS|STYLE)\.md\b|(?<![\w.-]+\/[\w.-]+ )\bissue #?\d+\b/gi)].map((m) => `${file}: ${m[0]}`),
     );
     expect(outside).toEqual([]);
   });

@@ -32,6 +32,21 @@ describe('composition from configuration', () => {
     expect(text).not.toContain(DEMO_AUTH_TOKEN);
   });
 
+  it("records the caller's number masked and the number called, as the voice webhook saw them", async () => {
+    relay = await startTestRelay({ ADMIN_TOKEN: ADMIN });
+    const callSid = randomSid('CA');
+    const s = await rawStream(relay, callSid); // From +15550001111, To the tenant's number
+    expect(Object.values(s.params).join(' ')).not.toContain('5550001111');
+    s.start();
+    const r = relay;
+    await eventually(() => r.activeCalls() === 1, 5000, 'call live');
+    const view = async () =>
+      (await (await fetch(`${r.url}/v1/calls/${callSid}`, { headers: { authorization: `Bearer ${ADMIN}` } })).json()) as Record<string, unknown>;
+    await eventually(async () => (await view())['from'] !== undefined, 5000, 'call record written');
+    expect(await view()).toMatchObject({ callSid, from: '+*******1111', to: demo.to });
+    s.ws.close();
+  });
+
   it('has no admin API without ADMIN_TOKEN', async () => {
     relay = await startTestRelay();
     expect((await fetch(`${relay.url}/v1/tenants`, { headers: { authorization: `Bearer ${ADMIN}` } })).status).toBe(404);

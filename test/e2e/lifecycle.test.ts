@@ -151,6 +151,8 @@ describe('the relay process', () => {
       expect(settled).toEqual({ code: 1 });
       expect(p.out()).toContain(`switchboard: cannot start: listen_failed: cannot listen on 127.0.0.1:${port}: address in use`);
       expect(p.out()).not.toContain('relay listening');
+      // It stopped before opening anything: no tenants file applied to a store it would share.
+      expect(p.out()).not.toContain('tenants file applied');
       // The first relay still serves, alone.
       expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
     } finally {
@@ -167,7 +169,9 @@ describe('the relay process', () => {
       // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
       const summaries = p.out().split('\n').filter((l) => l.includes('"msg":"relay listening"'));
       expect(summaries).toHaveLength(1);
-      expect(JSON.parse(summaries[0]!)).toMatchObject({
+      const summary = JSON.parse(summaries[0]!) as Record<string, unknown>;
+      expect(summary['uws']).toMatch(/^native \((uWebSockets\.js|uws-legacy)\)$/);
+      expect(summary).toMatchObject({
         port,
         provider: 'sim',
         simMode: 'loadtest',
@@ -178,8 +182,8 @@ describe('the relay process', () => {
         redis: 'off (in-memory)',
         drain: 'wait',
         drainTimeoutSeconds: 3600,
+        node: process.version,
       });
-      expect((JSON.parse(summaries[0]!) as { uws: string }).uws).toMatch(/^native \((uWebSockets\.js|uws-legacy)\)$/);
       const call = placeCall({
         baseUrl: url,
         ...demo,

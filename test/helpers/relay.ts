@@ -10,7 +10,7 @@ import { parseTwiml } from '../../loadtest/lib/caller-core.js';
 import { loadConfig } from '../../src/config.js';
 import { startRelay, type Relay, type RelayOptions } from '../../src/server/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
-import { DEMO_NUMBER, DEMO_TENANT } from '../../src/tenants/index.js';
+import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER, DEMO_TENANT } from '../../src/tenants/index.js';
 import { computeTwilioSignature } from '../../src/twilio/index.js';
 import { freePort } from './redis-server.js';
 
@@ -26,6 +26,8 @@ export const demo = {
   accountSid: 'AC' + 'd'.repeat(32),
   authToken: 'test-tenant-auth-token-0123456789',
 };
+/** The built-in demo tenant's published credentials (a relay started without TENANTS_FILE, simulated model). */
+export const builtinDemo = { to: DEMO_NUMBER, accountSid: DEMO_ACCOUNT_SID, authToken: DEMO_AUTH_TOKEN };
 const TEST_TENANT_TOKEN_VAR = 'SB_TEST_TENANT_AUTH_TOKEN';
 let writtenTenantFile: string | undefined;
 

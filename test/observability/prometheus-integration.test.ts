@@ -29,6 +29,8 @@ const PODS = ['relay-0', 'relay-1'] as const;
  * asked (it must be a query Prometheus accepts) and must come back empty, so a new driver shows up.
  */
 const NO_DATA_EXPECTED: Record<string, string> = {
+  'Budget used by tenant / A': 'switchboard_budget_used_ratio exists only for tenants with a budget; the test tenant has none',
+  'Calls refused over budget (calls/min) / A': 'switchboard_budget_refusals_total needs a tenant over its budget (the refusal itself: test/e2e/usage-billing.test.ts)',
   'Calls refused: tenant at its concurrency limit (calls/min) / A':
     'switchboard_tenant_busy_total needs concurrency leases, which startRelay() does not wire yet',
 };

@@ -78,7 +78,7 @@ describe('tracing a call', () => {
     expect(turns.length).toBeGreaterThanOrEqual(2);
     expect(turns.length).toBeLessThanOrEqual(report.turns.length + 1);
     for (const t of turns) expect(parentOf(t)).toBe(idOf(call));
-    // Turn indices count the assistant's replies, greeting included: distinct and increasing.
+    // Turn indices count the caller's turns (speech stopped): distinct and increasing.
     const indices = turns.map((t) => Number(t.attributes[ATTR.turnIndex]));
     expect(new Set(indices).size).toBe(turns.length);
     expect(turns.some((t) => typeof t.attributes[ATTR.turnLatencyMs] === 'number')).toBe(true);

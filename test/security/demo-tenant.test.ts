@@ -12,10 +12,10 @@ import type { Relay } from '../../src/server/index.js';
 import { placeCall } from '../../src/sim/sim-caller.js';
 import { RedisTenantStore } from '../../src/store/redis-tenant-store.js';
 import { createLogger } from '../../src/telemetry/index.js';
-import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER, DEMO_TENANT, TenantSchema } from '../../src/tenants/index.js';
+import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_TENANT, TenantSchema } from '../../src/tenants/index.js';
 import { startFaultModel, type FaultModel } from '../helpers/fault-model.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
-import { eventually, startTestRelay } from '../helpers/relay.js';
+import { builtinDemo, eventually, startTestRelay } from '../helpers/relay.js';
 
 let relay: Relay | undefined;
 let model: FaultModel | undefined;
@@ -28,7 +28,7 @@ afterEach(async () => {
 });
 
 const hello = { turns: [{ say: 'Hello' }], maxCallMs: 8000, hangupAfterMs: 300, replyTimeoutMs: 4000 };
-const publishedDemo = { to: DEMO_NUMBER, accountSid: DEMO_ACCOUNT_SID, authToken: DEMO_AUTH_TOKEN };
+const publishedDemo = builtinDemo;
 const realModel = (url: string) => ({ MODEL_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-operator-key', OPENAI_REALTIME_URL: url });
 
 function logSink(): { lines: Record<string, unknown>[]; log: ReturnType<typeof createLogger> } {

@@ -12,14 +12,15 @@ import { FRAME_BYTES, SPEECH_ENERGY_THRESHOLD, SpeechTextCollector, frameEnergy,
 import {
   CallerSession,
   buildVoiceWebhook,
+  emptyReport,
   formEncode,
   parseTwiml,
   twilioSignature,
   type CallScript,
   type TwimlVerb,
 } from '../../loadtest/lib/caller-core.js';
-import { callOutcome, histogramBuckets, parseCliArgs, quantileFromBucketDeltas, relayLatency } from '../../src/sim/call-cli.js';
-import { placeCall } from '../../src/sim/sim-caller.js';
+import { callOutcome, histogramBuckets, parseCliArgs, quantileFromBucketDeltas, relayLatency, urlHint } from '../../src/sim/call-cli.js';
+import { placeCall, type CallReport } from '../../src/sim/sim-caller.js';
 
 const hmac = (key: string, data: string): string => createHmac('sha1', key).update(data, 'utf8').digest('base64');
 const b64encode = (b: Uint8Array): string => Buffer.from(b).toString('base64');
@@ -401,6 +402,20 @@ describe('call-cli helpers', () => {
     const t = relayLatency(turns(0, 0), turns(3, 0.93)).turn;
     expect(t).toMatchObject({ count: 3, meanMs: 310, p99AtMostMs: 500 });
     expect(t.p99Ms!).toBeGreaterThan(490);
+  });
+
+  it('says which URL option fixes a call that failed on a URL, and only then', () => {
+    const options = parseCliArgs(['--url', 'http://localhost:8080']);
+    if (!options.ok) throw new Error(options.error);
+    const o = options.options;
+    const report = (over: Partial<CallReport>): CallReport => ({ ...emptyReport(CALL_SID), stage: 'connected', webhookStatus: 200, twiml: null, spoken: '', ...over });
+    expect(urlHint(report({ stage: 'rejected', webhookStatus: 403 }), o)).toMatch(/--public-url PUBLIC_URL/);
+    expect(urlHint(report({ stage: 'rejected', webhookStatus: 403 }), { ...o, publicUrl: 'https://voice.example.com' })).toBeUndefined();
+    const twiml = { kind: 'stream', streamUrl: 'wss://voice.example.com/twilio/media', statusCallback: undefined, parameters: {}, before: [], after: [] } as unknown as CallReport['twiml'];
+    expect(urlHint(report({ stage: 'stream-failed', twiml }), o)).toBe(
+      "hint: the TwiML's <Stream url> is wss://voice.example.com/twilio/media (from PUBLIC_URL); if it is not reachable from here, pass --stream-url ws://localhost:8080/twilio/media",
+    );
+    expect(urlHint(report({ stage: 'connected' }), o)).toBeUndefined();
   });
 
   it('parses arguments with demo defaults and rejects unknown scripts', () => {

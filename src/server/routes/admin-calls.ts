@@ -24,7 +24,8 @@ export function callListView(r: CallRecord): Record<string, unknown> {
     updatedAt: new Date(r.updatedAt).toISOString(),
     ...(r.fromMasked !== undefined ? { from: r.fromMasked } : {}),
     ...(r.to !== undefined ? { to: r.to } : {}),
-    turns: r.transcript.length,
+    // Caller turns (what the caller said and the assistant answered): the transcript's caller entries.
+    turns: r.transcript.filter((t) => t.role === 'caller').length,
     toolCalls: r.tools.length,
     ...(r.emergency ? { emergency: true } : {}),
   };

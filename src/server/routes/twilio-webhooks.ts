@@ -3,7 +3,7 @@
  * busy message past the tenant's concurrency limit), the after-stream redirect, and status callbacks.
  */
 import { errorMessage } from '../../errors.js';
-import { numberForLog } from '../../store/call-store.js';
+import { maskNumber, numberForLog } from '../../store/call-store.js';
 import { tenantAuthTokens, type Admission, type Tenant } from '../../tenants/index.js';
 import {
   connectStreamTwiml,
@@ -161,7 +161,8 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
         connectStreamTwiml({
           streamUrl,
           statusCallbackUrl: `${config.publicUrl}/twilio/status`,
-          parameters: { tenant: tenant.id, token },
+          // The call record's `from` (masked here: the full number never leaves this handler) and `to`.
+          parameters: { tenant: tenant.id, token, to, ...callerParameter(first(form.params['From'])) },
           afterStreamUrl: `${config.publicUrl}/twilio/after-stream`,
         }),
       );
@@ -272,4 +273,10 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
     log.error({ code: 'internal', route, err: errorMessage(err) }, 'request failed');
     replyError(h, '500 Internal Server Error', 'internal', 'internal error');
   }
+}
+
+/** The caller's number for the stream's `<Parameter>`s, masked to its last 4 digits; none if absent. */
+function callerParameter(from: string | undefined): { from?: string } {
+  const masked = maskNumber(from);
+  return masked ? { from: masked } : {};
 }
