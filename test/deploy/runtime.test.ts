@@ -214,6 +214,8 @@ describe('the compiled relay (npm run build), as the image runs it', () => {
       await eventually(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, 30_000, 'compiled relay up').catch((err: unknown) => {
         throw new Error(`${String(err)}\n${out}`);
       });
+      // The listening line can reach the pipe after /healthz answers.
+      await eventually(() => /"msg":"relay listening"/.test(out), 10_000, 'the relay listening line');
       expect(out).toMatch(/"uws":"native \(/);
       child.kill('SIGTERM');
       expect(await exit).toBe(0);
