@@ -21,6 +21,21 @@ afterEach(async () => {
 
 const ADMIN = 'admin-token-0123456789';
 
+/** The HTTP status a media-socket upgrade gets: 101 when it opens, the refusal's status otherwise. */
+const upgradeStatus = (url: string, headers: Record<string, string> = {}) =>
+  new Promise<number>((resolve) => {
+    const ws = new WebSocket(url, { headers });
+    ws.once('open', () => {
+      ws.terminate();
+      resolve(101);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once('error', () => resolve(0));
+  });
+
 describe('composition from configuration', () => {
   it('serves /v1/tenants with ADMIN_TOKEN, never showing secrets', async () => {
     relay = await startTestRelay({ ADMIN_TOKEN: ADMIN });
@@ -55,19 +70,7 @@ describe('composition from configuration', () => {
   it('refuses media-socket upgrades past the per-address limit with 429', async () => {
     relay = await startTestRelay({ MEDIA_CONNECT_PER_MINUTE: '1', MEDIA_CONNECT_BURST: '2' });
     const url = relay.url.replace('http', 'ws') + '/twilio/media';
-    const attempt = () =>
-      new Promise<number>((resolve) => {
-        const ws = new WebSocket(url);
-        ws.once('open', () => {
-          ws.terminate();
-          resolve(101);
-        });
-        ws.once('unexpected-response', (_req, res) => {
-          resolve(res.statusCode ?? 0);
-          ws.terminate();
-        });
-        ws.once('error', () => resolve(0));
-      });
+    const attempt = () => upgradeStatus(url);
     expect(await attempt()).toBe(101);
     expect(await attempt()).toBe(101);
     expect(await attempt()).toBe(429);
@@ -76,19 +79,7 @@ describe('composition from configuration', () => {
   it('behind a trusted proxy, buckets forwarded addresses by address, not by their text', async () => {
     relay = await startTestRelay({ MEDIA_CONNECT_PER_MINUTE: '1', MEDIA_CONNECT_BURST: '2', TRUSTED_PROXY_HOPS: '1' });
     const url = relay.url.replace('http', 'ws') + '/twilio/media';
-    const attempt = (forwarded: string) =>
-      new Promise<number>((resolve) => {
-        const ws = new WebSocket(url, { headers: { 'x-forwarded-for': forwarded } });
-        ws.once('open', () => {
-          ws.terminate();
-          resolve(101);
-        });
-        ws.once('unexpected-response', (_req, res) => {
-          resolve(res.statusCode ?? 0);
-          ws.terminate();
-        });
-        ws.once('error', () => resolve(0));
-      });
+    const attempt = (forwarded: string) => upgradeStatus(url, { 'x-forwarded-for': forwarded });
     const series = async (entries: string[]) => {
       const out: number[] = [];
       for (const e of entries) out.push(await attempt(e));

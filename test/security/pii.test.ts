@@ -39,24 +39,29 @@ describe('personal data', () => {
     expect(logged[1]?.['to']).toBe('+*******0123');
   });
 
-  it('caller phone and card numbers are masked in the transcript stored in Redis', async () => {
+  /** One call over real sockets saying `said`, with Redis behind the relay; the stored transcript as JSON. */
+  async function storedTranscript(said: string[], last: string): Promise<string> {
     redis = await startRedisServer();
-    relay = await startTestRelay({ REDIS_URL: redis.url });
+    const r = (relay = await startTestRelay({ REDIS_URL: redis.url }));
     const callSid = randomSid('CA');
     const report = await placeCall({
-      baseUrl: relay.url,
+      baseUrl: r.url,
       ...demo,
       callSid,
-      script: { turns: [{ say: 'My number is 415 555 0100 and my card is 4111 1111 1111 1111' }], maxCallMs: 10_000, hangupAfterMs: 500, replyTimeoutMs: 5000 },
+      script: { turns: said.map((say) => ({ say })), maxCallMs: 20_000, hangupAfterMs: 500, replyTimeoutMs: 5000 },
     });
     expect(report.stage).toBe('connected');
-    const r = relay;
     let stored = '';
     await eventually(async () => {
       const rec = await r.store.getCall(callSid);
       stored = JSON.stringify(rec?.transcript ?? []);
-      return stored.includes('card is');
-    }, 5000, 'the caller turn stored');
+      return stored.includes(last);
+    }, 10_000, 'the caller turns stored');
+    return stored;
+  }
+
+  it('caller phone and card numbers are masked in the transcript stored in Redis', async () => {
+    const stored = await storedTranscript(['My number is 415 555 0100 and my card is 4111 1111 1111 1111'], 'card is');
     expect(stored).not.toContain('415 555 0100');
     expect(stored).not.toContain('4111 1111 1111 1111');
     expect(stored).toContain('******0100');
@@ -64,24 +69,8 @@ describe('personal data', () => {
   });
 
   it('card numbers in other digit scripts or with other separators are masked in the transcript stored in Redis', async () => {
-    redis = await startRedisServer();
-    relay = await startTestRelay({ REDIS_URL: redis.url });
-    const callSid = randomSid('CA');
     const said = ['card ４１１１ １１１１ １１１１ １２３４ full width', 'card ٤١١١ ١١١١ ١١١١ ٥٦٧٨ arabic', 'card 4111/1111/1111/9012 slashes', 'card 4111\u00a01111\u00a01111\u00a03456 nbsp'];
-    const report = await placeCall({
-      baseUrl: relay.url,
-      ...demo,
-      callSid,
-      script: { turns: said.map((say) => ({ say })), maxCallMs: 20_000, hangupAfterMs: 500, replyTimeoutMs: 5000 },
-    });
-    expect(report.stage).toBe('connected');
-    const r = relay;
-    let stored = '';
-    await eventually(async () => {
-      const rec = await r.store.getCall(callSid);
-      stored = JSON.stringify(rec?.transcript ?? []);
-      return stored.includes('nbsp');
-    }, 10_000, 'the caller turns stored');
+    const stored = await storedTranscript(said, 'nbsp');
     for (const digits of ['４１１１', '٤١١١', '4111/1111', '4111\u00a01111']) expect(stored).not.toContain(digits);
     for (const last of ['1234', '5678', '9012', '3456']) expect(stored).toContain(`************${last}`);
   });
