@@ -6,7 +6,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { placeCall, type CallReport, type CallScript, type CallTurn } from '../src/sim/sim-caller.js';
 import { startSimModel, type SimModel } from '../src/sim/sim-model.js';
-import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../src/tenants/tenant.js';
+import { DEMO_NUMBER } from '../src/tenants/tenant.js';
+import { BENCH_ACCOUNT_SID, BENCH_AUTH_TOKEN } from './bench-tenant.js';
 import { readStamp, stampAgeUs, stampBase64Frame, writeStamp } from './stamp.js';
 import { quantiles, Samples, type Quantiles } from './stats.js';
 
@@ -221,8 +222,8 @@ export class BenchDriver {
           placeCall({
             baseUrl: o.baseUrl,
             to: DEMO_NUMBER,
-            accountSid: DEMO_ACCOUNT_SID,
-            authToken: DEMO_AUTH_TOKEN,
+            accountSid: BENCH_ACCOUNT_SID,
+            authToken: BENCH_AUTH_TOKEN,
             script: benchScript(i, turns, callMs),
             signal: ac.signal,
             hooks: {

@@ -5,10 +5,10 @@
  *
  * Run: `node --import tsx bench/floor-relay.ts` with PORT, HOST, OPENAI_REALTIME_URL, OPENAI_API_KEY.
  */
-import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type * as UwsModule from 'uWebSockets.js';
 import WebSocket from 'ws';
+import { loadUws } from '../src/server/uws.js';
 
 export interface FloorOptions {
   port: number;
@@ -30,8 +30,6 @@ interface StreamState {
   closed: boolean;
 }
 
-const require = createRequire(import.meta.url);
-
 // Same scans as any relay that skips JSON.parse per frame; nothing else happens per frame.
 const PAYLOAD = '"payload":"';
 const DELTA = '"delta":"';
@@ -52,8 +50,8 @@ const RESPONSE_CREATE = '{"type":"response.create"}';
 
 /** Start the floor relay; resolves once it listens. */
 export async function startFloorRelay(o: FloorOptions): Promise<FloorRelay> {
-  const uws = require('uWebSockets.js') as typeof UwsModule;
-  if (!Function.prototype.toString.call(uws.App).includes('[native code]')) throw new Error('floor relay: uWebSockets.js native addon did not load');
+  // The same loader as the relay: the production build where it loads, else the legacy one.
+  const { uws } = loadUws({ allowFallback: false });
   let publicHost = `${o.host}:${o.port}`;
   const app = uws.App();
   const sockets = new Set<UwsModule.WebSocket<StreamState>>();

@@ -11,7 +11,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { relayLatency } from '../src/sim/call-cli.js';
-import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../src/tenants/tenant.js';
+import { DEMO_NUMBER } from '../src/tenants/tenant.js';
+import { BENCH_ACCOUNT_SID, BENCH_AUTH_TOKEN, BENCH_TOKEN_VAR } from './bench-tenant.js';
 import { formatProgress, runLoad, type LoadResult } from '../loadtest/node-driver.js';
 import { BenchDriver, type DriverResult } from './driver.js';
 import { gcMemoryUsage, watchInspectorUrl, type GcMemory } from './inspector-heap.js';
@@ -218,6 +219,7 @@ async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOpti
     // limit and the demo tenant's 50-call cap, which would otherwise be what the bench measures.
     MEDIA_CONNECT_PER_MINUTE: '0',
     TENANTS_FILE: join(ROOT, 'bench', 'tenants.yaml'),
+    [BENCH_TOKEN_VAR]: BENCH_AUTH_TOKEN,
   };
   // The sample logs to stdout: keep its console.log calls, send them to /dev/null. stderr goes to a
   // file through this process, which reads the inspector URL from it on the way.
@@ -608,8 +610,8 @@ async function runLoadScenario(scenario: string, o: BenchOptions, pinned: boolea
       scenario,
       url: r.baseUrl,
       to: DEMO_NUMBER,
-      accountSid: DEMO_ACCOUNT_SID,
-      authToken: DEMO_AUTH_TOKEN,
+      accountSid: BENCH_ACCOUNT_SID,
+      authToken: BENCH_AUTH_TOKEN,
       json: true,
       allowRemote: false,
       ...(o.loadSeconds !== undefined ? { durationS: o.loadSeconds } : {}),
