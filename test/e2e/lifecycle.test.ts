@@ -167,6 +167,8 @@ describe('the relay process', () => {
     try {
       await eventually(async () => (await fetch(`${url}/healthz`).catch(() => undefined))?.status === 200, 15_000, 'relay up');
       // One start-up summary line says what this process serves and with what (JSON: stdout is no terminal).
+      // It is written after the listen succeeds, so it may reach the pipe after /healthz has answered.
+      await eventually(() => p.out().includes('"msg":"relay listening"'), 10_000, 'start-up summary');
       const summaries = p.out().split('\n').filter((l) => l.includes('"msg":"relay listening"'));
       expect(summaries).toHaveLength(1);
       const summary = JSON.parse(summaries[0]!) as Record<string, unknown>;
