@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { BUILTIN_REDIS, CHART, helmTemplate, only, parseObjects, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
+import { BUILTIN_REDIS, CHART, helmTemplate, singleOfKind, parseObjects, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
 
 const PROD = join(CHART, 'values-production.yaml');
 const GATEWAY_ONLY = [
@@ -45,7 +45,7 @@ async function refused(args: readonly string[]): Promise<string> {
   expect(r.code, r.stdout.slice(0, 200)).not.toBe(0);
   return r.stderr;
 }
-const configEnv = (objects: K8sObject[]) => only(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+const configEnv = (objects: K8sObject[]) => singleOfKind(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
 
 describe('PUBLIC_URL', () => {
   it('a Gateway-only install takes it from the route hostname, and the NOTES show the absolute webhook URL', async () => {
@@ -60,7 +60,7 @@ describe('PUBLIC_URL', () => {
   it('a Gateway route without hostnames uses ingress.host', async () => {
     const objects = await helmTemplate(helm, [...GATEWAY_ONLY, '--set', 'gateway.hostnames=null', '--set', 'ingress.host=voice.example.net']);
     expect(configEnv(objects).PUBLIC_URL).toBe('https://voice.example.net');
-    expect(only(objects, 'HTTPRoute').spec.hostnames).toEqual(['voice.example.net']);
+    expect(singleOfKind(objects, 'HTTPRoute').spec.hostnames).toEqual(['voice.example.net']);
   });
 
   it('refuses a wildcard hostname without config.publicUrl', async () => {
@@ -86,7 +86,7 @@ describe('KEDA and the scrape cannot fail quietly', () => {
   const KEDA = ['--set', 'keda.enabled=true', ...BUILTIN_REDIS, ...STREAM_KEY];
 
   it('an empty query result is an error (so fallback fires), not zero calls', async () => {
-    const trigger = only(await helmTemplate(helm, KEDA), 'ScaledObject').spec.triggers[0];
+    const trigger = singleOfKind(await helmTemplate(helm, KEDA), 'ScaledObject').spec.triggers[0];
     expect(trigger.metadata.ignoreNullValues).toBe('false');
   });
 
@@ -118,7 +118,7 @@ describe('NetworkPolicy peers for Gateway setups', () => {
       '      podSelector: { matchLabels: { app.kubernetes.io/managed-by: envoy-gateway, app.kubernetes.io/component: proxy } }',
     ].join('\n'));
     const objects = await helmTemplate(helm, [...GATEWAY, '-f', values]);
-    const np = only(objects, 'NetworkPolicy', 'sb-switchboard');
+    const np = singleOfKind(objects, 'NetworkPolicy', 'sb-switchboard');
     validateObject(np);
     expect(np.spec.ingress[0].from.slice(0, 2)).toEqual([{ ipBlock: { cidr: '35.191.0.0/16' } }, { ipBlock: { cidr: '130.211.0.0/22' } }]);
     expect(await notes([...GATEWAY, '-f', values])).not.toContain('WARNING');
@@ -144,7 +144,7 @@ describe('built-in Redis password under GitOps', () => {
 
   it('still generates one for the trial, kept across upgrades by lookup', async () => {
     const objects = await helmTemplate(helm, ['--set', 'redis.enabled=true']);
-    expect(String(only(objects, 'Secret', '-redis').stringData.REDIS_PASSWORD)).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(String(singleOfKind(objects, 'Secret', '-redis').stringData.REDIS_PASSWORD)).toMatch(/^[A-Za-z0-9]{40}$/);
   });
 
   it('rolls the relay pods and Redis when the given password changes', async () => {
@@ -152,9 +152,9 @@ describe('built-in Redis password under GitOps', () => {
       helmTemplate(helm, [...SCALED, '--set', 'redis.auth.password=first-redis-password-0123456789']),
       helmTemplate(helm, [...SCALED, '--set', 'redis.auth.password=second-redis-password-0123456789']),
     ]);
-    const relay = (o: K8sObject[]) => only(o, 'Deployment').spec.template.metadata.annotations['checksum/secrets'];
-    const redis = (o: K8sObject[]) => only(o, 'StatefulSet').spec.template.metadata.annotations['checksum/password'];
-    expect(only(a, 'Secret', '-redis').stringData.REDIS_PASSWORD).toBe('first-redis-password-0123456789');
+    const relay = (o: K8sObject[]) => singleOfKind(o, 'Deployment').spec.template.metadata.annotations['checksum/secrets'];
+    const redis = (o: K8sObject[]) => singleOfKind(o, 'StatefulSet').spec.template.metadata.annotations['checksum/password'];
+    expect(singleOfKind(a, 'Secret', '-redis').stringData.REDIS_PASSWORD).toBe('first-redis-password-0123456789');
     expect(relay(a)).not.toBe(relay(b));
     expect(redis(a)).not.toBe(redis(b));
   });
@@ -179,21 +179,21 @@ describe('the in-cluster load test behind the production NetworkPolicy', () => {
       helmTemplate(helm, ['-f', PROD]),
       helmTemplate(helm, ['-f', PROD, '--set', 'networkPolicy.allowLoadtest=true']),
     ]);
-    const k6Labels = only(job, 'Job').spec.template.metadata.labels;
-    expect(admits(only(off, 'NetworkPolicy'), k6Labels)).toBe(false);
-    const policy = only(on, 'NetworkPolicy');
+    const k6Labels = singleOfKind(job, 'Job').spec.template.metadata.labels;
+    expect(admits(singleOfKind(off, 'NetworkPolicy'), k6Labels)).toBe(false);
+    const policy = singleOfKind(on, 'NetworkPolicy');
     validateObject(policy);
     expect(admits(policy, k6Labels)).toBe(true);
   });
 
   it('kustomize: the loadtest kustomization brings a policy that admits its Job to the production relay pods', async () => {
     const [job, production] = await Promise.all([kustomize('loadtest'), kustomize('overlays/production')]);
-    const k6Labels = only(job, 'Job').spec.template.metadata.labels;
-    const relayLabels = only(production, 'Deployment').spec.template.metadata.labels;
-    expect(admits(only(production, 'NetworkPolicy'), k6Labels)).toBe(false);
-    const allow = only(job, 'NetworkPolicy', 'switchboard-loadtest');
+    const k6Labels = singleOfKind(job, 'Job').spec.template.metadata.labels;
+    const relayLabels = singleOfKind(production, 'Deployment').spec.template.metadata.labels;
+    expect(admits(singleOfKind(production, 'NetworkPolicy'), k6Labels)).toBe(false);
+    const allow = singleOfKind(job, 'NetworkPolicy', 'switchboard-loadtest');
     validateObject(allow);
-    expect(allow.metadata.namespace).toBe(only(production, 'Deployment').metadata.namespace);
+    expect(allow.metadata.namespace).toBe(singleOfKind(production, 'Deployment').metadata.namespace);
     expect(selects(allow, relayLabels)).toBe(true);
     expect(admits(allow, k6Labels)).toBe(true);
   });
@@ -226,7 +226,7 @@ describe('relay settings the chart passes and the refusals the relay would make 
       '--set', 'tenants.registry[0].twilio.accountSid=AC00000000000000000000000000000000',
     ];
     const [a, b] = await Promise.all([helmTemplate(helm, registry('acme')), helmTemplate(helm, registry('bright'))]);
-    const sum = (o: K8sObject[]) => only(o, 'Deployment').spec.template.metadata.annotations['checksum/tenants'];
+    const sum = (o: K8sObject[]) => singleOfKind(o, 'Deployment').spec.template.metadata.annotations['checksum/tenants'];
     expect(sum(a)).toMatch(/^[0-9a-f]{64}$/);
     expect(sum(a)).not.toBe(sum(b));
   });
@@ -246,7 +246,7 @@ describe('HTTPRoute prerequisites', () => {
 describe('alert rules follow the release', () => {
   it('match the scrape job of this release (fullnameOverride too) and link runbooks under alerts.runbookBaseUrl', async () => {
     const rules = async (args: string[]) =>
-      (only(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert?: string; expr: string; annotations: Record<string, string> }[] }[])
+      (singleOfKind(await helmTemplate(helm, ['--set', 'prometheusRule.enabled=true', ...args]), 'PrometheusRule').spec.groups as { rules: { alert?: string; expr: string; annotations: Record<string, string> }[] }[])
         .flatMap((g) => g.rules)
         .flatMap((r) => (r.alert ? [{ ...r, alert: r.alert }] : []));
     const [byDefault, custom] = await Promise.all([
@@ -266,7 +266,7 @@ describe('alert rules follow the release', () => {
 
 describe('NetworkPolicy edges', () => {
   it('HTTPS egress covers IPv6 too, without private, link-local or IPv4-mapped ranges', async () => {
-    const np = only(await helmTemplate(helm, ['-f', PROD]), 'NetworkPolicy');
+    const np = singleOfKind(await helmTemplate(helm, ['-f', PROD]), 'NetworkPolicy');
     const https = np.spec.egress.find((r: K8sObject) => r.ports.some((p: K8sObject) => p.port === 443));
     expect(https.to).toContainEqual({ ipBlock: { cidr: '::/0', except: ['fc00::/7', 'fe80::/10', '::1/128', '::ffff:0:0/96'] } });
     // AWS's IPv6 instance metadata address lies in an excluded range.
@@ -280,8 +280,8 @@ describe('NetworkPolicy edges', () => {
       );
     }
     const ok = await helmTemplate(helm, ['-f', PROD, '--set', 'service.type=LoadBalancer', '--set', 'networkPolicy.ingressFrom[0].ipBlock.cidr=10.0.0.0/16']);
-    expect(only(ok, 'Service', 'sb-switchboard').spec.type).toBe('LoadBalancer');
-    expect(only(await helmTemplate(helm, ['--set', 'service.type=NodePort']), 'Service', 'sb-switchboard').spec.type).toBe('NodePort');
+    expect(singleOfKind(ok, 'Service', 'sb-switchboard').spec.type).toBe('LoadBalancer');
+    expect(singleOfKind(await helmTemplate(helm, ['--set', 'service.type=NodePort']), 'Service', 'sb-switchboard').spec.type).toBe('NodePort');
   });
 });
 

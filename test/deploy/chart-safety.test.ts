@@ -18,7 +18,7 @@ import { ensureK8sTools } from '../../scripts/k8s-tools.js';
 import type { Relay } from '../../src/server/index.js';
 import { startTestRelay } from '../helpers/relay.js';
 import { promtool } from '../observability/promql.js';
-import { BUILTIN_REDIS, CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
+import { BUILTIN_REDIS, CHART, helmTemplate, singleOfKind, run, STREAM_KEY, validateObject, type K8sObject } from './k8s-objects.js';
 
 const PROD = join(CHART, 'values-production.yaml');
 const dir = mkdtempSync(join(tmpdir(), 'sb-chart-'));
@@ -67,9 +67,9 @@ beforeAll(async () => {
   names.forEach((n, i) => (rendered[n] = out[i] ?? []));
 });
 
-const relayPod = (objects: K8sObject[]) => only(objects, 'Deployment').spec.template;
+const relayPod = (objects: K8sObject[]) => singleOfKind(objects, 'Deployment').spec.template;
 const relayContainer = (objects: K8sObject[]) => relayPod(objects).spec.containers[0];
-const configEnv = (objects: K8sObject[]) => only(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+const configEnv = (objects: K8sObject[]) => singleOfKind(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
 
 it('renders valid objects for every values set', () => {
   for (const [name, objects] of Object.entries(rendered)) {
@@ -104,7 +104,7 @@ describe('refuses what would fail silently', () => {
   });
 
   it('renders an exposed relay whose tenants come from the admin API (Redis and an admin token)', () => {
-    expect(only(rendered.adminManagedTenants, 'Ingress').spec.rules[0].host).toBe('voice.example.com');
+    expect(singleOfKind(rendered.adminManagedTenants, 'Ingress').spec.rules[0].host).toBe('voice.example.com');
     expect(configEnv(rendered.adminManagedTenants).TENANTS_FILE).toBeUndefined();
   });
 
@@ -121,7 +121,7 @@ describe('stream-token key under GitOps', () => {
   });
 
   it('renders a given key and its predecessor, and rolls the pods when the key changes', () => {
-    const secret = only(rendered.rotatedKey, 'Secret', 'sb-switchboard').stringData;
+    const secret = singleOfKind(rendered.rotatedKey, 'Secret', 'sb-switchboard').stringData;
     expect(secret.STREAM_TOKEN_SECRET).toBe('test-stream-token-secret-0123456789abcdef');
     const a = relayPod(rendered.rotatedKey).metadata.annotations['checksum/secrets'];
     const b = relayPod(rendered.rotatedKey2).metadata.annotations['checksum/secrets'];
@@ -131,7 +131,7 @@ describe('stream-token key under GitOps', () => {
 
   it('passes STREAM_TOKEN_SECRET_PREVIOUS for a rotation', async () => {
     const objects = await helmTemplate(helm, [...sets.rotatedKey2, '--set', 'secrets.streamTokenSecretPrevious=test-stream-token-secret-0123456789abcdef']);
-    expect(only(objects, 'Secret', 'sb-switchboard').stringData.STREAM_TOKEN_SECRET_PREVIOUS).toBe('test-stream-token-secret-0123456789abcdef');
+    expect(singleOfKind(objects, 'Secret', 'sb-switchboard').stringData.STREAM_TOKEN_SECRET_PREVIOUS).toBe('test-stream-token-secret-0123456789abcdef');
   });
 });
 
@@ -154,7 +154,7 @@ describe('calls the cluster would cut', () => {
 
 describe('autoscaling cannot fail silently', () => {
   it('turns the ServiceMonitor on with autoscaling unless another scrape is chosen', () => {
-    expect(only(rendered.builtinRedis, 'ServiceMonitor').spec.endpoints[0].path).toBe('/metrics');
+    expect(singleOfKind(rendered.builtinRedis, 'ServiceMonitor').spec.endpoints[0].path).toBe('/metrics');
     expect(rendered.podAnnotationScrape.some((o) => o.kind === 'ServiceMonitor')).toBe(false);
     expect(relayPod(rendered.podAnnotationScrape).metadata.annotations).toMatchObject({
       'prometheus.io/scrape': 'true',
@@ -178,7 +178,7 @@ describe('autoscaling cannot fail silently', () => {
 
   it('the KEDA query counts the calls of serving pods only (promtool runs it on sample series)', async () => {
     const objects = await helmTemplate(helm, ['--set', 'keda.enabled=true', ...BUILTIN_REDIS, ...STREAM_KEY]);
-    const query = only(objects, 'ScaledObject').spec.triggers[0].metadata.query as string;
+    const query = singleOfKind(objects, 'ScaledObject').spec.triggers[0].metadata.query as string;
     const rules = file('keda-rules.yaml', toYaml({ groups: [{ name: 'keda', rules: [{ record: 'keda:query', expr: query }] }] }));
     const tests = file(
       'keda-test.yaml',
@@ -219,7 +219,7 @@ describe('autoscaling cannot fail silently', () => {
 });
 
 describe('NetworkPolicy', () => {
-  const policy = (objects: K8sObject[], name = 'sb-switchboard') => only(objects, 'NetworkPolicy', name).spec;
+  const policy = (objects: K8sObject[], name = 'sb-switchboard') => singleOfKind(objects, 'NetworkPolicy', name).spec;
 
   it('production: callers only through the ingress controller, /metrics only from monitoring, admin API from no pod', () => {
     const np = policy(rendered.production);
@@ -236,7 +236,7 @@ describe('NetworkPolicy', () => {
     for (const rule of np.ingress) expect(rule.from.length).toBeGreaterThan(0);
     for (const rule of np.ingress) expect(rule.ports).toEqual([{ port: 'http', protocol: 'TCP' }]);
     // The helm test pod carries exactly the labels the last rule admits.
-    const testPod = only(rendered.production, 'Pod');
+    const testPod = singleOfKind(rendered.production, 'Pod');
     expect(testPod.metadata.labels).toMatchObject(from[2][0].podSelector.matchLabels);
   });
 
@@ -254,7 +254,7 @@ describe('NetworkPolicy', () => {
     const egress = policy(rendered.builtinRedis).egress;
     expect(egress[1].to).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'switchboard', 'app.kubernetes.io/instance': 'sb', 'app.kubernetes.io/component': 'redis' } } }]);
     const redis = policy(rendered.builtinRedis, '-redis');
-    const redisPodLabels = only(rendered.builtinRedis, 'StatefulSet').spec.template.metadata.labels;
+    const redisPodLabels = singleOfKind(rendered.builtinRedis, 'StatefulSet').spec.template.metadata.labels;
     expect(Object.entries(redis.podSelector.matchLabels).every(([k, v]) => redisPodLabels[k] === v)).toBe(true);
     expect(redis.ingress).toEqual([{ from: [{ podSelector: { matchLabels: relayPod(rendered.builtinRedis).metadata.labels } }], ports: [{ port: 6379, protocol: 'TCP' }] }]);
     expect(redis.egress).toEqual([]);
@@ -268,9 +268,9 @@ describe('NetworkPolicy', () => {
 
 describe('Redis auth and TLS', () => {
   it('the built-in Redis requires the given password, which the relay reads from the same Secret', () => {
-    const secret = only(rendered.builtinRedis, 'Secret', '-redis');
+    const secret = singleOfKind(rendered.builtinRedis, 'Secret', '-redis');
     expect(secret.stringData.REDIS_PASSWORD).toBe('test-redis-password-0123456789');
-    const redis = only(rendered.builtinRedis, 'StatefulSet').spec.template.spec.containers[0];
+    const redis = singleOfKind(rendered.builtinRedis, 'StatefulSet').spec.template.spec.containers[0];
     expect(redis.args.slice(0, 2)).toEqual(['--requirepass', '$(REDIS_PASSWORD)']);
     const ref = { valueFrom: { secretKeyRef: { name: 'sb-switchboard-redis', key: 'REDIS_PASSWORD' } } };
     expect(redis.env).toEqual([{ name: 'REDIS_PASSWORD', ...ref }, { name: 'REDISCLI_AUTH', ...ref }]);
@@ -300,7 +300,7 @@ describe('Redis auth and TLS', () => {
 describe('Gateway API', () => {
   it('routes only /twilio to the relay with WebSocket-safe timeouts', () => {
     expect(rendered.gateway.some((o) => o.kind === 'Ingress')).toBe(false);
-    const route = only(rendered.gateway, 'HTTPRoute').spec;
+    const route = singleOfKind(rendered.gateway, 'HTTPRoute').spec;
     expect(route.parentRefs).toEqual([{ name: 'public', namespace: 'gateway-system' }]);
     expect(route.hostnames).toEqual(['voice.example.com']);
     expect(route.rules).toEqual([
@@ -313,14 +313,14 @@ describe('Gateway API', () => {
   });
 
   it('the HTTPRoute check rejects a backend timeout longer than the request timeout', () => {
-    const bad = { ...only(rendered.gateway, 'HTTPRoute') };
+    const bad = { ...singleOfKind(rendered.gateway, 'HTTPRoute') };
     bad.spec = { ...bad.spec, rules: [{ ...bad.spec.rules[0], timeouts: { request: '1h', backendRequest: '2h' } }] };
     expect(() => validateObject(bad)).toThrow(/backendRequest exceeds request/);
   });
 });
 
 describe('helm test', () => {
-  const pod = () => only(rendered.production, 'Pod');
+  const pod = () => singleOfKind(rendered.production, 'Pod');
   let relay: Relay;
   beforeAll(async () => {
     relay = await startTestRelay();

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { BUILTIN_REDIS, CHART, helmTemplate, only, run, STREAM_KEY, validateObject, type K8sObject, type RunResult } from './k8s-objects.js';
+import { BUILTIN_REDIS, CHART, helmTemplate, singleOfKind, run, STREAM_KEY, validateObject, type K8sObject, type RunResult } from './k8s-objects.js';
 
 const PROD = join(CHART, 'values-production.yaml');
 interface Values {
@@ -49,7 +49,7 @@ beforeAll(async () => {
 });
 
 function relay(objects: K8sObject[]): K8sObject {
-  return only(objects, 'Deployment');
+  return singleOfKind(objects, 'Deployment');
 }
 function container(objects: K8sObject[]): K8sObject {
   return relay(objects).spec.template.spec.containers[0] as K8sObject;
@@ -102,7 +102,7 @@ describe('drain', () => {
     const spec = relay(rendered.defaults).spec.template.spec;
     expect(spec.terminationGracePeriodSeconds).toBe(d.preStopSleepSeconds + d.timeoutSeconds + d.terminationMarginSeconds);
     expect(container(rendered.defaults).lifecycle.preStop.exec.command).toEqual(['sleep', String(d.preStopSleepSeconds)]);
-    const env = only(rendered.defaults, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+    const env = singleOfKind(rendered.defaults, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
     expect(env.DRAIN_TIMEOUT_SECONDS).toBe(String(d.timeoutSeconds));
   });
 
@@ -110,7 +110,7 @@ describe('drain', () => {
     const spec = relay(rendered.shortDrain).spec.template.spec;
     expect(spec.terminationGracePeriodSeconds).toBe(5 + 600 + 20);
     expect(spec.containers[0].lifecycle.preStop.exec.command).toEqual(['sleep', '5']);
-    expect(only(rendered.shortDrain, 'ConfigMap', 'sb-switchboard').data.DRAIN_TIMEOUT_SECONDS).toBe('600');
+    expect(singleOfKind(rendered.shortDrain, 'ConfigMap', 'sb-switchboard').data.DRAIN_TIMEOUT_SECONDS).toBe('600');
   });
 
   it('rolls out surge-first so drained capacity is replaced before it leaves', () => {
@@ -131,7 +131,7 @@ describe('relay pod', () => {
     const spec = relay(rendered.production).spec.template.spec;
     const c = spec.containers[0];
     expect(spec.automountServiceAccountToken).toBe(false);
-    expect(only(rendered.production, 'ServiceAccount').automountServiceAccountToken).toBe(false);
+    expect(singleOfKind(rendered.production, 'ServiceAccount').automountServiceAccountToken).toBe(false);
     expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001, seccompProfile: { type: 'RuntimeDefault' } });
     expect(c.securityContext).toMatchObject({
       allowPrivilegeEscalation: false,
@@ -161,7 +161,7 @@ describe('relay pod', () => {
   });
 
   it('generates one shared stream-token key when none is given', () => {
-    const secret = only(rendered.defaults, 'Secret');
+    const secret = singleOfKind(rendered.defaults, 'Secret');
     expect(String(secret.stringData.STREAM_TOKEN_SECRET).length).toBeGreaterThanOrEqual(32);
     const c = container(rendered.defaults);
     expect(c.envFrom).toContainEqual({ secretRef: { name: 'sb-switchboard' } });
@@ -175,7 +175,7 @@ describe('relay pod', () => {
     expect(c.env).toContainEqual({ name: 'REDIS_PASSWORD', valueFrom: { secretKeyRef: { name: 'switchboard-secrets', key: 'REDIS_PASSWORD' } } });
     expect(spec.volumes).toContainEqual(expect.objectContaining({ name: 'tenants', configMap: expect.objectContaining({ name: 'switchboard-tenants' }) }));
     expect(spec.volumes).toContainEqual(expect.objectContaining({ name: 'twilio-tokens', secret: expect.objectContaining({ secretName: 'switchboard-twilio-tokens' }) }));
-    const env = only(rendered.production, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+    const env = singleOfKind(rendered.production, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
     expect(env.TENANTS_FILE).toBe('/etc/switchboard/tenants/tenants.yaml');
     expect(env.PUBLIC_URL).toBe('https://voice.example.com');
     // The HPA owns the replica count.
@@ -185,7 +185,7 @@ describe('relay pod', () => {
 
 describe('autoscaling', () => {
   it('scales on switchboard_active_calls per pod with the target from values', () => {
-    const hpa = only(rendered.production, 'HorizontalPodAutoscaler').spec;
+    const hpa = singleOfKind(rendered.production, 'HorizontalPodAutoscaler').spec;
     expect(hpa.scaleTargetRef).toEqual({ apiVersion: 'apps/v1', kind: 'Deployment', name: 'sb-switchboard' });
     expect(hpa.metrics).toEqual([
       {
@@ -201,14 +201,14 @@ describe('autoscaling', () => {
   });
 
   it('scales up at once and down slowly', () => {
-    const behavior = only(rendered.production, 'HorizontalPodAutoscaler').spec.behavior;
+    const behavior = singleOfKind(rendered.production, 'HorizontalPodAutoscaler').spec.behavior;
     expect(behavior).toEqual(defaults.autoscaling.behavior);
     expect(behavior.scaleUp.stabilizationWindowSeconds).toBe(0);
     expect(behavior.scaleDown.stabilizationWindowSeconds).toBeGreaterThanOrEqual(900);
   });
 
   it('renders a KEDA prometheus trigger with the same target and behaviour instead', () => {
-    const so = only(rendered.keda, 'ScaledObject').spec;
+    const so = singleOfKind(rendered.keda, 'ScaledObject').spec;
     expect(so.minReplicaCount).toBe(defaults.autoscaling.minReplicas);
     expect(so.maxReplicaCount).toBe(defaults.autoscaling.maxReplicas);
     // cooldownPeriod only applies to scaling to zero: not rendered. Prometheus down: hold max.
@@ -226,23 +226,23 @@ describe('autoscaling', () => {
   });
 
   it('passes the transcription model (an Azure deployment name) only when one is set', () => {
-    const env = (objects: K8sObject[]) => only(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+    const env = (objects: K8sObject[]) => singleOfKind(objects, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
     expect(env(rendered.keda).REALTIME_TRANSCRIPTION_MODEL).toBe('my-transcribe');
     expect(env(rendered.defaults).REALTIME_TRANSCRIPTION_MODEL).toBeUndefined();
   });
 
   it('points the relay at the built-in Redis when it is enabled', () => {
-    const env = only(rendered.keda, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+    const env = singleOfKind(rendered.keda, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
     expect(env.REDIS_URL).toBe('redis://sb-switchboard-redis:6379');
     expect(env.REDIS_URL).not.toContain('@');
-    expect(only(rendered.keda, 'Service', '-redis').spec.ports[0].port).toBe(6379);
-    expect(only(rendered.keda, 'StatefulSet').spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('1Gi');
+    expect(singleOfKind(rendered.keda, 'Service', '-redis').spec.ports[0].port).toBe(6379);
+    expect(singleOfKind(rendered.keda, 'StatefulSet').spec.volumeClaimTemplates[0].spec.resources.requests.storage).toBe('1Gi');
   });
 });
 
 describe('traffic and monitoring', () => {
   it('annotates the ingress for hour-long unbuffered WebSockets and exposes only /twilio', () => {
-    const ing = only(rendered.production, 'Ingress');
+    const ing = singleOfKind(rendered.production, 'Ingress');
     const a = ing.metadata.annotations ?? {};
     expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
     expect(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout'])).toBeGreaterThanOrEqual(3600);
@@ -256,21 +256,21 @@ describe('traffic and monitoring', () => {
   it('selects the relay pods from the Service, PDB and ServiceMonitor', () => {
     const podLabels = relay(rendered.production).spec.template.metadata.labels as Record<string, string>;
     const matches = (sel: Record<string, string>) => Object.entries(sel).every(([k, v]) => podLabels[k] === v);
-    const pdb = only(rendered.production, 'PodDisruptionBudget').spec;
+    const pdb = singleOfKind(rendered.production, 'PodDisruptionBudget').spec;
     expect(pdb.maxUnavailable).toBe(1);
     expect(matches(pdb.selector.matchLabels)).toBe(true);
-    const svc = only(rendered.production, 'Service');
+    const svc = singleOfKind(rendered.production, 'Service');
     expect(matches(svc.spec.selector)).toBe(true);
-    const sm = only(rendered.production, 'ServiceMonitor').spec;
+    const sm = singleOfKind(rendered.production, 'ServiceMonitor').spec;
     expect(sm.endpoints).toEqual([{ port: 'http', path: '/metrics', interval: '15s', scrapeTimeout: '10s' }]);
     expect(Object.entries(sm.selector.matchLabels).every(([k, v]) => svc.metadata.labels?.[k] === v)).toBe(true);
   });
 
   it('loads the alert rules and the dashboard from the chart files', () => {
-    const rules = only(rendered.production, 'PrometheusRule').spec.groups as { name: string; rules: { alert?: string; expr: string }[] }[];
+    const rules = singleOfKind(rendered.production, 'PrometheusRule').spec.groups as { name: string; rules: { alert?: string; expr: string }[] }[];
     expect(rules.length).toBeGreaterThan(0);
     expect(rules.flatMap((g) => g.rules).every((r) => typeof r.expr === 'string' && r.expr.length > 0)).toBe(true);
-    const dash = only(rendered.production, 'ConfigMap', '-dashboard');
+    const dash = singleOfKind(rendered.production, 'ConfigMap', '-dashboard');
     expect(dash.metadata.labels?.grafana_dashboard).toBe('1');
     const json = JSON.parse(String(dash.data['switchboard-dashboard.json'])) as { panels?: unknown[] };
     expect(Array.isArray(json.panels)).toBe(true);

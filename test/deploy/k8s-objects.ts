@@ -117,7 +117,7 @@ export function parseObjects(text: string): K8sObject[] {
 }
 
 /** Find exactly one object by kind (and name suffix); throws listing what exists otherwise. */
-export function only(objects: readonly K8sObject[], kind: string, nameEndsWith = ''): K8sObject {
+export function singleOfKind(objects: readonly K8sObject[], kind: string, nameEndsWith = ''): K8sObject {
   const hits = objects.filter((o) => o.kind === kind && o.metadata.name.endsWith(nameEndsWith));
   if (hits.length !== 1) {
     throw new Error(`expected one ${kind} named *${nameEndsWith}, found ${hits.length} in: ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}`);

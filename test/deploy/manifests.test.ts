@@ -10,7 +10,7 @@ import { join, relative, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
-import { CHART, helmTemplate, only, parseObjects, run, validateObject, type K8sObject } from './k8s-objects.js';
+import { CHART, helmTemplate, singleOfKind, parseObjects, run, validateObject, type K8sObject } from './k8s-objects.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const chartValues = parseYaml(readFileSync(join(ROOT, 'deploy/helm/switchboard/values.yaml'), 'utf8')) as {
@@ -44,20 +44,20 @@ describe('kustomize', () => {
   it('production puts everything in its namespace with the pinned image and a wider HPA', () => {
     const objs = rendered.production;
     for (const o of objs.filter((x) => x.kind !== 'Namespace')) expect(o.metadata.namespace).toBe('switchboard');
-    const dep = only(objs, 'Deployment');
+    const dep = singleOfKind(objs, 'Deployment');
     expect(dep.spec.template.spec.containers[0].image).toBe('ghcr.io/switchboard/switchboard:0.1.0');
-    const hpa = only(objs, 'HorizontalPodAutoscaler').spec;
+    const hpa = singleOfKind(objs, 'HorizontalPodAutoscaler').spec;
     expect([hpa.minReplicas, hpa.maxReplicas]).toEqual([3, 40]);
-    expect(only(objs, 'ConfigMap').data.PUBLIC_URL).toBe('https://voice.example.com');
-    const a = only(objs, 'Ingress').metadata.annotations ?? {};
+    expect(singleOfKind(objs, 'ConfigMap').data.PUBLIC_URL).toBe('https://voice.example.com');
+    const a = singleOfKind(objs, 'Ingress').metadata.annotations ?? {};
     expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
     expect(a['nginx.ingress.kubernetes.io/proxy-buffering']).toBe('off');
   });
 
   it('rolls the pods on a config change: the ConfigMap name carries a content hash the Deployment references', async () => {
-    const cm = only(rendered.production, 'ConfigMap', '').metadata.name;
+    const cm = singleOfKind(rendered.production, 'ConfigMap', '').metadata.name;
     expect(cm).toMatch(/^switchboard-[a-z0-9]{10}$/);
-    const envFrom = only(rendered.production, 'Deployment').spec.template.spec.containers[0].envFrom as { configMapRef?: { name: string } }[];
+    const envFrom = singleOfKind(rendered.production, 'Deployment').spec.template.spec.containers[0].envFrom as { configMapRef?: { name: string } }[];
     expect(envFrom.map((e) => e.configMapRef?.name).filter(Boolean)).toEqual([cm]);
     // An overlay changing one setting yields another name, so the pod template changes and pods roll.
     const dir = mkdtempSync(join(tmpdir(), 'sb-kust-'));
@@ -68,17 +68,17 @@ describe('kustomize', () => {
     const r = await run(ensureK8sTools().kubectl, ['kustomize', dir]);
     expect(r.stderr).toBe('');
     const changed = parseObjects(r.stdout);
-    const name = only(changed, 'ConfigMap').metadata.name;
-    expect(only(changed, 'ConfigMap').data.LOG_LEVEL).toBe('debug');
+    const name = singleOfKind(changed, 'ConfigMap').metadata.name;
+    expect(singleOfKind(changed, 'ConfigMap').data.LOG_LEVEL).toBe('debug');
     expect(name).toMatch(/^switchboard-[a-z0-9]{10}$/);
     expect(name).not.toBe(cm);
-    expect(only(changed, 'Deployment').spec.template.spec.containers[0].envFrom[0].configMapRef.name).toBe(name);
+    expect(singleOfKind(changed, 'Deployment').spec.template.spec.containers[0].envFrom[0].configMapRef.name).toBe(name);
   });
 
   it('keeps grace period, preStop and DRAIN_TIMEOUT_SECONDS in step, as the chart does', () => {
-    const dep = only(rendered.production, 'Deployment');
+    const dep = singleOfKind(rendered.production, 'Deployment');
     const spec = dep.spec.template.spec;
-    const drain = Number(only(rendered.production, 'ConfigMap').data.DRAIN_TIMEOUT_SECONDS);
+    const drain = Number(singleOfKind(rendered.production, 'ConfigMap').data.DRAIN_TIMEOUT_SECONDS);
     const sleep = Number(spec.containers[0].lifecycle.preStop.exec.command[1]);
     expect(spec.terminationGracePeriodSeconds).toBe(sleep + drain + chartValues.drain.terminationMarginSeconds);
     expect(drain).toBe(chartValues.drain.timeoutSeconds);
@@ -86,19 +86,19 @@ describe('kustomize', () => {
   });
 
   it('production has the chart production NetworkPolicy (less the helm test rule)', () => {
-    const kustomized = only(rendered.production, 'NetworkPolicy').spec;
-    const chart = only(rendered.chart, 'NetworkPolicy').spec;
+    const kustomized = singleOfKind(rendered.production, 'NetworkPolicy').spec;
+    const chart = singleOfKind(rendered.chart, 'NetworkPolicy').spec;
     const notHelmTest = (r: K8sObject) => !JSON.stringify(r.from).includes('helm-test');
     expect(kustomized.ingress).toEqual(chart.ingress.filter(notHelmTest));
     expect(kustomized.egress).toEqual(chart.egress);
     expect(kustomized.policyTypes).toEqual(['Ingress', 'Egress']);
-    const podLabels = only(rendered.production, 'Deployment').spec.template.metadata.labels as Record<string, string>;
+    const podLabels = singleOfKind(rendered.production, 'Deployment').spec.template.metadata.labels as Record<string, string>;
     expect(Object.entries(kustomized.podSelector.matchLabels).every(([k, v]) => podLabels[k] === v)).toBe(true);
   });
 
   it('keeps node autoscalers off live calls and restarts a dead relay promptly, as the chart does', () => {
-    const kustomized = only(rendered.production, 'Deployment').spec.template;
-    const chart = only(rendered.chart, 'Deployment').spec.template;
+    const kustomized = singleOfKind(rendered.production, 'Deployment').spec.template;
+    const chart = singleOfKind(rendered.chart, 'Deployment').spec.template;
     for (const key of ['cluster-autoscaler.kubernetes.io/safe-to-evict', 'karpenter.sh/do-not-disrupt']) {
       expect(kustomized.metadata.annotations[key], key).toBe(chart.metadata.annotations[key]);
     }
@@ -106,19 +106,19 @@ describe('kustomize', () => {
   });
 
   it('uses the chart HPA metric, target and behaviour', () => {
-    const hpa = only(rendered.base, 'HorizontalPodAutoscaler').spec;
+    const hpa = singleOfKind(rendered.base, 'HorizontalPodAutoscaler').spec;
     expect(hpa.metrics[0].pods.metric.name).toBe('switchboard_active_calls');
     expect(hpa.metrics[0].pods.target).toEqual({ type: 'AverageValue', averageValue: String(chartValues.autoscaling.targetActiveCallsPerPod) });
     expect(hpa.behavior).toEqual(chartValues.autoscaling.behavior);
   });
 
   it('runs the k6 call storm from the loadtest ConfigMaps with every -e variable defined', () => {
-    const job = only(rendered.loadtest, 'Job');
+    const job = singleOfKind(rendered.loadtest, 'Job');
     const c = job.spec.template.spec.containers[0];
     const args = c.args as string[];
     expect(args[0]).toBe('run');
     expect(args[args.length - 1]).toBe('/scripts/call-storm.js');
-    const params = only(rendered.loadtest, 'ConfigMap').data as Record<string, string>;
+    const params = singleOfKind(rendered.loadtest, 'ConfigMap').data as Record<string, string>;
     const defined = new Set([...Object.keys(params), ...(c.env as { name: string }[]).map((e) => e.name)]);
     const vars = args.flatMap((a, i) => (args[i - 1] === '-e' ? [a] : []));
     expect(vars.length).toBeGreaterThanOrEqual(4);
