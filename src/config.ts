@@ -379,3 +379,11 @@ export function azureRealtimeUrl(endpoint: string, deployment: string, apiVersio
 export function mediaStreamUrl(config: Pick<Config, 'publicUrl'>): string {
   return config.publicUrl.replace(/^http/, 'ws') + '/twilio/media';
 }
+
+/**
+ * The one environment variable the relay writes: uWebSockets.js v20.57 reads UWS_HTTP_MAX_HEADERS_SIZE
+ * from the environment when its addon loads, so the validated value is handed to it there.
+ */
+export function setUwsMaxHeaderBytes(bytes: number): void {
+  process.env['UWS_HTTP_MAX_HEADERS_SIZE'] = String(bytes);
+}

@@ -9,6 +9,7 @@
  */
 import { createRequire } from 'node:module';
 import type * as UwsModule from 'uWebSockets.js';
+import { setUwsMaxHeaderBytes } from '../config.js';
 import { SwitchboardError } from '../errors.js';
 
 export type Uws = typeof UwsModule;
@@ -41,7 +42,7 @@ function reason(err: unknown): string {
  * before the first require, and the first load in a process fixes it.
  */
 export function loadUws(opts: { allowFallback: boolean; maxHeaderBytes?: number }): { uws: Uws; native: boolean; build: string } {
-  process.env['UWS_HTTP_MAX_HEADERS_SIZE'] = String(opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
+  setUwsMaxHeaderBytes(opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES);
   const failures: string[] = [];
   let fallback: { uws: Uws; build: string } | undefined;
   for (const build of UWS_BUILDS) {
