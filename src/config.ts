@@ -362,7 +362,7 @@ function redisProblems(redisUrl: string | undefined, username: string | undefine
 }
 
 /**
- * Azure's two URL forms (PROTOCOLS.md §6): GA `/openai/v1/realtime?model=<deployment>`, or the
+ * Azure's two URL forms (docs/wire-formats.md §6): GA `/openai/v1/realtime?model=<deployment>`, or the
  * preview `/openai/realtime?api-version=…&deployment=…`, which speaks the beta event shape.
  */
 export function azureRealtimeUrl(endpoint: string, deployment: string, apiVersion: string | undefined): string {

@@ -137,7 +137,7 @@ const MAX_INVALID_MESSAGES = 20;
 /** Stream-time ring of append times, for mapping the model's audio_end_ms back to wall time. */
 const APPEND_TIMES = 256;
 
-/** Model sessions re-opened per call after a drop or session expiry (PROTOCOLS.md §8). */
+/** Model sessions re-opened per call after a drop or session expiry (docs/wire-formats.md §8). */
 const MAX_RECONNECTS = 1;
 /**
  * Planned session renewals per call (and sessions ended by the cap): a separate budget from drops,
@@ -641,7 +641,7 @@ export class CallBridge {
     }
   }
 
-  /** Barge-in (PROTOCOLS.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
+  /** Barge-in (docs/wire-formats.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
   private onCallerSpeech(): void {
     this.responses.onSpeechStarted();
     const active = this.responses.activeResponseId;
@@ -883,7 +883,7 @@ export class CallBridge {
       this.log.warn(detail, 'model session unusable');
       return this.reconnectOrFail(`model session ended (${ev.code})`, ev.code === 'session_expired' ? 'renewal' : 'drop');
     }
-    // Keys, quota, billing, a session.update every session would refuse: fall back now (PROTOCOLS.md §8).
+    // Keys, quota, billing, a session.update every session would refuse: fall back now (docs/wire-formats.md §8).
     this.log.error(detail, 'model cannot serve this call');
     const outcome: CallOutcome = this.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed';
     this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);

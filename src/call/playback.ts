@@ -1,6 +1,6 @@
 /**
  * What the caller has actually heard of the assistant's audio, from Twilio mark echoes and the
- * stream clock (PROTOCOLS.md §7). Pure bookkeeping: the bridge sends the marks, truncates and clears.
+ * stream clock (docs/wire-formats.md §7). Pure bookkeeping: the bridge sends the marks, truncates and clears.
  */
 
 interface ItemPlayback {

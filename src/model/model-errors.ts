@@ -20,7 +20,7 @@ interface Row {
 }
 
 /**
- * Error codes seen from OpenAI Realtime GA and Azure (PROTOCOLS.md §5, §8). Codes not listed are
+ * Error codes seen from OpenAI Realtime GA and Azure (docs/wire-formats.md §5, §8). Codes not listed are
  * `ignore` unless they answer a session.update (see classifyModelError).
  */
 const TABLE: Readonly<Record<string, Row>> = {

@@ -21,7 +21,7 @@ export interface ModelEndpoint {
 
 /**
  * Where and how to connect, from Config.model. OpenAI gets no `OpenAI-Beta` header: the beta shape
- * is retired and the server closes such sessions with 4000 (PROTOCOLS.md §5). For provider `sim`,
+ * is retired and the server closes such sessions with 4000 (docs/wire-formats.md §5). For provider `sim`,
  * pass the simulated model's ws URL.
  */
 export function modelEndpoint(model: ModelConfig, simUrl?: string): ModelEndpoint {
@@ -100,7 +100,7 @@ export interface ConnectOptions {
 }
 
 /**
- * Model deltas can be tens of KB (PROTOCOLS.md §8: no tiny max payload on the model socket), but a
+ * Model deltas can be tens of KB (docs/wire-formats.md §8: no tiny max payload on the model socket), but a
  * runaway frame must not take the heap.
  */
 export const MODEL_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024;

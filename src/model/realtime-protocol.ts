@@ -10,7 +10,7 @@ import { usageFromWire, UsageWire, type ResponseUsage } from './response-usage.j
 
 /**
  * `ga`: OpenAI GA (and Azure /openai/v1). `beta`: Azure preview deployments only; OpenAI closes
- * beta-shape sessions with 4000 beta_api_shape_disabled (PROTOCOLS.md §5, §6).
+ * beta-shape sessions with 4000 beta_api_shape_disabled (docs/wire-formats.md §5, §6).
  */
 export type SessionShape = 'ga' | 'beta';
 
@@ -30,7 +30,7 @@ export interface SessionOptions {
   vad?: { threshold?: number; prefixPaddingMs?: number; silenceDurationMs?: number };
 }
 
-/** The caller's transcript model when the tenant does not name one (PROTOCOLS.md §5). */
+/** The caller's transcript model when the tenant does not name one (docs/wire-formats.md §5). */
 export const DEFAULT_TRANSCRIPTION_MODEL = 'gpt-4o-mini-transcribe';
 
 /**

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 
-/** An inbound Twilio Media Streams event, reduced to what the relay uses (PROTOCOLS.md §2). */
+/** An inbound Twilio Media Streams event, reduced to what the relay uses (docs/wire-formats.md §2). */
 export type TwilioInbound =
   | { event: 'connected' }
   | {
@@ -162,7 +162,7 @@ function clip(s: string): string {
   return s.length > DETAIL_MAX ? `${s.slice(0, DETAIL_MAX)}…` : s;
 }
 
-/** Twilio sends numbers as strings ("5"); a real 0 is valid (PROTOCOLS.md §8, the `if (!startTs)` bug). */
+/** Twilio sends numbers as strings ("5"); a real 0 is valid (docs/wire-formats.md §8, the `if (!startTs)` bug). */
 const NumericString = z.union([
   z.string().regex(/^\d{1,15}$/, { message: 'must be a string of digits' }).transform(Number),
   z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),

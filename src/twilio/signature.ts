@@ -1,5 +1,5 @@
 /**
- * X-Twilio-Signature (HMAC-SHA1) for form webhooks and the media-socket upgrade (PROTOCOLS.md §3).
+ * X-Twilio-Signature (HMAC-SHA1) for form webhooks and the media-socket upgrade (docs/wire-formats.md §3).
  * Pure: the caller builds the URL from PUBLIC_URL and picks the tenant's auth token.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';

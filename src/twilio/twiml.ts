@@ -17,7 +17,7 @@ export const MAX_STREAM_PARAMETER_CHARS = 500;
  *
  * The stream URL must be `wss://` (Twilio refuses `ws://`; plain `ws://` is accepted only for a
  * loopback dev relay whose PUBLIC_URL is http) and carry no query string: Twilio drops it
- * (PROTOCOLS.md §1), so per-call data goes in `parameters`.
+ * (docs/wire-formats.md §1), so per-call data goes in `parameters`.
  * @throws SwitchboardError `twilio_protocol` for a bad stream URL or an oversized parameter.
  */
 export function connectStreamTwiml(o: {

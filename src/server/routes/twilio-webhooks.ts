@@ -33,7 +33,7 @@ const STREAM_TOKEN_TTL_MS = 30_000;
 /** What a caller over the tenant's concurrency limit hears. */
 export const BUSY_MESSAGE = 'All our lines are busy right now. Please call again in a few minutes. Goodbye.';
 
-/** Call statuses after which a call holds no line (PROTOCOLS.md §1). */
+/** Call statuses after which a call holds no line (docs/wire-formats.md §1). */
 const FINAL_CALL_STATUSES = new Set(['completed', 'busy', 'failed', 'no-answer', 'canceled']);
 /** Stream status events after which the stream is gone. */
 const FINAL_STREAM_EVENTS = new Set(['stream-stopped', 'stream-error']);
