@@ -8,7 +8,8 @@ import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/i
 import { errorMessage, SwitchboardError } from '../../errors.js';
 import { webhookUrlProblem } from '../../tools/ssrf.js';
 import type { RelayContext } from '../context.js';
-import { readBody, reply, replyJson, track, type ReplyHandle } from '../http.js';
+import { readBody, reply, replyJson, type ReplyHandle } from '../http.js';
+import { adminGuard } from '../admin-auth.js';
 
 /** What the routes need from the registry (StoreTenantRegistry provides it). */
 export interface AdminTenantRegistry {
@@ -209,16 +210,7 @@ export function registerAdminTenantRoutes(
     replyJson(h, status, { error: fields ? { code, message, fields } : { code, message } });
   };
 
-  /** Synchronous part of every handler: abort tracking and the bearer check (uWS headers die after return). */
-  function guard(res: Parameters<Parameters<typeof app.get>[1]>[0], header: string): ReplyHandle | undefined {
-    const h = track(res);
-    if (auth(header)) return h;
-    reply(h, '401 Unauthorized', JSON.stringify({ error: { code: 'unauthorized', message: 'missing or wrong bearer token' } }), {
-      'content-type': 'application/json',
-      'www-authenticate': 'Bearer realm="switchboard-admin"',
-    });
-    return undefined;
-  }
+  const guard = adminGuard(auth);
 
   /** Read and parse a JSON body; replies (413 or 400) and returns undefined on failure. */
   async function jsonBody(h: ReplyHandle): Promise<{ value: unknown } | undefined> {
