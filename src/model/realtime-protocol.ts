@@ -5,13 +5,23 @@
  */
 import { isAscii } from 'node:buffer';
 import { z } from 'zod';
-import type { ToolDefinition } from '../tools/index.js';
 import { usageFromWire, UsageWire, type ResponseUsage } from './response-usage.js';
 
 /**
  * `ga`: OpenAI GA (and Azure /openai/v1). `beta`: Azure preview deployments only; OpenAI closes
  * beta-shape sessions with 4000 beta_api_shape_disabled (docs/wire-formats.md §5, §6).
  */
+/**
+ * A function tool as sent to the model in session.update (GA and beta share this shape). The model's
+ * wire shape, so it lives here; tools/ implements the tools.
+ */
+export interface ToolDefinition {
+  type: 'function';
+  name: string;
+  description: string;
+  parameters: Record<string, unknown>;
+}
+
 export type SessionShape = 'ga' | 'beta';
 
 export interface SessionOptions {

@@ -14,7 +14,7 @@ import {
   userText,
   type ModelEvent,
 } from '../../src/model/index.js';
-import type { ToolDefinition } from '../../src/tools/index.js';
+import type { ToolDefinition } from '../../src/model/index.js';
 
 const tool: ToolDefinition = {
   type: 'function',

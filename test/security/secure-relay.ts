@@ -21,7 +21,7 @@ import type { CallStore } from '../../src/store/call-store.js';
 import { MemoryCallStore } from '../../src/store/memory-store.js';
 import { createRedis } from '../../src/store/redis-connection.js';
 import { silentLogger } from '../../src/telemetry/index.js';
-import { openTenants, type TenantRuntime } from '../../src/tenants/index.js';
+import { openTenants, type TenantRuntime } from '../../src/server/open-tenants.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { computeTwilioSignature } from '../../src/twilio/index.js';
 import { TEST_SECRET } from '../helpers/relay.js';
