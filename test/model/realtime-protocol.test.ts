@@ -13,8 +13,8 @@ import {
   truncateItem,
   userText,
   type ModelEvent,
+  type ToolDefinition,
 } from '../../src/model/index.js';
-import type { ToolDefinition } from '../../src/model/index.js';
 
 const tool: ToolDefinition = {
   type: 'function',
