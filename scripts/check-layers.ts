@@ -49,7 +49,8 @@ export const OUTSIDE_ALLOWED: readonly string[] = [
   'call/stall-watch.ts -> ../loadtest/lib/audio.js',
   'sim/sim-caller.ts -> ../loadtest/lib/caller-core.js',
   'sim/sim-caller.ts -> ../loadtest/lib/audio.js',
-  'sim/sim-model.ts -> ../loadtest/lib/audio.js',
+  'sim/sim-connection.ts -> ../loadtest/lib/audio.js',
+  'sim/sim-response.ts -> ../loadtest/lib/audio.js',
 ];
 
 export interface Edge {
