@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { parseTwiml } from '../../loadtest/lib/caller-core.js';
 import { loadConfig } from '../../src/config.js';
+import { metricSum } from '../../src/sim/prom-text.js';
 import { startRelay, type Relay, type RelayOptions } from '../../src/server/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER, DEMO_TENANT } from '../../src/tenants/index.js';
@@ -89,21 +90,8 @@ export async function signedPost(
   return { status: res.status, body: await res.text() };
 }
 
-/** Read one counter/histogram sample from /metrics text. */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  let found = false;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (.+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const lbl = m[2] ?? '';
-    if (!Object.entries(labels).every(([k, v]) => lbl.includes(`${k}="${v}"`))) continue;
-    total += Number(m[3]);
-    found = true;
-  }
-  return found ? total : 0;
-}
+/** The sum of the matching samples of a counter, gauge or histogram series in /metrics text (0: none). */
+export const metricValue = metricSum;
 
 export async function scrape(relay: Relay): Promise<string> {
   return (await fetch(`${relay.url}/metrics`)).text();
