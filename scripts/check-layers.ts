@@ -51,6 +51,7 @@ export const OUTSIDE_ALLOWED: readonly string[] = [
   'sim/sim-caller.ts -> ../loadtest/lib/audio.js',
   'sim/sim-connection.ts -> ../loadtest/lib/audio.js',
   'sim/sim-response.ts -> ../loadtest/lib/audio.js',
+  'sim/sim-vad.ts -> ../loadtest/lib/audio.js',
 ];
 
 export interface Edge {

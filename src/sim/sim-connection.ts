@@ -1,19 +1,21 @@
 /**
- * One simulated model session on one WebSocket: client events validated as the real API does, energy
- * VAD timed by the audio itself, conversation items and truncation, responses paced per mode, and
+ * One simulated model session on one WebSocket: client events validated as the real API does, turns
+ * from the energy VAD (sim-vad.ts), conversation items and truncation, responses paced per mode, and
  * the injected faults that act on a session (drop, stall, session cap).
  *
- * Over 400 lines on purpose: it is one socket's state machine, and VAD, items and responses read
- * and write the same conversation state (the last item, the pending turn, the active response);
- * the parts without that state live beside it (sim-session-config.ts, sim-response.ts).
+ * Over 400 lines on purpose: it is one socket's state machine, and events, items and responses
+ * read and write the same conversation state (the last item, the pending turn, the active
+ * response); the parts without that state live beside it (sim-session-config.ts, sim-response.ts,
+ * sim-vad.ts).
  */
 import { WebSocket, type RawData } from 'ws';
-import { FRAME_BYTES, SPEECH_ENERGY_THRESHOLD, SpeechTextCollector, frameEnergy, speechFrames } from '../../loadtest/lib/audio.js';
+import { speechFrames } from '../../loadtest/lib/audio.js';
 import { UNINTELLIGIBLE, planReply, speechDurationMs, type SimMode, type SimTurn } from './sim-model-script.js';
 import type { SimModelOptions, SimSession } from './sim-options.js';
 import { DELTA_BYTES, REPLY_HZ, audioItem, replyAudioB64, toolItem, type ActiveResponse } from './sim-response.js';
 import { defaultSession, isObject, mergeSession, NAMES, PACING, sessionProblem, type ClientEvent, type TurnDetection } from './sim-session-config.js';
 import { SimUsageMeter, emptySimUsage } from './sim-usage.js';
+import { SimVad } from './sim-vad.js';
 
 /** What a session needs from the server that accepted it (sim-model.ts). */
 export interface SimConnectionHost {
@@ -42,16 +44,11 @@ export class SimConnection {
   private readonly eventPrefix: string;
 
   // Input audio and VAD, timed by the audio itself (bytes / 8 = ms), never by the wall clock.
-  private partial: Uint8Array | undefined;
-  private vadBytes = 0;
-  private bufferedBytes = 0;
-  private speechRun = 0;
-  private runStartMs = 0;
-  private speaking = false;
-  private silenceMs = 0;
-  private lastSpeechEndMs = 0;
+  private readonly vad = new SimVad({
+    started: (audioStartMs) => this.speechStarted(audioStartMs),
+    stopped: (audioEndMs) => this.speechStopped(audioEndMs),
+  });
   private userItemId: string | undefined;
-  private readonly collector = new SpeechTextCollector();
   /** faults.stall: silent from now on (socket left open). */
   private stalled = false;
   private responsesDone = 0;
@@ -212,7 +209,7 @@ export class SimConnection {
       case 'session.update':
         return this.sessionUpdate(ev);
       case 'input_audio_buffer.commit':
-        if (this.bufferedBytes === 0) {
+        if (this.vad.bufferedBytes === 0) {
           return this.error(
             'input_audio_buffer_commit_empty',
             'Error committing input audio buffer: buffer too small.',
@@ -313,55 +310,25 @@ export class SimConnection {
     this.info.appendedBytes += bytes.length;
     this.info.appendCount++;
     this.model.opts.hooks?.onCallerAudio?.(bytes, this.info);
-    let buf: Uint8Array = bytes;
-    if (this.partial) {
-      buf = Buffer.concat([this.partial, bytes]);
-      this.partial = undefined;
-    }
-    let off = 0;
-    for (; off + FRAME_BYTES <= buf.length; off += FRAME_BYTES) this.frame(buf.subarray(off, off + FRAME_BYTES));
-    if (off < buf.length) this.partial = buf.slice(off);
+    this.vad.push(bytes, this.td.on && !this.info.closed, this.td.silenceMs);
   }
 
-  private frame(f: Uint8Array): void {
-    const isSpeech = frameEnergy(f) >= SPEECH_ENERGY_THRESHOLD;
-    const startMs = this.vadBytes / 8;
-    this.vadBytes += f.length;
-    this.bufferedBytes += f.length;
-    if (isSpeech) this.collector.push(f);
-    if (!this.td.on || this.info.closed) return;
-    if (isSpeech) {
-      this.silenceMs = 0;
-      this.lastSpeechEndMs = this.vadBytes / 8;
-      if (!this.speaking) {
-        if (this.speechRun === 0) this.runStartMs = startMs;
-        if (++this.speechRun >= 2) this.speechStarted();
-      }
-    } else if (this.speaking) {
-      this.silenceMs += f.length / 8;
-      if (this.silenceMs >= this.td.silenceMs) this.speechStopped();
-    } else {
-      this.speechRun = 0;
-    }
-  }
-
-  private speechStarted(): void {
-    this.speaking = true;
+  private speechStarted(audioStartMs: number): void {
     const itemId = (this.userItemId = this.model.newId('item'));
-    this.send({ type: 'input_audio_buffer.speech_started', audio_start_ms: this.runStartMs, item_id: itemId });
+    this.send({ type: 'input_audio_buffer.speech_started', audio_start_ms: audioStartMs, item_id: itemId });
     if (this.response && this.td.interrupt) this.cancelResponse('turn_detected');
   }
 
-  private speechStopped(): void {
+  private speechStopped(audioEndMs: number): void {
     const itemId = this.userItemId ?? this.model.newId('item');
-    this.send({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: this.lastSpeechEndMs, item_id: itemId });
+    this.send({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: audioEndMs, item_id: itemId });
     this.commit(itemId);
     if (this.td.createResponse && !this.response) this.startResponse(undefined, undefined);
   }
 
   private commit(itemId: string): void {
-    const transcript = this.collector.text() ?? UNINTELLIGIBLE;
-    this.meter.callerAudio(this.bufferedBytes / 8);
+    const transcript = this.vad.transcript() ?? UNINTELLIGIBLE;
+    this.meter.callerAudio(this.vad.bufferedBytes / 8);
     this.send({ type: 'input_audio_buffer.committed', previous_item_id: this.lastItemId, item_id: itemId });
     this.lastItemId = itemId;
     const models = this.model.opts.transcriptionModels;
@@ -392,11 +359,7 @@ export class SimConnection {
   }
 
   private resetInput(): void {
-    this.collector.reset();
-    this.bufferedBytes = 0;
-    this.speaking = false;
-    this.speechRun = 0;
-    this.silenceMs = 0;
+    this.vad.reset();
     this.userItemId = undefined;
   }
 
