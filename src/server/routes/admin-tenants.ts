@@ -8,7 +8,7 @@ import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/i
 import { errorMessage, SwitchboardError } from '../../errors.js';
 import { webhookUrlProblem } from '../../tools/ssrf.js';
 import type { RelayContext } from '../context.js';
-import { readBody, reply, replyJson, type ReplyHandle } from '../http.js';
+import { readBody, reply, replyJson, replyTooLarge, type ReplyHandle } from '../http.js';
 import { adminGuard } from '../admin-auth.js';
 
 /** What the routes need from the registry (StoreTenantRegistry provides it). */
@@ -218,14 +218,7 @@ export function registerAdminTenantRoutes(
     try {
       raw = await readBody(h, MAX_ADMIN_BODY_BYTES);
     } catch (err) {
-      if (!h.aborted) {
-        h.res.cork(() => {
-          h.res
-            .writeStatus('413 Payload Too Large')
-            .writeHeader('content-type', 'application/json')
-            .end(JSON.stringify({ error: { code: 'payload_too_large', message: errorMessage(err) } }), true);
-        });
-      }
+      replyTooLarge(h, err);
       return undefined;
     }
     if (nestingDepth(raw) > MAX_JSON_DEPTH) {
