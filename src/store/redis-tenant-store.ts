@@ -56,17 +56,28 @@ export interface RedisTenantStoreOptions {
   onInvalid?: (id: string, problem: string) => void;
 }
 
+interface TenantScripts {
+  sbTenantPut(...args: (string | number)[]): Promise<string[]>;
+  sbTenantDelete(...args: (string | number)[]): Promise<number>;
+}
+
 export class RedisTenantStore implements TenantStore {
   private readonly channel: string;
   private subscriber: Redis | undefined;
   private readonly listeners = new Set<() => void>();
 
   /** `redis` is shared and not closed here; the subscriber connection this store opens is. */
+  private readonly scripts: TenantScripts;
+
   constructor(
     private readonly redis: Redis,
     private readonly o: RedisTenantStoreOptions = {},
   ) {
     this.channel = o.channel ?? 'sb:tenants-changed';
+    // Defined once, sent as EVALSHA (the script text only when Redis lacks it, e.g. after a restart).
+    redis.defineCommand('sbTenantPut', { lua: PUT, numberOfKeys: 2 });
+    redis.defineCommand('sbTenantDelete', { lua: DELETE, numberOfKeys: 2 });
+    this.scripts = redis as unknown as TenantScripts;
   }
 
   async list(): Promise<TenantConfig[]> {
@@ -93,9 +104,7 @@ export class RedisTenantStore implements TenantStore {
   }
 
   async put(tenant: TenantConfig, mode: TenantWriteMode): Promise<TenantWrite> {
-    const r = (await this.redis.eval(
-      PUT,
-      2,
+    const r = await this.scripts.sbTenantPut(
       TENANTS,
       NUMBERS,
       tenant.id,
@@ -103,7 +112,7 @@ export class RedisTenantStore implements TenantStore {
       mode,
       this.channel,
       ...tenant.phoneNumbers,
-    )) as string[];
+    );
     const outcome = r[0] ?? 'number_taken';
     switch (outcome) {
       case 'created':
@@ -120,7 +129,7 @@ export class RedisTenantStore implements TenantStore {
   }
 
   async delete(id: string): Promise<boolean> {
-    return (await this.redis.eval(DELETE, 2, TENANTS, NUMBERS, id, this.channel)) === 1;
+    return (await this.scripts.sbTenantDelete(TENANTS, NUMBERS, id, this.channel)) === 1;
   }
 
   async subscribe(onChange: () => void): Promise<() => void> {
