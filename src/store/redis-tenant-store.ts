@@ -4,6 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { TenantSchema, type TenantConfig } from '../tenants/tenant.js';
+import { storeUnavailable } from './redis-connection.js';
 import type { TenantStore, TenantWrite, TenantWriteMode } from './tenant-store.js';
 
 const TENANTS = 'tenants';
@@ -56,6 +57,13 @@ export interface RedisTenantStoreOptions {
   onInvalid?: (id: string, problem: string) => void;
 }
 
+/** A Redis reply, or the failure as the typed `store_unavailable` every store reports. */
+function answer<T>(p: Promise<T>): Promise<T> {
+  return p.catch((err: unknown) => {
+    throw storeUnavailable(err);
+  });
+}
+
 interface TenantScripts {
   sbTenantPut(...args: (string | number)[]): Promise<string[]>;
   sbTenantDelete(...args: (string | number)[]): Promise<number>;
@@ -81,7 +89,7 @@ export class RedisTenantStore implements TenantStore {
   }
 
   async list(): Promise<TenantConfig[]> {
-    const all = await this.redis.hgetall(TENANTS);
+    const all = await answer(this.redis.hgetall(TENANTS));
     const out: TenantConfig[] = [];
     for (const [id, json] of Object.entries(all)) {
       const t = this.decode(id, json);
@@ -91,27 +99,21 @@ export class RedisTenantStore implements TenantStore {
   }
 
   async initialised(): Promise<boolean> {
-    return (await this.redis.exists(INITIALISED)) === 1;
+    return (await answer(this.redis.exists(INITIALISED))) === 1;
   }
 
   async markInitialised(): Promise<void> {
-    await this.redis.set(INITIALISED, '1');
+    await answer(this.redis.set(INITIALISED, '1'));
   }
 
   async get(id: string): Promise<TenantConfig | undefined> {
-    const json = await this.redis.hget(TENANTS, id);
+    const json = await answer(this.redis.hget(TENANTS, id));
     return json === null ? undefined : this.decode(id, json);
   }
 
   async put(tenant: TenantConfig, mode: TenantWriteMode): Promise<TenantWrite> {
-    const r = await this.scripts.sbTenantPut(
-      TENANTS,
-      NUMBERS,
-      tenant.id,
-      JSON.stringify(tenant),
-      mode,
-      this.channel,
-      ...tenant.phoneNumbers,
+    const r = await answer(
+      this.scripts.sbTenantPut(TENANTS, NUMBERS, tenant.id, JSON.stringify(tenant), mode, this.channel, ...tenant.phoneNumbers),
     );
     const outcome = r[0] ?? 'number_taken';
     switch (outcome) {
@@ -129,7 +131,7 @@ export class RedisTenantStore implements TenantStore {
   }
 
   async delete(id: string): Promise<boolean> {
-    return (await this.scripts.sbTenantDelete(TENANTS, NUMBERS, id, this.channel)) === 1;
+    return (await answer(this.scripts.sbTenantDelete(TENANTS, NUMBERS, id, this.channel))) === 1;
   }
 
   async subscribe(onChange: () => void): Promise<() => void> {

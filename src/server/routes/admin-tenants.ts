@@ -46,11 +46,9 @@ export function nestingDepth(raw: Buffer): number {
   return max;
 }
 
-/** Errors from Redis or the store layer (connection, timeout), as opposed to bugs. */
+/** The stores report their failures (connection, timeout, a refused command) as `store_unavailable`. */
 function isStoreError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err instanceof SwitchboardError) return err.code === 'store_unavailable';
-  return /redis|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Command timed out|Connection is closed|MaxRetriesPerRequest/i.test(`${err.name} ${err.message}`);
+  return err instanceof SwitchboardError && err.code === 'store_unavailable';
 }
 
 /** A tenant with a price book, technicians and slots is a few KiB; this leaves room, not abuse. */
