@@ -38,6 +38,7 @@ import { ConversationHistory } from './conversation-history.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
+import { TurnMetrics } from './turn-metrics.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
 export interface TwilioSocket {
@@ -134,8 +135,6 @@ export interface BridgeDeps {
 
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
 const MAX_INVALID_MESSAGES = 20;
-/** Stream-time ring of append times, for mapping the model's audio_end_ms back to wall time. */
-const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (docs/wire-formats.md §8). */
 const MAX_RECONNECTS = 1;
@@ -199,15 +198,7 @@ export class CallBridge {
   private sessionConfigured = false;
   private readonly cancelTimers: (() => void)[] = [];
   private log: Logger;
-  // Turn latency: append time of each 20 ms of caller audio, indexed by stream position.
-  private readonly appendTimes = new Float64Array(APPEND_TIMES);
-  private appendedMs = 0;
-  private turnEndMono: number | undefined;
-  private turns = 0;
-  private connectMs: number | undefined;
-  private turnLatencyMaxMs = 0;
-  private turnLatencySumMs = 0;
-  private turnLatencyCount = 0;
+  private readonly turnMetrics = new TurnMetrics();
   private toolCalls = 0;
   private usage: CallUsageMeter | undefined;
   private reconnects = 0;
@@ -253,7 +244,7 @@ export class CallBridge {
       );
     }
     const stallMs = deps.limits.modelStallMs ?? 0;
-    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, deps.clock, () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
@@ -274,7 +265,7 @@ export class CallBridge {
 
   /** A media-socket message. `data` is a view over uWS memory, valid only during this call. */
   onTwilioMessage(data: Buffer, isBinary: boolean): void {
-    const t0 = performance.now();
+    const t0 = this.deps.clock.mono();
     if (isBinary) return this.invalid('binary', 'binary frame');
     const r = parseTwilioMessage(data, this.deps.limits.twilioMaxMessageBytes);
     if (!r.ok) return r.reason === 'unknown_event' ? this.unknownEvent(r.detail) : this.invalid(r.reason, r.detail);
@@ -300,8 +291,8 @@ export class CallBridge {
       }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
       model.send(APPEND_PREFIX + payload + '"}');
-      const now = performance.now();
-      this.noteAppended(payload, now);
+      const now = this.deps.clock.mono();
+      this.turnMetrics.appended(payload, now);
       this.c2m?.observe((now - t0) / 1000);
     } else if (buffersCallerAudio(s)) {
       if (this.ring.push(payload)) this.drop('caller_to_model', 'model_not_ready');
@@ -309,11 +300,6 @@ export class CallBridge {
       this.fail(CloseCode.notStarted, 'media before start', 'protocol_error');
     }
     // ended: late frames after close are ignored
-  }
-
-  private noteAppended(payload: string, now: number): void {
-    this.appendedMs += base64MulawMs(payload);
-    this.appendTimes[Math.floor(this.appendedMs / 20) % APPEND_TIMES] = now;
   }
 
   private onTwilioControl(m: Exclude<TwilioInbound, { event: 'media' }>): void {
@@ -445,7 +431,7 @@ export class CallBridge {
   // model
 
   private async connectModel(resume = false): Promise<void> {
-    const t0 = performance.now();
+    const t0 = this.deps.clock.mono();
     const provider = this.deps.model.provider;
     const span = childSpan(SPAN.connect, this.callSpan, { [ATTR.provider]: provider });
     let sock: RealtimeSocket;
@@ -453,7 +439,7 @@ export class CallBridge {
       sock = await this.deps.model.connect(this.connectAbort.signal, this.log);
     } catch (err) {
       endSpan(span, errorMessage(err));
-      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
+      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((this.deps.clock.mono() - t0) / 1000);
       if (this.state.kind === 'ended') return;
       const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
       this.log.warn({ code, err: errorMessage(err), resume }, 'model unreachable; caller gets the fallback');
@@ -486,7 +472,7 @@ export class CallBridge {
     const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
       if (this.sessionConfigured || this.state.kind === 'ended') return;
       endSpan(span, 'session.update not confirmed');
-      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
+      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((this.deps.clock.mono() - t0) / 1000);
       this.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
       this.fail(CloseCode.modelUnavailable, 'model session not configured', resume ? 'model_failed' : 'model_unavailable');
     });
@@ -495,15 +481,15 @@ export class CallBridge {
     this.onSessionConfigured = () => {
       cancel();
       span.end();
-      this.connectMs ??= Math.round(performance.now() - t0);
-      this.deps.metrics.upstreamConnect.labels(provider, 'ok').observe((performance.now() - t0) / 1000);
+      this.turnMetrics.connectMs ??= Math.round(this.deps.clock.mono() - t0);
+      this.deps.metrics.upstreamConnect.labels(provider, 'ok').observe((this.deps.clock.mono() - t0) / 1000);
     };
   }
 
   private onSessionConfigured: (() => void) | undefined;
 
   private onModelMessage(data: Buffer): void {
-    const t0 = performance.now();
+    const t0 = this.deps.clock.mono();
     this.stall?.modelEvent();
     const ev = parseModelEvent(data);
     if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
@@ -533,17 +519,12 @@ export class CallBridge {
     // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
     if (mark === 2) this.lostMarks.push(markName);
     this.stats.framesOut++;
-    const now = performance.now();
+    const now = this.deps.clock.mono();
     this.m2c?.observe((now - t0) / 1000);
-    if (this.turnEndMono !== undefined) {
-      const seconds = (now - this.turnEndMono) / 1000;
+    const seconds = this.turnMetrics.audioRelayed(now);
+    if (seconds !== undefined) {
       this.deps.metrics.turnLatency.observe(seconds);
-      const ms = seconds * 1000;
-      this.turnLatencyMaxMs = Math.max(this.turnLatencyMaxMs, ms);
-      this.turnLatencySumMs += ms;
-      this.turnLatencyCount++;
       this.turnSpan?.setAttribute(ATTR.turnLatencyMs, Math.round(seconds * 1000));
-      this.turnEndMono = undefined;
     }
   }
 
@@ -570,11 +551,11 @@ export class CallBridge {
         this.stall?.expectEvent();
         this.callerSpeaking = false;
         this.answerOwed = true;
-        this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         // A turn, everywhere (log line, API, `npm run call`, turn latency): the caller stopped speaking.
-        this.turns++;
-        this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns });
+        this.turnSpan = childSpan(SPAN.turn, this.callSpan, {
+          [ATTR.turnIndex]: this.turnMetrics.turnEnded(ev.audioEndMs, this.deps.clock.mono()),
+        });
         this.responses.onSpeechStopped();
         return;
       case 'response_created': {
@@ -626,11 +607,11 @@ export class CallBridge {
       this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     }
     // Audio that arrived while we connected goes first, in order.
-    this.appendedMs = 0;
-    const now = performance.now();
+    this.turnMetrics.restartStream();
+    const now = this.deps.clock.mono();
     this.ring.drain((payload) => {
       model.send(APPEND_PREFIX + payload + '"}');
-      this.noteAppended(payload, now);
+      this.turnMetrics.appended(payload, now);
     });
     if (!resume || !(this.greeted || this.history.all.some((h) => h.role === 'assistant'))) {
       // A new call, or a session lost before its greeting was spoken: greet (once it was, never again).
@@ -677,7 +658,7 @@ export class CallBridge {
     }
     rt.pending++;
     const startedAt = this.deps.clock.now();
-    const t0 = performance.now();
+    const t0 = this.deps.clock.mono();
     const tools = this.deps.tools;
     const model = this.model;
     // Bounded label values: built-in tool names, one bucket for tenant webhook tools, else unknown.
@@ -707,7 +688,7 @@ export class CallBridge {
         ev.arguments,
       )
       .then((result) => {
-        const seconds = (performance.now() - t0) / 1000;
+        const seconds = (this.deps.clock.mono() - t0) / 1000;
         span.setAttribute(ATTR.toolOutcome, result.outcome);
         // A business "no" (slot taken) is a normal answer, not a failed span.
         endSpan(span, result.outcome === 'ok' || result.outcome === 'rejected' ? undefined : result.outcome);
@@ -938,7 +919,7 @@ export class CallBridge {
     this.history.newSession();
     this.responseTools.clear();
     this.responseInstructions.clear();
-    this.turnEndMono = undefined;
+    this.turnMetrics.forgetTurn();
     if (kind === 'renewal') this.log.info({ renewals: this.renewals }, `${why}: re-opening the model session`);
     else this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.connectModel(true);
@@ -946,12 +927,6 @@ export class CallBridge {
 
   // ---------------------------------------------------------------------------------------------
   // helpers
-
-  private appendTimeAt(audioMs: number): number | undefined {
-    if (audioMs < 0 || audioMs > this.appendedMs || this.appendedMs - audioMs > (APPEND_TIMES - 2) * 20) return undefined;
-    const t = this.appendTimes[Math.floor(audioMs / 20) % APPEND_TIMES];
-    return t === undefined || t === 0 ? undefined : t;
-  }
 
   private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; itemId?: string; interrupted?: boolean }): void {
     const { itemId, ...stored } = entry;
@@ -1052,11 +1027,8 @@ export class CallBridge {
         closeCode: code,
         reason,
         durationMs: this.startedAt ? this.deps.clock.now() - this.startedAt : 0,
-        turns: this.turns,
+        ...this.turnMetrics.summary(),
         toolCalls: this.toolCalls,
-        connectMs: this.connectMs,
-        turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
-        turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
         reconnects: this.reconnects,
         renewals: this.renewals,
         transcriptionFailures: this.transcriptionFailures,

@@ -481,6 +481,23 @@ describe('CallBridge', () => {
     expect((await h.metrics.activeCalls.get()).values[0]?.value).toBe(0);
   });
 
+  it('turn latency runs on the call clock: speech end (mapped to its append time) to the first audio relayed', async () => {
+    const h = harness();
+    await live(h);
+    for (let i = 0; i < 10; i++) {
+      h.bridge.onTwilioMessage(mediaMsg(i * 20), false);
+      h.clock.advance(20);
+    }
+    // The model places the end of speech at 100 ms of input audio: appended 100 ms after the first frame.
+    h.model.emit({ type: 'input_audio_buffer.speech_stopped', event_id: 'e', audio_end_ms: 100, item_id: 'i1' });
+    h.clock.advance(250);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    h.model.emit(delta('resp_1', 'item_1'));
+    const sum = (await h.metrics.turnLatency.get()).values.find((v) => v.metricName === 'switchboard_turn_latency_seconds_sum');
+    // Audio up to 100 ms was in with the 5th frame (80 ms after the first); the delta came at 200 + 250.
+    expect(sum?.value).toBeCloseTo(0.37);
+  });
+
   it('the model dropping mid-call: one new session with the conversation replayed, caller audio kept meanwhile', async () => {
     const h = harness();
     await live(h);
