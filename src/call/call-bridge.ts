@@ -14,7 +14,6 @@ import {
   isSessionCapClose,
   KEEPALIVE_CLOSE,
   modelErrorLabel,
-  functionCallOutput,
   INTERRUPT_RESPONSE,
   parseModelEvent,
   responseCancel,
@@ -26,11 +25,11 @@ import {
   type SessionShape,
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
-import { maskNumbersInJson, maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
+import { maskNumbersInText } from '../store/call-store.js';
+import { ATTR, childSpan, endSpan, SPAN, traceBindings, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
-import type { CallEffect, ToolRunner } from '../tools/index.js';
+import type { ToolRunner } from '../tools/index.js';
 import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
@@ -38,6 +37,7 @@ import { ConversationHistory } from './conversation-history.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
+import { decidingEffect, ToolDispatch } from './tool-dispatch.js';
 import { TurnMetrics } from './turn-metrics.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
@@ -159,12 +159,6 @@ const OUTCOME_STORE_WAIT_MS = 2000;
 /** Outcomes that mark the call span as an error. */
 const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
 
-interface ResponseTools {
-  pending: number;
-  done: boolean;
-  followUpSent: boolean;
-}
-
 export class CallBridge {
   state: CallState = { kind: 'awaiting-start' };
   tenant: Tenant | undefined;
@@ -180,13 +174,10 @@ export class CallBridge {
     this.stall?.expectEvent();
   }, 'sb_response_');
   private readonly discarded = new Set<string>();
-  private readonly responseTools = new Map<string, ResponseTools>();
   /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
   private readonly responseInstructions = new Map<string, string | undefined>();
   private failedResponses = 0;
-  private pendingEffect: CallEffect | undefined;
-  /** A tool asked Twilio (REST) to move the call: the stream's end that follows is that transfer. */
-  private restHandOff = false;
+  private readonly tools: ToolDispatch;
   /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
   private readonly lostMarks: string[] = [];
   private invalidMessages = 0;
@@ -199,7 +190,6 @@ export class CallBridge {
   private readonly cancelTimers: (() => void)[] = [];
   private log: Logger;
   private readonly turnMetrics = new TurnMetrics();
-  private toolCalls = 0;
   private usage: CallUsageMeter | undefined;
   private reconnects = 0;
   private transcriptionFailures = 0;
@@ -231,6 +221,15 @@ export class CallBridge {
     private readonly onEnded: (bridge: CallBridge) => void,
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
+    this.tools = new ToolDispatch({
+      tools: deps.tools,
+      metrics: deps.metrics,
+      store: deps.store,
+      clock: deps.clock,
+      background: (p, what) => this.background(p, what),
+      session: () => this.model,
+      followUp: () => this.onToolsAnswered(),
+    });
     this.log = deps.log;
     this.cancelTimers.push(() => this.cancelRenewal?.());
     const startMs = deps.limits.startTimeoutMs ?? 0;
@@ -374,7 +373,7 @@ export class CallBridge {
     this.deps.metrics.noteTenant(a.tenant.id);
     this.deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
-    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.toolCalls });
+    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.tools.calls });
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
@@ -423,7 +422,7 @@ export class CallBridge {
    */
   private endedByTwilioOutcome(): CallOutcome {
     if (this.state.kind === 'ending') return this.state.outcome;
-    if (this.pendingEffect?.kind === 'transfer' || this.restHandOff) return 'transferred';
+    if (this.tools.transferring) return 'transferred';
     return 'caller_hung_up';
   }
 
@@ -650,90 +649,27 @@ export class CallBridge {
     const tenant = this.tenant;
     const callSid = this.callSid;
     if (!tenant || !callSid) return;
-    this.toolCalls++;
-    let rt = this.responseTools.get(ev.responseId);
-    if (!rt) {
-      rt = { pending: 0, done: false, followUpSent: false };
-      this.responseTools.set(ev.responseId, rt);
-    }
-    rt.pending++;
-    const startedAt = this.deps.clock.now();
-    const t0 = this.deps.clock.mono();
-    const tools = this.deps.tools;
-    const model = this.model;
-    // Bounded label values: built-in tool names, one bucket for tenant webhook tools, else unknown.
-    const toolLabel = (tenant.tools as readonly string[]).includes(ev.name)
-      ? ev.name
-      : tenant.webhookTools.some((w) => w.name === ev.name)
-        ? 'webhook'
-        : 'unknown';
-    const span = childSpan(SPAN.tool, this.turnSpan ?? this.callSpan, { [ATTR.tool]: toolLabel });
-    // The call logger already carries trace_id/span_id: bind the tool span under its own key.
-    const toolLog = this.log.child({ tool: ev.name, callId: ev.callId, tool_span_id: span.spanContext().spanId });
-    const traceparent = traceparentOf(span);
-    void tools
-      .run(
-        {
-          callSid,
-          tenant,
-          callId: ev.callId,
-          log: toolLog,
-          signal: this.connectAbort.signal,
-          ...(traceparent ? { traceparent } : {}),
-          handingOff: () => {
-            this.restHandOff = true;
-          },
-        },
-        ev.name,
-        ev.arguments,
-      )
-      .then((result) => {
-        const seconds = (this.deps.clock.mono() - t0) / 1000;
-        span.setAttribute(ATTR.toolOutcome, result.outcome);
-        // A business "no" (slot taken) is a normal answer, not a failed span.
-        endSpan(span, result.outcome === 'ok' || result.outcome === 'rejected' ? undefined : result.outcome);
-        this.deps.metrics.toolCall.labels(toolLabel, result.outcome).observe(seconds);
-        toolLog.info({ outcome: result.outcome, ms: Math.round(seconds * 1000) }, 'tool call');
-        this.background(
-          this.deps.store.recordToolCall(callSid, {
-            callId: ev.callId,
-            name: ev.name,
-            arguments: maskNumbersInJson(ev.arguments),
-            output: maskNumbersInJson(result.output),
-            outcome: result.outcome,
-            startedAt,
-            durationMs: Math.round(seconds * 1000),
-          }),
-          'store.recordToolCall',
-        );
-        if (this.state.kind === 'ended' || !model || this.model !== model) return; // that session is gone
-        model.send(functionCallOutput(ev.callId, result.output));
-        if (result.effect) this.pendingEffect = result.effect;
-        rt.pending--;
-        this.maybeFollowUp(ev.responseId, rt);
-      });
+    this.tools.dispatch(ev, { callSid, tenant, log: this.log, signal: this.connectAbort.signal, parentSpan: this.turnSpan ?? this.callSpan });
   }
 
-  /** After a tool result, ask for the spoken answer only once the tool's response is done. */
-  private maybeFollowUp(responseId: string, rt: ResponseTools): void {
-    if (rt.pending > 0 || !rt.done || rt.followUpSent || !this.model) return;
-    rt.followUpSent = true;
-    this.responseTools.delete(responseId);
+  /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
+  private onToolsAnswered(): void {
     this.responses.request();
-    const effect = this.pendingEffect;
-    if (effect && this.state.kind === 'live') {
-      this.pendingEffect = undefined;
-      const outcome: CallOutcome = effect.kind === 'end_call' ? 'ended_by_assistant' : 'transferred';
-      const closeCode = effect.kind === 'end_call' ? CloseCode.callEnded : CloseCode.handedOff;
-      this.move({ type: 'wind-down', outcome, closeCode });
-      this.background(this.deps.store.setPhase(this.callSid!, effect.kind === 'end_call' ? 'ending' : 'handing-off'), 'store.setPhase');
-      this.cancelTimers.push(
-        this.deps.clock.after(this.deps.limits.windDownMs, () => {
-          if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
-        }),
-      );
-      this.windDownResponseSeen = false;
-    }
+    if (this.state.kind !== 'live') return; // effects wait for the call to be live again
+    const effects = this.tools.takeEffects();
+    const effect = decidingEffect(effects);
+    if (!effect) return;
+    if (effects.length > 1) this.log.info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
+    const outcome: CallOutcome = effect.kind === 'end_call' ? 'ended_by_assistant' : 'transferred';
+    const closeCode = effect.kind === 'end_call' ? CloseCode.callEnded : CloseCode.handedOff;
+    this.move({ type: 'wind-down', outcome, closeCode });
+    this.background(this.deps.store.setPhase(this.callSid!, effect.kind === 'end_call' ? 'ending' : 'handing-off'), 'store.setPhase');
+    this.cancelTimers.push(
+      this.deps.clock.after(this.deps.limits.windDownMs, () => {
+        if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
+      }),
+    );
+    this.windDownResponseSeen = false;
   }
 
   private windDownResponseSeen = false;
@@ -742,7 +678,7 @@ export class CallBridge {
     if (ev.usage) this.usage?.response(ev.usage);
     this.playback.closeItems(this.latestMediaTs);
     this.responses.onDone(ev.responseId);
-    if (!this.responseTools.has(ev.responseId)) {
+    if (!this.tools.owns(ev.responseId)) {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
     }
@@ -754,11 +690,9 @@ export class CallBridge {
     } else if (ev.status === 'completed') {
       this.failedResponses = 0;
     }
-    const rt = this.responseTools.get(ev.responseId);
-    if (rt) {
-      rt.done = true;
-      this.maybeFollowUp(ev.responseId, rt);
-    } else if (this.state.kind === 'ending' && (this.state.outcome !== 'too_long' || ev.responseId === this.goodbyeResponseId)) {
+    // A response that asked for tools is followed up by them; another one may be the goodbye.
+    const s = this.state;
+    if (!this.tools.responseDone(ev.responseId) && s.kind === 'ending' && (s.outcome !== 'too_long' || ev.responseId === this.goodbyeResponseId)) {
       // The goodbye response finished generating; close once it has played.
       this.windDownResponseSeen = true;
       this.maybeFinishWindDown();
@@ -801,7 +735,7 @@ export class CallBridge {
    */
   private maybeRenew(): void {
     if (!this.renewDue || this.state.kind !== 'live' || !this.model) return;
-    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.responseTools.size > 0 || this.playback.unplayed) return;
+    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.tools.running || this.playback.unplayed) return;
     this.renewDue = false;
     this.reconnectOrFail('model session renewed before its time cap', 'renewal');
   }
@@ -917,7 +851,7 @@ export class CallBridge {
     this.playback.newSession();
     this.discarded.clear();
     this.history.newSession();
-    this.responseTools.clear();
+    this.tools.newSession();
     this.responseInstructions.clear();
     this.turnMetrics.forgetTurn();
     if (kind === 'renewal') this.log.info({ renewals: this.renewals }, `${why}: re-opening the model session`);
@@ -1028,7 +962,7 @@ export class CallBridge {
         reason,
         durationMs: this.startedAt ? this.deps.clock.now() - this.startedAt : 0,
         ...this.turnMetrics.summary(),
-        toolCalls: this.toolCalls,
+        toolCalls: this.tools.calls,
         reconnects: this.reconnects,
         renewals: this.renewals,
         transcriptionFailures: this.transcriptionFailures,

@@ -10,7 +10,7 @@ import type { RealtimeSocket } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { createMetrics, type RelayMetrics } from '../../src/telemetry/metrics.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
-import { BuiltinToolRunner } from '../../src/tools/index.js';
+import { BuiltinToolRunner, toolOk, type ToolRunner } from '../../src/tools/index.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 
@@ -152,7 +152,7 @@ interface Harness {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true): Harness {
+function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true, tools: ToolRunner = new BuiltinToolRunner()): Harness {
   const clock = new ManualClock();
   const twilio = new FakeTwilio();
   const model = new FakeModel();
@@ -164,7 +164,7 @@ function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true)
   const deps: BridgeDeps = {
     clock,
     store,
-    tools: new BuiltinToolRunner(),
+    tools,
     metrics,
     log: silentLogger(),
     pod: 'pod-a',
@@ -409,6 +409,38 @@ describe('CallBridge', () => {
     const rec = await h.store.getCall(CALL);
     expect(rec?.outcome).toBe('ended_by_assistant');
     expect(rec?.tools.map((t) => t.name)).toEqual(['end_call']);
+  });
+
+  it('two effects in one response: both are kept, and the hand-off to a human is not lost to a later end_call', async () => {
+    const tools: ToolRunner = {
+      definitions: () => [],
+      run: (_ctx, name) =>
+        Promise.resolve(
+          name === 'transfer_to_human'
+            ? toolOk({ transferring: true }, { kind: 'transfer', to: '+15550100', reason: 'caller-asked' })
+            : toolOk({}, { kind: 'end_call', reason: 'done' }),
+        ),
+    };
+    const h = harness({}, true, tools);
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
+    const call = (id: string, name: string) => ({
+      type: 'response.output_item.done',
+      response_id: 'resp_t',
+      output_index: 0,
+      item: { id: `item_${id}`, type: 'function_call', call_id: id, name, arguments: '{}' },
+    });
+    h.model.emit(call('call_1', 'transfer_to_human'));
+    h.model.emit(call('call_2', 'end_call'));
+    await flush();
+    expect(h.model.sent.filter((e) => e['type'] === 'conversation.item.create')).toHaveLength(2);
+    h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
+    expect(h.bridge.state).toMatchObject({ kind: 'ending', outcome: 'transferred' });
+    h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
+    h.model.emit({ type: 'response.done', response: { id: 'resp_g', status: 'completed', output: [] } });
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
   });
 
   it('answers an unknown tool with an error result instead of failing the call', async () => {
