@@ -30,25 +30,17 @@ import { ATTR, childSpan, endSpan, SPAN, traceBindings, type CallOutcome, type D
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { ToolRunner } from '../tools/index.js';
-import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
+import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
-import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
+import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
 import { decidingEffect, ToolDispatch } from './tool-dispatch.js';
 import { TurnMetrics } from './turn-metrics.js';
 
-/** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
-export interface TwilioSocket {
-  /** uWS semantics: 1 sent, 0 sent but backpressure built up, 2 dropped. */
-  send(text: string): number;
-  bufferedAmount(): number;
-  /** Batch several sends into one syscall. */
-  cork(fn: () => void): void;
-  end(code: number, reason: string): void;
-}
+export type { TwilioSocket } from './twilio-playout.js';
 
 export interface StartInfo {
   streamSid: string;
@@ -162,27 +154,21 @@ const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 
 export class CallBridge {
   state: CallState = { kind: 'awaiting-start' };
   tenant: Tenant | undefined;
-  private enc: TwilioEncoder | undefined;
   private model: RealtimeSocket | undefined;
   private readonly connectAbort = new AbortController();
   private readonly ring: AudioRing;
-  private readonly playback = new PlaybackTracker();
-  private latestMediaTs = 0;
+  private readonly playout: TwilioPlayout;
   /** One model response at a time: the relay's own response.create requests wait their turn. */
   private readonly responses = new ResponseSequencer((text) => {
     this.model?.send(text);
     this.stall?.expectEvent();
   }, 'sb_response_');
-  private readonly discarded = new Set<string>();
   /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
   private readonly responseInstructions = new Map<string, string | undefined>();
   private failedResponses = 0;
   private readonly tools: ToolDispatch;
-  /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
-  private readonly lostMarks: string[] = [];
   private invalidMessages = 0;
   private unknownEvents = 0;
-  private twilioOpen = true;
   private counted = false;
   private authorised = false;
   private startedAt = 0;
@@ -221,6 +207,7 @@ export class CallBridge {
     private readonly onEnded: (bridge: CallBridge) => void,
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
+    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes);
     this.tools = new ToolDispatch({
       tools: deps.tools,
       metrics: deps.metrics,
@@ -278,7 +265,7 @@ export class CallBridge {
 
   private onCallerAudio(payload: string, ts: number, t0: number): void {
     this.stats.framesIn++;
-    this.latestMediaTs = ts;
+    this.playout.streamTs = ts;
     const s = this.state;
     if (relaysCallerAudio(s)) {
       const model = this.model!;
@@ -308,7 +295,7 @@ export class CallBridge {
       case 'start':
         return this.onStart(m);
       case 'mark':
-        if (this.playback.echoed(m.name, this.latestMediaTs)) this.stats.marksEchoed++;
+        if (this.playout.echoed(m.name)) this.stats.marksEchoed++;
         this.maybeFinishWindDown();
         this.maybeRenew();
         return;
@@ -331,7 +318,7 @@ export class CallBridge {
     }
     this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
     this.startedAt = this.deps.clock.now();
-    this.enc = twilioEncoder(m.streamSid);
+    this.playout.started(m.streamSid);
     this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
     this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
     this.cancelTimers.push(
@@ -389,20 +376,14 @@ export class CallBridge {
     void this.connectModel();
   }
 
-  /**
-   * Twilio's socket drained. Audio is dropped, not queued, so nothing to resume — except marks uWS
-   * dropped after their audio went out: they must come back for the wind-down to know it played.
-   */
+  /** Twilio's socket drained: marks uWS dropped after their audio went out are sent again. */
   onTwilioDrain(): void {
-    if (this.lostMarks.length === 0 || !this.twilioOpen || !this.enc) return;
-    let sent = 0;
-    while (sent < this.lostMarks.length && this.twilio.send(this.enc.mark(this.lostMarks[sent]!)) !== 2) sent++;
-    this.lostMarks.splice(0, sent);
+    this.playout.drained();
   }
 
   /** uWS refused a frame below us and dropped the socket (invalid UTF-8, far too large). */
   onTwilioRefused(reason: 'invalid_utf8' | 'too_large', detail: string): void {
-    this.twilioOpen = false;
+    this.playout.open = false;
     if (this.state.kind === 'ended') return;
     this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
     this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');
@@ -411,7 +392,7 @@ export class CallBridge {
 
   /** The media socket is gone (stop, hang-up, network). */
   onTwilioClose(code: number): void {
-    this.twilioOpen = false;
+    this.playout.open = false;
     if (this.state.kind === 'ended') return;
     this.finish(this.state.kind === 'awaiting-start' ? 'protocol_error' : this.endedByTwilioOutcome(), code, 'media socket closed');
   }
@@ -496,27 +477,10 @@ export class CallBridge {
   }
 
   private onModelAudio(ev: Extract<ModelEvent, { type: 'audio_delta' }>, t0: number): void {
-    if (this.discarded.has(ev.responseId)) return this.drop('model_to_caller', 'stale_response');
-    if (!this.twilioOpen || !this.enc || !relaysCallerAudio(this.state)) return this.drop('model_to_caller', 'call_ending');
-    if (this.twilio.bufferedAmount() > this.deps.limits.twilioMaxBackpressureBytes) {
-      return this.drop('model_to_caller', 'caller_backpressure');
-    }
-    const enc = this.enc;
-    const ms = base64MulawMs(ev.delta);
-    let media = 1;
-    let mark = 1;
-    let markName = '';
-    this.twilio.cork(() => {
-      media = this.twilio.send(enc.media(ev.delta));
-      // A frame uWS dropped gets no mark: one that can never echo would hold a wind-down (and count
-      // as audio still playing at the next barge-in) until the caller gave up.
-      if (media === 2) return;
-      markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
-      mark = this.twilio.send(enc.mark(markName));
-    });
-    if (media === 2) return this.drop('model_to_caller', 'caller_backpressure');
-    // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
-    if (mark === 2) this.lostMarks.push(markName);
+    if (this.playout.isDiscarded(ev.responseId)) return this.drop('model_to_caller', 'stale_response');
+    if (!relaysCallerAudio(this.state)) return this.drop('model_to_caller', 'call_ending');
+    const dropped = this.playout.play(ev.delta, ev.itemId, ev.contentIndex);
+    if (dropped !== undefined) return this.drop('model_to_caller', dropped);
     this.stats.framesOut++;
     const now = this.deps.clock.mono();
     this.m2c?.observe((now - t0) / 1000);
@@ -566,10 +530,10 @@ export class CallBridge {
         return;
       }
       case 'audio_done':
-        this.playback.closeItems(this.latestMediaTs);
+        this.playout.closeItems();
         return;
       case 'assistant_transcript':
-        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
+        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.playout.isDiscarded(ev.responseId) ? { interrupted: true } : {}) });
         return;
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
@@ -625,20 +589,16 @@ export class CallBridge {
   private onCallerSpeech(): void {
     this.responses.onSpeechStarted();
     const active = this.responses.activeResponseId;
-    if (!this.playback.unplayed && !active) return;
+    if (!this.playout.unplayed && !active) return;
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
-    // `clear` only when Twilio holds audio of ours; otherwise there is nothing to stop.
-    if (this.twilioOpen && this.enc && this.playback.unplayed) this.twilio.send(this.enc.clear());
     const model = this.model;
-    for (const t of this.playback.interrupt(this.latestMediaTs)) {
+    for (const t of this.playout.interrupt(active)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
       this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
     }
-    this.lostMarks.length = 0; // marks of audio the clear discarded: nothing to wait for
     if (active) {
-      this.discarded.add(active);
       // With interrupt_response the server has cancelled it already (a cancel would only earn
       // response_cancel_not_active); otherwise cancel what is still active.
       if (!INTERRUPT_RESPONSE) model?.send(responseCancel(active));
@@ -676,7 +636,7 @@ export class CallBridge {
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
     if (ev.usage) this.usage?.response(ev.usage);
-    this.playback.closeItems(this.latestMediaTs);
+    this.playout.closeItems();
     this.responses.onDone(ev.responseId);
     if (!this.tools.owns(ev.responseId)) {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
@@ -735,14 +695,14 @@ export class CallBridge {
    */
   private maybeRenew(): void {
     if (!this.renewDue || this.state.kind !== 'live' || !this.model) return;
-    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.tools.running || this.playback.unplayed) return;
+    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.tools.running || this.playout.unplayed) return;
     this.renewDue = false;
     this.reconnectOrFail('model session renewed before its time cap', 'renewal');
   }
 
   private maybeFinishWindDown(): void {
     const s = this.state;
-    if (s.kind !== 'ending' || !this.windDownResponseSeen || this.playback.unplayed) return;
+    if (s.kind !== 'ending' || !this.windDownResponseSeen || this.playout.unplayed) return;
     this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
@@ -848,8 +808,7 @@ export class CallBridge {
     this.appendSeq = 0;
     // Nothing of the old session may be named in the new one: its items, responses, truncations.
     this.responses.reset();
-    this.playback.newSession();
-    this.discarded.clear();
+    this.playout.newSession();
     this.history.newSession();
     this.tools.newSession();
     this.responseInstructions.clear();
@@ -982,8 +941,8 @@ export class CallBridge {
    * the line open (the after-stream route also waits a little for an outcome still being written).
    */
   private closeTwilio(code: number, reason: string, outcomeStored: Promise<void> | undefined): void {
-    if (!this.twilioOpen || !outcomeStored) {
-      this.endTwilio(code, reason);
+    if (!this.playout.open || !outcomeStored) {
+      this.playout.end(code, reason);
       this.onEnded(this);
       return;
     }
@@ -992,20 +951,10 @@ export class CallBridge {
       if (closed) return;
       closed = true;
       cancel();
-      this.endTwilio(code, reason);
+      this.playout.end(code, reason);
       this.onEnded(this);
     };
     const cancel = this.deps.clock.after(OUTCOME_STORE_WAIT_MS, close);
     outcomeStored.then(close, close);
-  }
-
-  private endTwilio(code: number, reason: string): void {
-    if (!this.twilioOpen) return;
-    this.twilioOpen = false;
-    try {
-      this.twilio.end(code, reason);
-    } catch {
-      // uWS throws if the socket closed under us in the same tick; nothing left to close.
-    }
   }
 }
