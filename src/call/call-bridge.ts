@@ -885,7 +885,7 @@ export class CallBridge {
     if (this.state.kind === 'ended') return;
     const wasStarted = this.state.kind !== 'awaiting-start';
     const callSid = this.callSid;
-    this.state = { kind: 'ended', outcome };
+    this.move({ type: 'end', outcome });
     const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
     this.stall?.reset();
