@@ -217,7 +217,8 @@ export async function startFakeTwilioApi(opts: FakeTwilioApiOptions = {}): Promi
       rec.answeredAt = Date.now();
       send(res, status, answer, { 'Twilio-Concurrent-Requests': String(busy), ...headers });
     };
-    if (fake.answerDelayMs > 0) setTimeout(finish, fake.answerDelayMs);
+    // Refusals (bad credentials, over the limit) answer at once; what was acted on can trail.
+    if (fake.answerDelayMs > 0 && status !== 401 && status !== 429) setTimeout(finish, fake.answerDelayMs);
     else finish();
   }
 
