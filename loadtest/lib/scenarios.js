@@ -34,6 +34,12 @@ export const METRICS = /** @type {const} */ ({
   clears: 'clears',
   bargeIns: 'barge_ins',
   dtmfSent: 'dtmf_sent',
+  /** Counter: calls moved to a new Media Stream (REST update or after-stream redirect), one per move. */
+  moves: 'call_moves',
+  /** Trend: a moved call's old stream ended (`stop`, or the abnormal close) -> the new stream's `start` sent. */
+  moveGap: 'call_move_gap',
+  /** Trend: the same start -> the first model audio heard on the new stream. */
+  moveAudioGap: 'call_move_audio_gap',
 });
 
 /** @typedef {'trend' | 'counter' | 'rate'} MetricType */
@@ -54,6 +60,9 @@ export const METRIC_TYPES = {
   [METRICS.clears]: 'counter',
   [METRICS.bargeIns]: 'counter',
   [METRICS.dtmfSent]: 'counter',
+  [METRICS.moves]: 'counter',
+  [METRICS.moveGap]: 'trend',
+  [METRICS.moveAudioGap]: 'trend',
 };
 
 // --- scenarios -------------------------------------------------------------------------------------
@@ -344,9 +353,12 @@ export function callScript(mix, callIndex) {
 /**
  * Where to open the Media Stream: the `<Stream url>` path on BASE_URL, so an in-cluster run
  * measures the relay and not the ingress, while the upgrade is still signed over the TwiML URL.
- * @param {string} baseUrl @param {string} streamUrl
+ * With `publicUrl`, only a stream on it is redirected to BASE_URL: a call moved to another host
+ * (a REST update's TwiML) is dialled where that TwiML says.
+ * @param {string} baseUrl @param {string} streamUrl @param {string} [publicUrl]
  */
-export function streamDialUrl(baseUrl, streamUrl) {
+export function streamDialUrl(baseUrl, streamUrl, publicUrl) {
+  if (publicUrl !== undefined && !streamUrl.startsWith(publicUrl.replace(/^http/i, 'ws').replace(/\/+$/, ''))) return streamUrl;
   const path = /^wss?:\/\/[^/]+(\/.*)?$/i.exec(streamUrl)?.[1] ?? '/twilio/media';
   return baseUrl.replace(/^http/i, 'ws') + path;
 }
@@ -406,7 +418,7 @@ export function classifyCall(c) {
  * latencies.
  * @param {CallFacts} facts @param {import('./caller-core.js').CallerReport | null} report
  * @returns {{ outcome: 'completed' | 'failed' | 'refused', reason: string,
- *   counters: Record<string, number>, turnLatencies: number[] }}
+ *   counters: Record<string, number>, turnLatencies: number[], moveGaps: number[], moveAudioGaps: number[] }}
  */
 export function callOutcomeMetrics(facts, report) {
   const { outcome, reason } = classifyCall(facts);
@@ -417,6 +429,15 @@ export function callOutcomeMetrics(facts, report) {
   for (const t of turns) {
     if (t.turnLatencyMs !== null) turnLatencies.push(t.turnLatencyMs);
     if (t.bargeIn) bargeIns++;
+  }
+  /** @type {number[]} */
+  const moveGaps = [];
+  /** @type {number[]} */
+  const moveAudioGaps = [];
+  const legs = report ? report.legs : [];
+  for (const l of legs.slice(1)) {
+    if (l.gapMs !== null) moveGaps.push(l.gapMs);
+    if (l.firstAudioMs !== null) moveAudioGaps.push(l.firstAudioMs);
   }
   return {
     outcome,
@@ -430,8 +451,11 @@ export function callOutcomeMetrics(facts, report) {
       [METRICS.clears]: report ? report.clears : 0,
       [METRICS.bargeIns]: bargeIns,
       [METRICS.dtmfSent]: report ? report.dtmfSent : 0,
+      [METRICS.moves]: Math.max(0, legs.length - 1),
     },
     turnLatencies,
+    moveGaps,
+    moveAudioGaps,
   };
 }
 
