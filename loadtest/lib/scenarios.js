@@ -93,8 +93,16 @@ export const METRIC_TYPES = {
  */
 
 /**
+ * Relays restarted one at a time during the run, as a rollout does: `relays` relay processes behind
+ * one service, the first SIGTERM `firstAtS` into the run, each next one `everyS` after the previous
+ * replacement is ready. Only the Node driver sets this up (loadtest/rolling-restart.ts); under k6
+ * the restarts are the operator's (e.g. `kubectl rollout restart`).
+ * @typedef {{ relays: number, firstAtS: number, everyS: number }} RestartPlan
+ */
+
+/**
  * @typedef {{ name: string, description: string, plan: ArrivalPlan, mix: CallMix,
- *   gracefulStopS: number, thresholds: Thresholds }} Scenario
+ *   gracefulStopS: number, thresholds: Thresholds, restart?: RestartPlan }} Scenario
  */
 
 /** Turn latency p95 and frame-gap p99 targets, ms (the relay adds well under 10 ms: docs/capacity.md). */
@@ -186,6 +194,22 @@ export const SCENARIOS = {
     gracefulStopS: 60,
     thresholds: { ...UNDER_LOAD, [METRICS.clears]: ['count>0'], [METRICS.bargeIns]: ['count>0'] },
   },
+  'rolling-restart': {
+    name: 'rolling-restart',
+    description: '30 concurrent eight-turn calls for 90 s while 3 relays behind one service restart one at a time: calls lost, moved, gaps',
+    plan: { kind: 'vus', vus: 30, durationS: 90 },
+    mix: { ...BASE_MIX, turns: 8, bargeInRate: 0, dtmfRate: 0 },
+    gracefulStopS: 120,
+    thresholds: {
+      [METRICS.callsCompleted]: ['count>0'],
+      [METRICS.failureRate]: ['rate<0.01'],
+      [METRICS.refusalRate]: ['rate<0.05'],
+      [METRICS.turnLatency]: [`p(95)<${TURN_P95_MS}`],
+      // Old stream stopped -> new stream started, per moved call (docs: gap p99 within 1.5 s).
+      [METRICS.moveGap]: ['p(99)<1500'],
+    },
+    restart: { relays: 3, firstAtS: 10, everyS: 5 },
+  },
 };
 
 /** @returns {string[]} */
@@ -252,7 +276,10 @@ export function scaleScenario(s, o) {
       break;
     }
   }
-  return { ...s, plan };
+  // Restarts keep their place in a stretched or squeezed run.
+  const stretch = o.durationS === undefined ? 1 : o.durationS / planDurationS(p);
+  const restart = s.restart ? { ...s.restart, firstAtS: s.restart.firstAtS * stretch, everyS: s.restart.everyS * stretch } : undefined;
+  return { ...s, plan, ...(restart ? { restart } : {}) };
 }
 
 /**
