@@ -20,7 +20,7 @@ import {
   type ToolCallRecord,
   type TranscriptEntry,
 } from './call-store.js';
-import { createRedis, type RedisConnectOptions } from './redis-connection.js';
+import { createRedis, storeUnavailable, type RedisConnectOptions } from './redis-connection.js';
 
 /*
  * Keys (all under the connection's keyPrefix, `sb:` by default):
@@ -323,7 +323,7 @@ export class RedisCallStore implements CallStore {
     } catch (err) {
       const j = this.journals.get(callSid);
       if (j) return recordFromJournal(j);
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
     if (!h['tenantId']) {
@@ -335,7 +335,7 @@ export class RedisCallStore implements CallStore {
 
   async listActive(): Promise<CallRecord[]> {
     const sids = await this.redis.zrange('active', '0', '-1').catch((err: unknown) => {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     });
     const out: CallRecord[] = [];
     // Pipelined reads in chunks: one round trip per 100 calls.
@@ -361,7 +361,7 @@ export class RedisCallStore implements CallStore {
     try {
       return (await this.redis.set(`once:${id}`, '1', 'EX', ttlSeconds, 'NX')) === 'OK';
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -373,7 +373,7 @@ export class RedisCallStore implements CallStore {
       const v = await this.redis.hget(`${callKey(callSid)}:results`, callId);
       return v ? (JSON.parse(v) as StoredToolResult) : undefined;
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -388,7 +388,7 @@ export class RedisCallStore implements CallStore {
         const stored = await this.s.sbPutResult(k, `${k}:results`, callId, json, this.liveTtl);
         return stored ? (JSON.parse(stored) as StoredToolResult) : result;
       } catch (err) {
-        throw unavailable(err);
+        throw storeUnavailable(err);
       }
     }
     // Acknowledged from here on: the journal keeps it until Redis has it.
@@ -406,7 +406,7 @@ export class RedisCallStore implements CallStore {
     try {
       holder = await this.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     if (holder === c.owner && c.callSid !== undefined) this.journals.get(c.callSid)?.claims.set(`${c.tenantId}\u0000${c.key}`, { ...c });
     return holder;
@@ -420,7 +420,7 @@ export class RedisCallStore implements CallStore {
     try {
       return (await this.s.sbRelease(claimKey(tenantId, key), owner)) === 1;
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -428,7 +428,7 @@ export class RedisCallStore implements CallStore {
     try {
       await this.s.sbHeartbeat('pods', 'active', pod, now, this.prefix);
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -445,7 +445,7 @@ export class RedisCallStore implements CallStore {
         out.calls.push(...calls);
       }
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     return out;
   }
@@ -480,7 +480,7 @@ export class RedisCallStore implements CallStore {
       try {
         await this.s.sbCallWrite(...keys, ...args);
       } catch (err) {
-        throw unavailable(err);
+        throw storeUnavailable(err);
       }
       return;
     }
@@ -588,7 +588,7 @@ export class RedisCallStore implements CallStore {
     }
     const res = await m.exec();
     const failed = res?.find(([err]) => err);
-    if (!res || failed) throw unavailable(failed?.[0] ?? new Error('transaction aborted'));
+    if (!res || failed) throw storeUnavailable(failed?.[0] ?? new Error('transaction aborted'));
     for (const c of j.claims.values()) {
       const holder = await this.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);
       if (holder !== c.owner) {
@@ -602,10 +602,6 @@ function claimKey(tenantId: string, key: string): string {
   return `t:${tenantId}:claim:${key}`;
 }
 
-function unavailable(err: unknown): SwitchboardError {
-  if (err instanceof SwitchboardError) return err;
-  return new SwitchboardError('store_unavailable', `redis: ${errorMessage(err)}`, true, { cause: err });
-}
 
 function parseList<T>(items: readonly string[]): T[] {
   return items.map((s) => JSON.parse(s) as T);
