@@ -190,6 +190,13 @@ class Samples {
   }
 }
 
+/** The scenario named by the options, resized by their scale and duration. */
+export function resolveScenario(o: Pick<LoadOptions, 'scenario' | 'scale' | 'durationS'>): Scenario {
+  const base = getScenario(o.scenario);
+  if (o.scale === undefined && o.durationS === undefined) return base;
+  return scaleScenario(base, { ...(o.scale !== undefined ? { scale: o.scale } : {}), ...(o.durationS !== undefined ? { durationS: o.durationS } : {}) });
+}
+
 /**
  * Run one scenario against a relay and judge it with the scenario's thresholds. Never rejects for
  * call failures: they are counted. Resolves once every call has ended (or was hung up at the bound).
@@ -198,11 +205,7 @@ export async function runLoad(
   o: LoadOptions & { onProgress?: (p: Progress) => void; signal?: AbortSignal; twilioApi?: CallRegistry },
 ): Promise<LoadResult> {
   if (!o.allowRemote && !isLoopbackUrl(o.url)) throw new Error(`refusing to load ${o.url}: not a loopback address (allowRemote not set)`);
-  const base = getScenario(o.scenario);
-  const scenario =
-    o.scale !== undefined || o.durationS !== undefined
-      ? scaleScenario(base, { ...(o.scale !== undefined ? { scale: o.scale } : {}), ...(o.durationS !== undefined ? { durationS: o.durationS } : {}) })
-      : base;
+  const scenario = resolveScenario(o);
   const plan = scenario.plan;
   const started = performance.now();
   const elapsed = (): number => performance.now() - started;

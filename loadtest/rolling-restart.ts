@@ -9,8 +9,8 @@
  */
 import { join } from 'node:path';
 import { startLocalCluster, type RelayStop } from '../src/sim/local-cluster.js';
-import { METRICS, getScenario, scaleScenario } from './lib/scenarios.js';
-import { formatSummary, runLoad, type LoadOptions, type LoadResult, type Progress } from './node-driver.js';
+import { METRICS } from './lib/scenarios.js';
+import { formatSummary, resolveScenario, runLoad, type LoadOptions, type LoadResult, type Progress } from './node-driver.js';
 
 export interface RollingRestartResult extends LoadResult {
   relays: number;
@@ -27,11 +27,7 @@ const DEFAULT_DRAIN_TIMEOUT_S = 60;
 export async function runRollingRestart(
   o: LoadOptions & { onProgress?: (p: Progress) => void; onEvent?: (line: string) => void; signal?: AbortSignal },
 ): Promise<RollingRestartResult> {
-  const base = getScenario(o.scenario);
-  const scenario =
-    o.scale !== undefined || o.durationS !== undefined
-      ? scaleScenario(base, { ...(o.scale !== undefined ? { scale: o.scale } : {}), ...(o.durationS !== undefined ? { durationS: o.durationS } : {}) })
-      : base;
+  const scenario = resolveScenario(o);
   const plan = scenario.restart;
   if (!plan) throw new Error(`scenario ${scenario.name} restarts no relays`);
   const relays = o.relays ?? plan.relays;

@@ -17,17 +17,8 @@ const SID2 = 'MZ' + '2'.repeat(32);
 type Msg = { event: string; sequenceNumber?: string; streamSid?: string; [k: string]: unknown };
 const parse = (msgs: string[]): Msg[] => msgs.map((m) => JSON.parse(m) as Msg);
 
-function concat(frames: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(frames.reduce((n, f) => n + f.length, 0));
-  let o = 0;
-  for (const f of frames) {
-    out.set(f, o);
-    o += f.length;
-  }
-  return out;
-}
 const reply = (text: string, ms: number, sid: string): string =>
-  JSON.stringify({ event: 'media', streamSid: sid, media: { payload: b64encode(concat(speechFrames(text, { hz: 440, minFrames: ms / 20 }))) } });
+  JSON.stringify({ event: 'media', streamSid: sid, media: { payload: b64encode(Buffer.concat(speechFrames(text, { hz: 440, minFrames: ms / 20 }))) } });
 const spoken = (m: Msg): string | undefined => {
   if (m.event !== 'media') return undefined;
   const c = new SpeechTextCollector();
