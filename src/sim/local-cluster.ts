@@ -17,7 +17,7 @@ import { exited, freePort, launchRedis, redisServerOnPath } from './redis-proces
 const ROOT = join(import.meta.dirname, '../..');
 
 /** Start a relay process with `env` on top of this one's; resolves once it logs that it listens. */
-export async function spawnRelay(env: Record<string, string>, startTimeoutMs = 30_000): Promise<ChildProcess> {
+export async function spawnRelay(env: Record<string, string>, startTimeoutMs = 90_000): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: { ...processEnvironment(), ...env },
@@ -146,7 +146,7 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
     const r: ClusterRelay = { url: `http://127.0.0.1:${port}`, child, startedAt: Date.now() };
     relays.push(r);
     service.add(r.url);
-    await service.waitFor((b) => b.some((x) => x.url === r.url && x.ready), 15_000, `${r.url} ready`);
+    await service.waitFor((b) => b.some((x) => x.url === r.url && x.ready), 30_000, `${r.url} ready`);
     return r;
   }
 
@@ -186,7 +186,7 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
   }
 
   try {
-    for (let i = 0; i < o.relays; i++) await startRelay();
+    await Promise.all(Array.from({ length: o.relays }, () => startRelay()));
   } catch (err) {
     process.off('exit', orphans);
     orphans();
