@@ -79,7 +79,7 @@ describe('k6 call-storm.js through the shim', () => {
 describe('k6 call-storm.js moved by a REST call update', () => {
   it('polls the simulated Twilio API, stops its stream on the update and goes on on the new stream', async () => {
     const api = await startFakeTwilioApi();
-    const other = await startLoadTestRelay();
+    const other = await startTestRelay({ TENANTS_FILE: '' });
     try {
       const run = runK6Script(callStorm, { env: env({ TWILIO_API_BASE_URL: api.url }), vus: 1, iterations: 1, timeoutMs: 40_000 });
       // The call registers by polling; once it is a second in, Twilio gets an update that connects
