@@ -48,8 +48,9 @@ export const SIM_LOADER = 'server/model-connector.ts';
  * The image ships loadtest/lib for MODEL_PROVIDER=sim; nothing else in src/ may reach outside it.
  */
 export const OUTSIDE_ALLOWED: readonly string[] = [
+  'sim/fake-twilio-api.ts -> ../loadtest/lib/caller-core.js',
+  'sim/frame-ticker.ts -> ../loadtest/lib/audio.js',
   'sim/sim-caller.ts -> ../loadtest/lib/caller-core.js',
-  'sim/sim-caller.ts -> ../loadtest/lib/audio.js',
   'sim/sim-connection.ts -> ../loadtest/lib/audio.js',
   'sim/sim-response.ts -> ../loadtest/lib/audio.js',
   'sim/sim-vad.ts -> ../loadtest/lib/audio.js',
