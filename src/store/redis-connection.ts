@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { SwitchboardError } from '../errors.js';
+import { errorMessage, SwitchboardError } from '../errors.js';
 
 export interface RedisConnectOptions {
   /** Per-command timeout; a hanging Redis fails the command instead of the call. */
@@ -55,4 +55,10 @@ export function createRedis(url: string, o: RedisConnectOptions = {}): Redis {
     down = false;
   });
   return redis;
+}
+
+/** A failed Redis command as the stores report it: `store_unavailable`, retryable. */
+export function redisUnavailable(err: unknown): SwitchboardError {
+  if (err instanceof SwitchboardError) return err;
+  return new SwitchboardError('store_unavailable', `redis: ${errorMessage(err)}`, true, { cause: err });
 }
