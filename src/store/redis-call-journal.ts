@@ -5,7 +5,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CallPhase, CallRecord, Claim, EmergencyFlag, NewCall, ToolCallRecord, TranscriptEntry } from './call-store.js';
-import { CHILDREN, callKey, claimKey, type Scripts } from './redis-call-scripts.js';
+import { CALLS_INDEX, CHILDREN, callKey, claimKey, tenantCallsIndex, type Scripts } from './redis-call-scripts.js';
 import { redisUnavailable } from './redis-connection.js';
 
 /** Everything this pod wrote for one of its calls: rewritten whole after Redis comes back. */
@@ -32,8 +32,13 @@ export interface JournalWriter {
   now: () => number;
   /** TTL of a live call's keys (s). */
   liveTtl: number;
+  /** The connection's key prefix (scripts build key names). */
+  prefix: string;
   log?: Logger | undefined;
 }
+
+/** Oldest entries of the global call index checked for expiry on each call write. */
+const PRUNE_PER_WRITE = 4;
 
 /** One transaction rewriting the call exactly as the journal has it (idempotent). */
 export async function writeJournal(w: JournalWriter, j: Journal): Promise<void> {
@@ -64,6 +69,11 @@ export async function writeJournal(w: JournalWriter, j: Journal): Promise<void> 
   if (j.tools.size > 0) m.hset(`${k}:tools`, Object.fromEntries(j.tools));
   if (j.results.size > 0) m.hset(`${k}:results`, Object.fromEntries(j.results));
   for (const key of [k, ...CHILDREN.map((c) => k + c)]) m.expire(key, ttl);
+  // The start-time indexes of GET /v1/calls; the tenant's is cut at its retention (plus the live TTL).
+  const tenantIndex = tenantCallsIndex(j.call.tenantId);
+  m.zadd(CALLS_INDEX, j.call.startedAt, sid);
+  m.zadd(tenantIndex, j.call.startedAt, sid);
+  m.zremrangebyscore(tenantIndex, '-inf', `(${now - (j.retentionSeconds + w.liveTtl) * 1000}`);
   if (ended) {
     m.zrem('active', sid);
     m.srem(`pod:${j.call.pod}:calls`, sid);
@@ -75,6 +85,7 @@ export async function writeJournal(w: JournalWriter, j: Journal): Promise<void> 
   const res = await m.exec();
   const failed = res?.find(([err]) => err);
   if (!res || failed) throw redisUnavailable(failed?.[0] ?? new Error('transaction aborted'));
+  await w.s.sbPruneIndex(CALLS_INDEX, w.prefix, PRUNE_PER_WRITE);
   for (const c of j.claims.values()) {
     const holder = await w.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);
     if (holder !== c.owner) {

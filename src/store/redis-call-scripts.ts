@@ -16,11 +16,18 @@ import type { Redis } from 'ioredis';
  *   pod:<pod>:calls         set of the pod's live callSids
  *   once:<id>               one-time ids (SET NX EX)
  *   t:<tenant>:claim:<key>  exclusive holds (slots, technicians), value = owner
+ *   calls                   zset callSid -> startedAt (ms): every call within retention, all tenants
+ *   t:<tenant>:calls        zset callSid -> startedAt (ms): the tenant's calls within its retention
  * Child keys copy the call hash's TTL: live TTL from the start, the tenant's retention after the end.
  */
 
 export const callKey = (sid: string): string => `call:{${sid}}`;
 export const CHILDREN = [':transcript', ':tools', ':results'] as const;
+
+/** The global start-time index (all tenants). */
+export const CALLS_INDEX = 'calls';
+/** One tenant's start-time index. */
+export const tenantCallsIndex = (tenantId: string): string => `t:${tenantId}:calls`;
 
 export function claimKey(tenantId: string, key: string): string {
   return `t:${tenantId}:claim:${key}`;
@@ -117,6 +124,21 @@ end
 redis.call('DEL', set)
 return out`;
 
+/*
+ * The global start-time index holds calls of tenants with different retentions, so it cannot be cut
+ * by score: each new call drops up to ARGV[2] of its oldest entries whose call has expired.
+ * KEYS: calls. ARGV: prefix, how many to look at.
+ */
+const PRUNE_INDEX = `
+local n = 0
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)) do
+  if redis.call('EXISTS', ARGV[1] .. 'call:{' .. sid .. '}') == 0 then
+    redis.call('ZREM', KEYS[1], sid)
+    n = n + 1
+  end
+end
+return n`;
+
 export interface Scripts {
   sbCallWrite(...args: (string | number)[]): Promise<number>;
   sbPutResult(...args: (string | number)[]): Promise<string | null>;
@@ -125,6 +147,7 @@ export interface Scripts {
   sbRelease(...args: (string | number)[]): Promise<number>;
   sbHeartbeat(...args: (string | number)[]): Promise<number>;
   sbReapPod(...args: (string | number)[]): Promise<string[]>;
+  sbPruneIndex(...args: (string | number)[]): Promise<number>;
 }
 
 /** Register the scripts on a connection (EVALSHA with a fallback to EVAL, by ioredis). */
@@ -136,5 +159,6 @@ export function defineScripts(redis: Redis): Scripts {
   redis.defineCommand('sbRelease', { lua: RELEASE, numberOfKeys: 1 });
   redis.defineCommand('sbHeartbeat', { lua: HEARTBEAT, numberOfKeys: 2 });
   redis.defineCommand('sbReapPod', { lua: REAP_POD, numberOfKeys: 2 });
+  redis.defineCommand('sbPruneIndex', { lua: PRUNE_INDEX, numberOfKeys: 1 });
   return redis as unknown as Scripts;
 }

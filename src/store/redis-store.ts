@@ -10,7 +10,10 @@ import type { Logger } from 'pino';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import {
   DEFAULT_RETENTION_SECONDS,
+  pageOfCalls,
+  type CallPage,
   type CallPhase,
+  type CallQuery,
   type CallRecord,
   type CallStore,
   type Claim,
@@ -21,6 +24,7 @@ import {
   type ToolCallRecord,
   type TranscriptEntry,
 } from './call-store.js';
+import { listIndexed, readCalls } from './redis-call-index.js';
 import { recordFromHash, recordFromJournal, writeJournal, type Journal } from './redis-call-journal.js';
 import { CHILDREN, callKey, claimKey, defineScripts, type Scripts } from './redis-call-scripts.js';
 import { createRedis, redisUnavailable, type RedisConnectOptions } from './redis-connection.js';
@@ -199,24 +203,12 @@ export class RedisCallStore implements CallStore {
     const sids = await this.redis.zrange('active', '0', '-1').catch((err: unknown) => {
       throw redisUnavailable(err);
     });
-    const out: CallRecord[] = [];
-    // Pipelined reads in chunks: one round trip per 100 calls.
-    for (let i = 0; i < sids.length; i += 100) {
-      const chunk = sids.slice(i, i + 100);
-      const p = this.redis.pipeline();
-      for (const sid of chunk) {
-        const k = callKey(sid);
-        p.hgetall(k).lrange(`${k}:transcript`, 0, -1).hvals(`${k}:tools`);
-      }
-      const res = (await p.exec()) ?? [];
-      chunk.forEach((sid, n) => {
-        const h = (res[n * 3]?.[1] ?? {}) as Record<string, string>;
-        if (h['tenantId'] && h['phase'] !== 'ended') {
-          out.push(recordFromHash(sid, h, (res[n * 3 + 1]?.[1] ?? []) as string[], (res[n * 3 + 2]?.[1] ?? []) as string[]));
-        }
-      });
-    }
-    return out;
+    return (await readCalls(this.redis, sids)).filter((r): r is CallRecord => r !== undefined && r.phase !== 'ended');
+  }
+
+  async listCalls(q: CallQuery): Promise<CallPage> {
+    // Live calls are few (the active index); ended ones are paged through the start-time indexes.
+    return q.state === 'live' ? pageOfCalls(await this.listActive(), q) : listIndexed(this.redis, q);
   }
 
   async consumeOnce(id: string, ttlSeconds: number): Promise<boolean> {
@@ -395,6 +387,6 @@ export class RedisCallStore implements CallStore {
 
   /** One transaction rewriting the call exactly as the journal has it (idempotent). */
   private writeWhole(j: Journal): Promise<void> {
-    return writeJournal({ redis: this.redis, s: this.s, now: this.now, liveTtl: this.liveTtl, log: this.o.log }, j);
+    return writeJournal({ redis: this.redis, s: this.s, now: this.now, liveTtl: this.liveTtl, prefix: this.prefix, log: this.o.log }, j);
   }
 }
