@@ -20,6 +20,7 @@ import {
 } from '../../loadtest/lib/caller-core.js';
 import { FRAME_MS } from '../../loadtest/lib/audio.js';
 import { errorMessage } from '../errors.js';
+import { REFUSED_HEADER } from '../twilio/twiml.js';
 
 export type { CallScript, CallTurn, CallerHooks, CallerReport, ParsedTwiml };
 
@@ -60,6 +61,8 @@ export interface CallReport extends CallerReport {
   twiml: ParsedTwiml | null;
   /** What the caller heard from TwiML outside the stream (unknown number: the `<Say>` text). */
   spoken: string;
+  /** Why the relay turned the call away instead of streaming (its `X-Switchboard-Refused` header). */
+  refused?: string;
   /**
    * After the relay closed the stream, what the `<Redirect>` after `</Connect>` returned, as Twilio
    * would fetch it (signed POST): e.g. `<Hangup/>`, or an apology and a `<Dial>`.
@@ -177,7 +180,8 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
     return base('rejected', { webhookStatus: res.status, errors: [errorMessage(err)] });
   }
   if (twiml.kind === 'other') {
-    return base('not-connected', { webhookStatus: res.status, twiml, spoken: describeVerbs(twiml.verbs) });
+    const refused = res.headers.get(REFUSED_HEADER);
+    return base('not-connected', { webhookStatus: res.status, twiml, spoken: describeVerbs(twiml.verbs), ...(refused ? { refused } : {}) });
   }
   const spokenBefore = describeVerbs(twiml.before);
   const dialUrl = o.streamUrlOverride ?? twiml.streamUrl;
