@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis';
 import { isAfterCursor, matchesCallQuery, type CallCursor, type CallPage, type CallPhase, type CallQuery, type CallRecord } from './call-store.js';
 import { recordFromHash } from './redis-call-journal.js';
 import { CALLS_INDEX, callKey, tenantCallsIndex } from './redis-call-scripts.js';
-import { redisUnavailable } from './redis-connection.js';
+import { storeUnavailable } from './redis-connection.js';
 
 /** Index entries read per round trip. */
 const BATCH = 200;
@@ -33,7 +33,7 @@ export async function readCalls(redis: Redis, sids: readonly string[]): Promise<
       });
     }
   } catch (err) {
-    throw redisUnavailable(err);
+    throw storeUnavailable(err);
   }
   return out;
 }
@@ -105,7 +105,7 @@ export async function listIndexed(redis: Redis, q: CallQuery, maxScan = MAX_SCAN
       offset = 0;
     }
   } catch (err) {
-    throw redisUnavailable(err);
+    throw storeUnavailable(err);
   }
   return after ? { calls: out, next: after } : { calls: out };
 }

@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { CallPhase, CallRecord, Claim, EmergencyFlag, NewCall, ToolCallRecord, TranscriptEntry } from './call-store.js';
 import { CALLS_INDEX, CHILDREN, callKey, claimKey, tenantCallsIndex, type Scripts } from './redis-call-scripts.js';
-import { redisUnavailable } from './redis-connection.js';
+import { storeUnavailable } from './redis-connection.js';
 
 /** Everything this pod wrote for one of its calls: rewritten whole after Redis comes back. */
 export interface Journal {
@@ -84,7 +84,7 @@ export async function writeJournal(w: JournalWriter, j: Journal): Promise<void> 
   }
   const res = await m.exec();
   const failed = res?.find(([err]) => err);
-  if (!res || failed) throw redisUnavailable(failed?.[0] ?? new Error('transaction aborted'));
+  if (!res || failed) throw storeUnavailable(failed?.[0] ?? new Error('transaction aborted'));
   await w.s.sbPruneIndex(CALLS_INDEX, w.prefix, PRUNE_PER_WRITE);
   for (const c of j.claims.values()) {
     const holder = await w.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);

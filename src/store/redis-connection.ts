@@ -57,8 +57,11 @@ export function createRedis(url: string, o: RedisConnectOptions = {}): Redis {
   return redis;
 }
 
-/** A failed Redis command as the stores report it: `store_unavailable`, retryable. */
-export function redisUnavailable(err: unknown): SwitchboardError {
+/**
+ * A failure of a Redis command as the stores report it: `store_unavailable` (retryable), whatever
+ * ioredis said (connection lost, timeout, a reply error such as OOM). SwitchboardErrors pass through.
+ */
+export function storeUnavailable(err: unknown): SwitchboardError {
   if (err instanceof SwitchboardError) return err;
   return new SwitchboardError('store_unavailable', `redis: ${errorMessage(err)}`, true, { cause: err });
 }

@@ -6,14 +6,14 @@
 import type { Redis } from 'ioredis';
 import { DEFAULT_RETENTION_SECONDS, type ReapResult } from './call-store.js';
 import type { Scripts } from './redis-call-scripts.js';
-import { redisUnavailable } from './redis-connection.js';
+import { storeUnavailable } from './redis-connection.js';
 
 /** `pod` is alive at `now`: its score in `pods`, and its calls' scores in `active`. */
 export async function beat(s: Scripts, prefix: string, pod: string, now: number): Promise<void> {
   try {
     await s.sbHeartbeat('pods', 'active', pod, now, prefix);
   } catch (err) {
-    throw redisUnavailable(err);
+    throw storeUnavailable(err);
   }
 }
 
@@ -31,7 +31,7 @@ export async function reapPods(redis: Redis, s: Scripts, prefix: string, now: nu
       out.calls.push(...calls);
     }
   } catch (err) {
-    throw redisUnavailable(err);
+    throw storeUnavailable(err);
   }
   return out;
 }

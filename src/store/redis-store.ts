@@ -27,7 +27,7 @@ import {
 import { listIndexed, readCalls } from './redis-call-index.js';
 import { recordFromHash, recordFromJournal, writeJournal, type Journal } from './redis-call-journal.js';
 import { CHILDREN, callKey, claimKey, defineScripts, type Scripts } from './redis-call-scripts.js';
-import { createRedis, redisUnavailable, type RedisConnectOptions } from './redis-connection.js';
+import { createRedis, storeUnavailable, type RedisConnectOptions } from './redis-connection.js';
 import { beat, reapPods } from './redis-pods.js';
 
 export interface RedisCallStoreOptions {
@@ -189,7 +189,7 @@ export class RedisCallStore implements CallStore {
     } catch (err) {
       const j = this.journals.get(callSid);
       if (j) return recordFromJournal(j);
-      throw redisUnavailable(err);
+      throw storeUnavailable(err);
     }
     const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
     if (!h['tenantId']) {
@@ -201,7 +201,7 @@ export class RedisCallStore implements CallStore {
 
   async listActive(): Promise<CallRecord[]> {
     const sids = await this.redis.zrange('active', '0', '-1').catch((err: unknown) => {
-      throw redisUnavailable(err);
+      throw storeUnavailable(err);
     });
     return (await readCalls(this.redis, sids)).filter((r): r is CallRecord => r !== undefined && r.phase !== 'ended');
   }
@@ -215,7 +215,7 @@ export class RedisCallStore implements CallStore {
     try {
       return (await this.redis.set(`once:${id}`, '1', 'EX', ttlSeconds, 'NX')) === 'OK';
     } catch (err) {
-      throw redisUnavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -227,7 +227,7 @@ export class RedisCallStore implements CallStore {
       const v = await this.redis.hget(`${callKey(callSid)}:results`, callId);
       return v ? (JSON.parse(v) as StoredToolResult) : undefined;
     } catch (err) {
-      throw redisUnavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -242,7 +242,7 @@ export class RedisCallStore implements CallStore {
         const stored = await this.s.sbPutResult(k, `${k}:results`, callId, json, this.liveTtl);
         return stored ? (JSON.parse(stored) as StoredToolResult) : result;
       } catch (err) {
-        throw redisUnavailable(err);
+        throw storeUnavailable(err);
       }
     }
     // Acknowledged from here on: the journal keeps it until Redis has it.
@@ -260,7 +260,7 @@ export class RedisCallStore implements CallStore {
     try {
       holder = await this.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);
     } catch (err) {
-      throw redisUnavailable(err);
+      throw storeUnavailable(err);
     }
     if (holder === c.owner && c.callSid !== undefined) this.journals.get(c.callSid)?.claims.set(`${c.tenantId}\u0000${c.key}`, { ...c });
     return holder;
@@ -274,7 +274,7 @@ export class RedisCallStore implements CallStore {
     try {
       return (await this.s.sbRelease(claimKey(tenantId, key), owner)) === 1;
     } catch (err) {
-      throw redisUnavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -316,7 +316,7 @@ export class RedisCallStore implements CallStore {
       try {
         await this.s.sbCallWrite(...keys, ...args);
       } catch (err) {
-        throw redisUnavailable(err);
+        throw storeUnavailable(err);
       }
       return;
     }
