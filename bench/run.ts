@@ -10,7 +10,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { relayLatency } from '../src/sim/call-cli.js';
+import { relayLatency } from '../src/sim/relay-latency.js';
 import { DEMO_NUMBER } from '../src/tenants/tenant.js';
 import { BENCH_ACCOUNT_SID, BENCH_AUTH_TOKEN, BENCH_TOKEN_VAR } from './bench-tenant.js';
 import { formatProgress, runLoad, type LoadResult } from '../loadtest/node-driver.js';
