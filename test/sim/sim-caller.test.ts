@@ -19,8 +19,7 @@ import {
   type CallScript,
   type TwimlVerb,
 } from '../../loadtest/lib/caller-core.js';
-import { callOutcome, parseCliArgs, urlHint } from '../../src/sim/call-cli.js';
-import { histogramBuckets, quantileFromBucketDeltas, relayLatency } from '../../src/sim/relay-latency.js';
+import { callOutcome, histogramBuckets, parseCliArgs, quantileFromBucketDeltas, relayLatency, urlHint } from '../../src/sim/call-cli.js';
 import { placeCall, type CallReport } from '../../src/sim/sim-caller.js';
 
 const hmac = (key: string, data: string): string => createHmac('sha1', key).update(data, 'utf8').digest('base64');

@@ -4,7 +4,7 @@
  * phone numbers masked.
  */
 import { errorMessage } from '../../errors.js';
-import { CALL_OUTCOMES } from '../../telemetry/index.js';
+import { CALL_OUTCOMES } from '../../call/index.js';
 import {
   maskNumbersInJson,
   maskNumbersInText,
