@@ -7,7 +7,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, processEnvironment, type Config } from './config.js';
 import { errorMessage, SwitchboardError } from './errors.js';
-import { loadSeedTenants, resolveSecret, type TenantConfig } from './tenants/index.js';
+import { checkSeedTenants, type TenantConfig } from './tenants/index.js';
 
 const HELP = `usage: npm run check [-- [--no-secrets] [TENANTS_FILE]]
 
@@ -27,21 +27,6 @@ export interface CheckResult {
 function lines(err: unknown, prefix: string): string[] {
   if (err instanceof SwitchboardError && err.code === 'config_invalid') return err.message.split('\n').map((l) => `${prefix}: ${l}`);
   return [`${prefix}: ${errorMessage(err)}`];
-}
-
-/** Secrets the relay resolves only when a tool runs: a missing one would fail mid-call. */
-function webhookSecretProblems(tenants: readonly TenantConfig[], env: NodeJS.ProcessEnv): string[] {
-  const problems: string[] = [];
-  for (const t of tenants) {
-    for (const tool of t.webhookTools) {
-      try {
-        resolveSecret(tool.secret, env, `tenant ${t.id}: webhookTools.${tool.name}.secret`);
-      } catch (err) {
-        problems.push(errorMessage(err));
-      }
-    }
-  }
-  return problems;
 }
 
 function describe(config: Readonly<Config>, tenants: readonly TenantConfig[], secrets: boolean): string {
@@ -70,23 +55,17 @@ export function checkConfiguration(env: NodeJS.ProcessEnv, opts: { secrets: bool
     // The tenants file is still worth checking when only the environment is wrong.
     const problems = lines(err, 'invalid configuration');
     const file = effective['TENANTS_FILE']?.trim();
-    if (file) {
-      try {
-        loadSeedTenants(file, effective, { secrets: opts.secrets });
-      } catch (e) {
-        problems.push(...lines(e, 'invalid tenants'));
-      }
-    }
+    if (file) problems.push(...checkSeedTenants(file, effective, { secrets: opts.secrets, webhookSecrets: true }).problems.map((l) => `invalid tenants: ${l}`));
     return { problems };
   }
-  let tenants: TenantConfig[];
-  try {
-    tenants = loadSeedTenants(config.tenantsFile, config.secretEnv, { secrets: opts.secrets, provider: config.model.provider, allowPrivateWebhooks: config.webhookToolsAllowPrivate });
-  } catch (err) {
-    return { problems: lines(err, 'invalid tenants') };
-  }
-  const problems = opts.secrets ? webhookSecretProblems(tenants, config.secretEnv).map((l) => `invalid tenants: ${l}`) : [];
-  if (problems.length > 0) return { problems };
+  // Webhook tools' secrets too: the relay resolves them only when a tool runs, mid-call.
+  const { tenants, problems } = checkSeedTenants(config.tenantsFile, config.secretEnv, {
+    secrets: opts.secrets,
+    webhookSecrets: true,
+    provider: config.model.provider,
+    allowPrivateWebhooks: config.webhookToolsAllowPrivate,
+  });
+  if (problems.length > 0) return { problems: problems.map((l) => `invalid tenants: ${l}`) };
   return { problems: [], summary: describe(config, tenants, opts.secrets) };
 }
 

@@ -76,8 +76,8 @@ export function replyTooLarge(h: ReplyHandle, err: unknown): void {
   });
 }
 
-export function replyTwiml(h: ReplyHandle, xml: string): void {
-  reply(h, '200 OK', xml, { 'content-type': 'text/xml' });
+export function replyTwiml(h: ReplyHandle, xml: string, headers: Record<string, string> = {}): void {
+  reply(h, '200 OK', xml, { 'content-type': 'text/xml', ...headers });
 }
 
 /** x-www-form-urlencoded -> name -> value (or values when a name repeats). */

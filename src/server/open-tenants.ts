@@ -94,7 +94,7 @@ export async function openTenants(o: OpenTenantsOptions): Promise<TenantRuntime>
     ...(o.clock ? { clock: o.clock } : {}),
     ...(o.reloadMs !== undefined ? { reloadMs: o.reloadMs } : {}),
   });
-  const fileReport = await registry.start(o.redis && demoOnly ? [] : seed, o.tenantsFile === undefined ? 'seed' : (o.tenantsFileMode ?? 'seed'));
+  const fileReport = await registry.start(o.redis && demoOnly ? [] : seed, o.tenantsFile === undefined ? 'seed' : (o.tenantsFileMode ?? 'seed'), o.tenantsFile);
   const leases = new TenantLeases({ store: leaseStore, log, ...(o.clock ? { clock: o.clock } : {}), ...o.leases });
   leases.start();
   return {

@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../tenants/tenant.js';
+import { toolsHeard } from './sim-model-script.js';
 import { placeCall, randomSid, type CallerHooks, type CallReport, type CallScript } from './sim-caller.js';
 import { promSamples } from './prom-text.js';
 
@@ -224,14 +225,35 @@ export function relayLatency(before: string, after: string): RelayLatency {
 /** Close codes that mean the relay ended the call on purpose (src/errors.ts CloseCode). */
 const CLEAN_CLOSES = new Set([1000, 4011, 4012]);
 
+/** Why the relay turned a call away on purpose (its `X-Switchboard-Refused` header). */
+export type Refusal = 'budget' | 'busy';
+
+export type CallOutcomeVerdict = { ok: true } | { ok: false; reason: string; refused?: Refusal };
+
+/** Exit codes of `npm run call`: 0 completed, 1 failed (or bad options), 3 and 4 refused on purpose. */
+export const EXIT_CODES = { completed: 0, failed: 1, budget: 3, busy: 4 } as const;
+
+export function exitCode(v: CallOutcomeVerdict): number {
+  if (v.ok) return EXIT_CODES.completed;
+  return v.refused !== undefined ? EXIT_CODES[v.refused] : EXIT_CODES.failed;
+}
+
+/** The last line of the human output. */
+export function verdictLine(v: CallOutcomeVerdict): string {
+  if (v.ok) return 'Call completed.';
+  return v.refused !== undefined ? `Call refused (${v.refused}): ${v.reason}` : `Call failed: ${v.reason}`;
+}
+
 /** Did the call complete? One line saying why not. */
-export function callOutcome(r: CallReport): { ok: true } | { ok: false; reason: string } {
+export function callOutcome(r: CallReport): CallOutcomeVerdict {
   switch (r.stage) {
     case 'unreachable':
       return { ok: false, reason: r.errors[0] ?? 'relay not reachable' };
     case 'rejected':
       return { ok: false, reason: r.errors[0] ?? `webhook rejected (HTTP ${r.webhookStatus ?? '?'})` };
     case 'not-connected':
+      if (r.refused === 'budget') return { ok: false, refused: 'budget', reason: `the tenant is over its budget; the caller heard its budget message instead of the model: "${r.spoken}"` };
+      if (r.refused === 'busy') return { ok: false, refused: 'busy', reason: `the tenant is at its concurrency limit (maxConcurrentCalls): "${r.spoken}"` };
       return { ok: false, reason: `relay answered without a media stream: "${r.spoken}"` };
     case 'stream-failed':
       return { ok: false, reason: r.errors[0] ?? 'media stream failed to open' };
@@ -306,7 +328,7 @@ export function formatReport(r: CallReport, o: CliOptions, latency: RelayLatency
   r.turns.forEach((t, i) => {
     if (i >= shown.turns) lines.push(...formatTurn(i, t, r.turns[i + 1]?.bargeIn === true));
   });
-  const tools = [...r.turns.map((t) => t.heard).join(' ').matchAll(/Tool (\w+) answered/g)].map((m) => m[1]);
+  const tools = toolsHeard(r.turns.map((t) => t.heard));
   if (tools.length > 0) lines.push(`  Tools heard: ${tools.join(', ')}`);
   lines.push(`  Barge-ins: ${r.turns.filter((t) => t.bargeIn).length}, clears: ${r.clears}, DTMF sent: ${r.dtmfSent}`);
   lines.push(`  Marks: ${r.marksSent} from relay, ${r.marksEchoed} echoed`);
@@ -351,7 +373,9 @@ export const USAGE = `npm run call -- [options]
                       reachable from here: dial this ws(s) URL instead, e.g. ws://localhost:8080/twilio/media
   --json              print one line of JSON on stdout when the call ends (use \`npm run -s call\`
                       so npm prints no banner: \`npm run -s call -- --json | jq .\`)
-The greeting and each turn are printed as they happen; the summary when the call ends.`;
+The greeting and each turn are printed as they happen; the summary when the call ends.
+Exit status: 0 the call completed; 1 it failed (or bad options); 3 refused: the tenant is over its
+budget; 4 refused: the tenant is at its concurrency limit.`;
 
 /** Run the CLI; resolves to the process exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -418,15 +442,16 @@ export async function main(argv: readonly string[]): Promise<number> {
   const outcome = callOutcome(report);
   if (o.json) {
     // One line: even behind npm's banner (`npm run` without -s), the last line of stdout parses.
-    console.log(JSON.stringify({ ok: outcome.ok, ...(outcome.ok ? {} : { reason: outcome.reason }), report, relayLatency: latency }));
+    const verdict = outcome.ok ? {} : { reason: outcome.reason, ...(outcome.refused ? { refused: outcome.refused } : {}) };
+    console.log(JSON.stringify({ ok: outcome.ok, ...verdict, report, relayLatency: latency }));
   } else {
     console.log(formatReport(report, o, latency, shown).join('\n'));
-    console.log(outcome.ok ? 'Call completed.' : `Call failed: ${outcome.reason}`);
+    console.log(verdictLine(outcome));
   }
-  if (!outcome.ok && o.json) console.error(`Call failed: ${outcome.reason}`);
+  if (!outcome.ok && o.json) console.error(verdictLine(outcome));
   const hint = outcome.ok ? undefined : urlHint(report, o);
   if (hint) console.error(hint);
-  return outcome.ok ? 0 : 1;
+  return exitCode(outcome);
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -27,6 +27,7 @@ import {
   type ParsedTwiml,
 } from '../../loadtest/lib/caller-core.js';
 import { errorMessage } from '../errors.js';
+import { REFUSED_HEADER } from '../twilio/twiml.js';
 import type { CallRegistry } from './fake-twilio-api.js';
 import { subscribe } from './frame-ticker.js';
 
@@ -76,6 +77,8 @@ export interface CallReport extends CallerReport {
   twiml: ParsedTwiml | null;
   /** What the caller heard from TwiML outside the stream (unknown number: the `<Say>` text). */
   spoken: string;
+  /** Why the relay turned the call away instead of streaming (its `X-Switchboard-Refused` header). */
+  refused?: string;
   /**
    * After the relay closed the stream, what the `<Redirect>` after `</Connect>` returned, as Twilio
    * would fetch it (signed POST): e.g. `<Hangup/>`, or an apology and a `<Dial>`. Unset when it
@@ -178,7 +181,8 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
       return base('rejected', { webhookStatus: res.status, errors: [errorMessage(err)] });
     }
     if (twiml.kind === 'other') {
-      return base('not-connected', { webhookStatus: res.status, twiml, spoken: describeVerbs(twiml.verbs) });
+      const refused = res.headers.get(REFUSED_HEADER);
+      return base('not-connected', { webhookStatus: res.status, twiml, spoken: describeVerbs(twiml.verbs), ...(refused ? { refused } : {}) });
     }
     const spokenBefore = describeVerbs(twiml.before);
     const streamSid = randomSid('MZ');

@@ -112,10 +112,21 @@ export function replyToUtterance(text: string, tools: ReadonlySet<string>): SimR
   return { kind: 'speak', text: `You said: ${text.trim().replace(/[.!?]+$/, '')}. Anything else?` };
 }
 
+/** What the simulated model says once end_call has run. */
+export const END_CALL_REPLY = 'Goodbye, have a good day.';
+/** Longest tool output the simulated model reads back; longer ones end in `…`. */
+const TOOL_OUTPUT_CHARS = 120;
+
 /** What the model says after a tool answered. */
 export function replyToToolOutput(name: string, output: string): string {
-  if (name === 'end_call') return 'Goodbye, have a good day.';
-  return `Tool ${name} answered: ${output.slice(0, 120)}`;
+  if (name === 'end_call') return END_CALL_REPLY;
+  const said = output.length > TOOL_OUTPUT_CHARS ? `${output.slice(0, TOOL_OUTPUT_CHARS - 1)}…` : output;
+  return `Tool ${name} answered: ${said}`;
+}
+
+/** The tools a caller can tell ran from what the simulated model said (replyToToolOutput's lines). */
+export function toolsHeard(heard: readonly string[]): string[] {
+  return heard.flatMap((text) => (text === END_CALL_REPLY ? ['end_call'] : [...text.matchAll(/Tool (\w+) answered/g)].map((m) => m[1]!)));
 }
 
 /** The whole decision for one response. */

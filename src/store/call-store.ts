@@ -93,6 +93,82 @@ export interface ReapResult {
   calls: string[];
 }
 
+/** Which calls a listing covers: live (not ended), ended, or both. */
+export type CallListState = 'live' | 'ended' | 'all';
+
+/** A position in the newest-first order of calls: where the previous page stopped. */
+export interface CallCursor {
+  startedAt: number;
+  callSid: string;
+}
+
+/** The filters and page of one call listing (GET /v1/calls). */
+export interface CallQuery {
+  state: CallListState;
+  tenantId?: string;
+  outcome?: string;
+  /** The caller: its last 4 digits, or a full number compared by its masked form. */
+  from?: string;
+  /** The number called (one of the tenant's), exactly. */
+  to?: string;
+  /** Started at or after (ms since the epoch). */
+  since?: number;
+  /** Started before (ms since the epoch). */
+  until?: number;
+  /** Calls strictly after this position (the previous page's `next`). */
+  cursor?: CallCursor;
+  /** Most calls in the page (the route bounds it). */
+  limit: number;
+}
+
+/** One page of a listing, newest first; `next` is set when more calls may match. */
+export interface CallPage {
+  calls: CallRecord[];
+  next?: CallCursor;
+}
+
+/** The fields a listing filters on, readable without the transcript. */
+export type CallListFields = Pick<CallRecord, 'tenantId' | 'phase' | 'startedAt'> & Partial<Pick<CallRecord, 'outcome' | 'fromMasked' | 'to'>>;
+
+/** True when `p` comes after `c` in newest-first order (ties on start time: higher callSid first). */
+export function isAfterCursor(p: CallCursor, c: CallCursor): boolean {
+  return p.startedAt < c.startedAt || (p.startedAt === c.startedAt && p.callSid < c.callSid);
+}
+
+/** Newest first; calls started in the same millisecond by callSid, descending (Redis' ZRANGE REV order). */
+export function newestFirst(a: CallCursor, b: CallCursor): number {
+  return b.startedAt - a.startedAt || (a.callSid < b.callSid ? 1 : a.callSid > b.callSid ? -1 : 0);
+}
+
+/** Does the stored (masked) caller number match a `from` filter (last 4 digits, or a full number)? */
+export function callerMatches(fromMasked: string | undefined, filter: string): boolean {
+  if (fromMasked === undefined) return false;
+  const digits = filter.replace(/\D/g, '');
+  return digits.length <= 4 ? fromMasked.endsWith(digits) : fromMasked === maskNumber(filter);
+}
+
+/** The query's filters (not its cursor or limit) applied to one call. */
+export function matchesCallQuery(r: CallListFields, q: CallQuery): boolean {
+  if (q.state === 'live' && r.phase === 'ended') return false;
+  if (q.state === 'ended' && r.phase !== 'ended') return false;
+  if (q.tenantId !== undefined && r.tenantId !== q.tenantId) return false;
+  if (q.outcome !== undefined && r.outcome !== q.outcome) return false;
+  if (q.from !== undefined && !callerMatches(r.fromMasked, q.from)) return false;
+  if (q.to !== undefined && r.to !== q.to) return false;
+  if (q.since !== undefined && r.startedAt < q.since) return false;
+  if (q.until !== undefined && r.startedAt >= q.until) return false;
+  return true;
+}
+
+/** A listing page cut from calls all held in memory (the memory store; live calls in Redis). */
+export function pageOfCalls(calls: Iterable<CallRecord>, q: CallQuery): CallPage {
+  const c = q.cursor;
+  const hits = [...calls].filter((r) => matchesCallQuery(r, q) && (c === undefined || isAfterCursor(r, c))).sort(newestFirst);
+  const page = hits.slice(0, q.limit);
+  const last = page.at(-1);
+  return hits.length > q.limit && last ? { calls: page, next: { startedAt: last.startedAt, callSid: last.callSid } } : { calls: page };
+}
+
 export interface CallStore {
   /** Register a live call in the active index. */
   startCall(call: NewCall): Promise<void>;
@@ -106,6 +182,11 @@ export interface CallStore {
   endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void>;
   getCall(callSid: string): Promise<CallRecord | undefined>;
   listActive(): Promise<CallRecord[]>;
+  /**
+   * Live and ended calls (within retention) matching `q`, newest first, one page at a time. A page
+   * may hold fewer than `limit` calls while `next` is set: a store may bound the work per page.
+   */
+  listCalls(q: CallQuery): Promise<CallPage>;
   /**
    * Atomically consume a one-time token id; true the first time for that id on any pod, false after.
    * `ttlSeconds` bounds how long the id is remembered (past the token's own expiry).

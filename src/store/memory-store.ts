@@ -4,6 +4,8 @@
  */
 import type {
   CallPhase,
+  CallPage,
+  CallQuery,
   CallRecord,
   CallStore,
   Claim,
@@ -14,7 +16,7 @@ import type {
   ToolCallRecord,
   TranscriptEntry,
 } from './call-store.js';
-import { DEFAULT_RETENTION_SECONDS } from './call-store.js';
+import { DEFAULT_RETENTION_SECONDS, pageOfCalls } from './call-store.js';
 
 interface Held {
   owner: string;
@@ -118,6 +120,12 @@ export class MemoryCallStore implements CallStore {
         return r ? [structuredClone(r)] : [];
       }),
     );
+  }
+
+  listCalls(q: CallQuery): Promise<CallPage> {
+    this.sweep();
+    const page = pageOfCalls(this.calls.values(), q);
+    return Promise.resolve({ ...page, calls: page.calls.map((r) => structuredClone(r)) });
   }
 
   consumeOnce(id: string, ttlSeconds: number): Promise<boolean> {

@@ -1,15 +1,19 @@
 /**
  * The Redis CallStore: per-call hashes and lists, the active-call index with pod heartbeats, atomic
  * claims and tool-result idempotency records, plus a write-behind journal that restores a pod's live
- * calls after Redis loses data. Connection policy is redis-connection.ts's; key layout is documented
- * in docs/tools.md.
+ * calls after Redis loses data. Connection policy is redis-connection.ts's; keys and Lua scripts are
+ * redis-call-scripts.ts's, the journal and record decoding redis-call-journal.ts's, heartbeats and
+ * reaping redis-pods.ts's; key layout is documented in docs/tools.md.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import {
   DEFAULT_RETENTION_SECONDS,
+  pageOfCalls,
+  type CallPage,
   type CallPhase,
+  type CallQuery,
   type CallRecord,
   type CallStore,
   type Claim,
@@ -20,142 +24,11 @@ import {
   type ToolCallRecord,
   type TranscriptEntry,
 } from './call-store.js';
+import { listIndexed, readCalls } from './redis-call-index.js';
+import { recordFromHash, recordFromJournal, writeJournal, type Journal } from './redis-call-journal.js';
+import { CHILDREN, callKey, claimKey, defineScripts, type Scripts } from './redis-call-scripts.js';
 import { createRedis, storeUnavailable, type RedisConnectOptions } from './redis-connection.js';
-
-/*
- * Keys (all under the connection's keyPrefix, `sb:` by default):
- *   call:{CA…}              hash: the call's fields (braces: one Redis Cluster slot per call)
- *   call:{CA…}:transcript   list of JSON TranscriptEntry
- *   call:{CA…}:tools        hash callId -> JSON ToolCallRecord (HSETNX: recorded once)
- *   call:{CA…}:results      hash callId -> JSON StoredToolResult (HSETNX: first result wins)
- *   active                  zset callSid -> last heartbeat of its pod (ms)
- *   pods                    zset pod -> last heartbeat (ms)
- *   pod:<pod>:calls         set of the pod's live callSids
- *   once:<id>               one-time ids (SET NX EX)
- *   t:<tenant>:claim:<key>  exclusive holds (slots, technicians), value = owner
- * Child keys copy the call hash's TTL: live TTL from the start, the tenant's retention after the end.
- */
-
-const callKey = (sid: string): string => `call:{${sid}}`;
-const CHILDREN = [':transcript', ':tools', ':results'] as const;
-
-/** Runs only if the call hash exists (-1 otherwise: data lost, or an unknown call). Children copy its TTL. */
-const CALL_WRITE = `
-local call = KEYS[1]
-if redis.call('EXISTS', call) == 0 then return -1 end
-local op = ARGV[1]
-local r = 1
-if op == 'phase' then
-  if redis.call('HGET', call, 'phase') == 'ended' then return 0 end
-  redis.call('HSET', call, 'phase', ARGV[3], 'updatedAt', ARGV[2])
-elseif op == 'field' then
-  redis.call('HSET', call, ARGV[3], ARGV[4], 'updatedAt', ARGV[2])
-elseif op == 'push' then
-  redis.call('RPUSH', KEYS[2], ARGV[3])
-  redis.call('HSET', call, 'updatedAt', ARGV[2])
-elseif op == 'hsetnx' then
-  r = redis.call('HSETNX', KEYS[2], ARGV[3], ARGV[4])
-  redis.call('HSET', call, 'updatedAt', ARGV[2])
-end
-if KEYS[2] then
-  local ttl = redis.call('PTTL', call)
-  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
-end
-return r`;
-
-/** First result wins; returns the stored JSON. TTL follows the call, or `ARGV[3]` s for unknown calls. */
-const PUT_RESULT = `
-redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl)
-elseif redis.call('PTTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
-return redis.call('HGET', KEYS[2], ARGV[1])`;
-
-/** KEYS: call hash, active, pod set prefix unknown -> ARGV: outcome, now, retention s, prefix. */
-const END_CALL = `
-local call = KEYS[1]
-if redis.call('EXISTS', call) == 0 then return -1 end
-if redis.call('HGET', call, 'phase') ~= 'ended' then
-  redis.call('HSET', call, 'phase', 'ended', 'outcome', ARGV[1], 'endedAt', ARGV[2], 'updatedAt', ARGV[2])
-end
-local pod = redis.call('HGET', call, 'pod')
-if pod then redis.call('SREM', ARGV[4] .. 'pod:' .. pod .. ':calls', ARGV[5]) end
-redis.call('ZREM', KEYS[2], ARGV[5])
-for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-redis.call('EXPIRE', call, ARGV[3])
-return 1`;
-
-const CLAIM = `
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return ARGV[1]`;
-
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
-return 0`;
-
-/** KEYS: pods, active. ARGV: pod, now, prefix. */
-const HEARTBEAT = `
-redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
-local calls = redis.call('SMEMBERS', ARGV[3] .. 'pod:' .. ARGV[1] .. ':calls')
-for _, sid in ipairs(calls) do redis.call('ZADD', KEYS[2], 'XX', ARGV[2], sid) end
-return #calls`;
-
-/*
- * One dead pod, atomically: whoever removes the pod from the zset reaps its calls; a second
- * survivor running the same script finds the pod gone (or fresh again) and does nothing.
- * KEYS: pods, active. ARGV: pod, cutoff, now, prefix, default retention s.
- */
-const REAP_POD = `
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) >= tonumber(ARGV[2]) then return {} end
-redis.call('ZREM', KEYS[1], ARGV[1])
-local set = ARGV[4] .. 'pod:' .. ARGV[1] .. ':calls'
-local out = {'reaped'}
-for _, sid in ipairs(redis.call('SMEMBERS', set)) do
-  local call = ARGV[4] .. 'call:{' .. sid .. '}'
-  redis.call('ZREM', KEYS[2], sid)
-  local phase = redis.call('HGET', call, 'phase')
-  if phase and phase ~= 'ended' then
-    redis.call('HSET', call, 'phase', 'ended', 'outcome', 'abandoned', 'endedAt', ARGV[3], 'updatedAt', ARGV[3])
-    local ret = tonumber(redis.call('HGET', call, 'retention')) or tonumber(ARGV[5])
-    redis.call('EXPIRE', call, ret)
-    redis.call('EXPIRE', call .. ':transcript', ret)
-    redis.call('EXPIRE', call .. ':tools', ret)
-    redis.call('EXPIRE', call .. ':results', ret)
-    out[#out + 1] = sid
-  end
-end
-redis.call('DEL', set)
-return out`;
-
-interface Scripts {
-  sbCallWrite(...args: (string | number)[]): Promise<number>;
-  sbPutResult(...args: (string | number)[]): Promise<string | null>;
-  sbEndCall(...args: (string | number)[]): Promise<number>;
-  sbClaim(...args: (string | number)[]): Promise<string>;
-  sbRelease(...args: (string | number)[]): Promise<number>;
-  sbHeartbeat(...args: (string | number)[]): Promise<number>;
-  sbReapPod(...args: (string | number)[]): Promise<string[]>;
-}
-
-/** Everything this pod wrote for one of its calls: rewritten whole after Redis comes back. */
-interface Journal {
-  call: NewCall;
-  retentionSeconds: number;
-  phase: CallPhase;
-  updatedAt: number;
-  endedAt?: number;
-  outcome?: string;
-  summary?: string;
-  emergency?: string;
-  transcript: string[];
-  tools: Map<string, string>;
-  results: Map<string, string>;
-  claims: Map<string, Claim>;
-  dirty: boolean;
-}
+import { beat, reapPods } from './redis-pods.js';
 
 export interface RedisCallStoreOptions {
   log?: Logger;
@@ -199,14 +72,7 @@ export class RedisCallStore implements CallStore {
     this.retryMs = o.retryMs ?? 500;
     this.retryDelay = this.retryMs;
     this.prefix = redis.options.keyPrefix ?? '';
-    redis.defineCommand('sbCallWrite', { lua: CALL_WRITE, numberOfKeys: 2 });
-    redis.defineCommand('sbPutResult', { lua: PUT_RESULT, numberOfKeys: 2 });
-    redis.defineCommand('sbEndCall', { lua: END_CALL, numberOfKeys: 5 });
-    redis.defineCommand('sbClaim', { lua: CLAIM, numberOfKeys: 1 });
-    redis.defineCommand('sbRelease', { lua: RELEASE, numberOfKeys: 1 });
-    redis.defineCommand('sbHeartbeat', { lua: HEARTBEAT, numberOfKeys: 2 });
-    redis.defineCommand('sbReapPod', { lua: REAP_POD, numberOfKeys: 2 });
-    this.s = redis as unknown as Scripts;
+    this.s = defineScripts(redis);
     // A new connection may face an empty Redis (restart without persistence): rewrite our live calls.
     let connectedBefore = false;
     redis.on('ready', () => {
@@ -337,24 +203,12 @@ export class RedisCallStore implements CallStore {
     const sids = await this.redis.zrange('active', '0', '-1').catch((err: unknown) => {
       throw storeUnavailable(err);
     });
-    const out: CallRecord[] = [];
-    // Pipelined reads in chunks: one round trip per 100 calls.
-    for (let i = 0; i < sids.length; i += 100) {
-      const chunk = sids.slice(i, i + 100);
-      const p = this.redis.pipeline();
-      for (const sid of chunk) {
-        const k = callKey(sid);
-        p.hgetall(k).lrange(`${k}:transcript`, 0, -1).hvals(`${k}:tools`);
-      }
-      const res = (await p.exec()) ?? [];
-      chunk.forEach((sid, n) => {
-        const h = (res[n * 3]?.[1] ?? {}) as Record<string, string>;
-        if (h['tenantId'] && h['phase'] !== 'ended') {
-          out.push(recordFromHash(sid, h, (res[n * 3 + 1]?.[1] ?? []) as string[], (res[n * 3 + 2]?.[1] ?? []) as string[]));
-        }
-      });
-    }
-    return out;
+    return (await readCalls(this.redis, sids)).filter((r): r is CallRecord => r !== undefined && r.phase !== 'ended');
+  }
+
+  async listCalls(q: CallQuery): Promise<CallPage> {
+    // Live calls are few (the active index); ended ones are paged through the start-time indexes.
+    return q.state === 'live' ? pageOfCalls(await this.listActive(), q) : listIndexed(this.redis, q);
   }
 
   async consumeOnce(id: string, ttlSeconds: number): Promise<boolean> {
@@ -424,30 +278,12 @@ export class RedisCallStore implements CallStore {
     }
   }
 
-  async heartbeat(pod: string, now: number): Promise<void> {
-    try {
-      await this.s.sbHeartbeat('pods', 'active', pod, now, this.prefix);
-    } catch (err) {
-      throw storeUnavailable(err);
-    }
+  heartbeat(pod: string, now: number): Promise<void> {
+    return beat(this.s, this.prefix, pod, now);
   }
 
-  async reapDeadPods(now: number, staleMs: number): Promise<ReapResult> {
-    const cutoff = now - staleMs;
-    const out: ReapResult = { pods: [], calls: [] };
-    try {
-      const stale = await this.redis.zrangebyscore('pods', '-inf', `(${cutoff}`);
-      for (const pod of stale) {
-        // Empty when another survivor got there first (or the pod beat again): only count our own.
-        const [reaped, ...calls] = await this.s.sbReapPod('pods', 'active', pod, cutoff, now, this.prefix, DEFAULT_RETENTION_SECONDS);
-        if (reaped === undefined) continue;
-        out.pods.push(pod);
-        out.calls.push(...calls);
-      }
-    } catch (err) {
-      throw storeUnavailable(err);
-    }
-    return out;
+  reapDeadPods(now: number, staleMs: number): Promise<ReapResult> {
+    return reapPods(this.redis, this.s, this.prefix, now, staleMs);
   }
 
   async ping(): Promise<boolean> {
@@ -550,96 +386,7 @@ export class RedisCallStore implements CallStore {
   }
 
   /** One transaction rewriting the call exactly as the journal has it (idempotent). */
-  private async writeWhole(j: Journal): Promise<void> {
-    const sid = j.call.callSid;
-    const k = callKey(sid);
-    const now = this.now();
-    const fields: Record<string, string> = {
-      tenantId: j.call.tenantId,
-      pod: j.call.pod,
-      phase: j.phase,
-      startedAt: String(j.call.startedAt),
-      updatedAt: String(j.updatedAt),
-      retention: String(j.retentionSeconds),
-    };
-    if (j.call.streamSid !== undefined) fields['streamSid'] = j.call.streamSid;
-    if (j.call.fromMasked !== undefined) fields['fromMasked'] = j.call.fromMasked;
-    if (j.call.to !== undefined) fields['to'] = j.call.to;
-    if (j.endedAt !== undefined) fields['endedAt'] = String(j.endedAt);
-    if (j.outcome !== undefined) fields['outcome'] = j.outcome;
-    if (j.summary !== undefined) fields['summary'] = j.summary;
-    if (j.emergency !== undefined) fields['emergency'] = j.emergency;
-    const ended = j.phase === 'ended';
-    const ttl = ended ? j.retentionSeconds : this.liveTtl;
-    const m = this.redis.multi();
-    m.del(k, `${k}:transcript`, `${k}:tools`);
-    m.hset(k, fields);
-    if (j.transcript.length > 0) m.rpush(`${k}:transcript`, ...j.transcript);
-    if (j.tools.size > 0) m.hset(`${k}:tools`, Object.fromEntries(j.tools));
-    if (j.results.size > 0) m.hset(`${k}:results`, Object.fromEntries(j.results));
-    for (const key of [k, ...CHILDREN.map((c) => k + c)]) m.expire(key, ttl);
-    if (ended) {
-      m.zrem('active', sid);
-      m.srem(`pod:${j.call.pod}:calls`, sid);
-    } else {
-      m.zadd('active', now, sid);
-      m.sadd(`pod:${j.call.pod}:calls`, sid);
-      m.zadd('pods', 'GT', now, j.call.pod);
-    }
-    const res = await m.exec();
-    const failed = res?.find(([err]) => err);
-    if (!res || failed) throw storeUnavailable(failed?.[0] ?? new Error('transaction aborted'));
-    for (const c of j.claims.values()) {
-      const holder = await this.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);
-      if (holder !== c.owner) {
-        this.o.log?.error({ code: 'conflict', callSid: sid, key: c.key }, 'a claim this call held was taken while Redis was away');
-      }
-    }
+  private writeWhole(j: Journal): Promise<void> {
+    return writeJournal({ redis: this.redis, s: this.s, now: this.now, liveTtl: this.liveTtl, prefix: this.prefix, log: this.o.log }, j);
   }
-}
-
-function claimKey(tenantId: string, key: string): string {
-  return `t:${tenantId}:claim:${key}`;
-}
-
-
-function parseList<T>(items: readonly string[]): T[] {
-  return items.map((s) => JSON.parse(s) as T);
-}
-
-function recordFromHash(sid: string, h: Record<string, string>, transcript: readonly string[], tools: readonly string[]): CallRecord {
-  const r: CallRecord = {
-    callSid: sid,
-    tenantId: h['tenantId'] ?? '',
-    pod: h['pod'] ?? '',
-    phase: (h['phase'] ?? 'connecting') as CallPhase,
-    startedAt: Number(h['startedAt'] ?? 0),
-    updatedAt: Number(h['updatedAt'] ?? 0),
-    transcript: parseList<TranscriptEntry>(transcript),
-    tools: parseList<ToolCallRecord>(tools).sort((a, b) => a.startedAt - b.startedAt),
-  };
-  if (h['streamSid'] !== undefined) r.streamSid = h['streamSid'];
-  if (h['fromMasked'] !== undefined) r.fromMasked = h['fromMasked'];
-  if (h['to'] !== undefined) r.to = h['to'];
-  if (h['endedAt'] !== undefined) r.endedAt = Number(h['endedAt']);
-  if (h['outcome'] !== undefined) r.outcome = h['outcome'];
-  if (h['summary'] !== undefined) r.summary = JSON.parse(h['summary']) as unknown;
-  if (h['emergency'] !== undefined) r.emergency = JSON.parse(h['emergency']) as EmergencyFlag;
-  return r;
-}
-
-function recordFromJournal(j: Journal): CallRecord {
-  const { retentionSeconds: _ignored, ...call } = j.call;
-  const r: CallRecord = {
-    ...call,
-    phase: j.phase,
-    updatedAt: j.updatedAt,
-    transcript: parseList<TranscriptEntry>(j.transcript),
-    tools: parseList<ToolCallRecord>([...j.tools.values()]).sort((a, b) => a.startedAt - b.startedAt),
-  };
-  if (j.endedAt !== undefined) r.endedAt = j.endedAt;
-  if (j.outcome !== undefined) r.outcome = j.outcome;
-  if (j.summary !== undefined) r.summary = JSON.parse(j.summary) as unknown;
-  if (j.emergency !== undefined) r.emergency = JSON.parse(j.emergency) as EmergencyFlag;
-  return r;
 }

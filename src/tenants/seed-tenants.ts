@@ -3,13 +3,80 @@
  * Validation only; opening the stores and seeding them is the composition root's (server/open-tenants.ts).
  */
 import { readFileSync } from 'node:fs';
-import { SwitchboardError } from '../errors.js';
+import { errorMessage, SwitchboardError } from '../errors.js';
 import { webhookUrlProblem } from '../ssrf.js';
-import { parseTenantsDocument, resolveTenant } from './tenant-registry.js';
-import { DEMO_TENANT, refusedWithRealModel, TenantSchema, type TenantConfig } from './tenant.js';
+import { formatTenantsProblems, readTenantsDocument, resolveSecret } from './tenant-registry.js';
+import { DEMO_TENANT, refusedWithRealModel, SecretRef, TenantSchema, type TenantConfig } from './tenant.js';
 
 /** The model the relay speaks to: the demo tenant exists only with the simulated one. */
 export type TenantsProvider = 'openai' | 'azure' | 'sim';
+
+/** Options of loadSeedTenants and checkSeedTenants. */
+export interface SeedTenantsOptions {
+  /** False: secret references are checked for shape only (`npm run check -- --no-secrets`). */
+  secrets?: boolean;
+  provider?: TenantsProvider;
+  allowPrivateWebhooks?: boolean;
+  /** Also resolve webhook tools' secrets (the relay resolves them only when a tool runs). */
+  webhookSecrets?: boolean;
+}
+
+/** The secret references of one raw tenants-file entry, with their paths. */
+function secretRefs(raw: unknown): { path: PropertyKey[]; name: string; ref: SecretRef }[] {
+  const out: { path: PropertyKey[]; name: string; ref: SecretRef }[] = [];
+  const r = raw as { twilio?: Record<string, unknown>; webhookTools?: unknown } | null;
+  for (const key of ['authToken', 'previousAuthToken']) {
+    const ref = SecretRef.safeParse(r?.twilio?.[key]);
+    if (ref.success) out.push({ path: ['twilio', key], name: `twilio.${key}`, ref: ref.data });
+  }
+  if (Array.isArray(r?.webhookTools)) {
+    r.webhookTools.forEach((t: unknown, j) => {
+      const tool = t as { name?: unknown; secret?: unknown } | null;
+      const ref = SecretRef.safeParse(tool?.secret);
+      const name = typeof tool?.name === 'string' ? tool.name : String(j);
+      if (ref.success) out.push({ path: ['webhookTools', j, 'secret'], name: `webhookTools.${name}.secret`, ref: ref.data });
+    });
+  }
+  return out;
+}
+
+/**
+ * Every problem of the seed tenants in one pass, each `file:line:col: …` (file order): YAML and
+ * schema problems, tenants a real provider refuses, refused webhook URLs and, with `secrets`,
+ * references that do not resolve (also of entries whose schema failed). No file: the demo tenant.
+ */
+export function checkSeedTenants(tenantsFile: string | undefined, env: NodeJS.ProcessEnv, opts: SeedTenantsOptions = {}): { tenants: TenantConfig[]; problems: string[] } {
+  const provider = opts.provider ?? 'sim';
+  if (tenantsFile === undefined) return { tenants: provider === 'sim' ? [TenantSchema.parse(DEMO_TENANT)] : [], problems: [] };
+  let text: string;
+  try {
+    text = readFileSync(tenantsFile, 'utf8');
+  } catch {
+    return { tenants: [], problems: [`TENANTS_FILE: cannot read ${tenantsFile}`] };
+  }
+  const doc = readTenantsDocument(text, tenantsFile);
+  const problems = [...doc.problems];
+  for (const { index, raw, tenant } of doc.entries) {
+    const rawId = (raw as { id?: unknown } | null)?.id;
+    const id = tenant?.id ?? (typeof rawId === 'string' ? rawId : `tenants[${index}]`);
+    const refused = tenant && provider !== 'sim' ? refusedWithRealModel(tenant) : undefined;
+    if (refused) problems.push({ ...doc.locate(index, ['twilio']), message: `tenant ${id} ${refused}` });
+    tenant?.webhookTools.forEach((t, j) => {
+      const problem = webhookUrlProblem(t.url, opts.allowPrivateWebhooks === true);
+      if (problem !== undefined) problems.push({ ...doc.locate(index, ['webhookTools', j, 'url']), message: `tenant ${id}: webhookTools.${j}.url: ${problem}` });
+    });
+    if (opts.secrets === false) continue;
+    for (const { path, name, ref } of secretRefs(raw)) {
+      if (path[0] === 'webhookTools' && !opts.webhookSecrets) continue;
+      try {
+        resolveSecret(ref, env, `tenant ${id}: ${name}`);
+      } catch (err) {
+        problems.push({ ...doc.locate(index, path), message: errorMessage(err) });
+      }
+    }
+  }
+  return { tenants: doc.entries.flatMap((e) => (e.tenant ? [e.tenant] : [])), problems: formatTenantsProblems(tenantsFile, problems) };
+}
 
 /**
  * Read and validate the seed tenants: TENANTS_FILE, or the demo tenant (simulated model only).
@@ -19,40 +86,8 @@ export type TenantsProvider = 'openai' | 'azure' | 'sim';
  * webhook tool URLs with userinfo, or (unless `allowPrivateWebhooks`) localhost or a blocked IP literal, too.
  * @throws SwitchboardError `config_invalid`
  */
-export function loadSeedTenants(
-  tenantsFile: string | undefined,
-  env: NodeJS.ProcessEnv,
-  opts: { secrets?: boolean; provider?: TenantsProvider; allowPrivateWebhooks?: boolean } = {},
-): TenantConfig[] {
-  const provider = opts.provider ?? 'sim';
-  if (tenantsFile === undefined) return provider === 'sim' ? [TenantSchema.parse(DEMO_TENANT)] : [];
-  let text: string;
-  try {
-    text = readFileSync(tenantsFile, 'utf8');
-  } catch (err) {
-    throw new SwitchboardError('config_invalid', `TENANTS_FILE: cannot read ${tenantsFile}`, false, { cause: err });
-  }
-  const seed = parseTenantsDocument(text, tenantsFile);
-  const problems: string[] = [];
-  for (const cfg of seed) {
-    const refused = provider === 'sim' ? undefined : refusedWithRealModel(cfg);
-    if (refused) problems.push(`${tenantsFile}: tenant ${cfg.id} ${refused}`);
-    cfg.webhookTools.forEach((t, i) => {
-      const problem = webhookUrlProblem(t.url, opts.allowPrivateWebhooks === true);
-      if (problem !== undefined) problems.push(`${tenantsFile}: tenant ${cfg.id}: webhookTools.${i}.url: ${problem}`);
-    });
-  }
-  if (opts.secrets === false) {
-    if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
-    return seed;
-  }
-  for (const cfg of seed) {
-    try {
-      resolveTenant(cfg, env);
-    } catch (err) {
-      problems.push(err instanceof Error ? err.message : String(err));
-    }
-  }
+export function loadSeedTenants(tenantsFile: string | undefined, env: NodeJS.ProcessEnv, opts: SeedTenantsOptions = {}): TenantConfig[] {
+  const { tenants, problems } = checkSeedTenants(tenantsFile, env, opts);
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
-  return seed;
+  return tenants;
 }

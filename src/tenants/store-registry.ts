@@ -62,14 +62,14 @@ export class StoreTenantRegistry implements TenantDirectory {
   }
 
   /**
-   * Apply the tenants file to the store (`mode`: see tenants-file.ts; `seed` only adds tenants the
-   * store lacks), log the outcome, load the snapshot, subscribe to change notices and start the
-   * reload timer.
+   * Apply the seed tenants to the store (`mode`: see tenants-file.ts; `seed` only adds tenants the
+   * store lacks), load the snapshot, subscribe to change notices and start the reload timer. The
+   * outcome is logged when the seed came from a tenants file (`file`), not for the built-in demo.
    */
-  async start(seed: readonly TenantConfig[] = [], mode: TenantsFileMode = 'seed'): Promise<TenantsFileReport> {
+  async start(seed: readonly TenantConfig[] = [], mode: TenantsFileMode = 'seed', file?: string): Promise<TenantsFileReport> {
     this.seed = seed;
     const report = await applyTenantsFile(this.o.store, seed, mode);
-    logTenantsFileReport(this.log, report);
+    if (file !== undefined) logTenantsFileReport(this.log, report, file);
     await this.o.store.markInitialised();
     this.unsubscribe = await this.o.store.subscribe(() => {
       void this.refresh();

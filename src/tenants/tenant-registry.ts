@@ -37,12 +37,10 @@ export function resolveTenant(cfg: TenantConfig, env: NodeJS.ProcessEnv): Tenant
   return Object.freeze({ ...cfg, resolvedAuthToken, resolvedPreviousAuthToken });
 }
 
-/** Where a YAML node starts, as `line:column` (1-based), or undefined for a node without a range. */
-function position(node: unknown, lines: LineCounter): string | undefined {
+/** Where a YAML node starts (1-based), or undefined for a node without a range. */
+function position(node: unknown, lines: LineCounter): { line: number; col: number } | undefined {
   const range = (node as { range?: [number, number, number] } | null)?.range;
-  if (!range) return undefined;
-  const { line, col } = lines.linePos(range[0]);
-  return `${line}:${col}`;
+  return range ? lines.linePos(range[0]) : undefined;
 }
 
 /**
@@ -62,58 +60,93 @@ function explain(issue: z.core.$ZodIssue, node: unknown): string {
   return issue.message;
 }
 
+/** A problem at a place in a tenants file: `line` and `col` are 1-based (1:1 when it has no node). */
+export interface TenantsFileProblem {
+  line: number;
+  col: number;
+  message: string;
+}
+
+/** A tenants file read without giving up at the first problem. */
+export interface TenantsDocument {
+  source: string;
+  /** Every list entry in file order: its raw value, and the tenant when it validates. */
+  entries: { index: number; raw: unknown; tenant?: TenantConfig }[];
+  /** YAML, schema and duplicate problems. */
+  problems: TenantsFileProblem[];
+  /** Where `path` inside entry `index` is (the closest node that exists: a missing field, its parent). */
+  locate(index: number, path: readonly PropertyKey[]): { line: number; col: number };
+}
+
+/** `source:line:col: message` lines in file order (top to bottom, as the operator reads). */
+export function formatTenantsProblems(source: string, problems: readonly TenantsFileProblem[]): string[] {
+  return [...problems].sort((a, b) => a.line - b.line || a.col - b.col).map((p) => `${source}:${p.line}:${p.col}: ${p.message}`);
+}
+
 /**
- * Parse a TENANTS_FILE body (YAML or JSON; a list, or `{tenants: [...]}`). Every problem is one
- * line naming the file, the line and column, and the field: `tenants.yaml:4:20: tenants[0].phoneNumbers.0: …`.
+ * Read a tenants file (a list, or `{tenants: [...]}`) and validate every entry, collecting all
+ * problems instead of stopping at the first. YAML syntax errors leave no entries.
  */
-export function parseTenantsDocument(text: string, source: string): TenantConfig[] {
+export function readTenantsDocument(text: string, source: string): TenantsDocument {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines }); // YAML is a superset of JSON
+  const none = { line: 1, col: 1 };
   if (doc.errors.length > 0) {
-    const problems = doc.errors.map((e) => {
-      const at = e.linePos ? `${e.linePos[0].line}:${e.linePos[0].col}` : '?';
-      const what = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-      return `${source}:${at}: not valid YAML: ${what}`;
-    });
-    throw new SwitchboardError('config_invalid', problems.join('\n'));
+    const problems = doc.errors.map((e) => ({
+      ...(e.linePos ? { line: e.linePos[0].line, col: e.linePos[0].col } : none),
+      message: `not valid YAML: ${e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`,
+    }));
+    return { source, entries: [], problems, locate: () => none };
   }
   const root: unknown = doc.toJS();
   const inList = Array.isArray(root);
   const list = inList ? root : (root as { tenants?: unknown } | null)?.tenants;
-  if (!Array.isArray(list)) throw new SwitchboardError('config_invalid', `${source}: expected a list of tenants or {tenants: [...]}`);
+  if (!Array.isArray(list)) return { source, entries: [], problems: [{ ...none, message: 'expected a list of tenants or {tenants: [...]}' }], locate: () => none };
   const base = inList ? [] : ['tenants'];
-  /** The closest node with a position on the way to `path` (a missing field points at its parent). */
-  const where = (path: readonly PropertyKey[]): { node: unknown; at: string } => {
+  const where = (path: readonly PropertyKey[]): { node: unknown; line: number; col: number } => {
     for (let n = path.length; n >= 0; n--) {
       const node = doc.getIn([...base, ...path.slice(0, n)], true);
       const at = position(node, lines);
-      if (at) return { node: n === path.length ? node : undefined, at };
+      if (at) return { node: n === path.length ? node : undefined, ...at };
     }
-    return { node: undefined, at: '1:1' };
+    return { node: undefined, ...none };
   };
-  const problems: string[] = [];
-  const out: TenantConfig[] = [];
-  list.forEach((raw, i) => {
+  const locate = (index: number, path: readonly PropertyKey[]): { line: number; col: number } => {
+    const { line, col } = where([index, ...path]);
+    return { line, col };
+  };
+  const problems: TenantsFileProblem[] = [];
+  const entries: TenantsDocument['entries'] = list.map((raw: unknown, i) => {
     const r = TenantSchema.safeParse(raw);
-    if (r.success) return void out.push(r.data);
-    const found = r.error.issues.map((issue) => ({ issue, ...where([i, ...issue.path]) }));
-    // In file order, not schema order: the operator reads them top to bottom.
-    const key = (at: string) => at.split(':').map(Number) as [number, number];
-    found.sort((a, b) => key(a.at)[0] - key(b.at)[0] || key(a.at)[1] - key(b.at)[1]);
-    for (const { issue, node, at } of found) problems.push(`${source}:${at}: tenants[${i}].${issue.path.join('.')}: ${explain(issue, node)}`);
+    if (r.success) return { index: i, raw, tenant: r.data };
+    for (const issue of r.error.issues) {
+      const { node, line, col } = where([i, ...issue.path]);
+      problems.push({ line, col, message: `tenants[${i}].${issue.path.join('.')}: ${explain(issue, node)}` });
+    }
+    return { index: i, raw };
   });
   const seenNumbers = new Map<string, string>();
   const seenIds = new Set<string>();
-  for (const t of out) {
-    if (seenIds.has(t.id)) problems.push(`${source}: tenant id ${t.id} appears twice`);
+  for (const { index, tenant: t } of entries) {
+    if (!t) continue;
+    if (seenIds.has(t.id)) problems.push({ ...locate(index, ['id']), message: `tenant id ${t.id} appears twice` });
     seenIds.add(t.id);
-    for (const n of t.phoneNumbers) {
+    t.phoneNumbers.forEach((n, k) => {
       const other = seenNumbers.get(n);
-      if (other) problems.push(`${source}: number ${n} belongs to both ${other} and ${t.id}`);
+      if (other) problems.push({ ...locate(index, ['phoneNumbers', k]), message: `number ${n} belongs to both ${other} and ${t.id}` });
       seenNumbers.set(n, t.id);
-    }
+    });
   }
-  if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
-  return out;
+  return { source, entries, problems, locate };
+}
+
+/**
+ * Parse and validate a tenants file, all or nothing.
+ * @throws SwitchboardError `config_invalid` with one `source:line:col: …` line per problem
+ */
+export function parseTenantsDocument(text: string, source: string): TenantConfig[] {
+  const d = readTenantsDocument(text, source);
+  if (d.problems.length > 0) throw new SwitchboardError('config_invalid', formatTenantsProblems(source, d.problems).join('\n'));
+  return d.entries.flatMap((e) => (e.tenant ? [e.tenant] : []));
 }
 

@@ -67,7 +67,7 @@ export async function applyTenantsFile(store: TenantStore, file: readonly Tenant
 }
 
 /** One info line for the outcome, and one warning per tenant the operator should look at. */
-export function logTenantsFileReport(log: Logger, r: TenantsFileReport): void {
+export function logTenantsFileReport(log: Logger, r: TenantsFileReport, file: string): void {
   for (const c of r.conflicting) {
     log.warn({ code: 'conflict', tenant: c.id, number: c.number, owner: c.owner }, 'tenants file: tenant not applied: one of its numbers belongs to another tenant');
   }
@@ -79,6 +79,7 @@ export function logTenantsFileReport(log: Logger, r: TenantsFileReport): void {
   }
   log.info(
     {
+      file,
       mode: r.mode,
       created: r.created,
       updated: r.updated,

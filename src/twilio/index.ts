@@ -4,7 +4,7 @@
  */
 export { parseTwilioMessage, twilioEncoder } from './media-stream-codec.js';
 export type { TwilioInbound, InvalidReason, ParseResult, TwilioEncoder } from './media-stream-codec.js';
-export { connectStreamTwiml, sayHangupTwiml, dialTwiml, voicemailTwiml, MAX_STREAM_PARAMETER_CHARS } from './twiml.js';
+export { connectStreamTwiml, sayHangupTwiml, dialTwiml, voicemailTwiml, MAX_STREAM_PARAMETER_CHARS, REFUSED_HEADER } from './twiml.js';
 export { validateTwilioSignature, validateUpgradeSignature, computeTwilioSignature } from './signature.js';
 export { issueStreamToken, verifyStreamToken, MAX_STREAM_TOKEN_CHARS } from './stream-token.js';
 export type { StreamTokenClaims, TokenCheck } from './stream-token.js';

@@ -11,6 +11,12 @@ const { VoiceResponse } = twilio.twiml;
 export const MAX_STREAM_PARAMETER_CHARS = 500;
 
 /**
+ * Response header of a voice webhook answered without a stream on purpose: `budget` (the tenant is
+ * over its budget) or `busy` (at its concurrency limit). Twilio ignores it; `npm run call` reports it.
+ */
+export const REFUSED_HEADER = 'x-switchboard-refused';
+
+/**
  * `<Connect><Stream url statusCallback><Parameter…/></Stream></Connect>` followed by what runs once the
  * relay closes the media socket: a `<Redirect>` to the relay (which answers according to how the call
  * ended: hang up, dial a human, or apologise), or a spoken fallback and `<Hangup/>`.

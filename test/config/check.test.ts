@@ -92,17 +92,16 @@ describe('npm run check', { timeout: 120_000 }, () => {
     // Both at once: a bad environment does not hide a bad tenants file.
     expect(strict.stderr.trim().split('\n')).toEqual([
       'switchboard: invalid configuration: OPENAI_API_KEY: required when MODEL_PROVIDER is openai',
-      'switchboard: invalid tenants: tenant acme: twilio.authToken: environment variable ACME_TOKEN is not set',
+      `switchboard: invalid tenants: ${f}:5:73: tenant acme: twilio.authToken: environment variable ACME_TOKEN is not set`,
+      `switchboard: invalid tenants: ${f}:7:102: tenant acme: webhookTools.crm_lookup.secret: environment variable CRM_HOOK_SECRET is not set`,
     ]);
 
     const keyed = await check([], { ...env, OPENAI_API_KEY: 'sk-test' });
     expect(keyed.code).toBe(1);
-    expect(keyed.stderr.trim().split('\n')).toEqual([
-      'switchboard: invalid tenants: tenant acme: twilio.authToken: environment variable ACME_TOKEN is not set',
-    ]);
+    expect(keyed.stderr.trim().split('\n')).toHaveLength(2);
     const tool = await check([], { ...env, OPENAI_API_KEY: 'sk-test', ACME_TOKEN: 'x' });
     expect(tool.stderr.trim().split('\n')).toEqual([
-      'switchboard: invalid tenants: tenant acme: webhookTools.crm_lookup.secret: environment variable CRM_HOOK_SECRET is not set',
+      `switchboard: invalid tenants: ${f}:7:102: tenant acme: webhookTools.crm_lookup.secret: environment variable CRM_HOOK_SECRET is not set`,
     ]);
 
     const relaxed = await check(['--no-secrets'], env);
@@ -116,6 +115,23 @@ describe('npm run check', { timeout: 120_000 }, () => {
     expect(shape.code).toBe(1);
     expect(shape.stderr).toContain(`${badRef}:5:`);
     expect(shape.stderr).toContain('tenants[0].twilio.authToken');
+  });
+
+  it('reports every problem in one run, secret references at their file:line:column too', async () => {
+    const hook = `    webhookTools:\n      - {name: crm_lookup, description: Look up a customer, url: 'https://crm.example/hook', secret: {env: CRM_HOOK_SECRET}}\n`;
+    const second =
+      `  - id: bolt\n    displayName: Bolt\n    phoneNumbers: ['+14155550199']\n` +
+      `    twilio: {accountSid: ${SID}, authToken: {file: /nonexistent/bolt-token}}\n    maxConcurrentCalls: "5"\n`;
+    const f = file('everything.yaml', tenant(hook) + second);
+    const r = await check([f], { MODEL_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-test' });
+    expect(r.code).toBe(1);
+    // Schema problems of one tenant do not hide the secrets of the others (or its own).
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `switchboard: invalid tenants: ${f}:5:73: tenant acme: twilio.authToken: environment variable ACME_TOKEN is not set`,
+      `switchboard: invalid tenants: ${f}:7:102: tenant acme: webhookTools.crm_lookup.secret: environment variable CRM_HOOK_SECRET is not set`,
+      `switchboard: invalid tenants: ${f}:11:73: tenant bolt: twilio.authToken: cannot read secret file /nonexistent/bolt-token`,
+      `switchboard: invalid tenants: ${f}:12:25: tenants[1].maxConcurrentCalls: must be a number, but it is quoted text: write 5 without quotes`,
+    ]);
   });
 
   it('checks the sample tenants file without its secrets, and answers --help', async () => {

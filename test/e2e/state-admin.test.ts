@@ -5,14 +5,14 @@ import { loadConfig } from '../../src/config.js';
 import type { RelayContext } from '../../src/server/context.js';
 import { loadUws } from '../../src/server/index.js';
 import { registerAdminCallRoutes } from '../../src/server/routes/admin-calls.js';
-import { MemoryCallStore, type CallRecord, type CallStore } from '../../src/store/index.js';
+import { MemoryCallStore, type CallPage, type CallStore } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 
 const TOKEN = 'admin-token-for-admin-tests-0123';
 const sid = (n: number): string => `CA${String(n).padStart(32, '0')}`;
 
 class DownStore extends MemoryCallStore {
-  override listActive(): Promise<CallRecord[]> {
+  override listCalls(): Promise<CallPage> {
     return Promise.reject(new Error('connection refused'));
   }
 }
@@ -57,12 +57,12 @@ beforeAll(async () => {
 afterAll(() => srv.close());
 
 describe('admin call routes', () => {
-  it('lists active calls across pods, oldest first, with a tenant filter and a limit', async () => {
+  it('lists live calls across pods, newest first, with a tenant filter and a limit', async () => {
     const all = await get(srv.url, '/v1/calls');
     expect(all.status).toBe(200);
-    expect(all.body).toMatchObject({ count: 3, truncated: false });
-    expect((all.body['calls'] as { callSid: string }[]).map((c) => c.callSid)).toEqual([sid(1), sid(2), sid(3)]);
-    expect((all.body['calls'] as unknown[])[0]).toEqual({
+    expect(all.body).toMatchObject({ count: 3, truncated: false, nextCursor: null });
+    expect((all.body['calls'] as { callSid: string }[]).map((c) => c.callSid)).toEqual([sid(3), sid(2), sid(1)]);
+    expect((all.body['calls'] as unknown[])[2]).toEqual({
       callSid: sid(1),
       tenantId: 'demo',
       pod: 'pod-a',
@@ -75,8 +75,63 @@ describe('admin call routes', () => {
       toolCalls: 1,
     });
     const demoOnly = await get(srv.url, '/v1/calls?tenant=demo&limit=1');
-    expect(demoOnly.body).toMatchObject({ count: 2, truncated: true });
-    expect((demoOnly.body['calls'] as unknown[]).length).toBe(1);
+    expect(demoOnly.body).toMatchObject({ count: 1, truncated: true, calls: [{ callSid: sid(3) }] });
+    const rest = await get(srv.url, `/v1/calls?tenant=demo&limit=1&cursor=${String(demoOnly.body['nextCursor'])}`);
+    expect(rest.body).toMatchObject({ count: 1, truncated: false, nextCursor: null, calls: [{ callSid: sid(1) }] });
+  });
+
+  it('lists ended calls with their outcome, filtered by outcome, caller, number and start time, page by page', async () => {
+    const s = new MemoryCallStore();
+    const t0 = Date.parse('2026-12-01T10:00:00Z');
+    for (let n = 10; n < 16; n++) {
+      await s.startCall({ callSid: sid(n), tenantId: n % 2 ? 'acme' : 'demo', pod: 'pod-a', startedAt: t0 + n * 60_000, fromMasked: `+*******01${n}`, to: '+15005550006' });
+      if (n !== 15) await s.endCall(sid(n), n === 12 ? 'transferred' : 'completed', 3600);
+    }
+    const one = await serve(s);
+    try {
+      const page = async (q: string): Promise<string[]> => {
+        const r = await get(one.url, `/v1/calls?${q}`);
+        expect(r.status, q).toBe(200);
+        return (r.body['calls'] as { callSid: string }[]).map((c) => c.callSid);
+      };
+      const ended = await get(one.url, '/v1/calls?state=ended&limit=2');
+      expect(ended.body).toMatchObject({ count: 2, truncated: true });
+      expect((ended.body['calls'] as unknown[])[0]).toMatchObject({ callSid: sid(14), phase: 'ended', outcome: 'completed', endedAt: expect.any(String) as unknown });
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      for (let i = 0; i < 10; i++) {
+        const r = await get(one.url, `/v1/calls?state=all&limit=4${cursor !== null ? `&cursor=${cursor}` : ''}`);
+        seen.push(...(r.body['calls'] as { callSid: string }[]).map((c) => c.callSid));
+        cursor = r.body['nextCursor'] as string | null;
+        if (cursor === null) break;
+      }
+      expect(seen).toEqual([15, 14, 13, 12, 11, 10].map(sid));
+      expect(await page('state=ended&outcome=transferred')).toEqual([sid(12)]);
+      expect(await page('state=all&tenant=acme')).toEqual([sid(15), sid(13), sid(11)]);
+      expect(await page('state=all&from=0113')).toEqual([sid(13)]);
+      expect(await page('state=all&to=%2B15005550006&since=2026-12-01T10:12:00Z&until=2026-12-01T10:14:00Z')).toEqual([sid(13), sid(12)]);
+      expect(await page('state=all&since=2026-12-02')).toEqual([]);
+    } finally {
+      one.close();
+    }
+  });
+
+  it('refuses a bad listing query with 400 bad_request naming the parameter', async () => {
+    for (const [q, word] of [
+      ['state=gone', 'state'],
+      ['limit=1001', 'limit'],
+      ['outcome=won', 'outcome'],
+      ['from=12', 'from'],
+      ['to=5550006', 'to'],
+      ['since=yesterday', 'since'],
+      ['since=2026-12-02&until=2026-12-01', 'since'],
+      ['cursor=bm9wZQ', 'cursor'],
+      ['tenant=A!', 'tenant'],
+    ] as const) {
+      const r = await get(srv.url, `/v1/calls?${q}`);
+      expect(r, q).toMatchObject({ status: 400, body: { error: { code: 'bad_request' } } });
+      expect((r.body['error'] as { message: string }).message, q).toContain(word);
+    }
   });
 
   it('shows one call with transcript and tool calls, numbers masked', async () => {

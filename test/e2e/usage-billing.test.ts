@@ -230,6 +230,7 @@ describe('budgets', () => {
     );
     const refused = await talk(a, capped, ['Is anyone there?']);
     expect(refused.stage).toBe('not-connected');
+    expect(refused.refused).toBe('budget'); // the X-Switchboard-Refused header `npm run call` reports
     expect(refused.spoken).toContain('We are closed for today. Please leave a message.');
     const xml = refused.twiml?.kind === 'other' ? refused.twiml.verbs.map((v) => v.verb) : [];
     expect(xml).toEqual(['Say', 'Record', 'Say', 'Hangup']);

@@ -7,6 +7,9 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
+import { callOutcome, exitCode, verdictLine } from '../../src/sim/call-cli.js';
+import { emptyReport } from '../../loadtest/lib/caller-core.js';
+import type { CallReport } from '../../src/sim/sim-caller.js';
 import { startTestRelay } from '../helpers/relay.js';
 
 let relay: Relay;
@@ -64,6 +67,8 @@ describe('npm run call', () => {
     const heard1 = r.lines[r.lines.indexOf(turn1) + 2]!.text;
     expect(heard1).toMatch(/^ {4}heard: {3}(".*…"|\(cut off before a word\))$/);
     expect(r.stdout).toContain('  Turn 2 [barge-in, clear received]');
+    // The goodbye of turn 3 is end_call's: it is listed with the tools that answered.
+    expect(r.stdout).toMatch(/^ {2}Tools heard: (.+, )?end_call$/m);
     // Each turn once: the summary does not repeat what was streamed.
     expect(r.stdout.match(/^ {2}Turn 1/gm)).toHaveLength(1);
     expect(r.stdout).toMatch(/turn latency \(speech stopped -> first audio sent\): mean [\d.]+ ms over \d turns; p50 ≤ [\d.]+ ms, p99 ≤ [\d.]+ ms/);
@@ -94,5 +99,27 @@ describe('npm run call', () => {
     expect(load.code).toBe(0);
     expect(load.out).toMatch(/^npm run load -- --scenario NAME/);
     expect(load.out).toContain('smoke');
+  });
+
+  it('says a call the relay refused on purpose was refused, and why, with its own exit code', () => {
+    const notConnected = (refused?: string): CallReport => ({
+      ...emptyReport('CA1'),
+      stage: 'not-connected',
+      webhookStatus: 200,
+      twiml: null,
+      spoken: 'Sorry, we cannot take your call right now.',
+      ...(refused ? { refused } : {}),
+    });
+    const budget = callOutcome(notConnected('budget'));
+    expect(verdictLine(budget)).toBe(
+      'Call refused (budget): the tenant is over its budget; the caller heard its budget message instead of the model: "Sorry, we cannot take your call right now."',
+    );
+    expect(exitCode(budget)).toBe(3);
+    const busy = callOutcome(notConnected('busy'));
+    expect(verdictLine(busy)).toMatch(/^Call refused \(busy\): the tenant is at its concurrency limit/);
+    expect(exitCode(busy)).toBe(4);
+    const other = callOutcome(notConnected());
+    expect(verdictLine(other)).toMatch(/^Call failed: relay answered without a media stream/);
+    expect(exitCode(other)).toBe(1);
   });
 });

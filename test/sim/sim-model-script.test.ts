@@ -7,6 +7,7 @@ import {
   exactText,
   planReply,
   replyToToolOutput,
+  toolsHeard,
   replyToUtterance,
   speechDurationMs,
 } from '../../src/sim/sim-model-script.js';
@@ -97,9 +98,16 @@ describe('replyToUtterance', () => {
 });
 
 describe('replyToToolOutput', () => {
-  it('reads back the first 120 characters of the output', () => {
+  it('reads back at most 120 characters of the output, a cut one ending in …', () => {
     const output = JSON.stringify({ ok: true, price: 'x'.repeat(200) });
-    expect(replyToToolOutput('quote_price', output)).toBe(`Tool quote_price answered: ${output.slice(0, 120)}`);
+    expect(replyToToolOutput('quote_price', output)).toBe(`Tool quote_price answered: ${output.slice(0, 119)}…`);
+    const short = JSON.stringify({ ok: true, price: 'x'.repeat(120 - 22) });
+    expect(short).toHaveLength(120);
+    expect(replyToToolOutput('quote_price', short)).toBe(`Tool quote_price answered: ${short}`);
+  });
+  it('lets a caller tell which tools ran, end_call included', () => {
+    const heard = [replyToToolOutput('check_service_area', '{"ok":true}'), 'You said: hi. Anything else?', replyToToolOutput('end_call', '{}')];
+    expect(toolsHeard(heard)).toEqual(['check_service_area', 'end_call']);
   });
   it('says goodbye after end_call', () => {
     expect(replyToToolOutput('end_call', '{"ok":true}')).toBe('Goodbye, have a good day.');

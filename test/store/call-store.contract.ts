@@ -3,7 +3,7 @@
  * for two relay pods. Implementation-specific behaviour (TTLs, reconnects) lives in each store's file.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { CallStore, NewCall, StoredToolResult, ToolCallRecord } from '../../src/store/index.js';
+import type { CallQuery, CallRecord, CallStore, NewCall, StoredToolResult, ToolCallRecord } from '../../src/store/index.js';
 
 /** Two pods' views of one store; `close` ends both. */
 export interface StorePair {
@@ -24,6 +24,21 @@ function newCall(callSid: string, pod: string, over: Partial<NewCall> = {}): New
 
 function toolRec(callId: string, over: Partial<ToolCallRecord> = {}): ToolCallRecord {
   return { callId, name: 'quote_price', arguments: '{"service":"leak_repair"}', output: '{"ok":true}', outcome: 'ok', startedAt: Date.now(), durationMs: 3, ...over };
+}
+
+/** Every page of a listing, following `next` (bounded), and each page's size. */
+async function allPages(store: CallStore, q: Omit<CallQuery, 'cursor'>): Promise<{ sids: string[]; pages: number[] }> {
+  const sids: string[] = [];
+  const pages: number[] = [];
+  let cursor: CallQuery['cursor'];
+  for (let n = 0; n < 50; n++) {
+    const page = await store.listCalls({ ...q, ...(cursor ? { cursor } : {}) });
+    sids.push(...page.calls.map((c: CallRecord) => c.callSid));
+    pages.push(page.calls.length);
+    if (!page.next) return { sids, pages };
+    cursor = page.next;
+  }
+  throw new Error('listing did not end within 50 pages');
 }
 
 export function callStoreContract(name: string, open: () => Promise<StorePair>): void {
@@ -82,6 +97,51 @@ export function callStoreContract(name: string, open: () => Promise<StorePair>):
       const r = await p.b.getCall(s);
       expect(r).toMatchObject({ phase: 'ended', outcome: 'ended_by_assistant' });
       expect(r?.endedAt).toBeGreaterThan(0);
+    });
+
+    it('lists live and ended calls newest first, paged by cursor without gaps or repeats', async () => {
+      const t0 = Date.now() - 60_000;
+      const s = Array.from({ length: 7 }, () => sid());
+      // s[5] and s[6] start in the same millisecond: the order between them is still fixed.
+      const starts = [0, 1000, 2000, 3000, 4000, 5000, 5000];
+      for (const [i, c] of s.entries()) await p.a.startCall(newCall(c, i % 2 ? 'pod-a' : 'pod-b', { startedAt: t0 + starts[i]! }));
+      await p.a.endCall(s[0]!, 'completed', 3600);
+      await p.b.endCall(s[3]!, 'caller_hung_up', 3600);
+      const newest = [s[6]!, s[5]!, s[4]!, s[3]!, s[2]!, s[1]!, s[0]!];
+      const all = await allPages(p.b, { state: 'all', limit: 2 });
+      expect(all.sids).toEqual(newest);
+      expect(all.pages.slice(0, 3)).toEqual([2, 2, 2]);
+      expect((await allPages(p.a, { state: 'all', limit: 1 })).sids).toEqual(newest);
+      expect((await allPages(p.b, { state: 'ended', limit: 10 })).sids).toEqual([s[3], s[0]]);
+      expect((await allPages(p.b, { state: 'live', limit: 2 })).sids).toEqual([s[6], s[5], s[4], s[2], s[1]]);
+      const first = await p.b.listCalls({ state: 'ended', limit: 5 });
+      expect(first.calls[0]).toMatchObject({ callSid: s[3], phase: 'ended', outcome: 'caller_hung_up', fromMasked: '+*******0100', to: '+15005550006' });
+      expect(first.next).toBeUndefined();
+    });
+
+    it('filters listings by tenant, outcome, caller, number called and start time', async () => {
+      const t0 = Date.now() - 60_000;
+      const [a, b, c, d] = [sid(), sid(), sid(), sid()];
+      await p.a.startCall(newCall(a, 'pod-a', { startedAt: t0, tenantId: 'acme', fromMasked: '+*******4321', to: '+15005550009' }));
+      await p.a.startCall(newCall(b, 'pod-a', { startedAt: t0 + 10 }));
+      await p.b.startCall(newCall(c, 'pod-b', { startedAt: t0 + 20, tenantId: 'acme' }));
+      await p.b.startCall(newCall(d, 'pod-b', { startedAt: t0 + 30 }));
+      await p.a.endCall(a, 'transferred', 3600);
+      await p.a.endCall(b, 'completed', 3600);
+      await p.b.endCall(c, 'completed', 3600);
+      const list = async (q: Partial<CallQuery>): Promise<string[]> => (await allPages(p.b, { state: 'all', limit: 3, ...q })).sids;
+      expect(await list({ tenantId: 'acme' })).toEqual([c, a]);
+      expect(await list({ tenantId: 'acme', limit: 1 })).toEqual([c, a]);
+      expect(await list({ tenantId: 'nobody' })).toEqual([]);
+      expect(await list({ outcome: 'completed' })).toEqual([c, b]);
+      expect(await list({ outcome: 'completed', tenantId: 'demo', state: 'ended' })).toEqual([b]);
+      expect(await list({ from: '4321' })).toEqual([a]);
+      expect(await list({ from: '+15557654321' })).toEqual([a]);
+      expect(await list({ from: '+1555765432' })).toEqual([]); // one digit short: another number
+      expect(await list({ to: '+15005550009' })).toEqual([a]);
+      expect(await list({ since: t0 + 10, until: t0 + 30 })).toEqual([c, b]);
+      expect(await list({ since: t0 + 10, until: t0 + 30, limit: 1 })).toEqual([c, b]);
+      expect(await list({ state: 'live', since: t0 + 25 })).toEqual([d]);
     });
 
     it('ignores writes for a call nobody started', async () => {

@@ -162,6 +162,23 @@ describe('StoreTenantRegistry on Redis', () => {
     expect(applied.some((l) => l['level'] === 40 && JSON.stringify(l['tenants']) === '["acme"]')).toBe(true);
   });
 
+  it('logs "tenants file applied" only when there is a tenants file, naming it', async () => {
+    const prefix = `r${++n}:`;
+    const none = capture();
+    await pod(prefix, {}, undefined, none.log);
+    // `npm start` as a newcomer runs it: no Redis, no file, the built-in demo tenant.
+    const local = capture();
+    const rt = await openTenants({ tenantsFile: undefined, provider: 'sim', env: {}, log: local.log });
+    open.push(rt);
+    expect(rt.registry.byId('demo')).toBeDefined();
+    expect([...none.lines, ...local.lines].join('')).not.toContain('tenants file applied');
+    const withFile = capture();
+    const file = tenantsFile([tenantYaml('acme', '+14155550100', 2)]);
+    await pod(prefix, { ACME_TOKEN: 't' }, file, withFile.log);
+    const applied = withFile.lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l['msg'] === 'tenants file applied');
+    expect(applied).toMatchObject({ file, mode: 'seed', created: ['acme'], skipped: [], conflicting: [] });
+  });
+
   it('TENANTS_FILE_MODE=reconcile makes the file the truth: overwrites, creates, removes, and logs each', async () => {
     const prefix = `r${++n}:`;
     const a = await pod(prefix, { ACME_TOKEN: 't' }, tenantsFile([tenantYaml('acme', '+14155550100', 2), tenantYaml('beta', '+14155550111', 1)]));

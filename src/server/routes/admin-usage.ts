@@ -18,12 +18,10 @@ import { usageView, type PriceTable, type UsageTracker } from '../../usage/index
 import { adminGuard } from '../admin-auth.js';
 import type { RelayContext } from '../context.js';
 import { reply, replyError, replyJson } from '../http.js';
+import { TENANT_ID, TIME_FORMAT, parseTime } from './admin-query.js';
 
 /** Most buckets one request may span, per granularity (bounds Redis reads per request). */
 const MAX_BUCKETS: Readonly<Record<UsageGranularity, number>> = { hour: 24 * 93, day: 1000, month: 120 };
-const TENANT = /^[a-z0-9][a-z0-9_-]{1,62}$/;
-/** `2026-12-05`, or a full ISO time with zone (`2026-12-05T13:00:00Z`). */
-const DATE = /^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2}))?$/;
 
 export const USAGE_CSV_HEADER =
   'tenant,start,end,calls,call_seconds,tool_calls,responses,input_text_tokens,input_audio_tokens,' +
@@ -74,17 +72,14 @@ export function parseUsageQuery(q: URLSearchParams, accept: string, now: number)
   const g = (q.get('granularity') ?? 'day') as UsageGranularity;
   if (!USAGE_GRANULARITIES.includes(g)) return { ok: false, message: 'granularity must be hour, day or month' };
   const tenant = q.get('tenant') ?? undefined;
-  if (tenant !== undefined && !TENANT.test(tenant)) return { ok: false, message: 'tenant must be a tenant id' };
+  if (tenant !== undefined && !TENANT_ID.test(tenant)) return { ok: false, message: 'tenant must be a tenant id' };
   const time = (name: string, dflt: number): number | undefined => {
     const v = q.get(name);
-    if (v === null || v === '') return dflt;
-    if (!DATE.test(v)) return undefined;
-    const t = Date.parse(v.length === 10 ? `${v}T00:00:00Z` : v);
-    return Number.isNaN(t) ? undefined : t;
+    return v === null || v === '' ? dflt : parseTime(v);
   };
   const from = time('from', bucketStart('month', now));
   const to = time('to', now + 1);
-  if (from === undefined || to === undefined) return { ok: false, message: 'from and to must be dates (2026-12-01) or ISO times with a zone (2026-12-01T00:00:00Z)' };
+  if (from === undefined || to === undefined) return { ok: false, message: `from and to must be ${TIME_FORMAT}` };
   if (from >= to) return { ok: false, message: 'from must be before to' };
   let n = 0;
   for (let s = bucketStart(g, from); s < to && n <= MAX_BUCKETS[g]; s = nextBucket(g, s)) n++;

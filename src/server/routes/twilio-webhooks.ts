@@ -10,6 +10,7 @@ import {
   issueStreamToken,
   sayHangupTwiml,
   validateTwilioSignature,
+  REFUSED_HEADER,
 } from '../../twilio/index.js';
 import { afterStreamTwiml, settledOutcome } from '../after-stream.js';
 import type { RelayContext } from '../context.js';
@@ -129,7 +130,7 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
             { code: 'budget_exceeded', tenant: tenant.id, callSid, used: b.use, action: tenant.budget?.whenExceeded.action },
             "tenant over its budget: call answered with the tenant's budget TwiML instead of the model",
           );
-          return replyTwiml(h, b.twiml);
+          return replyTwiml(h, b.twiml, { [REFUSED_HEADER]: 'budget' });
         }
       }
       if (leases) {
@@ -142,7 +143,7 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
             { code: 'tenant_busy', tenant: tenant.id, callSid, active: a.active, limit: tenant.maxConcurrentCalls },
             'tenant at its concurrency limit: call turned away',
           );
-          return replyTwiml(h, sayHangupTwiml(BUSY_MESSAGE));
+          return replyTwiml(h, sayHangupTwiml(BUSY_MESSAGE), { [REFUSED_HEADER]: 'busy' });
         }
       }
       const token = issueStreamToken(
