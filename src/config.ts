@@ -102,6 +102,8 @@ const Env = z.object({
   /** Proxies in front of the relay that append to X-Forwarded-For (0 = trust no header). */
   TRUSTED_PROXY_HOPS: int(0, 0, 10),
   DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
+  /** `migrate` (move live calls to other pods through Twilio call updates; resume after a crash) or `wait`. */
+  DRAIN_MODE: optionalString.pipe(z.enum(['migrate', 'wait'], { message: 'must be migrate or wait' }).optional()),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
@@ -204,6 +206,12 @@ export interface Config {
   trustedProxyHops: number;
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
+  /**
+   * `migrate`: a drain moves live calls to other pods, and a call whose pod died resumes through the
+   * after-stream redirect; `wait`: calls stay to their end. Unset: `migrate` with Redis (shared call
+   * state), else `wait`.
+   */
+  drainMode: 'migrate' | 'wait';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
   logFormat: 'json' | 'pretty' | undefined;
@@ -320,6 +328,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
+    drainMode: e.DRAIN_MODE ?? (e.REDIS_URL !== undefined ? 'migrate' : 'wait'),
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,

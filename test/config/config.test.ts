@@ -48,6 +48,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ REALTIME_TRANSCRIPTION_MODEL: 'none' }).transcriptionModel).toBeNull();
   });
 
+  it('DRAIN_MODE: migrate with Redis, wait without, or as set; anything else refused', () => {
+    expect(loadConfig({}).drainMode).toBe('wait');
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).drainMode).toBe('migrate');
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', DRAIN_MODE: 'wait' }).drainMode).toBe('wait');
+    expect(loadConfig({ DRAIN_MODE: ' migrate ' }).drainMode).toBe('migrate');
+    expect(configError({ DRAIN_MODE: 'move' })).toEqual(['DRAIN_MODE: must be migrate or wait']);
+  });
+
   it('reads "false" as false, not true', () => {
     expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: 'false' }).validateSignatures).toBe(false);
     expect(loadConfig({ TWILIO_VALIDATE_SIGNATURES: '0' }).validateSignatures).toBe(false);
