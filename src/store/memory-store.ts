@@ -3,11 +3,13 @@
  * process (claims, tool-result idempotency, pod heartbeats). Durability is the process's lifetime.
  */
 import type {
+  AdoptResult,
   CallPhase,
   CallRecord,
   CallStore,
   Claim,
   EmergencyFlag,
+  MigrationReason,
   NewCall,
   ReapResult,
   StoredToolResult,
@@ -57,7 +59,7 @@ export class MemoryCallStore implements CallStore {
   startCall(c: NewCall): Promise<void> {
     this.sweep();
     const { retentionSeconds, ...rest } = c;
-    this.calls.set(c.callSid, { ...rest, phase: 'connecting', updatedAt: c.startedAt, transcript: [], tools: [] });
+    this.calls.set(c.callSid, { ...rest, pods: [c.pod], migrations: [], phase: 'connecting', updatedAt: c.startedAt, transcript: [], tools: [] });
     this.retention.set(c.callSid, retentionSeconds ?? DEFAULT_RETENTION_SECONDS);
     this.active.add(c.callSid);
     this.pods.set(c.pod, Math.max(this.pods.get(c.pod) ?? 0, this.now()));
@@ -93,7 +95,10 @@ export class MemoryCallStore implements CallStore {
     return Promise.resolve();
   }
 
-  endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void> {
+  endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void> {
+    const held = this.calls.get(callSid);
+    // Released or adopted elsewhere: not this pod's to end.
+    if (held && byPod !== undefined && (held.pod !== byPod || held.phase === 'migrating')) return Promise.resolve();
     this.touch(callSid, (r) => {
       if (r.phase === 'ended') return;
       r.phase = 'ended';
@@ -102,6 +107,43 @@ export class MemoryCallStore implements CallStore {
     });
     this.active.delete(callSid);
     this.expiries.set(callSid, this.now() + retentionSeconds * 1000);
+    return Promise.resolve();
+  }
+
+  releaseCall(callSid: string, m: { from: string; at: number; reason: MigrationReason }): Promise<boolean> {
+    const r = this.calls.get(callSid);
+    if (!r || r.phase === 'ended' || r.pod !== m.from) return Promise.resolve(false);
+    r.phase = 'migrating';
+    r.migratingAt = m.at;
+    r.migratingReason = m.reason;
+    r.updatedAt = this.now();
+    return Promise.resolve(true);
+  }
+
+  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult> {
+    const r = this.calls.get(callSid);
+    if (!r) return Promise.resolve({ ok: false, reason: 'unknown' });
+    if (r.phase === 'ended') return Promise.resolve({ ok: false, reason: 'ended' });
+    if (r.phase !== 'migrating') return Promise.resolve({ ok: false, reason: 'live' });
+    const migration = { at: r.migratingAt ?? m.now, from: r.pod, to: m.pod, reason: r.migratingReason ?? 'crash' };
+    r.migrations.push(migration);
+    r.pods.push(m.pod);
+    r.pod = m.pod;
+    r.streamSid = m.streamSid;
+    r.phase = 'connecting';
+    r.updatedAt = m.now;
+    delete r.migratingAt;
+    delete r.migratingReason;
+    this.active.add(callSid);
+    this.pods.set(m.pod, Math.max(this.pods.get(m.pod) ?? 0, m.now));
+    return Promise.resolve({ ok: true, record: structuredClone(r), migration: { ...migration } });
+  }
+
+  noteMigrationGap(callSid: string, gapMs: number): Promise<void> {
+    this.touch(callSid, (r) => {
+      const last = r.migrations.at(-1);
+      if (last) last.gapMs = gapMs;
+    });
     return Promise.resolve();
   }
 
@@ -175,7 +217,8 @@ export class MemoryCallStore implements CallStore {
       out.pods.push(pod);
       for (const sid of [...this.active]) {
         const r = this.calls.get(sid);
-        if (!r || r.pod !== pod) continue;
+        // A released call is its adopter's, whatever becomes of the pod that let go.
+        if (!r || r.pod !== pod || r.phase === 'migrating') continue;
         out.calls.push(sid);
         r.phase = 'ended';
         r.outcome = 'abandoned';
