@@ -37,6 +37,20 @@ export const CALL_OUTCOMES = [
 ] as const;
 export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 
+/** Why a call moved between pods (switchboard_call_migrations_total's `reason`). */
+export const MIGRATION_REASONS = ['drain', 'crash'] as const;
+/**
+ * What became of one move (`outcome`): `resumed` (the new pod took the call and it relays again),
+ * `failed` (the new pod took it but could not carry it on: model unreachable, call ended before),
+ * `refused` (the new stream was turned away: bad or replayed resume token, call live elsewhere or
+ * over), `update_failed` (the old pod's Twilio call update was refused; the call stays and drains),
+ * `skipped` (not moved: tenant opted out, call mid-tool or past its resume limits).
+ */
+export const MIGRATION_OUTCOMES = ['resumed', 'failed', 'refused', 'update_failed', 'skipped'] as const;
+export type MigrationOutcome = (typeof MIGRATION_OUTCOMES)[number];
+/** The audible gap of a move: most of it the new model session's connect. */
+export const MIGRATION_GAP_BUCKETS = [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
+
 /** Tenants whose zero series are pre-created; past this, series appear on first use only. */
 const MAX_TENANT_SERIES = 1000;
 
@@ -72,6 +86,10 @@ export interface RelayMetrics {
   readonly usage: UsageMetrics;
   /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
   readonly modelErrors: Counter<'code'>;
+  /** Live calls moved between pods, by reason and outcome (MIGRATION_OUTCOMES). */
+  readonly migrations: Counter<'reason' | 'outcome'>;
+  /** Old leg's stop to the new leg relaying, per move. */
+  readonly migrationGap: Histogram<'reason'>;
   /**
    * Create the tenant's outcome series at 0 the first time it is seen: rate() over a counter that
    * appears at 1 misses that first call, so rare failures would never alert.
@@ -191,6 +209,19 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       labelNames: ['route', 'outcome'],
       registers: [registry],
     }),
+    migrations: new Counter({
+      name: 'switchboard_call_migrations_total',
+      help: 'Live calls moved between pods, by reason (drain, crash) and outcome.',
+      labelNames: ['reason', 'outcome'],
+      registers: [registry],
+    }),
+    migrationGap: new Histogram({
+      name: 'switchboard_migration_gap_seconds',
+      help: "A moved call's audible gap: the old stream's stop to the new stream relaying.",
+      labelNames: ['reason'],
+      buckets: MIGRATION_GAP_BUCKETS,
+      registers: [registry],
+    }),
     usage: createUsageMetrics(registry),
     noteTenant(tenantId) {
       if (seenTenants.has(tenantId) || seenTenants.size >= MAX_TENANT_SERIES) return;
@@ -204,6 +235,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
   for (const reason of DROP_REASONS) {
     m.framesDropped.labels('caller_to_model', reason).inc(0);
     m.framesDropped.labels('model_to_caller', reason).inc(0);
+  }
+  for (const reason of MIGRATION_REASONS) {
+    for (const outcome of MIGRATION_OUTCOMES) m.migrations.labels(reason, outcome).inc(0);
+    m.migrationGap.labels(reason);
   }
   // Pre-create the label sets dashboards expect, so series exist from the first scrape.
   m.frameRelay.zero({ direction: 'caller_to_model' });
