@@ -102,6 +102,16 @@ const Env = z.object({
   /** Proxies in front of the relay that append to X-Forwarded-For (0 = trust no header). */
   TRUSTED_PROXY_HOPS: int(0, 0, 10),
   DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
+  /** `migrate`: on SIGTERM move live calls to other pods (Twilio call update); `wait`: let them run out. */
+  DRAIN_MODE: optionalString.pipe(z.enum(['migrate', 'wait'], { message: 'must be migrate or wait' }).optional()),
+  /** Twilio's REST API (call updates: transfers, hang-ups, migrations); a simulator or proxy in tests. */
+  TWILIO_API_BASE_URL: z.string().default('https://api.twilio.com').pipe(url(['https:', 'http:'])),
+  /** Call updates in flight at once per Twilio account while migrating (Twilio limits REST concurrency per account). */
+  MIGRATION_CONCURRENCY_PER_ACCOUNT: int(5, 1, 100),
+  /** Attempts per call update (429 waits Retry-After, network errors and 5xx back off); then the call stays and drains. */
+  MIGRATION_MAX_ATTEMPTS: int(4, 1, 10),
+  /** How long a call in a tool, goodbye or transfer is waited for before it is left to drain. */
+  MIGRATION_BUSY_WAIT_SECONDS: int(20, 0, 600),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
@@ -204,6 +214,11 @@ export interface Config {
   trustedProxyHops: number;
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
+  /** What SIGTERM does with live calls: move them to other pods, or wait for them (docs/kubernetes.md). */
+  drainMode: 'migrate' | 'wait';
+  /** Twilio REST origin, without trailing slash. */
+  twilioApiBaseUrl: string;
+  migration: { concurrencyPerAccount: number; maxAttempts: number; busyWaitMs: number };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
   logFormat: 'json' | 'pretty' | undefined;
@@ -287,6 +302,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     problems.push('TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)');
   }
   problems.push(...redisProblems(e.REDIS_URL, e.REDIS_USERNAME, e.REDIS_PASSWORD, e.REDIS_TLS_CA_FILE));
+  // A migrated call continues on another pod from the state in Redis; in memory, nothing to continue from.
+  if (e.DRAIN_MODE === 'migrate' && !e.REDIS_URL) problems.push('DRAIN_MODE: migrate needs REDIS_URL (the new pod reads the call from Redis)');
+  if (e.TWILIO_API_BASE_URL.startsWith('http:') && !isLoopbackUrl(e.TWILIO_API_BASE_URL)) {
+    problems.push('TWILIO_API_BASE_URL: plain http:// is allowed only for loopback hosts; use https://');
+  }
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
 
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -320,6 +340,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
+    drainMode: e.DRAIN_MODE ?? (e.REDIS_URL ? 'migrate' : 'wait'),
+    twilioApiBaseUrl: e.TWILIO_API_BASE_URL.replace(/\/+$/, ''),
+    migration: Object.freeze({
+      concurrencyPerAccount: e.MIGRATION_CONCURRENCY_PER_ACCOUNT,
+      maxAttempts: e.MIGRATION_MAX_ATTEMPTS,
+      busyWaitMs: e.MIGRATION_BUSY_WAIT_SECONDS * 1000,
+    }),
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,

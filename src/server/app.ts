@@ -119,7 +119,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     new BuiltinToolRunner({
       store,
       clock,
-      callControl: new TwilioCallControl({ log: log.child({ component: 'call-control' }) }),
+      callControl: new TwilioCallControl({ apiBaseUrl: config.twilioApiBaseUrl, log: log.child({ component: 'call-control' }) }),
       webhooks: { env: config.secretEnv, allowPrivateNetworks: config.webhookToolsAllowPrivate },
     });
   const pod = opts.pod ?? hostname();

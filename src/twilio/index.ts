@@ -8,5 +8,5 @@ export { connectStreamTwiml, sayHangupTwiml, dialTwiml, voicemailTwiml, MAX_STRE
 export { validateTwilioSignature, validateUpgradeSignature, computeTwilioSignature } from './signature.js';
 export { issueStreamToken, verifyStreamToken, MAX_STREAM_TOKEN_CHARS } from './stream-token.js';
 export type { StreamTokenClaims, TokenCheck } from './stream-token.js';
-export { TwilioCallControl } from './call-control.js';
-export type { CallControl, CallControlResult, TwilioAccount } from './call-control.js';
+export { TwilioCallControl, retryAfterMs } from './call-control.js';
+export type { CallControl, CallControlResult, CallUpdateOutcome, TwilioAccount } from './call-control.js';

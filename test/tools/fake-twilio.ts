@@ -16,8 +16,10 @@ export interface RecordedRequest {
 export interface FakeTwilio {
   url: string;
   requests: RecordedRequest[];
-  /** Answer the next requests with this status/body instead of 200 (e.g. 404 / 20404). */
-  failWith(status: number, body: Record<string, unknown>): void;
+  /** Answer the next requests with this status/body (and headers, e.g. Retry-After) instead of 200 (e.g. 404 / 20404). */
+  failWith(status: number, body: Record<string, unknown>, headers?: Record<string, string>): void;
+  /** Answer 200 again. */
+  succeed(): void;
   /** Resolves with the next request recorded. */
   next(): Promise<RecordedRequest>;
   /** The call's media stream: `stop` sends Twilio's `stop` and closes it (e.g. a sim caller's abort). */
@@ -38,7 +40,7 @@ function readAll(req: IncomingMessage): Promise<string> {
 
 export async function startFakeTwilio(): Promise<FakeTwilio> {
   const requests: RecordedRequest[] = [];
-  let failure: { status: number; body: Record<string, unknown> } | undefined;
+  let failure: { status: number; body: Record<string, unknown>; headers: Record<string, string> } | undefined;
   const waiters: ((r: RecordedRequest) => void)[] = [];
   const streams = new Map<string, () => void>();
   const server: Server = createServer((req, res) => {
@@ -65,6 +67,7 @@ export async function startFakeTwilio(): Promise<FakeTwilio> {
     res.setHeader('content-type', 'application/json');
     if (failure) {
       res.statusCode = failure.status;
+      for (const [k, v] of Object.entries(failure.headers)) res.setHeader(k, v);
       res.end(JSON.stringify(failure.body));
       return;
     }
@@ -76,8 +79,11 @@ export async function startFakeTwilio(): Promise<FakeTwilio> {
   const fake: FakeTwilio = {
     url: `http://127.0.0.1:${port}`,
     requests,
-    failWith(status, body) {
-      failure = { status, body };
+    failWith(status, body, headers = {}) {
+      failure = { status, body, headers };
+    },
+    succeed() {
+      failure = undefined;
     },
     next: () => new Promise((resolve) => waiters.push(resolve)),
     connectStream(callSid, stop) {
