@@ -3,7 +3,8 @@
  * can answer for any call. Nothing here is on the per-frame path: calls write at turn granularity.
  */
 
-export type CallPhase = 'connecting' | 'live' | 'handing-off' | 'ending' | 'ended';
+/** `migrating`: a draining pod asked Twilio to move the call to another pod (drain by migration). */
+export type CallPhase = 'connecting' | 'live' | 'handing-off' | 'ending' | 'migrating' | 'ended';
 
 export interface TranscriptEntry {
   role: 'caller' | 'assistant';
@@ -102,6 +103,17 @@ export interface CallStore {
   recordToolCall(callSid: string, rec: ToolCallRecord): Promise<void>;
   setSummary(callSid: string, summary: unknown): Promise<void>;
   flagEmergency(callSid: string, flag: EmergencyFlag): Promise<void>;
+  /**
+   * A draining pod is about to move the call: phase `migrating`, written through to the backing store.
+   * @throws SwitchboardError `store_unavailable` unless the store now holds everything this pod wrote
+   *   for the call (the pod that resumes it reads it from there).
+   */
+  beginMigration(callSid: string): Promise<void>;
+  /**
+   * `pod` no longer serves the call (its stream moved away): it leaves the pod's calls (a reap of
+   * that pod no longer ends it) and the pod forgets its copy; the record stays live for the next pod.
+   */
+  releaseCall(callSid: string, pod: string): Promise<void>;
   /** Mark ended, drop from the active index, keep the record for `retentionSeconds`. */
   endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void>;
   getCall(callSid: string): Promise<CallRecord | undefined>;

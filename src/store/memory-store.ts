@@ -15,6 +15,7 @@ import type {
   TranscriptEntry,
 } from './call-store.js';
 import { DEFAULT_RETENTION_SECONDS } from './call-store.js';
+import { SwitchboardError } from '../errors.js';
 
 interface Held {
   owner: string;
@@ -67,6 +68,21 @@ export class MemoryCallStore implements CallStore {
   setPhase(callSid: string, phase: CallPhase): Promise<void> {
     this.touch(callSid, (r) => {
       if (r.phase !== 'ended') r.phase = phase;
+    });
+    return Promise.resolve();
+  }
+
+  beginMigration(callSid: string): Promise<void> {
+    const r = this.calls.get(callSid);
+    if (!r || r.phase === 'ended') {
+      return Promise.reject(new SwitchboardError('store_unavailable', r ? 'call already ended' : 'no such call', true));
+    }
+    return this.setPhase(callSid, 'migrating');
+  }
+
+  releaseCall(callSid: string, pod: string): Promise<void> {
+    this.touch(callSid, (r) => {
+      if (r.pod === pod) r.pod = '';
     });
     return Promise.resolve();
   }

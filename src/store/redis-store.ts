@@ -85,6 +85,12 @@ for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 redis.call('EXPIRE', call, ARGV[3])
 return 1`;
 
+/** KEYS: call hash, the pod's call set. ARGV: pod, callSid. The record stays live for the next pod. */
+const RELEASE_CALL = `
+redis.call('SREM', KEYS[2], ARGV[2])
+if redis.call('HGET', KEYS[1], 'pod') == ARGV[1] then redis.call('HSET', KEYS[1], 'pod', '') end
+return 1`;
+
 const CLAIM = `
 local v = redis.call('GET', KEYS[1])
 if v then return v end
@@ -136,6 +142,7 @@ interface Scripts {
   sbEndCall(...args: (string | number)[]): Promise<number>;
   sbClaim(...args: (string | number)[]): Promise<string>;
   sbRelease(...args: (string | number)[]): Promise<number>;
+  sbReleaseCall(...args: (string | number)[]): Promise<number>;
   sbHeartbeat(...args: (string | number)[]): Promise<number>;
   sbReapPod(...args: (string | number)[]): Promise<string[]>;
 }
@@ -204,6 +211,7 @@ export class RedisCallStore implements CallStore {
     redis.defineCommand('sbEndCall', { lua: END_CALL, numberOfKeys: 5 });
     redis.defineCommand('sbClaim', { lua: CLAIM, numberOfKeys: 1 });
     redis.defineCommand('sbRelease', { lua: RELEASE, numberOfKeys: 1 });
+    redis.defineCommand('sbReleaseCall', { lua: RELEASE_CALL, numberOfKeys: 2 });
     redis.defineCommand('sbHeartbeat', { lua: HEARTBEAT, numberOfKeys: 2 });
     redis.defineCommand('sbReapPod', { lua: REAP_POD, numberOfKeys: 2 });
     this.s = redis as unknown as Scripts;
@@ -258,6 +266,32 @@ export class RedisCallStore implements CallStore {
       j.updatedAt = this.now();
     }
     return this.callWrite(callSid, j, ['phase', this.now(), phase]);
+  }
+
+  async beginMigration(callSid: string): Promise<void> {
+    const j = this.journals.get(callSid);
+    // Writes held in memory (Redis was away) would be missing for the pod that resumes the call.
+    if (j?.dirty) throw new SwitchboardError('store_unavailable', 'call writes are still held in memory', true);
+    if (j && j.phase !== 'ended') {
+      j.phase = 'migrating';
+      j.updatedAt = this.now();
+    }
+    let r: number;
+    try {
+      r = await this.s.sbCallWrite(callKey(callSid), callKey(callSid), 'phase', this.now(), 'migrating');
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (r !== 1) throw new SwitchboardError('store_unavailable', r === -1 ? 'call record missing in Redis' : 'call already ended', true);
+  }
+
+  async releaseCall(callSid: string, pod: string): Promise<void> {
+    this.journals.delete(callSid);
+    try {
+      await this.s.sbReleaseCall(callKey(callSid), `pod:${pod}:calls`, pod, callSid);
+    } catch (err) {
+      throw unavailable(err);
+    }
   }
 
   appendTranscript(callSid: string, entry: TranscriptEntry): Promise<void> {

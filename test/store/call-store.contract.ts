@@ -165,6 +165,30 @@ export function callStoreContract(name: string, open: () => Promise<StorePair>):
       expect(await p.b.reapDeadPods(later, 30_000)).toEqual({ pods: [], calls: [] });
     });
 
+    it('a migrating call released by its pod stays live and is not reaped with that pod', async () => {
+      const t0 = Date.now();
+      const moving = sid();
+      await p.a.startCall(newCall(moving, 'pod-old'));
+      await p.a.appendTranscript(moving, { role: 'caller', text: 'my sink leaks', at: t0 });
+      await p.a.beginMigration(moving);
+      expect(await p.b.getCall(moving)).toMatchObject({ phase: 'migrating', transcript: [{ text: 'my sink leaks' }] });
+      await p.a.releaseCall(moving, 'pod-old');
+      // The old pod is gone for good: its reap must not end the call the next pod resumes.
+      const r = await p.b.reapDeadPods(t0 + 60_000, 30_000);
+      expect(r.calls).toEqual([]);
+      const rec = await p.b.getCall(moving);
+      expect(rec).toMatchObject({ phase: 'migrating', pod: '' });
+      expect(rec?.outcome).toBeUndefined();
+      expect((await p.b.listActive()).map((c) => c.callSid)).toContain(moving);
+    });
+
+    it('refuses to begin the migration of an ended call', async () => {
+      const done = sid();
+      await p.a.startCall(newCall(done, 'pod-a'));
+      await p.a.endCall(done, 'completed', 60);
+      await expect(p.a.beginMigration(done)).rejects.toMatchObject({ code: 'store_unavailable' });
+    });
+
     it('answers ping', async () => {
       expect(await p.a.ping()).toBe(true);
     });
