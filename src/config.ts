@@ -102,7 +102,7 @@ const Env = z.object({
   /** Proxies in front of the relay that append to X-Forwarded-For (0 = trust no header). */
   TRUSTED_PROXY_HOPS: int(0, 0, 10),
   DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
-  /** `migrate`: on SIGTERM move live calls to other pods (Twilio call update); `wait`: let them run out. */
+  /** `migrate` (move live calls to other pods through Twilio call updates; resume after a crash) or `wait`. */
   DRAIN_MODE: optionalString.pipe(z.enum(['migrate', 'wait'], { message: 'must be migrate or wait' }).optional()),
   /** Twilio's REST API (call updates: transfers, hang-ups, migrations); a simulator or proxy in tests. */
   TWILIO_API_BASE_URL: z.string().default('https://api.twilio.com').pipe(url(['https:', 'http:'])),
@@ -214,7 +214,11 @@ export interface Config {
   trustedProxyHops: number;
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
-  /** What SIGTERM does with live calls: move them to other pods, or wait for them (docs/kubernetes.md). */
+  /**
+   * `migrate`: a drain moves live calls to other pods, and a call whose pod died resumes through the
+   * after-stream redirect; `wait`: calls stay to their end. Unset: `migrate` with Redis (shared call
+   * state), else `wait`.
+   */
   drainMode: 'migrate' | 'wait';
   /** Twilio REST origin, without trailing slash. */
   twilioApiBaseUrl: string;

@@ -5,12 +5,7 @@
 import { errorMessage } from '../../errors.js';
 import { maskNumber, numberForLog } from '../../store/call-store.js';
 import { tenantAuthTokens, type Admission, type Tenant } from '../../tenants/index.js';
-import {
-  connectStreamTwiml,
-  issueStreamToken,
-  sayHangupTwiml,
-  validateTwilioSignature,
-} from '../../twilio/index.js';
+import { callStreamTwiml, sayHangupTwiml, validateTwilioSignature } from '../../twilio/index.js';
 import { afterStreamTwiml, settledOutcome } from '../after-stream.js';
 import type { RelayContext } from '../context.js';
 import {
@@ -27,8 +22,6 @@ import {
 
 /** Webhook bodies are a few hundred bytes; anything near this is not Twilio. */
 const MAX_WEBHOOK_BYTES = 64 * 1024;
-/** Stream tokens live long enough for Twilio to open the socket after fetching TwiML. */
-const STREAM_TOKEN_TTL_MS = 30_000;
 
 /** What a caller over the tenant's concurrency limit hears. */
 export const BUSY_MESSAGE = 'All our lines are busy right now. Please call again in a few minutes. Goodbye.';
@@ -150,20 +143,20 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
           return replyTwiml(h, sayHangupTwiml(BUSY_MESSAGE));
         }
       }
-      const token = issueStreamToken(
-        config.streamTokenSecret,
-        { callSid, tenantId: tenant.id },
-        { now: clock.now(), ttlMs: STREAM_TOKEN_TTL_MS },
-      );
       metrics.webhooks.labels('voice', 'ok').inc();
+      // The call record's `from` (masked here: the full number never leaves this handler) and `to`.
+      const fromMasked = maskNumber(first(form.params['From']));
       replyTwiml(
         h,
-        connectStreamTwiml({
+        callStreamTwiml({
           streamUrl,
-          statusCallbackUrl: `${config.publicUrl}/twilio/status`,
-          // The call record's `from` (masked here: the full number never leaves this handler) and `to`.
-          parameters: { tenant: tenant.id, token, to, ...callerParameter(first(form.params['From'])) },
-          afterStreamUrl: `${config.publicUrl}/twilio/after-stream`,
+          publicUrl: config.publicUrl,
+          secret: config.streamTokenSecret,
+          now: clock.now(),
+          callSid,
+          tenantId: tenant.id,
+          to,
+          ...(fromMasked ? { fromMasked } : {}),
         }),
       );
     })().catch((err: unknown) => internalError(h, 'voice', err));
@@ -273,10 +266,4 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
     log.error({ code: 'internal', route, err: errorMessage(err) }, 'request failed');
     replyError(h, '500 Internal Server Error', 'internal', 'internal error');
   }
-}
-
-/** The caller's number for the stream's `<Parameter>`s, masked to its last 4 digits; none if absent. */
-function callerParameter(from: string | undefined): { from?: string } {
-  const masked = maskNumber(from);
-  return masked ? { from: masked } : {};
 }
