@@ -112,6 +112,8 @@ const Env = z.object({
   MIGRATION_MAX_ATTEMPTS: int(4, 1, 10),
   /** How long a call in a tool, goodbye or transfer is waited for before it is left to drain. */
   MIGRATION_BUSY_WAIT_SECONDS: int(20, 0, 600),
+  /** After SIGTERM, wait this long before moving calls, so the load balancer stops sending streams here first. */
+  MIGRATION_START_DELAY_MS: int(0, 0, 60_000),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
@@ -222,7 +224,7 @@ export interface Config {
   drainMode: 'migrate' | 'wait';
   /** Twilio REST origin, without trailing slash. */
   twilioApiBaseUrl: string;
-  migration: { concurrencyPerAccount: number; maxAttempts: number; busyWaitMs: number };
+  migration: { concurrencyPerAccount: number; maxAttempts: number; busyWaitMs: number; startDelayMs: number };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
   logFormat: 'json' | 'pretty' | undefined;
@@ -350,6 +352,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
       concurrencyPerAccount: e.MIGRATION_CONCURRENCY_PER_ACCOUNT,
       maxAttempts: e.MIGRATION_MAX_ATTEMPTS,
       busyWaitMs: e.MIGRATION_BUSY_WAIT_SECONDS * 1000,
+      startDelayMs: e.MIGRATION_START_DELAY_MS,
     }),
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,

@@ -5,29 +5,13 @@
  * caller's (`resumeTwiml`), and what happens on the old stream's `stop` is the call bridge's.
  */
 import type { Logger } from 'pino';
+import type { MigratableCall, MigrationReadiness } from '../call/index.js';
 import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
 import { errorMessage } from '../errors.js';
 import type { CallStore } from '../store/index.js';
-import type { Tenant } from '../tenants/index.js';
-import type { CallControl } from '../twilio/index.js';
-
-/**
- * Where a call stands for a move: `ready`; `busy` (a tool is running or a transfer is being
- * decided: move it once that completes); `ending` (its goodbye or hand-off is playing: it ends by
- * itself, leave it); `gone` (ended meanwhile).
- */
-export type MigrationReadiness = 'ready' | 'busy' | 'ending' | 'gone';
-
-/** One live call as the migrator sees it (the call bridge implements it). */
-export interface MigratableCall {
-  readonly callSid: string;
-  readonly tenant: Tenant;
-  migrationReadiness(): MigrationReadiness;
-  /** The next `stop` on this stream is Twilio moving the call: end this side without ending the call. */
-  beginMigration(): void;
-  /** The move did not happen: the call stays here (or, if its stream stopped meanwhile, it ended). */
-  cancelMigration(): void;
-}
+import type { RelayMetrics } from '../telemetry/index.js';
+import { resumeStreamTwiml, type CallControl } from '../twilio/index.js';
 
 /**
  * `switchboard_call_migrations_total{reason="drain",outcome}`: `migrated` (Twilio took the update);
@@ -146,6 +130,7 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
       const r = call.migrationReadiness();
       if (r === 'gone' || r === 'ending') return 'ended';
       if (r === 'busy') return 'busy-again';
+      const twiml = o.resumeTwiml(call);
       try {
         await o.store.beginMigration(call.callSid);
       } catch (err) {
@@ -153,7 +138,7 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
         return 'failed';
       }
       call.beginMigration();
-      const res = await o.control.migrate({ accountSid: call.tenant.twilio.accountSid, authToken: call.tenant.resolvedAuthToken }, call.callSid, o.resumeTwiml(call));
+      const res = await o.control.migrate({ accountSid: call.tenant.twilio.accountSid, authToken: call.tenant.resolvedAuthToken }, call.callSid, twiml);
       if (res.kind === 'updated') return 'migrated';
       call.cancelMigration();
       switch (res.kind) {
@@ -200,4 +185,53 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
     }),
   );
   return results;
+}
+
+export interface DrainMigrationDeps {
+  config: Pick<Config, 'publicUrl' | 'streamTokenSecret' | 'migration'>;
+  /** The `<Stream url>`: PUBLIC_URL's media route, i.e. the service, so a ready pod takes the call. */
+  streamUrl: string;
+  control: Pick<CallControl, 'migrate'>;
+  store: Pick<CallStore, 'beginMigration'>;
+  metrics: Pick<RelayMetrics, 'callMigrations'>;
+  clock: Clock;
+  log: Logger;
+}
+
+/**
+ * A drain in `migrate` mode: after MIGRATION_START_DELAY_MS, move `calls` with resume TwiML, counted
+ * in `switchboard_call_migrations_total{reason="drain"}`. Resolves when every call has an outcome.
+ */
+export async function migrateForDrain(calls: readonly MigratableCall[], deadline: number, d: DrainMigrationDeps): Promise<Map<string, MigrationOutcome>> {
+  const m = d.config.migration;
+  if (m.startDelayMs > 0) await new Promise<void>((resolve) => d.clock.after(m.startDelayMs, resolve));
+  const started = d.clock.now();
+  d.log.info({ calls: calls.length }, 'draining by migration: moving live calls to other pods');
+  const out = await migrateCalls(calls, {
+    control: d.control,
+    store: d.store,
+    resumeTwiml: (c) =>
+      resumeStreamTwiml({
+        streamUrl: d.streamUrl,
+        publicUrl: d.config.publicUrl,
+        secret: d.config.streamTokenSecret,
+        now: d.clock.now(),
+        callSid: c.callSid,
+        tenantId: c.tenant.id,
+        ...(c.parties.to !== undefined ? { to: c.parties.to } : {}),
+        ...(c.parties.fromMasked !== undefined ? { fromMasked: c.parties.fromMasked } : {}),
+        reason: 'drain',
+      }),
+    clock: d.clock,
+    log: d.log,
+    onOutcome: (outcome) => d.metrics.callMigrations.labels('drain', outcome).inc(),
+    concurrencyPerAccount: m.concurrencyPerAccount,
+    maxAttempts: m.maxAttempts,
+    busyWaitMs: m.busyWaitMs,
+    deadline,
+  });
+  const tally: Partial<Record<MigrationOutcome, number>> = {};
+  for (const o of out.values()) tally[o] = (tally[o] ?? 0) + 1;
+  d.log.info({ ...tally, ms: d.clock.now() - started }, 'migration requests done');
+  return out;
 }

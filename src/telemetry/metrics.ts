@@ -72,6 +72,8 @@ export interface RelayMetrics {
   readonly usage: UsageMetrics;
   /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
   readonly modelErrors: Counter<'code'>;
+  /** Calls moved between pods: reason `drain` (this pod moved it) or `crash` (resumed after its pod died), by outcome. */
+  readonly callMigrations: Counter<'reason' | 'outcome'>;
   /**
    * Create the tenant's outcome series at 0 the first time it is seen: rate() over a counter that
    * appears at 1 misses that first call, so rare failures would never alert.
@@ -183,6 +185,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       name: 'switchboard_model_errors_total',
       help: 'Model error events, failed responses and dead model sockets, by kind and code.',
       labelNames: ['kind', 'code'],
+      registers: [registry],
+    }),
+    callMigrations: new Counter({
+      name: 'switchboard_call_migrations_total',
+      help: 'Live calls moved to another pod (reason drain) or resumed after their pod died (reason crash), by outcome.',
+      labelNames: ['reason', 'outcome'],
       registers: [registry],
     }),
     webhooks: new Counter({

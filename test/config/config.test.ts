@@ -117,7 +117,7 @@ describe('loadConfig', () => {
   });
 
   it('migration pacing knobs have bounded defaults', () => {
-    expect(loadConfig({}).migration).toEqual({ concurrencyPerAccount: 5, maxAttempts: 4, busyWaitMs: 20_000 });
+    expect(loadConfig({}).migration).toEqual({ concurrencyPerAccount: 5, maxAttempts: 4, busyWaitMs: 20_000, startDelayMs: 0 });
     expect(configError({ MIGRATION_CONCURRENCY_PER_ACCOUNT: '0' })[0]).toMatch(/^MIGRATION_CONCURRENCY_PER_ACCOUNT: must be at least 1/);
   });
 });

@@ -4,7 +4,8 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import { migrateCalls, type MigratableCall, type MigrationOutcome, type MigrationReadiness, type MigratorOptions } from '../../src/server/migrator.js';
+import type { MigratableCall, MigrationReadiness } from '../../src/call/index.js';
+import { migrateCalls, type MigrationOutcome, type MigratorOptions } from '../../src/server/migrator.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema, type Tenant } from '../../src/tenants/index.js';
@@ -22,6 +23,7 @@ let seq = 0;
 /** A live call as the bridge presents it, with what the migrator did to it. */
 class TestCall implements MigratableCall {
   readonly callSid = `CA${String(++seq).padStart(32, '0')}`;
+  readonly parties = { to: '+15005550006' };
   readiness: MigrationReadiness = 'ready';
   begun = 0;
   cancelled = 0;
