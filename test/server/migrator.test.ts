@@ -10,7 +10,7 @@ import { MemoryCallStore } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema, type Tenant } from '../../src/tenants/index.js';
 import { TwilioCallControl, type CallControl } from '../../src/twilio/index.js';
-import { startFakeTwilio, type FakeTwilio } from '../tools/fake-twilio.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 
 function tenantOn(id: string, accountSid: string, over: Record<string, unknown> = {}): Tenant {
   return resolveTenant(TenantSchema.parse({ ...DEMO_TENANT, id, twilio: { accountSid, authToken: { value: `tok-${id}` } }, ...over }), {});
@@ -39,17 +39,17 @@ class TestCall implements MigratableCall {
   }
 }
 
-let fake: FakeTwilio;
+let fake: FakeTwilioApi;
 let store: MemoryCallStore;
 beforeAll(async () => {
-  fake = await startFakeTwilio();
+  fake = await startFakeTwilioApi();
 });
 afterAll(async () => {
   await fake.close();
 });
 beforeEach(() => {
   fake.requests.length = 0;
-  fake.succeed();
+  fake.clearFailure();
   fake.answerDelayMs = 0;
   store = new MemoryCallStore();
 });
@@ -58,6 +58,7 @@ async function live(calls: TestCall[]): Promise<void> {
   for (const c of calls) {
     await store.startCall({ callSid: c.callSid, tenantId: c.tenant.id, pod: 'old-pod', startedAt: Date.now() });
     await store.setPhase(c.callSid, 'live');
+    fake.registerCall(c.callSid, { update: () => undefined }, c.tenant.twilio.accountSid);
   }
 }
 
@@ -123,7 +124,7 @@ describe('migrateCalls', () => {
     const t = tenantOn('acme', ACCOUNT_A);
     const calls = [new TestCall(t), new TestCall(t)];
     await live(calls);
-    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 }, { 'Retry-After': '1' });
+    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 }, 1);
     const real = new TwilioCallControl({ apiBaseUrl: fake.url });
     const results: string[] = [];
     // Twilio lifts the limit once it has answered the first request.
@@ -131,7 +132,7 @@ describe('migrateCalls', () => {
       async migrate(account, callSid, twiml) {
         const r = await real.migrate(account, callSid, twiml);
         results.push(r.kind);
-        fake.succeed();
+        fake.clearFailure();
         return r;
       },
     };
@@ -167,7 +168,7 @@ describe('migrateCalls', () => {
     expect([...out.values()]).toEqual(['refused', 'refused', 'refused']);
     expect(fake.requests).toHaveLength(1);
     expect(calls.map((c) => c.cancelled)).toEqual([1, 0, 0]);
-    fake.succeed();
+    fake.clearFailure();
     expect((await migrateCalls([other], options())).get(other.callSid)).toBe('migrated');
   });
 

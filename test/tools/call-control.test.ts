@@ -4,22 +4,25 @@ import { resolveTenant, TenantSchema, DEMO_TENANT } from '../../src/tenants/inde
 import { silentLogger } from '../../src/telemetry/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { retryAfterMs, TwilioCallControl } from '../../src/twilio/call-control.js';
-import { startFakeTwilio, type FakeTwilio } from './fake-twilio.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 const account = { accountSid: 'AC' + 'a'.repeat(32), authToken: 'tok-123' };
 const callSid = 'CA' + 'b'.repeat(32);
 const basic = `Basic ${Buffer.from(`${account.accountSid}:${account.authToken}`).toString('base64')}`;
 
-let fake: FakeTwilio;
+let fake: FakeTwilioApi;
 beforeAll(async () => {
-  fake = await startFakeTwilio();
+  fake = await startFakeTwilioApi({ accounts: { [account.accountSid]: account.authToken } });
 });
 afterAll(async () => {
   await fake.close();
 });
 beforeEach(() => {
   fake.requests.length = 0;
+  fake.clearFailure();
+  // A live call for the API to update, as Twilio has while the caller is on the line.
+  fake.registerCall(callSid, { update: () => undefined });
 });
 
 describe('TwilioCallControl against a local Twilio API', () => {
@@ -56,7 +59,7 @@ describe('TwilioCallControl.migrate: one attempt, the answer as a value', () => 
   const twiml = '<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://relay.example/twilio/media"><Parameter name="resume" value="r1"/></Stream></Connect></Response>';
 
   it('sends the resume TwiML as Twiml, with Basic auth', async () => {
-    fake.succeed();
+    fake.clearFailure();
     const cc = new TwilioCallControl({ apiBaseUrl: fake.url });
     expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'updated' });
     expect(fake.requests[0]).toMatchObject({ path: `/2010-04-01/Accounts/${account.accountSid}/Calls/${callSid}.json`, authorization: basic });
@@ -65,7 +68,7 @@ describe('TwilioCallControl.migrate: one attempt, the answer as a value', () => 
 
   it('tells a 429 with its Retry-After, a refusal, a gone call and a server failure apart', async () => {
     const cc = new TwilioCallControl({ apiBaseUrl: fake.url });
-    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 }, { 'Retry-After': '2' });
+    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 }, 2);
     expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'rate_limited', retryAfterMs: 2000 });
     fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 });
     expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'rate_limited', retryAfterMs: undefined });
@@ -75,7 +78,7 @@ describe('TwilioCallControl.migrate: one attempt, the answer as a value', () => 
     expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'already_ended' });
     fake.failWith(503, { code: 20503, message: 'Service Unavailable', status: 503 });
     expect(await cc.migrate(account, callSid, twiml)).toMatchObject({ kind: 'failed', status: 503 });
-    fake.succeed();
+    fake.clearFailure();
   });
 
   it('reports a Twilio that does not answer as failed, not as a throw', async () => {
@@ -94,7 +97,8 @@ describe('TwilioCallControl.migrate: one attempt, the answer as a value', () => 
 
 describe('flag_emergency through Twilio call control', () => {
   it('marks the call, transfers over REST with advice then the human number, and returns a transfer effect', async () => {
-    const failing = await startFakeTwilio();
+    const failing = await startFakeTwilioApi();
+    failing.registerCall(callSid, { update: () => undefined });
     const store = new MemoryCallStore();
     try {
       await store.startCall({ callSid, tenantId: tenant.id, pod: 'p', startedAt: Date.now() });
@@ -123,7 +127,7 @@ describe('flag_emergency through Twilio call control', () => {
   });
 
   it('still hands off through the after-stream redirect when the REST transfer fails', async () => {
-    const down = await startFakeTwilio();
+    const down = await startFakeTwilioApi();
     down.failWith(503, { code: 20503, message: 'down', status: 503 });
     try {
       const runner = new BuiltinToolRunner({ callControl: new TwilioCallControl({ apiBaseUrl: down.url }) });
