@@ -39,6 +39,7 @@ import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { resumeItems, seedHistory, type ResumeContext } from './resume.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
+import { migrationReadiness, type MigratableCall, type MigrationReadiness } from './migration.js';
 
 /** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
 export interface TwilioSocket {
@@ -112,6 +113,8 @@ export interface AdmissionRefusal {
 export interface CallLifecycleListener {
   callStarted?(call: { callSid: string; tenant: Tenant }): void;
   callEnded?(call: { callSid: string; tenant: Tenant; outcome: CallOutcome }): void;
+  /** The call left this pod for another (drain by migration): it goes on there, so nothing is released. */
+  callMoved?(call: { callSid: string; tenant: Tenant }): void;
 }
 
 export interface BridgeDeps {
@@ -339,6 +342,7 @@ export class CallBridge {
         return;
       case 'stop':
         if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
+        if (this.migrating) return this.moveOut('stream stopped by the call update');
         this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
         return;
     }
@@ -396,6 +400,8 @@ export class CallBridge {
     if (a.resume) {
       // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
       this.resume = { ctx: a.resume, live: false };
+      const rec = a.resume.record;
+      this.parties = { ...(rec.to !== undefined ? { to: rec.to } : {}), ...(rec.fromMasked !== undefined ? { fromMasked: rec.fromMasked } : {}) };
       seedHistory(this.history, a.resume.record);
       const m = a.resume.migration;
       this.callSpan?.setAttributes({ [ATTR.migrationReason]: m.reason, [ATTR.migrationFrom]: m.from });
@@ -403,12 +409,13 @@ export class CallBridge {
       this.log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: a.resume.record.transcript.length, tools: a.resume.record.tools.length }, 'moved call adopted: resuming');
       return void this.connectModel();
     }
+    this.parties = callParties(start.customParameters, a.tenant);
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
         tenantId: a.tenant.id,
         streamSid: start.streamSid,
-        ...callParties(start.customParameters, a.tenant),
+        ...this.parties,
         pod: this.deps.pod,
         startedAt: this.startedAt,
         retentionSeconds: a.tenant.retentionDays * 86_400,
@@ -442,6 +449,7 @@ export class CallBridge {
   onTwilioClose(code: number): void {
     this.twilioOpen = false;
     if (this.state.kind === 'ended') return;
+    if (this.migrating) return this.moveOut('media socket closed while moving');
     this.finish(this.state.kind === 'awaiting-start' ? 'protocol_error' : this.endedByTwilioOutcome(), code, 'media socket closed');
   }
 
@@ -667,7 +675,7 @@ export class CallBridge {
   private noteResumed(ctx: ResumeContext): void {
     const m = ctx.migration;
     const gapMs = Math.max(0, this.deps.clock.now() - m.at);
-    this.deps.metrics.migrations.labels(m.reason, 'resumed').inc();
+    this.deps.metrics.callMigrations.labels(m.reason, 'resumed').inc();
     this.deps.metrics.migrationGap.labels(m.reason).observe(gapMs / 1000);
     this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     this.background(this.deps.store.noteMigrationGap(this.callSid!, gapMs), 'store.noteMigrationGap');
@@ -1021,6 +1029,73 @@ export class CallBridge {
     }
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // drain by migration (issue 16): the migrator moves the call; this side ends without ending it
+
+  /** The stream's `to` / masked `from`, for the resume TwiML. */
+  private parties: { fromMasked?: string; to?: string } = {};
+  /** The migrator asked Twilio to move the call: the next stop is the move, not a hang-up. */
+  private migrating = false;
+  /** This side ended because the call moved (no outcome, record left live). */
+  private movedOut = false;
+
+  /** This call as the migrator sees it; undefined before it is authorised or after it ended. */
+  migratable(): MigratableCall | undefined {
+    const callSid = this.callSid;
+    const tenant = this.tenant;
+    if (!this.authorised || !callSid || !tenant || this.state.kind === 'ended') return undefined;
+    return {
+      callSid,
+      tenant,
+      parties: this.parties,
+      migrationReadiness: () => this.migrationReadiness(),
+      beginMigration: () => {
+        this.migrating = true;
+      },
+      cancelMigration: () => this.cancelMigration(),
+    };
+  }
+
+  private migrationReadiness(): MigrationReadiness {
+    let toolsOpen = false;
+    for (const rt of this.responseTools.values()) if (!rt.followUpSent) toolsOpen = true;
+    return migrationReadiness({
+      state: this.state.kind,
+      toolsOpen,
+      effectPending: this.pendingEffect !== undefined,
+      restHandOff: this.restHandOff,
+      responding: !this.responses.idle,
+      unplayed: this.playback.unplayed,
+    });
+  }
+
+  /** Twilio stopped the stream of a call being moved: end this side, not the call. */
+  private moveOut(reason: string): void {
+    this.movedOut = true;
+    // The outcome of the ended state is never counted or stored for a moved call.
+    this.finish('drained', CloseCode.normal, reason);
+  }
+
+  /**
+   * The migrator's update did not go through. Still streaming: the call stays here, phase back to
+   * live. Stream already stopped: that stop was the caller hanging up, so the call ends as such.
+   */
+  private cancelMigration(): void {
+    if (!this.migrating) return;
+    this.migrating = false;
+    const callSid = this.callSid;
+    const tenant = this.tenant;
+    if (!callSid || !tenant) return;
+    if (!this.movedOut) {
+      if (this.state.kind === 'live') this.background(this.deps.store.setPhase(callSid, 'live'), 'store.setPhase');
+      return;
+    }
+    this.movedOut = false;
+    this.deps.metrics.callsTotal.labels('caller_hung_up', tenant.id).inc();
+    this.background(this.deps.store.endCall(callSid, 'caller_hung_up', tenant.retentionDays * 86_400), 'store.endCall');
+    this.notify((l) => l.callEnded?.({ callSid, tenant, outcome: 'caller_hung_up' }));
+  }
+
   private notify(fn: (l: CallLifecycleListener) => void): void {
     for (const l of this.deps.listeners ?? []) {
       try {
@@ -1062,23 +1137,30 @@ export class CallBridge {
       this.deps.metrics.activeCalls.dec();
       this.counted = false;
     }
-    if (wasStarted) {
+    const moved = this.movedOut;
+    if (wasStarted && !moved) {
       this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
     }
     let outcomeStored: Promise<void> | undefined;
-    if (callSid && this.tenant) {
+    if (moved && callSid && this.tenant) {
+      // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
+      const tenant = this.tenant;
+      // The old leg's stop: the move's gap starts here (unless the adopter was quicker).
+      this.background(this.deps.store.releaseCall(callSid, this.deps.pod, this.deps.clock.now()), 'store.releaseCall');
+      this.notify((l) => l.callMoved?.({ callSid, tenant }));
+    } else if (callSid && this.tenant) {
       const tenant = this.tenant;
       // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
       outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400, this.deps.pod);
       // [resume] Adopted but never relayed here (model unreachable, hung up in the gap).
-      if (this.resume && !this.resume.live) this.deps.metrics.migrations.labels(this.resume.ctx.migration.reason, 'failed').inc();
+      if (this.resume && !this.resume.live) this.deps.metrics.callMigrations.labels(this.resume.ctx.migration.reason, 'resume_failed').inc();
       this.background(outcomeStored, 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }
     endSpan(this.turnSpan);
     this.turnSpan = undefined;
     if (this.callSpan) {
-      this.callSpan.setAttribute(ATTR.outcome, outcome);
+      this.callSpan.setAttribute(ATTR.outcome, moved ? 'moved' : outcome);
       endSpan(this.callSpan, FAILED_OUTCOMES.has(outcome) ? reason : undefined);
       this.callSpan = undefined;
     }
@@ -1099,7 +1181,7 @@ export class CallBridge {
         ...this.stats,
         ...(usage ? { usage } : {}),
       },
-      'call ended',
+      moved ? 'call moved to another pod' : 'call ended',
     );
     this.closeTwilio(code, reason, outcomeStored);
   }

@@ -3,3 +3,4 @@ export * from './call-state.js';
 export * from './playback.js';
 export * from './audio-ring.js';
 export * from './resume.js';
+export * from './migration.js';

@@ -29,6 +29,7 @@ import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
 import { createStreamAuthoriser } from './stream-auth.js';
 import { assertCanListen, listenExclusive } from './listen.js';
+import { MIGRATION_OUTCOMES, migrateForDrain } from './migrator.js';
 import { loadUws } from './uws.js';
 
 export interface RelayOptions {
@@ -89,6 +90,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     );
   const metrics = opts.metrics ?? createMetrics();
   metrics.maxActiveCalls.set(config.maxActiveCalls);
+  if (config.drainMode === 'migrate') for (const o of MIGRATION_OUTCOMES) metrics.callMigrations.labels('drain', o).inc(0);
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
   const redis = config.redisUrl
     ? createRedis(config.redisUrl, {
@@ -114,12 +116,13 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       ? new ConnectionRateLimiter({ perMinute: config.mediaConnectPerMinute, burst: config.mediaConnectBurst, now: () => Date.now() })
       : undefined;
   const clock = opts.clock ?? systemClock;
+  const callControl = new TwilioCallControl({ apiBaseUrl: config.twilioApiBaseUrl, log: log.child({ component: 'call-control' }) });
   const tools =
     opts.tools ??
     new BuiltinToolRunner({
       store,
       clock,
-      callControl: new TwilioCallControl({ log: log.child({ component: 'call-control' }) }),
+      callControl,
       webhooks: { env: config.secretEnv, allowPrivateNetworks: config.webhookToolsAllowPrivate },
     });
   const pod = opts.pod ?? hostname();
@@ -403,7 +406,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       tenantsFileMode: config.tenantsFileMode,
       adminApi: config.adminToken ? 'on' : 'off',
       redis: config.redisUrl ? 'on' : 'off (in-memory)',
-      drain: 'wait',
+      drain: config.drainMode,
       drainTimeoutSeconds: config.drainTimeoutSeconds,
       maxActiveCalls: config.maxActiveCalls || 'no cap',
       uws: native ? `native (${uwsBuild})` : `JS fallback (slow, ${uwsBuild})`,
@@ -430,6 +433,11 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       log.info({ live, unstarted, timeoutMs }, 'draining: refusing new streams, waiting for live calls');
       // Sockets without an authorised start are no calls: close them now, not at the drain timeout.
       for (const b of [...bridges]) if (!b.admitted) b.finish('drained', CloseCode.draining, 'relay draining');
+      if (config.drainMode === 'migrate' && live > 0) {
+        // Moved calls leave this pod as Twilio stops their streams; the rest run on as in `wait` mode.
+        const movable = [...bridges].flatMap((b) => b.migratable() ?? []);
+        void migrateForDrain(movable, clock.now() + timeoutMs, { config, streamUrl, control: callControl, store, metrics, clock, log: log.child({ component: 'migrator' }) });
+      }
       if (live > 0) {
         await new Promise<void>((resolve) => {
           const cancel = clock.after(timeoutMs, resolve);

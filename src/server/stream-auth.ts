@@ -28,7 +28,7 @@ export interface StreamAuthDeps {
   /** This pod: the adopter of a resumed call. */
   pod: string;
   /** Counts refused resumes (switchboard_call_migrations_total). */
-  metrics?: Pick<RelayMetrics, 'migrations'>;
+  metrics?: Pick<RelayMetrics, 'callMigrations'>;
   log?: Logger;
 }
 
@@ -104,7 +104,7 @@ export function createStreamAuthoriser(d: StreamAuthDeps) {
     if (!check.ok) return refuse(`resume token ${check.reason}`);
     const reason = check.claims.reason;
     const refused = (a: Authorisation, detail: Record<string, unknown>): Authorisation => {
-      d.metrics?.migrations.labels(reason, 'refused').inc();
+      d.metrics?.callMigrations.labels(reason, 'resume_refused').inc();
       d.log?.warn({ code: 'conflict', callSid: start.callSid, reason, ...detail }, 'resume stream refused');
       return a;
     };

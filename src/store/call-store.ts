@@ -137,19 +137,28 @@ export interface CallStore {
   flagEmergency(callSid: string, flag: EmergencyFlag): Promise<void>;
   /**
    * Mark ended, drop from the active index, keep the record for `retentionSeconds`. With `byPod`,
-   * only while that pod holds the call: a pod that released it (phase `migrating`) or lost it to an
-   * adopter leaves the record to its new holder.
+   * only while that pod holds the call: a pod whose call is moving (phase `migrating`) or was
+   * adopted elsewhere leaves the record to its new holder.
    */
   endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void>;
   /**
-   * The holder `from` lets go of a live call that is moving (phase `migrating`, `migratingAt`,
-   * `migratingReason`): the reaper leaves it alone and `from`'s later end does not end it. A survivor
-   * releases a dead pod's call on its behalf. False when the call is unknown, ended, or not `from`'s.
-   * Undo (the move failed) with setPhase(callSid, 'live').
+   * The call is about to move (phase `migrating`, `migratingAt` = `at` or now, `migratingReason`,
+   * default `drain`), written through to the backing store: a draining pod before its Twilio call
+   * update, or a survivor answering Twilio's after-stream redirect for a dead pod (`crash`). From here
+   * the reaper leaves the call alone and its old pod's end does not end it; the pod that takes the new
+   * stream adopts it (adoptCall). Undo (the move failed) with setPhase(callSid, 'live').
+   * @throws SwitchboardError `store_unavailable` unless the store now holds everything this pod wrote
+   *   for the call (the pod that resumes it reads it from there), or when the call is unknown or ended.
    */
-  releaseCall(callSid: string, m: { from: string; at: number; reason: MigrationReason }): Promise<boolean>;
+  beginMigration(callSid: string, m?: { reason?: MigrationReason; at?: number }): Promise<void>;
   /**
-   * Take a released call for `pod` (atomic: one adopter wins): holder `pod`, phase `connecting`, the
+   * `pod`'s stream of a moving call stopped (Twilio ran the update): the call leaves the pod's calls
+   * (a reap of that pod no longer ends it), the pod forgets its copy, and, while the call is still
+   * waiting for its adopter, `migratingAt` becomes `at` (the old leg's stop, where the gap starts).
+   */
+  releaseCall(callSid: string, pod: string, at?: number): Promise<void>;
+  /**
+   * Take a moving call for `pod` (atomic: one adopter wins): holder `pod`, phase `connecting`, the
    * new streamSid, `pod` appended to `pods`, the migration appended to `migrations`, the call in
    * `pod`'s live set. Refused when the call is unknown, ended, or held (not `migrating`).
    */

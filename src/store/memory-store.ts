@@ -17,6 +17,7 @@ import type {
   TranscriptEntry,
 } from './call-store.js';
 import { DEFAULT_RETENTION_SECONDS } from './call-store.js';
+import { SwitchboardError } from '../errors.js';
 
 interface Held {
   owner: string;
@@ -68,7 +69,32 @@ export class MemoryCallStore implements CallStore {
 
   setPhase(callSid: string, phase: CallPhase): Promise<void> {
     this.touch(callSid, (r) => {
-      if (r.phase !== 'ended') r.phase = phase;
+      if (r.phase === 'ended') return;
+      r.phase = phase;
+      if (phase !== 'migrating') {
+        delete r.migratingAt;
+        delete r.migratingReason;
+      }
+    });
+    return Promise.resolve();
+  }
+
+  beginMigration(callSid: string, m: { reason?: MigrationReason; at?: number } = {}): Promise<void> {
+    const r = this.calls.get(callSid);
+    if (!r || r.phase === 'ended') {
+      return Promise.reject(new SwitchboardError('store_unavailable', r ? 'call already ended' : 'no such call', true));
+    }
+    r.phase = 'migrating';
+    r.migratingAt = m.at ?? this.now();
+    r.migratingReason = m.reason ?? 'drain';
+    r.updatedAt = this.now();
+    return Promise.resolve();
+  }
+
+  releaseCall(callSid: string, pod: string, at?: number): Promise<void> {
+    // Membership is the record's `pod` here; still waiting for an adopter: the gap starts at the stop.
+    this.touch(callSid, (r) => {
+      if (r.pod === pod && r.phase === 'migrating' && at !== undefined) r.migratingAt = at;
     });
     return Promise.resolve();
   }
@@ -108,16 +134,6 @@ export class MemoryCallStore implements CallStore {
     this.active.delete(callSid);
     this.expiries.set(callSid, this.now() + retentionSeconds * 1000);
     return Promise.resolve();
-  }
-
-  releaseCall(callSid: string, m: { from: string; at: number; reason: MigrationReason }): Promise<boolean> {
-    const r = this.calls.get(callSid);
-    if (!r || r.phase === 'ended' || r.pod !== m.from) return Promise.resolve(false);
-    r.phase = 'migrating';
-    r.migratingAt = m.at;
-    r.migratingReason = m.reason;
-    r.updatedAt = this.now();
-    return Promise.resolve(true);
   }
 
   adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult> {

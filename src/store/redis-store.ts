@@ -53,6 +53,10 @@ local r = 1
 if op == 'phase' then
   if redis.call('HGET', call, 'phase') == 'ended' then return 0 end
   redis.call('HSET', call, 'phase', ARGV[3], 'updatedAt', ARGV[2])
+  if ARGV[3] ~= 'migrating' then redis.call('HDEL', call, 'migratingAt', 'migratingReason') end
+elseif op == 'migrate' then
+  if redis.call('HGET', call, 'phase') == 'ended' then return 0 end
+  redis.call('HSET', call, 'phase', 'migrating', 'migratingAt', ARGV[3], 'migratingReason', ARGV[4], 'updatedAt', ARGV[2])
 elseif op == 'field' then
   redis.call('HSET', call, ARGV[3], ARGV[4], 'updatedAt', ARGV[2])
 elseif op == 'push' then
@@ -93,6 +97,17 @@ if pod then redis.call('SREM', ARGV[4] .. 'pod:' .. pod .. ':calls', ARGV[5]) en
 redis.call('ZREM', KEYS[2], ARGV[5])
 for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 redis.call('EXPIRE', call, ARGV[3])
+return 1`;
+
+/**
+ * KEYS: call hash, the pod's call set. ARGV: pod, callSid, stop time ('' = keep). The record stays live
+ * for the next pod; while it still waits for one, its gap starts at this pod's stop.
+ */
+const RELEASE_CALL = `
+redis.call('SREM', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'pod') == ARGV[1] and redis.call('HGET', KEYS[1], 'phase') == 'migrating' then
+  redis.call('HSET', KEYS[1], 'migratingAt', ARGV[3])
+end
 return 1`;
 
 const CLAIM = `
@@ -143,15 +158,6 @@ end
 redis.call('DEL', set)
 return out`;
 
-/** KEYS: call hash. ARGV: from, at, reason, now. 1 released; 0 unknown, ended or not from's. */
-const RELEASE_CALL = `
-local call = KEYS[1]
-if redis.call('EXISTS', call) == 0 then return 0 end
-local phase = redis.call('HGET', call, 'phase')
-if phase == 'ended' or redis.call('HGET', call, 'pod') ~= ARGV[1] then return 0 end
-redis.call('HSET', call, 'phase', 'migrating', 'migratingAt', ARGV[2], 'migratingReason', ARGV[3], 'updatedAt', ARGV[4])
-return 1`;
-
 /*
  * One adopter wins: the call must be released (phase migrating). The migration's JSON is built here
  * from the stored strings (numbers kept exactly as written).
@@ -183,13 +189,13 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
 return {'ok', m}`;
 
 interface Scripts {
-  sbReleaseCall(...args: (string | number)[]): Promise<number>;
   sbAdoptCall(...args: (string | number)[]): Promise<string[]>;
   sbCallWrite(...args: (string | number)[]): Promise<number>;
   sbPutResult(...args: (string | number)[]): Promise<string | null>;
   sbEndCall(...args: (string | number)[]): Promise<number>;
   sbClaim(...args: (string | number)[]): Promise<string>;
   sbRelease(...args: (string | number)[]): Promise<number>;
+  sbReleaseCall(...args: (string | number)[]): Promise<number>;
   sbHeartbeat(...args: (string | number)[]): Promise<number>;
   sbReapPod(...args: (string | number)[]): Promise<string[]>;
 }
@@ -206,6 +212,8 @@ interface Journal {
   emergency?: string;
   pods: string[];
   migrations: Migration[];
+  /** Set by beginMigration while the call waits to move. */
+  migrating?: { at: number; reason: MigrationReason };
   transcript: string[];
   tools: Map<string, string>;
   results: Map<string, string>;
@@ -260,9 +268,9 @@ export class RedisCallStore implements CallStore {
     redis.defineCommand('sbEndCall', { lua: END_CALL, numberOfKeys: 5 });
     redis.defineCommand('sbClaim', { lua: CLAIM, numberOfKeys: 1 });
     redis.defineCommand('sbRelease', { lua: RELEASE, numberOfKeys: 1 });
+    redis.defineCommand('sbReleaseCall', { lua: RELEASE_CALL, numberOfKeys: 2 });
     redis.defineCommand('sbHeartbeat', { lua: HEARTBEAT, numberOfKeys: 2 });
     redis.defineCommand('sbReapPod', { lua: REAP_POD, numberOfKeys: 2 });
-    redis.defineCommand('sbReleaseCall', { lua: RELEASE_CALL, numberOfKeys: 1 });
     redis.defineCommand('sbAdoptCall', { lua: ADOPT_CALL, numberOfKeys: 2 });
     this.s = redis as unknown as Scripts;
     // A new connection may face an empty Redis (restart without persistence): rewrite our live calls.
@@ -315,9 +323,40 @@ export class RedisCallStore implements CallStore {
     const j = this.journals.get(callSid);
     if (j && j.phase !== 'ended') {
       j.phase = phase;
+      if (phase !== 'migrating') delete j.migrating;
       j.updatedAt = this.now();
     }
     return this.callWrite(callSid, j, ['phase', this.now(), phase]);
+  }
+
+  async beginMigration(callSid: string, m: { reason?: MigrationReason; at?: number } = {}): Promise<void> {
+    const j = this.journals.get(callSid);
+    // Writes held in memory (Redis was away) would be missing for the pod that resumes the call.
+    if (j?.dirty) throw new SwitchboardError('store_unavailable', 'call writes are still held in memory', true);
+    const at = m.at ?? this.now();
+    const reason = m.reason ?? 'drain';
+    if (j && j.phase !== 'ended') {
+      j.phase = 'migrating';
+      j.migrating = { at, reason };
+      j.updatedAt = this.now();
+    }
+    let r: number;
+    try {
+      r = await this.s.sbCallWrite(callKey(callSid), callKey(callSid), 'migrate', this.now(), at, reason);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (r !== 1) throw new SwitchboardError('store_unavailable', r === -1 ? 'call record missing in Redis' : 'call already ended', true);
+  }
+
+  async releaseCall(callSid: string, pod: string, at?: number): Promise<void> {
+    // The record is the adopter's from here: this pod's journal must never write it back.
+    this.journals.delete(callSid);
+    try {
+      await this.s.sbReleaseCall(callKey(callSid), `pod:${pod}:calls`, pod, callSid, at ?? '');
+    } catch (err) {
+      throw unavailable(err);
+    }
   }
 
   appendTranscript(callSid: string, entry: TranscriptEntry): Promise<void> {
@@ -380,18 +419,6 @@ export class RedisCallStore implements CallStore {
     // Adopted by another pod meanwhile: forget it (a resync must never write it back as ours).
     if (lost) this.journals.delete(callSid);
     if (!j.dirty) this.journals.delete(callSid);
-  }
-
-  async releaseCall(callSid: string, m: { from: string; at: number; reason: MigrationReason }): Promise<boolean> {
-    let released: boolean;
-    try {
-      released = (await this.s.sbReleaseCall(callKey(callSid), m.from, m.at, m.reason, this.now())) === 1;
-    } catch (err) {
-      throw unavailable(err);
-    }
-    // The record is the adopter's from here: this pod's journal must never write it back.
-    if (released) this.journals.delete(callSid);
-    return released;
   }
 
   async adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult> {
@@ -709,6 +736,10 @@ export class RedisCallStore implements CallStore {
     if (j.outcome !== undefined) fields['outcome'] = j.outcome;
     if (j.summary !== undefined) fields['summary'] = j.summary;
     if (j.emergency !== undefined) fields['emergency'] = j.emergency;
+    if (j.migrating !== undefined) {
+      fields['migratingAt'] = String(j.migrating.at);
+      fields['migratingReason'] = j.migrating.reason;
+    }
     const ended = j.phase === 'ended';
     const ttl = ended ? j.retentionSeconds : this.liveTtl;
     const m = this.redis.multi();
@@ -791,5 +822,9 @@ function recordFromJournal(j: Journal): CallRecord {
   if (j.outcome !== undefined) r.outcome = j.outcome;
   if (j.summary !== undefined) r.summary = JSON.parse(j.summary) as unknown;
   if (j.emergency !== undefined) r.emergency = JSON.parse(j.emergency) as EmergencyFlag;
+  if (j.migrating !== undefined) {
+    r.migratingAt = j.migrating.at;
+    r.migratingReason = j.migrating.reason;
+  }
   return r;
 }

@@ -40,14 +40,12 @@ export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 /** Why a call moved between pods (switchboard_call_migrations_total's `reason`). */
 export const MIGRATION_REASONS = ['drain', 'crash'] as const;
 /**
- * What became of one move (`outcome`): `resumed` (the new pod took the call and it relays again),
- * `failed` (the new pod took it but could not carry it on: model unreachable, call ended before),
- * `refused` (the new stream was turned away: bad or replayed resume token, call live elsewhere or
- * over), `update_failed` (the old pod's Twilio call update was refused; the call stays and drains),
- * `skipped` (not moved: tenant opted out, call mid-tool or past its resume limits).
+ * The receiving side's outcomes of switchboard_call_migrations_total (the sending side's are the
+ * migrator's, server/migrator.ts): `resumed` (this pod adopted the moved call and relays it),
+ * `resume_failed` (adopted, but its new leg never relayed: model unreachable, caller gone),
+ * `resume_refused` (the resume stream was turned away: replayed token, call held elsewhere or over).
  */
-export const MIGRATION_OUTCOMES = ['resumed', 'failed', 'refused', 'update_failed', 'skipped'] as const;
-export type MigrationOutcome = (typeof MIGRATION_OUTCOMES)[number];
+export const RESUME_OUTCOMES = ['resumed', 'resume_failed', 'resume_refused'] as const;
 /** The audible gap of a move: most of it the new model session's connect. */
 export const MIGRATION_GAP_BUCKETS = [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
 
@@ -86,9 +84,9 @@ export interface RelayMetrics {
   readonly usage: UsageMetrics;
   /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
   readonly modelErrors: Counter<'code'>;
-  /** Live calls moved between pods, by reason and outcome (MIGRATION_OUTCOMES). */
-  readonly migrations: Counter<'reason' | 'outcome'>;
-  /** Old leg's stop to the new leg relaying, per move. */
+  /** Calls moved between pods: reason `drain` (this pod moved it) or `crash` (resumed after its pod died), by outcome. */
+  readonly callMigrations: Counter<'reason' | 'outcome'>;
+  /** Old leg's stop to the new leg relaying, per move (the receiving pod observes it). */
   readonly migrationGap: Histogram<'reason'>;
   /**
    * Create the tenant's outcome series at 0 the first time it is seen: rate() over a counter that
@@ -203,16 +201,16 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       labelNames: ['kind', 'code'],
       registers: [registry],
     }),
+    callMigrations: new Counter({
+      name: 'switchboard_call_migrations_total',
+      help: 'Live calls moved to another pod (reason drain) or resumed after their pod died (reason crash), by outcome.',
+      labelNames: ['reason', 'outcome'],
+      registers: [registry],
+    }),
     webhooks: new Counter({
       name: 'switchboard_webhooks_total',
       help: 'Twilio webhooks handled, by route and outcome.',
       labelNames: ['route', 'outcome'],
-      registers: [registry],
-    }),
-    migrations: new Counter({
-      name: 'switchboard_call_migrations_total',
-      help: 'Live calls moved between pods, by reason (drain, crash) and outcome.',
-      labelNames: ['reason', 'outcome'],
       registers: [registry],
     }),
     migrationGap: new Histogram({
@@ -237,7 +235,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     m.framesDropped.labels('model_to_caller', reason).inc(0);
   }
   for (const reason of MIGRATION_REASONS) {
-    for (const outcome of MIGRATION_OUTCOMES) m.migrations.labels(reason, outcome).inc(0);
+    for (const outcome of RESUME_OUTCOMES) m.callMigrations.labels(reason, outcome).inc(0);
     m.migrationGap.labels(reason);
   }
   // Pre-create the label sets dashboards expect, so series exist from the first scrape.

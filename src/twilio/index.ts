@@ -20,5 +20,5 @@ export { issueStreamToken, verifyStreamToken, MAX_STREAM_TOKEN_CHARS } from './s
 export type { StreamTokenClaims, TokenCheck } from './stream-token.js';
 export { mintResumeToken, verifyResumeToken, RESUME_TOKEN_TTL_MS } from './resume-token.js';
 export type { MigrationReason, ResumeTokenClaims, ResumeTokenCheck } from './resume-token.js';
-export { TwilioCallControl } from './call-control.js';
-export type { CallControl, CallControlResult, TwilioAccount } from './call-control.js';
+export { TwilioCallControl, retryAfterMs } from './call-control.js';
+export type { CallControl, CallControlResult, CallUpdateOutcome, TwilioAccount } from './call-control.js';

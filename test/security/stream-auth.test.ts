@@ -55,7 +55,7 @@ function setup(pod = 'pod-b', shared?: MemoryCallStore) {
   const resume = (o: { callSid?: string; secret?: string; reason?: 'drain' | 'crash' } = {}) =>
     mintResumeToken(o.secret ?? SECRET, { callSid: o.callSid ?? CALL, tenantId: 'acme', reason: o.reason ?? 'drain' }, { now });
   const refusedResumes = async (): Promise<number> =>
-    (await metrics.migrations.get()).values.filter((v) => v.labels['outcome'] === 'refused').reduce((n, v) => n + v.value, 0);
+    (await metrics.callMigrations.get()).values.filter((v) => v.labels['outcome'] === 'resume_refused').reduce((n, v) => n + v.value, 0);
   return { authorise, token, start, resume, store, refusedResumes, advance: (ms: number) => (now += ms), now: () => now };
 }
 
@@ -141,7 +141,7 @@ describe('stream authorisation', () => {
       outcome: 'rejected_token',
     });
     const stoppedAt = s.now();
-    expect(await s.store.releaseCall(CALL, { from: 'pod-a', at: stoppedAt, reason: 'drain' })).toBe(true);
+    await s.store.beginMigration(CALL, { reason: 'drain', at: stoppedAt });
     s.advance(700);
     const tok = s.resume();
     const a = await s.authorise(s.start(s.token(), { resume: tok }), sig('acme-current'));

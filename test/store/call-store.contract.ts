@@ -172,14 +172,16 @@ export function callStoreContract(name: string, open: () => Promise<StorePair>):
       await p.a.appendTranscript(s, { role: 'caller', text: 'Book me in', at: 1 });
       await p.a.recordToolCall(s, toolRec('call_1', { name: 'book_appointment' }));
       await p.a.putToolResult(s, 'call_1', { output: '{"ok":true,"id":"BK-1"}', outcome: 'ok', at: 2 });
-      // Only the holder releases; a held call is nobody else's to adopt.
-      expect(await p.b.releaseCall(s, { from: 'pod-b', at: 5, reason: 'drain' })).toBe(false);
+      // A held call is nobody else's to adopt.
       expect(await p.b.adoptCall(s, { pod: 'pod-b', streamSid: 'MZ2', now: 6 })).toEqual({ ok: false, reason: 'live' });
-      const stoppedAt = Date.now();
-      expect(await p.a.releaseCall(s, { from: 'pod-a', at: stoppedAt, reason: 'drain' })).toBe(true);
-      expect(await p.b.getCall(s)).toMatchObject({ phase: 'migrating', migratingAt: stoppedAt, migratingReason: 'drain', pod: 'pod-a' });
-      // The old pod's stream ends after its release: that does not end the call.
+      const updatedAt = Date.now();
+      await p.a.beginMigration(s, { reason: 'drain', at: updatedAt });
+      expect(await p.b.getCall(s)).toMatchObject({ phase: 'migrating', migratingAt: updatedAt, migratingReason: 'drain', pod: 'pod-a' });
+      // The old pod's stream ends (Twilio ran the update): its end does not end the call; the gap starts here.
+      const stoppedAt = updatedAt + 40;
       await p.a.endCall(s, 'caller_hung_up', 60, 'pod-a');
+      await p.a.releaseCall(s, 'pod-a', stoppedAt);
+      expect(await p.b.getCall(s)).toMatchObject({ phase: 'migrating', migratingAt: stoppedAt, pod: 'pod-a' });
       // Two streams race for it: exactly one adopts.
       const [x, y] = await Promise.all([
         p.b.adoptCall(s, { pod: 'pod-b', streamSid: 'MZ2', now: stoppedAt + 900 }),
@@ -211,11 +213,13 @@ export function callStoreContract(name: string, open: () => Promise<StorePair>):
     it('a release undone (the move failed) gives the call back to its holder', async () => {
       const s = sid();
       await p.a.startCall(newCall(s, 'pod-a'));
-      expect(await p.a.releaseCall(s, { from: 'pod-a', at: 1, reason: 'drain' })).toBe(true);
+      await p.a.beginMigration(s);
       await p.a.setPhase(s, 'live');
       expect(await p.b.adoptCall(s, { pod: 'pod-b', streamSid: 'MZ2', now: 2 })).toEqual({ ok: false, reason: 'live' });
       await p.a.endCall(s, 'caller_hung_up', 60, 'pod-a');
-      expect(await p.b.getCall(s)).toMatchObject({ phase: 'ended', outcome: 'caller_hung_up', pods: ['pod-a'], migrations: [] });
+      const rec = await p.b.getCall(s);
+      expect(rec).toMatchObject({ phase: 'ended', outcome: 'caller_hung_up', pods: ['pod-a'], migrations: [] });
+      expect(rec?.migratingAt).toBeUndefined();
     });
 
     it("the reaper leaves a dead pod's released call to its adopter, and an adopted call to its new pod", async () => {
@@ -224,8 +228,8 @@ export function callStoreContract(name: string, open: () => Promise<StorePair>):
       const adopted = sid();
       await p.a.startCall(newCall(released, 'pod-gone'));
       await p.a.startCall(newCall(adopted, 'pod-gone'));
-      expect(await p.a.releaseCall(released, { from: 'pod-gone', at: t0, reason: 'crash' })).toBe(true);
-      expect(await p.a.releaseCall(adopted, { from: 'pod-gone', at: t0, reason: 'crash' })).toBe(true);
+      await p.a.beginMigration(released, { reason: 'crash', at: t0 });
+      await p.a.beginMigration(adopted, { reason: 'crash', at: t0 });
       expect((await p.b.adoptCall(adopted, { pod: 'pod-new', streamSid: 'MZ2', now: t0 })).ok).toBe(true);
       const later = t0 + 60_000;
       await p.b.heartbeat('pod-new', later);
@@ -234,6 +238,30 @@ export function callStoreContract(name: string, open: () => Promise<StorePair>):
       expect(await p.a.getCall(released)).toMatchObject({ phase: 'migrating' });
       expect(await p.a.getCall(adopted)).toMatchObject({ phase: 'connecting', pod: 'pod-new' });
       expect((await p.b.adoptCall(released, { pod: 'pod-new', streamSid: 'MZ3', now: later })).ok).toBe(true);
+    });
+
+    it('a migrating call released by its pod stays live and is not reaped with that pod', async () => {
+      const t0 = Date.now();
+      const moving = sid();
+      await p.a.startCall(newCall(moving, 'pod-old'));
+      await p.a.appendTranscript(moving, { role: 'caller', text: 'my sink leaks', at: t0 });
+      await p.a.beginMigration(moving);
+      expect(await p.b.getCall(moving)).toMatchObject({ phase: 'migrating', transcript: [{ text: 'my sink leaks' }] });
+      await p.a.releaseCall(moving, 'pod-old');
+      // The old pod is gone for good: its reap must not end the call the next pod resumes.
+      const r = await p.b.reapDeadPods(t0 + 60_000, 30_000);
+      expect(r.calls).toEqual([]);
+      const rec = await p.b.getCall(moving);
+      expect(rec).toMatchObject({ phase: 'migrating', pod: 'pod-old' });
+      expect(rec?.outcome).toBeUndefined();
+      expect((await p.b.listActive()).map((c) => c.callSid)).toContain(moving);
+    });
+
+    it('refuses to begin the migration of an ended call', async () => {
+      const done = sid();
+      await p.a.startCall(newCall(done, 'pod-a'));
+      await p.a.endCall(done, 'completed', 60);
+      await expect(p.a.beginMigration(done)).rejects.toMatchObject({ code: 'store_unavailable' });
     });
 
     it('answers ping', async () => {

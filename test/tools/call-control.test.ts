@@ -3,23 +3,26 @@ import { MemoryCallStore } from '../../src/store/index.js';
 import { resolveTenant, TenantSchema, DEMO_TENANT } from '../../src/tenants/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
-import { TwilioCallControl } from '../../src/twilio/call-control.js';
-import { startFakeTwilio, type FakeTwilio } from './fake-twilio.js';
+import { retryAfterMs, TwilioCallControl } from '../../src/twilio/call-control.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 const account = { accountSid: 'AC' + 'a'.repeat(32), authToken: 'tok-123' };
 const callSid = 'CA' + 'b'.repeat(32);
 const basic = `Basic ${Buffer.from(`${account.accountSid}:${account.authToken}`).toString('base64')}`;
 
-let fake: FakeTwilio;
+let fake: FakeTwilioApi;
 beforeAll(async () => {
-  fake = await startFakeTwilio();
+  fake = await startFakeTwilioApi({ accounts: { [account.accountSid]: account.authToken } });
 });
 afterAll(async () => {
   await fake.close();
 });
 beforeEach(() => {
   fake.requests.length = 0;
+  fake.clearFailure();
+  // A live call for the API to update, as Twilio has while the caller is on the line.
+  fake.registerCall(callSid, { update: () => undefined });
 });
 
 describe('TwilioCallControl against a local Twilio API', () => {
@@ -52,9 +55,50 @@ describe('TwilioCallControl against a local Twilio API', () => {
   });
 });
 
+describe('TwilioCallControl.migrate: one attempt, the answer as a value', () => {
+  const twiml = '<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://relay.example/twilio/media"><Parameter name="resume" value="r1"/></Stream></Connect></Response>';
+
+  it('sends the resume TwiML as Twiml, with Basic auth', async () => {
+    fake.clearFailure();
+    const cc = new TwilioCallControl({ apiBaseUrl: fake.url });
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'updated' });
+    expect(fake.requests[0]).toMatchObject({ path: `/2010-04-01/Accounts/${account.accountSid}/Calls/${callSid}.json`, authorization: basic });
+    expect(fake.requests[0]?.form).toEqual({ Twiml: twiml });
+  });
+
+  it('tells a 429 with its Retry-After, a refusal, a gone call and a server failure apart', async () => {
+    const cc = new TwilioCallControl({ apiBaseUrl: fake.url });
+    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 }, 2);
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'rate_limited', retryAfterMs: 2000 });
+    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 });
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'rate_limited', retryAfterMs: undefined });
+    fake.failWith(401, { code: 20003, message: 'Authenticate', status: 401 });
+    expect(await cc.migrate(account, callSid, twiml)).toMatchObject({ kind: 'refused', status: 401, twilioCode: 20003 });
+    fake.failWith(404, { code: 20404, message: 'The requested resource was not found', status: 404 });
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'already_ended' });
+    fake.failWith(503, { code: 20503, message: 'Service Unavailable', status: 503 });
+    expect(await cc.migrate(account, callSid, twiml)).toMatchObject({ kind: 'failed', status: 503 });
+    fake.clearFailure();
+  });
+
+  it('reports a Twilio that does not answer as failed, not as a throw', async () => {
+    const cc = new TwilioCallControl({ apiBaseUrl: 'http://127.0.0.1:1', timeoutMs: 1000 });
+    expect(await cc.migrate(account, callSid, twiml)).toMatchObject({ kind: 'failed', status: undefined });
+  });
+
+  it('reads Retry-After as seconds or as an HTTP date', () => {
+    expect(retryAfterMs('3', 0)).toBe(3000);
+    expect(retryAfterMs('0.5', 0)).toBe(500);
+    expect(retryAfterMs(new Date(10_000).toUTCString(), 4000)).toBe(6000);
+    expect(retryAfterMs('soon', 0)).toBeUndefined();
+    expect(retryAfterMs(undefined, 0)).toBeUndefined();
+  });
+});
+
 describe('flag_emergency through Twilio call control', () => {
   it('marks the call, transfers over REST with advice then the human number, and returns a transfer effect', async () => {
-    const failing = await startFakeTwilio();
+    const failing = await startFakeTwilioApi();
+    failing.registerCall(callSid, { update: () => undefined });
     const store = new MemoryCallStore();
     try {
       await store.startCall({ callSid, tenantId: tenant.id, pod: 'p', startedAt: Date.now() });
@@ -83,7 +127,7 @@ describe('flag_emergency through Twilio call control', () => {
   });
 
   it('still hands off through the after-stream redirect when the REST transfer fails', async () => {
-    const down = await startFakeTwilio();
+    const down = await startFakeTwilioApi();
     down.failWith(503, { code: 20503, message: 'down', status: 503 });
     try {
       const runner = new BuiltinToolRunner({ callControl: new TwilioCallControl({ apiBaseUrl: down.url }) });
