@@ -8,6 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
+import { callDetailView } from '../../src/server/routes/admin-calls.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
@@ -118,6 +119,8 @@ describe('a call moved by a drain resumes on another pod with its context', () =
     const gapMs = rec?.migrations[0]?.gapMs ?? -1;
     expect(gapMs).toBeGreaterThanOrEqual(0);
     expect(gapMs).toBeLessThan(3000);
+    // GET /v1/calls/{callSid} shows the pods and the move.
+    expect(callDetailView(rec!)).toMatchObject({ pods: ['pod-a', 'pod-b'], migrations: [{ from: 'pod-a', to: 'pod-b', reason: 'drain', gapMs }] });
     expect(metricValue(ma, 'switchboard_call_migrations_total', { reason: 'drain', outcome: 'migrated' })).toBe(1);
     expect(metricValue(mb, 'switchboard_call_migrations_total', { reason: 'drain', outcome: 'resumed' })).toBe(1);
     expect(metricValue(mb, 'switchboard_migration_gap_seconds_count', { reason: 'drain' })).toBe(1);
