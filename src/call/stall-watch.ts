@@ -9,7 +9,8 @@
  * characters of the payload and sums their μ-law magnitudes in place: no decode, no allocation. Speech is judged as the simulated model's VAD
  * judges it (mean |linear| over the frame), and counts only after a run of speech samples.
  */
-import { MULAW_TO_LINEAR, SPEECH_ENERGY_THRESHOLD } from '../../loadtest/lib/audio.js';
+import { MULAW_TO_LINEAR, SPEECH_ENERGY_THRESHOLD } from './mulaw.js';
+import type { Clock } from '../clock.js';
 
 /** Consecutive speech samples (≈ 0.5 s of speech) before the caller counts as talking. */
 const ONSET_SAMPLES = 3;
@@ -19,7 +20,7 @@ const STILL_TALKING_MS = 1000;
 const SAMPLE_CHARS = 80;
 const B64 = new Int16Array(128).fill(-1);
 for (let i = 0; i < 64; i++) B64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
-const LINEAR = MULAW_TO_LINEAR as ArrayLike<number>;
+const LINEAR: ArrayLike<number> = MULAW_TO_LINEAR;
 
 function absLinear(b: number): number {
   const v = LINEAR[b] ?? 0;
@@ -57,7 +58,7 @@ export class StallWatch {
 
   constructor(
     readonly stallMs: number,
-    private readonly after: (ms: number, fn: () => void) => () => void,
+    private readonly clock: Pick<Clock, 'after' | 'mono'>,
     private readonly onStall: () => void,
   ) {}
 
@@ -71,9 +72,9 @@ export class StallWatch {
     if (++this.run < ONSET_SAMPLES || this.turnOpen || this.onsetMono !== undefined) return;
     const onset = (this.onsetMono = now);
     this.cancelTimer?.();
-    this.cancelTimer = this.after(this.stallMs, () => {
+    this.cancelTimer = this.clock.after(this.stallMs, () => {
       this.cancelTimer = undefined;
-      if (this.onsetMono === onset && !this.turnOpen && performance.now() - this.lastSpeechMono < STILL_TALKING_MS) this.onStall();
+      if (this.onsetMono === onset && !this.turnOpen && this.clock.mono() - this.lastSpeechMono < STILL_TALKING_MS) this.onStall();
     });
   }
 
@@ -87,7 +88,7 @@ export class StallWatch {
   expectEvent(): void {
     if (this.cancelOwed) return; // one owed-event watch at a time; any event settles it
     const seen = this.events;
-    this.cancelOwed = this.after(this.stallMs, () => {
+    this.cancelOwed = this.clock.after(this.stallMs, () => {
       this.cancelOwed = undefined;
       if (this.events === seen) this.onStall();
     });
