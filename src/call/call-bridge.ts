@@ -26,7 +26,7 @@ import {
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, SPAN, traceBindings, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { ToolRunner } from '../tools/index.js';
@@ -49,6 +49,8 @@ export interface StartInfo {
   callSid: string;
   accountSid: string;
   customParameters: Readonly<Record<string, string>>;
+  /** This leg's call span (W3C traceparent): stored with the call so a later leg links to it. */
+  traceparent?: string;
 }
 
 /**
@@ -338,6 +340,8 @@ export class CallBridge {
       accountSid: m.accountSid,
       customParameters: m.customParameters,
     };
+    const traceparent = traceparentOf(this.callSpan);
+    if (traceparent !== undefined) start.traceparent = traceparent;
     this.deps.authorise(start, this.upgradeSignature).then(
       (a) => this.onAuthorised(a, start),
       (err: unknown) => {
@@ -377,6 +381,7 @@ export class CallBridge {
       seedHistory(this.history, a.resume.record);
       const m = a.resume.migration;
       this.callSpan?.setAttributes({ [ATTR.migrationReason]: m.reason, [ATTR.migrationFrom]: m.from });
+      linkSpan(this.callSpan, rec.traceparent);
       this.log = this.log.child({ resumed: m.reason, from: m.from });
       this.log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: a.resume.record.transcript.length, tools: a.resume.record.tools.length }, 'moved call adopted: resuming');
       return void this.connectModel();
@@ -390,6 +395,7 @@ export class CallBridge {
         ...this.parties,
         pod: this.deps.pod,
         startedAt: this.startedAt,
+        ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
         retentionSeconds: a.tenant.retentionDays * 86_400,
       }),
       'store.startCall',

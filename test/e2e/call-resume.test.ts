@@ -6,6 +6,7 @@
  * session (the earlier turns and the booking's call and result), does not greet again, never runs
  * the booking again, and answers the caller's next turn.
  */
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { callDetailView } from '../../src/server/routes/admin-calls.js';
@@ -13,6 +14,8 @@ import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twili
 import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
 import type { SimSession } from '../../src/sim/sim-model.js';
+import { startTracing, type Tracing } from '../../src/telemetry/otel.js';
+import { ATTR, SPAN } from '../../src/telemetry/index.js';
 import { demo, metricValue, scrape, startTestRelay } from '../helpers/relay.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
@@ -21,8 +24,11 @@ let svc: LoopbackService;
 let api: FakeTwilioApi;
 let a: Relay;
 let b: Relay;
+const spans = new InMemorySpanExporter();
+let tracing: Tracing | undefined;
 
 beforeAll(async () => {
+  tracing = startTracing({ serviceName: 'switchboard-test', otlpEndpoint: undefined, spanProcessors: [new SimpleSpanProcessor(spans)] });
   redis = await startRedisServer();
   // Polled slowly: a /readyz answer slower than 2 polls (a busy test machine) takes a relay out of rotation.
   svc = await startLoopbackService({ pollMs: 1000 });
@@ -36,6 +42,7 @@ afterAll(async () => {
   await svc.close();
   await api.close();
   await redis.stop();
+  await tracing?.shutdown();
 });
 
 /** Point the service at this relay only, once it is ready. */
@@ -119,6 +126,13 @@ describe('a call moved by a drain resumes on another pod with its context', () =
     const gapMs = rec?.migrations[0]?.gapMs ?? -1;
     expect(gapMs).toBeGreaterThanOrEqual(0);
     expect(gapMs).toBeLessThan(3000);
+    // Two call spans, one per leg: the new leg's links to the old one and says why it moved.
+    await new Promise((r) => setTimeout(r, 200));
+    const legs = spans.getFinishedSpans().filter((x) => x.name === SPAN.call && x.attributes[ATTR.callSid] === callSid);
+    expect(legs).toHaveLength(2);
+    const [oldLeg, newLeg] = [...legs].sort((x, y) => x.startTime[0] - y.startTime[0] || x.startTime[1] - y.startTime[1]);
+    expect(newLeg!.attributes).toMatchObject({ [ATTR.migrationReason]: 'drain', [ATTR.migrationFrom]: 'pod-a' });
+    expect(newLeg!.links.map((l) => l.context.spanId)).toEqual([oldLeg!.spanContext().spanId]);
     // GET /v1/calls/{callSid} shows the pods and the move.
     expect(callDetailView(rec!)).toMatchObject({ pods: ['pod-a', 'pod-b'], migrations: [{ from: 'pod-a', to: 'pod-b', reason: 'drain', gapMs }] });
     expect(metricValue(ma, 'switchboard_call_migrations_total', { reason: 'drain', outcome: 'migrated' })).toBe(1);
