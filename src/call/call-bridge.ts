@@ -1029,7 +1029,8 @@ export class CallBridge {
       toolsOpen,
       effectPending: this.pendingEffect !== undefined,
       restHandOff: this.restHandOff,
-      responding: !this.responses.idle,
+      // The caller mid-sentence, or owed an answer: what they said is in this session only.
+      responding: !this.responses.idle || this.callerSpeaking || this.answerOwed,
       unplayed: this.playback.unplayed,
     });
   }
