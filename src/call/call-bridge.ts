@@ -36,6 +36,7 @@ import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
 import { base64MulawMs, PlaybackTracker } from './playback.js';
+import { resumeItems, seedHistory, type ResumeContext } from './resume.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
 import { migrationReadiness, type MigratableCall, type MigrationReadiness } from './migration.js';
@@ -71,7 +72,8 @@ function callParties(p: Readonly<Record<string, string>>, tenant: Tenant): { fro
 }
 
 export type Authorisation =
-  | { ok: true; tenant: Tenant }
+  /** `resume`: a moved call this pod adopted (resume.ts): re-create its conversation, do not greet. */
+  | { ok: true; tenant: Tenant; resume?: ResumeContext }
   | { ok: false; code: CloseCode; reason: string; outcome: CallOutcome };
 
 export interface ModelConnector {
@@ -227,6 +229,8 @@ export class CallBridge {
   private answerOwed = false;
   /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
   private greeted = false;
+  /** [resume] A moved call adopted by this pod; `live` once its first session replayed the conversation. */
+  private resume: { ctx: ResumeContext; live: boolean } | undefined;
   /** The response that says the time-limit goodbye, once created. */
   private goodbyeResponseId: string | undefined;
   private callSpan: Span | undefined;
@@ -374,7 +378,7 @@ export class CallBridge {
   private onAuthorised(a: Authorisation, start: StartInfo): void {
     if (this.state.kind !== 'verifying') return; // hung up meanwhile
     if (!a.ok) {
-      const code = a.code === CloseCode.signatureInvalid ? 'signature_invalid' : 'stream_token_invalid';
+      const code = a.code === CloseCode.signatureInvalid ? 'signature_invalid' : a.code === CloseCode.callHeldElsewhere ? 'conflict' : 'stream_token_invalid';
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
       return this.fail(a.code, a.reason, a.outcome);
     }
@@ -393,6 +397,18 @@ export class CallBridge {
     this.deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
     this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.toolCalls });
+    if (a.resume) {
+      // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
+      this.resume = { ctx: a.resume, live: false };
+      const rec = a.resume.record;
+      this.parties = { ...(rec.to !== undefined ? { to: rec.to } : {}), ...(rec.fromMasked !== undefined ? { fromMasked: rec.fromMasked } : {}) };
+      seedHistory(this.history, a.resume.record);
+      const m = a.resume.migration;
+      this.callSpan?.setAttributes({ [ATTR.migrationReason]: m.reason, [ATTR.migrationFrom]: m.from });
+      this.log = this.log.child({ resumed: m.reason, from: m.from });
+      this.log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: a.resume.record.transcript.length, tools: a.resume.record.tools.length }, 'moved call adopted: resuming');
+      return void this.connectModel();
+    }
     this.parties = callParties(start.customParameters, a.tenant);
     this.background(
       this.deps.store.startCall({
@@ -618,12 +634,20 @@ export class CallBridge {
   }
 
   private goLive(): void {
-    const resume = this.state.kind === 'reconnecting';
-    if ((this.state.kind !== 'connecting' && !resume) || !this.model) return;
+    const resume = this.state.kind === 'reconnecting' || this.resume !== undefined;
+    if ((this.state.kind !== 'connecting' && this.state.kind !== 'reconnecting') || !this.model) return;
     this.move({ type: 'model-ready' });
     const model = this.model;
     this.armRenewal();
-    if (resume) {
+    const moved = this.resume;
+    if (moved && !moved.live) {
+      // [resume] The first session of a moved call: the stored conversation, tool calls included.
+      moved.live = true;
+      const items = resumeItems(moved.ctx.record, this.deps.model.shape);
+      for (const item of items) model.send(item);
+      this.noteResumed(moved.ctx);
+      this.log.info({ replayed: items.length }, 'moved call resumed with its conversation');
+    } else if (resume) {
       // A new session knows nothing: replay the conversation as text, then carry on.
       const history = this.history.all;
       for (const h of history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
@@ -645,6 +669,17 @@ export class CallBridge {
     } else if (this.history.lastRole === 'caller') {
       this.responses.request(); // the caller's last words were never answered
     }
+  }
+
+  /** [resume] The new leg relays: the move's gap, counted and stored; the call is live here. */
+  private noteResumed(ctx: ResumeContext): void {
+    const m = ctx.migration;
+    const gapMs = Math.max(0, this.deps.clock.now() - m.at);
+    this.deps.metrics.callMigrations.labels(m.reason, 'resumed').inc();
+    this.deps.metrics.migrationGap.labels(m.reason).observe(gapMs / 1000);
+    this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
+    this.background(this.deps.store.noteMigrationGap(this.callSid!, gapMs), 'store.noteMigrationGap');
+    this.log.info({ gapMs, reason: m.reason, from: m.from }, 'call moved: relaying on this pod');
   }
 
   /** Barge-in (docs/wire-formats.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
@@ -1111,11 +1146,15 @@ export class CallBridge {
     if (moved && callSid && this.tenant) {
       // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
       const tenant = this.tenant;
-      this.background(this.deps.store.releaseCall(callSid, this.deps.pod), 'store.releaseCall');
+      // The old leg's stop: the move's gap starts here (unless the adopter was quicker).
+      this.background(this.deps.store.releaseCall(callSid, this.deps.pod, this.deps.clock.now()), 'store.releaseCall');
       this.notify((l) => l.callMoved?.({ callSid, tenant }));
     } else if (callSid && this.tenant) {
       const tenant = this.tenant;
-      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400);
+      // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
+      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400, this.deps.pod);
+      // [resume] Adopted but never relayed here (model unreachable, hung up in the gap).
+      if (this.resume && !this.resume.live) this.deps.metrics.callMigrations.labels(this.resume.ctx.migration.reason, 'resume_failed').inc();
       this.background(outcomeStored, 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }

@@ -2,4 +2,5 @@ export * from './call-bridge.js';
 export * from './call-state.js';
 export * from './playback.js';
 export * from './audio-ring.js';
+export * from './resume.js';
 export * from './migration.js';

@@ -170,6 +170,9 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
     validateSignatures: config.validateSignatures,
     streamUrl,
     now: () => clock.now(),
+    pod,
+    metrics,
+    log,
   });
 
   const bridges = new Set<CallBridge>();

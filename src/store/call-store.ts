@@ -3,8 +3,32 @@
  * can answer for any call. Nothing here is on the per-frame path: calls write at turn granularity.
  */
 
-/** `migrating`: a draining pod asked Twilio to move the call to another pod (drain by migration). */
+/**
+ * `migrating`: the call's pod let go of it (a drain re-pointing it, or a survivor answering for a
+ * dead pod) and the pod that takes the new stream adopts it (adoptCall); nobody else ends it.
+ */
 export type CallPhase = 'connecting' | 'live' | 'handing-off' | 'ending' | 'migrating' | 'ended';
+
+/** Why a call moved to another pod. */
+export type MigrationReason = 'drain' | 'crash';
+
+/** One move of a live call between pods (docs/reliability.md, "Live call migration"). */
+export interface Migration {
+  /** When the old leg stopped (drain: the old pod's release; crash: the after-stream request), unix ms. */
+  at: number;
+  from: string;
+  /** The pod that adopted the call. */
+  to?: string;
+  reason: MigrationReason;
+  /** Old leg's stop to the new leg relaying audio, once it does. */
+  gapMs?: number;
+}
+
+/** What adoptCall found: the record to rebuild the call from, or why the call is not there to take. */
+export type AdoptResult =
+  | { ok: true; record: CallRecord; migration: Migration }
+  /** `live`: the call is held by a pod (not released), e.g. a duplicate stream for a call live elsewhere. */
+  | { ok: false; reason: 'unknown' | 'ended' | 'live' };
 
 export interface TranscriptEntry {
   role: 'caller' | 'assistant';
@@ -40,7 +64,15 @@ export interface CallRecord {
   /** Caller number, masked except the last 4 digits. */
   fromMasked?: string;
   to?: string;
+  /** The pod that holds the call (its live leg's). */
   pod: string;
+  /** Every pod that carried the call, one per leg, in order (the first is where it started). */
+  pods: string[];
+  /** The call's moves between pods, oldest first. */
+  migrations: Migration[];
+  /** Phase `migrating`: when and why its pod let go. */
+  migratingAt?: number;
+  migratingReason?: MigrationReason;
   phase: CallPhase;
   startedAt: number;
   updatedAt: number;
@@ -104,18 +136,35 @@ export interface CallStore {
   setSummary(callSid: string, summary: unknown): Promise<void>;
   flagEmergency(callSid: string, flag: EmergencyFlag): Promise<void>;
   /**
-   * A draining pod is about to move the call: phase `migrating`, written through to the backing store.
-   * @throws SwitchboardError `store_unavailable` unless the store now holds everything this pod wrote
-   *   for the call (the pod that resumes it reads it from there).
+   * Mark ended, drop from the active index, keep the record for `retentionSeconds`. With `byPod`,
+   * only while that pod holds the call: a pod whose call is moving (phase `migrating`) or was
+   * adopted elsewhere leaves the record to its new holder.
    */
-  beginMigration(callSid: string): Promise<void>;
+  endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void>;
   /**
-   * `pod` no longer serves the call (its stream moved away): it leaves the pod's calls (a reap of
-   * that pod no longer ends it) and the pod forgets its copy; the record stays live for the next pod.
+   * The call is about to move (phase `migrating`, `migratingAt` = `at` or now, `migratingReason`,
+   * default `drain`), written through to the backing store: a draining pod before its Twilio call
+   * update, or a survivor answering Twilio's after-stream redirect for a dead pod (`crash`). From here
+   * the reaper leaves the call alone and its old pod's end does not end it; the pod that takes the new
+   * stream adopts it (adoptCall). Undo (the move failed) with setPhase(callSid, 'live').
+   * @throws SwitchboardError `store_unavailable` unless the store now holds everything this pod wrote
+   *   for the call (the pod that resumes it reads it from there), or when the call is unknown or ended.
    */
-  releaseCall(callSid: string, pod: string): Promise<void>;
-  /** Mark ended, drop from the active index, keep the record for `retentionSeconds`. */
-  endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void>;
+  beginMigration(callSid: string, m?: { reason?: MigrationReason; at?: number }): Promise<void>;
+  /**
+   * `pod`'s stream of a moving call stopped (Twilio ran the update): the call leaves the pod's calls
+   * (a reap of that pod no longer ends it), the pod forgets its copy, and, while the call is still
+   * waiting for its adopter, `migratingAt` becomes `at` (the old leg's stop, where the gap starts).
+   */
+  releaseCall(callSid: string, pod: string, at?: number): Promise<void>;
+  /**
+   * Take a moving call for `pod` (atomic: one adopter wins): holder `pod`, phase `connecting`, the
+   * new streamSid, `pod` appended to `pods`, the migration appended to `migrations`, the call in
+   * `pod`'s live set. Refused when the call is unknown, ended, or held (not `migrating`).
+   */
+  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult>;
+  /** The adopter's new leg relays: record the last migration's gap. */
+  noteMigrationGap(callSid: string, gapMs: number): Promise<void>;
   getCall(callSid: string): Promise<CallRecord | undefined>;
   listActive(): Promise<CallRecord[]>;
   /**
@@ -138,7 +187,8 @@ export interface CallStore {
   heartbeat(pod: string, now: number): Promise<void>;
   /**
    * End (outcome `abandoned`) the calls of every pod whose last heartbeat is older than `staleMs`.
-   * Atomic per pod: when several survivors reap at once, each call is reaped exactly once.
+   * Atomic per pod: when several survivors reap at once, each call is reaped exactly once. Calls
+   * the dead pod released (phase `migrating`) are left to their adopter.
    */
   reapDeadPods(now: number, staleMs: number): Promise<ReapResult>;
   /** True when the backing store answers (readiness). */

@@ -3,11 +3,13 @@
  * process (claims, tool-result idempotency, pod heartbeats). Durability is the process's lifetime.
  */
 import type {
+  AdoptResult,
   CallPhase,
   CallRecord,
   CallStore,
   Claim,
   EmergencyFlag,
+  MigrationReason,
   NewCall,
   ReapResult,
   StoredToolResult,
@@ -58,7 +60,7 @@ export class MemoryCallStore implements CallStore {
   startCall(c: NewCall): Promise<void> {
     this.sweep();
     const { retentionSeconds, ...rest } = c;
-    this.calls.set(c.callSid, { ...rest, phase: 'connecting', updatedAt: c.startedAt, transcript: [], tools: [] });
+    this.calls.set(c.callSid, { ...rest, pods: [c.pod], migrations: [], phase: 'connecting', updatedAt: c.startedAt, transcript: [], tools: [] });
     this.retention.set(c.callSid, retentionSeconds ?? DEFAULT_RETENTION_SECONDS);
     this.active.add(c.callSid);
     this.pods.set(c.pod, Math.max(this.pods.get(c.pod) ?? 0, this.now()));
@@ -67,22 +69,32 @@ export class MemoryCallStore implements CallStore {
 
   setPhase(callSid: string, phase: CallPhase): Promise<void> {
     this.touch(callSid, (r) => {
-      if (r.phase !== 'ended') r.phase = phase;
+      if (r.phase === 'ended') return;
+      r.phase = phase;
+      if (phase !== 'migrating') {
+        delete r.migratingAt;
+        delete r.migratingReason;
+      }
     });
     return Promise.resolve();
   }
 
-  beginMigration(callSid: string): Promise<void> {
+  beginMigration(callSid: string, m: { reason?: MigrationReason; at?: number } = {}): Promise<void> {
     const r = this.calls.get(callSid);
     if (!r || r.phase === 'ended') {
       return Promise.reject(new SwitchboardError('store_unavailable', r ? 'call already ended' : 'no such call', true));
     }
-    return this.setPhase(callSid, 'migrating');
+    r.phase = 'migrating';
+    r.migratingAt = m.at ?? this.now();
+    r.migratingReason = m.reason ?? 'drain';
+    r.updatedAt = this.now();
+    return Promise.resolve();
   }
 
-  releaseCall(callSid: string, pod: string): Promise<void> {
+  releaseCall(callSid: string, pod: string, at?: number): Promise<void> {
+    // Membership is the record's `pod` here; still waiting for an adopter: the gap starts at the stop.
     this.touch(callSid, (r) => {
-      if (r.pod === pod) r.pod = '';
+      if (r.pod === pod && r.phase === 'migrating' && at !== undefined) r.migratingAt = at;
     });
     return Promise.resolve();
   }
@@ -109,7 +121,10 @@ export class MemoryCallStore implements CallStore {
     return Promise.resolve();
   }
 
-  endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void> {
+  endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void> {
+    const held = this.calls.get(callSid);
+    // Released or adopted elsewhere: not this pod's to end.
+    if (held && byPod !== undefined && (held.pod !== byPod || held.phase === 'migrating')) return Promise.resolve();
     this.touch(callSid, (r) => {
       if (r.phase === 'ended') return;
       r.phase = 'ended';
@@ -118,6 +133,33 @@ export class MemoryCallStore implements CallStore {
     });
     this.active.delete(callSid);
     this.expiries.set(callSid, this.now() + retentionSeconds * 1000);
+    return Promise.resolve();
+  }
+
+  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult> {
+    const r = this.calls.get(callSid);
+    if (!r) return Promise.resolve({ ok: false, reason: 'unknown' });
+    if (r.phase === 'ended') return Promise.resolve({ ok: false, reason: 'ended' });
+    if (r.phase !== 'migrating') return Promise.resolve({ ok: false, reason: 'live' });
+    const migration = { at: r.migratingAt ?? m.now, from: r.pod, to: m.pod, reason: r.migratingReason ?? 'crash' };
+    r.migrations.push(migration);
+    r.pods.push(m.pod);
+    r.pod = m.pod;
+    r.streamSid = m.streamSid;
+    r.phase = 'connecting';
+    r.updatedAt = m.now;
+    delete r.migratingAt;
+    delete r.migratingReason;
+    this.active.add(callSid);
+    this.pods.set(m.pod, Math.max(this.pods.get(m.pod) ?? 0, m.now));
+    return Promise.resolve({ ok: true, record: structuredClone(r), migration: { ...migration } });
+  }
+
+  noteMigrationGap(callSid: string, gapMs: number): Promise<void> {
+    this.touch(callSid, (r) => {
+      const last = r.migrations.at(-1);
+      if (last) last.gapMs = gapMs;
+    });
     return Promise.resolve();
   }
 
@@ -191,7 +233,8 @@ export class MemoryCallStore implements CallStore {
       out.pods.push(pod);
       for (const sid of [...this.active]) {
         const r = this.calls.get(sid);
-        if (!r || r.pod !== pod) continue;
+        // A released call is its adopter's, whatever becomes of the pod that let go.
+        if (!r || r.pod !== pod || r.phase === 'migrating') continue;
         out.calls.push(sid);
         r.phase = 'ended';
         r.outcome = 'abandoned';

@@ -1,19 +1,23 @@
 /**
  * The Redis CallStore: per-call hashes and lists, the active-call index with pod heartbeats, atomic
  * claims and tool-result idempotency records, plus a write-behind journal that restores a pod's live
- * calls after Redis loses data. Connection policy is redis-connection.ts's; key layout is documented
- * in docs/tools.md.
+ * calls after Redis loses data, and the hand-over of a moving call (release, adopt). Connection policy
+ * is redis-connection.ts's; key layout is documented in docs/tools.md. Over 400 lines on purpose: the
+ * Lua scripts and the journal that must stay consistent with them are one unit.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import {
   DEFAULT_RETENTION_SECONDS,
+  type AdoptResult,
   type CallPhase,
   type CallRecord,
   type CallStore,
   type Claim,
   type EmergencyFlag,
+  type Migration,
+  type MigrationReason,
   type NewCall,
   type ReapResult,
   type StoredToolResult,
@@ -24,7 +28,8 @@ import { createRedis, type RedisConnectOptions } from './redis-connection.js';
 
 /*
  * Keys (all under the connection's keyPrefix, `sb:` by default):
- *   call:{CA…}              hash: the call's fields (braces: one Redis Cluster slot per call)
+ *   call:{CA…}              hash: the call's fields (braces: one Redis Cluster slot per call); `pods`
+ *                           and `migrations` are JSON arrays, `migratingAt`/`migratingReason` set while moving
  *   call:{CA…}:transcript   list of JSON TranscriptEntry
  *   call:{CA…}:tools        hash callId -> JSON ToolCallRecord (HSETNX: recorded once)
  *   call:{CA…}:results      hash callId -> JSON StoredToolResult (HSETNX: first result wins)
@@ -48,6 +53,10 @@ local r = 1
 if op == 'phase' then
   if redis.call('HGET', call, 'phase') == 'ended' then return 0 end
   redis.call('HSET', call, 'phase', ARGV[3], 'updatedAt', ARGV[2])
+  if ARGV[3] ~= 'migrating' then redis.call('HDEL', call, 'migratingAt', 'migratingReason') end
+elseif op == 'migrate' then
+  if redis.call('HGET', call, 'phase') == 'ended' then return 0 end
+  redis.call('HSET', call, 'phase', 'migrating', 'migratingAt', ARGV[3], 'migratingReason', ARGV[4], 'updatedAt', ARGV[2])
 elseif op == 'field' then
   redis.call('HSET', call, ARGV[3], ARGV[4], 'updatedAt', ARGV[2])
 elseif op == 'push' then
@@ -71,11 +80,16 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl)
 elseif redis.call('PTTL', KEYS[2]) < 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return redis.call('HGET', KEYS[2], ARGV[1])`;
 
-/** KEYS: call hash, active, pod set prefix unknown -> ARGV: outcome, now, retention s, prefix. */
+/**
+ * KEYS: call hash, active, children. ARGV: outcome, now, retention s, prefix, callSid, byPod ('' = any).
+ * 0: not ended, because byPod no longer holds the call (released, or adopted by another pod).
+ */
 const END_CALL = `
 local call = KEYS[1]
 if redis.call('EXISTS', call) == 0 then return -1 end
-if redis.call('HGET', call, 'phase') ~= 'ended' then
+local phase = redis.call('HGET', call, 'phase')
+if ARGV[6] ~= '' and phase ~= 'ended' and (phase == 'migrating' or redis.call('HGET', call, 'pod') ~= ARGV[6]) then return 0 end
+if phase ~= 'ended' then
   redis.call('HSET', call, 'phase', 'ended', 'outcome', ARGV[1], 'endedAt', ARGV[2], 'updatedAt', ARGV[2])
 end
 local pod = redis.call('HGET', call, 'pod')
@@ -85,10 +99,15 @@ for i = 3, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 redis.call('EXPIRE', call, ARGV[3])
 return 1`;
 
-/** KEYS: call hash, the pod's call set. ARGV: pod, callSid. The record stays live for the next pod. */
+/**
+ * KEYS: call hash, the pod's call set. ARGV: pod, callSid, stop time ('' = keep). The record stays live
+ * for the next pod; while it still waits for one, its gap starts at this pod's stop.
+ */
 const RELEASE_CALL = `
 redis.call('SREM', KEYS[2], ARGV[2])
-if redis.call('HGET', KEYS[1], 'pod') == ARGV[1] then redis.call('HSET', KEYS[1], 'pod', '') end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'pod') == ARGV[1] and redis.call('HGET', KEYS[1], 'phase') == 'migrating' then
+  redis.call('HSET', KEYS[1], 'migratingAt', ARGV[3])
+end
 return 1`;
 
 const CLAIM = `
@@ -123,7 +142,10 @@ for _, sid in ipairs(redis.call('SMEMBERS', set)) do
   local call = ARGV[4] .. 'call:{' .. sid .. '}'
   redis.call('ZREM', KEYS[2], sid)
   local phase = redis.call('HGET', call, 'phase')
-  if phase and phase ~= 'ended' then
+  if phase == 'migrating' then
+    -- Released before the pod died: its adopter's (the active index keeps it meanwhile).
+    redis.call('ZADD', KEYS[2], ARGV[3], sid)
+  elseif phase and phase ~= 'ended' then
     redis.call('HSET', call, 'phase', 'ended', 'outcome', 'abandoned', 'endedAt', ARGV[3], 'updatedAt', ARGV[3])
     local ret = tonumber(redis.call('HGET', call, 'retention')) or tonumber(ARGV[5])
     redis.call('EXPIRE', call, ret)
@@ -136,7 +158,38 @@ end
 redis.call('DEL', set)
 return out`;
 
+/*
+ * One adopter wins: the call must be released (phase migrating). The migration's JSON is built here
+ * from the stored strings (numbers kept exactly as written).
+ * KEYS: call hash, active. ARGV: pod, streamSid, now, prefix, callSid.
+ * Returns {'ok', migration JSON} or {'unknown' | 'ended' | 'live'}.
+ */
+const ADOPT_CALL = `
+local call = KEYS[1]
+if redis.call('EXISTS', call) == 0 then return {'unknown'} end
+local phase = redis.call('HGET', call, 'phase')
+if phase == 'ended' then return {'ended'} end
+if phase ~= 'migrating' then return {'live'} end
+local from = redis.call('HGET', call, 'pod') or ''
+local at = redis.call('HGET', call, 'migratingAt') or ARGV[3]
+local reason = redis.call('HGET', call, 'migratingReason') or 'crash'
+local m = '{"at":' .. at .. ',"from":' .. cjson.encode(from) .. ',"to":' .. cjson.encode(ARGV[1]) .. ',"reason":' .. cjson.encode(reason) .. '}'
+local pods = redis.call('HGET', call, 'pods') or ('[' .. cjson.encode(from) .. ']')
+local migrations = redis.call('HGET', call, 'migrations') or '[]'
+local function append(list, item)
+  if list == '[]' then return '[' .. item .. ']' end
+  return string.sub(list, 1, -2) .. ',' .. item .. ']'
+end
+redis.call('HSET', call, 'pod', ARGV[1], 'phase', 'connecting', 'streamSid', ARGV[2], 'updatedAt', ARGV[3],
+  'pods', append(pods, cjson.encode(ARGV[1])), 'migrations', append(migrations, m))
+redis.call('HDEL', call, 'migratingAt', 'migratingReason')
+redis.call('SREM', ARGV[4] .. 'pod:' .. from .. ':calls', ARGV[5])
+redis.call('SADD', ARGV[4] .. 'pod:' .. ARGV[1] .. ':calls', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
+return {'ok', m}`;
+
 interface Scripts {
+  sbAdoptCall(...args: (string | number)[]): Promise<string[]>;
   sbCallWrite(...args: (string | number)[]): Promise<number>;
   sbPutResult(...args: (string | number)[]): Promise<string | null>;
   sbEndCall(...args: (string | number)[]): Promise<number>;
@@ -157,6 +210,10 @@ interface Journal {
   outcome?: string;
   summary?: string;
   emergency?: string;
+  pods: string[];
+  migrations: Migration[];
+  /** Set by beginMigration while the call waits to move. */
+  migrating?: { at: number; reason: MigrationReason };
   transcript: string[];
   tools: Map<string, string>;
   results: Map<string, string>;
@@ -214,6 +271,7 @@ export class RedisCallStore implements CallStore {
     redis.defineCommand('sbReleaseCall', { lua: RELEASE_CALL, numberOfKeys: 2 });
     redis.defineCommand('sbHeartbeat', { lua: HEARTBEAT, numberOfKeys: 2 });
     redis.defineCommand('sbReapPod', { lua: REAP_POD, numberOfKeys: 2 });
+    redis.defineCommand('sbAdoptCall', { lua: ADOPT_CALL, numberOfKeys: 2 });
     this.s = redis as unknown as Scripts;
     // A new connection may face an empty Redis (restart without persistence): rewrite our live calls.
     let connectedBefore = false;
@@ -249,6 +307,8 @@ export class RedisCallStore implements CallStore {
       retentionSeconds: retention,
       phase: 'connecting',
       updatedAt: c.startedAt,
+      pods: [c.pod],
+      migrations: [],
       transcript: [],
       tools: new Map(),
       results: new Map(),
@@ -263,32 +323,37 @@ export class RedisCallStore implements CallStore {
     const j = this.journals.get(callSid);
     if (j && j.phase !== 'ended') {
       j.phase = phase;
+      if (phase !== 'migrating') delete j.migrating;
       j.updatedAt = this.now();
     }
     return this.callWrite(callSid, j, ['phase', this.now(), phase]);
   }
 
-  async beginMigration(callSid: string): Promise<void> {
+  async beginMigration(callSid: string, m: { reason?: MigrationReason; at?: number } = {}): Promise<void> {
     const j = this.journals.get(callSid);
     // Writes held in memory (Redis was away) would be missing for the pod that resumes the call.
     if (j?.dirty) throw new SwitchboardError('store_unavailable', 'call writes are still held in memory', true);
+    const at = m.at ?? this.now();
+    const reason = m.reason ?? 'drain';
     if (j && j.phase !== 'ended') {
       j.phase = 'migrating';
+      j.migrating = { at, reason };
       j.updatedAt = this.now();
     }
     let r: number;
     try {
-      r = await this.s.sbCallWrite(callKey(callSid), callKey(callSid), 'phase', this.now(), 'migrating');
+      r = await this.s.sbCallWrite(callKey(callSid), callKey(callSid), 'migrate', this.now(), at, reason);
     } catch (err) {
       throw unavailable(err);
     }
     if (r !== 1) throw new SwitchboardError('store_unavailable', r === -1 ? 'call record missing in Redis' : 'call already ended', true);
   }
 
-  async releaseCall(callSid: string, pod: string): Promise<void> {
+  async releaseCall(callSid: string, pod: string, at?: number): Promise<void> {
+    // The record is the adopter's from here: this pod's journal must never write it back.
     this.journals.delete(callSid);
     try {
-      await this.s.sbReleaseCall(callKey(callSid), `pod:${pod}:calls`, pod, callSid);
+      await this.s.sbReleaseCall(callKey(callSid), `pod:${pod}:calls`, pod, callSid, at ?? '');
     } catch (err) {
       throw unavailable(err);
     }
@@ -322,9 +387,13 @@ export class RedisCallStore implements CallStore {
     return this.callWrite(callSid, j, ['field', this.now(), 'emergency', json]);
   }
 
-  async endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void> {
+  async endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void> {
     const j = this.journals.get(callSid);
     const now = this.now();
+    if (j && byPod !== undefined && j.phase === 'migrating') {
+      this.journals.delete(callSid); // released: the record is its adopter's
+      return;
+    }
     if (j) {
       if (j.phase !== 'ended') {
         j.phase = 'ended';
@@ -336,15 +405,77 @@ export class RedisCallStore implements CallStore {
     }
     const k = callKey(callSid);
     const run = async (): Promise<number> =>
-      this.s.sbEndCall(k, 'active', ...CHILDREN.map((c) => k + c), outcome, now, retentionSeconds, this.prefix, callSid);
+      this.s.sbEndCall(k, 'active', ...CHILDREN.map((c) => k + c), outcome, now, retentionSeconds, this.prefix, callSid, byPod ?? '');
     if (!j) {
       await run();
       return;
     }
+    let lost = false;
     await this.guard(j, async () => {
-      if ((await run()) === -1) throw new SwitchboardError('store_unavailable', 'call record missing in Redis', true);
+      const r = await run();
+      if (r === -1) throw new SwitchboardError('store_unavailable', 'call record missing in Redis', true);
+      lost = r === 0;
     });
+    // Adopted by another pod meanwhile: forget it (a resync must never write it back as ours).
+    if (lost) this.journals.delete(callSid);
     if (!j.dirty) this.journals.delete(callSid);
+  }
+
+  async adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult> {
+    const k = callKey(callSid);
+    let r: string[];
+    try {
+      r = await this.s.sbAdoptCall(k, 'active', m.pod, m.streamSid, m.now, this.prefix, callSid);
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (r[0] !== 'ok') return { ok: false, reason: (r[0] ?? 'unknown') as 'unknown' | 'ended' | 'live' };
+    const migration = JSON.parse(r[1] ?? '{}') as Migration;
+    let res;
+    try {
+      res = await this.redis.multi().hgetall(k).lrange(`${k}:transcript`, 0, -1).hgetall(`${k}:tools`).hgetall(`${k}:results`).exec();
+    } catch (err) {
+      throw unavailable(err);
+    }
+    const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
+    const transcript = (res?.[1]?.[1] ?? []) as string[];
+    const tools = (res?.[2]?.[1] ?? {}) as Record<string, string>;
+    const results = (res?.[3]?.[1] ?? {}) as Record<string, string>;
+    const record = recordFromHash(callSid, h, transcript, Object.values(tools));
+    // This pod now journals the call like one it started.
+    this.journals.set(callSid, {
+      call: {
+        callSid,
+        tenantId: record.tenantId,
+        pod: m.pod,
+        startedAt: record.startedAt,
+        streamSid: m.streamSid,
+        ...(record.fromMasked !== undefined ? { fromMasked: record.fromMasked } : {}),
+        ...(record.to !== undefined ? { to: record.to } : {}),
+      },
+      retentionSeconds: Number(h['retention'] ?? DEFAULT_RETENTION_SECONDS),
+      phase: record.phase,
+      updatedAt: record.updatedAt,
+      ...(h['summary'] !== undefined ? { summary: h['summary'] } : {}),
+      ...(h['emergency'] !== undefined ? { emergency: h['emergency'] } : {}),
+      pods: [...record.pods],
+      migrations: record.migrations.map((x) => ({ ...x })),
+      transcript: [...transcript],
+      tools: new Map(Object.entries(tools)),
+      results: new Map(Object.entries(results)),
+      claims: new Map(),
+      dirty: false,
+    });
+    return { ok: true, record, migration };
+  }
+
+  noteMigrationGap(callSid: string, gapMs: number): Promise<void> {
+    const j = this.journals.get(callSid);
+    const last = j?.migrations.at(-1);
+    if (!j || !last) return Promise.resolve(); // only the adopter, which journals the call, notes its gap
+    last.gapMs = gapMs;
+    j.updatedAt = this.now();
+    return this.callWrite(callSid, j, ['field', this.now(), 'migrations', JSON.stringify(j.migrations)]);
   }
 
   // --- reads ---------------------------------------------------------------------------------------
@@ -595,6 +726,8 @@ export class RedisCallStore implements CallStore {
       startedAt: String(j.call.startedAt),
       updatedAt: String(j.updatedAt),
       retention: String(j.retentionSeconds),
+      pods: JSON.stringify(j.pods),
+      migrations: JSON.stringify(j.migrations),
     };
     if (j.call.streamSid !== undefined) fields['streamSid'] = j.call.streamSid;
     if (j.call.fromMasked !== undefined) fields['fromMasked'] = j.call.fromMasked;
@@ -603,6 +736,10 @@ export class RedisCallStore implements CallStore {
     if (j.outcome !== undefined) fields['outcome'] = j.outcome;
     if (j.summary !== undefined) fields['summary'] = j.summary;
     if (j.emergency !== undefined) fields['emergency'] = j.emergency;
+    if (j.migrating !== undefined) {
+      fields['migratingAt'] = String(j.migrating.at);
+      fields['migratingReason'] = j.migrating.reason;
+    }
     const ended = j.phase === 'ended';
     const ttl = ended ? j.retentionSeconds : this.liveTtl;
     const m = this.redis.multi();
@@ -650,6 +787,8 @@ function recordFromHash(sid: string, h: Record<string, string>, transcript: read
     callSid: sid,
     tenantId: h['tenantId'] ?? '',
     pod: h['pod'] ?? '',
+    pods: h['pods'] !== undefined ? (JSON.parse(h['pods']) as string[]) : [h['pod'] ?? ''],
+    migrations: h['migrations'] !== undefined ? (JSON.parse(h['migrations']) as Migration[]) : [],
     phase: (h['phase'] ?? 'connecting') as CallPhase,
     startedAt: Number(h['startedAt'] ?? 0),
     updatedAt: Number(h['updatedAt'] ?? 0),
@@ -663,6 +802,8 @@ function recordFromHash(sid: string, h: Record<string, string>, transcript: read
   if (h['outcome'] !== undefined) r.outcome = h['outcome'];
   if (h['summary'] !== undefined) r.summary = JSON.parse(h['summary']) as unknown;
   if (h['emergency'] !== undefined) r.emergency = JSON.parse(h['emergency']) as EmergencyFlag;
+  if (h['migratingAt'] !== undefined) r.migratingAt = Number(h['migratingAt']);
+  if (h['migratingReason'] !== undefined) r.migratingReason = h['migratingReason'] as MigrationReason;
   return r;
 }
 
@@ -670,6 +811,8 @@ function recordFromJournal(j: Journal): CallRecord {
   const { retentionSeconds: _ignored, ...call } = j.call;
   const r: CallRecord = {
     ...call,
+    pods: [...j.pods],
+    migrations: j.migrations.map((m) => ({ ...m })),
     phase: j.phase,
     updatedAt: j.updatedAt,
     transcript: parseList<TranscriptEntry>(j.transcript),
@@ -679,5 +822,9 @@ function recordFromJournal(j: Journal): CallRecord {
   if (j.outcome !== undefined) r.outcome = j.outcome;
   if (j.summary !== undefined) r.summary = JSON.parse(j.summary) as unknown;
   if (j.emergency !== undefined) r.emergency = JSON.parse(j.emergency) as EmergencyFlag;
+  if (j.migrating !== undefined) {
+    r.migratingAt = j.migrating.at;
+    r.migratingReason = j.migrating.reason;
+  }
   return r;
 }

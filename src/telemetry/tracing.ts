@@ -22,6 +22,9 @@ export const ATTR = {
   turnIndex: 'switchboard.turn.index',
   turnLatencyMs: 'switchboard.turn.latency_ms',
   bargeIn: 'switchboard.turn.barge_in',
+  /** A moved call's new leg: why it moved and the pod it came from. */
+  migrationReason: 'switchboard.migration.reason',
+  migrationFrom: 'switchboard.migration.from',
 } as const;
 
 export function tracer(): Tracer {

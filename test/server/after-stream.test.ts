@@ -7,6 +7,8 @@ const rec = (phase: CallPhase, outcome?: string): CallRecord => ({
   callSid: 'CA' + '0'.repeat(32),
   tenantId: 'demo',
   pod: 'p',
+  pods: ['p'],
+  migrations: [],
   phase,
   startedAt: 0,
   updatedAt: 0,
