@@ -125,7 +125,7 @@ export async function startRelay(config: Readonly<Config>, opts: RelayOptions = 
       callControl,
       webhooks: { env: config.secretEnv, allowPrivateNetworks: config.webhookToolsAllowPrivate },
     });
-  const pod = opts.pod ?? hostname();
+  const pod = opts.pod ?? config.podName ?? hostname();
   const streamUrl = mediaStreamUrl(config);
 
   if (config.streamTokenSecretEphemeral) {
