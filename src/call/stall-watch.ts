@@ -9,7 +9,7 @@
  * characters of the payload and sums their μ-law magnitudes in place: no decode, no allocation. Speech is judged as the simulated model's VAD
  * judges it (mean |linear| over the frame), and counts only after a run of speech samples.
  */
-import { MULAW_TO_LINEAR, SPEECH_ENERGY_THRESHOLD } from '../../loadtest/lib/audio.js';
+import { MULAW_TO_LINEAR, SPEECH_ENERGY_THRESHOLD } from './mulaw.js';
 
 /** Consecutive speech samples (≈ 0.5 s of speech) before the caller counts as talking. */
 const ONSET_SAMPLES = 3;
@@ -19,7 +19,7 @@ const STILL_TALKING_MS = 1000;
 const SAMPLE_CHARS = 80;
 const B64 = new Int16Array(128).fill(-1);
 for (let i = 0; i < 64; i++) B64['ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'.charCodeAt(i)] = i;
-const LINEAR = MULAW_TO_LINEAR as ArrayLike<number>;
+const LINEAR: ArrayLike<number> = MULAW_TO_LINEAR;
 
 function absLinear(b: number): number {
   const v = LINEAR[b] ?? 0;

@@ -3,7 +3,7 @@
  * uWS responses must not be touched after abort, and async replies must be corked.
  */
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import { SwitchboardError } from '../errors.js';
+import { errorMessage, SwitchboardError } from '../errors.js';
 
 export interface ReplyHandle {
   aborted: boolean;
@@ -63,6 +63,17 @@ export function replyJson(h: ReplyHandle, status: string, value: unknown): void 
 
 export function replyError(h: ReplyHandle, status: string, code: string, message: string): void {
   replyJson(h, status, { error: { code, message } });
+}
+
+/** 413 payload_too_large for a body past its limit (from readBody); the connection closes, the rest unread. */
+export function replyTooLarge(h: ReplyHandle, err: unknown): void {
+  if (h.aborted) return;
+  h.res.cork(() => {
+    h.res
+      .writeStatus('413 Payload Too Large')
+      .writeHeader('content-type', 'application/json')
+      .end(JSON.stringify({ error: { code: 'payload_too_large', message: errorMessage(err) } }), true);
+  });
 }
 
 export function replyTwiml(h: ReplyHandle, xml: string): void {

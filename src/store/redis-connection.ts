@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import { SwitchboardError } from '../errors.js';
+import { errorMessage, SwitchboardError } from '../errors.js';
 
 export interface RedisConnectOptions {
   /** Per-command timeout; a hanging Redis fails the command instead of the call. */
@@ -55,4 +55,13 @@ export function createRedis(url: string, o: RedisConnectOptions = {}): Redis {
     down = false;
   });
   return redis;
+}
+
+/**
+ * A failure of a Redis command as the stores report it: `store_unavailable` (retryable), whatever
+ * ioredis said (connection lost, timeout, a reply error such as OOM). SwitchboardErrors pass through.
+ */
+export function storeUnavailable(err: unknown): SwitchboardError {
+  if (err instanceof SwitchboardError) return err;
+  return new SwitchboardError('store_unavailable', `redis: ${errorMessage(err)}`, true, { cause: err });
 }

@@ -28,12 +28,22 @@ return {1, n + 1}
  */
 const KEY_TTL_MS = 24 * 3600 * 1000;
 
+interface LeaseScripts {
+  sbLeaseAcquire(...args: (string | number)[]): Promise<[number, number]>;
+}
+
 export class RedisLeaseStore implements LeaseStore {
+  private readonly scripts: LeaseScripts;
+
   /** `redis` is shared and not closed here. */
   constructor(
     private readonly redis: Redis,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    // Defined once, sent as EVALSHA (the script text only when Redis lacks it, e.g. after a restart).
+    redis.defineCommand('sbLeaseAcquire', { lua: ACQUIRE, numberOfKeys: 1 });
+    this.scripts = redis as unknown as LeaseScripts;
+  }
 
   private key(tenantId: string): string {
     return `lease:${tenantId}`;
@@ -41,10 +51,7 @@ export class RedisLeaseStore implements LeaseStore {
 
   async acquire(tenantId: string, callSid: string, limit: number, ttlMs: number): Promise<LeaseGrant> {
     const now = this.now();
-    const r = (await this.redis.eval(ACQUIRE, 1, this.key(tenantId), now, callSid, limit, now + ttlMs, KEY_TTL_MS)) as [
-      number,
-      number,
-    ];
+    const r = await this.scripts.sbLeaseAcquire(this.key(tenantId), now, callSid, limit, now + ttlMs, KEY_TTL_MS);
     return { granted: r[0] === 1, active: r[1] };
   }
 

@@ -24,7 +24,7 @@ import {
   type ToolCallRecord,
   type TranscriptEntry,
 } from './call-store.js';
-import { createRedis, type RedisConnectOptions } from './redis-connection.js';
+import { createRedis, storeUnavailable, type RedisConnectOptions } from './redis-connection.js';
 
 /*
  * Keys (all under the connection's keyPrefix, `sb:` by default):
@@ -344,7 +344,7 @@ export class RedisCallStore implements CallStore {
     try {
       r = await this.s.sbCallWrite(callKey(callSid), callKey(callSid), 'migrate', this.now(), at, reason);
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     if (r !== 1) throw new SwitchboardError('store_unavailable', r === -1 ? 'call record missing in Redis' : 'call already ended', true);
   }
@@ -355,7 +355,7 @@ export class RedisCallStore implements CallStore {
     try {
       await this.s.sbReleaseCall(callKey(callSid), `pod:${pod}:calls`, pod, callSid, at ?? '');
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -427,7 +427,7 @@ export class RedisCallStore implements CallStore {
     try {
       r = await this.s.sbAdoptCall(k, 'active', m.pod, m.streamSid, m.now, this.prefix, callSid);
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     if (r[0] !== 'ok') return { ok: false, reason: (r[0] ?? 'unknown') as 'unknown' | 'ended' | 'live' };
     const migration = JSON.parse(r[1] ?? '{}') as Migration;
@@ -435,7 +435,7 @@ export class RedisCallStore implements CallStore {
     try {
       res = await this.redis.multi().hgetall(k).lrange(`${k}:transcript`, 0, -1).hgetall(`${k}:tools`).hgetall(`${k}:results`).exec();
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
     const transcript = (res?.[1]?.[1] ?? []) as string[];
@@ -488,7 +488,7 @@ export class RedisCallStore implements CallStore {
     } catch (err) {
       const j = this.journals.get(callSid);
       if (j) return recordFromJournal(j);
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
     if (!h['tenantId']) {
@@ -500,7 +500,7 @@ export class RedisCallStore implements CallStore {
 
   async listActive(): Promise<CallRecord[]> {
     const sids = await this.redis.zrange('active', '0', '-1').catch((err: unknown) => {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     });
     const out: CallRecord[] = [];
     // Pipelined reads in chunks: one round trip per 100 calls.
@@ -526,7 +526,7 @@ export class RedisCallStore implements CallStore {
     try {
       return (await this.redis.set(`once:${id}`, '1', 'EX', ttlSeconds, 'NX')) === 'OK';
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -538,7 +538,7 @@ export class RedisCallStore implements CallStore {
       const v = await this.redis.hget(`${callKey(callSid)}:results`, callId);
       return v ? (JSON.parse(v) as StoredToolResult) : undefined;
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -553,7 +553,7 @@ export class RedisCallStore implements CallStore {
         const stored = await this.s.sbPutResult(k, `${k}:results`, callId, json, this.liveTtl);
         return stored ? (JSON.parse(stored) as StoredToolResult) : result;
       } catch (err) {
-        throw unavailable(err);
+        throw storeUnavailable(err);
       }
     }
     // Acknowledged from here on: the journal keeps it until Redis has it.
@@ -571,7 +571,7 @@ export class RedisCallStore implements CallStore {
     try {
       holder = await this.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     if (holder === c.owner && c.callSid !== undefined) this.journals.get(c.callSid)?.claims.set(`${c.tenantId}\u0000${c.key}`, { ...c });
     return holder;
@@ -585,7 +585,7 @@ export class RedisCallStore implements CallStore {
     try {
       return (await this.s.sbRelease(claimKey(tenantId, key), owner)) === 1;
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -593,7 +593,7 @@ export class RedisCallStore implements CallStore {
     try {
       await this.s.sbHeartbeat('pods', 'active', pod, now, this.prefix);
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -610,7 +610,7 @@ export class RedisCallStore implements CallStore {
         out.calls.push(...calls);
       }
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     return out;
   }
@@ -645,7 +645,7 @@ export class RedisCallStore implements CallStore {
       try {
         await this.s.sbCallWrite(...keys, ...args);
       } catch (err) {
-        throw unavailable(err);
+        throw storeUnavailable(err);
       }
       return;
     }
@@ -759,7 +759,7 @@ export class RedisCallStore implements CallStore {
     }
     const res = await m.exec();
     const failed = res?.find(([err]) => err);
-    if (!res || failed) throw unavailable(failed?.[0] ?? new Error('transaction aborted'));
+    if (!res || failed) throw storeUnavailable(failed?.[0] ?? new Error('transaction aborted'));
     for (const c of j.claims.values()) {
       const holder = await this.s.sbClaim(claimKey(c.tenantId, c.key), c.owner, c.ttlSeconds);
       if (holder !== c.owner) {
@@ -773,10 +773,6 @@ function claimKey(tenantId: string, key: string): string {
   return `t:${tenantId}:claim:${key}`;
 }
 
-function unavailable(err: unknown): SwitchboardError {
-  if (err instanceof SwitchboardError) return err;
-  return new SwitchboardError('store_unavailable', `redis: ${errorMessage(err)}`, true, { cause: err });
-}
 
 function parseList<T>(items: readonly string[]): T[] {
   return items.map((s) => JSON.parse(s) as T);

@@ -4,6 +4,7 @@
  */
 import type { Redis } from 'ioredis';
 import { TenantSchema, type TenantConfig } from '../tenants/tenant.js';
+import { storeUnavailable } from './redis-connection.js';
 import type { TenantStore, TenantWrite, TenantWriteMode } from './tenant-store.js';
 
 const TENANTS = 'tenants';
@@ -56,21 +57,39 @@ export interface RedisTenantStoreOptions {
   onInvalid?: (id: string, problem: string) => void;
 }
 
+/** A Redis reply, or the failure as the typed `store_unavailable` every store reports. */
+function answer<T>(p: Promise<T>): Promise<T> {
+  return p.catch((err: unknown) => {
+    throw storeUnavailable(err);
+  });
+}
+
+interface TenantScripts {
+  sbTenantPut(...args: (string | number)[]): Promise<string[]>;
+  sbTenantDelete(...args: (string | number)[]): Promise<number>;
+}
+
 export class RedisTenantStore implements TenantStore {
   private readonly channel: string;
   private subscriber: Redis | undefined;
   private readonly listeners = new Set<() => void>();
 
   /** `redis` is shared and not closed here; the subscriber connection this store opens is. */
+  private readonly scripts: TenantScripts;
+
   constructor(
     private readonly redis: Redis,
     private readonly o: RedisTenantStoreOptions = {},
   ) {
     this.channel = o.channel ?? 'sb:tenants-changed';
+    // Defined once, sent as EVALSHA (the script text only when Redis lacks it, e.g. after a restart).
+    redis.defineCommand('sbTenantPut', { lua: PUT, numberOfKeys: 2 });
+    redis.defineCommand('sbTenantDelete', { lua: DELETE, numberOfKeys: 2 });
+    this.scripts = redis as unknown as TenantScripts;
   }
 
   async list(): Promise<TenantConfig[]> {
-    const all = await this.redis.hgetall(TENANTS);
+    const all = await answer(this.redis.hgetall(TENANTS));
     const out: TenantConfig[] = [];
     for (const [id, json] of Object.entries(all)) {
       const t = this.decode(id, json);
@@ -80,30 +99,22 @@ export class RedisTenantStore implements TenantStore {
   }
 
   async initialised(): Promise<boolean> {
-    return (await this.redis.exists(INITIALISED)) === 1;
+    return (await answer(this.redis.exists(INITIALISED))) === 1;
   }
 
   async markInitialised(): Promise<void> {
-    await this.redis.set(INITIALISED, '1');
+    await answer(this.redis.set(INITIALISED, '1'));
   }
 
   async get(id: string): Promise<TenantConfig | undefined> {
-    const json = await this.redis.hget(TENANTS, id);
+    const json = await answer(this.redis.hget(TENANTS, id));
     return json === null ? undefined : this.decode(id, json);
   }
 
   async put(tenant: TenantConfig, mode: TenantWriteMode): Promise<TenantWrite> {
-    const r = (await this.redis.eval(
-      PUT,
-      2,
-      TENANTS,
-      NUMBERS,
-      tenant.id,
-      JSON.stringify(tenant),
-      mode,
-      this.channel,
-      ...tenant.phoneNumbers,
-    )) as string[];
+    const r = await answer(
+      this.scripts.sbTenantPut(TENANTS, NUMBERS, tenant.id, JSON.stringify(tenant), mode, this.channel, ...tenant.phoneNumbers),
+    );
     const outcome = r[0] ?? 'number_taken';
     switch (outcome) {
       case 'created':
@@ -120,7 +131,7 @@ export class RedisTenantStore implements TenantStore {
   }
 
   async delete(id: string): Promise<boolean> {
-    return (await this.redis.eval(DELETE, 2, TENANTS, NUMBERS, id, this.channel)) === 1;
+    return (await answer(this.scripts.sbTenantDelete(TENANTS, NUMBERS, id, this.channel))) === 1;
   }
 
   async subscribe(onChange: () => void): Promise<() => void> {

@@ -4,7 +4,7 @@
  * Connection policy is redis-connection.ts's; docs/operators.md describes the billing export.
  */
 import type { Redis } from 'ioredis';
-import { SwitchboardError, errorMessage } from '../errors.js';
+import { storeUnavailable } from './redis-connection.js';
 import {
   USAGE_FIELDS,
   bucketId,
@@ -93,7 +93,7 @@ export class RedisUsageStore implements UsageStore {
       // Every time, not once per process: a Redis that lost its data must learn the tenant again.
       await this.redis.sadd('usage:tenants', t);
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -102,7 +102,7 @@ export class RedisUsageStore implements UsageStore {
     try {
       h = await this.redis.hgetall(callKey(tenantId, callSid));
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     return Object.keys(h).length === 0 ? undefined : totalsFromHash(h);
   }
@@ -125,7 +125,7 @@ export class RedisUsageStore implements UsageStore {
         });
       }
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
     return out;
   }
@@ -134,7 +134,7 @@ export class RedisUsageStore implements UsageStore {
     try {
       return totalsFromHash(await this.redis.hgetall(bucketKey(tenantId, g, at)));
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -142,7 +142,7 @@ export class RedisUsageStore implements UsageStore {
     try {
       return (await this.redis.smembers('usage:tenants')).sort();
     } catch (err) {
-      throw unavailable(err);
+      throw storeUnavailable(err);
     }
   }
 
@@ -160,7 +160,3 @@ function totalsFromHash(h: Record<string, string>): UsageTotals {
   return u;
 }
 
-function unavailable(err: unknown): SwitchboardError {
-  if (err instanceof SwitchboardError) return err;
-  return new SwitchboardError('store_unavailable', `redis: ${errorMessage(err)}`, true, { cause: err });
-}

@@ -13,6 +13,7 @@ export type TenantWrite =
   | { ok: false; reason: 'exists' | 'not_found' }
   | { ok: false; reason: 'number_taken'; number: string; owner: string };
 
+/** Every method rejects with SwitchboardError `store_unavailable` (retryable) when the store cannot answer. */
 export interface TenantStore {
   list(): Promise<TenantConfig[]>;
   get(id: string): Promise<TenantConfig | undefined>;

@@ -1,12 +1,12 @@
 /**
- * Tenant lookup by number or id. This registry holds validated tenants in memory; secrets are
- * resolved once at load (env var or mounted file) and never leave the process in a response.
+ * The tenant directory contract (lookup by number or id), secret resolution and tenants-file parsing.
+ * Secrets are resolved once at load (env var or mounted file) and never leave the process in a response.
  */
 import { readFileSync } from 'node:fs';
 import { isScalar, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { SwitchboardError } from '../errors.js';
-import { DEMO_TENANT, TenantSchema, type SecretRef, type Tenant, type TenantConfig } from './tenant.js';
+import { TenantSchema, type SecretRef, type Tenant, type TenantConfig } from './tenant.js';
 
 export interface TenantDirectory {
   /** The tenant owning `to`; when `accountSid` is given it must match the tenant's account. */
@@ -117,43 +117,3 @@ export function parseTenantsDocument(text: string, source: string): TenantConfig
   return out;
 }
 
-export class StaticTenantRegistry implements TenantDirectory {
-  private readonly byNum = new Map<string, Tenant>();
-  private readonly byIdMap = new Map<string, Tenant>();
-
-  constructor(tenants: readonly Tenant[]) {
-    for (const t of tenants) {
-      this.byIdMap.set(t.id, t);
-      for (const n of t.phoneNumbers) this.byNum.set(n, t);
-    }
-  }
-
-  static demo(): StaticTenantRegistry {
-    return new StaticTenantRegistry([resolveTenant(TenantSchema.parse(DEMO_TENANT), {})]);
-  }
-
-  static fromFile(path: string, env: NodeJS.ProcessEnv): StaticTenantRegistry {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (err) {
-      throw new SwitchboardError('config_invalid', `TENANTS_FILE: cannot read ${path}`, false, { cause: err });
-    }
-    return new StaticTenantRegistry(parseTenantsDocument(text, path).map((t) => resolveTenant(t, env)));
-  }
-
-  byNumber(to: string, accountSid?: string): Tenant | undefined {
-    const t = this.byNum.get(to);
-    if (!t) return undefined;
-    if (accountSid !== undefined && t.twilio.accountSid !== accountSid) return undefined;
-    return t;
-  }
-
-  byId(id: string): Tenant | undefined {
-    return this.byIdMap.get(id);
-  }
-
-  list(): readonly Tenant[] {
-    return [...this.byIdMap.values()];
-  }
-}

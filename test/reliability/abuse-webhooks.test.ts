@@ -20,9 +20,9 @@ afterAll(async () => {
 
 const fields = (callSid = randomSid('CA')): Record<string, string> => ({ CallSid: callSid, AccountSid: demo.accountSid, To: demo.to, From: '+15550001111' });
 
-async function post(path: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+async function post(path: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string; type: string | null }> {
   const res = await fetch(relay.url + path, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body });
-  return { status: res.status, body: await res.text() };
+  return { status: res.status, body: await res.text(), type: res.headers.get('content-type') };
 }
 
 /** Sign what the relay will parse from `body` (URLSearchParams), as a forger holding the token could. */
@@ -44,10 +44,12 @@ describe('webhook abuse', () => {
     }
   });
 
-  it('oversized bodies: 413 on every webhook route, the relay stays healthy', async () => {
+  it('oversized bodies: 413 payload_too_large as JSON on every webhook route, the relay stays healthy', async () => {
     for (const path of ['/twilio/voice', '/twilio/after-stream', '/twilio/status']) {
       const r = await post(path, 'To=' + 'a'.repeat(200 * 1024));
       expect(r.status).toBe(413);
+      expect(r.type).toBe('application/json');
+      expect(JSON.parse(r.body)).toMatchObject({ error: { code: 'payload_too_large' } });
     }
     expect((await fetch(`${relay.url}/healthz`)).status).toBe(200);
   });

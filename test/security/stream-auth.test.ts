@@ -2,11 +2,13 @@
  * createStreamAuthoriser with a manual clock: token expiry, binding to CallSid and tenant, the
  * account check, the upgrade signature (current and previous auth token), replay, and secret rotation.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStreamAuthoriser } from '../../src/server/stream-auth.js';
 import { MemoryCallStore } from '../../src/store/memory-store.js';
-import { StaticTenantRegistry, TenantSchema, resolveTenant } from '../../src/tenants/index.js';
+import { MemoryTenantStore } from '../../src/store/memory-tenant-store.js';
+import { silentLogger } from '../../src/telemetry/index.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
+import { StoreTenantRegistry, TenantSchema } from '../../src/tenants/index.js';
 import { computeTwilioSignature, issueStreamToken, mintResumeToken } from '../../src/twilio/index.js';
 
 const SECRET = 'stream-secret-0123456789abcdef0123456789';
@@ -15,19 +17,26 @@ const STREAM_URL = 'wss://relay.example.com/twilio/media';
 const ACCOUNT = 'AC' + '1'.repeat(32);
 const CALL = 'CA' + 'a'.repeat(32);
 
-const tenants = new StaticTenantRegistry(
-  ['acme', 'beta'].map((id, i) =>
-    resolveTenant(
-      TenantSchema.parse({
-        id,
-        displayName: id,
-        phoneNumbers: [`+1415555010${i}`],
-        twilio: { accountSid: ACCOUNT, authToken: { env: `T_${i}` }, previousAuthToken: { env: `P_${i}` } },
-      }),
-      { T_0: 'acme-current', P_0: 'acme-previous', T_1: 'beta-current', P_1: 'beta-previous' },
-    ),
+// The registry the relay runs, over the in-memory store.
+const tenants = new StoreTenantRegistry({
+  store: new MemoryTenantStore(),
+  env: { T_0: 'acme-current', P_0: 'acme-previous', T_1: 'beta-current', P_1: 'beta-previous' },
+  log: silentLogger(),
+  local: ['acme', 'beta'].map((id, i) =>
+    TenantSchema.parse({
+      id,
+      displayName: id,
+      phoneNumbers: [`+1415555010${i}`],
+      twilio: { accountSid: ACCOUNT, authToken: { env: `T_${i}` }, previousAuthToken: { env: `P_${i}` } },
+    }),
   ),
-);
+});
+beforeAll(async () => {
+  await tenants.start();
+});
+afterAll(async () => {
+  await tenants.close();
+});
 
 function setup(pod = 'pod-b', shared?: MemoryCallStore) {
   let now = 1_000_000;

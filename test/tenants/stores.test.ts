@@ -172,3 +172,35 @@ leaseStoreContract('redis', (now) => {
   const prefix = `l${++db}:`;
   return { a: new RedisLeaseStore(redis(prefix), now), b: new RedisLeaseStore(redis(prefix), now) };
 });
+
+describe('Redis stores send their Lua scripts by SHA', () => {
+  it('the script text crosses the wire at most once per script, not on every call', async () => {
+    const conn = redis(`s${++db}:`);
+    const tenants = new RedisTenantStore(conn);
+    const leases = new RedisLeaseStore(conn, () => 1_000);
+    const monitor = await createRedis(server.url).monitor();
+    const commands: string[] = [];
+    // MONITOR reports a command after it ran: a last PING marks the end of ours.
+    const sawPing = new Promise<void>((resolve) =>
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        const name = String(args[0]).toLowerCase();
+        commands.push(name);
+        if (name === 'ping') resolve();
+      }),
+    );
+    try {
+      for (let i = 0; i < 3; i++) {
+        expect((await tenants.put(tenant('sha-test', ['+14155550177']), 'upsert')).ok).toBe(true);
+        expect((await leases.acquire('sha-test', `CA${i}`, 10, 60_000)).granted).toBe(true);
+      }
+      expect(await tenants.delete('sha-test')).toBe(true);
+      await conn.ping('sha-test-done');
+      await sawPing;
+    } finally {
+      monitor.disconnect();
+    }
+    // 7 script runs: each of the 3 scripts sends its text once (EVAL), the rest go by SHA.
+    expect(commands.filter((c) => c === 'evalsha').length).toBeGreaterThanOrEqual(4);
+    expect(commands.filter((c) => c === 'eval').length).toBeLessThanOrEqual(3);
+  });
+});

@@ -8,7 +8,7 @@ import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/i
 import { errorMessage, SwitchboardError } from '../../errors.js';
 import { webhookUrlProblem } from '../../tools/ssrf.js';
 import type { RelayContext } from '../context.js';
-import { readBody, reply, replyJson, type ReplyHandle } from '../http.js';
+import { readBody, reply, replyJson, replyTooLarge, type ReplyHandle } from '../http.js';
 import { adminGuard } from '../admin-auth.js';
 
 /** What the routes need from the registry (StoreTenantRegistry provides it). */
@@ -46,11 +46,9 @@ export function nestingDepth(raw: Buffer): number {
   return max;
 }
 
-/** Errors from Redis or the store layer (connection, timeout), as opposed to bugs. */
+/** The stores report their failures (connection, timeout, a refused command) as `store_unavailable`. */
 function isStoreError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (err instanceof SwitchboardError) return err.code === 'store_unavailable';
-  return /redis|ECONNREFUSED|ECONNRESET|ETIMEDOUT|Command timed out|Connection is closed|MaxRetriesPerRequest/i.test(`${err.name} ${err.message}`);
+  return err instanceof SwitchboardError && err.code === 'store_unavailable';
 }
 
 /** A tenant with a price book, technicians and slots is a few KiB; this leaves room, not abuse. */
@@ -218,14 +216,7 @@ export function registerAdminTenantRoutes(
     try {
       raw = await readBody(h, MAX_ADMIN_BODY_BYTES);
     } catch (err) {
-      if (!h.aborted) {
-        h.res.cork(() => {
-          h.res
-            .writeStatus('413 Payload Too Large')
-            .writeHeader('content-type', 'application/json')
-            .end(JSON.stringify({ error: { code: 'payload_too_large', message: errorMessage(err) } }), true);
-        });
-      }
+      replyTooLarge(h, err);
       return undefined;
     }
     if (nestingDepth(raw) > MAX_JSON_DEPTH) {

@@ -15,6 +15,7 @@ import {
   readBody,
   reply,
   replyError,
+  replyTooLarge,
   replyTwiml,
   track,
   type ReplyHandle,
@@ -67,13 +68,7 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
     } catch (err) {
       metrics.webhooks.labels(route, 'too_large').inc();
       log.warn({ code: 'payload_too_large', route }, 'webhook body too large');
-      if (!h.aborted) {
-        h.res.cork(() => {
-          h.res
-            .writeStatus('413 Payload Too Large')
-            .end(JSON.stringify({ error: { code: 'payload_too_large', message: errorMessage(err) } }), true);
-        });
-      }
+      replyTooLarge(h, err);
       return undefined;
     }
     const params = parseForm(body);
