@@ -102,6 +102,8 @@ const Env = z.object({
   /** Proxies in front of the relay that append to X-Forwarded-For (0 = trust no header). */
   TRUSTED_PROXY_HOPS: int(0, 0, 10),
   DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
+  /** This pod's name in call records, heartbeats and migrations; unset: the host name (a Kubernetes pod's name). */
+  POD_NAME: optionalString,
   /** `migrate` (move live calls to other pods through Twilio call updates; resume after a crash) or `wait`. */
   DRAIN_MODE: optionalString.pipe(z.enum(['migrate', 'wait'], { message: 'must be migrate or wait' }).optional()),
   /** Twilio's REST API (call updates: transfers, hang-ups, migrations); a simulator or proxy in tests. */
@@ -216,6 +218,8 @@ export interface Config {
   trustedProxyHops: number;
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
+  /** POD_NAME; undefined: the host name. */
+  podName: string | undefined;
   /**
    * `migrate`: a drain moves live calls to other pods, and a call whose pod died resumes through the
    * after-stream redirect; `wait`: calls stay to their end. Unset: `migrate` with Redis (shared call
@@ -346,6 +350,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
+    podName: e.POD_NAME,
     drainMode: e.DRAIN_MODE ?? (e.REDIS_URL ? 'migrate' : 'wait'),
     twilioApiBaseUrl: e.TWILIO_API_BASE_URL.replace(/\/+$/, ''),
     migration: Object.freeze({

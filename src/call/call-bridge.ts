@@ -936,7 +936,8 @@ export class CallBridge {
       toolsOpen: this.tools.running,
       effectPending: this.tools.effectPending,
       restHandOff: this.tools.restHandedOff,
-      responding: !this.responses.idle,
+      // The caller mid-sentence, or owed an answer: what they said is in this session only.
+      responding: !this.responses.idle || this.callerSpeaking || this.answerOwed,
       unplayed: this.playout.unplayed,
     });
   }

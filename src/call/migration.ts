@@ -34,7 +34,7 @@ export interface MigrationFacts {
   effectPending: boolean;
   /** A tool handed the call to a human through Twilio's REST API: Twilio ends this stream. */
   restHandOff: boolean;
-  /** A model response is active, requested or queued. */
+  /** A model response is active, requested or queued; or the caller is speaking, or is owed an answer. */
   responding: boolean;
   /** Assistant audio sent to Twilio and not yet played (a move would drop it). */
   unplayed: boolean;

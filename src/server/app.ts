@@ -23,6 +23,7 @@ import type { RelayContext } from './context.js';
 import { Disposers } from './disposers.js';
 import { assertCanListen, listenExclusive } from './listen.js';
 import { LiveCalls } from './live-calls.js';
+import { MIGRATION_OUTCOMES, migrateForDrain } from './migrator.js';
 import { modelFromConfig } from './model-connector.js';
 import { ConnectionRateLimiter } from './rate-limit.js';
 import { registerAdminCallRoutes, usageReader } from './routes/admin-calls.js';
@@ -31,7 +32,6 @@ import { registerAdminUsageRoutes } from './routes/admin-usage.js';
 import { registerMediaStreamRoute } from './routes/media-stream.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerTwilioWebhooks, type WebhookLeases } from './routes/twilio-webhooks.js';
-import { MIGRATION_OUTCOMES, migrateForDrain } from './migrator.js';
 import { createStreamAuthoriser } from './stream-auth.js';
 import { openDeferredTenants } from './tenants-runtime.js';
 import { loadUws } from './uws.js';
@@ -111,7 +111,7 @@ interface Started {
 async function compose(config: Readonly<Config>, opts: RelayOptions, started: Started): Promise<Relay> {
   const { uws, native, log, priceTable, disposers } = started;
   const clock = opts.clock ?? systemClock;
-  const pod = opts.pod ?? hostname();
+  const pod = opts.pod ?? config.podName ?? hostname();
 
   const metrics = opts.metrics ?? createMetrics();
   if (!opts.metrics) disposers.add('metrics', () => metrics.close());

@@ -58,6 +58,12 @@ interface Account {
   refused: boolean;
 }
 
+/** One call's attempts so far and how the last one failed. */
+interface Tries {
+  n: number;
+  last: 'rate_limited' | 'failed';
+}
+
 /** Retry-After beyond this is not waited for (the drain has minutes, not hours). */
 const MAX_RETRY_AFTER_MS = 30_000;
 
@@ -102,15 +108,17 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
     if (!call.tenant.migration) return 'opted_out';
     const busyUntil = Math.min(o.clock.now() + o.busyWaitMs, o.deadline);
     const a = account(call.tenant.twilio.accountSid);
+    // Attempts count across rounds: a call that turns busy between retries keeps its budget.
+    const tries: Tries = { n: 0, last: 'failed' };
     // Bounded: each round first waits for readiness, which gives up at busyUntil.
     for (;;) {
       const ready = await whenReady(call, busyUntil);
-      if (ready === 'busy') return o.clock.now() >= o.deadline ? 'deadline' : 'busy';
+      if (ready === 'busy') return tries.n > 0 ? tries.last : o.clock.now() >= o.deadline ? 'deadline' : 'busy';
       if (ready !== 'ready') return 'ended';
       await acquire(a);
       let r: MigrationOutcome | 'busy-again';
       try {
-        r = await update(call, a);
+        r = await update(call, a, tries);
       } finally {
         release(a);
       }
@@ -118,10 +126,9 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
     }
   };
 
-  const update = async (call: MigratableCall, a: Account): Promise<MigrationOutcome | 'busy-again'> => {
+  const update = async (call: MigratableCall, a: Account, tries: Tries): Promise<MigrationOutcome | 'busy-again'> => {
     const log = o.log.child({ callSid: call.callSid, tenant: call.tenant.id });
-    let last: MigrationOutcome = 'failed';
-    for (let attempt = 1; attempt <= o.maxAttempts; attempt++) {
+    while (tries.n < o.maxAttempts) {
       if (a.refused) return 'refused';
       const wait = a.pausedUntil - o.clock.now();
       if (wait > 0) await sleep(wait);
@@ -138,6 +145,7 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
         return 'failed';
       }
       call.beginMigration();
+      const attempt = ++tries.n;
       const res = await o.control.migrate({ accountSid: call.tenant.twilio.accountSid, authToken: call.tenant.resolvedAuthToken }, call.callSid, twiml);
       if (res.kind === 'updated') return 'migrated';
       call.cancelMigration();
@@ -150,7 +158,7 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
           log.warn({ code: 'unauthorized', status: res.status, twilioCode: res.twilioCode, err: res.message }, 'migration refused by Twilio; the call stays and drains');
           return 'refused';
         case 'rate_limited': {
-          last = 'rate_limited';
+          tries.last = 'rate_limited';
           const pause = Math.min(res.retryAfterMs ?? backoff(attempt), MAX_RETRY_AFTER_MS);
           // The whole account waits: more requests now would only earn more 429s.
           a.pausedUntil = Math.max(a.pausedUntil, o.clock.now() + jitter(pause));
@@ -158,14 +166,14 @@ export async function migrateCalls(calls: readonly MigratableCall[], o: Migrator
           break;
         }
         case 'failed':
-          last = 'failed';
+          tries.last = 'failed';
           log.warn({ code: 'tool_failed', attempt, status: res.status, err: res.message }, 'migration call update failed');
           if (attempt < o.maxAttempts) await sleep(jitter(backoff(attempt)));
           break;
       }
     }
-    log.warn({ outcome: last, attempts: o.maxAttempts }, 'migration gave up; the call stays and drains');
-    return last;
+    log.warn({ outcome: tries.last, attempts: tries.n }, 'migration gave up; the call stays and drains');
+    return tries.last;
   };
 
   const backoff = (attempt: number): number => backoffMs * 2 ** (attempt - 1);

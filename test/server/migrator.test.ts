@@ -157,6 +157,27 @@ describe('migrateCalls', () => {
     for (const c of calls) expect(c.cancelled).toBe(3);
   });
 
+  it('a call that turns busy between a 429 and its retry keeps its attempt budget', async () => {
+    const t = tenantOn('acme', ACCOUNT_A);
+    const c = new TestCall(t);
+    await live([c]);
+    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 }, 1);
+    const real = new TwilioCallControl({ apiBaseUrl: fake.url });
+    const control: Pick<CallControl, 'migrate'> = {
+      async migrate(account, callSid, twiml) {
+        const r = await real.migrate(account, callSid, twiml);
+        // The caller starts talking during the pause; they stop again a little later.
+        c.readiness = 'busy';
+        systemClock.after(1200, () => {
+          c.readiness = 'ready';
+        });
+        return r;
+      },
+    };
+    expect((await migrateCalls([c], options({ maxAttempts: 2 }, control))).get(c.callSid)).toBe('rate_limited');
+    expect(fake.requests).toHaveLength(2);
+  });
+
   it('a refused update (bad credentials) leaves the call, and spares the account its other requests', async () => {
     const bad = tenantOn('acme', ACCOUNT_A);
     const good = tenantOn('bolt', ACCOUNT_B);
