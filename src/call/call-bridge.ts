@@ -26,7 +26,7 @@ import {
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { ToolRunner } from '../tools/index.js';
@@ -35,6 +35,7 @@ import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
 import { resumeItems, seedHistory, type ResumeContext } from './resume.js';
+import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
 import { migrationReadiness, type MigratableCall, type MigrationReadiness } from './migration.js';
@@ -102,14 +103,6 @@ export interface AdmissionRefusal {
   code: CloseCode;
   reason: string;
   outcome: CallOutcome;
-}
-
-/** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
-export interface CallLifecycleListener {
-  callStarted?(call: { callSid: string; tenant: Tenant }): void;
-  callEnded?(call: { callSid: string; tenant: Tenant; outcome: CallOutcome }): void;
-  /** The call left this pod for another (drain by migration): it goes on there, so nothing is released. */
-  callMoved?(call: { callSid: string; tenant: Tenant }): void;
 }
 
 export interface BridgeDeps {

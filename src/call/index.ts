@@ -4,3 +4,4 @@ export * from './playback.js';
 export * from './audio-ring.js';
 export * from './resume.js';
 export * from './migration.js';
+export * from './lifecycle.js';
