@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { SwitchboardError } from '../errors.js';
-import { signClaims, verifiedClaims } from './stream-token.js';
+import { bindingProblem, signClaims, verifiedClaims } from './stream-token.js';
 
 /** Why a call moves: its pod drained (Twilio call update), or died (after-stream redirect). */
 export type MigrationReason = 'drain' | 'crash';
@@ -75,9 +75,6 @@ export function verifyResumeToken(
 ): ResumeTokenCheck {
   const r = verifiedClaims(secret, VERSION, token, Claims);
   if (!r.ok) return r;
-  const claims = r.claims;
-  if (expect.now >= claims.exp) return { ok: false, reason: 'expired' };
-  if (claims.callSid !== expect.callSid) return { ok: false, reason: 'wrong_call' };
-  if (claims.tenantId !== expect.tenantId) return { ok: false, reason: 'wrong_tenant' };
-  return { ok: true, claims };
+  const problem = bindingProblem(r.claims, expect);
+  return problem ? { ok: false, reason: problem } : { ok: true, claims: r.claims };
 }

@@ -112,9 +112,17 @@ export function verifyStreamToken(
 ): TokenCheck {
   const r = verifiedClaims(secret, VERSION, token, Claims);
   if (!r.ok) return r;
-  const claims = r.claims;
-  if (expect.now >= claims.exp) return { ok: false, reason: 'expired' };
-  if (claims.callSid !== expect.callSid) return { ok: false, reason: 'wrong_call' };
-  if (claims.tenantId !== expect.tenantId) return { ok: false, reason: 'wrong_tenant' };
-  return { ok: true, claims };
+  const problem = bindingProblem(r.claims, expect);
+  return problem ? { ok: false, reason: problem } : { ok: true, claims: r.claims };
+}
+
+/** A signed token's expiry and its binding to this call and tenant (stream and resume tokens alike). */
+export function bindingProblem(
+  claims: { exp: number; callSid: string; tenantId: string },
+  expect: { callSid: string; tenantId: string; now: number },
+): 'expired' | 'wrong_call' | 'wrong_tenant' | undefined {
+  if (expect.now >= claims.exp) return 'expired';
+  if (claims.callSid !== expect.callSid) return 'wrong_call';
+  if (claims.tenantId !== expect.tenantId) return 'wrong_tenant';
+  return undefined;
 }
