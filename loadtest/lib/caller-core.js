@@ -291,6 +291,60 @@ export function nextStep(t) {
 /** A call follows at most this many streams (a bound on update/redirect loops). */
 export const MAX_LEGS = 5;
 
+/**
+ * The answer to a TwiML fetch, as an adapter got it: `error` when there was no HTTP answer.
+ * @typedef {{ status: number, body: string, error?: string }} FetchAnswer
+ * @typedef {{ url: string, method: 'GET' | 'POST', body: string | null, headers: Record<string, string> }} FetchRequest
+ * @typedef {{ kind: 'stream', via: 'update' | 'redirect', twiml: Extract<ParsedTwiml, { kind: 'stream' }> }
+ *   | { kind: 'end', via: 'update' | 'redirect' | null, heard: string, fetched: boolean }} AfterLeg
+ */
+
+/**
+ * What Twilio does once a stream has ended, sans-IO: a generator that yields each TwiML fetch to
+ * make (`<Redirect>`, an update's `Url`) and takes back its answer, and returns the next stream to
+ * open or the end of the call's stream life (`heard`: what ran instead; `fetched`: it came from a
+ * fetch). `update`: the REST update that ended the stream; else, when the relay closed it
+ * (`resumable`), the TwiML after `</Connect>` runs. Node drives it with await, k6 synchronously.
+ * @param {{ update?: CallUpdate, resumable: boolean, after: readonly TwimlVerb[],
+ *   call: { accountSid: string, callSid: string, from: string, to: string, authToken: string,
+ *   hmacSha1Base64: HmacSha1Base64 } }} o
+ * @returns {Generator<FetchRequest, AfterLeg, FetchAnswer>}
+ */
+export function* afterLeg(o) {
+  const via = o.update ? 'update' : 'redirect';
+  /** @param {string} heard @param {boolean} fetched @returns {AfterLeg} */
+  const end = (heard, fetched) => ({ kind: 'end', via, heard, fetched });
+  /** @type {ParsedTwiml} */
+  let doc;
+  const u = o.update;
+  if (u?.kind === 'status') return end('<Hangup/>', false);
+  if (u?.kind === 'url') doc = { kind: 'other', verbs: [{ verb: 'Redirect', text: u.url, attrs: { method: u.method } }] };
+  else if (u?.kind === 'twiml') {
+    try {
+      doc = parseTwiml(u.twiml);
+    } catch (err) {
+      return end(`(not TwiML: ${String(err)})`, false);
+    }
+  } else if (o.resumable) doc = { kind: 'other', verbs: [...o.after] };
+  else return { kind: 'end', via: null, heard: '', fetched: false };
+  let fetched = false;
+  for (let i = 0; i < MAX_LEGS; i++) {
+    const step = nextStep(doc);
+    if (step.kind === 'stream') return { kind: 'stream', via, twiml: step.twiml };
+    if (step.kind === 'end') return end(step.heard, fetched);
+    const res = yield twimlFetchRequest({ ...o.call, url: step.url, method: step.method });
+    fetched = true;
+    if (res.error !== undefined) return end(`(redirect failed: ${res.error})`, true);
+    if (res.status < 200 || res.status >= 300) return end(`(redirect answered HTTP ${res.status})`, true);
+    try {
+      doc = parseTwiml(res.body);
+    } catch (err) {
+      return end(`(redirect answered no TwiML: ${String(err)})`, true);
+    }
+  }
+  return end('(too many redirects)', fetched);
+}
+
 // --- the call ------------------------------------------------------------------------------------
 
 /**

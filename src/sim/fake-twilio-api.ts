@@ -76,6 +76,8 @@ export interface FakeTwilioApi extends CallRegistry {
   next(): Promise<RecordedRequest>;
   /** `live`, `ended` (hung up or unregistered), or undefined for a call never registered. */
   callState(callSid: string): 'live' | 'ended' | undefined;
+  /** The CallSids of the calls live now (registered or polling, not ended). */
+  liveCalls(): string[];
   /** Answer each request this long after acting on it. */
   answerDelayMs: number;
   /** The most requests of one account ever in flight at once. */
@@ -300,6 +302,7 @@ export async function startFakeTwilioApi(opts: FakeTwilioApiOptions = {}): Promi
       const e = calls.get(callSid);
       return e ? (e.ended ? 'ended' : 'live') : undefined;
     },
+    liveCalls: () => [...calls].filter(([, e]) => !e.ended).map(([sid]) => sid),
     answerDelayMs: opts.answerDelayMs ?? 0,
     get maxInFlightSeen() {
       return maxInFlightSeen;

@@ -9,18 +9,20 @@ import WebSocket from 'ws';
 import {
   CallerSession,
   MAX_LEGS,
+  afterLeg,
   buildVoiceWebhook,
   describeVerbs,
   emptyReport,
-  nextStep,
   parseTwiml,
   twilioSignature,
-  twimlFetchRequest,
+  type AfterLeg,
   type CallScript,
   type CallTurn,
   type CallUpdate,
   type CallerHooks,
   type CallerReport,
+  type FetchAnswer,
+  type FetchRequest,
   type LegReport,
   type ParsedTwiml,
 } from '../../loadtest/lib/caller-core.js';
@@ -209,28 +211,20 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
         session.legFailed(r.errors[0] ?? 'the socket did not open');
         break;
       }
-      const update = r.update ?? takePending();
+      // An update after the caller hung up finds no call to act on.
+      const update = session.resumable ? (r.update ?? takePending()) : undefined;
       // What Twilio runs next: the update's TwiML, or (the relay closed the stream) the TwiML after </Connect>.
-      let next: ParsedTwiml | undefined;
-      if (update) {
-        if (update.kind === 'status') {
-          afterUpdate = '<Hangup/>';
-          break;
-        }
-        const got = update.kind === 'twiml' ? parseOrError(update.twiml) : await fetchTwiml(update.url, update.method);
-        if (typeof got === 'string') {
-          afterUpdate = got;
-          break;
-        }
-        next = got;
-      } else if (session.resumable) {
-        next = { kind: 'other', verbs: leg.after };
-      } else break;
-      const via = update ? 'update' : 'redirect';
-      const step = await resolveRedirects(next);
+      const step = await drive(
+        afterLeg({
+          resumable: session.resumable,
+          after: leg.after,
+          call: { accountSid: o.accountSid, callSid, from, to: o.to, authToken: o.authToken, hmacSha1Base64 },
+          ...(update ? { update } : {}),
+        }),
+      );
       if (step.kind === 'end') {
-        if (via === 'update') afterUpdate = step.heard;
-        else if (step.fetched) afterStream = step.heard;
+        if (step.via === 'update') afterUpdate = step.heard;
+        else if (step.via === 'redirect' && step.fetched) afterStream = step.heard;
         break;
       }
       if (o.signal?.aborted) break;
@@ -239,7 +233,7 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
         break;
       }
       leg = step.twiml;
-      session.beginLeg({ streamSid: randomSid('MZ'), parameters: leg.parameters, after: leg.after, url: leg.streamUrl, via });
+      if (!session.beginLeg({ streamSid: randomSid('MZ'), parameters: leg.parameters, after: leg.after, url: leg.streamUrl, via: step.via })) break;
       dialUrl = dialFor(leg.streamUrl);
     }
     const r = session.report();
@@ -266,45 +260,24 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
     return streamUrl.startsWith(announced) ? ws(o.baseUrl) + streamUrl.slice(announced.length) : streamUrl;
   }
 
-  function parseOrError(xml: string): ParsedTwiml | string {
-    try {
-      return parseTwiml(xml);
-    } catch (err) {
-      return `(not TwiML: ${errorMessage(err)})`;
-    }
-  }
-
-  /** Fetch a call's next TwiML as Twilio does (signed, with the call's fields). */
-  async function fetchTwiml(url: string, method: string): Promise<ParsedTwiml | string> {
+  /** Make the TwiML fetches afterLeg() asks for as Twilio would, at the relay's real address. */
+  async function drive(gen: Generator<FetchRequest, AfterLeg, FetchAnswer>): Promise<AfterLeg> {
     // Signed over the URL Twilio was given; fetched at the relay's real address when they differ.
     const announced = o.publicUrl ?? o.baseUrl;
     const target = o.afterStreamBaseUrl ?? o.baseUrl;
-    const req = twimlFetchRequest({ url, method, accountSid: o.accountSid, callSid, from, to: o.to, authToken: o.authToken, hmacSha1Base64 });
-    const at = req.url.startsWith(announced) ? target + req.url.slice(announced.length) : req.url;
-    try {
-      const res = await fetch(at, { method: req.method, headers: req.headers, ...(req.body !== null ? { body: req.body } : {}) });
-      const body = await res.text();
-      if (!res.ok) return `(redirect answered HTTP ${res.status})`;
-      return parseOrError(body);
-    } catch (err) {
-      return `(redirect failed: ${errorMessage(err)})`;
+    for (let r = gen.next(); ; ) {
+      if (r.done) return r.value;
+      const req = r.value;
+      const at = req.url.startsWith(announced) ? target + req.url.slice(announced.length) : req.url;
+      let answer: FetchAnswer;
+      try {
+        const res = await fetch(at, { method: req.method, headers: req.headers, ...(req.body !== null ? { body: req.body } : {}) });
+        answer = { status: res.status, body: await res.text() };
+      } catch (err) {
+        answer = { status: 0, body: '', error: errorMessage(err) };
+      }
+      r = gen.next(answer);
     }
-  }
-
-  /** Run TwiML up to a new stream or the end of the call's stream life, following `<Redirect>`s (bounded). */
-  async function resolveRedirects(t: ParsedTwiml): Promise<{ kind: 'stream'; twiml: Extract<ParsedTwiml, { kind: 'stream' }> } | { kind: 'end'; heard: string; fetched: boolean }> {
-    let doc = t;
-    let fetched = false;
-    for (let i = 0; i < MAX_LEGS; i++) {
-      const step = nextStep(doc);
-      if (step.kind === 'stream') return step;
-      if (step.kind === 'end') return { kind: 'end', heard: step.heard, fetched };
-      const got = await fetchTwiml(step.url, step.method);
-      fetched = true;
-      if (typeof got === 'string') return { kind: 'end', heard: got, fetched };
-      doc = got;
-    }
-    return { kind: 'end', heard: '(too many redirects)', fetched };
   }
 
   /** One Media Stream, open until it closes or a REST update ends it. */
