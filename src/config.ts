@@ -102,6 +102,20 @@ const Env = z.object({
   /** Proxies in front of the relay that append to X-Forwarded-For (0 = trust no header). */
   TRUSTED_PROXY_HOPS: int(0, 0, 10),
   DRAIN_TIMEOUT_SECONDS: int(3600, 0, 86_400),
+  /** This pod's name in call records, heartbeats and migrations; unset: the host name (a Kubernetes pod's name). */
+  POD_NAME: optionalString,
+  /** `migrate` (move live calls to other pods through Twilio call updates; resume after a crash) or `wait`. */
+  DRAIN_MODE: optionalString.pipe(z.enum(['migrate', 'wait'], { message: 'must be migrate or wait' }).optional()),
+  /** Twilio's REST API (call updates: transfers, hang-ups, migrations); a simulator or proxy in tests. */
+  TWILIO_API_BASE_URL: z.string().default('https://api.twilio.com').pipe(url(['https:', 'http:'])),
+  /** Call updates in flight at once per Twilio account while migrating (Twilio limits REST concurrency per account). */
+  MIGRATION_CONCURRENCY_PER_ACCOUNT: int(5, 1, 100),
+  /** Attempts per call update (429 waits Retry-After, network errors and 5xx back off); then the call stays and drains. */
+  MIGRATION_MAX_ATTEMPTS: int(4, 1, 10),
+  /** How long a call in a tool, goodbye or transfer is waited for before it is left to drain. */
+  MIGRATION_BUSY_WAIT_SECONDS: int(20, 0, 600),
+  /** After SIGTERM, wait this long before moving calls, so the load balancer stops sending streams here first. */
+  MIGRATION_START_DELAY_MS: int(0, 0, 60_000),
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
       message: 'must be one of fatal, error, warn, info, debug, trace, silent',
@@ -204,6 +218,17 @@ export interface Config {
   trustedProxyHops: number;
   webhookToolsAllowPrivate: boolean;
   drainTimeoutSeconds: number;
+  /** POD_NAME; undefined: the host name. */
+  podName: string | undefined;
+  /**
+   * `migrate`: a drain moves live calls to other pods, and a call whose pod died resumes through the
+   * after-stream redirect; `wait`: calls stay to their end. Unset: `migrate` with Redis (shared call
+   * state), else `wait`.
+   */
+  drainMode: 'migrate' | 'wait';
+  /** Twilio REST origin, without trailing slash. */
+  twilioApiBaseUrl: string;
+  migration: { concurrencyPerAccount: number; maxAttempts: number; busyWaitMs: number; startDelayMs: number };
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** Unset: decided by whether stdout is a terminal (telemetry/logger.ts prettyLogs). */
   logFormat: 'json' | 'pretty' | undefined;
@@ -287,6 +312,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     problems.push('TENANTS_FILE_MODE: reconcile needs TENANTS_FILE (the file it makes the truth)');
   }
   problems.push(...redisProblems(e.REDIS_URL, e.REDIS_USERNAME, e.REDIS_PASSWORD, e.REDIS_TLS_CA_FILE));
+  // A migrated call continues on another pod from the state in Redis; in memory, nothing to continue from.
+  if (e.DRAIN_MODE === 'migrate' && !e.REDIS_URL) problems.push('DRAIN_MODE: migrate needs REDIS_URL (the new pod reads the call from Redis)');
+  if (e.TWILIO_API_BASE_URL.startsWith('http:') && !isLoopbackUrl(e.TWILIO_API_BASE_URL)) {
+    problems.push('TWILIO_API_BASE_URL: plain http:// is allowed only for loopback hosts; use https://');
+  }
   if (problems.length > 0) throw new SwitchboardError('config_invalid', problems.join('\n'));
 
   const publicUrl = (e.PUBLIC_URL ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
@@ -320,6 +350,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     trustedProxyHops: e.TRUSTED_PROXY_HOPS,
     webhookToolsAllowPrivate: e.WEBHOOK_TOOLS_ALLOW_PRIVATE,
     drainTimeoutSeconds: e.DRAIN_TIMEOUT_SECONDS,
+    podName: e.POD_NAME,
+    drainMode: e.DRAIN_MODE ?? (e.REDIS_URL ? 'migrate' : 'wait'),
+    twilioApiBaseUrl: e.TWILIO_API_BASE_URL.replace(/\/+$/, ''),
+    migration: Object.freeze({
+      concurrencyPerAccount: e.MIGRATION_CONCURRENCY_PER_ACCOUNT,
+      maxAttempts: e.MIGRATION_MAX_ATTEMPTS,
+      busyWaitMs: e.MIGRATION_BUSY_WAIT_SECONDS * 1000,
+      startDelayMs: e.MIGRATION_START_DELAY_MS,
+    }),
     logLevel: e.LOG_LEVEL,
     logFormat: e.LOG_FORMAT,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,

@@ -86,6 +86,8 @@ export const CloseCode = {
   overCapacity: 4013,
   /** The call ran past the longest allowed call duration. */
   callTooLong: 4014,
+  /** A resume stream for a call another pod holds (a duplicate), or one already over: never live twice. */
+  callHeldElsewhere: 4015,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

@@ -26,7 +26,7 @@ import {
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, SPAN, traceBindings, type DropReason, type RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { ToolRunner } from '../tools/index.js';
@@ -34,9 +34,11 @@ import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
+import { resumeItems, seedHistory, type ResumeContext } from './resume.js';
 import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
+import { migrationReadiness, type MigratableCall, type MigrationReadiness } from './migration.js';
 import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
 import { decidingEffect, ToolDispatch } from './tool-dispatch.js';
 import { TurnMetrics } from './turn-metrics.js';
@@ -48,6 +50,8 @@ export interface StartInfo {
   callSid: string;
   accountSid: string;
   customParameters: Readonly<Record<string, string>>;
+  /** This leg's call span (W3C traceparent): stored with the call so a later leg links to it. */
+  traceparent?: string;
 }
 
 /**
@@ -64,7 +68,8 @@ function callParties(p: Readonly<Record<string, string>>, tenant: Tenant): { fro
 }
 
 export type Authorisation =
-  | { ok: true; tenant: Tenant }
+  /** `resume`: a moved call this pod adopted (resume.ts): re-create its conversation, do not greet. */
+  | { ok: true; tenant: Tenant; resume?: ResumeContext }
   | { ok: false; code: CloseCode; reason: string; outcome: CallOutcome };
 
 export interface ModelConnector {
@@ -186,6 +191,8 @@ export class CallBridge {
   private answerOwed = false;
   /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
   private greeted = false;
+  /** [resume] A moved call adopted by this pod; `live` once its first session replayed the conversation. */
+  private resume: { ctx: ResumeContext; live: boolean } | undefined;
   /** The response that says the time-limit goodbye, once created. */
   private goodbyeResponseId: string | undefined;
   private callSpan: Span | undefined;
@@ -302,6 +309,7 @@ export class CallBridge {
         return;
       case 'stop':
         if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
+        if (this.migrating) return this.moveOut('stream stopped by the call update');
         this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
         return;
     }
@@ -325,6 +333,8 @@ export class CallBridge {
       accountSid: m.accountSid,
       customParameters: m.customParameters,
     };
+    const traceparent = traceparentOf(this.callSpan);
+    if (traceparent !== undefined) start.traceparent = traceparent;
     this.deps.authorise(start, this.upgradeSignature).then(
       (a) => this.onAuthorised(a, start),
       (err: unknown) => {
@@ -337,7 +347,7 @@ export class CallBridge {
   private onAuthorised(a: Authorisation, start: StartInfo): void {
     if (this.state.kind !== 'verifying') return; // hung up meanwhile
     if (!a.ok) {
-      const code = a.code === CloseCode.signatureInvalid ? 'signature_invalid' : 'stream_token_invalid';
+      const code = a.code === CloseCode.signatureInvalid ? 'signature_invalid' : a.code === CloseCode.callHeldElsewhere ? 'conflict' : 'stream_token_invalid';
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
       return this.fail(a.code, a.reason, a.outcome);
     }
@@ -356,14 +366,29 @@ export class CallBridge {
     this.deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
     this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.tools.calls });
+    if (a.resume) {
+      // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
+      this.resume = { ctx: a.resume, live: false };
+      const rec = a.resume.record;
+      this.parties = { ...(rec.to !== undefined ? { to: rec.to } : {}), ...(rec.fromMasked !== undefined ? { fromMasked: rec.fromMasked } : {}) };
+      seedHistory(this.history, a.resume.record);
+      const m = a.resume.migration;
+      this.callSpan?.setAttributes({ [ATTR.migrationReason]: m.reason, [ATTR.migrationFrom]: m.from });
+      linkSpan(this.callSpan, rec.traceparent);
+      this.log = this.log.child({ resumed: m.reason, from: m.from });
+      this.log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: a.resume.record.transcript.length, tools: a.resume.record.tools.length }, 'moved call adopted: resuming');
+      return void this.connectModel();
+    }
+    this.parties = callParties(start.customParameters, a.tenant);
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
         tenantId: a.tenant.id,
         streamSid: start.streamSid,
-        ...callParties(start.customParameters, a.tenant),
+        ...this.parties,
         pod: this.deps.pod,
         startedAt: this.startedAt,
+        ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
         retentionSeconds: a.tenant.retentionDays * 86_400,
       }),
       'store.startCall',
@@ -389,6 +414,7 @@ export class CallBridge {
   onTwilioClose(code: number): void {
     this.playout.open = false;
     if (this.state.kind === 'ended') return;
+    if (this.migrating) return this.moveOut('media socket closed while moving');
     this.finish(this.state.kind === 'awaiting-start' ? 'protocol_error' : this.endedByTwilioOutcome(), code, 'media socket closed');
   }
 
@@ -551,12 +577,20 @@ export class CallBridge {
   }
 
   private goLive(): void {
-    const resume = this.state.kind === 'reconnecting';
-    if ((this.state.kind !== 'connecting' && !resume) || !this.model) return;
+    const resume = this.state.kind === 'reconnecting' || this.resume !== undefined;
+    if ((this.state.kind !== 'connecting' && this.state.kind !== 'reconnecting') || !this.model) return;
     this.move({ type: 'model-ready' });
     const model = this.model;
     this.armRenewal();
-    if (resume) {
+    const moved = this.resume;
+    if (moved && !moved.live) {
+      // [resume] The first session of a moved call: the stored conversation, tool calls included.
+      moved.live = true;
+      const items = resumeItems(moved.ctx.record, this.deps.model.shape);
+      for (const item of items) model.send(item);
+      this.noteResumed(moved.ctx);
+      this.log.info({ replayed: items.length }, 'moved call resumed with its conversation');
+    } else if (resume) {
       // A new session knows nothing: replay the conversation as text, then carry on.
       const history = this.history.all;
       for (const h of history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
@@ -578,6 +612,17 @@ export class CallBridge {
     } else if (this.history.lastRole === 'caller') {
       this.responses.request(); // the caller's last words were never answered
     }
+  }
+
+  /** [resume] The new leg relays: the move's gap, counted and stored; the call is live here. */
+  private noteResumed(ctx: ResumeContext): void {
+    const m = ctx.migration;
+    const gapMs = Math.max(0, this.deps.clock.now() - m.at);
+    this.deps.metrics.callMigrations.labels(m.reason, 'resumed').inc();
+    this.deps.metrics.migrationGap.labels(m.reason).observe(gapMs / 1000);
+    this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
+    this.background(this.deps.store.noteMigrationGap(this.callSid!, gapMs), 'store.noteMigrationGap');
+    this.log.info({ gapMs, reason: m.reason, from: m.from }, 'call moved: relaying on this pod');
   }
 
   /** Barge-in (docs/wire-formats.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
@@ -851,6 +896,72 @@ export class CallBridge {
     }
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // drain by migration (issue 16): the migrator moves the call; this side ends without ending it
+
+  /** The stream's `to` / masked `from`, for the resume TwiML. */
+  private parties: { fromMasked?: string; to?: string } = {};
+  /** The migrator asked Twilio to move the call: the next stop is the move, not a hang-up. */
+  private migrating = false;
+  /** This side ended because the call moved (no outcome, record left live). */
+  private movedOut = false;
+
+  /** This call as the migrator sees it; undefined before it is authorised or after it ended. */
+  migratable(): MigratableCall | undefined {
+    const callSid = this.callSid;
+    const tenant = this.tenant;
+    if (!this.authorised || !callSid || !tenant || this.state.kind === 'ended') return undefined;
+    return {
+      callSid,
+      tenant,
+      parties: this.parties,
+      migrationReadiness: () => this.migrationReadiness(),
+      beginMigration: () => {
+        this.migrating = true;
+      },
+      cancelMigration: () => this.cancelMigration(),
+    };
+  }
+
+  private migrationReadiness(): MigrationReadiness {
+    return migrationReadiness({
+      state: this.state.kind,
+      toolsOpen: this.tools.running,
+      effectPending: this.tools.effectPending,
+      restHandOff: this.tools.restHandedOff,
+      // The caller mid-sentence, or owed an answer: what they said is in this session only.
+      responding: !this.responses.idle || this.callerSpeaking || this.answerOwed,
+      unplayed: this.playout.unplayed,
+    });
+  }
+
+  /** Twilio stopped the stream of a call being moved: end this side, not the call. */
+  private moveOut(reason: string): void {
+    this.movedOut = true;
+    // The outcome of the ended state is never counted or stored for a moved call.
+    this.finish('drained', CloseCode.normal, reason);
+  }
+
+  /**
+   * The migrator's update did not go through. Still streaming: the call stays here, phase back to
+   * live. Stream already stopped: that stop was the caller hanging up, so the call ends as such.
+   */
+  private cancelMigration(): void {
+    if (!this.migrating) return;
+    this.migrating = false;
+    const callSid = this.callSid;
+    const tenant = this.tenant;
+    if (!callSid || !tenant) return;
+    if (!this.movedOut) {
+      if (this.state.kind === 'live') this.background(this.deps.store.setPhase(callSid, 'live'), 'store.setPhase');
+      return;
+    }
+    this.movedOut = false;
+    this.deps.metrics.callsTotal.labels('caller_hung_up', tenant.id).inc();
+    this.background(this.deps.store.endCall(callSid, 'caller_hung_up', tenant.retentionDays * 86_400), 'store.endCall');
+    this.notify((l) => l.callEnded?.({ callSid, tenant, outcome: 'caller_hung_up' }));
+  }
+
   private notify(fn: (l: CallLifecycleListener) => void): void {
     for (const l of this.deps.listeners ?? []) {
       try {
@@ -892,20 +1003,30 @@ export class CallBridge {
       this.deps.metrics.activeCalls.dec();
       this.counted = false;
     }
-    if (wasStarted) {
+    const moved = this.movedOut;
+    if (wasStarted && !moved) {
       this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
     }
     let outcomeStored: Promise<void> | undefined;
-    if (callSid && this.tenant) {
+    if (moved && callSid && this.tenant) {
+      // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
       const tenant = this.tenant;
-      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400);
+      // The old leg's stop: the move's gap starts here (unless the adopter was quicker).
+      this.background(this.deps.store.releaseCall(callSid, this.deps.pod, this.deps.clock.now()), 'store.releaseCall');
+      this.notify((l) => l.callMoved?.({ callSid, tenant }));
+    } else if (callSid && this.tenant) {
+      const tenant = this.tenant;
+      // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
+      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400, this.deps.pod);
+      // [resume] Adopted but never relayed here (model unreachable, hung up in the gap).
+      if (this.resume && !this.resume.live) this.deps.metrics.callMigrations.labels(this.resume.ctx.migration.reason, 'resume_failed').inc();
       this.background(outcomeStored, 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }
     endSpan(this.turnSpan);
     this.turnSpan = undefined;
     if (this.callSpan) {
-      this.callSpan.setAttribute(ATTR.outcome, outcome);
+      this.callSpan.setAttribute(ATTR.outcome, moved ? 'moved' : outcome);
       endSpan(this.callSpan, FAILED_OUTCOMES.has(outcome) ? reason : undefined);
       this.callSpan = undefined;
     }
@@ -923,7 +1044,7 @@ export class CallBridge {
         ...this.stats,
         ...(usage ? { usage } : {}),
       },
-      'call ended',
+      moved ? 'call moved to another pod' : 'call ended',
     );
     this.closeTwilio(code, reason, outcomeStored);
   }

@@ -2,4 +2,6 @@ export * from './call-bridge.js';
 export * from './call-state.js';
 export * from './playback.js';
 export * from './audio-ring.js';
+export * from './resume.js';
+export * from './migration.js';
 export * from './lifecycle.js';

@@ -32,4 +32,6 @@ export interface CallTenantRef {
 export interface CallLifecycleListener {
   callStarted?(call: { callSid: string; tenant: CallTenantRef }): void;
   callEnded?(call: { callSid: string; tenant: CallTenantRef; outcome: CallOutcome }): void;
+  /** The call left this pod for another (drain by migration): it goes on there, so nothing is released. */
+  callMoved?(call: { callSid: string; tenant: CallTenantRef }): void;
 }

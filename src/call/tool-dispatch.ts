@@ -73,6 +73,16 @@ export class ToolDispatch {
     return this.restHandOff || this.effects.some((e) => e.kind === 'transfer');
   }
 
+  /** An answered tool's effect (end_call, transfer) waits for its response to be done. */
+  get effectPending(): boolean {
+    return this.effects.length > 0;
+  }
+
+  /** A tool handed the call to a human through Twilio's REST API: Twilio ends this stream. */
+  get restHandedOff(): boolean {
+    return this.restHandOff;
+  }
+
   /** The effects gathered so far, in order; the list is emptied. */
   takeEffects(): CallEffect[] {
     return this.effects.splice(0, this.effects.length);

@@ -156,6 +156,17 @@ export function functionCallOutput(callId: string, output: string): string {
   });
 }
 
+/**
+ * An earlier function call re-created in a new session (a moved call), so the model knows the tool
+ * ran; its `function_call_output` follows with the same call_id. GA and beta share this shape.
+ */
+export function functionCallItem(callId: string, name: string, args: string): string {
+  return JSON.stringify({
+    type: 'conversation.item.create',
+    item: { type: 'function_call', call_id: callId, name, arguments: args },
+  });
+}
+
 /** A user text message (e.g. "Greet the caller."), as `conversation.item.create`. */
 export function userText(text: string): string {
   return JSON.stringify({

@@ -23,6 +23,7 @@ import type { RelayContext } from './context.js';
 import { Disposers } from './disposers.js';
 import { assertCanListen, listenExclusive } from './listen.js';
 import { LiveCalls } from './live-calls.js';
+import { MIGRATION_OUTCOMES, migrateForDrain } from './migrator.js';
 import { modelFromConfig } from './model-connector.js';
 import { ConnectionRateLimiter } from './rate-limit.js';
 import { registerAdminCallRoutes, usageReader } from './routes/admin-calls.js';
@@ -110,11 +111,12 @@ interface Started {
 async function compose(config: Readonly<Config>, opts: RelayOptions, started: Started): Promise<Relay> {
   const { uws, native, log, priceTable, disposers } = started;
   const clock = opts.clock ?? systemClock;
-  const pod = opts.pod ?? hostname();
+  const pod = opts.pod ?? config.podName ?? hostname();
 
   const metrics = opts.metrics ?? createMetrics();
   if (!opts.metrics) disposers.add('metrics', () => metrics.close());
   metrics.maxActiveCalls.set(config.maxActiveCalls);
+  if (config.drainMode === 'migrate') for (const o of MIGRATION_OUTCOMES) metrics.callMigrations.labels('drain', o).inc(0);
 
   // One Redis connection for state, tenants and leases when REDIS_URL is set.
   const redis = config.redisUrl
@@ -152,12 +154,13 @@ async function compose(config: Readonly<Config>, opts: RelayOptions, started: St
   // The calls that end at stop write their usage; it (and any retry) must land before Redis goes.
   disposers.add('usage', () => usage.close());
 
+  const callControl = new TwilioCallControl({ apiBaseUrl: config.twilioApiBaseUrl, log: log.child({ component: 'call-control' }) });
   const tools =
     opts.tools ??
     new BuiltinToolRunner({
       store,
       clock,
-      callControl: new TwilioCallControl({ log: log.child({ component: 'call-control' }) }),
+      callControl,
       webhooks: { env: config.secretEnv, allowPrivateNetworks: config.webhookToolsAllowPrivate },
     });
   const streamUrl = mediaStreamUrl(config);
@@ -179,6 +182,9 @@ async function compose(config: Readonly<Config>, opts: RelayOptions, started: St
       validateSignatures: config.validateSignatures,
       streamUrl,
       now: () => clock.now(),
+      pod,
+      metrics,
+      log,
     }),
     admit: calls.admit,
     pod,
@@ -259,6 +265,10 @@ async function compose(config: Readonly<Config>, opts: RelayOptions, started: St
       log.info({ live: calls.live, unstarted: calls.unstarted, timeoutMs }, 'draining: refusing new streams, waiting for live calls');
       // Sockets without an authorised start are no calls: close them now, not at the drain timeout.
       calls.finish('unstarted', 'drained', CloseCode.draining, 'relay draining');
+      if (config.drainMode === 'migrate' && calls.live > 0) {
+        // Moved calls leave this pod as Twilio stops their streams; the rest run on as in `wait` mode.
+        void migrateForDrain(calls.migratable(), clock.now() + timeoutMs, { config, streamUrl, control: callControl, store, metrics, clock, log: log.child({ component: 'migrator' }) });
+      }
       await calls.waitUntilNoLive(timeoutMs, clock);
       const remaining = calls.live;
       calls.finish('all', 'drained', CloseCode.goingAway, 'drain timeout');
@@ -338,7 +348,7 @@ function logStartup(
       tenantsFileMode: config.tenantsFileMode,
       adminApi: config.adminToken ? 'on' : 'off',
       redis: config.redisUrl ? 'on' : 'off (in-memory)',
-      drain: 'wait',
+      drain: config.drainMode,
       drainTimeoutSeconds: config.drainTimeoutSeconds,
       maxActiveCalls: config.maxActiveCalls || 'no cap',
       uws: s.native ? `native (${s.uwsBuild})` : `JS fallback (slow, ${s.uwsBuild})`,

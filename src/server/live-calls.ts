@@ -3,7 +3,7 @@
  * read, and the admission rule a bridge asks at its authorised start.
  */
 import type { Logger } from 'pino';
-import type { AdmissionRefusal, CallBridge } from '../call/index.js';
+import type { AdmissionRefusal, CallBridge, MigratableCall } from '../call/index.js';
 import type { Clock } from '../clock.js';
 import { CloseCode } from '../errors.js';
 
@@ -92,6 +92,11 @@ export class LiveCalls {
   /** Ends every call (or only those without an authorised start) with this outcome and close code. */
   finish(which: 'all' | 'unstarted', outcome: CallOutcome, code: number, reason: string): void {
     for (const b of [...this.bridges]) if (which === 'all' || !b.admitted) b.finish(outcome, code, reason);
+  }
+
+  /** The authorised calls, as a draining pod's migrator moves them. */
+  migratable(): MigratableCall[] {
+    return [...this.bridges].flatMap((b) => b.migratable() ?? []);
   }
 
   /** Closes every media socket still open (those without a bridge too). */

@@ -1,13 +1,16 @@
 /**
  * Who may open a media stream: the `start` event must carry a valid, unused stream token for its
  * CallSid and tenant, the CallSid must not have had a stream yet, and, when Twilio signed the
- * upgrade, that signature must verify.
+ * upgrade, that signature must verify. A moved call's new stream carries a resume token instead of
+ * the first-stream claim: valid, unused, and the call released by its old pod, which this pod adopts.
  */
+import type { Logger } from 'pino';
 import type { Authorisation, StartInfo } from '../call/index.js';
 import { CloseCode } from '../errors.js';
 import type { CallStore } from '../store/index.js';
-import { tenantAuthTokens, type TenantDirectory } from '../tenants/index.js';
-import { validateUpgradeSignature, verifyStreamToken } from '../twilio/index.js';
+import type { RelayMetrics } from '../telemetry/index.js';
+import { tenantAuthTokens, type Tenant, type TenantDirectory } from '../tenants/index.js';
+import { validateUpgradeSignature, verifyResumeToken, verifyStreamToken, type ResumeTokenCheck } from '../twilio/index.js';
 
 export interface StreamAuthDeps {
   tenants: TenantDirectory;
@@ -22,6 +25,11 @@ export interface StreamAuthDeps {
   /** The <Stream url> as written in TwiML (what Twilio signs on the upgrade). */
   streamUrl: string;
   now(): number;
+  /** This pod: the adopter of a resumed call. */
+  pod: string;
+  /** Counts refused resumes (switchboard_call_migrations_total). */
+  metrics?: Pick<RelayMetrics, 'callMigrations'>;
+  log?: Logger;
 }
 
 /** Seconds a consumed token id is remembered; longer than any token lives. */
@@ -70,6 +78,8 @@ export function createStreamAuthoriser(d: StreamAuthDeps) {
     if (!(await d.store.consumeOnce(`stream-token:${check.claims.jti}`, CONSUMED_TTL_SECONDS))) {
       return refuse('stream token already used');
     }
+    const resume = start.customParameters['resume'];
+    if (resume !== undefined) return resumeStream(start, tenant, resume, refuse);
     // Twilio signatures carry no timestamp: a replayed voice webhook mints a fresh token for the same
     // CallSid. One stream per CallSid, claimed once across pods (Redis SET NX), whatever the token.
     if (!(await d.store.consumeOnce(`stream-call:${start.callSid}`, CALL_CLAIM_TTL_SECONDS))) {
@@ -77,4 +87,40 @@ export function createStreamAuthoriser(d: StreamAuthDeps) {
     }
     return { ok: true, tenant };
   };
+
+  /** A moved call's new stream: the resume token, once, then adopt the call its old pod released. */
+  async function resumeStream(
+    start: StartInfo,
+    tenant: Tenant,
+    token: string,
+    refuse: (reason: string) => Authorisation,
+  ): Promise<Authorisation> {
+    const expect = { callSid: start.callSid, tenantId: tenant.id, now: d.now() };
+    let check: ResumeTokenCheck = verifyResumeToken(d.secret, token, expect);
+    for (const old of d.previousSecrets ?? []) {
+      if (check.ok || check.reason !== 'bad_signature') break;
+      check = verifyResumeToken(old, token, expect);
+    }
+    if (!check.ok) return refuse(`resume token ${check.reason}`);
+    const reason = check.claims.reason;
+    const refused = (a: Authorisation, detail: Record<string, unknown>): Authorisation => {
+      d.metrics?.callMigrations.labels(reason, 'resume_refused').inc();
+      d.log?.warn({ code: 'conflict', callSid: start.callSid, reason, ...detail }, 'resume stream refused');
+      return a;
+    };
+    if (!(await d.store.consumeOnce(`resume-token:${check.claims.jti}`, CONSUMED_TTL_SECONDS))) {
+      return refused(refuse('resume token already used'), { why: 'replayed' });
+    }
+    const adopted = await d.store.adoptCall(start.callSid, {
+      pod: d.pod,
+      streamSid: start.streamSid,
+      now: d.now(),
+      ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
+    });
+    if (!adopted.ok) {
+      const why = adopted.reason === 'live' ? 'call is live on another pod' : adopted.reason === 'ended' ? 'call already ended' : 'call unknown';
+      return refused({ ok: false, code: CloseCode.callHeldElsewhere, reason: why, outcome: 'rejected_token' }, { why: adopted.reason });
+    }
+    return { ok: true, tenant, resume: { record: adopted.record, migration: adopted.migration } };
+  }
 }

@@ -88,6 +88,7 @@ export async function openDeferredTenants(o: {
     listener: {
       callStarted: (c) => rt?.leases.callStarted(c),
       callEnded: (c) => rt?.leases.callEnded(c),
+      callMoved: (c) => rt?.leases.callMoved(c),
     },
     admin: {
       configs: () => (rt ? rt.registry.configs() : notYet()),

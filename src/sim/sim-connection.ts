@@ -370,7 +370,13 @@ export class SimConnection {
     if (!isObject(item) || typeof item.type !== 'string') {
       return this.error('invalid_value', "Missing or invalid 'item'.", ev.event_id, 'item');
     }
-    if (item.type === 'function_call_output') {
+    if (item.type === 'function_call') {
+      // A client-created call (a moved call's earlier tool use): its output may follow, as on the real API.
+      if (typeof item.call_id !== 'string' || typeof item.name !== 'string' || typeof item.arguments !== 'string') {
+        return this.error('invalid_value', 'function_call needs string call_id, name and arguments.', ev.event_id, 'item');
+      }
+      this.callNames.set(item.call_id, item.name);
+    } else if (item.type === 'function_call_output') {
       if (typeof item.call_id !== 'string' || typeof item.output !== 'string') {
         return this.error('invalid_value', 'function_call_output needs string call_id and output.', ev.event_id, 'item');
       }

@@ -3,7 +3,32 @@
  * can answer for any call. Nothing here is on the per-frame path: calls write at turn granularity.
  */
 
-export type CallPhase = 'connecting' | 'live' | 'handing-off' | 'ending' | 'ended';
+/**
+ * `migrating`: the call's pod let go of it (a drain re-pointing it, or a survivor answering for a
+ * dead pod) and the pod that takes the new stream adopts it (adoptCall); nobody else ends it.
+ */
+export type CallPhase = 'connecting' | 'live' | 'handing-off' | 'ending' | 'migrating' | 'ended';
+
+/** Why a call moved to another pod. */
+export type MigrationReason = 'drain' | 'crash';
+
+/** One move of a live call between pods (docs/reliability.md, "Live call migration"). */
+export interface Migration {
+  /** When the old leg stopped (drain: the old pod's release; crash: the after-stream request), unix ms. */
+  at: number;
+  from: string;
+  /** The pod that adopted the call. */
+  to?: string;
+  reason: MigrationReason;
+  /** Old leg's stop to the new leg relaying audio, once it does. */
+  gapMs?: number;
+}
+
+/** What adoptCall found: the record to rebuild the call from, or why the call is not there to take. */
+export type AdoptResult =
+  | { ok: true; record: CallRecord; migration: Migration }
+  /** `live`: the call is held by a pod (not released), e.g. a duplicate stream for a call live elsewhere. */
+  | { ok: false; reason: 'unknown' | 'ended' | 'live' };
 
 export interface TranscriptEntry {
   role: 'caller' | 'assistant';
@@ -39,7 +64,17 @@ export interface CallRecord {
   /** Caller number, masked except the last 4 digits. */
   fromMasked?: string;
   to?: string;
+  /** The pod that holds the call (its live leg's). */
   pod: string;
+  /** Every pod that carried the call, one per leg, in order (the first is where it started). */
+  pods: string[];
+  /** The call's moves between pods, oldest first. */
+  migrations: Migration[];
+  /** W3C traceparent of the live leg's call span: the next leg's span links to it. */
+  traceparent?: string;
+  /** Phase `migrating`: when and why its pod let go. */
+  migratingAt?: number;
+  migratingReason?: MigrationReason;
   phase: CallPhase;
   startedAt: number;
   updatedAt: number;
@@ -59,6 +94,8 @@ export interface NewCall {
   to?: string;
   pod: string;
   startedAt: number;
+  /** W3C traceparent of the call's span (a moved call's next leg links to it). */
+  traceparent?: string;
   /** Retention after the end when the call is reaped rather than ended by its own pod (tenant's retentionDays). */
   retentionSeconds?: number;
 }
@@ -178,8 +215,36 @@ export interface CallStore {
   recordToolCall(callSid: string, rec: ToolCallRecord): Promise<void>;
   setSummary(callSid: string, summary: unknown): Promise<void>;
   flagEmergency(callSid: string, flag: EmergencyFlag): Promise<void>;
-  /** Mark ended, drop from the active index, keep the record for `retentionSeconds`. */
-  endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void>;
+  /**
+   * Mark ended, drop from the active index, keep the record for `retentionSeconds`. With `byPod`,
+   * only while that pod holds the call: a pod whose call is moving (phase `migrating`) or was
+   * adopted elsewhere leaves the record to its new holder.
+   */
+  endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void>;
+  /**
+   * The call is about to move (phase `migrating`, `migratingAt` = `at` or now, `migratingReason`,
+   * default `drain`), written through to the backing store: a draining pod before its Twilio call
+   * update, or a survivor answering Twilio's after-stream redirect for a dead pod (`crash`). From here
+   * the reaper leaves the call alone and its old pod's end does not end it; the pod that takes the new
+   * stream adopts it (adoptCall). Undo (the move failed) with setPhase(callSid, 'live').
+   * @throws SwitchboardError `store_unavailable` unless the store now holds everything this pod wrote
+   *   for the call (the pod that resumes it reads it from there), or when the call is unknown or ended.
+   */
+  beginMigration(callSid: string, m?: { reason?: MigrationReason; at?: number }): Promise<void>;
+  /**
+   * `pod`'s stream of a moving call stopped (Twilio ran the update): the call leaves the pod's calls
+   * (a reap of that pod no longer ends it), the pod forgets its copy, and, while the call is still
+   * waiting for its adopter, `migratingAt` becomes `at` (the old leg's stop, where the gap starts).
+   */
+  releaseCall(callSid: string, pod: string, at?: number): Promise<void>;
+  /**
+   * Take a moving call for `pod` (atomic: one adopter wins): holder `pod`, phase `connecting`, the
+   * new streamSid, `pod` appended to `pods`, the migration appended to `migrations`, the call in
+   * `pod`'s live set. Refused when the call is unknown, ended, or held (not `migrating`).
+   */
+  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number; traceparent?: string }): Promise<AdoptResult>;
+  /** The adopter's new leg relays: record the last migration's gap. */
+  noteMigrationGap(callSid: string, gapMs: number): Promise<void>;
   getCall(callSid: string): Promise<CallRecord | undefined>;
   listActive(): Promise<CallRecord[]>;
   /**
@@ -207,7 +272,8 @@ export interface CallStore {
   heartbeat(pod: string, now: number): Promise<void>;
   /**
    * End (outcome `abandoned`) the calls of every pod whose last heartbeat is older than `staleMs`.
-   * Atomic per pod: when several survivors reap at once, each call is reaped exactly once.
+   * Atomic per pod: when several survivors reap at once, each call is reaped exactly once. Calls
+   * the dead pod released (phase `migrating`) are left to their adopter.
    */
   reapDeadPods(now: number, staleMs: number): Promise<ReapResult>;
   /** True when the backing store answers (readiness). */

@@ -3,6 +3,7 @@
  * process (claims, tool-result idempotency, pod heartbeats). Durability is the process's lifetime.
  */
 import type {
+  AdoptResult,
   CallPhase,
   CallPage,
   CallQuery,
@@ -10,6 +11,7 @@ import type {
   CallStore,
   Claim,
   EmergencyFlag,
+  MigrationReason,
   NewCall,
   ReapResult,
   StoredToolResult,
@@ -17,6 +19,7 @@ import type {
   TranscriptEntry,
 } from './call-store.js';
 import { DEFAULT_RETENTION_SECONDS, pageOfCalls } from './call-store.js';
+import { SwitchboardError } from '../errors.js';
 
 interface Held {
   owner: string;
@@ -59,7 +62,7 @@ export class MemoryCallStore implements CallStore {
   startCall(c: NewCall): Promise<void> {
     this.sweep();
     const { retentionSeconds, ...rest } = c;
-    this.calls.set(c.callSid, { ...rest, phase: 'connecting', updatedAt: c.startedAt, transcript: [], tools: [] });
+    this.calls.set(c.callSid, { ...rest, pods: [c.pod], migrations: [], phase: 'connecting', updatedAt: c.startedAt, transcript: [], tools: [] });
     this.retention.set(c.callSid, retentionSeconds ?? DEFAULT_RETENTION_SECONDS);
     this.active.add(c.callSid);
     this.pods.set(c.pod, Math.max(this.pods.get(c.pod) ?? 0, this.now()));
@@ -68,7 +71,32 @@ export class MemoryCallStore implements CallStore {
 
   setPhase(callSid: string, phase: CallPhase): Promise<void> {
     this.touch(callSid, (r) => {
-      if (r.phase !== 'ended') r.phase = phase;
+      if (r.phase === 'ended') return;
+      r.phase = phase;
+      if (phase !== 'migrating') {
+        delete r.migratingAt;
+        delete r.migratingReason;
+      }
+    });
+    return Promise.resolve();
+  }
+
+  beginMigration(callSid: string, m: { reason?: MigrationReason; at?: number } = {}): Promise<void> {
+    const r = this.calls.get(callSid);
+    if (!r || r.phase === 'ended') {
+      return Promise.reject(new SwitchboardError('store_unavailable', r ? 'call already ended' : 'no such call', true));
+    }
+    r.phase = 'migrating';
+    r.migratingAt = m.at ?? this.now();
+    r.migratingReason = m.reason ?? 'drain';
+    r.updatedAt = this.now();
+    return Promise.resolve();
+  }
+
+  releaseCall(callSid: string, pod: string, at?: number): Promise<void> {
+    // Membership is the record's `pod` here; still waiting for an adopter: the gap starts at the stop.
+    this.touch(callSid, (r) => {
+      if (r.pod === pod && r.phase === 'migrating' && at !== undefined) r.migratingAt = at;
     });
     return Promise.resolve();
   }
@@ -95,7 +123,10 @@ export class MemoryCallStore implements CallStore {
     return Promise.resolve();
   }
 
-  endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void> {
+  endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void> {
+    const held = this.calls.get(callSid);
+    // Released or adopted elsewhere: not this pod's to end.
+    if (held && byPod !== undefined && (held.pod !== byPod || held.phase === 'migrating')) return Promise.resolve();
     this.touch(callSid, (r) => {
       if (r.phase === 'ended') return;
       r.phase = 'ended';
@@ -104,6 +135,39 @@ export class MemoryCallStore implements CallStore {
     });
     this.active.delete(callSid);
     this.expiries.set(callSid, this.now() + retentionSeconds * 1000);
+    return Promise.resolve();
+  }
+
+  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number; traceparent?: string }): Promise<AdoptResult> {
+    const r = this.calls.get(callSid);
+    if (!r) return Promise.resolve({ ok: false, reason: 'unknown' });
+    if (r.phase === 'ended') return Promise.resolve({ ok: false, reason: 'ended' });
+    if (r.phase !== 'migrating') return Promise.resolve({ ok: false, reason: 'live' });
+    const migration = { at: r.migratingAt ?? m.now, from: r.pod, to: m.pod, reason: r.migratingReason ?? 'crash' };
+    const record = structuredClone(r);
+    r.migrations.push(migration);
+    r.pods.push(m.pod);
+    r.pod = m.pod;
+    r.streamSid = m.streamSid;
+    if (m.traceparent !== undefined) r.traceparent = m.traceparent;
+    r.phase = 'connecting';
+    r.updatedAt = m.now;
+    delete r.migratingAt;
+    delete r.migratingReason;
+    this.active.add(callSid);
+    this.pods.set(m.pod, Math.max(this.pods.get(m.pod) ?? 0, m.now));
+    // The record as adopted, but with the old leg's traceparent (the new leg links to it).
+    const adopted = structuredClone(r);
+    if (record.traceparent !== undefined) adopted.traceparent = record.traceparent;
+    else delete adopted.traceparent;
+    return Promise.resolve({ ok: true, record: adopted, migration: { ...migration } });
+  }
+
+  noteMigrationGap(callSid: string, gapMs: number): Promise<void> {
+    this.touch(callSid, (r) => {
+      const last = r.migrations.at(-1);
+      if (last) last.gapMs = gapMs;
+    });
     return Promise.resolve();
   }
 
@@ -183,7 +247,8 @@ export class MemoryCallStore implements CallStore {
       out.pods.push(pod);
       for (const sid of [...this.active]) {
         const r = this.calls.get(sid);
-        if (!r || r.pod !== pod) continue;
+        // A released call is its adopter's, whatever becomes of the pod that let go.
+        if (!r || r.pod !== pod || r.phase === 'migrating') continue;
         out.calls.push(sid);
         r.phase = 'ended';
         r.outcome = 'abandoned';

@@ -4,7 +4,17 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { CallPhase, CallRecord, Claim, EmergencyFlag, NewCall, ToolCallRecord, TranscriptEntry } from './call-store.js';
+import type {
+  CallPhase,
+  CallRecord,
+  Claim,
+  EmergencyFlag,
+  Migration,
+  MigrationReason,
+  NewCall,
+  ToolCallRecord,
+  TranscriptEntry,
+} from './call-store.js';
 import { CALLS_INDEX, CHILDREN, callKey, claimKey, tenantCallsIndex, type Scripts } from './redis-call-scripts.js';
 import { storeUnavailable } from './redis-connection.js';
 
@@ -18,6 +28,10 @@ export interface Journal {
   outcome?: string;
   summary?: string;
   emergency?: string;
+  pods: string[];
+  migrations: Migration[];
+  /** Set by beginMigration while the call waits to move. */
+  migrating?: { at: number; reason: MigrationReason };
   transcript: string[];
   tools: Map<string, string>;
   results: Map<string, string>;
@@ -52,14 +66,21 @@ export async function writeJournal(w: JournalWriter, j: Journal): Promise<void> 
     startedAt: String(j.call.startedAt),
     updatedAt: String(j.updatedAt),
     retention: String(j.retentionSeconds),
+    pods: JSON.stringify(j.pods),
+    migrations: JSON.stringify(j.migrations),
   };
   if (j.call.streamSid !== undefined) fields['streamSid'] = j.call.streamSid;
   if (j.call.fromMasked !== undefined) fields['fromMasked'] = j.call.fromMasked;
   if (j.call.to !== undefined) fields['to'] = j.call.to;
+  if (j.call.traceparent !== undefined) fields['traceparent'] = j.call.traceparent;
   if (j.endedAt !== undefined) fields['endedAt'] = String(j.endedAt);
   if (j.outcome !== undefined) fields['outcome'] = j.outcome;
   if (j.summary !== undefined) fields['summary'] = j.summary;
   if (j.emergency !== undefined) fields['emergency'] = j.emergency;
+  if (j.migrating !== undefined) {
+    fields['migratingAt'] = String(j.migrating.at);
+    fields['migratingReason'] = j.migrating.reason;
+  }
   const ended = j.phase === 'ended';
   const ttl = ended ? j.retentionSeconds : w.liveTtl;
   const m = w.redis.multi();
@@ -103,6 +124,8 @@ export function recordFromHash(sid: string, h: Record<string, string>, transcrip
     callSid: sid,
     tenantId: h['tenantId'] ?? '',
     pod: h['pod'] ?? '',
+    pods: h['pods'] !== undefined ? (JSON.parse(h['pods']) as string[]) : [h['pod'] ?? ''],
+    migrations: h['migrations'] !== undefined ? (JSON.parse(h['migrations']) as Migration[]) : [],
     phase: (h['phase'] ?? 'connecting') as CallPhase,
     startedAt: Number(h['startedAt'] ?? 0),
     updatedAt: Number(h['updatedAt'] ?? 0),
@@ -112,10 +135,13 @@ export function recordFromHash(sid: string, h: Record<string, string>, transcrip
   if (h['streamSid'] !== undefined) r.streamSid = h['streamSid'];
   if (h['fromMasked'] !== undefined) r.fromMasked = h['fromMasked'];
   if (h['to'] !== undefined) r.to = h['to'];
+  if (h['traceparent'] !== undefined) r.traceparent = h['traceparent'];
   if (h['endedAt'] !== undefined) r.endedAt = Number(h['endedAt']);
   if (h['outcome'] !== undefined) r.outcome = h['outcome'];
   if (h['summary'] !== undefined) r.summary = JSON.parse(h['summary']) as unknown;
   if (h['emergency'] !== undefined) r.emergency = JSON.parse(h['emergency']) as EmergencyFlag;
+  if (h['migratingAt'] !== undefined) r.migratingAt = Number(h['migratingAt']);
+  if (h['migratingReason'] !== undefined) r.migratingReason = h['migratingReason'] as MigrationReason;
   return r;
 }
 
@@ -123,6 +149,8 @@ export function recordFromJournal(j: Journal): CallRecord {
   const { retentionSeconds: _ignored, ...call } = j.call;
   const r: CallRecord = {
     ...call,
+    pods: [...j.pods],
+    migrations: j.migrations.map((m) => ({ ...m })),
     phase: j.phase,
     updatedAt: j.updatedAt,
     transcript: parseList<TranscriptEntry>(j.transcript),
@@ -132,5 +160,9 @@ export function recordFromJournal(j: Journal): CallRecord {
   if (j.outcome !== undefined) r.outcome = j.outcome;
   if (j.summary !== undefined) r.summary = JSON.parse(j.summary) as unknown;
   if (j.emergency !== undefined) r.emergency = JSON.parse(j.emergency) as EmergencyFlag;
+  if (j.migrating !== undefined) {
+    r.migratingAt = j.migrating.at;
+    r.migratingReason = j.migrating.reason;
+  }
   return r;
 }

@@ -1,9 +1,11 @@
 /**
  * The Redis CallStore: per-call hashes and lists, the active-call index with pod heartbeats, atomic
  * claims and tool-result idempotency records, plus a write-behind journal that restores a pod's live
- * calls after Redis loses data. Connection policy is redis-connection.ts's; keys and Lua scripts are
- * redis-call-scripts.ts's, the journal and record decoding redis-call-journal.ts's, heartbeats and
- * reaping redis-pods.ts's; key layout is documented in docs/tools.md.
+ * calls after Redis loses data, and the hand-over of a moving call (begin, release, adopt). Connection
+ * policy is redis-connection.ts's; keys and Lua scripts are redis-call-scripts.ts's, the journal and
+ * record decoding redis-call-journal.ts's, heartbeats and reaping redis-pods.ts's; key layout is
+ * documented in docs/tools.md. Near 500 lines on purpose: every CallStore method keeps this pod's
+ * journal and Redis consistent, and splitting the class would split that one invariant.
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -18,6 +20,9 @@ import {
   type CallStore,
   type Claim,
   type EmergencyFlag,
+  type AdoptResult,
+  type Migration,
+  type MigrationReason,
   type NewCall,
   type ReapResult,
   type StoredToolResult,
@@ -107,6 +112,8 @@ export class RedisCallStore implements CallStore {
       retentionSeconds: retention,
       phase: 'connecting',
       updatedAt: c.startedAt,
+      pods: [c.pod],
+      migrations: [],
       transcript: [],
       tools: new Map(),
       results: new Map(),
@@ -121,10 +128,42 @@ export class RedisCallStore implements CallStore {
     const j = this.journals.get(callSid);
     if (j && j.phase !== 'ended') {
       j.phase = phase;
+      if (phase !== 'migrating') delete j.migrating;
       j.updatedAt = this.now();
     }
     return this.callWrite(callSid, j, ['phase', this.now(), phase]);
   }
+
+  async beginMigration(callSid: string, m: { reason?: MigrationReason; at?: number } = {}): Promise<void> {
+    const j = this.journals.get(callSid);
+    // Writes held in memory (Redis was away) would be missing for the pod that resumes the call.
+    if (j?.dirty) throw new SwitchboardError('store_unavailable', 'call writes are still held in memory', true);
+    const at = m.at ?? this.now();
+    const reason = m.reason ?? 'drain';
+    if (j && j.phase !== 'ended') {
+      j.phase = 'migrating';
+      j.migrating = { at, reason };
+      j.updatedAt = this.now();
+    }
+    let r: number;
+    try {
+      r = await this.s.sbCallWrite(callKey(callSid), callKey(callSid), 'migrate', this.now(), at, reason);
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    if (r !== 1) throw new SwitchboardError('store_unavailable', r === -1 ? 'call record missing in Redis' : 'call already ended', true);
+  }
+
+  async releaseCall(callSid: string, pod: string, at?: number): Promise<void> {
+    // The record is the adopter's from here: this pod's journal must never write it back.
+    this.journals.delete(callSid);
+    try {
+      await this.s.sbReleaseCall(callKey(callSid), `pod:${pod}:calls`, pod, callSid, at ?? '');
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+  }
+
 
   appendTranscript(callSid: string, entry: TranscriptEntry): Promise<void> {
     const json = JSON.stringify(entry);
@@ -154,9 +193,13 @@ export class RedisCallStore implements CallStore {
     return this.callWrite(callSid, j, ['field', this.now(), 'emergency', json]);
   }
 
-  async endCall(callSid: string, outcome: string, retentionSeconds: number): Promise<void> {
+  async endCall(callSid: string, outcome: string, retentionSeconds: number, byPod?: string): Promise<void> {
     const j = this.journals.get(callSid);
     const now = this.now();
+    if (j && byPod !== undefined && j.phase === 'migrating') {
+      this.journals.delete(callSid); // released: the record is its adopter's
+      return;
+    }
     if (j) {
       if (j.phase !== 'ended') {
         j.phase = 'ended';
@@ -168,15 +211,80 @@ export class RedisCallStore implements CallStore {
     }
     const k = callKey(callSid);
     const run = async (): Promise<number> =>
-      this.s.sbEndCall(k, 'active', ...CHILDREN.map((c) => k + c), outcome, now, retentionSeconds, this.prefix, callSid);
+      this.s.sbEndCall(k, 'active', ...CHILDREN.map((c) => k + c), outcome, now, retentionSeconds, this.prefix, callSid, byPod ?? '');
     if (!j) {
       await run();
       return;
     }
+    let lost = false;
     await this.guard(j, async () => {
-      if ((await run()) === -1) throw new SwitchboardError('store_unavailable', 'call record missing in Redis', true);
+      const r = await run();
+      if (r === -1) throw new SwitchboardError('store_unavailable', 'call record missing in Redis', true);
+      lost = r === 0;
     });
+    // Adopted by another pod meanwhile: forget it (a resync must never write it back as ours).
+    if (lost) this.journals.delete(callSid);
     if (!j.dirty) this.journals.delete(callSid);
+  }
+
+  async adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number; traceparent?: string }): Promise<AdoptResult> {
+    const k = callKey(callSid);
+    let r: string[];
+    try {
+      r = await this.s.sbAdoptCall(k, 'active', m.pod, m.streamSid, m.now, this.prefix, callSid, m.traceparent ?? '');
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    if (r[0] !== 'ok') return { ok: false, reason: (r[0] ?? 'unknown') as 'unknown' | 'ended' | 'live' };
+    const migration = JSON.parse(r[1] ?? '{}') as Migration;
+    let res;
+    try {
+      res = await this.redis.multi().hgetall(k).lrange(`${k}:transcript`, 0, -1).hgetall(`${k}:tools`).hgetall(`${k}:results`).exec();
+    } catch (err) {
+      throw storeUnavailable(err);
+    }
+    const h = (res?.[0]?.[1] ?? {}) as Record<string, string>;
+    const transcript = (res?.[1]?.[1] ?? []) as string[];
+    const tools = (res?.[2]?.[1] ?? {}) as Record<string, string>;
+    const results = (res?.[3]?.[1] ?? {}) as Record<string, string>;
+    const record = recordFromHash(callSid, h, transcript, Object.values(tools));
+    if (r[2]) record.traceparent = r[2];
+    else delete record.traceparent;
+    // This pod now journals the call like one it started.
+    this.journals.set(callSid, {
+      call: {
+        callSid,
+        tenantId: record.tenantId,
+        pod: m.pod,
+        startedAt: record.startedAt,
+        streamSid: m.streamSid,
+        ...(m.traceparent !== undefined ? { traceparent: m.traceparent } : {}),
+        ...(record.fromMasked !== undefined ? { fromMasked: record.fromMasked } : {}),
+        ...(record.to !== undefined ? { to: record.to } : {}),
+      },
+      retentionSeconds: Number(h['retention'] ?? DEFAULT_RETENTION_SECONDS),
+      phase: record.phase,
+      updatedAt: record.updatedAt,
+      ...(h['summary'] !== undefined ? { summary: h['summary'] } : {}),
+      ...(h['emergency'] !== undefined ? { emergency: h['emergency'] } : {}),
+      pods: [...record.pods],
+      migrations: record.migrations.map((x) => ({ ...x })),
+      transcript: [...transcript],
+      tools: new Map(Object.entries(tools)),
+      results: new Map(Object.entries(results)),
+      claims: new Map(),
+      dirty: false,
+    });
+    return { ok: true, record, migration };
+  }
+
+  noteMigrationGap(callSid: string, gapMs: number): Promise<void> {
+    const j = this.journals.get(callSid);
+    const last = j?.migrations.at(-1);
+    if (!j || !last) return Promise.resolve(); // only the adopter, which journals the call, notes its gap
+    last.gapMs = gapMs;
+    j.updatedAt = this.now();
+    return this.callWrite(callSid, j, ['field', this.now(), 'migrations', JSON.stringify(j.migrations)]);
   }
 
   // --- reads ---------------------------------------------------------------------------------------

@@ -24,6 +24,18 @@ export const DROP_REASONS = [
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
+/** Why a call moved between pods (switchboard_call_migrations_total's `reason`). */
+export const MIGRATION_REASONS = ['drain', 'crash'] as const;
+/**
+ * The receiving side's outcomes of switchboard_call_migrations_total (the sending side's are the
+ * migrator's, server/migrator.ts): `resumed` (this pod adopted the moved call and relays it),
+ * `resume_failed` (adopted, but its new leg never relayed: model unreachable, caller gone),
+ * `resume_refused` (the resume stream was turned away: replayed token, call held elsewhere or over).
+ */
+export const RESUME_OUTCOMES = ['resumed', 'resume_failed', 'resume_refused'] as const;
+/** The audible gap of a move: most of it the new model session's connect. */
+export const MIGRATION_GAP_BUCKETS = [0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
+
 /** Tenants whose zero series are pre-created; past this, series appear on first use only. */
 const MAX_TENANT_SERIES = 1000;
 
@@ -59,6 +71,10 @@ export interface RelayMetrics {
   readonly usage: UsageMetrics;
   /** Model errors, failed responses and dead sockets, by code (a closed set: model-errors.ts). */
   readonly modelErrors: Counter<'code'>;
+  /** Calls moved between pods: reason `drain` (this pod moved it) or `crash` (resumed after its pod died), by outcome. */
+  readonly callMigrations: Counter<'reason' | 'outcome'>;
+  /** Old leg's stop to the new leg relaying, per move (the receiving pod observes it). */
+  readonly migrationGap: Histogram<'reason'>;
   /**
    * Create the tenant's outcome series at 0 the first time it is seen: rate() over a counter that
    * appears at 1 misses that first call, so rare failures would never alert.
@@ -172,10 +188,23 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
       labelNames: ['kind', 'code'],
       registers: [registry],
     }),
+    callMigrations: new Counter({
+      name: 'switchboard_call_migrations_total',
+      help: 'Live calls moved to another pod (reason drain) or resumed after their pod died (reason crash), by outcome.',
+      labelNames: ['reason', 'outcome'],
+      registers: [registry],
+    }),
     webhooks: new Counter({
       name: 'switchboard_webhooks_total',
       help: 'Twilio webhooks handled, by route and outcome.',
       labelNames: ['route', 'outcome'],
+      registers: [registry],
+    }),
+    migrationGap: new Histogram({
+      name: 'switchboard_migration_gap_seconds',
+      help: "A moved call's audible gap: the old stream's stop to the new stream relaying.",
+      labelNames: ['reason'],
+      buckets: MIGRATION_GAP_BUCKETS,
       registers: [registry],
     }),
     usage: createUsageMetrics(registry),
@@ -191,6 +220,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
   for (const reason of DROP_REASONS) {
     m.framesDropped.labels('caller_to_model', reason).inc(0);
     m.framesDropped.labels('model_to_caller', reason).inc(0);
+  }
+  for (const reason of MIGRATION_REASONS) {
+    for (const outcome of RESUME_OUTCOMES) m.callMigrations.labels(reason, outcome).inc(0);
+    m.migrationGap.labels(reason);
   }
   // Pre-create the label sets dashboards expect, so series exist from the first scrape.
   m.frameRelay.zero({ direction: 'caller_to_model' });

@@ -22,6 +22,9 @@ export const ATTR = {
   turnIndex: 'switchboard.turn.index',
   turnLatencyMs: 'switchboard.turn.latency_ms',
   bargeIn: 'switchboard.turn.barge_in',
+  /** A moved call's new leg: why it moved and the pod it came from. */
+  migrationReason: 'switchboard.migration.reason',
+  migrationFrom: 'switchboard.migration.from',
 } as const;
 
 export function tracer(): Tracer {
@@ -38,6 +41,14 @@ export function endSpan(span: Span | undefined, error?: string): void {
   if (!span) return;
   if (error) span.setStatus({ code: SpanStatusCode.ERROR, message: error });
   span.end();
+}
+
+/** Link `span` to the span a W3C traceparent names (a moved call's earlier leg, on another pod). */
+export function linkSpan(span: Span | undefined, traceparent: string | undefined): void {
+  const m = traceparent === undefined ? null : /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(traceparent);
+  if (!span || !m) return;
+  const context = { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true };
+  if (trace.isSpanContextValid(context)) span.addLink({ context });
 }
 
 /** W3C traceparent for `span`, for outgoing requests (tenant webhook tools). */

@@ -79,6 +79,11 @@ export class TenantLeases implements CallLifecycleListener {
     this.background(this.o.store.release(call.tenant.id, call.callSid), 'release', call.callSid);
   }
 
+  /** The call moved to another pod (drain by migration): its lease stays, renewed from now on by that pod. */
+  callMoved(call: { callSid: string; tenant: CallTenantRef }): void {
+    this.forget(call.tenant.id, call.callSid);
+  }
+
   /** Release from a status callback (the call or stream ended, possibly on another pod). */
   async release(tenantId: string, callSid: string): Promise<boolean> {
     this.forget(tenantId, callSid);

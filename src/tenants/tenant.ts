@@ -141,6 +141,11 @@ export const TenantSchema = z.object({
   humanFallbackNumber: E164.optional(),
   maxConcurrentCalls: z.number().int().positive().default(50),
   retentionDays: z.number().int().min(1).max(3650).default(30),
+  /**
+   * Drains may move this tenant's live calls to another pod (DRAIN_MODE=migrate). `false`: its calls
+   * stay on a draining pod until they end or the drain times out (docs/operators.md).
+   */
+  migration: z.boolean().default(true),
   /** Optional spending cap (docs/operators.md, "Budgets"). */
   budget: BudgetSchema.optional(),
 });

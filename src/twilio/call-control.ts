@@ -16,11 +16,28 @@ export interface TwilioAccount {
 /** `updated`: Twilio accepted the change; `already_ended`: the call was gone (404 / 20404), nothing to do. */
 export type CallControlResult = 'updated' | 'already_ended';
 
+/**
+ * How a call update for a migration went, as a value (the migrator decides what to retry):
+ * `rate_limited` is a 429 (Twilio code 20429) with its Retry-After; `refused` a 4xx that no retry
+ * fixes (credentials: 401 / 20003, permissions, a bad request); `failed` a 5xx, a timeout or no answer.
+ */
+export type CallUpdateOutcome =
+  | { kind: 'updated' }
+  | { kind: 'already_ended' }
+  | { kind: 'rate_limited'; retryAfterMs: number | undefined }
+  | { kind: 'refused'; status: number; twilioCode: number | undefined; message: string }
+  | { kind: 'failed'; status: number | undefined; message: string };
+
 export interface CallControl {
   /** Replace the call's TwiML with `[<Say>say</Say>]<Dial callerId>to</Dial>`: Twilio ends the media stream and dials. */
   transfer(account: TwilioAccount, callSid: string, o: { to: string; say?: string; callerId?: string }): Promise<CallControlResult>;
   /** `Status=completed`. */
   hangUp(account: TwilioAccount, callSid: string): Promise<CallControlResult>;
+  /**
+   * Replace the call's TwiML with `twiml` (a resume `<Connect><Stream>`): Twilio stops the current
+   * media stream and runs it while the caller stays on the line. One attempt; never throws.
+   */
+  migrate(account: TwilioAccount, callSid: string, twiml: string): Promise<CallUpdateOutcome>;
 }
 
 export interface TwilioCallControlOptions {
@@ -37,19 +54,41 @@ export interface TwilioCallControlOptions {
 type TwilioClient = ReturnType<typeof twilio>;
 type HttpClient = NonNullable<NonNullable<Parameters<typeof twilio>[2]>['httpClient']>;
 
+/** `Retry-After` as seconds or an HTTP date, in ms from `now`; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | undefined, now: number): number | undefined {
+  if (header === undefined || header.trim() === '') return undefined;
+  const v = header.trim();
+  if (/^\d+(\.\d+)?$/.test(v)) return Math.round(Number(v) * 1000);
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+const CALL_SID_IN_URI = /\/Calls\/(CA[0-9a-fA-F]{32})\.json/;
+
 /**
- * The SDK's own RequestClient with the API origin swapped. Twilio's client offers `edge`/`region`
- * (hostname rewrites within twilio.com) but no base URL; a custom `httpClient` is its supported seam.
+ * The SDK's own RequestClient, with the API origin swapped when a base URL is given (Twilio's client
+ * offers `edge`/`region`, hostname rewrites within twilio.com, but no base URL; a custom `httpClient`
+ * is its supported seam), and a 429's `Retry-After` kept per CallSid: the SDK's RestException drops
+ * response headers, and a call has one update in flight at a time.
  */
-function rebasedHttpClient(base: string, timeoutMs: number): HttpClient {
+function pacedHttpClient(base: string | undefined, timeoutMs: number, retryAfter: Map<string, string>): HttpClient {
   const inner = new twilio.RequestClient({ timeout: timeoutMs });
-  const origin = new URL(base);
+  const origin = base === undefined ? undefined : new URL(base);
   return {
-    request(opts: Parameters<InstanceType<typeof twilio.RequestClient>['request']>[0]) {
+    async request(opts: Parameters<InstanceType<typeof twilio.RequestClient>['request']>[0]) {
       const u = new URL(opts.uri);
-      u.protocol = origin.protocol;
-      u.host = origin.host;
-      return inner.request({ ...opts, uri: u.toString() });
+      if (origin) {
+        u.protocol = origin.protocol;
+        u.host = origin.host;
+      }
+      const res = await inner.request({ ...opts, uri: u.toString() });
+      const sid = CALL_SID_IN_URI.exec(u.pathname)?.[1];
+      if (sid !== undefined && res.statusCode === 429) {
+        const h = (res.headers ?? {}) as Record<string, unknown>;
+        const v = h['retry-after'] ?? h['Retry-After'];
+        if (typeof v === 'string' || typeof v === 'number') retryAfter.set(sid, String(v));
+      }
+      return res;
     },
   } as unknown as HttpClient;
 }
@@ -69,6 +108,8 @@ function restError(err: unknown): { status?: number; code?: number } {
 export class TwilioCallControl implements CallControl {
   private readonly clients = new Map<string, TwilioClient>();
   private readonly timeoutMs: number;
+  /** CallSid -> Retry-After of its last 429, read once by migrate(). */
+  private readonly retryAfter = new Map<string, string>();
 
   constructor(private readonly o: TwilioCallControlOptions = {}) {
     this.timeoutMs = o.timeoutMs ?? 5000;
@@ -82,7 +123,7 @@ export class TwilioCallControl implements CallControl {
         timeout: this.timeoutMs,
         // The SDK falls back to TWILIO_* variables; config.ts is our only reader of the environment.
         env: {},
-        ...(this.o.apiBaseUrl !== undefined ? { httpClient: rebasedHttpClient(this.o.apiBaseUrl, this.timeoutMs) } : {}),
+        httpClient: pacedHttpClient(this.o.apiBaseUrl, this.timeoutMs, this.retryAfter),
       });
       this.clients.set(key, c);
     }
@@ -96,6 +137,25 @@ export class TwilioCallControl implements CallControl {
 
   hangUp(account: TwilioAccount, callSid: string): Promise<CallControlResult> {
     return this.update(account, callSid, { status: 'completed' }, 'hang_up');
+  }
+
+  async migrate(account: TwilioAccount, callSid: string, twiml: string): Promise<CallUpdateOutcome> {
+    this.retryAfter.delete(callSid);
+    try {
+      await this.client(account).calls(callSid).update({ twiml });
+      this.o.log?.info({ callSid, op: 'migrate' }, 'twilio call updated');
+      return { kind: 'updated' };
+    } catch (err) {
+      const { status, code } = restError(err);
+      const header = this.retryAfter.get(callSid);
+      this.retryAfter.delete(callSid);
+      if (status === 404 || code === 20404 || code === 21220) return { kind: 'already_ended' };
+      if (status === 429 || code === 20429) return { kind: 'rate_limited', retryAfterMs: retryAfterMs(header, Date.now()) };
+      if (status !== undefined && status >= 400 && status < 500) {
+        return { kind: 'refused', status, twilioCode: code, message: errorMessage(err) };
+      }
+      return { kind: 'failed', status, message: errorMessage(err) };
+    }
   }
 
   private async update(

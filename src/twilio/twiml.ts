@@ -4,6 +4,8 @@
  */
 import twilio from 'twilio';
 import { SwitchboardError } from '../errors.js';
+import { mintResumeToken, RESUME_TOKEN_TTL_MS, type MigrationReason } from './resume-token.js';
+import { issueStreamToken } from './stream-token.js';
 
 const { VoiceResponse } = twilio.twiml;
 
@@ -58,6 +60,56 @@ export function connectStreamTwiml(o: {
   if (o.afterStreamUrl !== undefined) vr.redirect({ method: 'POST' }, o.afterStreamUrl);
   else if (o.fallbackSay !== undefined) vr.hangup();
   return vr.toString();
+}
+
+/** Stream tokens live long enough for Twilio to open the socket after fetching TwiML. */
+export const STREAM_TOKEN_TTL_MS = 30_000;
+
+/** One call's stream as the relay hands it to Twilio: where, and the stream-auth `<Parameter>`s. */
+export interface CallStreamOptions {
+  /** The `<Stream url>` (PUBLIC_URL's media route: the service, so any ready pod takes it). */
+  streamUrl: string;
+  /** PUBLIC_URL: the status callback and the after-stream redirect live under it. */
+  publicUrl: string;
+  /** STREAM_TOKEN_SECRET. */
+  secret: string;
+  now: number;
+  callSid: string;
+  tenantId: string;
+  /** The number called (one of the tenant's), for the call record. */
+  to?: string;
+  /** The caller's number already masked to its last 4 digits (never the full number). */
+  fromMasked?: string;
+}
+
+/**
+ * The voice webhook's answer: `<Connect><Stream>` with the tenant, a one-time stream token bound to
+ * the CallSid, `to` and the masked `from`, then the after-stream `<Redirect>`.
+ */
+export function callStreamTwiml(o: CallStreamOptions, extra: Record<string, string> = {}, tokenTtlMs = STREAM_TOKEN_TTL_MS): string {
+  const token = issueStreamToken(o.secret, { callSid: o.callSid, tenantId: o.tenantId }, { now: o.now, ttlMs: tokenTtlMs });
+  return connectStreamTwiml({
+    streamUrl: o.streamUrl,
+    statusCallbackUrl: `${o.publicUrl}/twilio/status`,
+    parameters: {
+      tenant: o.tenantId,
+      token,
+      ...(o.to !== undefined ? { to: o.to } : {}),
+      ...(o.fromMasked !== undefined ? { from: o.fromMasked } : {}),
+      ...extra,
+    },
+    afterStreamUrl: `${o.publicUrl}/twilio/after-stream`,
+  });
+}
+
+/**
+ * The TwiML that moves a live call to whichever pod the service picks: the call's usual stream
+ * TwiML plus `<Parameter name="resume">` holding a one-time resume token (why it moves, bound to the
+ * CallSid, RESUME_TOKEN_TTL_MS). Used for a drain's call update and a crash's after-stream answer.
+ */
+export function resumeStreamTwiml(o: CallStreamOptions & { reason: MigrationReason }): string {
+  const resume = mintResumeToken(o.secret, { callSid: o.callSid, tenantId: o.tenantId, reason: o.reason }, { now: o.now });
+  return callStreamTwiml(o, { resume }, RESUME_TOKEN_TTL_MS);
 }
 
 /** ws:// to a loopback host: only a local dev relay (PUBLIC_URL http://localhost…) produces it. */

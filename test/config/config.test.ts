@@ -98,4 +98,26 @@ describe('loadConfig', () => {
     expect(configError({ PORT: '70000' })[0]).toMatch(/^PORT: must be at most 65535/);
     expect(configError({ DRAIN_TIMEOUT_SECONDS: '-1' })[0]).toMatch(/^DRAIN_TIMEOUT_SECONDS/);
   });
+
+  it('DRAIN_MODE: migrate by default with Redis, wait without; migrate without Redis is refused', () => {
+    expect(loadConfig({}).drainMode).toBe('wait');
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).drainMode).toBe('migrate');
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', DRAIN_MODE: 'wait' }).drainMode).toBe('wait');
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379', DRAIN_MODE: ' migrate ' }).drainMode).toBe('migrate');
+    expect(configError({ DRAIN_MODE: 'migrate' })).toEqual(['DRAIN_MODE: migrate needs REDIS_URL (the new pod reads the call from Redis)']);
+    expect(configError({ DRAIN_MODE: 'move' })).toEqual(['DRAIN_MODE: must be migrate or wait']);
+  });
+
+  it('TWILIO_API_BASE_URL: api.twilio.com by default, plain http only for loopback', () => {
+    expect(loadConfig({}).twilioApiBaseUrl).toBe('https://api.twilio.com');
+    expect(loadConfig({ TWILIO_API_BASE_URL: 'http://127.0.0.1:4010/' }).twilioApiBaseUrl).toBe('http://127.0.0.1:4010');
+    expect(loadConfig({ TWILIO_API_BASE_URL: 'https://twilio-proxy.internal' }).twilioApiBaseUrl).toBe('https://twilio-proxy.internal');
+    expect(configError({ TWILIO_API_BASE_URL: 'http://twilio-proxy.internal' })[0]).toMatch(/^TWILIO_API_BASE_URL: plain http:\/\/ is allowed only for loopback/);
+    expect(configError({ TWILIO_API_BASE_URL: 'ftp://x' })[0]).toMatch(/^TWILIO_API_BASE_URL: must be a URL/);
+  });
+
+  it('migration pacing knobs have bounded defaults', () => {
+    expect(loadConfig({}).migration).toEqual({ concurrencyPerAccount: 5, maxAttempts: 4, busyWaitMs: 20_000, startDelayMs: 0 });
+    expect(configError({ MIGRATION_CONCURRENCY_PER_ACCOUNT: '0' })[0]).toMatch(/^MIGRATION_CONCURRENCY_PER_ACCOUNT: must be at least 1/);
+  });
 });

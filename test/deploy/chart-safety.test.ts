@@ -86,6 +86,7 @@ describe('refuses what would fail silently', () => {
     ['an OpenAI key (provider auto) without tenants', ['--set', 'secrets.openaiApiKey=sk-test'], /an exposed relay .* needs tenants/],
     ['tenants from the admin API without Redis', ['--set', 'config.modelProvider=openai', '--set', 'tenants.managedByAdminApi=true', '--set', 'secrets.adminToken=admin-token-0123456789'], /managedByAdminApi needs Redis/],
     ['a drain shorter than the longest call', ['--set', 'drain.timeoutSeconds=1800'], /drain\.timeoutSeconds \(1800\) is below config\.maxCallSeconds \(3600\)/],
+    ['calls migrating with nowhere to keep them', ['--set', 'drain.mode=migrate'], /drain\.mode migrate needs Redis/],
     ['a proxy timeout shorter than the longest call', ['-f', PROD, '--set', 'config.maxCallSeconds=7200', '--set', 'drain.timeoutSeconds=7200'], /websocketTimeoutSeconds \(3900\) is below config\.maxCallSeconds \(7200\)/],
     ['autoscaling without Redis', ['--set', 'autoscaling.enabled=true', ...STREAM_KEY], /more than one replica needs shared state/],
     ['autoscaling with its scrape turned off', ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS, '--set', 'serviceMonitor.enabled=false', ...STREAM_KEY], /autoscaling reads switchboard_active_calls from Prometheus/],
@@ -147,7 +148,8 @@ describe('calls the cluster would cut', () => {
 
   it('restarts a dead relay promptly on liveness failure instead of waiting out the drain grace', () => {
     const spec = relayPod(rendered.production).spec;
-    expect(spec.terminationGracePeriodSeconds).toBe(3645);
+    // Production migrates calls on SIGTERM (grace 15 + 75 + 30 s); the liveness restart is shorter still.
+    expect(spec.terminationGracePeriodSeconds).toBe(120);
     expect(spec.containers[0].livenessProbe.terminationGracePeriodSeconds).toBe(60);
   });
 });

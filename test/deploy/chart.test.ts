@@ -15,7 +15,7 @@ import { BUILTIN_REDIS, CHART, helmTemplate, singleOfKind, run, STREAM_KEY, vali
 
 const PROD = join(CHART, 'values-production.yaml');
 interface Values {
-  drain: { timeoutSeconds: number; preStopSleepSeconds: number; terminationMarginSeconds: number };
+  drain: { timeoutSeconds: number; migrateTimeoutSeconds: number; preStopSleepSeconds: number; terminationMarginSeconds: number };
   autoscaling: { minReplicas: number; maxReplicas: number; targetActiveCallsPerPod: number; behavior: unknown };
   ingress: { websocketTimeoutSeconds: number };
 }
@@ -111,6 +111,18 @@ describe('drain', () => {
     expect(spec.terminationGracePeriodSeconds).toBe(5 + 600 + 20);
     expect(spec.containers[0].lifecycle.preStop.exec.command).toEqual(['sleep', '5']);
     expect(singleOfKind(rendered.shortDrain, 'ConfigMap', 'sb-switchboard').data.DRAIN_TIMEOUT_SECONDS).toBe('600');
+  });
+
+  it('migrate mode (production, Redis): DRAIN_MODE migrate and a grace of about two minutes', () => {
+    const d = defaults.drain;
+    const spec = relay(rendered.production).spec.template.spec;
+    const env = singleOfKind(rendered.production, 'ConfigMap', 'sb-switchboard').data as Record<string, string>;
+    expect(env.DRAIN_MODE).toBe('migrate');
+    expect(env.DRAIN_TIMEOUT_SECONDS).toBe(String(d.migrateTimeoutSeconds));
+    expect(spec.terminationGracePeriodSeconds).toBe(d.preStopSleepSeconds + d.migrateTimeoutSeconds + d.terminationMarginSeconds);
+    expect(spec.terminationGracePeriodSeconds).toBeLessThanOrEqual(120);
+    // The trial (no Redis) waits for its calls, with the hour-long grace.
+    expect((singleOfKind(rendered.defaults, 'ConfigMap', 'sb-switchboard').data as Record<string, string>).DRAIN_MODE).toBe('wait');
   });
 
   it('rolls out surge-first so drained capacity is replaced before it leaves', () => {

@@ -15,7 +15,7 @@ import { CHART, helmTemplate, singleOfKind, parseObjects, run, validateObject, t
 const ROOT = resolve(import.meta.dirname, '../..');
 const chartValues = parseYaml(readFileSync(join(ROOT, 'deploy/helm/switchboard/values.yaml'), 'utf8')) as {
   autoscaling: { behavior: unknown; targetActiveCallsPerPod: number };
-  drain: { timeoutSeconds: number; preStopSleepSeconds: number; terminationMarginSeconds: number };
+  drain: { timeoutSeconds: number; migrateTimeoutSeconds: number; preStopSleepSeconds: number; terminationMarginSeconds: number };
 };
 const rendered: Record<'base' | 'production' | 'loadtest' | 'chart', K8sObject[]> = { base: [], production: [], loadtest: [], chart: [] };
 
@@ -81,7 +81,9 @@ describe('kustomize', () => {
     const drain = Number(singleOfKind(rendered.production, 'ConfigMap').data.DRAIN_TIMEOUT_SECONDS);
     const sleep = Number(spec.containers[0].lifecycle.preStop.exec.command[1]);
     expect(spec.terminationGracePeriodSeconds).toBe(sleep + drain + chartValues.drain.terminationMarginSeconds);
-    expect(drain).toBe(chartValues.drain.timeoutSeconds);
+    // Calls move to other pods on SIGTERM, as with the chart's production values.
+    expect(singleOfKind(rendered.production, 'ConfigMap').data.DRAIN_MODE).toBe('migrate');
+    expect(drain).toBe(chartValues.drain.migrateTimeoutSeconds);
     expect(sleep).toBe(chartValues.drain.preStopSleepSeconds);
   });
 

@@ -7,8 +7,9 @@ import { createStreamAuthoriser } from '../../src/server/stream-auth.js';
 import { MemoryCallStore } from '../../src/store/memory-store.js';
 import { MemoryTenantStore } from '../../src/store/memory-tenant-store.js';
 import { silentLogger } from '../../src/telemetry/index.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
 import { StoreTenantRegistry, TenantSchema } from '../../src/tenants/index.js';
-import { computeTwilioSignature, issueStreamToken } from '../../src/twilio/index.js';
+import { computeTwilioSignature, issueStreamToken, mintResumeToken } from '../../src/twilio/index.js';
 
 const SECRET = 'stream-secret-0123456789abcdef0123456789';
 const OLD_SECRET = 'old-stream-secret-0123456789abcdef012345';
@@ -37,26 +38,34 @@ afterAll(async () => {
   await tenants.close();
 });
 
-function setup() {
+function setup(pod = 'pod-b', shared?: MemoryCallStore) {
   let now = 1_000_000;
+  const store = shared ?? new MemoryCallStore(() => now);
+  const metrics = createMetrics({ defaultMetrics: false });
   const authorise = createStreamAuthoriser({
     tenants,
-    store: new MemoryCallStore(() => now),
+    store,
     secret: SECRET,
     previousSecrets: [OLD_SECRET],
     validateSignatures: true,
     streamUrl: STREAM_URL,
     now: () => now,
+    pod,
+    metrics,
   });
   const token = (o: { callSid?: string; tenantId?: string; secret?: string } = {}) =>
     issueStreamToken(o.secret ?? SECRET, { callSid: o.callSid ?? CALL, tenantId: o.tenantId ?? 'acme' }, { now, ttlMs: 30_000 });
-  const start = (tok: string, o: { callSid?: string; tenant?: string; accountSid?: string } = {}) => ({
+  const start = (tok: string, o: { callSid?: string; tenant?: string; accountSid?: string; resume?: string } = {}) => ({
     streamSid: 'MZ' + 'b'.repeat(32),
     callSid: o.callSid ?? CALL,
     accountSid: o.accountSid ?? ACCOUNT,
-    customParameters: { tenant: o.tenant ?? 'acme', token: tok },
+    customParameters: { tenant: o.tenant ?? 'acme', token: tok, ...(o.resume !== undefined ? { resume: o.resume } : {}) },
   });
-  return { authorise, token, start, advance: (ms: number) => (now += ms) };
+  const resume = (o: { callSid?: string; secret?: string; reason?: 'drain' | 'crash' } = {}) =>
+    mintResumeToken(o.secret ?? SECRET, { callSid: o.callSid ?? CALL, tenantId: 'acme', reason: o.reason ?? 'drain' }, { now });
+  const refusedResumes = async (): Promise<number> =>
+    (await metrics.callMigrations.get()).values.filter((v) => v.labels['outcome'] === 'resume_refused').reduce((n, v) => n + v.value, 0);
+  return { authorise, token, start, resume, store, refusedResumes, advance: (ms: number) => (now += ms), now: () => now };
 }
 
 const sig = (authToken: string) => computeTwilioSignature(authToken, STREAM_URL, {});
@@ -125,5 +134,53 @@ describe('stream authorisation', () => {
       reason: 'stream token bad_signature',
     });
     expect(await s.authorise(s.start('garbage'), undefined)).toMatchObject({ ok: false, reason: 'stream token malformed' });
+  });
+
+  it('a resume stream adopts the call its old pod released, once; a replayed resume token and a second stream are refused', async () => {
+    const s = setup();
+    // The call's first stream on pod-a (webhook, token, stream claim), then pod-a releases it.
+    expect((await s.authorise(s.start(s.token()), undefined)).ok).toBe(true);
+    await s.store.startCall({ callSid: CALL, tenantId: 'acme', pod: 'pod-a', startedAt: s.now() });
+    await s.store.appendTranscript(CALL, { role: 'caller', text: 'Hello', at: s.now() });
+    // Not released yet: a resume stream for a call live elsewhere gets 4015.
+    expect(await s.authorise(s.start(s.token(), { resume: s.resume() }), undefined)).toEqual({
+      ok: false,
+      code: 4015,
+      reason: 'call is live on another pod',
+      outcome: 'rejected_token',
+    });
+    const stoppedAt = s.now();
+    await s.store.beginMigration(CALL, { reason: 'drain', at: stoppedAt });
+    s.advance(700);
+    const tok = s.resume();
+    const a = await s.authorise(s.start(s.token(), { resume: tok }), sig('acme-current'));
+    expect(a).toMatchObject({
+      ok: true,
+      tenant: { id: 'acme' },
+      resume: {
+        migration: { at: stoppedAt, from: 'pod-a', to: 'pod-b', reason: 'drain' },
+        record: { pod: 'pod-b', pods: ['pod-a', 'pod-b'], transcript: [{ role: 'caller', text: 'Hello' }] },
+      },
+    });
+    // The same resume token again (a replay), and a fresh one for the call now held here.
+    expect(await s.authorise(s.start(s.token(), { resume: tok }), undefined)).toMatchObject({ ok: false, code: 4003, reason: 'resume token already used' });
+    expect(await s.authorise(s.start(s.token(), { resume: s.resume() }), undefined)).toMatchObject({ ok: false, code: 4015 });
+    expect(await s.refusedResumes()).toBe(3);
+    // Bad resume tokens: another call's, another secret's, expired.
+    const other = 'CA' + 'e'.repeat(32);
+    expect(await s.authorise(s.start(s.token(), { resume: s.resume({ callSid: other }) }), undefined)).toMatchObject({
+      ok: false,
+      code: 4003,
+      reason: 'resume token wrong_call',
+    });
+    expect(await s.authorise(s.start(s.token(), { resume: s.resume({ secret: 'y'.repeat(40) }) }), undefined)).toMatchObject({
+      ok: false,
+      reason: 'resume token bad_signature',
+    });
+    const stale = s.resume();
+    s.advance(120_000);
+    expect(await s.authorise(s.start(s.token(), { resume: stale }), undefined)).toMatchObject({ ok: false, reason: 'resume token expired' });
+    // A resume token alone is not enough: the stream token is still required.
+    expect(await s.authorise(s.start('garbage', { resume: s.resume() }), undefined)).toMatchObject({ ok: false, reason: 'stream token malformed' });
   });
 });

@@ -225,6 +225,105 @@ export function callStoreContract(name: string, open: () => Promise<StorePair>):
       expect(await p.b.reapDeadPods(later, 30_000)).toEqual({ pods: [], calls: [] });
     });
 
+    it('hands a moving call over: the holder releases it, one adopter takes it with its conversation, pods and migrations', async () => {
+      const s = sid();
+      await p.a.startCall(newCall(s, 'pod-a'));
+      await p.a.setPhase(s, 'live');
+      await p.a.appendTranscript(s, { role: 'caller', text: 'Book me in', at: 1 });
+      await p.a.recordToolCall(s, toolRec('call_1', { name: 'book_appointment' }));
+      await p.a.putToolResult(s, 'call_1', { output: '{"ok":true,"id":"BK-1"}', outcome: 'ok', at: 2 });
+      // A held call is nobody else's to adopt.
+      expect(await p.b.adoptCall(s, { pod: 'pod-b', streamSid: 'MZ2', now: 6 })).toEqual({ ok: false, reason: 'live' });
+      const updatedAt = Date.now();
+      await p.a.beginMigration(s, { reason: 'drain', at: updatedAt });
+      expect(await p.b.getCall(s)).toMatchObject({ phase: 'migrating', migratingAt: updatedAt, migratingReason: 'drain', pod: 'pod-a' });
+      // The old pod's stream ends (Twilio ran the update): its end does not end the call; the gap starts here.
+      const stoppedAt = updatedAt + 40;
+      await p.a.endCall(s, 'caller_hung_up', 60, 'pod-a');
+      await p.a.releaseCall(s, 'pod-a', stoppedAt);
+      expect(await p.b.getCall(s)).toMatchObject({ phase: 'migrating', migratingAt: stoppedAt, pod: 'pod-a' });
+      // Two streams race for it: exactly one adopts.
+      const [x, y] = await Promise.all([
+        p.b.adoptCall(s, { pod: 'pod-b', streamSid: 'MZ2', now: stoppedAt + 900 }),
+        p.a.adoptCall(s, { pod: 'pod-c', streamSid: 'MZ3', now: stoppedAt + 900 }),
+      ]);
+      const won = [x, y].filter((r) => r.ok);
+      expect(won).toHaveLength(1);
+      expect([x, y].filter((r) => !r.ok)).toEqual([{ ok: false, reason: 'live' }]);
+      const winner = x.ok ? 'pod-b' : 'pod-c';
+      const migration = { at: stoppedAt, from: 'pod-a', to: winner, reason: 'drain' };
+      expect(won[0]).toMatchObject({ ok: true, migration, record: { pod: winner, phase: 'connecting', pods: ['pod-a', winner], migrations: [migration] } });
+      const adopted = won[0]!.ok ? won[0]!.record : undefined;
+      expect(adopted?.transcript).toEqual([{ role: 'caller', text: 'Book me in', at: 1 }]);
+      expect(adopted?.tools.map((t) => t.callId)).toEqual(['call_1']);
+      const mine = x.ok ? p.b : p.a;
+      expect(await mine.getToolResult(s, 'call_1')).toMatchObject({ output: '{"ok":true,"id":"BK-1"}' });
+      await mine.noteMigrationGap(s, 850);
+      expect((await p.a.getCall(s))?.migrations).toEqual([{ ...migration, gapMs: 850 }]);
+      expect((await p.a.listActive()).map((c) => c.callSid)).toContain(s);
+      // A late end from the old pod is ignored; the new holder's end counts.
+      await p.a.endCall(s, 'caller_hung_up', 60, 'pod-a');
+      expect(await p.a.getCall(s)).toMatchObject({ phase: 'connecting', pod: winner });
+      await mine.endCall(s, 'completed', 60, winner);
+      expect(await p.a.getCall(s)).toMatchObject({ phase: 'ended', outcome: 'completed', pods: ['pod-a', winner] });
+      expect(await p.b.adoptCall(s, { pod: 'pod-b', streamSid: 'MZ4', now: 7 })).toEqual({ ok: false, reason: 'ended' });
+      expect(await p.b.adoptCall(sid(), { pod: 'pod-b', streamSid: 'MZ4', now: 7 })).toEqual({ ok: false, reason: 'unknown' });
+    });
+
+    it('a release undone (the move failed) gives the call back to its holder', async () => {
+      const s = sid();
+      await p.a.startCall(newCall(s, 'pod-a'));
+      await p.a.beginMigration(s);
+      await p.a.setPhase(s, 'live');
+      expect(await p.b.adoptCall(s, { pod: 'pod-b', streamSid: 'MZ2', now: 2 })).toEqual({ ok: false, reason: 'live' });
+      await p.a.endCall(s, 'caller_hung_up', 60, 'pod-a');
+      const rec = await p.b.getCall(s);
+      expect(rec).toMatchObject({ phase: 'ended', outcome: 'caller_hung_up', pods: ['pod-a'], migrations: [] });
+      expect(rec?.migratingAt).toBeUndefined();
+    });
+
+    it("the reaper leaves a dead pod's released call to its adopter, and an adopted call to its new pod", async () => {
+      const t0 = Date.now();
+      const released = sid();
+      const adopted = sid();
+      await p.a.startCall(newCall(released, 'pod-gone'));
+      await p.a.startCall(newCall(adopted, 'pod-gone'));
+      await p.a.beginMigration(released, { reason: 'crash', at: t0 });
+      await p.a.beginMigration(adopted, { reason: 'crash', at: t0 });
+      expect((await p.b.adoptCall(adopted, { pod: 'pod-new', streamSid: 'MZ2', now: t0 })).ok).toBe(true);
+      const later = t0 + 60_000;
+      await p.b.heartbeat('pod-new', later);
+      const r = await p.b.reapDeadPods(later, 30_000);
+      expect(r.calls).toEqual([]);
+      expect(await p.a.getCall(released)).toMatchObject({ phase: 'migrating' });
+      expect(await p.a.getCall(adopted)).toMatchObject({ phase: 'connecting', pod: 'pod-new' });
+      expect((await p.b.adoptCall(released, { pod: 'pod-new', streamSid: 'MZ3', now: later })).ok).toBe(true);
+    });
+
+    it('a migrating call released by its pod stays live and is not reaped with that pod', async () => {
+      const t0 = Date.now();
+      const moving = sid();
+      await p.a.startCall(newCall(moving, 'pod-old'));
+      await p.a.appendTranscript(moving, { role: 'caller', text: 'my sink leaks', at: t0 });
+      await p.a.beginMigration(moving);
+      expect(await p.b.getCall(moving)).toMatchObject({ phase: 'migrating', transcript: [{ text: 'my sink leaks' }] });
+      await p.a.releaseCall(moving, 'pod-old');
+      // The old pod is gone for good: its reap must not end the call the next pod resumes.
+      const r = await p.b.reapDeadPods(t0 + 60_000, 30_000);
+      expect(r.calls).toEqual([]);
+      const rec = await p.b.getCall(moving);
+      expect(rec).toMatchObject({ phase: 'migrating', pod: 'pod-old' });
+      expect(rec?.outcome).toBeUndefined();
+      expect((await p.b.listActive()).map((c) => c.callSid)).toContain(moving);
+    });
+
+    it('refuses to begin the migration of an ended call', async () => {
+      const done = sid();
+      await p.a.startCall(newCall(done, 'pod-a'));
+      await p.a.endCall(done, 'completed', 60);
+      await expect(p.a.beginMigration(done)).rejects.toMatchObject({ code: 'store_unavailable' });
+    });
+
     it('answers ping', async () => {
       expect(await p.a.ping()).toBe(true);
     });

@@ -3,7 +3,7 @@ import { MemoryCallStore } from '../../src/store/index.js';
 import { resolveTenant, TenantSchema, DEMO_TENANT } from '../../src/tenants/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
-import { TwilioCallControl } from '../../src/twilio/call-control.js';
+import { retryAfterMs, TwilioCallControl } from '../../src/twilio/call-control.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
@@ -52,6 +52,46 @@ describe('TwilioCallControl against a local Twilio API', () => {
     await expect(cc.transfer(account, callSid, { to: '+15005550007' })).rejects.toMatchObject({ code: 'tool_failed', retryable: true });
     fake.failWith(401, { code: 20003, message: 'Authenticate', status: 401 });
     await expect(cc.hangUp(account, callSid)).rejects.toMatchObject({ code: 'tool_failed', retryable: false });
+  });
+});
+
+describe('TwilioCallControl.migrate: one attempt, the answer as a value', () => {
+  const twiml = '<?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://relay.example/twilio/media"><Parameter name="resume" value="r1"/></Stream></Connect></Response>';
+
+  it('sends the resume TwiML as Twiml, with Basic auth', async () => {
+    fake.clearFailure();
+    const cc = new TwilioCallControl({ apiBaseUrl: fake.url });
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'updated' });
+    expect(fake.requests[0]).toMatchObject({ path: `/2010-04-01/Accounts/${account.accountSid}/Calls/${callSid}.json`, authorization: basic });
+    expect(fake.requests[0]?.form).toEqual({ Twiml: twiml });
+  });
+
+  it('tells a 429 with its Retry-After, a refusal, a gone call and a server failure apart', async () => {
+    const cc = new TwilioCallControl({ apiBaseUrl: fake.url });
+    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 }, 2);
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'rate_limited', retryAfterMs: 2000 });
+    fake.failWith(429, { code: 20429, message: 'Too Many Requests', status: 429 });
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'rate_limited', retryAfterMs: undefined });
+    fake.failWith(401, { code: 20003, message: 'Authenticate', status: 401 });
+    expect(await cc.migrate(account, callSid, twiml)).toMatchObject({ kind: 'refused', status: 401, twilioCode: 20003 });
+    fake.failWith(404, { code: 20404, message: 'The requested resource was not found', status: 404 });
+    expect(await cc.migrate(account, callSid, twiml)).toEqual({ kind: 'already_ended' });
+    fake.failWith(503, { code: 20503, message: 'Service Unavailable', status: 503 });
+    expect(await cc.migrate(account, callSid, twiml)).toMatchObject({ kind: 'failed', status: 503 });
+    fake.clearFailure();
+  });
+
+  it('reports a Twilio that does not answer as failed, not as a throw', async () => {
+    const cc = new TwilioCallControl({ apiBaseUrl: 'http://127.0.0.1:1', timeoutMs: 1000 });
+    expect(await cc.migrate(account, callSid, twiml)).toMatchObject({ kind: 'failed', status: undefined });
+  });
+
+  it('reads Retry-After as seconds or as an HTTP date', () => {
+    expect(retryAfterMs('3', 0)).toBe(3000);
+    expect(retryAfterMs('0.5', 0)).toBe(500);
+    expect(retryAfterMs(new Date(10_000).toUTCString(), 4000)).toBe(6000);
+    expect(retryAfterMs('soon', 0)).toBeUndefined();
+    expect(retryAfterMs(undefined, 0)).toBeUndefined();
   });
 });
 

@@ -84,7 +84,17 @@ app.kubernetes.io/component: relay
 
 {{/* Pod termination grace: preStop sleep + drain timeout + margin, the one place it is computed. */}}
 {{- define "switchboard.terminationGracePeriodSeconds" -}}
-{{- add .Values.drain.preStopSleepSeconds .Values.drain.timeoutSeconds .Values.drain.terminationMarginSeconds }}
+{{- add .Values.drain.preStopSleepSeconds (include "switchboard.drainTimeoutSeconds" .) .Values.drain.terminationMarginSeconds }}
+{{- end }}
+
+{{/* DRAIN_MODE: drain.mode, or migrate with Redis and wait without. */}}
+{{- define "switchboard.drainMode" -}}
+{{- if .Values.drain.mode }}{{ .Values.drain.mode }}{{ else if include "switchboard.hasRedis" . }}migrate{{ else }}wait{{ end }}
+{{- end }}
+
+{{/* DRAIN_TIMEOUT_SECONDS: short when calls migrate, the longest call when they wait. */}}
+{{- define "switchboard.drainTimeoutSeconds" -}}
+{{- if eq (include "switchboard.drainMode" .) "migrate" }}{{ .Values.drain.migrateTimeoutSeconds }}{{ else }}{{ .Values.drain.timeoutSeconds }}{{ end }}
 {{- end }}
 
 {{/* The HTTPRoute's hostnames: gateway.hostnames, else ingress.host. */}}
@@ -190,7 +200,10 @@ hostname> (gateway on; a wildcard is refused in switchboard.validate). */}}
 {{- if and .Values.tenants.managedByAdminApi (not (and (include "switchboard.hasRedis" .) (or .Values.secrets.adminToken .Values.secrets.existingSecret))) }}
 {{- fail "tenants.managedByAdminApi needs Redis (redis.*) to keep the tenants and an admin token (secrets.adminToken or ADMIN_TOKEN in secrets.existingSecret)" }}
 {{- end }}
-{{- if lt (int .Values.drain.timeoutSeconds) (int .Values.config.maxCallSeconds) }}
+{{- if and (eq (include "switchboard.drainMode" .) "migrate") (not (include "switchboard.hasRedis" .)) }}
+{{- fail "drain.mode migrate needs Redis (redis.*): the pod that takes a moved call reads it from there; set drain.mode wait" }}
+{{- end }}
+{{- if and (eq (include "switchboard.drainMode" .) "wait") (lt (int .Values.drain.timeoutSeconds) (int .Values.config.maxCallSeconds)) }}
 {{- fail (printf "drain.timeoutSeconds (%v) is below config.maxCallSeconds (%v): every rollout and scale-down would cut calls longer than the drain" .Values.drain.timeoutSeconds .Values.config.maxCallSeconds) }}
 {{- end }}
 {{- if and (or .Values.ingress.enabled .Values.gateway.enabled) (lt (int .Values.ingress.websocketTimeoutSeconds) (int .Values.config.maxCallSeconds)) }}

@@ -1,0 +1,151 @@
+/**
+ * Live call migration with real relay processes (`node --import tsx src/main.ts`, as the image runs):
+ * three relays on one real Redis behind the loopback service (a Kubernetes Service whose endpoints
+ * follow /readyz), the fake Twilio REST API as TWILIO_API_BASE_URL, simulated callers. SIGTERM moves
+ * every live call of a relay to the others and the relay exits long before the chart's 120 s grace.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
+import { placeCall, randomSid, type CallReport, type CallScript } from '../../src/sim/sim-caller.js';
+import { RedisCallStore } from '../../src/store/index.js';
+import { killProcess, startProcessRelay } from '../helpers/process-relay.js';
+import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { demo, eventually, metricValue, TEST_SECRET, testTenantEnv } from '../helpers/relay.js';
+
+interface ProcRelay {
+  name: string;
+  url: string;
+  child: ChildProcess;
+}
+
+let redis: RedisServer;
+let svc: LoopbackService;
+let api: FakeTwilioApi;
+let reader: RedisCallStore;
+const procs: ProcRelay[] = [];
+
+async function startRelayProcess(name: string): Promise<ProcRelay> {
+  const port = await freePort();
+  const child = await startProcessRelay({
+    ...testTenantEnv(),
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_URL: svc.url,
+    POD_NAME: name,
+    REDIS_URL: redis.url,
+    DRAIN_MODE: 'migrate',
+    DRAIN_TIMEOUT_SECONDS: '60',
+    TWILIO_API_BASE_URL: api.url,
+    // No preStop sleep here: give the service (polling /readyz every 100 ms) time to drop the relay.
+    MIGRATION_START_DELAY_MS: '300',
+    STREAM_TOKEN_SECRET: TEST_SECRET,
+    SIM_MODEL_MODE: 'loadtest',
+    LOG_LEVEL: 'info',
+    LOG_FORMAT: 'json',
+  });
+  const p = { name, url: `http://127.0.0.1:${port}`, child };
+  procs.push(p);
+  return p;
+}
+
+async function metrics(p: ProcRelay): Promise<string> {
+  return (await fetch(`${p.url}/metrics`)).text();
+}
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  svc = await startLoopbackService({ pollMs: 100 });
+  api = await startFakeTwilioApi({ accounts: { [demo.accountSid]: demo.authToken } });
+  reader = RedisCallStore.connect(redis.url);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(procs.map((p) => killProcess(p.child)));
+  await reader.close();
+  await api.close();
+  await svc.close();
+  await redis.stop();
+}, 60_000);
+
+const script: CallScript = {
+  turns: [{ say: 'Hi, do you serve postcode 10001?' }, { say: 'What does drain cleaning cost?' }, { say: 'Is there a call-out fee?' }],
+  hangupAfterMs: 300,
+  maxCallMs: 60_000,
+  replyTimeoutMs: 8000,
+};
+const GREETING = 'Thanks for calling Demo Plumbing';
+
+describe('SIGTERM with DRAIN_MODE=migrate (three relay processes, one Redis)', () => {
+  it('moves every live call to the other relays with its conversation; the relay exits within seconds', async () => {
+    // One at a time: three cold tsx starts at once can outlast the helper's start timeout on a busy machine.
+    const a = await startRelayProcess('relay-a');
+    const b = await startRelayProcess('relay-b');
+    const c = await startRelayProcess('relay-c');
+    svc.add(a.url);
+    await svc.waitFor((bs) => bs.length === 1 && bs[0]!.ready, 10_000, 'A ready');
+    const CALLS = 4;
+    const sids = Array.from({ length: CALLS }, () => randomSid('CA'));
+    let answered = 0;
+    let sigtermAt = 0;
+    let resolveAllAnswered!: () => void;
+    const allAnswered = new Promise<void>((resolve) => (resolveAllAnswered = resolve));
+    const exited = new Promise<number | null>((resolve) => a.child.once('exit', (code) => resolve(code)));
+    const calls = sids.map((callSid) =>
+      placeCall({
+        baseUrl: svc.url,
+        ...demo,
+        callSid,
+        twilioApi: api,
+        script,
+        hooks: {
+          onTurn: (i) => {
+            if (i === 0 && ++answered === CALLS) resolveAllAnswered();
+          },
+        },
+      }),
+    );
+    // Every call has had its first answer (a tool ran on A): a rollout replaces A.
+    await allAnswered;
+    svc.add(b.url);
+    svc.add(c.url);
+    await svc.waitFor((bs) => bs.filter((x) => x.ready).length === 3, 10_000, 'B and C ready');
+    sigtermAt = Date.now();
+    a.child.kill('SIGTERM');
+    const code = await exited;
+    const exitMs = Date.now() - sigtermAt;
+    const reports: CallReport[] = await Promise.all(calls);
+
+    expect(code).toBe(0);
+    // The chart's migrate-mode grace is 120 s; the relay is gone long before.
+    expect(exitMs).toBeLessThan(30_000);
+    for (const r of reports) {
+      expect(r.errors).toEqual([]);
+      expect(r.legs.map((l) => [l.via, l.end])).toEqual([
+        ['webhook', 'stop-by-twilio-update'],
+        ['update', 'caller-hangup'],
+      ]);
+      expect(r.legs[1]!.gapMs).not.toBeNull();
+      // Every turn was said once and answered; nobody greeted the caller a second time.
+      expect(r.turns.map((t) => t.said)).toEqual(script.turns.map((t) => t.say));
+      for (const t of r.turns) {
+        expect(t.heard).not.toBe('');
+        expect(t.heard).not.toContain(GREETING);
+      }
+    }
+    for (const callSid of sids) {
+      await eventually(async () => (await reader.getCall(callSid))?.outcome === 'caller_hung_up', 10_000, `${callSid} ended`);
+      const rec = (await reader.getCall(callSid))!;
+      expect(rec.pods[0]).toBe('relay-a');
+      expect(['relay-b', 'relay-c']).toContain(rec.pods[1]);
+      expect(rec.migrations).toMatchObject([{ from: 'relay-a', reason: 'drain' }]);
+      // The tool answered on A is not run again after the move.
+      expect(rec.tools.filter((t) => t.name === 'check_service_area')).toHaveLength(1);
+    }
+    // One update per call; the receiving relays counted each resumed call.
+    expect(api.requests.filter((r) => sids.includes(r.callSid)).map((r) => r.status)).toEqual(Array(CALLS).fill(200));
+    const resumed = await Promise.all([b, c].map(async (p) => metricValue(await metrics(p), 'switchboard_call_migrations_total', { reason: 'drain', outcome: 'resumed' })));
+    expect(resumed[0]! + resumed[1]!).toBe(CALLS);
+  }, 180_000);
+});
