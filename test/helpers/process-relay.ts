@@ -14,7 +14,11 @@ export async function startProcessRelay(env: Record<string, string>): Promise<Ch
   });
   let out = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay process did not start: ${out.slice(-1000)}`)), 20_000);
+    const timer = setTimeout(() => {
+      // Never leave a relay behind that a test cannot stop (it holds its port and Redis).
+      child.kill('SIGKILL');
+      reject(new Error(`relay process did not start: ${out.slice(-1000)}`));
+    }, 20_000);
     const onData = (d: Buffer): void => {
       out += d.toString();
       if (out.includes('"relay listening"')) {
