@@ -1,6 +1,7 @@
 /**
  * What Twilio runs after the media socket closes (<Redirect> after </Connect>): hang up after a
- * goodbye, dial the tenant's human after a hand-off, or apologise (and dial a human if there is one).
+ * goodbye, dial the tenant's human after a hand-off, apologise (and dial a human if there is one),
+ * or, with DRAIN_MODE=migrate, resume a call whose pod died mid-call on whichever pod answers.
  */
 import type { CallRecord } from '../store/index.js';
 import { dialTwiml, sayHangupTwiml } from '../twilio/index.js';
@@ -8,6 +9,41 @@ import { dialTwiml, sayHangupTwiml } from '../twilio/index.js';
 /** How long the after-stream route waits for the outcome of a call whose end is still being written. */
 export const OUTCOME_WAIT_MS = 2000;
 const OUTCOME_POLL_MS = 100;
+/**
+ * With crash resume on, the first look waits only this long: a living pod stores the outcome before
+ * it closes the stream, so a record still without one is plainly a call whose pod died, and every
+ * millisecond here is silence on the line.
+ */
+export const CRASH_OUTCOME_WAIT_MS = 500;
+/** Resumes after a crash per call: a call that keeps killing its pods gets the apology. */
+export const MAX_CRASH_RESUMES = 3;
+/** A call this close to MAX_CALL_SECONDS is not resumed (it would only say goodbye). */
+const RESUME_MARGIN_MS = 10_000;
+
+/** The call record once it has an outcome, or after `waitMs` without one (bounded polling). */
+export async function settledRecord(
+  read: () => Promise<CallRecord | undefined>,
+  sleep: (ms: number) => Promise<void>,
+  waitMs: number,
+): Promise<CallRecord | undefined> {
+  let rec = await read();
+  for (let waited = 0; rec && rec.outcome === undefined && waited < waitMs; waited += OUTCOME_POLL_MS) {
+    await sleep(OUTCOME_POLL_MS);
+    rec = await read();
+  }
+  return rec;
+}
+
+/**
+ * Why a call whose stream closed without an outcome is not resumed after a crash (`ended`: it has
+ * an outcome, or is ending or handing off; `too_many_resumes`; `too_long`), or undefined: resume it.
+ */
+export function crashResumeRefusal(rec: CallRecord, now: number, maxCallMs: number): 'ended' | 'too_many_resumes' | 'too_long' | undefined {
+  if (rec.outcome !== undefined || rec.phase === 'ended' || rec.phase === 'ending' || rec.phase === 'handing-off') return 'ended';
+  if (rec.migrations.filter((m) => m.reason === 'crash').length >= MAX_CRASH_RESUMES) return 'too_many_resumes';
+  if (now - rec.startedAt >= maxCallMs - RESUME_MARGIN_MS) return 'too_long';
+  return undefined;
+}
 
 /**
  * The outcome to answer with. Twilio runs the redirect as soon as the media socket closes, maybe on
@@ -20,11 +56,7 @@ export async function settledOutcome(
   sleep: (ms: number) => Promise<void>,
   waitMs = OUTCOME_WAIT_MS,
 ): Promise<string | undefined> {
-  let rec = await read();
-  for (let waited = 0; rec && rec.outcome === undefined && waited < waitMs; waited += OUTCOME_POLL_MS) {
-    await sleep(OUTCOME_POLL_MS);
-    rec = await read();
-  }
+  const rec = await settledRecord(read, sleep, waitMs);
   if (!rec) return undefined;
   if (rec.outcome !== undefined) return rec.outcome;
   if (rec.phase === 'ending') return 'ended_by_assistant';

@@ -111,7 +111,12 @@ export function createStreamAuthoriser(d: StreamAuthDeps) {
     if (!(await d.store.consumeOnce(`resume-token:${check.claims.jti}`, CONSUMED_TTL_SECONDS))) {
       return refused(refuse('resume token already used'), { why: 'replayed' });
     }
-    const adopted = await d.store.adoptCall(start.callSid, { pod: d.pod, streamSid: start.streamSid, now: d.now() });
+    const adopted = await d.store.adoptCall(start.callSid, {
+      pod: d.pod,
+      streamSid: start.streamSid,
+      now: d.now(),
+      ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
+    });
     if (!adopted.ok) {
       const why = adopted.reason === 'live' ? 'call is live on another pod' : adopted.reason === 'ended' ? 'call already ended' : 'call unknown';
       return refused({ ok: false, code: CloseCode.callHeldElsewhere, reason: why, outcome: 'rejected_token' }, { why: adopted.reason });

@@ -70,6 +70,8 @@ export interface CallRecord {
   pods: string[];
   /** The call's moves between pods, oldest first. */
   migrations: Migration[];
+  /** W3C traceparent of the live leg's call span: the next leg's span links to it. */
+  traceparent?: string;
   /** Phase `migrating`: when and why its pod let go. */
   migratingAt?: number;
   migratingReason?: MigrationReason;
@@ -92,6 +94,8 @@ export interface NewCall {
   to?: string;
   pod: string;
   startedAt: number;
+  /** W3C traceparent of the call's span (a moved call's next leg links to it). */
+  traceparent?: string;
   /** Retention after the end when the call is reaped rather than ended by its own pod (tenant's retentionDays). */
   retentionSeconds?: number;
 }
@@ -162,7 +166,7 @@ export interface CallStore {
    * new streamSid, `pod` appended to `pods`, the migration appended to `migrations`, the call in
    * `pod`'s live set. Refused when the call is unknown, ended, or held (not `migrating`).
    */
-  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult>;
+  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number; traceparent?: string }): Promise<AdoptResult>;
   /** The adopter's new leg relays: record the last migration's gap. */
   noteMigrationGap(callSid: string, gapMs: number): Promise<void>;
   getCall(callSid: string): Promise<CallRecord | undefined>;

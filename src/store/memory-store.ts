@@ -136,23 +136,29 @@ export class MemoryCallStore implements CallStore {
     return Promise.resolve();
   }
 
-  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult> {
+  adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number; traceparent?: string }): Promise<AdoptResult> {
     const r = this.calls.get(callSid);
     if (!r) return Promise.resolve({ ok: false, reason: 'unknown' });
     if (r.phase === 'ended') return Promise.resolve({ ok: false, reason: 'ended' });
     if (r.phase !== 'migrating') return Promise.resolve({ ok: false, reason: 'live' });
     const migration = { at: r.migratingAt ?? m.now, from: r.pod, to: m.pod, reason: r.migratingReason ?? 'crash' };
+    const record = structuredClone(r);
     r.migrations.push(migration);
     r.pods.push(m.pod);
     r.pod = m.pod;
     r.streamSid = m.streamSid;
+    if (m.traceparent !== undefined) r.traceparent = m.traceparent;
     r.phase = 'connecting';
     r.updatedAt = m.now;
     delete r.migratingAt;
     delete r.migratingReason;
     this.active.add(callSid);
     this.pods.set(m.pod, Math.max(this.pods.get(m.pod) ?? 0, m.now));
-    return Promise.resolve({ ok: true, record: structuredClone(r), migration: { ...migration } });
+    // The record as adopted, but with the old leg's traceparent (the new leg links to it).
+    const adopted = structuredClone(r);
+    if (record.traceparent !== undefined) adopted.traceparent = record.traceparent;
+    else delete adopted.traceparent;
+    return Promise.resolve({ ok: true, record: adopted, migration: { ...migration } });
   }
 
   noteMigrationGap(callSid: string, gapMs: number): Promise<void> {

@@ -161,8 +161,8 @@ return out`;
 /*
  * One adopter wins: the call must be released (phase migrating). The migration's JSON is built here
  * from the stored strings (numbers kept exactly as written).
- * KEYS: call hash, active. ARGV: pod, streamSid, now, prefix, callSid.
- * Returns {'ok', migration JSON} or {'unknown' | 'ended' | 'live'}.
+ * KEYS: call hash, active. ARGV: pod, streamSid, now, prefix, callSid, new leg's traceparent ('' = none).
+ * Returns {'ok', migration JSON, old leg's traceparent} or {'unknown' | 'ended' | 'live'}.
  */
 const ADOPT_CALL = `
 local call = KEYS[1]
@@ -183,10 +183,12 @@ end
 redis.call('HSET', call, 'pod', ARGV[1], 'phase', 'connecting', 'streamSid', ARGV[2], 'updatedAt', ARGV[3],
   'pods', append(pods, cjson.encode(ARGV[1])), 'migrations', append(migrations, m))
 redis.call('HDEL', call, 'migratingAt', 'migratingReason')
+local oldTrace = redis.call('HGET', call, 'traceparent') or ''
+if ARGV[6] ~= '' then redis.call('HSET', call, 'traceparent', ARGV[6]) end
 redis.call('SREM', ARGV[4] .. 'pod:' .. from .. ':calls', ARGV[5])
 redis.call('SADD', ARGV[4] .. 'pod:' .. ARGV[1] .. ':calls', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[5])
-return {'ok', m}`;
+return {'ok', m, oldTrace}`;
 
 interface Scripts {
   sbAdoptCall(...args: (string | number)[]): Promise<string[]>;
@@ -421,11 +423,11 @@ export class RedisCallStore implements CallStore {
     if (!j.dirty) this.journals.delete(callSid);
   }
 
-  async adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number }): Promise<AdoptResult> {
+  async adoptCall(callSid: string, m: { pod: string; streamSid: string; now: number; traceparent?: string }): Promise<AdoptResult> {
     const k = callKey(callSid);
     let r: string[];
     try {
-      r = await this.s.sbAdoptCall(k, 'active', m.pod, m.streamSid, m.now, this.prefix, callSid);
+      r = await this.s.sbAdoptCall(k, 'active', m.pod, m.streamSid, m.now, this.prefix, callSid, m.traceparent ?? '');
     } catch (err) {
       throw storeUnavailable(err);
     }
@@ -442,6 +444,8 @@ export class RedisCallStore implements CallStore {
     const tools = (res?.[2]?.[1] ?? {}) as Record<string, string>;
     const results = (res?.[3]?.[1] ?? {}) as Record<string, string>;
     const record = recordFromHash(callSid, h, transcript, Object.values(tools));
+    if (r[2]) record.traceparent = r[2];
+    else delete record.traceparent;
     // This pod now journals the call like one it started.
     this.journals.set(callSid, {
       call: {
@@ -450,6 +454,7 @@ export class RedisCallStore implements CallStore {
         pod: m.pod,
         startedAt: record.startedAt,
         streamSid: m.streamSid,
+        ...(m.traceparent !== undefined ? { traceparent: m.traceparent } : {}),
         ...(record.fromMasked !== undefined ? { fromMasked: record.fromMasked } : {}),
         ...(record.to !== undefined ? { to: record.to } : {}),
       },
@@ -732,6 +737,7 @@ export class RedisCallStore implements CallStore {
     if (j.call.streamSid !== undefined) fields['streamSid'] = j.call.streamSid;
     if (j.call.fromMasked !== undefined) fields['fromMasked'] = j.call.fromMasked;
     if (j.call.to !== undefined) fields['to'] = j.call.to;
+    if (j.call.traceparent !== undefined) fields['traceparent'] = j.call.traceparent;
     if (j.endedAt !== undefined) fields['endedAt'] = String(j.endedAt);
     if (j.outcome !== undefined) fields['outcome'] = j.outcome;
     if (j.summary !== undefined) fields['summary'] = j.summary;
@@ -794,6 +800,7 @@ function recordFromHash(sid: string, h: Record<string, string>, transcript: read
   if (h['streamSid'] !== undefined) r.streamSid = h['streamSid'];
   if (h['fromMasked'] !== undefined) r.fromMasked = h['fromMasked'];
   if (h['to'] !== undefined) r.to = h['to'];
+  if (h['traceparent'] !== undefined) r.traceparent = h['traceparent'];
   if (h['endedAt'] !== undefined) r.endedAt = Number(h['endedAt']);
   if (h['outcome'] !== undefined) r.outcome = h['outcome'];
   if (h['summary'] !== undefined) r.summary = JSON.parse(h['summary']) as unknown;

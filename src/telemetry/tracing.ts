@@ -43,6 +43,14 @@ export function endSpan(span: Span | undefined, error?: string): void {
   span.end();
 }
 
+/** Link `span` to the span a W3C traceparent names (a moved call's earlier leg, on another pod). */
+export function linkSpan(span: Span | undefined, traceparent: string | undefined): void {
+  const m = traceparent === undefined ? null : /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(traceparent);
+  if (!span || !m) return;
+  const context = { traceId: m[1]!, spanId: m[2]!, traceFlags: parseInt(m[3]!, 16), isRemote: true };
+  if (trace.isSpanContextValid(context)) span.addLink({ context });
+}
+
 /** W3C traceparent for `span`, for outgoing requests (tenant webhook tools). */
 export function traceparentOf(span: Span | undefined): string | undefined {
   if (!span) return undefined;

@@ -1,6 +1,6 @@
 /** The after-stream route's reading of a call's outcome while its pod may still be writing it. */
 import { describe, expect, it } from 'vitest';
-import { settledOutcome } from '../../src/server/after-stream.js';
+import { crashResumeRefusal, MAX_CRASH_RESUMES, settledOutcome } from '../../src/server/after-stream.js';
 import type { CallPhase, CallRecord } from '../../src/store/index.js';
 
 const rec = (phase: CallPhase, outcome?: string): CallRecord => ({
@@ -53,5 +53,28 @@ describe('settledOutcome', () => {
       expect(await settledOutcome(r.read, r.sleep, 1000)).toBe(want);
       expect(r.slept()).toBe(1000);
     }
+  });
+});
+
+describe('crashResumeRefusal', () => {
+  const HOUR = 3_600_000;
+  it('resumes a call cut while live, connecting or moving; never one that ended, is ending or handing off', () => {
+    for (const phase of ['live', 'connecting', 'migrating'] as const) expect(crashResumeRefusal(rec(phase), 60_000, HOUR)).toBeUndefined();
+    for (const phase of ['ending', 'handing-off', 'ended'] as const) expect(crashResumeRefusal(rec(phase), 60_000, HOUR)).toBe('ended');
+    expect(crashResumeRefusal(rec('live', 'caller_hung_up'), 60_000, HOUR)).toBe('ended');
+  });
+
+  it(`stops after ${MAX_CRASH_RESUMES} crash resumes, and near MAX_CALL_SECONDS`, () => {
+    const moved = (n: number): CallRecord => ({
+      ...rec('live'),
+      migrations: Array.from({ length: n }, (_, i) => ({ at: i, from: `p${i}`, to: `p${i + 1}`, reason: 'crash' as const })),
+    });
+    expect(crashResumeRefusal(moved(MAX_CRASH_RESUMES - 1), 60_000, HOUR)).toBeUndefined();
+    expect(crashResumeRefusal(moved(MAX_CRASH_RESUMES), 60_000, HOUR)).toBe('too_many_resumes');
+    // Drain moves do not count against the crash budget.
+    const drained: CallRecord = { ...moved(MAX_CRASH_RESUMES), migrations: moved(MAX_CRASH_RESUMES).migrations.map((m) => ({ ...m, reason: 'drain' as const })) };
+    expect(crashResumeRefusal(drained, 60_000, HOUR)).toBeUndefined();
+    expect(crashResumeRefusal(rec('live'), HOUR - 10_000, HOUR)).toBe('too_long');
+    expect(crashResumeRefusal(rec('live'), HOUR - 10_001, HOUR)).toBeUndefined();
   });
 });

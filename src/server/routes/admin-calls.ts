@@ -42,6 +42,10 @@ export function callDetailView(r: CallRecord, usage?: UsageTotals): Record<strin
     ...(r.endedAt !== undefined ? { endedAt: new Date(r.endedAt).toISOString() } : {}),
     ...(r.outcome !== undefined ? { outcome: r.outcome } : {}),
     ...(r.emergency ? { emergency: r.emergency } : {}),
+    // The pods that carried the call (one per leg) and its moves between them (drain, crash).
+    pods: r.pods,
+    migrations: r.migrations.map((m) => ({ ...m, at: new Date(m.at).toISOString() })),
+    ...(r.migratingAt !== undefined ? { migratingAt: new Date(r.migratingAt).toISOString(), migratingReason: r.migratingReason } : {}),
     transcript: r.transcript.map((t) => ({ ...t, text: maskNumbersInText(t.text), at: new Date(t.at).toISOString() })),
     tools: r.tools.map((t) => ({
       callId: t.callId,

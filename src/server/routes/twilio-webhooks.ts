@@ -5,8 +5,8 @@
 import { errorMessage } from '../../errors.js';
 import { maskNumber, numberForLog } from '../../store/call-store.js';
 import { tenantAuthTokens, type Admission, type Tenant } from '../../tenants/index.js';
-import { callStreamTwiml, sayHangupTwiml, validateTwilioSignature } from '../../twilio/index.js';
-import { afterStreamTwiml, settledOutcome } from '../after-stream.js';
+import { callStreamTwiml, resumeStreamTwiml, sayHangupTwiml, validateTwilioSignature } from '../../twilio/index.js';
+import { afterStreamTwiml, CRASH_OUTCOME_WAIT_MS, crashResumeRefusal, OUTCOME_WAIT_MS, settledOutcome, settledRecord } from '../after-stream.js';
 import type { RelayContext } from '../context.js';
 import {
   first,
@@ -172,12 +172,20 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
         return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
       }
       const callSid = first(form.params['CallSid']) ?? '';
+      const read = (): ReturnType<typeof store.getCall> => store.getCall(callSid);
+      const sleep = (ms: number): Promise<void> => new Promise((resolve) => clock.after(ms, resolve));
       let outcome: string | undefined;
       try {
-        outcome = await settledOutcome(
-          () => store.getCall(callSid),
-          (ms) => new Promise((resolve) => clock.after(ms, resolve)),
-        );
+        let waitMs = OUTCOME_WAIT_MS;
+        if (config.drainMode === 'migrate') {
+          const resume = await crashResume(tenant, callSid, read, sleep);
+          if (resume !== undefined) {
+            metrics.webhooks.labels('after_stream', 'ok').inc();
+            return replyTwiml(h, resume);
+          }
+          waitMs -= CRASH_OUTCOME_WAIT_MS;
+        }
+        outcome = await settledOutcome(read, sleep, waitMs);
       } catch (err) {
         log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'after-stream lookup failed');
       }
@@ -255,6 +263,50 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
       reply(h, '204 No Content', '');
     })().catch((err: unknown) => internalError(h, 'status', err));
   });
+
+  /**
+   * Crash resume (DRAIN_MODE=migrate): a call whose stream closed with no outcome after a short wait
+   * lost its pod. Mark it moving (reason `crash`, the gap starting now) and answer with a resume
+   * `<Connect><Stream>` so a ready pod adopts it and the caller goes on. Undefined: answer as usual.
+   */
+  async function crashResume(
+    tenant: Tenant,
+    callSid: string,
+    read: () => ReturnType<typeof store.getCall>,
+    sleep: (ms: number) => Promise<void>,
+  ): Promise<string | undefined> {
+    const at = clock.now();
+    const rec = await settledRecord(read, sleep, CRASH_OUTCOME_WAIT_MS);
+    if (!rec || rec.tenantId !== tenant.id) return undefined;
+    const refusal = crashResumeRefusal(rec, clock.now(), config.maxCallSeconds * 1000);
+    if (refusal === 'ended') return undefined;
+    if (refusal !== undefined) {
+      metrics.callMigrations.labels('crash', 'resume_skipped').inc();
+      log.warn({ code: 'conflict', callSid, tenant: tenant.id, why: refusal, pod: rec.pod }, 'stream cut without an end: not resumed');
+      return undefined;
+    }
+    try {
+      await store.beginMigration(callSid, { reason: 'crash', at });
+    } catch (err) {
+      log.info({ callSid, err: errorMessage(err) }, 'stream cut without an end, but the call could not be moved: answered as it ended');
+      return undefined;
+    }
+    log.warn(
+      { callSid, tenant: tenant.id, pod: rec.pod, resumes: rec.migrations.length },
+      'stream cut without an end (its pod died?): resuming the call on a ready pod',
+    );
+    return resumeStreamTwiml({
+      streamUrl,
+      publicUrl: config.publicUrl,
+      secret: config.streamTokenSecret,
+      now: clock.now(),
+      callSid,
+      tenantId: tenant.id,
+      reason: 'crash',
+      ...(rec.to !== undefined ? { to: rec.to } : {}),
+      ...(rec.fromMasked !== undefined ? { fromMasked: rec.fromMasked } : {}),
+    });
+  }
 
   function internalError(h: ReplyHandle, route: string, err: unknown): void {
     metrics.webhooks.labels(route, 'error').inc();

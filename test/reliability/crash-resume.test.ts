@@ -1,0 +1,110 @@
+/**
+ * Crash resume: relay A, a real process, is SIGKILLed mid-call. Twilio (the simulated caller) sees
+ * the stream cut and follows the after-stream `<Redirect>`; relay B, behind the same loopback service
+ * and on the same Redis, finds a call that did not end and answers with a resume `<Connect><Stream>`.
+ * The caller's next stream lands on B, which adopts the call and carries on with its context: the
+ * earlier turns and the booking re-created, no second greeting, the booking not run again.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { hostname } from 'node:os';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Relay } from '../../src/server/index.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
+import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
+import { demo, metricValue, scrape, startTestRelay, TEST_SECRET, testTenantEnv } from '../helpers/relay.js';
+import { killProcess, startProcessRelay } from '../helpers/process-relay.js';
+import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+
+let redis: RedisServer;
+let svc: LoopbackService;
+let api: FakeTwilioApi;
+let a: ChildProcess | undefined;
+let aUrl: string;
+let b: Relay;
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  // Polled slowly: a /readyz answer slower than 2 polls (a busy test machine) takes a relay out of rotation.
+  svc = await startLoopbackService({ pollMs: 1000 });
+  api = await startFakeTwilioApi({ accounts: { [demo.accountSid]: demo.authToken } });
+  const port = await freePort();
+  aUrl = `http://127.0.0.1:${port}`;
+  a = await startProcessRelay({
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_URL: svc.url,
+    REDIS_URL: redis.url,
+    STREAM_TOKEN_SECRET: TEST_SECRET,
+    SIM_MODEL_MODE: 'loadtest',
+    LOG_LEVEL: 'info',
+    ...testTenantEnv(),
+  });
+  b = await startTestRelay({ REDIS_URL: redis.url, PUBLIC_URL: svc.url }, { pod: 'pod-b' });
+}, 40_000);
+afterAll(async () => {
+  if (a) await killProcess(a);
+  await b.close();
+  await svc.close();
+  await api.close();
+  await redis.stop();
+});
+
+async function routeTo(url: string): Promise<void> {
+  for (const r of [aUrl, b.url]) if (r !== url) svc.remove(r);
+  svc.add(url);
+  await svc.waitFor((x) => x.length === 1 && x[0]!.ready, 8000, `${url} ready`);
+}
+
+describe('a call whose pod dies', () => {
+  it('resumes on a ready pod through the after-stream redirect, with its context', async () => {
+    const callSid = randomSid('CA');
+    await routeTo(aUrl);
+    let killed: Promise<void> | undefined;
+    const report = await placeCall({
+      baseUrl: svc.url,
+      ...demo,
+      callSid,
+      twilioApi: api,
+      script: {
+        turns: [{ say: 'Hello, my kitchen sink is leaking' }, { say: 'Please book me in for 2030-01-07T09:00' }, { say: 'Thanks, what happens next?' }],
+        hangupAfterMs: 300,
+        maxCallMs: 40_000,
+        replyTimeoutMs: 8000,
+      },
+      hooks: {
+        onTurn: (i) => {
+          // After the booking's answer: B takes new connections, A dies (no drain, no end, no goodbye).
+          if (i === 1) killed = routeTo(b.url).then(() => killProcess(a!));
+        },
+      },
+    });
+    await killed;
+    expect(report.errors).toEqual([]);
+    expect(report.legs.map((l) => [l.via, l.end])).toEqual([
+      ['webhook', 'abnormal'],
+      ['redirect', 'caller-hangup'],
+    ]);
+    expect(report.turns.map((t) => t.said)).toEqual(['Hello, my kitchen sink is leaking', 'Please book me in for 2030-01-07T09:00', 'Thanks, what happens next?']);
+    expect(report.turns[2]?.heard).toBe('You said: Thanks, what happens next. Anything else?');
+
+    // B's model session: the conversation and the booking re-created, no greeting asked for.
+    const s = b.sim!.sessions[0]!;
+    const items = s.received.filter((e) => e.type === 'conversation.item.create').map((e) => e['item'] as Record<string, unknown>);
+    expect(items.filter((i) => i['type'] === 'function_call')).toMatchObject([{ name: 'book_appointment' }]);
+    expect(items.filter((i) => i['type'] === 'function_call_output')).toHaveLength(1);
+    expect(JSON.stringify(items)).toContain('Hello, my kitchen sink is leaking');
+    expect(s.received.some((e) => e.type === 'response.create' && JSON.stringify(e).includes('Greet the caller'))).toBe(false);
+    expect(s.errors).toEqual([]);
+
+    const rec = await b.store.getCall(callSid);
+    expect(rec).toMatchObject({ phase: 'ended', outcome: 'caller_hung_up', pod: 'pod-b', pods: [hostname(), 'pod-b'] });
+    expect(rec?.tools.map((t) => t.name)).toEqual(['book_appointment']);
+    expect(rec?.migrations).toMatchObject([{ from: hostname(), to: 'pod-b', reason: 'crash' }]);
+    expect(rec?.migrations[0]?.gapMs).toBeLessThan(3000);
+    const m = await scrape(b);
+    expect(metricValue(m, 'switchboard_tool_call_seconds_count', { tool: 'book_appointment' })).toBe(0);
+    expect(metricValue(m, 'switchboard_call_migrations_total', { reason: 'crash', outcome: 'resumed' })).toBe(1);
+    expect(metricValue(m, 'switchboard_migration_gap_seconds_count', { reason: 'crash' })).toBe(1);
+  }, 60_000);
+});
