@@ -89,14 +89,14 @@ export class LiveCalls {
     });
   }
 
+  /** The live calls a drain by migration may move (each bridge's view of itself). */
+  migratable(): MigratableCall[] {
+    return [...this.bridges].flatMap((b) => b.migratable() ?? []);
+  }
+
   /** Ends every call (or only those without an authorised start) with this outcome and close code. */
   finish(which: 'all' | 'unstarted', outcome: CallOutcome, code: number, reason: string): void {
     for (const b of [...this.bridges]) if (which === 'all' || !b.admitted) b.finish(outcome, code, reason);
-  }
-
-  /** The authorised calls, as a draining pod's migrator moves them. */
-  migratable(): MigratableCall[] {
-    return [...this.bridges].flatMap((b) => b.migratable() ?? []);
   }
 
   /** Closes every media socket still open (those without a bridge too). */

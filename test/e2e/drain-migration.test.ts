@@ -23,7 +23,7 @@ let reader: RedisCallStore;
 
 beforeAll(async () => {
   redis = await startRedisServer();
-  svc = await startLoopbackService({ pollMs: 100 });
+  svc = await startLoopbackService({ pollMs: 1000 });
   reader = RedisCallStore.connect(redis.url);
 });
 afterAll(async () => {
@@ -46,8 +46,8 @@ async function setUp(apiOpts: Parameters<typeof startFakeTwilioApi>[0], env: Rec
     REDIS_URL: redis.url,
     DRAIN_MODE: 'migrate',
     TWILIO_API_BASE_URL: api.url,
-    // The service polls /readyz every 100 ms: let it take A out before a call moves.
-    MIGRATION_START_DELAY_MS: '300',
+    // The service polls /readyz every second (slow answers on a busy machine): let it take A out before a call moves.
+    MIGRATION_START_DELAY_MS: '2500',
     ...env,
   };
   relays = [await startTestRelay(common, { pod: 'relay-a' }), await startTestRelay(common, { pod: 'relay-b' })];
@@ -86,7 +86,7 @@ describe('drain by migration', () => {
         },
       },
     });
-    expect(report.errors).toEqual([]);
+    expect(report.errors, JSON.stringify(report.legs)).toEqual([]);
     expect(report.legs.map((l) => [l.via, l.end])).toEqual([
       ['webhook', 'stop-by-twilio-update'],
       ['update', 'caller-hangup'],
@@ -175,7 +175,8 @@ describe('drain by migration', () => {
       ...demo,
       callSid,
       twilioApi: api,
-      script,
+      // Long enough to outlive the start delay, both attempts and the Retry-After pause between them.
+      script: { ...script, turns: [...script.turns, ...script.turns, ...script.turns] },
       hooks: {
         onTurn: (i) => {
           if (i !== 0 || drained) return;
