@@ -403,7 +403,7 @@ describe('sim model: tools', () => {
     c.send({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: str(args, 'call_id'), output } });
     c.send({ type: 'response.create' });
     const transcript = await c.type('response.output_audio_transcript.done', from);
-    expect(transcript).toMatchObject({ transcript: `Tool quote_price answered: ${output.slice(0, 120)}` });
+    expect(transcript).toMatchObject({ transcript: `Tool quote_price answered: ${output.slice(0, 119)}…` });
   });
 });
 
