@@ -155,11 +155,13 @@ export class BenchDriver {
     private readonly meter: Meter,
   ) {}
 
-  static async start(): Promise<BenchDriver> {
+  /** With `tls`, the model serves `wss` (bench/tls.ts) as the real API does. */
+  static async start(tls?: { key: Buffer; cert: Buffer }): Promise<BenchDriver> {
     const meter = new Meter();
     const model = await startSimModel({
       mode: 'loadtest',
       host: '127.0.0.1',
+      ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
       hooks: {
         onCallerAudio: (bytes) => meter.read(meter.c2m, bytes),
         beforeAudioDelta: (bytes) => meter.stampBytes(meter.m2c, bytes),

@@ -3,7 +3,8 @@
  * (and Azure's preview beta shape) with energy VAD, barge-in, tool calls and μ-law replies whose
  * first frames carry the reply text. What to say lives in sim-model-script.ts; the relay is elsewhere.
  */
-import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
@@ -31,6 +32,8 @@ export interface SimModelOptions {
   /** When set, upgrades whose `Authorization: Bearer` / `api-key` (header or query) differ get HTTP 401. */
   apiKey?: string;
   log?: Logger;
+  /** Serve `wss` with this key and certificate (PEM), as the real API does; plain `ws` when unset. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
   /**
    * Speak each reply in bursts: `audioMs` of audio at the mode's pace, then nothing for `pauseMs`,
    * until the item is done. The real model stalls like this mid-item; with a pause longer than the
@@ -110,9 +113,11 @@ export interface SimSession {
 }
 
 export interface SimModel {
-  /** ws://127.0.0.1:PORT/v1/realtime */
+  /** ws://127.0.0.1:PORT/v1/realtime (wss:// with `tls`) */
   readonly url: string;
   readonly port: number;
+  /** Upgrades that arrived over TLS (proves a client spoke wss, not ws). */
+  readonly tlsUpgrades: number;
   /** Sessions in arrival order; beyond 1000, the oldest closed ones are forgotten (long load runs). */
   readonly sessions: readonly SimSession[];
   /** Resolves when a session satisfying `pred` exists (bounded by timeoutMs, rejects after). */
@@ -208,15 +213,18 @@ class SimModelServer implements SimModel {
   private idCounter = 0;
   private closing = false;
   port = 0;
+  tlsUpgrades = 0;
 
   constructor(o: SimModelOptions) {
     this.opts = o;
     this.mode = o.mode ?? 'realistic';
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
-    this.server = createServer((_req, res) => {
+    const notUpgrade = (_req: IncomingMessage, res: ServerResponse): void => {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
       res.end('WebSocket upgrade required\n');
-    });
+    };
+    // An https.Server is an http.Server for everything this class uses (listen, upgrade, close).
+    this.server = o.tls ? (createTlsServer({ key: o.tls.key, cert: o.tls.cert }, notUpgrade)) : createServer(notUpgrade);
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -225,7 +233,7 @@ class SimModelServer implements SimModel {
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${this.port}/v1/realtime`;
+    return `${this.opts.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}/v1/realtime`;
   }
 
   get sessions(): readonly SimSession[] {
@@ -270,6 +278,7 @@ class SimModelServer implements SimModel {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
+    if ((req.socket as { encrypted?: boolean }).encrypted === true) this.tlsUpgrades++;
     const faults = this.opts.faults;
     if (this.closing) return void socket.destroy();
     if (faults?.acceptButNeverUpgrade) return;
