@@ -14,7 +14,6 @@ import {
   isSessionCapClose,
   KEEPALIVE_CLOSE,
   modelErrorLabel,
-  functionCallOutput,
   INTERRUPT_RESPONSE,
   parseModelEvent,
   responseCancel,
@@ -26,28 +25,22 @@ import {
   type SessionShape,
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
-import { maskNumbersInJson, maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
+import { maskNumbersInText } from '../store/call-store.js';
+import { ATTR, childSpan, endSpan, SPAN, traceBindings, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
-import type { CallEffect, ToolRunner } from '../tools/index.js';
-import { parseTwilioMessage, twilioEncoder, type TwilioEncoder, type TwilioInbound } from '../twilio/index.js';
+import type { ToolRunner } from '../tools/index.js';
+import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
-import { base64MulawMs, PlaybackTracker } from './playback.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
+import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
+import { decidingEffect, ToolDispatch } from './tool-dispatch.js';
+import { TurnMetrics } from './turn-metrics.js';
 
-/** The Twilio side as the bridge sees it: a thin view over a uWS WebSocket. */
-export interface TwilioSocket {
-  /** uWS semantics: 1 sent, 0 sent but backpressure built up, 2 dropped. */
-  send(text: string): number;
-  bufferedAmount(): number;
-  /** Batch several sends into one syscall. */
-  cork(fn: () => void): void;
-  end(code: number, reason: string): void;
-}
+export type { TwilioSocket } from './twilio-playout.js';
 
 export interface StartInfo {
   streamSid: string;
@@ -134,8 +127,6 @@ export interface BridgeDeps {
 
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
 const MAX_INVALID_MESSAGES = 20;
-/** Stream-time ring of append times, for mapping the model's audio_end_ms back to wall time. */
-const APPEND_TIMES = 256;
 
 /** Model sessions re-opened per call after a drop or session expiry (docs/wire-formats.md §8). */
 const MAX_RECONNECTS = 1;
@@ -160,55 +151,31 @@ const OUTCOME_STORE_WAIT_MS = 2000;
 /** Outcomes that mark the call span as an error. */
 const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
 
-interface ResponseTools {
-  pending: number;
-  done: boolean;
-  followUpSent: boolean;
-}
-
 export class CallBridge {
   state: CallState = { kind: 'awaiting-start' };
   tenant: Tenant | undefined;
-  private enc: TwilioEncoder | undefined;
   private model: RealtimeSocket | undefined;
   private readonly connectAbort = new AbortController();
   private readonly ring: AudioRing;
-  private readonly playback = new PlaybackTracker();
-  private latestMediaTs = 0;
+  private readonly playout: TwilioPlayout;
   /** One model response at a time: the relay's own response.create requests wait their turn. */
   private readonly responses = new ResponseSequencer((text) => {
     this.model?.send(text);
     this.stall?.expectEvent();
   }, 'sb_response_');
-  private readonly discarded = new Set<string>();
-  private readonly responseTools = new Map<string, ResponseTools>();
   /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
   private readonly responseInstructions = new Map<string, string | undefined>();
   private failedResponses = 0;
-  private pendingEffect: CallEffect | undefined;
-  /** A tool asked Twilio (REST) to move the call: the stream's end that follows is that transfer. */
-  private restHandOff = false;
-  /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
-  private readonly lostMarks: string[] = [];
+  private readonly tools: ToolDispatch;
   private invalidMessages = 0;
   private unknownEvents = 0;
-  private twilioOpen = true;
   private counted = false;
   private authorised = false;
   private startedAt = 0;
   private sessionConfigured = false;
   private readonly cancelTimers: (() => void)[] = [];
   private log: Logger;
-  // Turn latency: append time of each 20 ms of caller audio, indexed by stream position.
-  private readonly appendTimes = new Float64Array(APPEND_TIMES);
-  private appendedMs = 0;
-  private turnEndMono: number | undefined;
-  private turns = 0;
-  private connectMs: number | undefined;
-  private turnLatencyMaxMs = 0;
-  private turnLatencySumMs = 0;
-  private turnLatencyCount = 0;
-  private toolCalls = 0;
+  private readonly turnMetrics = new TurnMetrics();
   private usage: CallUsageMeter | undefined;
   private reconnects = 0;
   private transcriptionFailures = 0;
@@ -240,6 +207,16 @@ export class CallBridge {
     private readonly onEnded: (bridge: CallBridge) => void,
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
+    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes);
+    this.tools = new ToolDispatch({
+      tools: deps.tools,
+      metrics: deps.metrics,
+      store: deps.store,
+      clock: deps.clock,
+      background: (p, what) => this.background(p, what),
+      session: () => this.model,
+      followUp: () => this.onToolsAnswered(),
+    });
     this.log = deps.log;
     this.cancelTimers.push(() => this.cancelRenewal?.());
     const startMs = deps.limits.startTimeoutMs ?? 0;
@@ -253,7 +230,7 @@ export class CallBridge {
       );
     }
     const stallMs = deps.limits.modelStallMs ?? 0;
-    if (stallMs > 0) this.stall = new StallWatch(stallMs, (ms, fn) => deps.clock.after(ms, fn), () => this.onModelStalled());
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, deps.clock, () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
@@ -274,7 +251,7 @@ export class CallBridge {
 
   /** A media-socket message. `data` is a view over uWS memory, valid only during this call. */
   onTwilioMessage(data: Buffer, isBinary: boolean): void {
-    const t0 = performance.now();
+    const t0 = this.deps.clock.mono();
     if (isBinary) return this.invalid('binary', 'binary frame');
     const r = parseTwilioMessage(data, this.deps.limits.twilioMaxMessageBytes);
     if (!r.ok) return r.reason === 'unknown_event' ? this.unknownEvent(r.detail) : this.invalid(r.reason, r.detail);
@@ -288,7 +265,7 @@ export class CallBridge {
 
   private onCallerAudio(payload: string, ts: number, t0: number): void {
     this.stats.framesIn++;
-    this.latestMediaTs = ts;
+    this.playout.streamTs = ts;
     const s = this.state;
     if (relaysCallerAudio(s)) {
       const model = this.model!;
@@ -300,8 +277,8 @@ export class CallBridge {
       }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
       model.send(APPEND_PREFIX + payload + '"}');
-      const now = performance.now();
-      this.noteAppended(payload, now);
+      const now = this.deps.clock.mono();
+      this.turnMetrics.appended(payload, now);
       this.c2m?.observe((now - t0) / 1000);
     } else if (buffersCallerAudio(s)) {
       if (this.ring.push(payload)) this.drop('caller_to_model', 'model_not_ready');
@@ -311,11 +288,6 @@ export class CallBridge {
     // ended: late frames after close are ignored
   }
 
-  private noteAppended(payload: string, now: number): void {
-    this.appendedMs += base64MulawMs(payload);
-    this.appendTimes[Math.floor(this.appendedMs / 20) % APPEND_TIMES] = now;
-  }
-
   private onTwilioControl(m: Exclude<TwilioInbound, { event: 'media' }>): void {
     switch (m.event) {
       case 'connected':
@@ -323,7 +295,7 @@ export class CallBridge {
       case 'start':
         return this.onStart(m);
       case 'mark':
-        if (this.playback.echoed(m.name, this.latestMediaTs)) this.stats.marksEchoed++;
+        if (this.playout.echoed(m.name)) this.stats.marksEchoed++;
         this.maybeFinishWindDown();
         this.maybeRenew();
         return;
@@ -346,7 +318,7 @@ export class CallBridge {
     }
     this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
     this.startedAt = this.deps.clock.now();
-    this.enc = twilioEncoder(m.streamSid);
+    this.playout.started(m.streamSid);
     this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
     this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
     this.cancelTimers.push(
@@ -388,7 +360,7 @@ export class CallBridge {
     this.deps.metrics.noteTenant(a.tenant.id);
     this.deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
-    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.toolCalls });
+    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.tools.calls });
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
@@ -404,20 +376,14 @@ export class CallBridge {
     void this.connectModel();
   }
 
-  /**
-   * Twilio's socket drained. Audio is dropped, not queued, so nothing to resume — except marks uWS
-   * dropped after their audio went out: they must come back for the wind-down to know it played.
-   */
+  /** Twilio's socket drained: marks uWS dropped after their audio went out are sent again. */
   onTwilioDrain(): void {
-    if (this.lostMarks.length === 0 || !this.twilioOpen || !this.enc) return;
-    let sent = 0;
-    while (sent < this.lostMarks.length && this.twilio.send(this.enc.mark(this.lostMarks[sent]!)) !== 2) sent++;
-    this.lostMarks.splice(0, sent);
+    this.playout.drained();
   }
 
   /** uWS refused a frame below us and dropped the socket (invalid UTF-8, far too large). */
   onTwilioRefused(reason: 'invalid_utf8' | 'too_large', detail: string): void {
-    this.twilioOpen = false;
+    this.playout.open = false;
     if (this.state.kind === 'ended') return;
     this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
     this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');
@@ -426,7 +392,7 @@ export class CallBridge {
 
   /** The media socket is gone (stop, hang-up, network). */
   onTwilioClose(code: number): void {
-    this.twilioOpen = false;
+    this.playout.open = false;
     if (this.state.kind === 'ended') return;
     this.finish(this.state.kind === 'awaiting-start' ? 'protocol_error' : this.endedByTwilioOutcome(), code, 'media socket closed');
   }
@@ -437,7 +403,7 @@ export class CallBridge {
    */
   private endedByTwilioOutcome(): CallOutcome {
     if (this.state.kind === 'ending') return this.state.outcome;
-    if (this.pendingEffect?.kind === 'transfer' || this.restHandOff) return 'transferred';
+    if (this.tools.transferring) return 'transferred';
     return 'caller_hung_up';
   }
 
@@ -445,7 +411,7 @@ export class CallBridge {
   // model
 
   private async connectModel(resume = false): Promise<void> {
-    const t0 = performance.now();
+    const t0 = this.deps.clock.mono();
     const provider = this.deps.model.provider;
     const span = childSpan(SPAN.connect, this.callSpan, { [ATTR.provider]: provider });
     let sock: RealtimeSocket;
@@ -453,7 +419,7 @@ export class CallBridge {
       sock = await this.deps.model.connect(this.connectAbort.signal, this.log);
     } catch (err) {
       endSpan(span, errorMessage(err));
-      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
+      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((this.deps.clock.mono() - t0) / 1000);
       if (this.state.kind === 'ended') return;
       const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
       this.log.warn({ code, err: errorMessage(err), resume }, 'model unreachable; caller gets the fallback');
@@ -486,7 +452,7 @@ export class CallBridge {
     const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
       if (this.sessionConfigured || this.state.kind === 'ended') return;
       endSpan(span, 'session.update not confirmed');
-      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((performance.now() - t0) / 1000);
+      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((this.deps.clock.mono() - t0) / 1000);
       this.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
       this.fail(CloseCode.modelUnavailable, 'model session not configured', resume ? 'model_failed' : 'model_unavailable');
     });
@@ -495,15 +461,15 @@ export class CallBridge {
     this.onSessionConfigured = () => {
       cancel();
       span.end();
-      this.connectMs ??= Math.round(performance.now() - t0);
-      this.deps.metrics.upstreamConnect.labels(provider, 'ok').observe((performance.now() - t0) / 1000);
+      this.turnMetrics.connectMs ??= Math.round(this.deps.clock.mono() - t0);
+      this.deps.metrics.upstreamConnect.labels(provider, 'ok').observe((this.deps.clock.mono() - t0) / 1000);
     };
   }
 
   private onSessionConfigured: (() => void) | undefined;
 
   private onModelMessage(data: Buffer): void {
-    const t0 = performance.now();
+    const t0 = this.deps.clock.mono();
     this.stall?.modelEvent();
     const ev = parseModelEvent(data);
     if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
@@ -511,39 +477,17 @@ export class CallBridge {
   }
 
   private onModelAudio(ev: Extract<ModelEvent, { type: 'audio_delta' }>, t0: number): void {
-    if (this.discarded.has(ev.responseId)) return this.drop('model_to_caller', 'stale_response');
-    if (!this.twilioOpen || !this.enc || !relaysCallerAudio(this.state)) return this.drop('model_to_caller', 'call_ending');
-    if (this.twilio.bufferedAmount() > this.deps.limits.twilioMaxBackpressureBytes) {
-      return this.drop('model_to_caller', 'caller_backpressure');
-    }
-    const enc = this.enc;
-    const ms = base64MulawMs(ev.delta);
-    let media = 1;
-    let mark = 1;
-    let markName = '';
-    this.twilio.cork(() => {
-      media = this.twilio.send(enc.media(ev.delta));
-      // A frame uWS dropped gets no mark: one that can never echo would hold a wind-down (and count
-      // as audio still playing at the next barge-in) until the caller gave up.
-      if (media === 2) return;
-      markName = this.playback.sent(ev.itemId, ev.contentIndex, ms, this.latestMediaTs);
-      mark = this.twilio.send(enc.mark(markName));
-    });
-    if (media === 2) return this.drop('model_to_caller', 'caller_backpressure');
-    // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
-    if (mark === 2) this.lostMarks.push(markName);
+    if (this.playout.isDiscarded(ev.responseId)) return this.drop('model_to_caller', 'stale_response');
+    if (!relaysCallerAudio(this.state)) return this.drop('model_to_caller', 'call_ending');
+    const dropped = this.playout.play(ev.delta, ev.itemId, ev.contentIndex);
+    if (dropped !== undefined) return this.drop('model_to_caller', dropped);
     this.stats.framesOut++;
-    const now = performance.now();
+    const now = this.deps.clock.mono();
     this.m2c?.observe((now - t0) / 1000);
-    if (this.turnEndMono !== undefined) {
-      const seconds = (now - this.turnEndMono) / 1000;
+    const seconds = this.turnMetrics.audioRelayed(now);
+    if (seconds !== undefined) {
       this.deps.metrics.turnLatency.observe(seconds);
-      const ms = seconds * 1000;
-      this.turnLatencyMaxMs = Math.max(this.turnLatencyMaxMs, ms);
-      this.turnLatencySumMs += ms;
-      this.turnLatencyCount++;
       this.turnSpan?.setAttribute(ATTR.turnLatencyMs, Math.round(seconds * 1000));
-      this.turnEndMono = undefined;
     }
   }
 
@@ -570,11 +514,11 @@ export class CallBridge {
         this.stall?.expectEvent();
         this.callerSpeaking = false;
         this.answerOwed = true;
-        this.turnEndMono = this.appendTimeAt(ev.audioEndMs) ?? performance.now();
         endSpan(this.turnSpan);
         // A turn, everywhere (log line, API, `npm run call`, turn latency): the caller stopped speaking.
-        this.turns++;
-        this.turnSpan = childSpan(SPAN.turn, this.callSpan, { [ATTR.turnIndex]: this.turns });
+        this.turnSpan = childSpan(SPAN.turn, this.callSpan, {
+          [ATTR.turnIndex]: this.turnMetrics.turnEnded(ev.audioEndMs, this.deps.clock.mono()),
+        });
         this.responses.onSpeechStopped();
         return;
       case 'response_created': {
@@ -586,10 +530,10 @@ export class CallBridge {
         return;
       }
       case 'audio_done':
-        this.playback.closeItems(this.latestMediaTs);
+        this.playout.closeItems();
         return;
       case 'assistant_transcript':
-        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.discarded.has(ev.responseId) ? { interrupted: true } : {}) });
+        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.playout.isDiscarded(ev.responseId) ? { interrupted: true } : {}) });
         return;
       case 'caller_transcript':
         this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
@@ -626,11 +570,11 @@ export class CallBridge {
       this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     }
     // Audio that arrived while we connected goes first, in order.
-    this.appendedMs = 0;
-    const now = performance.now();
+    this.turnMetrics.restartStream();
+    const now = this.deps.clock.mono();
     this.ring.drain((payload) => {
       model.send(APPEND_PREFIX + payload + '"}');
-      this.noteAppended(payload, now);
+      this.turnMetrics.appended(payload, now);
     });
     if (!resume || !(this.greeted || this.history.all.some((h) => h.role === 'assistant'))) {
       // A new call, or a session lost before its greeting was spoken: greet (once it was, never again).
@@ -645,20 +589,16 @@ export class CallBridge {
   private onCallerSpeech(): void {
     this.responses.onSpeechStarted();
     const active = this.responses.activeResponseId;
-    if (!this.playback.unplayed && !active) return;
+    if (!this.playout.unplayed && !active) return;
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
-    // `clear` only when Twilio holds audio of ours; otherwise there is nothing to stop.
-    if (this.twilioOpen && this.enc && this.playback.unplayed) this.twilio.send(this.enc.clear());
     const model = this.model;
-    for (const t of this.playback.interrupt(this.latestMediaTs)) {
+    for (const t of this.playout.interrupt(active)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
       this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
     }
-    this.lostMarks.length = 0; // marks of audio the clear discarded: nothing to wait for
     if (active) {
-      this.discarded.add(active);
       // With interrupt_response the server has cancelled it already (a cancel would only earn
       // response_cancel_not_active); otherwise cancel what is still active.
       if (!INTERRUPT_RESPONSE) model?.send(responseCancel(active));
@@ -669,99 +609,36 @@ export class CallBridge {
     const tenant = this.tenant;
     const callSid = this.callSid;
     if (!tenant || !callSid) return;
-    this.toolCalls++;
-    let rt = this.responseTools.get(ev.responseId);
-    if (!rt) {
-      rt = { pending: 0, done: false, followUpSent: false };
-      this.responseTools.set(ev.responseId, rt);
-    }
-    rt.pending++;
-    const startedAt = this.deps.clock.now();
-    const t0 = performance.now();
-    const tools = this.deps.tools;
-    const model = this.model;
-    // Bounded label values: built-in tool names, one bucket for tenant webhook tools, else unknown.
-    const toolLabel = (tenant.tools as readonly string[]).includes(ev.name)
-      ? ev.name
-      : tenant.webhookTools.some((w) => w.name === ev.name)
-        ? 'webhook'
-        : 'unknown';
-    const span = childSpan(SPAN.tool, this.turnSpan ?? this.callSpan, { [ATTR.tool]: toolLabel });
-    // The call logger already carries trace_id/span_id: bind the tool span under its own key.
-    const toolLog = this.log.child({ tool: ev.name, callId: ev.callId, tool_span_id: span.spanContext().spanId });
-    const traceparent = traceparentOf(span);
-    void tools
-      .run(
-        {
-          callSid,
-          tenant,
-          callId: ev.callId,
-          log: toolLog,
-          signal: this.connectAbort.signal,
-          ...(traceparent ? { traceparent } : {}),
-          handingOff: () => {
-            this.restHandOff = true;
-          },
-        },
-        ev.name,
-        ev.arguments,
-      )
-      .then((result) => {
-        const seconds = (performance.now() - t0) / 1000;
-        span.setAttribute(ATTR.toolOutcome, result.outcome);
-        // A business "no" (slot taken) is a normal answer, not a failed span.
-        endSpan(span, result.outcome === 'ok' || result.outcome === 'rejected' ? undefined : result.outcome);
-        this.deps.metrics.toolCall.labels(toolLabel, result.outcome).observe(seconds);
-        toolLog.info({ outcome: result.outcome, ms: Math.round(seconds * 1000) }, 'tool call');
-        this.background(
-          this.deps.store.recordToolCall(callSid, {
-            callId: ev.callId,
-            name: ev.name,
-            arguments: maskNumbersInJson(ev.arguments),
-            output: maskNumbersInJson(result.output),
-            outcome: result.outcome,
-            startedAt,
-            durationMs: Math.round(seconds * 1000),
-          }),
-          'store.recordToolCall',
-        );
-        if (this.state.kind === 'ended' || !model || this.model !== model) return; // that session is gone
-        model.send(functionCallOutput(ev.callId, result.output));
-        if (result.effect) this.pendingEffect = result.effect;
-        rt.pending--;
-        this.maybeFollowUp(ev.responseId, rt);
-      });
+    this.tools.dispatch(ev, { callSid, tenant, log: this.log, signal: this.connectAbort.signal, parentSpan: this.turnSpan ?? this.callSpan });
   }
 
-  /** After a tool result, ask for the spoken answer only once the tool's response is done. */
-  private maybeFollowUp(responseId: string, rt: ResponseTools): void {
-    if (rt.pending > 0 || !rt.done || rt.followUpSent || !this.model) return;
-    rt.followUpSent = true;
-    this.responseTools.delete(responseId);
+  /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
+  private onToolsAnswered(): void {
     this.responses.request();
-    const effect = this.pendingEffect;
-    if (effect && this.state.kind === 'live') {
-      this.pendingEffect = undefined;
-      const outcome: CallOutcome = effect.kind === 'end_call' ? 'ended_by_assistant' : 'transferred';
-      const closeCode = effect.kind === 'end_call' ? CloseCode.callEnded : CloseCode.handedOff;
-      this.move({ type: 'wind-down', outcome, closeCode });
-      this.background(this.deps.store.setPhase(this.callSid!, effect.kind === 'end_call' ? 'ending' : 'handing-off'), 'store.setPhase');
-      this.cancelTimers.push(
-        this.deps.clock.after(this.deps.limits.windDownMs, () => {
-          if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
-        }),
-      );
-      this.windDownResponseSeen = false;
-    }
+    if (this.state.kind !== 'live') return; // effects wait for the call to be live again
+    const effects = this.tools.takeEffects();
+    const effect = decidingEffect(effects);
+    if (!effect) return;
+    if (effects.length > 1) this.log.info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
+    const outcome: CallOutcome = effect.kind === 'end_call' ? 'ended_by_assistant' : 'transferred';
+    const closeCode = effect.kind === 'end_call' ? CloseCode.callEnded : CloseCode.handedOff;
+    this.move({ type: 'wind-down', outcome, closeCode });
+    this.background(this.deps.store.setPhase(this.callSid!, effect.kind === 'end_call' ? 'ending' : 'handing-off'), 'store.setPhase');
+    this.cancelTimers.push(
+      this.deps.clock.after(this.deps.limits.windDownMs, () => {
+        if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
+      }),
+    );
+    this.windDownResponseSeen = false;
   }
 
   private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
     if (ev.usage) this.usage?.response(ev.usage);
-    this.playback.closeItems(this.latestMediaTs);
+    this.playout.closeItems();
     this.responses.onDone(ev.responseId);
-    if (!this.responseTools.has(ev.responseId)) {
+    if (!this.tools.owns(ev.responseId)) {
       endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
       this.turnSpan = undefined;
     }
@@ -773,11 +650,9 @@ export class CallBridge {
     } else if (ev.status === 'completed') {
       this.failedResponses = 0;
     }
-    const rt = this.responseTools.get(ev.responseId);
-    if (rt) {
-      rt.done = true;
-      this.maybeFollowUp(ev.responseId, rt);
-    } else if (this.state.kind === 'ending' && (this.state.outcome !== 'too_long' || ev.responseId === this.goodbyeResponseId)) {
+    // A response that asked for tools is followed up by them; another one may be the goodbye.
+    const s = this.state;
+    if (!this.tools.responseDone(ev.responseId) && s.kind === 'ending' && (s.outcome !== 'too_long' || ev.responseId === this.goodbyeResponseId)) {
       // The goodbye response finished generating; close once it has played.
       this.windDownResponseSeen = true;
       this.maybeFinishWindDown();
@@ -820,14 +695,14 @@ export class CallBridge {
    */
   private maybeRenew(): void {
     if (!this.renewDue || this.state.kind !== 'live' || !this.model) return;
-    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.responseTools.size > 0 || this.playback.unplayed) return;
+    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.tools.running || this.playout.unplayed) return;
     this.renewDue = false;
     this.reconnectOrFail('model session renewed before its time cap', 'renewal');
   }
 
   private maybeFinishWindDown(): void {
     const s = this.state;
-    if (s.kind !== 'ending' || !this.windDownResponseSeen || this.playback.unplayed) return;
+    if (s.kind !== 'ending' || !this.windDownResponseSeen || this.playout.unplayed) return;
     this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
@@ -933,12 +808,11 @@ export class CallBridge {
     this.appendSeq = 0;
     // Nothing of the old session may be named in the new one: its items, responses, truncations.
     this.responses.reset();
-    this.playback.newSession();
-    this.discarded.clear();
+    this.playout.newSession();
     this.history.newSession();
-    this.responseTools.clear();
+    this.tools.newSession();
     this.responseInstructions.clear();
-    this.turnEndMono = undefined;
+    this.turnMetrics.forgetTurn();
     if (kind === 'renewal') this.log.info({ renewals: this.renewals }, `${why}: re-opening the model session`);
     else this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.connectModel(true);
@@ -946,12 +820,6 @@ export class CallBridge {
 
   // ---------------------------------------------------------------------------------------------
   // helpers
-
-  private appendTimeAt(audioMs: number): number | undefined {
-    if (audioMs < 0 || audioMs > this.appendedMs || this.appendedMs - audioMs > (APPEND_TIMES - 2) * 20) return undefined;
-    const t = this.appendTimes[Math.floor(audioMs / 20) % APPEND_TIMES];
-    return t === undefined || t === 0 ? undefined : t;
-  }
 
   private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; itemId?: string; interrupted?: boolean }): void {
     const { itemId, ...stored } = entry;
@@ -1017,7 +885,7 @@ export class CallBridge {
     if (this.state.kind === 'ended') return;
     const wasStarted = this.state.kind !== 'awaiting-start';
     const callSid = this.callSid;
-    this.state = { kind: 'ended', outcome };
+    this.move({ type: 'end', outcome });
     const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
     this.stall?.reset();
@@ -1052,11 +920,8 @@ export class CallBridge {
         closeCode: code,
         reason,
         durationMs: this.startedAt ? this.deps.clock.now() - this.startedAt : 0,
-        turns: this.turns,
-        toolCalls: this.toolCalls,
-        connectMs: this.connectMs,
-        turnLatencyMsMax: Math.round(this.turnLatencyMaxMs),
-        turnLatencyMsAvg: this.turnLatencyCount ? Math.round(this.turnLatencySumMs / this.turnLatencyCount) : undefined,
+        ...this.turnMetrics.summary(),
+        toolCalls: this.tools.calls,
         reconnects: this.reconnects,
         renewals: this.renewals,
         transcriptionFailures: this.transcriptionFailures,
@@ -1076,8 +941,8 @@ export class CallBridge {
    * the line open (the after-stream route also waits a little for an outcome still being written).
    */
   private closeTwilio(code: number, reason: string, outcomeStored: Promise<void> | undefined): void {
-    if (!this.twilioOpen || !outcomeStored) {
-      this.endTwilio(code, reason);
+    if (!this.playout.open || !outcomeStored) {
+      this.playout.end(code, reason);
       this.onEnded(this);
       return;
     }
@@ -1086,20 +951,10 @@ export class CallBridge {
       if (closed) return;
       closed = true;
       cancel();
-      this.endTwilio(code, reason);
+      this.playout.end(code, reason);
       this.onEnded(this);
     };
     const cancel = this.deps.clock.after(OUTCOME_STORE_WAIT_MS, close);
     outcomeStored.then(close, close);
-  }
-
-  private endTwilio(code: number, reason: string): void {
-    if (!this.twilioOpen) return;
-    this.twilioOpen = false;
-    try {
-      this.twilio.end(code, reason);
-    } catch {
-      // uWS throws if the socket closed under us in the same tick; nothing left to close.
-    }
   }
 }

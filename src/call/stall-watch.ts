@@ -10,6 +10,7 @@
  * judges it (mean |linear| over the frame), and counts only after a run of speech samples.
  */
 import { MULAW_TO_LINEAR, SPEECH_ENERGY_THRESHOLD } from './mulaw.js';
+import type { Clock } from '../clock.js';
 
 /** Consecutive speech samples (≈ 0.5 s of speech) before the caller counts as talking. */
 const ONSET_SAMPLES = 3;
@@ -57,7 +58,7 @@ export class StallWatch {
 
   constructor(
     readonly stallMs: number,
-    private readonly after: (ms: number, fn: () => void) => () => void,
+    private readonly clock: Pick<Clock, 'after' | 'mono'>,
     private readonly onStall: () => void,
   ) {}
 
@@ -71,9 +72,9 @@ export class StallWatch {
     if (++this.run < ONSET_SAMPLES || this.turnOpen || this.onsetMono !== undefined) return;
     const onset = (this.onsetMono = now);
     this.cancelTimer?.();
-    this.cancelTimer = this.after(this.stallMs, () => {
+    this.cancelTimer = this.clock.after(this.stallMs, () => {
       this.cancelTimer = undefined;
-      if (this.onsetMono === onset && !this.turnOpen && performance.now() - this.lastSpeechMono < STILL_TALKING_MS) this.onStall();
+      if (this.onsetMono === onset && !this.turnOpen && this.clock.mono() - this.lastSpeechMono < STILL_TALKING_MS) this.onStall();
     });
   }
 
@@ -87,7 +88,7 @@ export class StallWatch {
   expectEvent(): void {
     if (this.cancelOwed) return; // one owed-event watch at a time; any event settles it
     const seen = this.events;
-    this.cancelOwed = this.after(this.stallMs, () => {
+    this.cancelOwed = this.clock.after(this.stallMs, () => {
       this.cancelOwed = undefined;
       if (this.events === seen) this.onStall();
     });

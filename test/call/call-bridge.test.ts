@@ -10,7 +10,7 @@ import type { RealtimeSocket } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { createMetrics, type RelayMetrics } from '../../src/telemetry/metrics.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
-import { BuiltinToolRunner } from '../../src/tools/index.js';
+import { BuiltinToolRunner, toolOk, type ToolRunner } from '../../src/tools/index.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 
@@ -152,7 +152,7 @@ interface Harness {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true): Harness {
+function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true, tools: ToolRunner = new BuiltinToolRunner()): Harness {
   const clock = new ManualClock();
   const twilio = new FakeTwilio();
   const model = new FakeModel();
@@ -164,7 +164,7 @@ function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true)
   const deps: BridgeDeps = {
     clock,
     store,
-    tools: new BuiltinToolRunner(),
+    tools,
     metrics,
     log: silentLogger(),
     pod: 'pod-a',
@@ -411,6 +411,38 @@ describe('CallBridge', () => {
     expect(rec?.tools.map((t) => t.name)).toEqual(['end_call']);
   });
 
+  it('two effects in one response: both are kept, and the hand-off to a human is not lost to a later end_call', async () => {
+    const tools: ToolRunner = {
+      definitions: () => [],
+      run: (_ctx, name) =>
+        Promise.resolve(
+          name === 'transfer_to_human'
+            ? toolOk({ transferring: true }, { kind: 'transfer', to: '+15550100', reason: 'caller-asked' })
+            : toolOk({}, { kind: 'end_call', reason: 'done' }),
+        ),
+    };
+    const h = harness({}, true, tools);
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
+    const call = (id: string, name: string) => ({
+      type: 'response.output_item.done',
+      response_id: 'resp_t',
+      output_index: 0,
+      item: { id: `item_${id}`, type: 'function_call', call_id: id, name, arguments: '{}' },
+    });
+    h.model.emit(call('call_1', 'transfer_to_human'));
+    h.model.emit(call('call_2', 'end_call'));
+    await flush();
+    expect(h.model.sent.filter((e) => e['type'] === 'conversation.item.create')).toHaveLength(2);
+    h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
+    expect(h.bridge.state).toMatchObject({ kind: 'ending', outcome: 'transferred' });
+    h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
+    h.model.emit({ type: 'response.done', response: { id: 'resp_g', status: 'completed', output: [] } });
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
+  });
+
   it('answers an unknown tool with an error result instead of failing the call', async () => {
     const h = harness();
     await live(h);
@@ -479,6 +511,23 @@ describe('CallBridge', () => {
     expect(h.model.closed).toBe(1000);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'caller_hung_up' });
     expect((await h.metrics.activeCalls.get()).values[0]?.value).toBe(0);
+  });
+
+  it('turn latency runs on the call clock: speech end (mapped to its append time) to the first audio relayed', async () => {
+    const h = harness();
+    await live(h);
+    for (let i = 0; i < 10; i++) {
+      h.bridge.onTwilioMessage(mediaMsg(i * 20), false);
+      h.clock.advance(20);
+    }
+    // The model places the end of speech at 100 ms of input audio: appended 100 ms after the first frame.
+    h.model.emit({ type: 'input_audio_buffer.speech_stopped', event_id: 'e', audio_end_ms: 100, item_id: 'i1' });
+    h.clock.advance(250);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } });
+    h.model.emit(delta('resp_1', 'item_1'));
+    const sum = (await h.metrics.turnLatency.get()).values.find((v) => v.metricName === 'switchboard_turn_latency_seconds_sum');
+    // Audio up to 100 ms was in with the 5th frame (80 ms after the first); the delta came at 200 + 250.
+    expect(sum?.value).toBeCloseTo(0.37);
   });
 
   it('the model dropping mid-call: one new session with the conversation replayed, caller audio kept meanwhile', async () => {

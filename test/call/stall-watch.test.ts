@@ -26,7 +26,11 @@ describe('StallWatch', () => {
       w: undefined as unknown as StallWatch,
       fire: () => pending?.(),
     };
-    h.w = new StallWatch(1000, (_ms, fn) => ((pending = fn), () => (pending = undefined)), () => h.stalls++);
+    h.w = new StallWatch(
+      1000,
+      { after: (_ms, fn) => ((pending = fn), () => (pending = undefined)), mono: () => performance.now() },
+      () => h.stalls++,
+    );
     return h;
   }
 

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/clock.js';
+import { decidingEffect, ToolDispatch } from '../../src/call/tool-dispatch.js';
+import type { RealtimeSocket } from '../../src/model/index.js';
+import { MemoryCallStore } from '../../src/store/index.js';
+import { silentLogger } from '../../src/telemetry/logger.js';
+import { createMetrics } from '../../src/telemetry/metrics.js';
+import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
+import { toolOk, type ToolResult } from '../../src/tools/index.js';
+
+const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
+const flush = () => new Promise((r) => setImmediate(r));
+
+function setup() {
+  const sent: string[] = [];
+  const session = { send: (t: string) => sent.push(t) } as unknown as RealtimeSocket;
+  const results = new Map<string, (r: ToolResult) => void>();
+  const h = { sent, followUps: 0, current: session as RealtimeSocket | undefined };
+  const d = new ToolDispatch({
+    tools: { definitions: () => [], run: (ctx) => new Promise((resolve) => results.set(ctx.callId, resolve)) },
+    metrics: createMetrics({ defaultMetrics: false }),
+    store: new MemoryCallStore(() => Date.now()),
+    clock: systemClock,
+    background: (p) => void p.catch(() => {}),
+    session: () => h.current,
+    followUp: () => h.followUps++,
+  });
+  const call = { callSid: 'CA1', tenant, log: silentLogger(), signal: new AbortController().signal, parentSpan: undefined };
+  const fn = (callId: string, responseId = 'r1') => d.dispatch({ type: 'function_call', responseId, callId, name: 'end_call', arguments: '{}' }, call);
+  return { d, h, results, fn };
+}
+
+describe('ToolDispatch', () => {
+  it('follows up once every tool of the response answered and the response is done; effects kept in order', async () => {
+    const { d, h, results, fn } = setup();
+    fn('c1');
+    fn('c2');
+    expect(d.running).toBe(true);
+    expect(d.responseDone('r1')).toBe(true);
+    results.get('c1')!(toolOk({}, { kind: 'end_call', reason: 'bye' }));
+    await flush();
+    expect(h.followUps).toBe(0);
+    results.get('c2')!(toolOk({}, { kind: 'transfer', to: '+15550100', reason: 'emergency' }));
+    await flush();
+    expect(h.followUps).toBe(1);
+    expect(h.sent).toHaveLength(2);
+    expect(d.running).toBe(false);
+    expect(d.transferring).toBe(true);
+    expect(d.takeEffects().map((e) => e.kind)).toEqual(['end_call', 'transfer']);
+    expect(d.takeEffects()).toEqual([]);
+    expect(d.calls).toBe(2);
+  });
+
+  it('a result for a session since replaced is dropped, with its effect', async () => {
+    const { d, h, results, fn } = setup();
+    fn('c1');
+    h.current = { send: () => {} } as unknown as RealtimeSocket;
+    d.newSession();
+    results.get('c1')!(toolOk({}, { kind: 'end_call', reason: 'bye' }));
+    await flush();
+    expect(h.sent).toEqual([]);
+    expect(d.takeEffects()).toEqual([]);
+    expect(d.responseDone('r1')).toBe(false);
+  });
+
+  it('a transfer decides over an end_call in either order', () => {
+    const end = { kind: 'end_call', reason: 'x' } as const;
+    const transfer = { kind: 'transfer', to: '+1', reason: 'caller-asked' } as const;
+    expect(decidingEffect([end, transfer])).toBe(transfer);
+    expect(decidingEffect([transfer, end])).toBe(transfer);
+    expect(decidingEffect([end])).toBe(end);
+    expect(decidingEffect([])).toBeUndefined();
+  });
+});
