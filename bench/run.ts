@@ -43,6 +43,8 @@ export interface BenchOptions {
   /** Run Switchboard with --cpu-prof at this level (profiles land in outDir/prof). */
   cpuProfLevel: number | undefined;
   quiet: boolean;
+  /** Extra environment for the Switchboard children only (`--sb-env K=V,K=V`): A/B of a setting. */
+  sbEnv: Record<string, string>;
   /** The model leg over TLS: the sim model serves `wss` with a CA made at run time (bench/tls.ts). */
   tls: boolean;
 }
@@ -127,6 +129,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'cpu-prof': { type: 'string' },
       quiet: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
+      'sb-env': { type: 'string' },
     },
     strict: true,
   });
@@ -152,6 +155,16 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     cpuProfLevel: values['cpu-prof'] !== undefined ? num(values['cpu-prof'], 'cpu-prof', 1) : undefined,
     quiet: values.quiet === true,
     tls: values.tls === true,
+    sbEnv: Object.fromEntries(
+      (values['sb-env'] ?? '')
+        .split(',')
+        .filter((kv) => kv !== '')
+        .map((kv) => {
+          const i = kv.indexOf('=');
+          if (i <= 0) throw new Error(`--sb-env wants KEY=VALUE[,KEY=VALUE], got ${kv}`);
+          return [kv.slice(0, i), kv.slice(i + 1)];
+        }),
+    ),
   };
 }
 
@@ -245,6 +258,7 @@ async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOpti
     [BENCH_TOKEN_VAR]: BENCH_AUTH_TOKEN,
     // The normal Node way to trust a private CA: read once at startup by every TLS client.
     ...(benchTls ? { NODE_EXTRA_CA_CERTS: benchTls.caPath } : {}),
+    ...(kind === 'switchboard' || kind === 'switchboard-metrics-off' ? o.sbEnv : {}),
   };
   // The sample logs to stdout: keep its console.log calls, send them to /dev/null. stderr goes to a
   // file through this process, which reads the inspector URL from it on the way.
