@@ -223,8 +223,7 @@ class SimModelServer implements SimModel {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
       res.end('WebSocket upgrade required\n');
     };
-    // An https.Server is an http.Server for everything this class uses (listen, upgrade, close).
-    this.server = o.tls ? (createTlsServer({ key: o.tls.key, cert: o.tls.cert }, notUpgrade)) : createServer(notUpgrade);
+    this.server = o.tls ? createTlsServer({ key: o.tls.key, cert: o.tls.cert }, notUpgrade) : createServer(notUpgrade);
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
