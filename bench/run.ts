@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { relayLatency } from '../src/sim/call-cli.js';
+import { metricSum } from '../src/sim/prom-text.js';
 import { DEMO_NUMBER } from '../src/tenants/tenant.js';
 import { BENCH_ACCOUNT_SID, BENCH_AUTH_TOKEN, BENCH_TOKEN_VAR } from './bench-tenant.js';
 import { formatProgress, runLoad, type LoadResult } from '../loadtest/node-driver.js';
@@ -341,20 +342,6 @@ export function procStatCores(text: string): Array<{ busy: number; total: number
 function readRssMB(pid: number): number | null {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : null;
-}
-
-/** Sum of a counter/gauge's samples in Prometheus text, over series carrying every label of `match`. */
-export function metricSum(text: string, name: string, match: Readonly<Record<string, string>> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const labels = m[2] ?? '';
-    if (!Object.entries(match).every(([k, v]) => labels.includes(`${k}="${v}"`))) continue;
-    total += Number(m[3]);
-  }
-  return total;
 }
 
 async function getText(url: string): Promise<string> {

@@ -4,7 +4,7 @@
  * payloads cannot be concatenated as text (each 160-byte frame ends in `==` padding), so frames are
  * decoded into one buffer owned by the call and re-encoded once per append: no per-frame allocation.
  */
-import { APPEND_PREFIX, APPEND_SUFFIX } from '../model/realtime-protocol.js';
+import { APPEND_PREFIX } from '../model/client-events.js';
 
 /** Twilio's frame: 20 ms of 8 kHz μ-law. */
 const FRAME_BYTES = 160;
@@ -31,13 +31,13 @@ export class AppendBatcher {
 
   /** One caller frame (base64 μ-law): sent at once with N = 1, else held until N are, then sent as one append. */
   push(payload: string, out: AppendSink): void {
-    if (this.framesPerAppend <= 1) return out.send(APPEND_PREFIX + payload + APPEND_SUFFIX);
+    if (this.framesPerAppend <= 1) return out.send(APPEND_PREFIX + payload + '"}');
     // Decoded size is at most 3/4 of the base64 length. What would not fit goes out first; an
     // oversized frame (not Twilio's 160 bytes) then goes alone.
     const max = (payload.length * 3) >>> 2;
     if (this.len + max > this.buf.length) {
       this.flush(out);
-      if (max > this.buf.length) return out.send(APPEND_PREFIX + payload + APPEND_SUFFIX);
+      if (max > this.buf.length) return out.send(APPEND_PREFIX + payload + '"}');
     }
     this.len += this.buf.write(payload, this.len, 'base64');
     if (++this.frames >= this.framesPerAppend) this.flush(out);
@@ -46,7 +46,7 @@ export class AppendBatcher {
   /** Send what is held as one append (nothing when empty): before any event that must follow the audio. */
   flush(out: AppendSink): void {
     if (this.len === 0) return;
-    const ev = APPEND_PREFIX + this.buf.toString('base64', 0, this.len) + APPEND_SUFFIX;
+    const ev = APPEND_PREFIX + this.buf.toString('base64', 0, this.len) + '"}';
     this.len = 0;
     this.frames = 0;
     out.send(ev);

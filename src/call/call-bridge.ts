@@ -27,7 +27,7 @@ import {
 } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, SPAN, traceBindings, type CallOutcome, type DropReason, type RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, SPAN, traceBindings, type DropReason, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
 import type { ToolRunner } from '../tools/index.js';
@@ -35,6 +35,7 @@ import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
+import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
 import { ResponseSequencer } from './response-sequencer.js';
 import { StallWatch } from './stall-watch.js';
 import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
@@ -100,12 +101,6 @@ export interface AdmissionRefusal {
   code: CloseCode;
   reason: string;
   outcome: CallOutcome;
-}
-
-/** Told when an authorised call starts and when it ends (leases, heartbeats, summaries). */
-export interface CallLifecycleListener {
-  callStarted?(call: { callSid: string; tenant: Tenant }): void;
-  callEnded?(call: { callSid: string; tenant: Tenant; outcome: CallOutcome }): void;
 }
 
 export interface BridgeDeps {

@@ -3,7 +3,7 @@
  * events in and acts on the resulting state; illegal moves return undefined instead of throwing.
  */
 import type { CloseCode } from '../errors.js';
-import type { CallOutcome } from '../telemetry/metrics.js';
+import type { CallOutcome } from './lifecycle.js';
 
 export type CallState =
   | { kind: 'awaiting-start' }

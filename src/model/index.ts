@@ -2,7 +2,9 @@
  * The model folder's public surface: the realtime wire protocol (pure) and the model socket.
  * What to say when (session set-up, barge-in, tools) is left to the call bridge.
  */
-export * from './realtime-protocol.js';
+export * from './client-events.js';
+export * from './server-events.js';
+export * from './parse-model-event.js';
 export * from './realtime-connection.js';
 export * from './model-errors.js';
 export * from './session-rules.js';

@@ -1,7 +1,7 @@
 /**
  * The one model socket: endpoint selection per provider, a bounded connect with retry and backoff,
  * and a small RealtimeSocket over `ws`. What is said on it (session.update, events) is left to
- * realtime-protocol.ts and the call bridge.
+ * client-events.ts and the call bridge.
  */
 import WebSocket from 'ws';
 import type { ClientRequest, IncomingMessage } from 'node:http';
@@ -9,7 +9,7 @@ import type { ModelConfig } from '../config.js';
 import { SwitchboardError } from '../errors.js';
 import type { Logger } from '../telemetry/index.js';
 import { ClientEventLedger } from './model-errors.js';
-import type { SessionShape } from './realtime-protocol.js';
+import type { SessionShape } from './client-events.js';
 
 export interface ModelEndpoint {
   url: string;

@@ -8,7 +8,8 @@ import type { CallLifecycleListener } from '../call/index.js';
 import type { Clock } from '../clock.js';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import type { Redis } from 'ioredis';
-import { openTenants, type Tenant, type TenantDirectory, type TenantRuntime, type TenantsFileMode, type TenantsProvider } from '../tenants/index.js';
+import type { Tenant, TenantDirectory, TenantsFileMode, TenantsProvider } from '../tenants/index.js';
+import { openTenants, type TenantRuntime } from './open-tenants.js';
 import type { AdminTenantRegistry } from './routes/admin-tenants.js';
 import type { WebhookLeases } from './routes/twilio-webhooks.js';
 

@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../tenants/tenant.js';
 import { placeCall, randomSid, type CallerHooks, type CallReport, type CallScript } from './sim-caller.js';
+import { promSamples } from './prom-text.js';
 
 /** The scripted conversations of `--script`. Phrases are chosen to trigger the simulated model's tools. */
 export const SCRIPTS = {
@@ -101,29 +102,16 @@ export function parseCliArgs(argv: readonly string[]): { ok: true; options: CliO
 /** Cumulative bucket counts keyed by upper bound (`Infinity` for +Inf). */
 export type Buckets = Map<number, number>;
 
-function parseLabels(raw: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of raw.matchAll(/([A-Za-z_]\w*)="((?:[^"\\]|\\.)*)"/g)) out[m[1] ?? ''] = (m[2] ?? '').replace(/\\(.)/g, (_s, c: string) => (c === 'n' ? '\n' : c));
-  return out;
-}
-
 /**
  * The `_bucket` series of histogram `name` from Prometheus text, summed over series whose labels
  * include every pair of `match`.
  */
 export function histogramBuckets(text: string, name: string, match: Readonly<Record<string, string>> = {}): Buckets {
   const out: Buckets = new Map();
-  const prefix = `${name}_bucket`;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(prefix)) continue;
-    const m = /^(\w+)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m || m[1] !== prefix) continue;
-    const labels = parseLabels(m[2] ?? '');
-    if (!Object.entries(match).every(([k, v]) => labels[k] === v)) continue;
+  for (const { labels, value } of promSamples(text, `${name}_bucket`, match)) {
     const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
-    const v = Number(m[3]);
-    if (Number.isNaN(le) || Number.isNaN(v)) continue;
-    out.set(le, (out.get(le) ?? 0) + v);
+    if (Number.isNaN(le)) continue;
+    out.set(le, (out.get(le) ?? 0) + value);
   }
   return out;
 }
@@ -176,17 +164,8 @@ export function quantileBucketBound(q: number, before: Buckets, after: Buckets):
 
 /** `_sum` of histogram `name` from Prometheus text, summed over matching series (null: no such series). */
 export function histogramSum(text: string, name: string, match: Readonly<Record<string, string>> = {}): number | null {
-  let sum: number | null = null;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}_sum`)) continue;
-    const m = /^(\w+)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (!m || m[1] !== `${name}_sum`) continue;
-    const labels = parseLabels(m[2] ?? '');
-    if (!Object.entries(match).every(([k, v]) => labels[k] === v)) continue;
-    const v = Number(m[3]);
-    if (!Number.isNaN(v)) sum = (sum ?? 0) + v;
-  }
-  return sum;
+  const samples = promSamples(text, `${name}_sum`, match);
+  return samples.length === 0 ? null : samples.reduce((t, x) => t + x.value, 0);
 }
 
 /**

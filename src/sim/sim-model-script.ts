@@ -1,7 +1,7 @@
 /**
  * What the simulated realtime model says: pure rules from (instructions, last conversation turn,
  * offered tools) to a spoken reply or a function call, and how long that reply's audio lasts.
- * Sockets, pacing, VAD and the wire protocol are sim-model.ts's business.
+ * Sockets, pacing, VAD and the wire protocol are sim-model.ts's and sim-connection.ts's business.
  */
 
 /** How the sim paces and sizes its replies. */

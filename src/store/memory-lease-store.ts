@@ -1,5 +1,5 @@
 /** The single-process LeaseStore: same contract as Redis, one Map of expiries per tenant. */
-import type { LeaseGrant, LeaseStore } from './lease-store.js';
+import type { LeaseGrant, LeaseStore } from '../tenants/lease-store.js';
 
 export class MemoryLeaseStore implements LeaseStore {
   private readonly leases = new Map<string, Map<string, number>>();

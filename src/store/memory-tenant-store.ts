@@ -3,7 +3,7 @@
  * delivered in-process. Configs are cloned in and out so callers cannot mutate the store.
  */
 import type { TenantConfig } from '../tenants/tenant.js';
-import type { TenantStore, TenantWrite, TenantWriteMode } from './tenant-store.js';
+import type { TenantStore, TenantWrite, TenantWriteMode } from '../tenants/tenant-store.js';
 
 export class MemoryTenantStore implements TenantStore {
   private readonly tenants = new Map<string, TenantConfig>();

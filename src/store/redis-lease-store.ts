@@ -4,7 +4,7 @@
  * both win. Expiries come from the pods' clocks (NTP-synchronised; TTLs are tens of seconds).
  */
 import type { Redis } from 'ioredis';
-import type { LeaseGrant, LeaseStore } from './lease-store.js';
+import type { LeaseGrant, LeaseStore } from '../tenants/lease-store.js';
 
 // KEYS: lease zset. ARGV: now, callSid, limit, expiry, keyTtlMs.
 const ACQUIRE = `

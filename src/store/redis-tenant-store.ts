@@ -5,7 +5,7 @@
 import type { Redis } from 'ioredis';
 import { TenantSchema, type TenantConfig } from '../tenants/tenant.js';
 import { storeUnavailable } from './redis-connection.js';
-import type { TenantStore, TenantWrite, TenantWriteMode } from './tenant-store.js';
+import type { TenantStore, TenantWrite, TenantWriteMode } from '../tenants/tenant-store.js';
 
 const TENANTS = 'tenants';
 const NUMBERS = 'tenant-numbers';

@@ -4,6 +4,7 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { CALL_OUTCOMES } from '../call/lifecycle.js';
 import { FrameHistogram } from './frame-histogram.js';
 import { createUsageMetrics, type UsageMetrics } from './usage-metrics.js';
 
@@ -19,23 +20,6 @@ export const DROP_REASONS = [
   'call_ending', // audio after the call started to end
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
-
-export const CALL_OUTCOMES = [
-  'completed', // caller or model ended the call normally
-  'ended_by_assistant',
-  'transferred',
-  'caller_hung_up',
-  'model_unavailable',
-  'model_failed',
-  'rejected_token',
-  'rejected_capacity',
-  'rejected_budget', // the tenant was over its budget: answered with its budget TwiML, no stream
-  'protocol_error',
-  'drained',
-  'too_long',
-  'abandoned', // the pod that held the call died; reaped by a survivor
-] as const;
-export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 
 /** Tenants whose zero series are pre-created; past this, series appear on first use only. */
 const MAX_TENANT_SERIES = 1000;

@@ -4,17 +4,6 @@
  * (tenants are an operator-defined set, never a CallSid).
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { TokenKind } from '../model/index.js';
-
-/** How each billing kind is labelled: input kinds do not overlap, so sum() is the total. */
-export const TOKEN_LABELS: Readonly<Record<TokenKind, readonly ['input' | 'output', string]>> = {
-  inputText: ['input', 'text'],
-  inputAudio: ['input', 'audio'],
-  inputTextCached: ['input', 'cached_text'],
-  inputAudioCached: ['input', 'cached_audio'],
-  outputText: ['output', 'text'],
-  outputAudio: ['output', 'audio'],
-};
 
 export interface UsageMetrics {
   readonly tokens: Counter<'tenant' | 'direction' | 'modality'>;

@@ -4,10 +4,10 @@
  * The store does the atomic counting; the routes and the call bridge call in here.
  */
 import type { Logger } from 'pino';
-import type { CallLifecycleListener } from '../call/index.js';
+import type { CallLifecycleListener, CallTenantRef } from '../call/lifecycle.js';
 import { systemClock, type Clock } from '../clock.js';
 import { errorMessage } from '../errors.js';
-import type { LeaseStore } from '../store/lease-store.js';
+import type { LeaseStore } from './lease-store.js';
 import type { Tenant } from './tenant.js';
 
 export interface TenantLeasesOptions {
@@ -64,7 +64,7 @@ export class TenantLeases implements CallLifecycleListener {
   }
 
   /** The stream started: extend the short webhook lease to a live one and keep renewing it. */
-  callStarted(call: { callSid: string; tenant: Tenant }): void {
+  callStarted(call: { callSid: string; tenant: CallTenantRef }): void {
     let set = this.live.get(call.tenant.id);
     if (!set) {
       set = new Set();
@@ -74,7 +74,7 @@ export class TenantLeases implements CallLifecycleListener {
     this.background(this.o.store.renew(call.tenant.id, [call.callSid], this.liveTtlMs), 'renew', call.callSid);
   }
 
-  callEnded(call: { callSid: string; tenant: Tenant }): void {
+  callEnded(call: { callSid: string; tenant: CallTenantRef }): void {
     this.forget(call.tenant.id, call.callSid);
     this.background(this.o.store.release(call.tenant.id, call.callSid), 'release', call.callSid);
   }

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../clock.js';
 import { errorMessage } from '../errors.js';
-import type { TenantStore, TenantWrite, TenantWriteMode } from '../store/tenant-store.js';
+import type { TenantStore, TenantWrite, TenantWriteMode } from './tenant-store.js';
 import { resolveTenant, type TenantDirectory } from './tenant-registry.js';
 import type { Tenant, TenantConfig } from './tenant.js';
 import { applyTenantsFile, logTenantsFileReport, type TenantsFileMode, type TenantsFileReport } from './tenants-file.js';

@@ -9,7 +9,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
-import type { TenantStore } from '../store/tenant-store.js';
+import type { TenantStore } from './tenant-store.js';
 import type { TenantConfig } from './tenant.js';
 
 export type TenantsFileMode = 'seed' | 'reconcile';

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { postcodeMatches } from './area.js';
 import { SLOT, claimOwner, slotHoldSeconds } from './book-appointment.js';
 import { serviceKey } from './quote-price.js';
-import { toolOk, toolRejected, type ToolContext, type ToolDefinition, type ToolDeps, type ToolResult } from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolOk, toolRejected, type ToolContext, type ToolDeps, type ToolResult } from './tool-runner.js';
 
 export const AssignTechnicianArgs = z.object({
   skill: z.string().trim().min(1).max(100).describe('The skill needed, usually the service name (e.g. leak_repair)'),

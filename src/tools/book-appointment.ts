@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Tenant } from '../tenants/index.js';
 import { findService } from './quote-price.js';
-import { toolError, toolOk, toolRejected, type ToolContext, type ToolDefinition, type ToolDeps, type ToolResult } from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolError, toolOk, toolRejected, type ToolContext, type ToolDeps, type ToolResult } from './tool-runner.js';
 
 export const SLOT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/;
 

@@ -16,15 +16,8 @@ import { CreateCallSummaryArgs, createCallSummary, createCallSummaryDefinition }
 import { EndCallArgs, endCall, endCallDefinition } from './end-call.js';
 import { FlagEmergencyArgs, flagEmergency, flagEmergencyDefinition } from './flag-emergency.js';
 import { QuotePriceArgs, quotePrice, quotePriceDefinition } from './quote-price.js';
-import {
-  toolError,
-  type ToolContext,
-  type ToolDefinition,
-  type ToolDeps,
-  type ToolOutcome,
-  type ToolResult,
-  type ToolRunner,
-} from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolError, type ToolContext, type ToolDeps, type ToolOutcome, type ToolResult, type ToolRunner } from './tool-runner.js';
 import { TransferToHumanArgs, transferToHuman, transferToHumanDefinition } from './transfer-to-human.js';
 import { runWebhookTool } from './webhook-tools.js';
 

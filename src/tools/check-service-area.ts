@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import type { Tenant } from '../tenants/index.js';
 import { nearestServed, normalisePostcode, postcodeInAddress, postcodeMatches } from './area.js';
-import { toolOk, toolError, type ToolDefinition, type ToolResult } from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolOk, toolError, type ToolResult } from './tool-runner.js';
 
 export const CheckServiceAreaArgs = z
   .object({

@@ -5,10 +5,11 @@
  */
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { CallLifecycleListener } from '../call/index.js';
+import type { CallLifecycleListener } from '../call/lifecycle.js';
 import { errorMessage } from '../errors.js';
 import type { CallRecord, CallStore } from '../store/index.js';
-import { toolOk, type ToolContext, type ToolDefinition, type ToolDeps, type ToolResult } from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolOk, type ToolContext, type ToolDeps, type ToolResult } from './tool-runner.js';
 
 export const SummaryOutcome = z.enum(['booked', 'quoted', 'information', 'transferred', 'emergency', 'no_action', 'other']);
 

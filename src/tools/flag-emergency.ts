@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import { errorMessage } from '../errors.js';
-import { toolOk, type CallEffect, type ToolContext, type ToolDefinition, type ToolDeps, type ToolResult } from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolOk, type CallEffect, type ToolContext, type ToolDeps, type ToolResult } from './tool-runner.js';
 
 export const EmergencyKind = z.enum(['flood', 'gas_leak', 'no_heat', 'sewage', 'electrical', 'fire', 'other']);
 

@@ -1,7 +1,8 @@
 /** quote_price: service and options -> a price range from the tenant's price book, in its currency. */
 import { z } from 'zod';
 import type { Tenant } from '../tenants/index.js';
-import { toolError, toolOk, type ToolDefinition, type ToolResult } from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolError, toolOk, type ToolResult } from './tool-runner.js';
 
 export const QuotePriceArgs = z.object({
   service: z.string().trim().min(1).max(100).describe('The service, as named in the price book (e.g. drain_cleaning)'),

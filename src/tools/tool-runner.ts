@@ -4,17 +4,10 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
+import type { ToolDefinition } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallControl } from '../twilio/call-control.js';
-
-/** A function tool as sent to the model in session.update (GA and beta share this shape). */
-export interface ToolDefinition {
-  type: 'function';
-  name: string;
-  description: string;
-  parameters: Record<string, unknown>;
-}
 
 /** What the call must do once the model has spoken the tool's result. */
 export type CallEffect =

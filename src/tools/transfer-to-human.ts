@@ -1,6 +1,7 @@
 /** transfer_to_human: the caller asks for a person; the bridge hands off after the model's last words. */
 import { z } from 'zod';
-import { toolOk, toolRejected, type ToolContext, type ToolDefinition, type ToolResult } from './tool-runner.js';
+import type { ToolDefinition } from '../model/index.js';
+import { toolOk, toolRejected, type ToolContext, type ToolResult } from './tool-runner.js';
 
 export const TransferToHumanArgs = z.object({
   reason: z.string().trim().max(500).default('caller asked for a person').describe('Why the caller wants a person'),

@@ -9,7 +9,7 @@ import { lookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { isBlockedAddress } from './ssrf.js';
+import { isBlockedAddress } from '../ssrf.js';
 import { propagation, context as otelContext } from '@opentelemetry/api';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import type { SecretRef, WebhookTool } from '../tenants/index.js';

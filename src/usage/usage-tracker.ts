@@ -6,11 +6,21 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { errorMessage } from '../errors.js';
-import { TOKEN_KINDS, type ResponseUsage } from '../model/index.js';
+import { TOKEN_KINDS, type ResponseUsage, type TokenKind } from '../model/index.js';
 import { emptyUsage, type UsageCallRef, type UsageStore, type UsageTotals } from '../store/index.js';
 import type { Tenant } from '../tenants/index.js';
 import { costNanoUsd, NANO_PER_USD, type TokenRates } from './price-table.js';
-import { TOKEN_LABELS, type UsageMetrics } from '../telemetry/index.js';
+import type { UsageMetrics } from '../telemetry/index.js';
+
+/** How each billing kind is labelled: input kinds do not overlap, so sum() is the total. */
+export const TOKEN_LABELS: Readonly<Record<TokenKind, readonly ['input' | 'output', string]>> = {
+  inputText: ['input', 'text'],
+  inputAudio: ['input', 'audio'],
+  inputTextCached: ['input', 'cached_text'],
+  inputAudioCached: ['input', 'cached_audio'],
+  outputText: ['output', 'text'],
+  outputAudio: ['output', 'audio'],
+};
 
 /** The usage of one call as logs and the admin API show it. */
 export interface UsageView {

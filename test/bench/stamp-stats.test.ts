@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { FRAME_BYTES, frameEnergy, silence, speechFrames, SPEECH_ENERGY_THRESHOLD } from '../../loadtest/lib/audio.js';
-import { metricSum, procCpuSeconds, procStatCores } from '../../bench/run.js';
+import { procCpuSeconds, procStatCores } from '../../bench/run.js';
+import { metricSum } from '../../src/sim/prom-text.js';
 import { readStamp, stampAgeUs, stampBase64Frame, STAMP_OFFSET, writeStamp } from '../../bench/stamp.js';
 import { formatTable, percentile, quantiles, ratio, Samples, slope, svgLinePlot } from '../../bench/stats.js';
 
@@ -118,14 +119,16 @@ describe('/proc and /metrics parsing', () => {
     ]);
   });
 
-  it('sums counter series matching labels', () => {
+  it('sums counter series matching labels (src/sim/prom-text.ts: labels parsed, not searched)', () => {
     const text = [
       '# TYPE switchboard_frames_dropped_total counter',
       'switchboard_frames_dropped_total{direction="caller_to_model",reason="ring_full"} 3',
       'switchboard_frames_dropped_total{direction="model_to_caller",reason="backpressure"} 4',
+      'switchboard_frames_dropped_total{xdirection="model_to_caller",reason="a \\"quoted\\", direction=\\"model_to_caller\\""} 5',
       'switchboard_frames_dropped_total_other 100',
     ].join('\n');
-    expect(metricSum(text, 'switchboard_frames_dropped_total')).toBe(7);
+    expect(metricSum(text, 'switchboard_frames_dropped_total')).toBe(12);
     expect(metricSum(text, 'switchboard_frames_dropped_total', { direction: 'model_to_caller' })).toBe(4);
+    expect(metricSum(text, 'switchboard_frames_dropped_total', { reason: 'a "quoted", direction="model_to_caller"' })).toBe(5);
   });
 });

@@ -5,7 +5,7 @@
 import { beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { CallBridge, type BridgeDeps, type TwilioSocket } from '../../src/call/call-bridge.js';
-import type { Clock } from '../../src/clock.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import type { RealtimeSocket } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { createMetrics, type RelayMetrics } from '../../src/telemetry/metrics.js';
@@ -13,29 +13,6 @@ import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/inde
 import { BuiltinToolRunner, toolOk, type ToolRunner } from '../../src/tools/index.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
-
-class ManualClock implements Clock {
-  t = 1_000_000;
-  timers: { at: number; fn: () => void; live: boolean }[] = [];
-  now = () => this.t;
-  mono = () => this.t;
-  after(ms: number, fn: () => void): () => void {
-    const timer = { at: this.t + ms, fn, live: true };
-    this.timers.push(timer);
-    return () => {
-      timer.live = false;
-    };
-  }
-  advance(ms: number): void {
-    this.t += ms;
-    for (const timer of this.timers) {
-      if (timer.live && timer.at <= this.t) {
-        timer.live = false;
-        timer.fn();
-      }
-    }
-  }
-}
 
 class FakeTwilio implements TwilioSocket {
   sent: unknown[] = [];
@@ -153,12 +130,12 @@ interface Harness {
 const flush = () => new Promise((r) => setImmediate(r));
 
 function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true, tools: ToolRunner = new BuiltinToolRunner()): Harness {
-  const clock = new ManualClock();
+  const clock = new ManualClock(1_000_000);
   const twilio = new FakeTwilio();
   const model = new FakeModel();
   const models = [model];
   const metrics = createMetrics({ defaultMetrics: false });
-  const store = new MemoryCallStore(() => clock.t);
+  const store = new MemoryCallStore(() => clock.now());
   const h = { twilio, model, models, clock, metrics, store, ended: false } as Harness;
   h.connect = { resolve: () => {}, reject: () => {}, signal: undefined, calls: 0 };
   const deps: BridgeDeps = {

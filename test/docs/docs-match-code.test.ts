@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ENV_VARIABLES } from '../../src/config.js';
 import { CloseCode, ErrorCodes } from '../../src/errors.js';
-import { CALL_OUTCOMES, createMetrics, DROP_REASONS } from '../../src/telemetry/index.js';
+import { CALL_OUTCOMES } from '../../src/call/lifecycle.js';
+import { createMetrics, DROP_REASONS } from '../../src/telemetry/index.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const read = (p: string): string => readFileSync(join(ROOT, p), 'utf8');

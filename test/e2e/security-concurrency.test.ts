@@ -5,19 +5,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
-import { eventually, metricValue } from '../helpers/relay.js';
+import { ACME, eventually, metricValue, signed, startTenantRelay, TENANT_ENV, type TenantRelay, voiceFields, writeTenantsFile } from '../helpers/relay.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
-import { ACME, TENANT_ENV, signed, startSecureRelay, voiceFields, writeTenantsFile, type SecureRelay } from '../security/secure-relay.js';
 
 let redis: RedisServer;
-let a: SecureRelay;
-let b: SecureRelay;
+let a: TenantRelay;
+let b: TenantRelay;
 beforeAll(async () => {
   redis = await startRedisServer();
   const tenantsFile = writeTenantsFile({ acmeMaxConcurrentCalls: 1 });
   const shared = { tenantsFile, tenantEnv: TENANT_ENV, redisUrl: redis.url, keyPrefix: 'conc:' };
-  a = await startSecureRelay(shared);
-  b = await startSecureRelay(shared);
+  a = await startTenantRelay(shared);
+  b = await startTenantRelay(shared);
 });
 afterAll(async () => {
   await a.close();
@@ -25,10 +24,10 @@ afterAll(async () => {
   await redis.stop();
 });
 
-const call = (sr: SecureRelay, o: { signal?: AbortSignal; callSid?: string } = {}) =>
+const call = (sr: TenantRelay, o: { signal?: AbortSignal; callSid?: string } = {}) =>
   placeCall({
-    baseUrl: sr.hooks,
-    publicUrl: sr.config.publicUrl,
+    baseUrl: sr.relay.url,
+    publicUrl: sr.relay.url,
     ...ACME,
     ...(o.callSid ? { callSid: o.callSid } : {}),
     ...(o.signal ? { signal: o.signal } : {}),

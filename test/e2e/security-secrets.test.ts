@@ -7,13 +7,12 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
 import { createLogger } from '../../src/telemetry/index.js';
-import { TEST_SECRET } from '../helpers/relay.js';
-import { ACME, BETA, TENANT_ENV, signed, startSecureRelay, voiceFields, writeTenantsFile, type SecureRelay } from '../security/secure-relay.js';
+import { ACME, BETA, signed, startTenantRelay, TENANT_ENV, type TenantRelay, TEST_SECRET, voiceFields, writeTenantsFile } from '../helpers/relay.js';
 
 const ADMIN = 'admin-token-secret-abcdef0123456789';
 const INLINE = 'inline-secret-value-never-echoed';
 const lines: string[] = [];
-let sr: SecureRelay;
+let sr: TenantRelay;
 
 beforeAll(async () => {
   const log = createLogger({
@@ -25,7 +24,7 @@ beforeAll(async () => {
       },
     }),
   });
-  sr = await startSecureRelay({ env: { ADMIN_TOKEN: ADMIN }, tenantsFile: writeTenantsFile(), tenantEnv: TENANT_ENV, log });
+  sr = await startTenantRelay({ env: { ADMIN_TOKEN: ADMIN }, tenantsFile: writeTenantsFile(), tenantEnv: TENANT_ENV, log });
 });
 afterAll(async () => {
   await sr.close();
@@ -39,7 +38,7 @@ describe('secrets', () => {
       bodies.push(r instanceof Response ? await r.text() : r.body);
     };
     const admin = (method: string, path: string, body?: unknown, token = ADMIN) =>
-      fetch(sr.hooks + path, {
+      fetch(sr.relay.url + path, {
         method,
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
@@ -47,8 +46,8 @@ describe('secrets', () => {
 
     const callSid = randomSid('CA');
     const report = await placeCall({
-      baseUrl: sr.hooks,
-      publicUrl: sr.config.publicUrl,
+      baseUrl: sr.relay.url,
+      publicUrl: sr.relay.url,
       ...ACME,
       callSid,
       script: { turns: [{ say: 'Hello there' }], hangupAfterMs: 0, maxCallMs: 15_000 },

@@ -7,12 +7,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { placeCall, randomSid, upgradeSignature } from '../../src/sim/sim-caller.js';
 import { computeTwilioSignature, issueStreamToken } from '../../src/twilio/index.js';
-import { TEST_SECRET, metricValue, streamOpening } from '../helpers/relay.js';
-import { ACME, BETA, TENANT_ENV, signed, startSecureRelay, voiceFields, writeTenantsFile, type SecureRelay } from '../security/secure-relay.js';
+import { ACME, BETA, metricValue, signed, startTenantRelay, streamOpening, TENANT_ENV, type TenantRelay, TEST_SECRET, voiceFields, writeTenantsFile } from '../helpers/relay.js';
 
 /** Open a raw media stream, send connected + start, and report how the relay closed it. */
 function rawStream(
-  sr: SecureRelay,
+  sr: TenantRelay,
   start: { callSid: string; accountSid?: string; params: Record<string, string> },
   signature: string | undefined = upgradeSignature(sr.relay.url.replace('http', 'ws') + '/twilio/media', ACME.authToken),
 ): Promise<{ code: number; reason: string; received: string[] }> {
@@ -44,9 +43,9 @@ function rawStream(
 
 const tokenFrom = (twiml: string): string => /name="token" value="([^"]+)"/.exec(twiml)?.[1] ?? '';
 
-let sr: SecureRelay;
+let sr: TenantRelay;
 beforeAll(async () => {
-  sr = await startSecureRelay({ tenantsFile: writeTenantsFile(), tenantEnv: TENANT_ENV });
+  sr = await startTenantRelay({ tenantsFile: writeTenantsFile(), tenantEnv: TENANT_ENV });
 });
 afterAll(async () => {
   await sr.close();
@@ -63,7 +62,7 @@ describe('voice webhook signatures', () => {
 
   it('refuses a tampered field, a missing signature, another tenant\'s token or a signature over another URL with 403 and no TwiML', async () => {
     const fields = voiceFields(randomSid('CA'));
-    const sig = computeTwilioSignature(ACME.authToken, sr.config.publicUrl + '/twilio/voice', fields);
+    const sig = computeTwilioSignature(ACME.authToken, sr.relay.url + '/twilio/voice', fields);
     const cases = [
       signed(sr, '/twilio/voice', { ...fields, From: '+15005550999' }, { signature: sig }),
       signed(sr, '/twilio/voice', fields, { signature: null }),
@@ -99,8 +98,8 @@ describe('media stream tokens', () => {
   it('runs a real call, then refuses the same token replayed with 4003 and opens no model session', async () => {
     const callSid = randomSid('CA');
     const report = await placeCall({
-      baseUrl: sr.hooks,
-      publicUrl: sr.config.publicUrl,
+      baseUrl: sr.relay.url,
+      publicUrl: sr.relay.url,
       ...ACME,
       callSid,
       script: { turns: [], hangupAfterMs: 0, maxCallMs: 10_000 },

@@ -13,10 +13,12 @@ interface FakeModel {
   url: string;
   sockets: WebSocket[];
   appends: number;
+  /** response.create events read: the relay asks for its greeting once it is live. */
+  responseCreates: number;
   close(): Promise<void>;
 }
 
-/** A GA-speaking model that confirms μ-law, then either stops reading or floods audio on request. */
+/** A GA-speaking model that confirms μ-law, then either stops reading once asked for the greeting or floods audio on request. */
 async function fakeModel(mode: 'stall' | 'flood', floodDeltas = 0): Promise<FakeModel> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((r) => wss.once('listening', () => r()));
@@ -24,6 +26,7 @@ async function fakeModel(mode: 'stall' | 'flood', floodDeltas = 0): Promise<Fake
     url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}/v1/realtime`,
     sockets: [],
     appends: 0,
+    responseCreates: 0,
     close: () =>
       new Promise((r) => {
         for (const s of fm.sockets) s.terminate();
@@ -55,7 +58,9 @@ async function fakeModel(mode: 'stall' | 'flood', floodDeltas = 0): Promise<Fake
             session: { type: 'realtime', audio: { input: { format: { type: 'audio/pcmu' } }, output: { format: { type: 'audio/pcmu' } } } },
           }),
         );
-        if (mode === 'stall') (ws as unknown as { _socket: Socket })._socket.pause();
+      } else if (ev.type === 'response.create' && mode === 'stall') {
+        fm.responseCreates++;
+        (ws as unknown as { _socket: Socket })._socket.pause();
       } else if (ev.type === 'response.create' && mode === 'flood') {
         ws.send(JSON.stringify({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } }));
         let sent = 0;
@@ -128,8 +133,8 @@ describe('slow peers', () => {
     s.start();
     const r = relay;
     await eventually(async () => metricValue(await scrape(r), 'switchboard_active_calls') === 1, 5000, 'call live');
-    await eventually(() => model!.sockets.length === 1, 5000, 'model connected');
-    await new Promise((res) => setTimeout(res, 100)); // let session.updated land
+    // The relay asks for the greeting once session.updated made the call live; the model then stops reading.
+    await eventually(() => model!.responseCreates === 1, 5000, 'the call live (greeting requested)');
     const N = 60_000; // ≈ 15 MB of appends against a model that reads nothing
     for (let i = 0; i < N; i++) {
       s.ws.send(mediaFrame(callSid, i + 2));

@@ -5,10 +5,14 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { parseTwiml } from '../../loadtest/lib/caller-core.js';
 import { loadConfig } from '../../src/config.js';
+import { metricSum } from '../../src/sim/prom-text.js';
+import { openTenants, type TenantRuntime } from '../../src/server/open-tenants.js';
 import { startRelay, type Relay, type RelayOptions } from '../../src/server/index.js';
+import { createRedis } from '../../src/store/redis-connection.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER, DEMO_TENANT } from '../../src/tenants/index.js';
 import { computeTwilioSignature } from '../../src/twilio/index.js';
@@ -89,21 +93,8 @@ export async function signedPost(
   return { status: res.status, body: await res.text() };
 }
 
-/** Read one counter/histogram sample from /metrics text. */
-export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  let found = false;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (.+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const lbl = m[2] ?? '';
-    if (!Object.entries(labels).every(([k, v]) => lbl.includes(`${k}="${v}"`))) continue;
-    total += Number(m[3]);
-    found = true;
-  }
-  return found ? total : 0;
-}
+/** The sum of the matching samples of a counter, gauge or histogram series in /metrics text (0: none). */
+export const metricValue = metricSum;
 
 export async function scrape(relay: Relay): Promise<string> {
   return (await fetch(`${relay.url}/metrics`)).text();
@@ -179,3 +170,112 @@ export function mediaFrame(callSid: string, seq: number, bytes = 160, fill = 0xf
   const payload = Buffer.alloc(bytes, fill).toString('base64');
   return `{"event":"media","sequenceNumber":"${seq}","streamSid":"${streamSid}","media":{"track":"inbound","chunk":"${seq}","timestamp":"${seq * 20}","payload":"${payload}"}}`;
 }
+
+// --- a relay whose tenants the test holds: two tenants on one account, leases, the admin API --------
+
+/** A relay serving tenants from its own TENANTS_FILE, with the tenant runtime in the test's hands. */
+export interface TenantRelay {
+  readonly relay: Relay;
+  /** Registry, leases and their stores, as the relay uses them (assert on them, change them). */
+  readonly runtime: TenantRuntime;
+  close(): Promise<void>;
+}
+
+export interface TenantRelayOptions {
+  /** Relay environment on top of the test defaults (ADMIN_TOKEN, …). */
+  env?: Record<string, string>;
+  /** Where tenant secret references resolve. */
+  tenantEnv?: NodeJS.ProcessEnv;
+  tenantsFile?: string;
+  /** Calls, tenants, leases and one-time tokens in this Redis (two relays = two pods). */
+  redisUrl?: string;
+  /** Key prefix of the tenant and lease keys (the relay's own keys are its defaults). */
+  keyPrefix?: string;
+  log?: Logger;
+}
+
+/**
+ * startTestRelay with the tenant side opened here (as the composition root does from config) and
+ * handed to the relay, which registers the webhooks, leases and admin routes itself.
+ */
+export async function startTenantRelay(o: TenantRelayOptions = {}): Promise<TenantRelay> {
+  const log = o.log ?? silentLogger();
+  const prefix = o.keyPrefix ?? 'sb:';
+  const redis = o.redisUrl ? createRedis(o.redisUrl, { keyPrefix: prefix }) : undefined;
+  const runtime = await openTenants({
+    tenantsFile: o.tenantsFile,
+    provider: 'sim',
+    env: o.tenantEnv ?? {},
+    log,
+    ...(redis ? { redis, channel: `${prefix}tenants-changed` } : {}),
+  });
+  try {
+    const relay = await startTestRelay(
+      { ...(o.redisUrl ? { REDIS_URL: o.redisUrl } : {}), ...o.env },
+      { log, tenants: runtime.registry, leases: runtime.leases, adminTenants: runtime.registry, listeners: [runtime.leases] },
+    );
+    return {
+      relay,
+      runtime,
+      async close() {
+        await relay.close();
+        await runtime.close();
+        redis?.disconnect();
+      },
+    };
+  } catch (err) {
+    await runtime.close();
+    redis?.disconnect();
+    throw err;
+  }
+}
+
+export const ACME = { to: '+14155550100', accountSid: 'AC' + 'a'.repeat(32), authToken: 'acme-auth-token-value-123' };
+export const BETA = { to: '+14155550200', accountSid: 'AC' + 'a'.repeat(32), authToken: 'beta-auth-token-value-456' };
+
+/** A TENANTS_FILE with acme and beta (same account, auth tokens by env reference). */
+export function writeTenantsFile(o: { acmeMaxConcurrentCalls?: number } = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sb-sec-'));
+  const file = join(dir, 'tenants.yaml');
+  writeFileSync(
+    file,
+    `tenants:
+  - id: acme
+    displayName: Acme
+    phoneNumbers: ['${ACME.to}']
+    maxConcurrentCalls: ${o.acmeMaxConcurrentCalls ?? 50}
+    twilio: {accountSid: ${ACME.accountSid}, authToken: {env: ACME_TOKEN}}
+  - id: beta
+    displayName: Beta
+    phoneNumbers: ['${BETA.to}']
+    twilio: {accountSid: ${BETA.accountSid}, authToken: {env: BETA_TOKEN}}
+`,
+  );
+  return file;
+}
+export const TENANT_ENV = { ACME_TOKEN: ACME.authToken, BETA_TOKEN: BETA.authToken };
+
+/** POST a form webhook signed over the relay's PUBLIC_URL as Twilio would (or with the given signature; null: none). */
+export async function signed(
+  tr: TenantRelay,
+  path: string,
+  fields: Record<string, string>,
+  o: { authToken?: string; signature?: string | null } = {},
+): Promise<{ status: number; body: string }> {
+  const url = tr.relay.url + path;
+  const sig = o.signature === undefined ? computeTwilioSignature(o.authToken ?? ACME.authToken, url, fields) : o.signature;
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+  if (sig !== null) headers['x-twilio-signature'] = sig;
+  const res = await fetch(url, { method: 'POST', headers, body: new URLSearchParams(fields).toString() });
+  return { status: res.status, body: await res.text() };
+}
+
+export const voiceFields = (callSid: string, to = ACME.to, accountSid = ACME.accountSid): Record<string, string> => ({
+  AccountSid: accountSid,
+  ApiVersion: '2010-04-01',
+  CallSid: callSid,
+  CallStatus: 'ringing',
+  Direction: 'inbound',
+  From: '+15005550100',
+  To: to,
+});

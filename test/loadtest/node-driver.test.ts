@@ -9,13 +9,13 @@ import { parseLoadArgs, runLoad, type LoadOptions, type Progress } from '../../l
 import { METRICS } from '../../loadtest/lib/scenarios.js';
 import type { Relay } from '../../src/server/app.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../../src/tenants/tenant.js';
-import { startLoadTestRelay } from './relay.js';
+import { startTestRelay } from '../helpers/relay.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 let relay: Relay;
 
 beforeAll(async () => {
-  relay = await startLoadTestRelay();
+  relay = await startTestRelay({ TENANTS_FILE: '' }); // the built-in demo tenant the load scripts call
 });
 afterAll(async () => {
   await relay.close();

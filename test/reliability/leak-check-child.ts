@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import type { Relay } from '../../src/server/index.js';
+import { promSamples } from '../../src/sim/prom-text.js';
 import { placeCall } from '../../src/sim/sim-caller.js';
 import { demo, mediaFrame, rawStream, startTestRelay, testTenant } from '../helpers/relay.js';
 
@@ -89,7 +90,7 @@ async function phase(sequential: number, concurrent: number) {
   await waitIdle(relay);
   const tConc = performance.now();
   const metricsText = await (await fetch(`${relay.url}/metrics`)).text();
-  const active = Number(/^switchboard_active_calls (\S+)$/m.exec(metricsText)?.[1] ?? NaN);
+  const active = promSamples(metricsText, 'switchboard_active_calls')[0]?.value ?? NaN;
   const sim = relay.sim!.stats();
   const heapLive = await settleHeap();
   await relay.close();

@@ -8,13 +8,13 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ACME, TENANT_ENV, startSecureRelay, type SecureRelay } from './secure-relay.js';
+import { ACME, TENANT_ENV, startTenantRelay, type TenantRelay } from '../helpers/relay.js';
 
 const ADMIN = 'admin-token-for-secrets-0123456789';
 const FILE_SECRET = 'whsec_' + Buffer.from('file-seeded-inline-signing-key').toString('base64');
 const POSTED_SECRET = 'whsec_' + Buffer.from('posted-inline-signing-key').toString('base64');
 
-let sr: SecureRelay;
+let sr: TenantRelay;
 let secretDir: string;
 beforeAll(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sb-admin-secrets-'));
@@ -36,7 +36,7 @@ beforeAll(async () => {
   secretDir = join(dir, 'secrets');
   mkdirSync(secretDir);
   writeFileSync(join(secretDir, 'gamma'), 'gamma-token-from-file-0123');
-  sr = await startSecureRelay({
+  sr = await startTenantRelay({
     env: { ADMIN_TOKEN: ADMIN, ADMIN_SECRET_DIR: secretDir },
     tenantsFile: file,
     tenantEnv: { ...TENANT_ENV, TENANT_GAMMA_TOKEN: 'gamma-token-value-0123', OPENAI_API_KEY: 'sk-operator-key' },
@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; text: string; json: { error?: { fields?: { path: string; message: string }[] } } & Record<string, unknown> }> {
-  const res = await fetch(sr.hooks + path, {
+  const res = await fetch(sr.relay.url + path, {
     method,
     headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),

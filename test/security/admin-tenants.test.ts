@@ -5,16 +5,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { placeCall } from '../../src/sim/sim-caller.js';
-import { eventually } from '../helpers/relay.js';
+import { ACME, eventually, startTenantRelay, TENANT_ENV, type TenantRelay, writeTenantsFile } from '../helpers/relay.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
-import { ACME, TENANT_ENV, startSecureRelay, writeTenantsFile, type SecureRelay } from './secure-relay.js';
 
 const ADMIN = 'admin-token-for-tests-0123456789';
 const GAMMA_TOKEN = 'gamma-auth-token-value-789';
 
 let redis: RedisServer;
-let a: SecureRelay;
-let b: SecureRelay;
+let a: TenantRelay;
+let b: TenantRelay;
 beforeAll(async () => {
   redis = await startRedisServer();
   const shared = {
@@ -24,8 +23,8 @@ beforeAll(async () => {
     redisUrl: redis.url,
     keyPrefix: 'adm:',
   };
-  a = await startSecureRelay(shared);
-  b = await startSecureRelay(shared);
+  a = await startTenantRelay(shared);
+  b = await startTenantRelay(shared);
 });
 afterAll(async () => {
   await a.close();
@@ -44,7 +43,7 @@ interface ApiJson {
 }
 
 async function api(
-  sr: SecureRelay,
+  sr: TenantRelay,
   method: string,
   path: string,
   body?: unknown,
@@ -52,7 +51,7 @@ async function api(
 ): Promise<{ status: number; json: ApiJson; text: string; headers: Headers }> {
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (token !== null) headers['authorization'] = `Bearer ${token}`;
-  const res = await fetch(sr.hooks + path, {
+  const res = await fetch(sr.relay.url + path, {
     method,
     headers,
     ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
@@ -86,13 +85,13 @@ describe('admin API auth', () => {
         expect(r.headers.get('www-authenticate')).toMatch(/^Bearer/);
       }
     }
-    const basic = await fetch(a.hooks + '/v1/tenants', { headers: { authorization: `Basic ${ADMIN}` } });
+    const basic = await fetch(a.relay.url + '/v1/tenants', { headers: { authorization: `Basic ${ADMIN}` } });
     expect(basic.status).toBe(401);
     expect((await api(a, 'GET', '/v1/tenants/acme')).status).toBe(200);
   });
 
   it('is off (404, like any unknown path) when ADMIN_TOKEN is unset', async () => {
-    const off = await startSecureRelay({ tenantsFile: writeTenantsFile(), tenantEnv: TENANT_ENV });
+    const off = await startTenantRelay({ tenantsFile: writeTenantsFile(), tenantEnv: TENANT_ENV });
     try {
       for (const token of [ADMIN, null, '']) {
         const r = await api(off, 'GET', '/v1/tenants', undefined, token);
@@ -173,8 +172,8 @@ describe('admin API CRUD across pods', () => {
     // Pod b learns about gamma through the change notice and answers its number.
     await eventually(() => b.runtime.registry.byId('gamma') !== undefined, 3000, 'pod b to load gamma');
     const report = await placeCall({
-      baseUrl: b.hooks,
-      publicUrl: b.config.publicUrl,
+      baseUrl: b.relay.url,
+      publicUrl: b.relay.url,
       to: '+14155550300',
       accountSid: ACME.accountSid,
       authToken: GAMMA_TOKEN,

@@ -1,29 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../src/clock.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { MemoryCallStore, startPodHeartbeat, type ReapResult } from '../../src/store/index.js';
-
-/** A clock whose timers run only when the test advances it. */
-function manualClock(start: number): Clock & { advance(ms: number): void } {
-  let t = start;
-  let timers: { at: number; fn: () => void }[] = [];
-  return {
-    now: () => t,
-    mono: () => t,
-    after(ms, fn) {
-      const timer = { at: t + ms, fn };
-      timers.push(timer);
-      return () => {
-        timers = timers.filter((x) => x !== timer);
-      };
-    },
-    advance(ms) {
-      t += ms;
-      const due = timers.filter((x) => x.at <= t);
-      timers = timers.filter((x) => x.at > t);
-      for (const d of due) d.fn();
-    },
-  };
-}
 
 describe('startPodHeartbeat', () => {
   it('beats every interval and reaps the calls of a pod that went silent', async () => {
@@ -31,7 +8,7 @@ describe('startPodHeartbeat', () => {
     const store = new MemoryCallStore(() => t0);
     await store.startCall({ callSid: 'CA1', tenantId: 'demo', pod: 'pod-dead', startedAt: t0 });
     await store.startCall({ callSid: 'CA2', tenantId: 'demo', pod: 'pod-alive', startedAt: t0 });
-    const clock = manualClock(t0);
+    const clock = new ManualClock(t0);
     const reaped: ReapResult[] = [];
     let onReap: () => void = () => undefined;
     const stop = startPodHeartbeat({

@@ -9,7 +9,7 @@ import { RedisLeaseStore } from '../../src/store/redis-lease-store.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { TenantLeases, TenantSchema, resolveTenant } from '../../src/tenants/index.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
-import { ManualClock } from './manual-clock.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 const acme = resolveTenant(
   TenantSchema.parse({

@@ -13,14 +13,13 @@ import { createRedis } from '../../src/store/redis-connection.js';
 import { createLogger, silentLogger } from '../../src/telemetry/index.js';
 import {
   loadSeedTenants,
-  openTenants,
   parseTenantsDocument,
   resolveTenant,
   TenantSchema,
   type TenantConfig,
-  type TenantRuntime,
   type TenantsFileMode,
 } from '../../src/tenants/index.js';
+import { openTenants, type TenantRuntime } from '../../src/server/open-tenants.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { eventually } from '../helpers/relay.js';
 

@@ -4,13 +4,13 @@
  */
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { LeaseStore } from '../../src/store/lease-store.js';
+import type { LeaseStore } from '../../src/tenants/lease-store.js';
 import { MemoryLeaseStore } from '../../src/store/memory-lease-store.js';
 import { MemoryTenantStore } from '../../src/store/memory-tenant-store.js';
 import { createRedis } from '../../src/store/redis-connection.js';
 import { RedisLeaseStore } from '../../src/store/redis-lease-store.js';
 import { RedisTenantStore } from '../../src/store/redis-tenant-store.js';
-import type { TenantStore } from '../../src/store/tenant-store.js';
+import type { TenantStore } from '../../src/tenants/tenant-store.js';
 import { TenantSchema, type TenantConfig } from '../../src/tenants/index.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 

@@ -23,7 +23,7 @@ import {
   tokenRates,
   UsageTracker,
 } from '../../src/usage/index.js';
-import { ManualClock } from '../tenants/manual-clock.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 const tenant = (extra: Record<string, unknown> = {}): Tenant =>
   resolveTenant(

@@ -3,10 +3,10 @@
  * Validation errors name each field; secrets are accepted only by reference and never shown.
  */
 import { posix } from 'node:path';
-import type { TenantWrite, TenantWriteMode } from '../../store/tenant-store.js';
+import type { TenantWrite, TenantWriteMode } from '../../tenants/tenant-store.js';
 import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/index.js';
 import { errorMessage, SwitchboardError } from '../../errors.js';
-import { webhookUrlProblem } from '../../tools/ssrf.js';
+import { webhookUrlProblem } from '../../ssrf.js';
 import type { RelayContext } from '../context.js';
 import { readBody, reply, replyJson, replyTooLarge, type ReplyHandle } from '../http.js';
 import { adminGuard } from '../admin-auth.js';

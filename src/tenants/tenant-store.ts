@@ -2,7 +2,7 @@
  * Where tenant configurations live so every pod sees the same registry: one interface, an in-memory
  * and a Redis implementation. Stores hold configs with secret *references*; resolving them is the pod's job.
  */
-import type { TenantConfig } from '../tenants/tenant.js';
+import type { TenantConfig } from './tenant.js';
 
 /** How a write treats an existing tenant with the same id. */
 export type TenantWriteMode = 'create' | 'replace' | 'upsert';

@@ -5,7 +5,7 @@
  * No imports beyond node:net and ../ip.js, so the tenant loader can use it without a cycle.
  */
 import { BlockList, isIP } from 'node:net';
-import { embeddedIPv4, ipv6Bytes } from '../ip.js';
+import { embeddedIPv4, ipv6Bytes } from './ip.js';
 
 const BLOCKED = new BlockList();
 for (const [net, prefix] of [
