@@ -5,6 +5,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { CallRegistry } from '../src/sim/fake-twilio-api.js';
 import { placeCall, type CallReport } from '../src/sim/sim-caller.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../src/tenants/tenant.js';
 import {
@@ -41,6 +42,10 @@ export interface LoadOptions {
   scale?: number;
   json: boolean;
   allowRemote: boolean;
+  /** rolling-restart only: relay processes (default the scenario's), DRAIN_MODE and DRAIN_TIMEOUT_SECONDS for them. */
+  relays?: number;
+  drainMode?: 'wait' | 'migrate';
+  drainTimeoutS?: number;
 }
 
 /** What the terminal shows every second. */
@@ -66,6 +71,8 @@ export interface LoadResult {
   thresholds: ThresholdResult[];
   /** The first few failed or refused calls, with why. */
   problems: Array<{ callSid: string; outcome: 'failed' | 'refused'; reason: string }>;
+  /** Calls moved to a new Media Stream at least once (REST update or after-stream redirect). */
+  moved: number;
 }
 
 const HOSTS_LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\]|::1)$/i;
@@ -102,6 +109,9 @@ export function parseLoadArgs(argv: readonly string[]): { ok: true; options: Loa
         scale: { type: 'string' },
         json: { type: 'boolean', default: false },
         'allow-remote': { type: 'boolean', default: false },
+        relays: { type: 'string' },
+        'drain-mode': { type: 'string' },
+        'drain-timeout': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -125,6 +135,14 @@ export function parseLoadArgs(argv: readonly string[]): { ok: true; options: Loa
   if (typeof durationS === 'string') return { ok: false, error: durationS };
   const scale = num('scale', values.scale);
   if (typeof scale === 'string') return { ok: false, error: scale };
+  const relays = num('relays', values.relays);
+  if (typeof relays === 'string' || (relays !== undefined && (!Number.isInteger(relays) || relays < 2 || relays > 5))) {
+    return { ok: false, error: `--relays must be a whole number from 2 to 5 (got ${values.relays})` };
+  }
+  const drainMode = values['drain-mode'];
+  if (drainMode !== undefined && drainMode !== 'wait' && drainMode !== 'migrate') return { ok: false, error: `--drain-mode must be wait or migrate (got ${drainMode})` };
+  const drainTimeoutS = num('drain-timeout', values['drain-timeout']);
+  if (typeof drainTimeoutS === 'string') return { ok: false, error: drainTimeoutS };
   const allowRemote = values['allow-remote'];
   if (!allowRemote && !isLoopbackUrl(url)) {
     return { ok: false, error: `refusing to load ${url}: not a loopback address. Load only machines you own; pass --allow-remote to confirm.` };
@@ -142,6 +160,9 @@ export function parseLoadArgs(argv: readonly string[]): { ok: true; options: Loa
       ...(publicUrl !== undefined ? { publicUrl } : {}),
       ...(durationS !== undefined ? { durationS } : {}),
       ...(scale !== undefined ? { scale } : {}),
+      ...(relays !== undefined ? { relays } : {}),
+      ...(drainMode !== undefined ? { drainMode } : {}),
+      ...(drainTimeoutS !== undefined ? { drainTimeoutS } : {}),
     },
   };
 }
@@ -169,17 +190,22 @@ class Samples {
   }
 }
 
+/** The scenario named by the options, resized by their scale and duration. */
+export function resolveScenario(o: Pick<LoadOptions, 'scenario' | 'scale' | 'durationS'>): Scenario {
+  const base = getScenario(o.scenario);
+  if (o.scale === undefined && o.durationS === undefined) return base;
+  return scaleScenario(base, { ...(o.scale !== undefined ? { scale: o.scale } : {}), ...(o.durationS !== undefined ? { durationS: o.durationS } : {}) });
+}
+
 /**
  * Run one scenario against a relay and judge it with the scenario's thresholds. Never rejects for
  * call failures: they are counted. Resolves once every call has ended (or was hung up at the bound).
  */
-export async function runLoad(o: LoadOptions & { onProgress?: (p: Progress) => void; signal?: AbortSignal }): Promise<LoadResult> {
+export async function runLoad(
+  o: LoadOptions & { onProgress?: (p: Progress) => void; signal?: AbortSignal; twilioApi?: CallRegistry },
+): Promise<LoadResult> {
   if (!o.allowRemote && !isLoopbackUrl(o.url)) throw new Error(`refusing to load ${o.url}: not a loopback address (allowRemote not set)`);
-  const base = getScenario(o.scenario);
-  const scenario =
-    o.scale !== undefined || o.durationS !== undefined
-      ? scaleScenario(base, { ...(o.scale !== undefined ? { scale: o.scale } : {}), ...(o.durationS !== undefined ? { durationS: o.durationS } : {}) })
-      : base;
+  const scenario = resolveScenario(o);
   const plan = scenario.plan;
   const started = performance.now();
   const elapsed = (): number => performance.now() - started;
@@ -194,11 +220,14 @@ export async function runLoad(o: LoadOptions & { onProgress?: (p: Progress) => v
     [METRICS.turnLatency]: new Samples(),
     [METRICS.frameGap]: new Samples(),
     [METRICS.callDuration]: new Samples(),
+    [METRICS.moveGap]: new Samples(),
+    [METRICS.moveAudioGap]: new Samples(),
   };
   const counters: Record<string, number> = {};
   const calls = { placed: 0, completed: 0, failed: 0, refused: 0, dropped: 0 };
   const problems: LoadResult['problems'] = [];
   let up = 0;
+  let moved = 0;
 
   const dialUrl = streamDialUrl(o.url, 'ws://relay/twilio/media');
   const placeOne = async (index: number): Promise<void> => {
@@ -216,6 +245,7 @@ export async function runLoad(o: LoadOptions & { onProgress?: (p: Progress) => v
         streamUrlOverride: dialUrl,
         hooks: { onAudio: frameGapTap((g) => trends[METRICS.frameGap].add(g)) },
         ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
+        ...(o.twilioApi !== undefined ? { twilioApi: o.twilioApi } : {}),
       });
     } catch (err) {
       // placeCall reports call failures itself; this is a bug in the driver, counted, not fatal.
@@ -228,6 +258,9 @@ export async function runLoad(o: LoadOptions & { onProgress?: (p: Progress) => v
     const m = callOutcomeMetrics(report, report.stage === 'connected' ? report : null);
     for (const [name, v] of Object.entries(m.counters)) counters[name] = (counters[name] ?? 0) + v;
     for (const v of m.turnLatencies) trends[METRICS.turnLatency].add(v);
+    for (const v of m.moveGaps) trends[METRICS.moveGap].add(v);
+    for (const v of m.moveAudioGaps) trends[METRICS.moveAudioGap].add(v);
+    if (report.legs.length > 1) moved++;
     if (report.stage === 'connected') trends[METRICS.callDuration].add(report.durationMs);
     calls[m.outcome]++;
     if (m.outcome !== 'completed' && problems.length < MAX_PROBLEMS) problems.push({ callSid: report.callSid, outcome: m.outcome, reason: m.reason });
@@ -314,7 +347,7 @@ export async function runLoad(o: LoadOptions & { onProgress?: (p: Progress) => v
     summary.metrics[name] = { type: 'rate', values: { rate: ended ? passes / ended : 0, passes, fails: ended - passes } };
   }
   const judged = evaluateThresholds(summary, scenario.thresholds);
-  return { scenario, ok: judged.ok, elapsedMs: Math.round(elapsed()), calls, summary, thresholds: judged.results, problems };
+  return { scenario, ok: judged.ok, elapsedMs: Math.round(elapsed()), calls, summary, thresholds: judged.results, problems, moved };
 }
 
 const ms = (v: number | null | undefined): string => (v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(1));
@@ -336,12 +369,13 @@ export function formatSummary(r: LoadResult): string {
   lines.push('');
   const cols = ['avg', 'med', 'p(95)', 'p(99)', 'max', 'count'];
   lines.push(`${'trend (ms)'.padEnd(22)}${cols.map((h) => h.padStart(10)).join('')}`);
-  for (const name of [METRICS.turnLatency, METRICS.frameGap, METRICS.callDuration]) {
+  for (const name of [METRICS.turnLatency, METRICS.frameGap, METRICS.callDuration, METRICS.moveGap, METRICS.moveAudioGap]) {
+    if ((name === METRICS.moveGap || name === METRICS.moveAudioGap) && !r.summary.metrics[name]) continue;
     const v = r.summary.metrics[name]?.values;
     lines.push(`${name.padEnd(22)}${cols.map((h) => (h === 'count' ? String(v?.count ?? 0) : ms(v?.[h])).padStart(10)).join('')}`);
   }
   lines.push('');
-  const counts = [METRICS.turns, METRICS.marksEchoed, METRICS.clears, METRICS.bargeIns, METRICS.dtmfSent]
+  const counts = [METRICS.turns, METRICS.marksEchoed, METRICS.clears, METRICS.bargeIns, METRICS.dtmfSent, METRICS.moves]
     .map((n) => `${n} ${r.summary.metrics[n]?.values.count ?? 0}`)
     .join(', ');
   lines.push(`counters: ${counts}`);
@@ -372,6 +406,11 @@ export const LOAD_USAGE = `npm run load -- --scenario NAME [options]   (loadtest
   --json              print the result as JSON on stdout (progress stays on stderr;
                       use \`npm run -s load\` so npm adds no banner)
   --allow-remote      allow a non-loopback --url (load only machines you own)
+  rolling-restart only (it starts redis-server, the relays and a loopback service itself;
+  --url does not apply):
+  --relays N          relay processes, 2 to 5 (default 3)
+  --drain-mode MODE   DRAIN_MODE for the relays: wait | migrate (default: theirs)
+  --drain-timeout S   DRAIN_TIMEOUT_SECONDS for the relays (default 60)
 Exit status: 0 every threshold held, 1 one failed, 2 bad arguments.`;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -388,6 +427,15 @@ async function main(argv: readonly string[]): Promise<number> {
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.once('SIGINT', onSignal);
+  if (getScenario(o.scenario).restart) {
+    // It starts its own Redis, relays and service on loopback: --url does not apply.
+    const { runRollingRestart, formatRollingRestart } = await import('./rolling-restart.js');
+    const r = await runRollingRestart({ ...o, signal: stop.signal, onProgress: (p) => console.error(formatProgress(p)), onEvent: (l) => console.error(l) });
+    process.off('SIGINT', onSignal);
+    if (o.json) console.log(JSON.stringify(r, null, 2));
+    else console.log(formatRollingRestart(r));
+    return r.ok ? 0 : 1;
+  }
   const result = await runLoad({ ...o, signal: stop.signal, onProgress: (p) => console.error(formatProgress(p)) });
   process.off('SIGINT', onSignal);
   if (o.json) console.log(JSON.stringify(result, null, 2));

@@ -196,15 +196,166 @@ export function describeVerbs(verbs) {
     .join(' ');
 }
 
+// --- call updates and TwiML fetches ---------------------------------------------------------------
+
+/**
+ * A REST call update (`POST /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json`) as the call
+ * acts on it: new TwiML, a URL to fetch TwiML from, or a status (`completed` hangs up).
+ * @typedef {{ kind: 'twiml', twiml: string } | { kind: 'url', url: string, method: string }
+ *   | { kind: 'status', status: 'completed' | 'canceled' }} CallUpdate
+ */
+
+/**
+ * Read an update's form fields as Twilio does: `Twiml`, `Url` (+ `Method`) and `Status` are
+ * mutually exclusive; the TwiML must parse. Returns the update or why Twilio would answer 400.
+ * @param {Record<string, string>} form
+ * @returns {{ ok: true, update: CallUpdate } | { ok: false, code: number, message: string }}
+ */
+export function callUpdateFromForm(form) {
+  const given = ['Twiml', 'Url', 'Status'].filter((k) => form[k] !== undefined);
+  if (given.length !== 1) {
+    return { ok: false, code: 20001, message: `exactly one of Twiml, Url or Status is required (got ${given.join(', ') || 'none'})` };
+  }
+  const twiml = form.Twiml;
+  if (twiml !== undefined) {
+    try {
+      parseTwiml(twiml);
+    } catch (err) {
+      return { ok: false, code: 12100, message: `Document parse failure: ${String(err)}` };
+    }
+    return { ok: true, update: { kind: 'twiml', twiml } };
+  }
+  const url = form.Url;
+  if (url !== undefined) {
+    if (!/^https?:\/\//i.test(url)) return { ok: false, code: 21205, message: `Url is not a valid URL: ${url.slice(0, 80)}` };
+    const method = (form.Method ?? 'POST').toUpperCase();
+    if (method !== 'POST' && method !== 'GET') return { ok: false, code: 20001, message: `Method must be GET or POST (got ${method})` };
+    return { ok: true, update: { kind: 'url', url, method } };
+  }
+  const status = form.Status;
+  if (status !== 'completed' && status !== 'canceled') return { ok: false, code: 20001, message: `Status must be completed or canceled (got ${status})` };
+  return { ok: true, update: { kind: 'status', status } };
+}
+
+/**
+ * The request Twilio makes to fetch a call's next TwiML (a `<Redirect>` after `</Connect>`, or an
+ * update's `Url`): the call's fields, signed over the URL as given; a GET carries them in the query.
+ * @param {{ url: string, method?: string, accountSid: string, callSid: string, from: string, to: string,
+ *   authToken: string, hmacSha1Base64: HmacSha1Base64 }} o
+ * @returns {{ url: string, method: 'GET' | 'POST', body: string | null,
+ *   headers: Record<string, string> }}
+ */
+export function twimlFetchRequest(o) {
+  /** @type {Record<string, string>} */
+  const params = {
+    AccountSid: o.accountSid,
+    ApiVersion: '2010-04-01',
+    CallSid: o.callSid,
+    CallStatus: 'in-progress',
+    Direction: 'inbound',
+    From: o.from,
+    To: o.to,
+  };
+  if ((o.method ?? 'POST').toUpperCase() === 'GET') {
+    const url = o.url + (o.url.includes('?') ? '&' : '?') + formEncode(params);
+    return { url, method: 'GET', body: null, headers: { 'x-twilio-signature': twilioSignature(url, {}, o.authToken, o.hmacSha1Base64) } };
+  }
+  return {
+    url: o.url,
+    method: 'POST',
+    body: formEncode(params),
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      'x-twilio-signature': twilioSignature(o.url, params, o.authToken, o.hmacSha1Base64),
+    },
+  };
+}
+
+/**
+ * What a call does next from the TwiML Twilio runs (an update's, or the after-stream redirect's):
+ * `stream` opens a new Media Stream; `fetch` follows a `<Redirect>` (after whatever is said before
+ * it); `end` means the call's stream life is over (`<Dial>`, `<Say>`, `<Hangup/>`: `heard`
+ * describes what ran).
+ * @param {ParsedTwiml} t
+ * @returns {{ kind: 'stream', twiml: Extract<ParsedTwiml, { kind: 'stream' }> }
+ *   | { kind: 'fetch', url: string, method: string, heard: string } | { kind: 'end', heard: string }}
+ */
+export function nextStep(t) {
+  if (t.kind === 'stream') return { kind: 'stream', twiml: t };
+  const at = t.verbs.findIndex((v) => v.verb === 'Redirect' || v.verb === 'Hangup' || v.verb === 'Reject' || v.verb === 'Dial');
+  const v = at >= 0 ? t.verbs[at] : undefined;
+  if (v && v.verb === 'Redirect' && v.text) return { kind: 'fetch', url: v.text, method: v.attrs.method ?? 'POST', heard: describeVerbs(t.verbs.slice(0, at)) };
+  return { kind: 'end', heard: describeVerbs(t.verbs) };
+}
+
+/** A call follows at most this many streams (a bound on update/redirect loops). */
+export const MAX_LEGS = 5;
+
+/**
+ * The answer to a TwiML fetch, as an adapter got it: `error` when there was no HTTP answer.
+ * @typedef {{ status: number, body: string, error?: string }} FetchAnswer
+ * @typedef {{ url: string, method: 'GET' | 'POST', body: string | null, headers: Record<string, string> }} FetchRequest
+ * @typedef {{ kind: 'stream', via: 'update' | 'redirect', twiml: Extract<ParsedTwiml, { kind: 'stream' }> }
+ *   | { kind: 'end', via: 'update' | 'redirect' | null, heard: string, fetched: boolean }} AfterLeg
+ */
+
+/**
+ * What Twilio does once a stream has ended, sans-IO: a generator that yields each TwiML fetch to
+ * make (`<Redirect>`, an update's `Url`) and takes back its answer, and returns the next stream to
+ * open or the end of the call's stream life (`heard`: what ran instead; `fetched`: it came from a
+ * fetch). `update`: the REST update that ended the stream; else, when the relay closed it
+ * (`resumable`), the TwiML after `</Connect>` runs. Node drives it with await, k6 synchronously.
+ * @param {{ update?: CallUpdate, resumable: boolean, after: readonly TwimlVerb[],
+ *   call: { accountSid: string, callSid: string, from: string, to: string, authToken: string,
+ *   hmacSha1Base64: HmacSha1Base64 } }} o
+ * @returns {Generator<FetchRequest, AfterLeg, FetchAnswer>}
+ */
+export function* afterLeg(o) {
+  const via = o.update ? 'update' : 'redirect';
+  /** @param {string} heard @param {boolean} fetched @returns {AfterLeg} */
+  const end = (heard, fetched) => ({ kind: 'end', via, heard, fetched });
+  /** @type {ParsedTwiml} */
+  let doc;
+  const u = o.update;
+  if (u?.kind === 'status') return end('<Hangup/>', false);
+  if (u?.kind === 'url') doc = { kind: 'other', verbs: [{ verb: 'Redirect', text: u.url, attrs: { method: u.method } }] };
+  else if (u?.kind === 'twiml') {
+    try {
+      doc = parseTwiml(u.twiml);
+    } catch (err) {
+      return end(`(not TwiML: ${String(err)})`, false);
+    }
+  } else if (o.resumable) doc = { kind: 'other', verbs: [...o.after] };
+  else return { kind: 'end', via: null, heard: '', fetched: false };
+  let fetched = false;
+  for (let i = 0; i < MAX_LEGS; i++) {
+    const step = nextStep(doc);
+    if (step.kind === 'stream') return { kind: 'stream', via, twiml: step.twiml };
+    if (step.kind === 'end') return end(step.heard, fetched);
+    const res = yield twimlFetchRequest({ ...o.call, url: step.url, method: step.method });
+    fetched = true;
+    if (res.error !== undefined) return end(`(redirect failed: ${res.error})`, true);
+    if (res.status < 200 || res.status >= 300) return end(`(redirect answered HTTP ${res.status})`, true);
+    try {
+      doc = parseTwiml(res.body);
+    } catch (err) {
+      return end(`(redirect answered no TwiML: ${String(err)})`, true);
+    }
+  }
+  return end('(too many redirects)', fetched);
+}
+
 // --- the call ------------------------------------------------------------------------------------
 
 /**
  * @typedef {{ say: string, bargeInAfterMs?: number, dtmf?: string, speechMs?: number }} CallTurn
  *   `speechMs`: speak for at least this long (default: 500 ms, or as long as the text needs).
  * @typedef {{ turns: CallTurn[], hangupAfterMs?: number, waitForGreeting?: boolean, maxCallMs: number,
- *   quietMs?: number, replyTimeoutMs?: number }} CallScript
+ *   quietMs?: number, replyTimeoutMs?: number, repeatAfterMoveMs?: number }} CallScript
  *   `quietMs` (default 300): playback idle this long ends a reply. `replyTimeoutMs` (default 10000):
  *   no reply audio this long after the caller stopped speaking is an error, and the next turn starts.
+ *   `repeatAfterMoveMs` (default 2000): on a new stream of a moved call, a caller still waiting for
+ *   a reply that hears nothing this long says its turn again, as a person on a silent line would.
  */
 
 /**
@@ -215,10 +366,33 @@ export function describeVerbs(verbs) {
  * @typedef {{ callSid: string, streamSid: string, greeting: string, turns: TurnReport[],
  *   turnsPlanned: number, marksSent: number, marksEchoed: number, clears: number, framesSent: number,
  *   framesReceived: number, audioMsReceived: number, dtmfSent: number, maxInterArrivalGapMs: number,
- *   closeCode: number | null, closeReason: string, endedBy: 'caller' | 'relay' | 'timeout' | null,
- *   fallback: string | null, durationMs: number, errors: string[] }} CallerReport
+ *   closeCode: number | null, closeReason: string, endedBy: 'caller' | 'relay' | 'timeout' | 'update' | null,
+ *   fallback: string | null, durationMs: number, errors: string[], legs: LegReport[] }} CallerReport
  *   `marksSent`: marks the relay sent (received here); `marksEchoed`: echoes sent back.
  *   `fallback`: the TwiML after `</Connect>` Twilio would run because the relay closed the socket.
+ *   `endedBy: 'update'`: a REST call update ended the stream (Twilio's `stop`) and no new stream followed.
+ *   `legs`: the call's Media Streams in order (one unless Twilio moved the call); `closeCode`,
+ *   `closeReason`, `endedBy` and `fallback` describe the last one.
+ */
+
+/**
+ * How one Media Stream of a call ended: `stop-by-twilio-update` (a REST update replaced the TwiML:
+ * Twilio sent `stop` and closed), `relay-closed` (the relay closed with a close frame),
+ * `abnormal` (the connection died without one, 1006: a killed pod, a cut network), `caller-hangup`,
+ * `timeout` (maxCallMs), `stream-failed` (the stream never opened).
+ * @typedef {'stop-by-twilio-update' | 'relay-closed' | 'abnormal' | 'caller-hangup' | 'timeout' | 'stream-failed'} LegEnd
+ */
+
+/**
+ * One Media Stream of a call. Times are ms since the call's first `start`. `via`: what opened it
+ * (the voice webhook's TwiML, a REST update's TwiML, or the after-stream `<Redirect>`'s TwiML).
+ * `gapMs`: previous stream's end (its `stop`, or the abnormal close) -> this stream's `start` sent;
+ * `firstAudioMs`: the same start point -> the first model audio received on this stream (for the
+ * first stream: from its `start`); null until that happens. `repeatedTurn`: the caller said its
+ * last turn again on this stream (the move swallowed it, or no reply came).
+ * @typedef {{ streamSid: string, url: string, via: 'webhook' | 'update' | 'redirect',
+ *   startedAtMs: number, endedAtMs: number | null, end: LegEnd | null, closeCode: number | null,
+ *   gapMs: number | null, firstAudioMs: number | null, repeatedTurn: boolean }} LegReport
  */
 
 /**
@@ -246,6 +420,7 @@ export function emptyReport(callSid, streamSid = '') {
     fallback: null,
     durationMs: 0,
     errors: [],
+    legs: [],
   };
 }
 
@@ -279,16 +454,31 @@ export class CallerSession {
   /**
    * @param {{ callSid: string, accountSid: string, streamSid: string, parameters: Record<string, string>,
    *   script: CallScript, b64encode: (bytes: Uint8Array) => string, b64decode: (s: string) => Uint8Array,
-   *   clockMs?: () => number, after?: TwimlVerb[], hooks?: CallerHooks }} o
+   *   clockMs?: () => number, after?: TwimlVerb[], url?: string, hooks?: CallerHooks }} o
    *   `clockMs` supplies the time when a method is called without one; `after` is the TwiML after
-   *   `</Connect>` (reported as the fallback if the relay closes the socket).
+   *   `</Connect>` (reported as the fallback if the relay closes the socket); `url` the stream's URL
+   *   (for the leg report).
    */
   constructor(o) {
     this.o = o;
     this.script = o.script;
     this.quietMs = o.script.quietMs ?? 300;
     this.replyTimeoutMs = o.script.replyTimeoutMs ?? 10_000;
+    this.repeatAfterMoveMs = o.script.repeatAfterMoveMs ?? 2000;
+    // The current stream: replaced by beginLeg() when Twilio moves the call to a new one.
+    this.streamSid = o.streamSid;
     this.sidJson = JSON.stringify(o.streamSid);
+    this.parameters = o.parameters;
+    /** @type {TwimlVerb[]} */
+    this.after = o.after ?? [];
+    /** @type {{ url: string, via: LegReport['via'] }} */
+    this.legNext = { url: o.url ?? '', via: 'webhook' };
+    /** The phase a stream ended in when the call may go on on a new one (update, relay close); else null. @type {Phase | null} */
+    this.resumePhase = null;
+    /** When the previous stream ended (-1: none yet), the start of the current stream, the repeat deadline. */
+    this.legEndAbs = -1;
+    this.legOpenMs = 0;
+    this.repeatAtMs = -1;
     this.silenceB64 = o.b64encode(silence(FRAME_BYTES));
     /** @type {Phase} */
     this.phase = 'init';
@@ -336,6 +526,71 @@ export class CallerSession {
     return this.phase === 'ended';
   }
 
+  /**
+   * True when the stream ended but the call may go on on a new one: a REST update stopped it, or
+   * the relay closed it (Twilio then runs the TwiML after `</Connect>`, which may connect again).
+   */
+  get resumable() {
+    return this.phase === 'ended' && this.resumePhase !== null;
+  }
+
+  /** The stream currently open or last open. @returns {LegReport | undefined} */
+  get leg() {
+    return this.report_.legs[this.report_.legs.length - 1];
+  }
+
+  /**
+   * Twilio moves the call to a new stream (the TwiML of an update or of the after-stream redirect
+   * connects again): the next open() sends this stream's `connected`/`start` and the script goes
+   * on where it was. Returns false when the call cannot go on (it was hung up, or never started).
+   * @param {{ streamSid: string, parameters: Record<string, string>, after?: TwimlVerb[], url: string,
+   *   via: 'update' | 'redirect' }} next
+   */
+  beginLeg(next) {
+    if (!this.resumable) return false;
+    this.streamSid = next.streamSid;
+    this.sidJson = JSON.stringify(next.streamSid);
+    this.parameters = next.parameters;
+    this.after = next.after ?? [];
+    this.legNext = { url: next.url, via: next.via };
+    return true;
+  }
+
+  /**
+   * The new stream prepared by beginLeg() could not be opened: the call ends there.
+   * @param {string} why @param {number} [nowMs]
+   */
+  legFailed(why, nowMs) {
+    const now = this.now(nowMs);
+    const at = Math.round(now - this.openMs);
+    this.report_.legs.push({
+      streamSid: this.streamSid, url: this.legNext.url, via: this.legNext.via, startedAtMs: at, endedAtMs: at,
+      end: 'stream-failed', closeCode: null, gapMs: null, firstAudioMs: null, repeatedTurn: false,
+    });
+    this.resumePhase = null;
+    this.error(`new stream failed: ${why}`);
+  }
+
+  /**
+   * A REST call update replaced the call's TwiML: Twilio sends `stop` on this stream (the adapter
+   * then closes the socket) and runs the new TwiML, which may open a new stream (beginLeg).
+   * @param {number} [nowMs] @returns {string[]}
+   */
+  stopForUpdate(nowMs) {
+    /** @type {string[]} */
+    const out = [];
+    if (this.phase === 'init' || this.phase === 'ended') return out;
+    const now = this.now(nowMs);
+    this.resumePhase = this.phase;
+    out.push(this.stopMessage());
+    this.report_.endedBy = 'update';
+    this.report_.closeCode = 1000;
+    this.report_.closeReason = '';
+    this.endLeg(now, 'stop-by-twilio-update', 1000);
+    this.finish(now);
+    return out;
+  }
+
   /** @param {string} msg */
   error(msg) {
     if (this.report_.errors.length < MAX_ERRORS) this.report_.errors.push(msg);
@@ -353,21 +608,24 @@ export class CallerSession {
    */
   open(nowMs) {
     const now = this.now(nowMs);
-    if (this.phase !== 'init') return [];
-    this.openMs = now;
-    this.waitFromMs = now;
-    this.playEndMs = now;
+    const first = this.phase === 'init';
+    if (!first && !this.resumable) return [];
+    if (first) this.openMs = now;
+    this.startStream(now);
     const start = {
       accountSid: this.o.accountSid,
-      streamSid: this.o.streamSid,
+      streamSid: this.streamSid,
       callSid: this.o.callSid,
       tracks: ['inbound'],
-      customParameters: this.o.parameters,
+      customParameters: this.parameters,
       mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
     };
     const out = ['{"event":"connected","protocol":"Call","version":"1.0.0"}', this.envelope('start', `,"start":${JSON.stringify(start)}`)];
-    if (this.script.waitForGreeting === false) this.startTurn(0, now);
-    else this.phase = 'greeting';
+    if (first) {
+      this.waitFromMs = now;
+      if (this.script.waitForGreeting === false) this.startTurn(0, now);
+      else this.phase = 'greeting';
+    } else this.resume(now);
     return out;
   }
 
@@ -405,7 +663,7 @@ export class CallerSession {
     }
     if (this.o.hooks?.stampPayload) payload = this.o.hooks.stampPayload(payload, now);
     this.chunk++;
-    const ts = Math.max(0, Math.round(now - this.openMs));
+    const ts = Math.max(0, Math.round(now - this.legOpenMs));
     out.push(
       this.envelope('media', `,"media":{"track":"inbound","chunk":"${this.chunk}","timestamp":"${ts}","payload":"${payload}"}`),
     );
@@ -451,7 +709,7 @@ export class CallerSession {
       this.error(`message before start: ${String(m.event)}`);
       return out;
     }
-    if (m.streamSid !== this.o.streamSid) {
+    if (m.streamSid !== this.streamSid) {
       this.error(`31951 invalid message: streamSid ${JSON.stringify(m.streamSid)} is not this stream's`);
       return out;
     }
@@ -516,26 +774,113 @@ export class CallerSession {
       this.report_.closeCode = code;
       this.report_.closeReason = reason;
     }
+    const leg = this.leg;
+    if (leg && leg.closeCode === null) leg.closeCode = code;
     if (this.phase === 'ended') return;
+    this.resumePhase = this.phase === 'init' ? null : this.phase;
     this.report_.endedBy = 'relay';
-    const after = this.o.after ?? [];
-    if (after.length > 0) this.report_.fallback = describeVerbs(after);
+    if (this.after.length > 0) this.report_.fallback = describeVerbs(this.after);
+    // 1006: no close frame (a killed pod, a cut connection); anything else the relay sent.
+    this.endLeg(now, code === 1006 ? 'abnormal' : 'relay-closed', code);
     this.finish(now);
   }
 
   /** @returns {CallerReport} */
   report() {
     const r = this.report_;
-    return { ...r, greeting: this.greetingParts.join(' '), turns: r.turns.map((t) => ({ ...t })), errors: [...r.errors] };
+    return {
+      ...r,
+      greeting: this.greetingParts.join(' '),
+      turns: r.turns.map((t) => ({ ...t })),
+      errors: [...r.errors],
+      legs: r.legs.map((l) => ({ ...l })),
+    };
   }
 
   // --- internals ---------------------------------------------------------------------------------
 
   /** @param {number} now @param {string[]} out @param {'caller' | 'timeout'} by */
   stop(now, out, by) {
-    out.push(this.envelope('stop', `,"stop":{"accountSid":${JSON.stringify(this.o.accountSid)},"callSid":${JSON.stringify(this.o.callSid)}}`));
+    out.push(this.stopMessage());
     this.report_.endedBy = by;
+    this.resumePhase = null;
+    this.endLeg(now, by === 'timeout' ? 'timeout' : 'caller-hangup', null);
     this.finish(now);
+  }
+
+  stopMessage() {
+    return this.envelope('stop', `,"stop":{"accountSid":${JSON.stringify(this.o.accountSid)},"callSid":${JSON.stringify(this.o.callSid)}}`);
+  }
+
+  /** A stream opens: Twilio's per-stream state starts afresh. @param {number} now */
+  startStream(now) {
+    const r = this.report_;
+    const gapMs = this.legEndAbs >= 0 ? Math.round(now - this.legEndAbs) : null;
+    r.legs.push({
+      streamSid: this.streamSid, url: this.legNext.url, via: this.legNext.via, startedAtMs: Math.round(now - this.openMs),
+      endedAtMs: null, end: null, closeCode: null, gapMs, firstAudioMs: null, repeatedTurn: false,
+    });
+    r.streamSid = this.streamSid;
+    r.closeCode = null;
+    r.closeReason = '';
+    r.endedBy = null;
+    r.fallback = null;
+    this.legOpenMs = now;
+    this.seq = 0;
+    this.chunk = 0;
+    // Audio still queued on the old stream is gone with it, and its marks are never echoed.
+    this.playout = [];
+    this.playEndMs = now;
+    this.frameFill = 0;
+    this.collector.reset();
+    this.replyMs = 0;
+    this.lastMediaMs = -1;
+    this.boundary = true;
+    this.repeatAtMs = -1;
+  }
+
+  /**
+   * The script goes on on a new stream from where the old one ended: speech cut off is said again
+   * from its start (the old pod never had all of it); a caller who heard no greeting speaks first;
+   * one still waiting for a reply keeps waiting, and says its turn again if the line stays silent.
+   * @param {number} now
+   */
+  resume(now) {
+    const was = this.resumePhase;
+    this.resumePhase = null;
+    const leg = /** @type {LegReport} */ (this.leg);
+    switch (was) {
+      case 'speaking':
+        this.phase = 'speaking';
+        this.speechAt = 0;
+        leg.repeatedTurn = true;
+        break;
+      case 'greeting':
+        this.phase = 'greeting';
+        this.waitFromMs = now;
+        if (this.replyRecvMs < 0) {
+          this.announce(-1, false);
+          this.startTurn(0, now);
+        }
+        break;
+      case 'listening':
+        this.phase = 'listening';
+        this.waitFromMs = now;
+        if (this.replyRecvMs < 0) this.repeatAtMs = now + this.repeatAfterMoveMs;
+        break;
+      default:
+        this.phase = was ?? 'closing';
+    }
+  }
+
+  /** @param {number} now @param {LegEnd} end @param {number | null} closeCode */
+  endLeg(now, end, closeCode) {
+    const leg = this.leg;
+    if (!leg || leg.end !== null) return;
+    leg.end = end;
+    leg.endedAtMs = Math.round(now - this.openMs);
+    if (closeCode !== null) leg.closeCode = closeCode;
+    this.legEndAbs = now;
   }
 
   /** @param {number} now */
@@ -573,6 +918,8 @@ export class CallerSession {
   onAudio(bytes, now) {
     this.o.hooks?.onAudio?.(bytes, now);
     const r = this.report_;
+    const leg = this.leg;
+    if (leg && leg.firstAudioMs === null) leg.firstAudioMs = Math.round(now - (this.legEndAbs >= 0 ? this.legEndAbs : this.legOpenMs));
     r.framesReceived++;
     r.audioMsReceived += bytes.length / BYTES_PER_MS;
     const playFrom = Math.max(now, this.playEndMs);
@@ -620,6 +967,18 @@ export class CallerSession {
     const nextTurn = this.script.turns[next];
     const what = this.phase === 'greeting' ? 'greeting' : `reply to turn ${next}`;
     const bargeIn = nextTurn?.bargeInAfterMs;
+    if (this.phase === 'listening' && this.replyRecvMs < 0 && this.repeatAtMs >= 0 && now >= this.repeatAtMs) {
+      // A moved call with a silent line: say the turn again on the new stream.
+      this.repeatAtMs = -1;
+      const leg = this.leg;
+      if (leg) leg.repeatedTurn = true;
+      this.boundary = true;
+      if (this.speech.length > 0) {
+        this.phase = 'speaking';
+        this.speechAt = 0;
+      } else this.endSpeech(now);
+      return;
+    }
     if (this.replyRecvMs >= 0) {
       const finished = now >= this.playEndMs + this.quietMs;
       const bargeNow = bargeIn !== undefined && now >= this.replyPlayMs + bargeIn;
@@ -657,6 +1016,7 @@ export class CallerSession {
       return;
     }
     this.turn = i;
+    this.repeatAtMs = -1;
     this.report_.turns.push({ said: turn.say, heard: '', turnLatencyMs: null, bargeIn: now < this.playEndMs, clearReceived: false, playedMsAtClear: null });
     const minFrames = turn.speechMs !== undefined ? Math.ceil(turn.speechMs / FRAME_MS) : undefined;
     this.speech = turn.say ? speechFrames(turn.say, minFrames !== undefined ? { minFrames } : {}).map((f) => this.o.b64encode(f)) : [];

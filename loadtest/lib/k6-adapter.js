@@ -2,6 +2,9 @@
 /**
  * The k6 adapter of the simulated Twilio caller: -e variables, k6 options, and one call per VU
  * iteration over k6/http + k6/ws with k6 metrics. Protocol and scenarios: caller-core.js, scenarios.js.
+ * A call moves to a new stream as Twilio moves it: after the relay closes a stream, the after-stream
+ * `<Redirect>` is followed; with TWILIO_API_BASE_URL (the simulated Twilio REST API), REST call
+ * updates reach the call by polling it (k6 cannot receive HTTP, and k6/ws runs one socket at a time).
  */
 import crypto from 'k6/crypto';
 import encoding from 'k6/encoding';
@@ -9,7 +12,7 @@ import exec from 'k6/execution';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import ws from 'k6/ws';
-import { CallerSession, buildVoiceWebhook, parseTwiml, twilioSignature } from './caller-core.js';
+import { CallerSession, MAX_LEGS, afterLeg, buildVoiceWebhook, parseTwiml, twilioSignature } from './caller-core.js';
 import { FRAME_MS } from './audio.js';
 import { METRICS, callOutcomeMetrics, callScript, frameGapTap, getScenario, k6ScenarioOptions, scaleScenario, streamDialUrl } from './scenarios.js';
 
@@ -17,10 +20,11 @@ import { METRICS, callOutcomeMetrics, callScript, frameGapTap, getScenario, k6Sc
  * What a run targets, from k6's `-e` variables (the in-cluster Job passes exactly these):
  * BASE_URL (where to send the webhook and open the stream), PUBLIC_URL (the relay's PUBLIC_URL,
  * which signatures cover; default BASE_URL), SCENARIO, TENANT_NUMBER, ACCOUNT_SID,
- * TWILIO_AUTH_TOKEN, and optionally SCALE and DURATION (seconds) to resize the scenario.
+ * TWILIO_AUTH_TOKEN, and optionally SCALE and DURATION (seconds) to resize the scenario, and
+ * TWILIO_API_BASE_URL (the simulated Twilio REST API the relays use: calls poll it for updates).
  * Defaults are the embedded demo tenant of src/tenants/tenant.ts.
  * @typedef {{ baseUrl: string, publicUrl: string, scenario: import('./scenarios.js').Scenario,
- *   to: string, from: string, accountSid: string, authToken: string }} K6Config
+ *   to: string, from: string, accountSid: string, authToken: string, twilioApiUrl: string }} K6Config
  */
 
 /** @param {Record<string, string | undefined>} env @returns {K6Config} */
@@ -40,6 +44,7 @@ export function configFromEnv(env) {
     from: env.CALLER_NUMBER || '+15005550100',
     accountSid: env.ACCOUNT_SID || 'AC00000000000000000000000000000000',
     authToken: env.TWILIO_AUTH_TOKEN || 'demo-auth-token-not-secret',
+    twilioApiUrl: (env.TWILIO_API_BASE_URL || '').replace(/\/+$/, ''),
   };
 }
 
@@ -61,11 +66,13 @@ const turnLatency = new Trend(METRICS.turnLatency, true);
 const frameGap = new Trend(METRICS.frameGap, true);
 const webhookLatency = new Trend(METRICS.webhookLatency, true);
 const callDuration = new Trend(METRICS.callDuration, true);
+const moveGap = new Trend(METRICS.moveGap, true);
+const moveAudioGap = new Trend(METRICS.moveAudioGap, true);
 const failureRate = new Rate(METRICS.failureRate);
 const refusalRate = new Rate(METRICS.refusalRate);
 /** @type {Record<string, Counter>} */
 const counters = {};
-for (const name of [METRICS.callsCompleted, METRICS.callsFailed, METRICS.callsRefused, METRICS.turns, METRICS.marksEchoed, METRICS.clears, METRICS.bargeIns, METRICS.dtmfSent]) {
+for (const name of [METRICS.callsCompleted, METRICS.callsFailed, METRICS.callsRefused, METRICS.turns, METRICS.marksEchoed, METRICS.clears, METRICS.bargeIns, METRICS.dtmfSent, METRICS.moves]) {
   counters[name] = new Counter(name);
 }
 
@@ -127,26 +134,102 @@ export function runCall(cfg, callIndex = exec.scenario.iterationInTest) {
   }
   if (twiml.kind === 'other') return record({ ...facts, stage: 'not-connected', webhookStatus: res.status }, null);
 
-  const streamTwiml = twiml;
+  const call = { accountSid: cfg.accountSid, callSid, from: cfg.from, to: cfg.to, authToken: cfg.authToken, hmacSha1Base64 };
+  const poll = cfg.twilioApiUrl ? { url: `${cfg.twilioApiUrl}/sim/calls/${callSid}`, after: 0 } : null;
+  // Known to the simulated Twilio API from the start, so an update can find the call.
+  if (poll) pollUpdate(poll, cfg.accountSid);
+  let leg = twiml;
   const session = new CallerSession({
     callSid,
     accountSid: cfg.accountSid,
     streamSid: randomSid('MZ'),
-    parameters: streamTwiml.parameters,
+    parameters: leg.parameters,
     script,
     b64encode,
     b64decode,
     clockMs: () => Date.now(),
-    after: streamTwiml.after,
+    after: leg.after,
+    url: leg.streamUrl,
     hooks: { onAudio: frameGapTap((gapMs) => frameGap.add(gapMs)) },
   });
-  let opened = false;
-  let closed = false;
   /** @type {string[]} */
   const streamErrors = [];
-  const signature = twilioSignature(streamTwiml.streamUrl, {}, cfg.authToken, hmacSha1Base64);
+  for (let n = 1; ; n++) {
+    const r = runLeg(cfg, session, leg, poll);
+    if (n === 1 && !r.opened) {
+      if (poll) http.del(poll.url, null, { tags: { name: 'sim-twilio' } });
+      return record({ ...facts, stage: 'stream-failed', webhookStatus: res.status, errors: r.errors }, null);
+    }
+    streamErrors.push(...r.errors);
+    if (!r.opened) {
+      session.legFailed(r.errors[0] ?? 'the socket did not open');
+      break;
+    }
+    const update = session.resumable ? r.update : undefined;
+    // What Twilio runs next (caller-core.js afterLeg), its TwiML fetches made here.
+    const gen = afterLeg({ resumable: session.resumable, after: leg.after, call, ...(update ? { update } : {}) });
+    let step = gen.next();
+    while (!step.done) {
+      const req = step.value;
+      const at = req.url.startsWith(cfg.publicUrl) ? cfg.baseUrl + req.url.slice(cfg.publicUrl.length) : req.url;
+      const got = http.request(req.method, at, req.body, { headers: req.headers, tags: { name: 'twilio-redirect' }, responseType: 'text', timeout: '10s' });
+      step = gen.next(got.status === 0 ? { status: 0, body: '', error: String(got.error) } : { status: got.status, body: typeof got.body === 'string' ? got.body : '' });
+    }
+    const next = step.value;
+    if (next.kind === 'end') break;
+    if (n >= MAX_LEGS) {
+      streamErrors.push(`call moved more than ${MAX_LEGS - 1} times: not following it further`);
+      break;
+    }
+    leg = next.twiml;
+    if (!session.beginLeg({ streamSid: randomSid('MZ'), parameters: leg.parameters, after: leg.after, url: leg.streamUrl, via: next.via })) break;
+  }
+  if (poll) http.del(poll.url, null, { tags: { name: 'sim-twilio' } });
+  const report = session.report();
+  return record({ ...facts, ...report, stage: 'connected', webhookStatus: res.status, errors: [...report.errors, ...streamErrors] }, report);
+}
+
+/** How often a call asks the simulated Twilio API for updates while its stream runs. */
+const POLL_MS = 200;
+
+/**
+ * The next REST update for the call, if any (the simulated Twilio API's polling channel).
+ * @param {{ url: string, after: number }} poll @param {string} accountSid
+ * @returns {import('./caller-core.js').CallUpdate | undefined}
+ */
+function pollUpdate(poll, accountSid) {
+  const res = http.get(`${poll.url}/updates?after=${poll.after}&account=${accountSid}`, { tags: { name: 'sim-twilio' }, responseType: 'text', timeout: '2s' });
+  if (res.status !== 200 || typeof res.body !== 'string') return undefined;
+  /** @type {{ updates?: Array<{ seq: number, update: import('./caller-core.js').CallUpdate }> }} */
+  let got;
+  try {
+    got = JSON.parse(res.body);
+  } catch {
+    return undefined;
+  }
+  const first = got.updates?.[0];
+  if (!first) return undefined;
+  poll.after = first.seq;
+  return first.update;
+}
+
+/**
+ * One Media Stream of the call, open until it closes or a REST update ends it (Twilio's `stop`).
+ * @param {K6Config} cfg @param {CallerSession} session
+ * @param {Extract<import('./caller-core.js').ParsedTwiml, { kind: 'stream' }>} leg
+ * @param {{ url: string, after: number } | null} poll
+ * @returns {{ opened: boolean, update?: import('./caller-core.js').CallUpdate, errors: string[] }}
+ */
+function runLeg(cfg, session, leg, poll) {
+  let opened = false;
+  let closed = false;
+  /** @type {import('./caller-core.js').CallUpdate | undefined} */
+  let update;
+  /** @type {string[]} */
+  const errors = [];
+  const signature = twilioSignature(leg.streamUrl, {}, cfg.authToken, hmacSha1Base64);
   const params = { headers: { 'X-Twilio-Signature': signature }, tags: { name: 'twilio-media' } };
-  const wsRes = ws.connect(streamDialUrl(cfg.baseUrl, streamTwiml.streamUrl), params, (socket) => {
+  const wsRes = ws.connect(streamDialUrl(cfg.baseUrl, leg.streamUrl, cfg.publicUrl), params, (socket) => {
     /** @param {string[]} msgs */
     const send = (msgs) => {
       if (closed) return;
@@ -161,29 +244,37 @@ export function runCall(cfg, callIndex = exec.scenario.iterationInTest) {
       opened = true;
       send(session.open());
       socket.setInterval(() => send(session.tick()), FRAME_MS);
+      if (poll) {
+        socket.setInterval(() => {
+          if (closed) return;
+          const u = pollUpdate(poll, cfg.accountSid);
+          if (!u) return;
+          update = u;
+          send(session.stopForUpdate());
+        }, POLL_MS);
+      }
       // maxCallMs is enforced by the session's ticks; this only guards a relay that never closes.
       socket.setTimeout(() => {
         closed = true;
         socket.close(1000);
-      }, script.maxCallMs + 5_000);
+      }, session.script.maxCallMs + 5_000);
     });
     socket.on('message', (text) => send(session.onMessage(text)));
-    socket.on('binaryMessage', () => streamErrors.push('31950 binary frame from the relay'));
+    socket.on('binaryMessage', () => errors.push('31950 binary frame from the relay'));
     socket.on('close', (code) => {
       closed = true;
       if (opened) session.onClose(code, '');
     });
     socket.on('error', (e) => {
       // k6 reports our own close handshake as an error once the call is over.
-      if (!session.done) streamErrors.push(`stream socket error: ${e.error()}`);
+      if (!session.done) errors.push(`stream socket error: ${e.error()}`);
     });
   });
   if (!opened) {
     const why = wsRes && wsRes.status ? `stream upgrade refused: HTTP ${wsRes.status}` : `stream did not open: ${wsRes ? wsRes.error : 'no response'}`;
-    return record({ ...facts, stage: 'stream-failed', webhookStatus: res.status, errors: [why, ...streamErrors] }, null);
+    return { opened, errors: [why, ...errors] };
   }
-  const report = session.report();
-  return record({ ...facts, ...report, stage: 'connected', webhookStatus: res.status, errors: [...report.errors, ...streamErrors] }, report);
+  return { opened, errors, ...(update ? { update } : {}) };
 }
 
 /**
@@ -196,6 +287,8 @@ function record(facts, report) {
   failureRate.add(m.outcome === 'failed');
   refusalRate.add(m.outcome === 'refused');
   for (const v of m.turnLatencies) turnLatency.add(v);
+  for (const v of m.moveGaps) moveGap.add(v);
+  for (const v of m.moveAudioGaps) moveAudioGap.add(v);
   if (report) callDuration.add(report.durationMs);
   return { outcome: m.outcome, reason: m.reason, report };
 }

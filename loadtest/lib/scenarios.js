@@ -34,6 +34,12 @@ export const METRICS = /** @type {const} */ ({
   clears: 'clears',
   bargeIns: 'barge_ins',
   dtmfSent: 'dtmf_sent',
+  /** Counter: calls moved to a new Media Stream (REST update or after-stream redirect), one per move. */
+  moves: 'call_moves',
+  /** Trend: a moved call's old stream ended (`stop`, or the abnormal close) -> the new stream's `start` sent. */
+  moveGap: 'call_move_gap',
+  /** Trend: the same start -> the first model audio heard on the new stream. */
+  moveAudioGap: 'call_move_audio_gap',
 });
 
 /** @typedef {'trend' | 'counter' | 'rate'} MetricType */
@@ -54,6 +60,9 @@ export const METRIC_TYPES = {
   [METRICS.clears]: 'counter',
   [METRICS.bargeIns]: 'counter',
   [METRICS.dtmfSent]: 'counter',
+  [METRICS.moves]: 'counter',
+  [METRICS.moveGap]: 'trend',
+  [METRICS.moveAudioGap]: 'trend',
 };
 
 // --- scenarios -------------------------------------------------------------------------------------
@@ -84,8 +93,16 @@ export const METRIC_TYPES = {
  */
 
 /**
+ * Relays restarted one at a time during the run, as a rollout does: `relays` relay processes behind
+ * one service, the first SIGTERM `firstAtS` into the run, each next one `everyS` after the previous
+ * replacement is ready. Only the Node driver sets this up (loadtest/rolling-restart.ts); under k6
+ * the restarts are the operator's (e.g. `kubectl rollout restart`).
+ * @typedef {{ relays: number, firstAtS: number, everyS: number }} RestartPlan
+ */
+
+/**
  * @typedef {{ name: string, description: string, plan: ArrivalPlan, mix: CallMix,
- *   gracefulStopS: number, thresholds: Thresholds }} Scenario
+ *   gracefulStopS: number, thresholds: Thresholds, restart?: RestartPlan }} Scenario
  */
 
 /** Turn latency p95 and frame-gap p99 targets, ms (the relay adds well under 10 ms: docs/capacity.md). */
@@ -177,6 +194,22 @@ export const SCENARIOS = {
     gracefulStopS: 60,
     thresholds: { ...UNDER_LOAD, [METRICS.clears]: ['count>0'], [METRICS.bargeIns]: ['count>0'] },
   },
+  'rolling-restart': {
+    name: 'rolling-restart',
+    description: '30 concurrent eight-turn calls for 90 s while 3 relays behind one service restart one at a time: calls lost, moved, gaps',
+    plan: { kind: 'vus', vus: 30, durationS: 90 },
+    mix: { ...BASE_MIX, turns: 8, bargeInRate: 0, dtmfRate: 0 },
+    gracefulStopS: 120,
+    thresholds: {
+      [METRICS.callsCompleted]: ['count>0'],
+      [METRICS.failureRate]: ['rate<0.01'],
+      [METRICS.refusalRate]: ['rate<0.05'],
+      [METRICS.turnLatency]: [`p(95)<${TURN_P95_MS}`],
+      // Old stream stopped -> new stream started, per moved call (docs: gap p99 within 1.5 s).
+      [METRICS.moveGap]: ['p(99)<1500'],
+    },
+    restart: { relays: 3, firstAtS: 10, everyS: 5 },
+  },
 };
 
 /** @returns {string[]} */
@@ -243,7 +276,10 @@ export function scaleScenario(s, o) {
       break;
     }
   }
-  return { ...s, plan };
+  // Restarts keep their place in a stretched or squeezed run.
+  const stretch = o.durationS === undefined ? 1 : o.durationS / planDurationS(p);
+  const restart = s.restart ? { ...s.restart, firstAtS: s.restart.firstAtS * stretch, everyS: s.restart.everyS * stretch } : undefined;
+  return { ...s, plan, ...(restart ? { restart } : {}) };
 }
 
 /**
@@ -344,9 +380,12 @@ export function callScript(mix, callIndex) {
 /**
  * Where to open the Media Stream: the `<Stream url>` path on BASE_URL, so an in-cluster run
  * measures the relay and not the ingress, while the upgrade is still signed over the TwiML URL.
- * @param {string} baseUrl @param {string} streamUrl
+ * With `publicUrl`, only a stream on it is redirected to BASE_URL: a call moved to another host
+ * (a REST update's TwiML) is dialled where that TwiML says.
+ * @param {string} baseUrl @param {string} streamUrl @param {string} [publicUrl]
  */
-export function streamDialUrl(baseUrl, streamUrl) {
+export function streamDialUrl(baseUrl, streamUrl, publicUrl) {
+  if (publicUrl !== undefined && !streamUrl.startsWith(publicUrl.replace(/^http/i, 'ws').replace(/\/+$/, ''))) return streamUrl;
   const path = /^wss?:\/\/[^/]+(\/.*)?$/i.exec(streamUrl)?.[1] ?? '/twilio/media';
   return baseUrl.replace(/^http/i, 'ws') + path;
 }
@@ -406,7 +445,7 @@ export function classifyCall(c) {
  * latencies.
  * @param {CallFacts} facts @param {import('./caller-core.js').CallerReport | null} report
  * @returns {{ outcome: 'completed' | 'failed' | 'refused', reason: string,
- *   counters: Record<string, number>, turnLatencies: number[] }}
+ *   counters: Record<string, number>, turnLatencies: number[], moveGaps: number[], moveAudioGaps: number[] }}
  */
 export function callOutcomeMetrics(facts, report) {
   const { outcome, reason } = classifyCall(facts);
@@ -417,6 +456,15 @@ export function callOutcomeMetrics(facts, report) {
   for (const t of turns) {
     if (t.turnLatencyMs !== null) turnLatencies.push(t.turnLatencyMs);
     if (t.bargeIn) bargeIns++;
+  }
+  /** @type {number[]} */
+  const moveGaps = [];
+  /** @type {number[]} */
+  const moveAudioGaps = [];
+  const legs = report ? report.legs : [];
+  for (const l of legs.slice(1)) {
+    if (l.gapMs !== null) moveGaps.push(l.gapMs);
+    if (l.firstAudioMs !== null) moveAudioGaps.push(l.firstAudioMs);
   }
   return {
     outcome,
@@ -430,8 +478,11 @@ export function callOutcomeMetrics(facts, report) {
       [METRICS.clears]: report ? report.clears : 0,
       [METRICS.bargeIns]: bargeIns,
       [METRICS.dtmfSent]: report ? report.dtmfSent : 0,
+      [METRICS.moves]: Math.max(0, legs.length - 1),
     },
     turnLatencies,
+    moveGaps,
+    moveAudioGaps,
   };
 }
 

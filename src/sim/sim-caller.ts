@@ -1,27 +1,36 @@
 /**
  * The Node adapter of the simulated Twilio caller: the signed webhook over fetch, the Media Stream
- * over `ws`, and one shared drift-corrected 20 ms ticker for every call in the process.
+ * over `ws`, paced by the shared 20 ms ticker (frame-ticker.ts); REST call updates and
+ * after-stream redirects move the call to new streams.
  * The protocol itself (pacing, playback, marks, barge-in) lives in loadtest/lib/caller-core.js.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import {
   CallerSession,
+  MAX_LEGS,
+  afterLeg,
   buildVoiceWebhook,
   describeVerbs,
   emptyReport,
   parseTwiml,
   twilioSignature,
+  type AfterLeg,
   type CallScript,
   type CallTurn,
+  type CallUpdate,
   type CallerHooks,
   type CallerReport,
+  type FetchAnswer,
+  type FetchRequest,
+  type LegReport,
   type ParsedTwiml,
 } from '../../loadtest/lib/caller-core.js';
-import { FRAME_MS } from '../../loadtest/lib/audio.js';
 import { errorMessage } from '../errors.js';
+import type { CallRegistry } from './fake-twilio-api.js';
+import { subscribe } from './frame-ticker.js';
 
-export type { CallScript, CallTurn, CallerHooks, CallerReport, ParsedTwiml };
+export type { CallScript, CallTurn, CallUpdate, CallerHooks, CallerReport, LegReport, ParsedTwiml };
 
 export interface PlaceCallOptions {
   /** http(s) base of the relay, for the webhook. */
@@ -45,6 +54,13 @@ export interface PlaceCallOptions {
   afterStreamBaseUrl?: string;
   /** Measurement taps on the media stream (the bench stamps and reads timestamps in the audio). */
   hooks?: CallerHooks;
+  /**
+   * The (fake) Twilio REST API this call is known to: REST call updates reach the call through it
+   * as they would through Twilio (`stop`, close, run the new TwiML). Without it, no update can.
+   */
+  twilioApi?: CallRegistry;
+  /** At most this many Media Streams per call (moves by update or redirect); default 5. */
+  maxLegs?: number;
 }
 
 /**
@@ -62,9 +78,12 @@ export interface CallReport extends CallerReport {
   spoken: string;
   /**
    * After the relay closed the stream, what the `<Redirect>` after `</Connect>` returned, as Twilio
-   * would fetch it (signed POST): e.g. `<Hangup/>`, or an apology and a `<Dial>`.
+   * would fetch it (signed POST): e.g. `<Hangup/>`, or an apology and a `<Dial>`. Unset when it
+   * connected a new stream (then `legs` has it).
    */
   afterStream?: string;
+  /** What the TwiML of the REST update that ended the call's last stream ran (a `<Dial>`, a `<Hangup/>`). */
+  afterUpdate?: string;
 }
 
 const hmacSha1Base64 = (key: string, data: string): string => createHmac('sha1', key).update(data, 'utf8').digest('base64');
@@ -81,59 +100,21 @@ export function upgradeSignature(streamUrl: string, authToken: string): string {
   return twilioSignature(streamUrl, {}, authToken, hmacSha1Base64);
 }
 
-// --- shared ticker ---------------------------------------------------------------------------------
-// Real calls' 20 ms frames arrive at unrelated phases. Firing every call on one 20 ms edge would
-// send the relay bursts of N frames at once and measure queueing the driver made up, so calls are
-// spread over PHASES slots of the frame period; each call still ticks exactly every 20 ms.
-
-type TickFn = (nowMs: number) => void;
-const PHASES = 10;
-const SLOT_MS = FRAME_MS / PHASES;
-const slots: Set<TickFn>[] = Array.from({ length: PHASES }, () => new Set<TickFn>());
-let subscriberCount = 0;
-let assigned = 0;
-let nextSlot = 0;
-let nextAt = 0;
-let timer: NodeJS.Timeout | undefined;
-/** A stalled loop catches up at most this many frame periods at once, then skips ahead. */
-const MAX_CATCH_UP = 5;
-
-function runTicker(): void {
-  timer = undefined;
-  const now = performance.now();
-  for (let i = 0; i < MAX_CATCH_UP * PHASES && nextAt <= now; i++) {
-    for (const fn of [...slots[nextSlot]!]) fn(now);
-    nextSlot = (nextSlot + 1) % PHASES;
-    nextAt += SLOT_MS;
-  }
-  // Absolute schedule: each slot is start + n·2 ms, so setTimeout jitter does not accumulate.
-  if (nextAt <= now) nextAt = now + SLOT_MS;
-  if (subscriberCount > 0) timer = setTimeout(runTicker, Math.max(0, nextAt - performance.now()));
-}
-
-function subscribe(fn: TickFn): () => void {
-  const slot = slots[assigned++ % PHASES]!;
-  slot.add(fn);
-  subscriberCount++;
-  if (timer === undefined) {
-    nextAt = performance.now() + SLOT_MS;
-    timer = setTimeout(runTicker, SLOT_MS);
-  }
-  return () => {
-    if (slot.delete(fn)) subscriberCount--;
-    if (subscriberCount === 0 && timer !== undefined) {
-      clearTimeout(timer);
-      timer = undefined;
-    }
-  };
-}
-
 // --- placeCall ---------------------------------------------------------------------------------------
+
+interface LegResult {
+  opened: boolean;
+  /** The REST update that ended this stream, if one did. */
+  update?: CallUpdate;
+  errors: string[];
+}
 
 /**
  * Place one simulated call exactly as Twilio would: signed voice webhook, TwiML, signed Media Stream
- * upgrade, then the scripted conversation. Never rejects for call failures: the report says how far
- * the call got (`stage`) and why (`errors`).
+ * upgrade, then the scripted conversation. When Twilio would move the call (a REST update's TwiML,
+ * or the after-stream `<Redirect>` after the relay closed the stream, connecting again) it opens the
+ * new stream and the script goes on there; `legs` lists the streams. Never rejects for call
+ * failures: the report says how far the call got (`stage`) and why (`errors`).
  */
 export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
   const callSid = o.callSid ?? randomSid('CA');
@@ -148,168 +129,246 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
     ...extra,
   });
 
-  const hook = buildVoiceWebhook({
-    baseUrl: o.baseUrl,
+  // Twilio knows the call from the moment it rings: updates can reach it from then on.
+  let live: { update: (u: CallUpdate) => void } | undefined;
+  let pending: CallUpdate | undefined;
+  const unregister = o.twilioApi?.registerCall(
     callSid,
-    accountSid: o.accountSid,
-    from,
-    to: o.to,
-    authToken: o.authToken,
-    hmacSha1Base64,
-    ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
-  });
-  let res: Response;
-  let body: string;
+    {
+      update(u) {
+        if (live) live.update(u);
+        else pending = u;
+      },
+    },
+    o.accountSid,
+  );
   try {
-    res = await fetch(hook.url, { method: 'POST', headers: hook.headers, body: hook.body, ...(o.signal ? { signal: o.signal } : {}) });
-    body = await res.text();
-  } catch (err) {
-    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    return base('unreachable', { errors: [`cannot reach ${hook.url}: ${errorMessage(err)}${cause}`] });
+    return await runCall();
+  } finally {
+    unregister?.();
   }
-  if (!res.ok) {
-    return base('rejected', { webhookStatus: res.status, errors: [`webhook answered HTTP ${res.status}: ${body.slice(0, 200)}`] });
-  }
-  let twiml: ParsedTwiml;
-  try {
-    twiml = parseTwiml(body);
-  } catch (err) {
-    return base('rejected', { webhookStatus: res.status, errors: [errorMessage(err)] });
-  }
-  if (twiml.kind === 'other') {
-    return base('not-connected', { webhookStatus: res.status, twiml, spoken: describeVerbs(twiml.verbs) });
-  }
-  const spokenBefore = describeVerbs(twiml.before);
-  const dialUrl = o.streamUrlOverride ?? twiml.streamUrl;
-  const streamSid = randomSid('MZ');
-  const session = new CallerSession({
-    callSid,
-    accountSid: o.accountSid,
-    streamSid,
-    parameters: twiml.parameters,
-    script: o.script,
-    b64encode,
-    b64decode,
-    clockMs: () => performance.now(),
-    after: twiml.after,
-    ...(o.hooks !== undefined ? { hooks: o.hooks } : {}),
-  });
-  const extra = (): Omit<CallReport, keyof CallerReport> => ({
-    stage: 'connected',
-    webhookStatus: res.status,
-    twiml,
-    spoken: spokenBefore,
-  });
 
-  const report = await new Promise<CallReport>((resolve) => {
-    let opened = false;
-    let settled = false;
-    let unsubscribe: (() => void) | undefined;
-    let hardStop: NodeJS.Timeout | undefined;
-    const streamErrors: string[] = [];
-    const ws = new WebSocket(dialUrl, {
-      headers: { 'X-Twilio-Signature': upgradeSignature(twiml.streamUrl, o.authToken) },
-      perMessageDeflate: false,
+  async function runCall(): Promise<CallReport> {
+    const hook = buildVoiceWebhook({
+      baseUrl: o.baseUrl,
+      callSid,
+      accountSid: o.accountSid,
+      from,
+      to: o.to,
+      authToken: o.authToken,
+      hmacSha1Base64,
+      ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
     });
-
-    const send = (msgs: string[]): void => {
-      if (ws.readyState !== WebSocket.OPEN) return;
-      for (const m of msgs) ws.send(m);
-    };
-    const afterSend = (): void => {
-      // Twilio closes the socket right after its `stop`.
-      if (session.done && ws.readyState === WebSocket.OPEN) ws.close(1000, 'stop');
-    };
-    const settle = (): void => {
-      if (settled) return;
-      settled = true;
-      unsubscribe?.();
-      if (hardStop) clearTimeout(hardStop);
-      o.signal?.removeEventListener('abort', onAbort);
-      if (!opened) {
-        resolve(base('stream-failed', { webhookStatus: res.status, twiml, spoken: spokenBefore, streamSid, errors: streamErrors }));
-        return;
+    let res: Response;
+    let body: string;
+    try {
+      res = await fetch(hook.url, { method: 'POST', headers: hook.headers, body: hook.body, ...(o.signal ? { signal: o.signal } : {}) });
+      body = await res.text();
+    } catch (err) {
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      return base('unreachable', { errors: [`cannot reach ${hook.url}: ${errorMessage(err)}${cause}`] });
+    }
+    if (!res.ok) {
+      return base('rejected', { webhookStatus: res.status, errors: [`webhook answered HTTP ${res.status}: ${body.slice(0, 200)}`] });
+    }
+    let twiml: ParsedTwiml;
+    try {
+      twiml = parseTwiml(body);
+    } catch (err) {
+      return base('rejected', { webhookStatus: res.status, errors: [errorMessage(err)] });
+    }
+    if (twiml.kind === 'other') {
+      return base('not-connected', { webhookStatus: res.status, twiml, spoken: describeVerbs(twiml.verbs) });
+    }
+    const spokenBefore = describeVerbs(twiml.before);
+    const streamSid = randomSid('MZ');
+    const session = new CallerSession({
+      callSid,
+      accountSid: o.accountSid,
+      streamSid,
+      parameters: twiml.parameters,
+      script: o.script,
+      b64encode,
+      b64decode,
+      clockMs: () => performance.now(),
+      after: twiml.after,
+      url: twiml.streamUrl,
+      ...(o.hooks !== undefined ? { hooks: o.hooks } : {}),
+    });
+    const maxLegs = o.maxLegs ?? MAX_LEGS;
+    const errors: string[] = [];
+    let afterStream: string | undefined;
+    let afterUpdate: string | undefined;
+    let leg: Extract<ParsedTwiml, { kind: 'stream' }> = twiml;
+    let dialUrl = o.streamUrlOverride ?? twiml.streamUrl;
+    for (let n = 1; ; n++) {
+      const r = await runLeg(session, dialUrl, leg.streamUrl);
+      errors.push(...r.errors);
+      if (n === 1 && !r.opened) {
+        return base('stream-failed', { webhookStatus: res.status, twiml, spoken: spokenBefore, streamSid, errors });
       }
-      const r = session.report();
-      resolve({ ...r, errors: [...r.errors, ...streamErrors], ...extra() });
-    };
-    const onAbort = (): void => {
-      send(session.hangup());
-      afterSend();
-      if (!opened) ws.terminate();
-    };
-    o.signal?.addEventListener('abort', onAbort, { once: true });
-    if (o.signal?.aborted) onAbort();
+      if (!r.opened) {
+        session.legFailed(r.errors[0] ?? 'the socket did not open');
+        break;
+      }
+      // An update after the caller hung up finds no call to act on.
+      const update = session.resumable ? (r.update ?? takePending()) : undefined;
+      // What Twilio runs next: the update's TwiML, or (the relay closed the stream) the TwiML after </Connect>.
+      const step = await drive(
+        afterLeg({
+          resumable: session.resumable,
+          after: leg.after,
+          call: { accountSid: o.accountSid, callSid, from, to: o.to, authToken: o.authToken, hmacSha1Base64 },
+          ...(update ? { update } : {}),
+        }),
+      );
+      if (step.kind === 'end') {
+        if (step.via === 'update') afterUpdate = step.heard;
+        else if (step.via === 'redirect' && step.fetched) afterStream = step.heard;
+        break;
+      }
+      if (o.signal?.aborted) break;
+      if (n >= maxLegs) {
+        errors.push(`call moved more than ${maxLegs - 1} times: not following it further`);
+        break;
+      }
+      leg = step.twiml;
+      if (!session.beginLeg({ streamSid: randomSid('MZ'), parameters: leg.parameters, after: leg.after, url: leg.streamUrl, via: step.via })) break;
+      dialUrl = dialFor(leg.streamUrl);
+    }
+    const r = session.report();
+    const report: CallReport = { ...r, errors: [...r.errors, ...errors], stage: 'connected', webhookStatus: res.status, twiml, spoken: spokenBefore };
+    if (afterStream !== undefined) report.afterStream = afterStream;
+    if (afterUpdate !== undefined) report.afterUpdate = afterUpdate;
+    return report;
+  }
 
-    ws.on('unexpected-response', (_req, response) => {
-      streamErrors.push(`stream upgrade refused: HTTP ${response.statusCode ?? 0}`);
-      response.resume();
-      ws.terminate();
-    });
-    ws.on('error', (err) => {
-      // After a refused upgrade `ws` also reports "closed before the connection was established".
-      if (!opened && streamErrors.length > 0) return;
-      streamErrors.push(`stream socket error: ${errorMessage(err)}`);
-    });
-    ws.on('open', () => {
-      opened = true;
-      send(session.open());
-      unsubscribe = subscribe((now) => {
-        send(session.tick(now));
+  function takePending(): CallUpdate | undefined {
+    const u = pending;
+    pending = undefined;
+    return u;
+  }
+
+  /** A new stream's URL, dialled at the relay's real address when the TwiML names the public one. */
+  function dialFor(streamUrl: string): string {
+    const ws = (u: string): string => u.replace(/^http/i, 'ws').replace(/\/+$/, '');
+    const announced = ws(o.publicUrl ?? o.baseUrl);
+    if (o.streamUrlOverride !== undefined) {
+      const path = /^wss?:\/\/[^/]+(\/.*)?$/i.exec(streamUrl)?.[1] ?? '/twilio/media';
+      return ws(o.baseUrl) + path;
+    }
+    return streamUrl.startsWith(announced) ? ws(o.baseUrl) + streamUrl.slice(announced.length) : streamUrl;
+  }
+
+  /** Make the TwiML fetches afterLeg() asks for as Twilio would, at the relay's real address. */
+  async function drive(gen: Generator<FetchRequest, AfterLeg, FetchAnswer>): Promise<AfterLeg> {
+    // Signed over the URL Twilio was given; fetched at the relay's real address when they differ.
+    const announced = o.publicUrl ?? o.baseUrl;
+    const target = o.afterStreamBaseUrl ?? o.baseUrl;
+    for (let r = gen.next(); ; ) {
+      if (r.done) return r.value;
+      const req = r.value;
+      const at = req.url.startsWith(announced) ? target + req.url.slice(announced.length) : req.url;
+      let answer: FetchAnswer;
+      try {
+        const res = await fetch(at, { method: req.method, headers: req.headers, ...(req.body !== null ? { body: req.body } : {}) });
+        answer = { status: res.status, body: await res.text() };
+      } catch (err) {
+        answer = { status: 0, body: '', error: errorMessage(err) };
+      }
+      r = gen.next(answer);
+    }
+  }
+
+  /** One Media Stream, open until it closes or a REST update ends it. */
+  function runLeg(session: CallerSession, dialUrl: string, streamUrl: string): Promise<LegResult> {
+    return new Promise<LegResult>((resolve) => {
+      let opened = false;
+      let settled = false;
+      let update: CallUpdate | undefined;
+      let unsubscribe: (() => void) | undefined;
+      let hardStop: NodeJS.Timeout | undefined;
+      const errors: string[] = [];
+      const ws = new WebSocket(dialUrl, {
+        headers: { 'X-Twilio-Signature': upgradeSignature(streamUrl, o.authToken) },
+        perMessageDeflate: false,
+      });
+      const send = (msgs: string[]): void => {
+        if (settled || ws.readyState !== WebSocket.OPEN) return;
+        for (const m of msgs) ws.send(m);
+      };
+      const afterSend = (): void => {
+        // Twilio closes the socket right after its `stop`.
+        if (session.done && ws.readyState === WebSocket.OPEN) ws.close(1000, 'stop');
+      };
+      const settle = (): void => {
+        if (settled) return;
+        settled = true;
+        live = undefined;
+        unsubscribe?.();
+        unsubscribe = undefined;
+        if (hardStop) clearTimeout(hardStop);
+        o.signal?.removeEventListener('abort', onAbort);
+        resolve({ opened, errors, ...(update ? { update } : {}) });
+      };
+      // Twilio acts on an update at once: `stop`, close, and the new TwiML runs without waiting
+      // for the old socket's close handshake.
+      const applyUpdate = (): void => {
+        send(session.stopForUpdate());
+        afterSend();
+        settle();
+      };
+      live = {
+        update(u) {
+          update = u;
+          if (opened) applyUpdate();
+        },
+      };
+      function onAbort(): void {
+        send(session.hangup());
+        afterSend();
+        if (!opened) ws.terminate();
+      }
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+      if (o.signal?.aborted) onAbort();
+
+      ws.on('unexpected-response', (_req, response) => {
+        errors.push(`stream upgrade refused: HTTP ${response.statusCode ?? 0}`);
+        response.resume();
+        ws.terminate();
+      });
+      ws.on('error', (err) => {
+        // After a refused upgrade `ws` also reports "closed before the connection was established".
+        if (settled || (!opened && errors.length > 0)) return;
+        errors.push(`stream socket error: ${errorMessage(err)}`);
+      });
+      ws.on('open', () => {
+        if (settled) return ws.terminate();
+        opened = true;
+        send(session.open());
+        if (update) return applyUpdate();
+        unsubscribe = subscribe((now) => {
+          send(session.tick(now));
+          afterSend();
+        });
+        // maxCallMs is enforced by the session's ticks; this only guards a relay that never closes after `stop`.
+        hardStop = setTimeout(() => ws.terminate(), o.script.maxCallMs + 5_000);
+      });
+      ws.on('message', (data, isBinary) => {
+        if (settled) return;
+        if (isBinary) {
+          errors.push('31950 binary frame from the relay');
+          return;
+        }
+        const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
+        send(session.onMessage(text));
         afterSend();
       });
-      // maxCallMs is enforced by the session's ticks; this only guards a relay that never closes after `stop`.
-      hardStop = setTimeout(() => ws.terminate(), o.script.maxCallMs + 5_000);
+      ws.on('close', (code, reason) => {
+        if (settled) return;
+        if (opened) session.onClose(code, reason.toString());
+        settle();
+      });
     });
-    ws.on('message', (data, isBinary) => {
-      if (isBinary) {
-        streamErrors.push('31950 binary frame from the relay');
-        return;
-      }
-      const text = Buffer.isBuffer(data) ? data.toString('utf8') : Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
-      send(session.onMessage(text));
-      afterSend();
-    });
-    ws.on('close', (code, reason) => {
-      unsubscribe?.();
-      unsubscribe = undefined;
-      if (opened) session.onClose(code, reason.toString());
-      settle();
-    });
-  });
-  const redirect = twiml.after.find((v) => v.verb === 'Redirect');
-  if (report.endedBy === 'relay' && redirect?.text) {
-    report.afterStream = await followRedirect(o, redirect.text, { callSid, from });
-  }
-  return report;
-}
-
-/** Fetch the TwiML a `<Redirect>` points at exactly as Twilio does: signed form POST with the call's fields. */
-async function followRedirect(o: PlaceCallOptions, url: string, call: { callSid: string; from: string }): Promise<string> {
-  const params: Record<string, string> = {
-    AccountSid: o.accountSid,
-    ApiVersion: '2010-04-01',
-    CallSid: call.callSid,
-    CallStatus: 'in-progress',
-    Direction: 'inbound',
-    From: call.from,
-    To: o.to,
-  };
-  // Signed over the URL Twilio was given; fetched at the relay's real address when they differ.
-  const announced = o.publicUrl ?? o.baseUrl;
-  const base = o.afterStreamBaseUrl ?? o.baseUrl;
-  const target = url.startsWith(announced) ? base + url.slice(announced.length) : url;
-  try {
-    const res = await fetch(target, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': twilioSignature(url, params, o.authToken, hmacSha1Base64) },
-      body: new URLSearchParams(params).toString(),
-    });
-    const body = await res.text();
-    if (!res.ok) return `(redirect answered HTTP ${res.status})`;
-    const t = parseTwiml(body);
-    return describeVerbs(t.kind === 'other' ? t.verbs : [...t.before, ...t.after]);
-  } catch (err) {
-    return `(redirect failed: ${errorMessage(err)})`;
   }
 }

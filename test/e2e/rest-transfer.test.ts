@@ -11,10 +11,10 @@ import { MemoryCallStore } from '../../src/store/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { TwilioCallControl } from '../../src/twilio/index.js';
 import { demo, eventually, metricValue, scrape, startTestRelay } from '../helpers/relay.js';
-import { startFakeTwilio, type FakeTwilio } from '../tools/fake-twilio.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 
 let relay: Relay | undefined;
-let twilio: FakeTwilio | undefined;
+let twilio: FakeTwilioApi | undefined;
 afterEach(async () => {
   await relay?.close();
   await twilio?.close();
@@ -23,27 +23,28 @@ afterEach(async () => {
 
 describe('a transfer by Twilio REST', () => {
   it('Twilio stops the stream before the tool returns: the call is recorded as transferred, not as a hang-up', async () => {
-    twilio = await startFakeTwilio();
+    twilio = await startFakeTwilioApi();
     twilio.answerDelayMs = 400;
     const store = new MemoryCallStore();
     relay = await startTestRelay({}, { store, tools: new BuiltinToolRunner({ store, callControl: new TwilioCallControl({ apiBaseUrl: twilio.url }) }) });
     const callSid = randomSid('CA');
-    // The caller's media stream: Twilio ends it (`stop`, close) when the call's TwiML is replaced.
-    const stream = new AbortController();
-    twilio.connectStream(callSid, () => stream.abort());
+    // The call is known to the Twilio API: an update ends its stream (`stop`, close) and runs the new TwiML.
     const report = await placeCall({
       baseUrl: relay.url,
       ...demo,
       callSid,
-      signal: stream.signal,
+      twilioApi: twilio,
       script: { turns: [{ say: 'There is a gas leak in my kitchen' }], maxCallMs: 20_000, hangupAfterMs: 10_000, replyTimeoutMs: 4000 },
     });
     // Twilio speaks the advice and dials; the relay's own after-stream redirect never runs.
     const [update] = twilio.requests;
     expect(update?.form['Twiml']).toMatch(/<Say>Leave the building now\.[^<]*Connecting you to our emergency line now\.<\/Say><Dial[^>]*>\+15005550007<\/Dial>/);
-    expect(report.endedBy).toBe('caller');
+    expect(report.endedBy).toBe('update');
     expect(report.closeCode).toBe(1000);
     expect(report.afterStream).toBeUndefined();
+    expect(report.afterUpdate).toMatch(/^Leave the building now\..*<Dial>\+15005550007<\/Dial>$/);
+    expect(report.legs.map((l) => l.end)).toEqual(['stop-by-twilio-update']);
+    expect(twilio.callState(callSid)).toBe('ended');
     const r = relay;
     await eventually(async () => (await store.getCall(callSid))?.outcome !== undefined, 5000, 'call ended');
     expect((await store.getCall(callSid))?.outcome).toBe('transferred');
@@ -58,7 +59,7 @@ describe('a transfer by Twilio REST', () => {
   });
 
   it('a caller who hangs up on their own is still caller_hung_up', async () => {
-    twilio = await startFakeTwilio();
+    twilio = await startFakeTwilioApi();
     const store = new MemoryCallStore();
     relay = await startTestRelay({}, { store, tools: new BuiltinToolRunner({ store, callControl: new TwilioCallControl({ apiBaseUrl: twilio.url }) }) });
     const callSid = randomSid('CA');

@@ -2,34 +2,12 @@
  * A relay as its own process (`node --import tsx src/main.ts`), for tests that crash it with SIGKILL:
  * nothing of it can run after the kill, unlike an in-process relay.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { spawnRelay } from '../../src/sim/local-cluster.js';
 
 /** Start the relay process with `env` on top of this one's and resolve once it logs that it listens. */
 export async function startProcessRelay(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: join(import.meta.dirname, '../..'),
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`relay process did not start: ${out.slice(-1000)}`)), 20_000);
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      if (out.includes('"relay listening"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`relay process exited with ${code}: ${out.slice(-1000)}`));
-    });
-  });
-  return child;
+  return spawnRelay(env, 20_000);
 }
 
 /** SIGKILL the process and wait until it is gone. */

@@ -110,6 +110,7 @@ const http = {
   request,
   get: (url: string, params?: HttpParams) => request('GET', url, null, params),
   post: (url: string, body: string | null, params?: HttpParams) => request('POST', url, body, params),
+  del: (url: string, body?: string | null, params?: HttpParams) => request('DELETE', url, body ?? null, params),
 };
 
 // --- k6/ws ---------------------------------------------------------------------------------------------
@@ -178,7 +179,9 @@ function connect(url: string, paramsOrCb: { headers?: Record<string, string> } |
     }
     if (closed) break;
     const nextDue = timers.reduce((n, t) => Math.min(n, t.due), now + 1000);
-    const m = receive(Math.max(0, nextDue - Date.now()));
+    // Events that arrived while a handler made an HTTP request (k6 allows it) wait in the backlog.
+    const early = backlog.findIndex((b) => 'id' in b && b.id === id);
+    const m = early >= 0 ? backlog.splice(early, 1)[0] : receive(Math.max(0, nextDue - Date.now()));
     // One socket per VU at a time: anything else is a late event of an earlier socket.
     if (!m || !('id' in m) || m.id !== id) continue;
     switch (m.t) {

@@ -3,10 +3,13 @@
  * real sockets) against a real relay, and the scripts typechecked against @types/k6.
  */
 import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildVoiceWebhook, parseTwiml } from '../../loadtest/lib/caller-core.js';
 import { METRICS } from '../../loadtest/lib/scenarios.js';
+import { startFakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 import type { Relay } from '../../src/server/app.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../../src/tenants/tenant.js';
 import { runK6Script } from './k6-shim.js';
@@ -70,6 +73,52 @@ describe('k6 call-storm.js through the shim', () => {
     expect(r.thresholds.results.filter((t) => !t.ok).map((t) => `${t.metric} ${t.expression}`)).toEqual(
       expect.arrayContaining([`${METRICS.callsCompleted} count>0`, `${METRICS.callsFailed} count<1`]),
     );
+  });
+});
+
+describe('k6 call-storm.js moved by a REST call update', () => {
+  it('polls the simulated Twilio API, stops its stream on the update and goes on on the new stream', async () => {
+    const api = await startFakeTwilioApi();
+    const other = await startTestRelay({ TENANTS_FILE: '' });
+    try {
+      const run = runK6Script(callStorm, { env: env({ TWILIO_API_BASE_URL: api.url }), vus: 1, iterations: 1, timeoutMs: 40_000 });
+      // The call registers by polling; once it is a second in, Twilio gets an update that connects
+      // a stream on the other relay (its webhook mints the stream token).
+      const deadline = Date.now() + 15_000;
+      while (api.liveCalls().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const callSid = api.liveCalls()[0]!;
+      await new Promise((r) => setTimeout(r, 1500));
+      const hmac = (key: string, data: string): string => createHmac('sha1', key).update(data, 'utf8').digest('base64');
+      const hook = buildVoiceWebhook({ baseUrl: other.url, callSid, accountSid: DEMO_ACCOUNT_SID, from: '+15005550100', to: DEMO_NUMBER, authToken: DEMO_AUTH_TOKEN, hmacSha1Base64: hmac });
+      const t = parseTwiml(await (await fetch(hook.url, { method: 'POST', headers: hook.headers, body: hook.body })).text());
+      if (t.kind !== 'stream') throw new Error('no stream TwiML from the other relay');
+      const params = Object.entries(t.parameters).map(([n, v]) => `<Parameter name="${n}" value="${v}"/>`).join('');
+      const twiml = `<Response><Connect><Stream url="${t.streamUrl}">${params}</Stream></Connect></Response>`;
+      const res = await fetch(`${api.url}/2010-04-01/Accounts/${DEMO_ACCOUNT_SID}/Calls/${callSid}.json`, {
+        method: 'POST',
+        headers: { authorization: `Basic ${Buffer.from(`${DEMO_ACCOUNT_SID}:${DEMO_AUTH_TOKEN}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ Twiml: twiml }).toString(),
+      });
+      expect(res.status).toBe(200);
+      const r = await run;
+      expect(r.iterationErrors).toEqual([]);
+      expect(r.wsUpgrades.map((u) => [u.url, u.status])).toEqual([
+        [`${relay.url.replace('http', 'ws')}/twilio/media`, 101],
+        [t.streamUrl, 101],
+      ]);
+      const m = r.summary.metrics;
+      expect(m[METRICS.moves]?.values.count).toBe(1);
+      expect(m[METRICS.moveGap]?.values.count).toBe(1);
+      expect(m[METRICS.moveGap]?.values.max).toBeLessThan(2000);
+      expect(m[METRICS.callsCompleted]?.values.count).toBe(1);
+      expect(m[METRICS.callsFailed]?.values.count).toBe(0);
+      // The call told the API it was over.
+      expect(api.callState(callSid)).toBe('ended');
+      expect(r.httpRequests.some((h) => h.method === 'DELETE' && h.url === `${api.url}/sim/calls/${callSid}`)).toBe(true);
+    } finally {
+      await other.close();
+      await api.close();
+    }
   });
 });
 

@@ -105,7 +105,7 @@ describe('parseLoadArgs', () => {
       ok: true,
       options: expect.objectContaining({ scenario: 'soak', url: 'http://[::1]:9000', scale: 0.5, durationS: 30, json: true }) as LoadOptions,
     });
-    expect(parseLoadArgs(['--scenario', 'nope'])).toEqual({ ok: false, error: expect.stringContaining('smoke, steady, storm, soak, barge-in') as string });
+    expect(parseLoadArgs(['--scenario', 'nope'])).toEqual({ ok: false, error: expect.stringContaining('smoke, steady, storm, soak, barge-in, rolling-restart') as string });
     expect(parseLoadArgs(['--scenario', 'smoke', '--scale', '-1'])).toMatchObject({ ok: false });
     expect(parseLoadArgs([])).toMatchObject({ ok: false });
   });

@@ -29,8 +29,8 @@ const facts = (o: Partial<CallFacts>): CallFacts => ({
 });
 
 describe('scenarios', () => {
-  it('has the five scenarios, each demanding completed calls', () => {
-    expect(Object.keys(SCENARIOS)).toEqual(['smoke', 'steady', 'storm', 'soak', 'barge-in']);
+  it('has the six scenarios, each demanding completed calls', () => {
+    expect(Object.keys(SCENARIOS)).toEqual(['smoke', 'steady', 'storm', 'soak', 'barge-in', 'rolling-restart']);
     for (const s of Object.values(SCENARIOS)) expect(s.thresholds[METRICS.callsCompleted]).toEqual(['count>0']);
   });
 

@@ -4,22 +4,25 @@ import { resolveTenant, TenantSchema, DEMO_TENANT } from '../../src/tenants/inde
 import { silentLogger } from '../../src/telemetry/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { TwilioCallControl } from '../../src/twilio/call-control.js';
-import { startFakeTwilio, type FakeTwilio } from './fake-twilio.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 const account = { accountSid: 'AC' + 'a'.repeat(32), authToken: 'tok-123' };
 const callSid = 'CA' + 'b'.repeat(32);
 const basic = `Basic ${Buffer.from(`${account.accountSid}:${account.authToken}`).toString('base64')}`;
 
-let fake: FakeTwilio;
+let fake: FakeTwilioApi;
 beforeAll(async () => {
-  fake = await startFakeTwilio();
+  fake = await startFakeTwilioApi({ accounts: { [account.accountSid]: account.authToken } });
 });
 afterAll(async () => {
   await fake.close();
 });
 beforeEach(() => {
   fake.requests.length = 0;
+  fake.clearFailure();
+  // A live call for the API to update, as Twilio has while the caller is on the line.
+  fake.registerCall(callSid, { update: () => undefined });
 });
 
 describe('TwilioCallControl against a local Twilio API', () => {
@@ -54,7 +57,8 @@ describe('TwilioCallControl against a local Twilio API', () => {
 
 describe('flag_emergency through Twilio call control', () => {
   it('marks the call, transfers over REST with advice then the human number, and returns a transfer effect', async () => {
-    const failing = await startFakeTwilio();
+    const failing = await startFakeTwilioApi();
+    failing.registerCall(callSid, { update: () => undefined });
     const store = new MemoryCallStore();
     try {
       await store.startCall({ callSid, tenantId: tenant.id, pod: 'p', startedAt: Date.now() });
@@ -83,7 +87,7 @@ describe('flag_emergency through Twilio call control', () => {
   });
 
   it('still hands off through the after-stream redirect when the REST transfer fails', async () => {
-    const down = await startFakeTwilio();
+    const down = await startFakeTwilioApi();
     down.failWith(503, { code: 20503, message: 'down', status: 503 });
     try {
       const runner = new BuiltinToolRunner({ callControl: new TwilioCallControl({ apiBaseUrl: down.url }) });

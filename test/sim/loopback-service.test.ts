@@ -1,0 +1,102 @@
+/**
+ * The loopback service: a TCP proxy whose endpoints follow the relays' /readyz, as a Kubernetes
+ * Service does. Two real relays share its URL as PUBLIC_URL; draining one takes it out of rotation
+ * while its live call carries on; a lost node cuts its connections; no ready relay, no connection.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Relay } from '../../src/server/index.js';
+import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
+import { placeCall, type CallScript } from '../../src/sim/sim-caller.js';
+import { demo, startTestRelay } from '../helpers/relay.js';
+
+let svc: LoopbackService;
+let a: Relay;
+let b: Relay;
+
+beforeAll(async () => {
+  svc = await startLoopbackService({ pollMs: 100 });
+  [a, b] = await Promise.all([startTestRelay({ PUBLIC_URL: svc.url }), startTestRelay({ PUBLIC_URL: svc.url })]);
+  svc.add(a.url);
+  svc.add(b.url);
+  await svc.waitFor((s) => s.length === 2 && s.every((x) => x.ready), 5000, 'both relays ready');
+});
+afterAll(async () => {
+  await Promise.all([a.close(), b.close()]);
+  await svc.close();
+});
+
+const short: CallScript = { turns: [{ say: 'Do you serve postcode 10001?' }], hangupAfterMs: 100, maxCallMs: 20_000, replyTimeoutMs: 5000 };
+const opened = (url: string): number => svc.backends().find((x) => x.url === url)?.total ?? 0;
+
+describe('loopback service', () => {
+  it('spreads new connections over the ready relays, signed over the one service URL', async () => {
+    const before = [opened(a.url), opened(b.url)];
+    const reports = await Promise.all([0, 1, 2, 3].map(() => placeCall({ baseUrl: svc.url, ...demo, script: short })));
+    for (const r of reports) {
+      expect(r.errors).toEqual([]);
+      expect(r.stage).toBe('connected');
+      expect(r.turns).toHaveLength(1);
+    }
+    expect(opened(a.url)).toBeGreaterThan(before[0]!);
+    expect(opened(b.url)).toBeGreaterThan(before[1]!);
+  });
+
+  it('takes a draining relay out of rotation within a poll or two; its live call goes on to the end', async () => {
+    let drainStarted = false;
+    const live = placeCall({
+      baseUrl: svc.url,
+      ...demo,
+      script: { turns: [{ say: 'Do you serve postcode 10001?' }, { say: 'What does drain cleaning cost?' }], hangupAfterMs: 100, maxCallMs: 20_000 },
+      hooks: { onGreeting: () => (drainStarted = true) },
+    });
+    await new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
+      const check = (): void => (drainStarted ? resolve() : Date.now() - t0 > 10_000 ? reject(new Error('no greeting')) : void setTimeout(check, 20));
+      check();
+    });
+    // Whichever relay holds the live call drains (readiness 503 at once); the other keeps serving.
+    const holder = a.activeCalls() > 0 ? a : b;
+    const other = holder === a ? b : a;
+    const draining = holder.drain(20_000);
+    const t0 = Date.now();
+    await svc.waitFor((s) => s.find((x) => x.url === holder.url)?.ready === false, 2000, 'the draining relay out of rotation');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    const before = opened(holder.url);
+    const fresh = await Promise.all([0, 1].map(() => placeCall({ baseUrl: svc.url, ...demo, script: short })));
+    for (const r of fresh) expect(r.errors).toEqual([]);
+    expect(opened(holder.url)).toBe(before);
+    expect(other.activeCalls()).toBe(0);
+    const r = await live;
+    expect(r.errors).toEqual([]);
+    expect(r.turns).toHaveLength(2);
+    expect(r.endedBy).toBe('caller');
+    expect(await draining).toEqual({ remaining: 0 });
+  });
+
+  it('cuts a lost relay\'s connections without a close frame, and refuses connections when no relay is ready', async () => {
+    const fresh = await startTestRelay({ PUBLIC_URL: svc.url });
+    try {
+      svc.remove(a.url);
+      svc.remove(b.url);
+      svc.add(fresh.url);
+      await svc.waitFor((s) => s.length === 1 && s[0]!.ready, 5000, 'fresh relay ready');
+      const r = await placeCall({
+        baseUrl: svc.url,
+        ...demo,
+        script: { turns: [{ say: 'hello' }], maxCallMs: 20_000 },
+        hooks: { onGreeting: () => svc.sever(fresh.url) },
+      });
+      expect(r.endedBy).toBe('relay');
+      expect(r.closeCode).toBe(1006);
+      expect(r.legs.map((l) => l.end)).toEqual(['abnormal']);
+
+      svc.remove(fresh.url);
+      const refusedBefore = svc.refused;
+      const none = await placeCall({ baseUrl: svc.url, ...demo, script: short });
+      expect(none.stage).toBe('unreachable');
+      expect(svc.refused).toBeGreaterThan(refusedBefore);
+    } finally {
+      await fresh.close();
+    }
+  });
+});
