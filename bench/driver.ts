@@ -155,13 +155,18 @@ export class BenchDriver {
     private readonly meter: Meter,
   ) {}
 
-  static async start(): Promise<BenchDriver> {
+  /** With `tls`, the model serves `wss` (bench/tls.ts) as the real API does. */
+  static async start(tls?: { key: Buffer; cert: Buffer }): Promise<BenchDriver> {
     const meter = new Meter();
     const model = await startSimModel({
       mode: 'loadtest',
       host: '127.0.0.1',
+      ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
       hooks: {
-        onCallerAudio: (bytes) => meter.read(meter.c2m, bytes),
+        // An append may carry several 160-byte frames (MODEL_APPEND_FRAMES): each has its stamp.
+        onCallerAudio: (bytes) => {
+          for (let off = 0; off + 160 <= bytes.length; off += 160) meter.read(meter.c2m, bytes.subarray(off, off + 160));
+        },
         beforeAudioDelta: (bytes) => meter.stampBytes(meter.m2c, bytes),
       },
     });

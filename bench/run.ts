@@ -16,6 +16,7 @@ import { DEMO_NUMBER } from '../src/tenants/tenant.js';
 import { BENCH_ACCOUNT_SID, BENCH_AUTH_TOKEN, BENCH_TOKEN_VAR } from './bench-tenant.js';
 import { formatProgress, runLoad, type LoadResult } from '../loadtest/node-driver.js';
 import { BenchDriver, type DriverResult } from './driver.js';
+import { makeBenchTls, type BenchTls } from './tls.js';
 import { gcMemoryUsage, watchInspectorUrl, type GcMemory } from './inspector-heap.js';
 import { fmt, formatTable, linearFit, ratio, svgLinePlot } from './stats.js';
 
@@ -43,6 +44,10 @@ export interface BenchOptions {
   /** Run Switchboard with --cpu-prof at this level (profiles land in outDir/prof). */
   cpuProfLevel: number | undefined;
   quiet: boolean;
+  /** Extra environment for the Switchboard children only (`--sb-env K=V,K=V`): A/B of a setting. */
+  sbEnv: Record<string, string>;
+  /** The model leg over TLS: the sim model serves `wss` with a CA made at run time (bench/tls.ts). */
+  tls: boolean;
 }
 
 export interface RunResult {
@@ -66,6 +71,8 @@ export interface RunResult {
    */
   otherCpuPercent: { core0: number; core1: number } | null;
   loadAvg1m: number;
+  /** Model sessions the relay opened over TLS during this run (0 unless `--tls`). */
+  modelTlsUpgrades: number;
 }
 
 export interface BenchReport {
@@ -122,6 +129,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'no-pin': { type: 'boolean', default: false },
       'cpu-prof': { type: 'string' },
       quiet: { type: 'boolean', default: false },
+      tls: { type: 'boolean', default: false },
+      'sb-env': { type: 'string' },
     },
     strict: true,
   });
@@ -146,6 +155,17 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     pin: values['no-pin'] !== true,
     cpuProfLevel: values['cpu-prof'] !== undefined ? num(values['cpu-prof'], 'cpu-prof', 1) : undefined,
     quiet: values.quiet === true,
+    tls: values.tls === true,
+    sbEnv: Object.fromEntries(
+      (values['sb-env'] ?? '')
+        .split(',')
+        .filter((kv) => kv !== '')
+        .map((kv) => {
+          const i = kv.indexOf('=');
+          if (i <= 0) throw new Error(`--sb-env wants KEY=VALUE[,KEY=VALUE], got ${kv}`);
+          return [kv.slice(0, i), kv.slice(i + 1)];
+        }),
+    ),
   };
 }
 
@@ -188,12 +208,28 @@ interface RelayProcess {
   inspectorUrl: string | null;
 }
 
+/** Every relay runs as a plain `node` process on compiled JS (buildRelays), as the image runs it. */
+const RELAYS_DIST = join(ROOT, 'dist', 'bench-relays');
 const SCRIPTS: Record<RelayKind, string> = {
-  switchboard: 'src/main.ts',
-  'switchboard-metrics-off': 'src/main.ts',
-  baseline: 'bench/baseline-relay.ts',
-  floor: 'bench/floor-relay.ts',
+  switchboard: join(RELAYS_DIST, 'src/main.js'),
+  'switchboard-metrics-off': join(RELAYS_DIST, 'src/main.js'),
+  baseline: join(RELAYS_DIST, 'bench/baseline-relay.js'),
+  floor: join(RELAYS_DIST, 'bench/floor-relay.js'),
 };
+
+/** Compile the relays (bench/tsconfig.relays.json, incremental) so no child carries tsx's loader. */
+function buildRelays(log: (s: string) => void): void {
+  const t0 = performance.now();
+  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'bench/tsconfig.relays.json')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 300_000,
+  });
+  log(`relays compiled to ${RELAYS_DIST} in ${fmt((performance.now() - t0) / 1000, 1)} s`);
+}
+
+/** Set by runBench with `--tls`: the model's key pair and the CA the relays are told to trust. */
+let benchTls: BenchTls | undefined;
 
 async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOptions, pinned: boolean, level: number | string): Promise<RelayProcess> {
   const port = await freePort();
@@ -201,7 +237,7 @@ async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOpti
   const script = SCRIPTS[kind];
   // The inspector only listens (loopback, kernel-chosen port) until run.ts asks for one GC'd reading
   // after each window: no domain is enabled, so nothing is profiled or paused meanwhile.
-  const nodeArgs = ['--inspect=127.0.0.1:0', '--import', 'tsx'];
+  const nodeArgs = ['--inspect=127.0.0.1:0'];
   if (kind === 'switchboard' && o.cpuProfLevel === level) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(o.outDir, 'prof'));
   const cmd = pinned ? 'taskset' : process.execPath;
   const args = pinned ? ['-c', '0', process.execPath, ...nodeArgs, script] : [...nodeArgs, script];
@@ -221,6 +257,9 @@ async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOpti
     MEDIA_CONNECT_PER_MINUTE: '0',
     TENANTS_FILE: join(ROOT, 'bench', 'tenants.yaml'),
     [BENCH_TOKEN_VAR]: BENCH_AUTH_TOKEN,
+    // The normal Node way to trust a private CA: read once at startup by every TLS client.
+    ...(benchTls ? { NODE_EXTRA_CA_CERTS: benchTls.caPath } : {}),
+    ...(kind === 'switchboard' || kind === 'switchboard-metrics-off' ? o.sbEnv : {}),
   };
   // The sample logs to stdout: keep its console.log calls, send them to /dev/null. stderr goes to a
   // file through this process, which reads the inspector URL from it on the way.
@@ -338,7 +377,7 @@ async function readHeap(r: RelayProcess, metricsText: string): Promise<{ heapMB:
 // --- one run ----------------------------------------------------------------------------------------
 
 async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<RunResult> {
-  const driver = await BenchDriver.start();
+  const driver = await BenchDriver.start(benchTls);
   let relay: RelayProcess | undefined;
   try {
     relay = await startRelayProcess(kind, `${driver.model.url}`, o, pinned, level);
@@ -420,6 +459,7 @@ async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: b
       switchboardDropped: dropped,
       otherCpuPercent,
       loadAvg1m: loadavg()[0] ?? 0,
+      modelTlsUpgrades: driver.model.tlsUpgrades,
     };
   } finally {
     if (relay) await stopRelayProcess(relay);
@@ -581,7 +621,7 @@ export function plots(runs: readonly RunResult[], base: string): Array<{ path: s
  * relay's CPU over the whole run, its peak RSS, and a GC'd heap reading while the most calls were up.
  */
 async function runLoadScenario(scenario: string, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<LoadRun> {
-  const driver = await BenchDriver.start();
+  const driver = await BenchDriver.start(benchTls);
   let relay: RelayProcess | undefined;
   try {
     relay = await startRelayProcess('switchboard', driver.model.url, o, pinned, `load-${scenario}`);
@@ -646,6 +686,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (!pinned) note += !o.pin ? '--no-pin given' : !taskset ? 'taskset missing' : 'fewer than 2 cores';
   if (pinned) execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
   log(`switchboard bench: levels ${o.levels.join(',')}, window ${o.seconds} s, ramp ${o.rampPerSec} calls/s; ${note}`);
+  buildRelays(log);
+  benchTls = o.tls ? makeBenchTls(join(o.outDir, 'tls')) : undefined;
+  log(o.tls ? `model leg: wss (CA ${benchTls?.caPath ?? '?'} via NODE_EXTRA_CA_CERTS)` : 'model leg: ws (loopback, no TLS)');
 
   const startedAt = new Date().toISOString();
   const kinds: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];

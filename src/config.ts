@@ -157,6 +157,8 @@ const Env = z.object({
   TWILIO_MAX_BACKPRESSURE_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
   /** Upstream `ws` bufferedAmount past which caller audio is dropped (oldest first) instead of queued. */
   MODEL_MAX_BUFFERED_BYTES: int(256 * 1024, 16 * 1024, 64 * 1024 * 1024),
+  /** Caller frames (20 ms each) per append to the model: fewer messages, up to (N-1) × 20 ms later. */
+  MODEL_APPEND_FRAMES: int(1, 1, 3),
   /** Largest accepted Twilio media-socket message. Twilio's media frames are ~300 bytes. */
   TWILIO_MAX_MESSAGE_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
@@ -243,6 +245,7 @@ export interface Config {
   frameMetrics: boolean;
   twilioMaxBackpressureBytes: number;
   modelMaxBufferedBytes: number;
+  modelAppendFrames: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;
   usageFlushSeconds: number;
@@ -372,6 +375,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     frameMetrics: e.FRAME_METRICS,
     twilioMaxBackpressureBytes: e.TWILIO_MAX_BACKPRESSURE_BYTES,
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
+    modelAppendFrames: e.MODEL_APPEND_FRAMES,
     twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,
     callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
     usageFlushSeconds: e.USAGE_FLUSH_SECONDS,

@@ -5,6 +5,7 @@
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
+import { AppendBatcher } from './append-batcher.js';
 import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
 import {
   APPEND_PREFIX,
@@ -96,6 +97,8 @@ export interface BridgeLimits {
   startTimeoutMs?: number;
   /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
   modelStallMs?: number;
+  /** Caller frames per `input_audio_buffer.append` (append-batcher.ts; 1/absent = one per frame). */
+  modelAppendFrames?: number;
 }
 
 /** Why the pod turns an authorised call away (over capacity, draining). */
@@ -180,6 +183,7 @@ export class CallBridge {
   private reconnects = 0;
   private transcriptionFailures = 0;
   private appendSeq = 0;
+  private readonly appends: AppendBatcher;
   private modelCongested = false;
   private readonly history = new ConversationHistory(HISTORY_TURNS);
   private readonly stall: StallWatch | undefined;
@@ -209,6 +213,7 @@ export class CallBridge {
     private readonly onEnded: (bridge: CallBridge) => void,
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
+    this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
     this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes);
     this.tools = new ToolDispatch({
       tools: deps.tools,
@@ -278,7 +283,7 @@ export class CallBridge {
         this.stall?.sample(payload, t0);
       }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
-      model.send(APPEND_PREFIX + payload + '"}');
+      this.appends.push(payload, model);
       const now = this.deps.clock.mono();
       this.turnMetrics.appended(payload, now);
       this.c2m?.observe((now - t0) / 1000);
@@ -303,6 +308,7 @@ export class CallBridge {
         return;
       case 'dtmf':
         if (this.state.kind === 'live' && this.model) {
+          this.appends.flush(this.model); // the key follows what the caller said before it
           this.model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
           this.responses.request();
         }
@@ -310,6 +316,7 @@ export class CallBridge {
       case 'stop':
         if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
         if (this.migrating) return this.moveOut('stream stopped by the call update');
+        if (this.model) this.appends.flush(this.model);
         this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
         return;
     }
@@ -846,6 +853,7 @@ export class CallBridge {
     this.sessionConfigured = false;
     this.modelCongested = false;
     this.appendSeq = 0;
+    this.appends.clear(); // held for the lost session, which never heard the frames before them either
     // Nothing of the old session may be named in the new one: its items, responses, truncations.
     this.responses.reset();
     this.playout.newSession();

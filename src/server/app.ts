@@ -318,6 +318,7 @@ function bridgeLimits(config: Readonly<Config>): BridgeLimits {
   return {
     twilioMaxBackpressureBytes: config.twilioMaxBackpressureBytes,
     modelMaxBufferedBytes: config.modelMaxBufferedBytes,
+    modelAppendFrames: config.modelAppendFrames,
     twilioMaxMessageBytes: config.twilioMaxMessageBytes,
     callerAudioRingFrames: config.callerAudioRingFrames,
     maxCallMs: config.maxCallSeconds * 1000,

@@ -4,7 +4,8 @@
  * first frames carry the reply text. This file is the server (endpoints, API keys, upgrade faults,
  * the tests' waiters); one session is sim-connection.ts; what to say lives in sim-model-script.ts.
  */
-import { STATUS_CODES, createServer, type IncomingMessage, type Server } from 'node:http';
+import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
@@ -17,9 +18,11 @@ export type { SimMode } from './sim-model-script.js';
 export type { SimModelOptions, SimSession } from './sim-options.js';
 
 export interface SimModel {
-  /** ws://127.0.0.1:PORT/v1/realtime */
+  /** ws://127.0.0.1:PORT/v1/realtime (wss:// with `tls`) */
   readonly url: string;
   readonly port: number;
+  /** Upgrades that arrived over TLS (proves a client spoke wss, not ws). */
+  readonly tlsUpgrades: number;
   /** Sessions in arrival order; beyond 1000, the oldest closed ones are forgotten (long load runs). */
   readonly sessions: readonly SimSession[];
   /** Resolves when a session satisfying `pred` exists (bounded by timeoutMs, rejects after). */
@@ -60,15 +63,17 @@ class SimModelServer implements SimModel, SimConnectionHost {
   private idCounter = 0;
   private closing = false;
   port = 0;
+  tlsUpgrades = 0;
 
   constructor(o: SimModelOptions) {
     this.opts = o;
     this.mode = o.mode ?? 'realistic';
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
-    this.server = createServer((_req, res) => {
+    const notUpgrade = (_req: IncomingMessage, res: ServerResponse): void => {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' });
       res.end('WebSocket upgrade required\n');
-    });
+    };
+    this.server = o.tls ? createTlsServer({ key: o.tls.key, cert: o.tls.cert }, notUpgrade) : createServer(notUpgrade);
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -77,7 +82,7 @@ class SimModelServer implements SimModel, SimConnectionHost {
   }
 
   get url(): string {
-    return `ws://127.0.0.1:${this.port}/v1/realtime`;
+    return `${this.opts.tls ? 'wss' : 'ws'}://127.0.0.1:${this.port}/v1/realtime`;
   }
 
   get sessions(): readonly SimSession[] {
@@ -122,6 +127,7 @@ class SimModelServer implements SimModel, SimConnectionHost {
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', () => undefined);
+    if ((req.socket as { encrypted?: boolean }).encrypted === true) this.tlsUpgrades++;
     const faults = this.opts.faults;
     if (this.closing) return void socket.destroy();
     if (faults?.acceptButNeverUpgrade) return;

@@ -14,6 +14,8 @@ export interface SimModelOptions {
   /** When set, upgrades whose `Authorization: Bearer` / `api-key` (header or query) differ get HTTP 401. */
   apiKey?: string;
   log?: Logger;
+  /** Serve `wss` with this key and certificate (PEM), as the real API does; plain `ws` when unset. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
   /**
    * Speak each reply in bursts: `audioMs` of audio at the mode's pace, then nothing for `pauseMs`,
    * until the item is done. The real model stalls like this mid-item; with a pause longer than the

@@ -10,21 +10,23 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BenchReport } from '../../bench/run.js';
 
+/** `bench/run.ts` with these arguments as its own process, to its exit. */
+async function benchProcess(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  return { code, stdout, stderr };
+}
+
 describe('npm run bench --quick --floor', () => {
   const out = mkdtempSync(join(tmpdir(), 'bench-test-'));
   afterAll(() => rmSync(out, { recursive: true, force: true }));
 
   it('runs the floor and both relays at a small level and writes JSON and SVGs', async () => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'bench/run.ts', '--quick', '--levels', '4', '--seconds', '3', '--settle', '1', '--no-pin', '--floor', '--out', out],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    const { code, stdout, stderr } = await benchProcess(['--quick', '--levels', '4', '--seconds', '3', '--settle', '1', '--no-pin', '--floor', '--out', out]);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     expect(stdout).toContain('== 4 concurrent calls ==');
@@ -45,6 +47,7 @@ describe('npm run bench --quick --floor', () => {
       expect(r.heapMB).toBeGreaterThan(1);
       expect(r.heapSource).toBe('gc');
       expect(r.gcMemory?.heapUsed).toBe(Math.round((r.heapMB ?? 0) * 2 ** 20));
+      expect(r.modelTlsUpgrades).toBe(0);
     }
     expect(stdout).toContain('harness floor p99');
     const floor = report.runs[0]!;
@@ -56,5 +59,23 @@ describe('npm run bench --quick --floor', () => {
     expect(report.summary.perRelay.map((p) => p.relay)).toEqual(['floor', 'switchboard', 'baseline']);
     expect(report.files.svg).toHaveLength(4);
     for (const f of report.files.svg) expect(readFileSync(f, 'utf8')).toMatch(/^<svg /);
-  }, 60_000);
+  }, 240_000);
+
+  it('--tls: every relay, a compiled node process, reaches the model over wss trusting the run-time CA', async () => {
+    const { code, stdout, stderr } = await benchProcess(['--tls', '--levels', '2', '--seconds', '4', '--settle', '1', '--no-pin', '--out', out]);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/model leg: wss \(CA \S+ca\.pem via NODE_EXTRA_CA_CERTS\)/);
+    const report = JSON.parse(readFileSync(/JSON: (\S+)/.exec(stdout)![1]!, 'utf8')) as BenchReport;
+    expect(report.options.tls).toBe(true);
+    expect(report.runs.map((r) => r.relay)).toEqual(['switchboard', 'baseline']);
+    for (const r of report.runs) {
+      // One model session per call, each upgraded on a TLS socket: the relay spoke wss, not ws.
+      expect(r.modelTlsUpgrades).toBeGreaterThanOrEqual(2);
+      expect(r.driver.callsHeld).toBe(2);
+      expect(r.driver.callerToModel.received).toBe(r.driver.callerToModel.sent);
+      expect(r.driver.modelToCaller.latencyMs.count).toBeGreaterThan(0);
+    }
+    expect(stdout).toContain('relays compiled to');
+  }, 240_000);
 });

@@ -232,6 +232,20 @@ describe('CallBridge', () => {
     expect(h.model.sent[4]).toEqual({ type: 'input_audio_buffer.append', audio: payload(160, 3) });
   });
 
+  it('MODEL_APPEND_FRAMES=2: one append per two caller frames, and a DTMF key flushes the held frame ahead of it', async () => {
+    const h = harness({ modelAppendFrames: 2 });
+    await live(h);
+    const before = h.model.sent.length;
+    for (let i = 1; i <= 3; i++) h.bridge.onTwilioMessage(mediaMsg(i * 20, payload(160, i)), false);
+    const appends = () => h.model.sent.slice(before).filter((e) => e['type'] === 'input_audio_buffer.append');
+    expect(appends()).toHaveLength(1);
+    expect(Buffer.from(appends()[0]!['audio'] as string, 'base64').equals(Buffer.concat([Buffer.alloc(160, 1), Buffer.alloc(160, 2)]))).toBe(true);
+    h.bridge.onTwilioMessage(Buffer.from(`{"event":"dtmf","streamSid":"${STREAM}","sequenceNumber":"99","dtmf":{"track":"inbound_track","digit":"5"}}`), false);
+    const after = h.model.sent.slice(before).map((e) => e['type']);
+    expect(after.slice(0, 3)).toEqual(['input_audio_buffer.append', 'input_audio_buffer.append', 'conversation.item.create']);
+    expect(Buffer.from(appends()[1]!['audio'] as string, 'base64').equals(Buffer.alloc(160, 3))).toBe(true);
+  });
+
   it('refuses a model that did not accept μ-law (forwarding 24 kHz PCM would be static)', async () => {
     const h = harness();
     h.bridge.onTwilioMessage(startMsg(), false);

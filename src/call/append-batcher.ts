@@ -1,0 +1,60 @@
+/**
+ * Caller audio toward the model in appends of N Twilio frames: one `input_audio_buffer.append` per
+ * N × 20 ms instead of one per frame (the API takes any length; 20 ms is Twilio's framing). Base64
+ * payloads cannot be concatenated as text (each 160-byte frame ends in `==` padding), so frames are
+ * decoded into one buffer owned by the call and re-encoded once per append: no per-frame allocation.
+ */
+import { APPEND_PREFIX } from '../model/client-events.js';
+
+/** Twilio's frame: 20 ms of 8 kHz μ-law. */
+const FRAME_BYTES = 160;
+
+/** Where appends go: the model socket. */
+export interface AppendSink {
+  send(data: string): void;
+}
+
+export class AppendBatcher {
+  private readonly buf: Buffer;
+  private len = 0;
+  private frames = 0;
+
+  /** `framesPerAppend` 1 sends every frame as it comes (no buffer at all). */
+  constructor(readonly framesPerAppend: number) {
+    this.buf = Buffer.allocUnsafe(framesPerAppend > 1 ? framesPerAppend * FRAME_BYTES * 2 : 0);
+  }
+
+  /** Frames held back, not yet sent. */
+  get pending(): number {
+    return this.frames;
+  }
+
+  /** One caller frame (base64 μ-law): sent at once with N = 1, else held until N are, then sent as one append. */
+  push(payload: string, out: AppendSink): void {
+    if (this.framesPerAppend <= 1) return out.send(APPEND_PREFIX + payload + '"}');
+    // Decoded size is at most 3/4 of the base64 length. What would not fit goes out first; an
+    // oversized frame (not Twilio's 160 bytes) then goes alone.
+    const max = (payload.length * 3) >>> 2;
+    if (this.len + max > this.buf.length) {
+      this.flush(out);
+      if (max > this.buf.length) return out.send(APPEND_PREFIX + payload + '"}');
+    }
+    this.len += this.buf.write(payload, this.len, 'base64');
+    if (++this.frames >= this.framesPerAppend) this.flush(out);
+  }
+
+  /** Send what is held as one append (nothing when empty): before any event that must follow the audio. */
+  flush(out: AppendSink): void {
+    if (this.len === 0) return;
+    const ev = APPEND_PREFIX + this.buf.toString('base64', 0, this.len) + '"}';
+    this.len = 0;
+    this.frames = 0;
+    out.send(ev);
+  }
+
+  /** Forget what is held (the session it was meant for is gone). */
+  clear(): void {
+    this.len = 0;
+    this.frames = 0;
+  }
+}

@@ -1,0 +1,61 @@
+/** Caller audio in appends of N frames: bytes in order, nothing lost or doubled, flushed on demand. */
+import { describe, expect, it } from 'vitest';
+import { AppendBatcher } from '../../src/call/append-batcher.js';
+
+const frame = (fill: number, bytes = 160): string => Buffer.alloc(bytes, fill).toString('base64');
+const audioOf = (ev: string): Buffer => Buffer.from((JSON.parse(ev) as { audio: string }).audio, 'base64');
+
+function sink(): { sent: string[]; send(s: string): void } {
+  const sent: string[] = [];
+  return { sent, send: (s) => void sent.push(s) };
+}
+
+describe('AppendBatcher', () => {
+  it('N = 1 sends each frame as it comes, its base64 untouched', () => {
+    const out = sink();
+    const b = new AppendBatcher(1);
+    b.push(frame(1), out);
+    expect(out.sent).toEqual([`{"type":"input_audio_buffer.append","audio":"${frame(1)}"}`]);
+  });
+
+  it('N = 2 sends one append per two frames, the decoded bytes in order (base64 re-encoded, no inner padding)', () => {
+    const out = sink();
+    const b = new AppendBatcher(2);
+    b.push(frame(1), out);
+    expect(out.sent).toHaveLength(0);
+    expect(b.pending).toBe(1);
+    b.push(frame(2), out);
+    expect(out.sent).toHaveLength(1);
+    const audio = audioOf(out.sent[0]!);
+    expect(audio.equals(Buffer.concat([Buffer.alloc(160, 1), Buffer.alloc(160, 2)]))).toBe(true);
+    expect((JSON.parse(out.sent[0]!) as { audio: string }).audio).not.toMatch(/=[^=]/);
+    b.push(frame(3), out);
+    b.push(frame(4), out);
+    b.push(frame(5), out);
+    expect(out.sent.map((e) => [...new Set(audioOf(e))])).toEqual([[1, 2], [3, 4]]);
+    expect(b.pending).toBe(1);
+  });
+
+  it('flush sends what is held at once (and nothing when empty); clear forgets it', () => {
+    const out = sink();
+    const b = new AppendBatcher(3);
+    b.flush(out);
+    expect(out.sent).toHaveLength(0);
+    b.push(frame(7), out);
+    b.flush(out);
+    expect(audioOf(out.sent[0]!).equals(Buffer.alloc(160, 7))).toBe(true);
+    b.push(frame(8), out);
+    b.clear();
+    b.flush(out);
+    expect(out.sent).toHaveLength(1);
+  });
+
+  it('an oversized frame flushes what is held, then goes alone, order kept', () => {
+    const out = sink();
+    const b = new AppendBatcher(2);
+    b.push(frame(1), out);
+    b.push(frame(2, 2000), out);
+    expect(out.sent.map((e) => audioOf(e).length)).toEqual([160, 2000]);
+    expect(audioOf(out.sent[1]!)[0]).toBe(2);
+  });
+});
