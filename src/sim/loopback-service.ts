@@ -2,7 +2,8 @@
  * A Kubernetes Service on loopback: a TCP proxy on 127.0.0.1 that hands each new connection to one
  * of several relays whose `GET /readyz` answers 200, polled every `pollMs` (endpoints follow
  * readiness). A relay that answers anything else, or does not answer, gets no new connections;
- * connections already proxied to it stay up until either side closes them, as with kube-proxy.
+ * connections already proxied to it stay up until either side closes them, as with kube-proxy. A
+ * connect it refuses (killed, not yet polled) is retried on another ready relay, as an ingress would.
  * Relays behind it share one PUBLIC_URL, the service's URL, so signatures and stream URLs are the
  * ones Twilio would use. Used by the rolling-restart load scenario and multi-relay tests.
  */
@@ -100,21 +101,45 @@ export async function startLoopbackService(opts: LoopbackServiceOptions = {}): P
     for (const b of backends.values()) if (!b.removed) void poll(b);
   }, pollMs);
 
-  function pick(): Backend | undefined {
-    const ready = [...backends.values()].filter((b) => b.ready && !b.removed);
+  function pick(skip: ReadonlySet<Backend>): Backend | undefined {
+    const ready = [...backends.values()].filter((b) => b.ready && !b.removed && !skip.has(b));
     if (ready.length === 0) return undefined;
     next = (next + 1) % ready.length;
     return ready[next];
   }
 
-  const server: Server = createServer((client) => {
-    const b = pick();
+  /**
+   * Hand `client` to a ready backend. A refused or failed connect (a killed relay still in rotation
+   * until the next poll) takes that backend out of rotation and tries the next ready one, as an
+   * ingress does (nginx `proxy_next_upstream error`): nothing was sent upstream yet, so nothing is
+   * lost. The client is read only once the upstream connection is up.
+   */
+  function route(client: Socket, tried: Set<Backend>): void {
+    const b = pick(tried);
     if (!b) {
       refused++;
       client.destroy();
       return;
     }
+    tried.add(b);
     const upstream = connect({ host: b.host, port: b.port });
+    const early = (): void => {
+      upstream.destroy();
+      b.ready = false;
+      if (!client.destroyed) route(client, tried);
+    };
+    upstream.once('error', early);
+    upstream.once('connect', () => {
+      upstream.off('error', early);
+      if (client.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      relay(client, upstream, b);
+    });
+  }
+
+  function relay(client: Socket, upstream: Socket, b: Backend): void {
     const conn: Conn = { client, upstream, lastActivity: Date.now() };
     b.conns.add(conn);
     b.total++;
@@ -139,6 +164,12 @@ export async function startLoopbackService(opts: LoopbackServiceOptions = {}): P
     upstream.on('close', end);
     client.on('error', end);
     upstream.on('error', end);
+  }
+
+  const server: Server = createServer((client) => {
+    // A client gone before its upstream connected: nothing to clean up but the socket.
+    client.on('error', () => client.destroy());
+    route(client, new Set());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

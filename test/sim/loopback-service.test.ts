@@ -1,8 +1,11 @@
 /**
  * The loopback service: a TCP proxy whose endpoints follow the relays' /readyz, as a Kubernetes
  * Service does. Two real relays share its URL as PUBLIC_URL; draining one takes it out of rotation
- * while its live call carries on; a lost node cuts its connections; no ready relay, no connection.
+ * while its live call carries on; a lost node cuts its connections; no ready relay, no connection;
+ * a connect a killed relay refuses (still in rotation until the next poll) goes to another ready one.
  */
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
@@ -97,6 +100,46 @@ describe('loopback service', () => {
       expect(svc.refused).toBeGreaterThan(refusedBefore);
     } finally {
       await fresh.close();
+    }
+  });
+
+  it('retries a connect a killed backend refuses on another ready one, as an ingress does', async () => {
+    // Two plain backends; the service polls rarely, so the killed one is still "ready" when used.
+    const serve = async (name: string): Promise<Server> => {
+      const srv = createServer((req, res) => {
+        req.resume();
+        req.on('end', () => res.end(name));
+      });
+      await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+      return srv;
+    };
+    const [live, dead] = [await serve('live'), await serve('dead')];
+    const url = (srv: Server): string => `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const deadUrl = url(dead);
+    const lb = await startLoopbackService({ pollMs: 60_000 });
+    try {
+      lb.add(url(live));
+      lb.add(deadUrl);
+      await lb.waitFor((s) => s.length === 2 && s.every((x) => x.ready), 5000, 'both backends ready');
+      await new Promise<void>((r) => dead.close(() => r()));
+      // A fresh connection per POST, as Twilio's redirect fetch after a cut stream would make.
+      const post = (): Promise<string> =>
+        new Promise((resolve) => {
+          const req = request(`${lb.url}/twilio/after-stream`, { method: 'POST', agent: false }, (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve(`${res.statusCode} ${body}`));
+          });
+          req.on('error', (err) => resolve(`error ${err.message}`));
+          req.end('CallSid=CA1');
+        });
+      const answers: string[] = [];
+      for (let i = 0; i < 4; i++) answers.push(await post());
+      expect(answers).toEqual(['200 live', '200 live', '200 live', '200 live']);
+      expect(lb.backends().find((x) => x.url === deadUrl)?.ready).toBe(false);
+    } finally {
+      await lb.close();
+      await new Promise<void>((r) => live.close(() => r()));
     }
   });
 });
