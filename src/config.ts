@@ -112,7 +112,7 @@ const Env = z.object({
   MIGRATION_CONCURRENCY_PER_ACCOUNT: int(5, 1, 100),
   /** Attempts per call update (429 waits Retry-After, network errors and 5xx back off); then the call stays and drains. */
   MIGRATION_MAX_ATTEMPTS: int(4, 1, 10),
-  /** How long a call in a tool, goodbye or transfer is waited for before it is left to drain. */
+  /** How long a call in a tool call or an answer is waited for before it is left to drain (a goodbye or transfer is left to finish). */
   MIGRATION_BUSY_WAIT_SECONDS: int(20, 0, 600),
   /** After SIGTERM, wait this long before moving calls, so the load balancer stops sending streams here first. */
   MIGRATION_START_DELAY_MS: int(0, 0, 60_000),

@@ -17,7 +17,7 @@ import { resumeStreamTwiml, type CallControl } from '../twilio/index.js';
  * `switchboard_call_migrations_total{reason="drain",outcome}`: `migrated` (Twilio took the update);
  * the call stayed and drains as in `wait` mode: `refused` (401/403/4xx: credentials or permissions),
  * `rate_limited` (still 429 after the last attempt), `failed` (5xx, timeouts, the store could not
- * hand the call over), `busy` (a tool or transfer outlasted MIGRATION_BUSY_WAIT_SECONDS), `opted_out`
+ * hand the call over), `busy` (a tool call or an answer outlasted MIGRATION_BUSY_WAIT_SECONDS), `opted_out`
  * (tenant `migration: false`), `deadline` (the drain ran out first); `ended` (the call ended by
  * itself, or Twilio said it was over).
  */
