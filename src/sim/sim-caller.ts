@@ -30,6 +30,7 @@ import { errorMessage } from '../errors.js';
 import { REFUSED_HEADER } from '../twilio/twiml.js';
 import type { CallRegistry } from './fake-twilio-api.js';
 import { subscribe } from './frame-ticker.js';
+import { fetchTwiml } from './twiml-fetch.js';
 
 export type { CallScript, CallTurn, CallUpdate, CallerHooks, CallerReport, LegReport, ParsedTwiml };
 
@@ -275,8 +276,7 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
       const at = req.url.startsWith(announced) ? target + req.url.slice(announced.length) : req.url;
       let answer: FetchAnswer;
       try {
-        const res = await fetch(at, { method: req.method, headers: req.headers, ...(req.body !== null ? { body: req.body } : {}) });
-        answer = { status: res.status, body: await res.text() };
+        answer = await fetchTwiml(at, req);
       } catch (err) {
         answer = { status: 0, body: '', error: errorMessage(err) };
       }

@@ -3,7 +3,8 @@
  * the stream cut and follows the after-stream `<Redirect>`; relay B, behind the same loopback service
  * and on the same Redis, finds a call that did not end and answers with a resume `<Connect><Stream>`.
  * The caller's next stream lands on B, which adopts the call and carries on with its context: the
- * earlier turns and the booking re-created, no second greeting, the booking not run again.
+ * earlier turns and the booking re-created, no second greeting, the booking not run again. Also with
+ * A killed while still in the service's rotation: its refused connects go to B, as through an ingress.
  */
 import type { ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
@@ -23,14 +24,11 @@ let a: ChildProcess | undefined;
 let aUrl: string;
 let b: Relay;
 
-beforeAll(async () => {
-  redis = await startRedisServer();
-  // Polled slowly: a /readyz answer slower than 2 polls (a busy test machine) takes a relay out of rotation.
-  svc = await startLoopbackService({ pollMs: 1000 });
-  api = await startFakeTwilioApi({ accounts: { [demo.accountSid]: demo.authToken } });
+/** Relay A: a real process on the shared Redis, behind the service, as killable as a pod. */
+async function startA(): Promise<[ChildProcess, string]> {
   const port = await freePort();
-  aUrl = `http://127.0.0.1:${port}`;
-  a = await startProcessRelay({
+  const url = `http://127.0.0.1:${port}`;
+  const child = await startProcessRelay({
     PORT: String(port),
     HOST: '127.0.0.1',
     PUBLIC_URL: svc.url,
@@ -40,6 +38,15 @@ beforeAll(async () => {
     LOG_LEVEL: 'info',
     ...testTenantEnv(),
   });
+  return [child, url];
+}
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  // Polled slowly: a /readyz answer slower than 2 polls (a busy test machine) takes a relay out of rotation.
+  svc = await startLoopbackService({ pollMs: 1000 });
+  api = await startFakeTwilioApi({ accounts: { [demo.accountSid]: demo.authToken } });
+  [a, aUrl] = await startA();
   b = await startTestRelay({ REDIS_URL: redis.url, PUBLIC_URL: svc.url }, { pod: 'pod-b' });
 }, 40_000);
 afterAll(async () => {
@@ -50,10 +57,10 @@ afterAll(async () => {
   await redis.stop();
 });
 
-async function routeTo(url: string): Promise<void> {
-  for (const r of [aUrl, b.url]) if (r !== url) svc.remove(r);
-  svc.add(url);
-  await svc.waitFor((x) => x.length === 1 && x[0]!.ready, 8000, `${url} ready`);
+async function routeTo(...urls: string[]): Promise<void> {
+  for (const r of [aUrl, b.url]) if (!urls.includes(r)) svc.remove(r);
+  for (const u of urls) svc.add(u);
+  await svc.waitFor((x) => x.length === urls.length && x.every((r) => r.ready), 8000, `${urls.join(', ')} ready`);
 }
 
 describe('a call whose pod dies', () => {
@@ -106,5 +113,37 @@ describe('a call whose pod dies', () => {
     expect(metricValue(m, 'switchboard_tool_call_seconds_count', { tool: 'book_appointment' })).toBe(0);
     expect(metricValue(m, 'switchboard_call_migrations_total', { reason: 'crash', outcome: 'resumed' })).toBe(1);
     expect(metricValue(m, 'switchboard_migration_gap_seconds_count', { reason: 'crash' })).toBe(1);
+  }, 60_000);
+
+  it('resumes when the dead pod is still in the service\'s rotation (killed between two readiness polls)', async () => {
+    // A fresh A: the first test killed it. The call starts on A; then B joins the rotation and A dies
+    // without leaving it, so the redirect or the resume stream may be sent to A's closed port until
+    // the next poll, which an ingress answers by trying the next ready pod.
+    [a, aUrl] = await startA();
+    await routeTo(aUrl);
+    const callSid = randomSid('CA');
+    let killed: Promise<void> | undefined;
+    const report = await placeCall({
+      baseUrl: svc.url,
+      ...demo,
+      callSid,
+      twilioApi: api,
+      script: { turns: [{ say: 'Hello, my kitchen sink is leaking' }, { say: 'Thanks, what happens next?' }], hangupAfterMs: 300, maxCallMs: 40_000, replyTimeoutMs: 8000 },
+      hooks: {
+        onTurn: (i) => {
+          if (i === 0) killed = routeTo(aUrl, b.url).then(() => killProcess(a!));
+        },
+      },
+    });
+    await killed;
+    expect(report.errors).toEqual([]);
+    // What the redirect answered when it did not resume the call (a failed fetch, an apology).
+    expect(report.afterStream).toBeUndefined();
+    expect(report.legs.map((l) => [l.via, l.end])).toEqual([
+      ['webhook', 'abnormal'],
+      ['redirect', 'caller-hangup'],
+    ]);
+    expect(report.turns[1]?.heard).toBe('You said: Thanks, what happens next. Anything else?');
+    expect(await b.store.getCall(callSid)).toMatchObject({ outcome: 'caller_hung_up', pod: 'pod-b' });
   }, 60_000);
 });
