@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
-import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
+import { placeCall, randomSid, type CallReport } from '../../src/sim/sim-caller.js';
 import { demo, metricValue, scrape, startTestRelay, TEST_SECRET, testTenantEnv } from '../helpers/relay.js';
 import { killProcess, startProcessRelay } from '../helpers/process-relay.js';
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
@@ -63,30 +63,34 @@ async function routeTo(...urls: string[]): Promise<void> {
   await svc.waitFor((x) => x.length === urls.length && x.every((r) => r.ready), 8000, `${urls.join(', ')} ready`);
 }
 
+/**
+ * A call through the service that starts on A; after turn `killAfterTurn` the service routes to
+ * `routeAfter` and A is SIGKILLed. Resolves once the call is over and A is gone.
+ */
+async function callKillingA(callSid: string, says: string[], killAfterTurn: number, routeAfter: string[]): Promise<CallReport> {
+  await routeTo(aUrl);
+  let killed: Promise<void> | undefined;
+  const report = await placeCall({
+    baseUrl: svc.url,
+    ...demo,
+    callSid,
+    twilioApi: api,
+    script: { turns: says.map((say) => ({ say })), hangupAfterMs: 300, maxCallMs: 40_000, replyTimeoutMs: 8000 },
+    hooks: {
+      onTurn: (i) => {
+        if (i === killAfterTurn) killed = routeTo(...routeAfter).then(() => killProcess(a!));
+      },
+    },
+  });
+  await killed;
+  return report;
+}
+
 describe('a call whose pod dies', () => {
   it('resumes on a ready pod through the after-stream redirect, with its context', async () => {
     const callSid = randomSid('CA');
-    await routeTo(aUrl);
-    let killed: Promise<void> | undefined;
-    const report = await placeCall({
-      baseUrl: svc.url,
-      ...demo,
-      callSid,
-      twilioApi: api,
-      script: {
-        turns: [{ say: 'Hello, my kitchen sink is leaking' }, { say: 'Please book me in for 2030-01-07T09:00' }, { say: 'Thanks, what happens next?' }],
-        hangupAfterMs: 300,
-        maxCallMs: 40_000,
-        replyTimeoutMs: 8000,
-      },
-      hooks: {
-        onTurn: (i) => {
-          // After the booking's answer: B takes new connections, A dies (no drain, no end, no goodbye).
-          if (i === 1) killed = routeTo(b.url).then(() => killProcess(a!));
-        },
-      },
-    });
-    await killed;
+    // After the booking's answer: B takes new connections, A dies (no drain, no end, no goodbye).
+    const report = await callKillingA(callSid, ['Hello, my kitchen sink is leaking', 'Please book me in for 2030-01-07T09:00', 'Thanks, what happens next?'], 1, [b.url]);
     expect(report.errors).toEqual([]);
     expect(report.legs.map((l) => [l.via, l.end])).toEqual([
       ['webhook', 'abnormal'],
@@ -120,22 +124,8 @@ describe('a call whose pod dies', () => {
     // without leaving it, so the redirect or the resume stream may be sent to A's closed port until
     // the next poll, which an ingress answers by trying the next ready pod.
     [a, aUrl] = await startA();
-    await routeTo(aUrl);
     const callSid = randomSid('CA');
-    let killed: Promise<void> | undefined;
-    const report = await placeCall({
-      baseUrl: svc.url,
-      ...demo,
-      callSid,
-      twilioApi: api,
-      script: { turns: [{ say: 'Hello, my kitchen sink is leaking' }, { say: 'Thanks, what happens next?' }], hangupAfterMs: 300, maxCallMs: 40_000, replyTimeoutMs: 8000 },
-      hooks: {
-        onTurn: (i) => {
-          if (i === 0) killed = routeTo(aUrl, b.url).then(() => killProcess(a!));
-        },
-      },
-    });
-    await killed;
+    const report = await callKillingA(callSid, ['Hello, my kitchen sink is leaking', 'Thanks, what happens next?'], 0, [aUrl, b.url]);
     expect(report.errors).toEqual([]);
     // What the redirect answered when it did not resume the call (a failed fetch, an apology).
     expect(report.afterStream).toBeUndefined();
