@@ -83,6 +83,16 @@ describe('npm run check', { timeout: 120_000 }, () => {
     ]);
   });
 
+  it('names what a webhook tool lacks: its secret reference, an https URL', async () => {
+    const f = file('hook.yaml', tenant(`    webhookTools:\n      - {name: crm_lookup, description: Look up a customer, url: not-a-url}\n`));
+    const r = await check(['--no-secrets', f]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `switchboard: invalid tenants: ${f}:7:9: tenants[0].webhookTools.0.secret: must be a secret reference: { env: NAME } or { file: PATH }`,
+      `switchboard: invalid tenants: ${f}:7:66: tenants[0].webhookTools.0.url: must be an https URL`,
+    ]);
+  });
+
   it('requires the secrets unless --no-secrets, which still checks their references', async () => {
     const hook = `    webhookTools:\n      - {name: crm_lookup, description: Look up a customer, url: 'https://crm.example/hook', secret: {env: CRM_HOOK_SECRET}}\n`;
     const f = file('secrets.yaml', tenant(hook));
