@@ -139,9 +139,15 @@ describe('npm run check', { timeout: 120_000 }, () => {
     expect(r.stderr.trim().split('\n')).toEqual([
       `switchboard: invalid tenants: ${f}:5:73: tenant acme: twilio.authToken: environment variable ACME_TOKEN is not set`,
       `switchboard: invalid tenants: ${f}:7:102: tenant acme: webhookTools.crm_lookup.secret: environment variable CRM_HOOK_SECRET is not set`,
-      `switchboard: invalid tenants: ${f}:11:73: tenant bolt: twilio.authToken: cannot read secret file /nonexistent/bolt-token`,
+      `switchboard: invalid tenants: ${f}:11:73: tenant bolt: twilio.authToken: cannot read secret file /nonexistent/bolt-token: no such file`,
       `switchboard: invalid tenants: ${f}:12:25: tenants[1].maxConcurrentCalls: must be a number, but it is quoted text: write 5 without quotes`,
     ]);
+  });
+
+  it('says why a tenants file cannot be read', async () => {
+    const r = await check([join(dir, 'missing.yaml')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(`switchboard: invalid tenants: TENANTS_FILE: cannot read ${join(dir, 'missing.yaml')}: no such file`);
   });
 
   it('checks the sample tenants file without its secrets, and answers --help', async () => {
