@@ -79,7 +79,8 @@ function main(argv: readonly string[]): number {
       allowPositionals: true,
     }));
   } catch (err) {
-    console.error(`switchboard check: ${errorMessage(err)} (see --help)`);
+    // Node adds advice on positionals after '--' that makes no sense behind `npm run check --`: drop it.
+    console.error(`switchboard check: ${errorMessage(err).replace(/\. To specify a positional argument[\s\S]*$/, '')} (see --help)`);
     return 1;
   }
   if (values.help) {

@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import { functionCallOutput, type ModelEvent, type RealtimeSocket } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { maskNumbersInJson } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, SPAN, traceparentOf, type RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, SPAN, traceBindings, traceparentOf, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallEffect, ToolRunner } from '../tools/index.js';
 
@@ -118,8 +118,9 @@ export class ToolDispatch {
         ? 'webhook'
         : 'unknown';
     const span = childSpan(SPAN.tool, call.parentSpan, { [ATTR.tool]: toolLabel });
-    // The call logger already carries trace_id/span_id: bind the tool span under its own key.
-    const toolLog = call.log.child({ tool: ev.name, callId: ev.callId, tool_span_id: span.spanContext().spanId });
+    // The call logger already carries trace_id/span_id: bind the tool span under its own key (none when tracing is off).
+    const toolSpanId = traceBindings(span)['span_id'];
+    const toolLog = call.log.child({ tool: ev.name, callId: ev.callId, ...(toolSpanId ? { tool_span_id: toolSpanId } : {}) });
     const traceparent = traceparentOf(span);
     const owner = rt;
     void deps.tools

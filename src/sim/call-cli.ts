@@ -286,8 +286,8 @@ export function urlHint(r: CallReport, o: CliOptions): string | undefined {
 
 const fmtMs = (v: number | null): string => (v === null ? '-' : `${v < 1 ? v.toFixed(3) : v.toFixed(1)} ms`);
 
-/** A quoted line of what the caller heard; `…` where a barge-in cut it off. */
-const quoted = (text: string, cut: boolean): string => (text ? `"${text}${cut ? '…' : ''}"` : cut ? '(cut off before a word)' : '(nothing)');
+/** A quoted line of what the caller heard; `…` where a barge-in cut it off (one, if the words already end in it). */
+const quoted = (text: string, cut: boolean): string => (text ? `"${text}${cut && !text.endsWith('…') ? '…' : ''}"` : cut ? '(cut off before a word)' : '(nothing)');
 
 export function formatHeader(callSid: string, o: CliOptions): string {
   return `Call ${callSid} to ${o.to} via ${o.url} (script ${o.script})`;

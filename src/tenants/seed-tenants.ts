@@ -3,7 +3,7 @@
  * Validation only; opening the stores and seeding them is the composition root's (server/open-tenants.ts).
  */
 import { readFileSync } from 'node:fs';
-import { errorMessage, SwitchboardError } from '../errors.js';
+import { errorMessage, fileErrorReason, SwitchboardError } from '../errors.js';
 import { webhookUrlProblem } from '../ssrf.js';
 import { formatTenantsProblems, readTenantsDocument, resolveSecret } from './tenant-registry.js';
 import { DEMO_TENANT, refusedWithRealModel, SecretRef, TenantSchema, type TenantConfig } from './tenant.js';
@@ -51,8 +51,8 @@ export function checkSeedTenants(tenantsFile: string | undefined, env: NodeJS.Pr
   let text: string;
   try {
     text = readFileSync(tenantsFile, 'utf8');
-  } catch {
-    return { tenants: [], problems: [`TENANTS_FILE: cannot read ${tenantsFile}`] };
+  } catch (err) {
+    return { tenants: [], problems: [`TENANTS_FILE: cannot read ${tenantsFile}: ${fileErrorReason(err)}`] };
   }
   const doc = readTenantsDocument(text, tenantsFile);
   const problems = [...doc.problems];

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { isScalar, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
-import { SwitchboardError } from '../errors.js';
+import { fileErrorReason, SwitchboardError } from '../errors.js';
 import { TenantSchema, type SecretRef, type Tenant, type TenantConfig } from './tenant.js';
 
 export interface TenantDirectory {
@@ -25,7 +25,7 @@ export function resolveSecret(ref: SecretRef, env: NodeJS.ProcessEnv, where: str
   try {
     return readFileSync(ref.file, 'utf8').trim();
   } catch (err) {
-    throw new SwitchboardError('config_invalid', `${where}: cannot read secret file ${ref.file}`, false, { cause: err });
+    throw new SwitchboardError('config_invalid', `${where}: cannot read secret file ${ref.file}: ${fileErrorReason(err)}`, false, { cause: err });
   }
 }
 

@@ -13,7 +13,7 @@ export const SecretRef = z.union([
   z.object({ file: z.string().min(1) }),
   /** Only for the embedded demo tenant and tests; rejected by the admin API. */
   z.object({ value: z.string().min(1) }),
-]);
+], { error: 'must be a secret reference: { env: NAME } or { file: PATH }' });
 export type SecretRef = z.infer<typeof SecretRef>;
 
 const Slot = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/, { message: 'must be local time YYYY-MM-DDTHH:MM' });

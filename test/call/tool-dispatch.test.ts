@@ -3,7 +3,7 @@ import { systemClock } from '../../src/clock.js';
 import { decidingEffect, ToolDispatch } from '../../src/call/tool-dispatch.js';
 import type { RealtimeSocket } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
-import { silentLogger } from '../../src/telemetry/logger.js';
+import { createLogger, silentLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
 import { toolOk, type ToolResult } from '../../src/tools/index.js';
@@ -61,6 +61,25 @@ describe('ToolDispatch', () => {
     expect(h.sent).toEqual([]);
     expect(d.takeEffects()).toEqual([]);
     expect(d.responseDone('r1')).toBe(false);
+  });
+
+  it('logs the tool line without a tool span id when tracing is off (no all-zero id)', async () => {
+    const out: string[] = [];
+    const log = createLogger({ destination: { write: (s: string) => void out.push(s) } });
+    const d = new ToolDispatch({
+      tools: { definitions: () => [], run: () => Promise.resolve(toolOk({})) },
+      metrics: createMetrics({ defaultMetrics: false }),
+      store: new MemoryCallStore(() => Date.now()),
+      clock: systemClock,
+      background: (p) => void p.catch(() => {}),
+      session: () => ({ send: () => {} }) as unknown as RealtimeSocket,
+      followUp: () => {},
+    });
+    d.dispatch({ type: 'function_call', responseId: 'r1', callId: 'c1', name: 'end_call', arguments: '{}' }, { callSid: 'CA1', tenant, log, signal: new AbortController().signal, parentSpan: undefined });
+    for (let i = 0; i < 5 && out.length === 0; i++) await flush();
+    const line = JSON.parse(out.find((l) => l.includes('"tool call"'))!) as Record<string, unknown>;
+    expect(line).toMatchObject({ msg: 'tool call', tool: 'end_call', callId: 'c1', outcome: 'ok' });
+    expect(line).not.toHaveProperty('tool_span_id');
   });
 
   it('a transfer decides over an end_call in either order', () => {

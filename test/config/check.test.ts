@@ -83,6 +83,16 @@ describe('npm run check', { timeout: 120_000 }, () => {
     ]);
   });
 
+  it('names what a webhook tool lacks: its secret reference, an https URL', async () => {
+    const f = file('hook.yaml', tenant(`    webhookTools:\n      - {name: crm_lookup, description: Look up a customer, url: not-a-url}\n`));
+    const r = await check(['--no-secrets', f]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `switchboard: invalid tenants: ${f}:7:9: tenants[0].webhookTools.0.secret: must be a secret reference: { env: NAME } or { file: PATH }`,
+      `switchboard: invalid tenants: ${f}:7:66: tenants[0].webhookTools.0.url: must be an https URL`,
+    ]);
+  });
+
   it('requires the secrets unless --no-secrets, which still checks their references', async () => {
     const hook = `    webhookTools:\n      - {name: crm_lookup, description: Look up a customer, url: 'https://crm.example/hook', secret: {env: CRM_HOOK_SECRET}}\n`;
     const f = file('secrets.yaml', tenant(hook));
@@ -129,9 +139,15 @@ describe('npm run check', { timeout: 120_000 }, () => {
     expect(r.stderr.trim().split('\n')).toEqual([
       `switchboard: invalid tenants: ${f}:5:73: tenant acme: twilio.authToken: environment variable ACME_TOKEN is not set`,
       `switchboard: invalid tenants: ${f}:7:102: tenant acme: webhookTools.crm_lookup.secret: environment variable CRM_HOOK_SECRET is not set`,
-      `switchboard: invalid tenants: ${f}:11:73: tenant bolt: twilio.authToken: cannot read secret file /nonexistent/bolt-token`,
+      `switchboard: invalid tenants: ${f}:11:73: tenant bolt: twilio.authToken: cannot read secret file /nonexistent/bolt-token: no such file`,
       `switchboard: invalid tenants: ${f}:12:25: tenants[1].maxConcurrentCalls: must be a number, but it is quoted text: write 5 without quotes`,
     ]);
+  });
+
+  it('says why a tenants file cannot be read', async () => {
+    const r = await check([join(dir, 'missing.yaml')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(`switchboard: invalid tenants: TENANTS_FILE: cannot read ${join(dir, 'missing.yaml')}: no such file`);
   });
 
   it('checks the sample tenants file without its secrets, and answers --help', async () => {
@@ -144,6 +160,7 @@ describe('npm run check', { timeout: 120_000 }, () => {
     expect(help.stdout).toMatch(/^usage: npm run check/);
     const unknown = await check(['--bogus']);
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toMatch(/^switchboard check: .*--bogus.*\(see --help\)\n$/);
+    // Not node's advice about positionals after '--', which reads as nonsense behind `npm run check --`.
+    expect(unknown.stderr).toBe("switchboard check: Unknown option '--bogus' (see --help)\n");
   });
 });

@@ -162,6 +162,10 @@ describe('call logs', () => {
     const traceId = callLines.find((l) => l.msg === 'call ended')?.['trace_id'];
     expect(traceId).toMatch(/^[0-9a-f]{32}$/);
     for (const l of callLines) expect(l, l.msg).toMatchObject({ callSid, trace_id: traceId });
+    // The tool line also names its own span.
+    const toolSpan = exporter.getFinishedSpans().find((s) => s.name === SPAN.tool && s.spanContext().traceId === traceId);
+    expect(toolSpan).toBeDefined();
+    expect(callLines.find((l) => l.msg === 'tool call')?.['tool_span_id']).toBe(toolSpan!.spanContext().spanId);
     // Each refused stream got its own call span, hence its own trace.
     const others = lines().filter((l) => l.msg === 'call ended' && l['streamSid'] !== report.streamSid);
     expect(others.every((l) => typeof l['trace_id'] === 'string' && l['trace_id'] !== traceId)).toBe(true);

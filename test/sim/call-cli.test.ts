@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
-import { callOutcome, exitCode, verdictLine } from '../../src/sim/call-cli.js';
+import { callOutcome, exitCode, formatTurn, verdictLine } from '../../src/sim/call-cli.js';
 import { emptyReport } from '../../loadtest/lib/caller-core.js';
 import type { CallReport } from '../../src/sim/sim-caller.js';
 import { startTestRelay } from '../helpers/relay.js';
@@ -99,6 +99,13 @@ describe('npm run call', () => {
     expect(load.code).toBe(0);
     expect(load.out).toMatch(/^npm run load -- --scenario NAME/);
     expect(load.out).toContain('smoke');
+  });
+
+  it('marks a cut reply with one … even when the words themselves end in one', () => {
+    const turn = (heard: string): CallReport['turns'][number] => ({ said: 'Hi', heard, turnLatencyMs: 1000, bargeIn: false, clearReceived: false, playedMsAtClear: null });
+    expect(formatTurn(0, turn('Tool quote_price answered: {"maxPrice":…'), true)[2]).toBe('    heard:   "Tool quote_price answered: {"maxPrice":…"');
+    expect(formatTurn(0, turn('Our prices start at'), true)[2]).toBe('    heard:   "Our prices start at…"');
+    expect(formatTurn(0, turn('Goodbye.'), false)[2]).toBe('    heard:   "Goodbye."');
   });
 
   it('says a call the relay refused on purpose was refused, and why, with its own exit code', () => {
