@@ -163,11 +163,14 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
       hmacSha1Base64,
       ...(o.publicUrl !== undefined ? { publicUrl: o.publicUrl } : {}),
     });
-    let res: Response;
+    let res: { status: number; ok: boolean; refused: string | undefined };
     let body: string;
     try {
-      res = await fetch(hook.url, { method: 'POST', headers: hook.headers, body: hook.body, ...(o.signal ? { signal: o.signal } : {}) });
-      body = await res.text();
+      // On a connection of its own, as Twilio's webhooks arrive through an ingress (see twiml-fetch.ts).
+      const answer = await fetchTwiml(hook.url, { method: 'POST', headers: hook.headers, body: hook.body, ...(o.signal ? { signal: o.signal } : {}) });
+      const refused = answer.headers[REFUSED_HEADER.toLowerCase()];
+      res = { status: answer.status, ok: answer.status >= 200 && answer.status < 300, refused: Array.isArray(refused) ? refused[0] : refused };
+      body = answer.body;
     } catch (err) {
       const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
       return base('unreachable', { errors: [`cannot reach ${hook.url}: ${errorMessage(err)}${cause}`] });
@@ -182,7 +185,7 @@ export async function placeCall(o: PlaceCallOptions): Promise<CallReport> {
       return base('rejected', { webhookStatus: res.status, errors: [errorMessage(err)] });
     }
     if (twiml.kind === 'other') {
-      const refused = res.headers.get(REFUSED_HEADER);
+      const refused = res.refused;
       return base('not-connected', { webhookStatus: res.status, twiml, spoken: describeVerbs(twiml.verbs), ...(refused ? { refused } : {}) });
     }
     const spokenBefore = describeVerbs(twiml.before);
