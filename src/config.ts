@@ -1,6 +1,7 @@
 /**
  * The only reader of process.env: every variable of README's Configuration table parsed once with zod, derived
  * defaults filled in, and the result frozen. Everything else receives `Config` or a slice of it.
+ * Over 400 lines because it is the one place that reads the environment: one schema entry per variable.
  */
 import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';

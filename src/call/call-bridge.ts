@@ -1,6 +1,9 @@
 /**
  * One call: the Twilio media socket on one side, the realtime model socket on the other. Owns the
  * per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected (server/ owns uWS).
+ * Over 400 lines, knowingly and for now: playout, tool dispatch and turn timing are out
+ * (twilio-playout.ts, tool-dispatch.ts, turn-metrics.ts), but the model session (connect, configure,
+ * reconnect, renew, resume) and the per-state data still live here; they are the next cut.
  */
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';

@@ -1,7 +1,8 @@
 /**
  * The one model socket: endpoint selection per provider, a bounded connect with retry and backoff,
  * and a small RealtimeSocket over `ws`. What is said on it (session.update, events) is left to
- * client-events.ts and the call bridge.
+ * client-events.ts and the call bridge. A little over 400 lines: the connect, its retry budget and
+ * the socket's backpressure are one lifecycle, clearer read together than split.
  */
 import WebSocket from 'ws';
 import type { ClientRequest, IncomingMessage } from 'node:http';

@@ -1,7 +1,8 @@
 /**
  * `npm run call`: one simulated phone call through a running relay, printed for a human (or as JSON),
  * with the relay's own per-frame and turn latency for the call read from /metrics before and after.
- * The call itself is placeCall (sim-caller.ts); the relay is whatever listens at --url.
+ * The call itself is placeCall (sim-caller.ts); the relay is whatever listens at --url. Over 400
+ * lines because it is mostly wording: every line a person reads, and each exit code, in one place.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
