@@ -1,22 +1,17 @@
 /**
- * One call: the Twilio media socket on one side, the realtime model socket on the other. Owns the
- * per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected (server/ owns uWS).
- * Over 400 lines, knowingly and for now: playout, tool dispatch and turn timing are out
- * (twilio-playout.ts, tool-dispatch.ts, turn-metrics.ts), but the model session (connect, configure,
- * reconnect, renew, resume) and the per-state data still live here; they are the next cut.
+ * One call: the Twilio media socket on one side, the model session (model-session.ts) on the other.
+ * Owns the per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected
+ * (server/ owns uWS). Over 400 lines, knowingly and for now: playout, tool dispatch, turn timing and
+ * the model session are out, but the migration hooks and the call's teardown still live here; they
+ * are the next cut.
  */
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
 import { AppendBatcher } from './append-batcher.js';
-import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
+import { CloseCode, errorMessage } from '../errors.js';
 import {
   APPEND_PREFIX,
-  assistantText,
   classifyFailedResponse,
-  classifyModelError,
-  isSessionCapClose,
-  KEEPALIVE_CLOSE,
   modelErrorLabel,
   INTERRUPT_RESPONSE,
   parseModelEvent,
@@ -26,37 +21,27 @@ import {
   userText,
   type ModelEvent,
   type RealtimeSocket,
-  type SessionShape,
 } from '../model/index.js';
-import type { CallStore } from '../store/index.js';
 import { maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type DropReason, type RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type DropReason } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
-import type { CallUsageMeter, UsageMeterFactory } from '../usage/index.js';
-import type { ToolRunner } from '../tools/index.js';
+import type { CallUsageMeter } from '../usage/index.js';
 import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
+import type { Authorisation, BridgeDeps, StartInfo } from './bridge-deps.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
-import { resumeItems, seedHistory, type ResumeContext } from './resume.js';
+import { seedHistory, type ResumeContext } from './resume.js';
 import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
+import { ModelSession, type Replayed } from './model-session.js';
 import { ResponseSequencer } from './response-sequencer.js';
-import { StallWatch } from './stall-watch.js';
 import { migrationReadiness, type MigratableCall, type MigrationReadiness } from './migration.js';
 import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
 import { decidingEffect, ToolDispatch } from './tool-dispatch.js';
 import { TurnMetrics } from './turn-metrics.js';
 
 export type { TwilioSocket } from './twilio-playout.js';
-
-export interface StartInfo {
-  streamSid: string;
-  callSid: string;
-  accountSid: string;
-  customParameters: Readonly<Record<string, string>>;
-  /** This leg's call span (W3C traceparent): stored with the call so a later leg links to it. */
-  traceparent?: string;
-}
+export type { AdmissionRefusal, Authorisation, BridgeDeps, BridgeLimits, ModelConnector, StartInfo } from './bridge-deps.js';
 
 /**
  * `from` (masked by the voice webhook) and `to` from the stream's parameters, for the call record.
@@ -71,76 +56,9 @@ function callParties(p: Readonly<Record<string, string>>, tenant: Tenant): { fro
   };
 }
 
-export type Authorisation =
-  /** `resume`: a moved call this pod adopted (resume.ts): re-create its conversation, do not greet. */
-  | { ok: true; tenant: Tenant; resume?: ResumeContext }
-  | { ok: false; code: CloseCode; reason: string; outcome: CallOutcome };
-
-export interface ModelConnector {
-  readonly provider: 'openai' | 'azure' | 'sim';
-  readonly shape: SessionShape;
-  /** The caller-transcript model (on Azure a deployment name); null: none; absent: the protocol default. */
-  readonly transcriptionModel?: string | null;
-  connect(signal: AbortSignal, log: Logger): Promise<RealtimeSocket>;
-}
-
-export interface BridgeLimits {
-  twilioMaxBackpressureBytes: number;
-  modelMaxBufferedBytes: number;
-  twilioMaxMessageBytes: number;
-  callerAudioRingFrames: number;
-  maxCallMs: number;
-  modelConnectTimeoutMs: number;
-  frameMetrics: boolean;
-  /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
-  windDownMs: number;
-  /** Re-open the model session at the first pause after this long, before the API's 60-minute cap (0/absent = off). */
-  modelSessionRenewMs?: number;
-  /** From the socket's open to an authorised `start`; past it the socket closes with 4007. 0/absent = none. */
-  startTimeoutMs?: number;
-  /** The stall rule (stall-watch.ts): caller talking this long, model silent since: re-open (0/absent = off). */
-  modelStallMs?: number;
-  /** Caller frames per `input_audio_buffer.append` (append-batcher.ts; 1/absent = one per frame). */
-  modelAppendFrames?: number;
-}
-
-/** Why the pod turns an authorised call away (over capacity, draining). */
-export interface AdmissionRefusal {
-  code: CloseCode;
-  reason: string;
-  outcome: CallOutcome;
-}
-
-export interface BridgeDeps {
-  listeners?: readonly CallLifecycleListener[];
-  clock: Clock;
-  store: CallStore;
-  tools: ToolRunner;
-  metrics: RelayMetrics;
-  log: Logger;
-  model: ModelConnector;
-  authorise(start: StartInfo, upgradeSignature: string | undefined): Promise<Authorisation>;
-  /**
-   * Called once a start is authorised, before the call counts: only authorised calls take pod
-   * capacity. A refusal closes the socket with its code; absent = always admitted.
-   */
-  admit?(): AdmissionRefusal | undefined;
-  limits: BridgeLimits;
-  pod: string;
-  /** Usage metering (tokens, seconds, cost) per authorised call. */
-  usage?: UsageMeterFactory;
-}
-
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
 const MAX_INVALID_MESSAGES = 20;
 
-/** Model sessions re-opened per call after a drop or session expiry (docs/wire-formats.md §8). */
-const MAX_RECONNECTS = 1;
-/**
- * Planned session renewals per call (and sessions ended by the cap): a separate budget from drops,
- * so a call that survived a drop still outlives the cap. 8 covers MAX_CALL_SECONDS' 4-hour ceiling.
- */
-const MAX_RENEWALS = 8;
 /** The greeting's instructions start so (the tenant's greeting follows). */
 const GREETING_PREFIX = 'Greet the caller with exactly: ';
 /** What the assistant is asked to say when the call reaches MAX_CALL_SECONDS. */
@@ -160,15 +78,13 @@ const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 
 export class CallBridge {
   state: CallState = { kind: 'awaiting-start' };
   tenant: Tenant | undefined;
-  private model: RealtimeSocket | undefined;
-  private readonly connectAbort = new AbortController();
+  /** Aborted when the call ends: a model connect or a tool in flight gives up. */
+  private readonly callAbort = new AbortController();
+  private readonly session: ModelSession;
   private readonly ring: AudioRing;
   private readonly playout: TwilioPlayout;
   /** One model response at a time: the relay's own response.create requests wait their turn. */
-  private readonly responses = new ResponseSequencer((text) => {
-    this.model?.send(text);
-    this.stall?.expectEvent();
-  }, 'sb_response_');
+  private readonly responses = new ResponseSequencer((text) => this.session.ask(text), 'sb_response_');
   /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
   private readonly responseInstructions = new Map<string, string | undefined>();
   private failedResponses = 0;
@@ -178,28 +94,20 @@ export class CallBridge {
   private counted = false;
   private authorised = false;
   private startedAt = 0;
-  private sessionConfigured = false;
   private readonly cancelTimers: (() => void)[] = [];
   private log: Logger;
   private readonly turnMetrics = new TurnMetrics();
   private usage: CallUsageMeter | undefined;
-  private reconnects = 0;
   private transcriptionFailures = 0;
   private appendSeq = 0;
   private readonly appends: AppendBatcher;
   private modelCongested = false;
   private readonly history = new ConversationHistory(HISTORY_TURNS);
-  private readonly stall: StallWatch | undefined;
-  private renewals = 0;
-  private renewDue = false;
-  private cancelRenewal: (() => void) | undefined;
   /** speech_started seen, speech_stopped not yet; then the answer server VAD owes us. */
   private callerSpeaking = false;
   private answerOwed = false;
   /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
   private greeted = false;
-  /** [resume] A moved call adopted by this pod; `live` once its first session replayed the conversation. */
-  private resume: { ctx: ResumeContext; live: boolean } | undefined;
   /** The response that says the time-limit goodbye, once created. */
   private goodbyeResponseId: string | undefined;
   private callSpan: Span | undefined;
@@ -224,11 +132,27 @@ export class CallBridge {
       store: deps.store,
       clock: deps.clock,
       background: (p, what) => this.background(p, what),
-      session: () => this.model,
+      session: () => this.session.socket,
       followUp: () => this.onToolsAnswered(),
     });
+    this.session = new ModelSession(
+      { connector: deps.model, clock: deps.clock, metrics: deps.metrics, limits: deps.limits, history: this.history, signal: this.callAbort.signal, timing: this.turnMetrics },
+      {
+        state: () => this.state.kind,
+        log: () => this.log,
+        span: () => this.callSpan,
+        configure: () => this.sessionConfig(),
+        message: (data) => this.onModelMessage(data),
+        ready: (model, replayed) => this.goLive(model, replayed),
+        lost: () => this.sessionLost(),
+        closedWhileEnding: () => {
+          if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
+        },
+        atPause: () => this.responses.idle && !this.callerSpeaking && !this.answerOwed && !this.tools.running && !this.playout.unplayed,
+        failed: (reason, outcome) => this.fail(CloseCode.modelUnavailable, reason, outcome),
+      },
+    );
     this.log = deps.log;
-    this.cancelTimers.push(() => this.cancelRenewal?.());
     const startMs = deps.limits.startTimeoutMs ?? 0;
     if (startMs > 0) {
       this.cancelTimers.push(
@@ -239,8 +163,6 @@ export class CallBridge {
         }),
       );
     }
-    const stallMs = deps.limits.modelStallMs ?? 0;
-    if (stallMs > 0) this.stall = new StallWatch(stallMs, deps.clock, () => this.onModelStalled());
     if (deps.limits.frameMetrics) {
       this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
       this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
@@ -278,12 +200,12 @@ export class CallBridge {
     this.playout.streamTs = ts;
     const s = this.state;
     if (relaysCallerAudio(s)) {
-      const model = this.model!;
+      const model = s.model;
       // ws's bufferedAmount walks the socket's stream state (3.5 % of relay CPU when read per frame
       // at 200 calls); every 8th frame bounds the overshoot past the cap to 8 frames (~2 KiB).
       if ((this.appendSeq++ & 7) === 0) {
         this.modelCongested = model.bufferedAmount > this.deps.limits.modelMaxBufferedBytes;
-        this.stall?.sample(payload, t0);
+        this.session.sample(payload, t0);
       }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
       this.appends.push(payload, model);
@@ -307,19 +229,20 @@ export class CallBridge {
       case 'mark':
         if (this.playout.echoed(m.name)) this.stats.marksEchoed++;
         this.maybeFinishWindDown();
-        this.maybeRenew();
+        this.session.maybeRenew();
         return;
       case 'dtmf':
-        if (this.state.kind === 'live' && this.model) {
-          this.appends.flush(this.model); // the key follows what the caller said before it
-          this.model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
+        if (this.state.kind === 'live') {
+          const model = this.state.model;
+          this.appends.flush(model); // the key follows what the caller said before it
+          model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
           this.responses.request();
         }
         return;
       case 'stop':
         if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
         if (this.migrating) return this.moveOut('stream stopped by the call update');
-        if (this.model) this.appends.flush(this.model);
+        if (this.session.socket) this.appends.flush(this.session.socket);
         this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
         return;
     }
@@ -378,7 +301,7 @@ export class CallBridge {
     this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.tools.calls });
     if (a.resume) {
       // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
-      this.resume = { ctx: a.resume, live: false };
+      this.session.adopt(a.resume);
       const rec = a.resume.record;
       this.parties = { ...(rec.to !== undefined ? { to: rec.to } : {}), ...(rec.fromMasked !== undefined ? { fromMasked: rec.fromMasked } : {}) };
       seedHistory(this.history, a.resume.record);
@@ -387,7 +310,7 @@ export class CallBridge {
       linkSpan(this.callSpan, rec.traceparent);
       this.log = this.log.child({ resumed: m.reason, from: m.from });
       this.log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: a.resume.record.transcript.length, tools: a.resume.record.tools.length }, 'moved call adopted: resuming');
-      return void this.connectModel();
+      return void this.session.open();
     }
     this.parties = callParties(start.customParameters, a.tenant);
     this.background(
@@ -403,7 +326,7 @@ export class CallBridge {
       }),
       'store.startCall',
     );
-    void this.connectModel();
+    void this.session.open();
   }
 
   /** Twilio's socket drained: marks uWS dropped after their audio went out are sent again. */
@@ -441,67 +364,21 @@ export class CallBridge {
   // ---------------------------------------------------------------------------------------------
   // model
 
-  private async connectModel(resume = false): Promise<void> {
-    const t0 = this.deps.clock.mono();
-    const provider = this.deps.model.provider;
-    const span = childSpan(SPAN.connect, this.callSpan, { [ATTR.provider]: provider });
-    let sock: RealtimeSocket;
-    try {
-      sock = await this.deps.model.connect(this.connectAbort.signal, this.log);
-    } catch (err) {
-      endSpan(span, errorMessage(err));
-      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((this.deps.clock.mono() - t0) / 1000);
-      if (this.state.kind === 'ended') return;
-      const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
-      this.log.warn({ code, err: errorMessage(err), resume }, 'model unreachable; caller gets the fallback');
-      return this.fail(CloseCode.modelUnavailable, 'model unavailable', resume ? 'model_failed' : 'model_unavailable');
-    }
-    if (this.state.kind === 'ended') {
-      endSpan(span, 'call ended while connecting');
-      sock.close(1000, 'call ended');
-      return;
-    }
-    this.model = sock;
-    // Events of a socket we have moved on from (reconnect) are ignored.
-    sock.onMessage((data) => {
-      if (this.model === sock) this.onModelMessage(data);
-    });
-    sock.onClose((code, reason) => {
-      if (this.model === sock) this.onModelClose(code, reason);
-    });
+  /** The session.update every model session of this call is configured with (the tenant's voice, tools, language). */
+  private sessionConfig(): string {
     const tenant = this.tenant!;
-    sock.send(
-      sessionUpdate({
-        shape: this.deps.model.shape,
-        instructions: tenant.model.instructions,
-        voice: tenant.model.voice,
-        tools: this.deps.tools.definitions(tenant),
-        language: tenant.model.language,
-        ...(this.deps.model.transcriptionModel !== undefined ? { transcriptionModel: this.deps.model.transcriptionModel } : {}),
-      }),
-    );
-    const cancel = this.deps.clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
-      if (this.sessionConfigured || this.state.kind === 'ended') return;
-      endSpan(span, 'session.update not confirmed');
-      this.deps.metrics.upstreamConnect.labels(provider, 'failed').observe((this.deps.clock.mono() - t0) / 1000);
-      this.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
-      this.fail(CloseCode.modelUnavailable, 'model session not configured', resume ? 'model_failed' : 'model_unavailable');
+    return sessionUpdate({
+      shape: this.deps.model.shape,
+      instructions: tenant.model.instructions,
+      voice: tenant.model.voice,
+      tools: this.deps.tools.definitions(tenant),
+      language: tenant.model.language,
+      ...(this.deps.model.transcriptionModel !== undefined ? { transcriptionModel: this.deps.model.transcriptionModel } : {}),
     });
-    this.cancelTimers.push(cancel);
-    this.cancelTimers.push(() => span.end());
-    this.onSessionConfigured = () => {
-      cancel();
-      span.end();
-      this.turnMetrics.connectMs ??= Math.round(this.deps.clock.mono() - t0);
-      this.deps.metrics.upstreamConnect.labels(provider, 'ok').observe((this.deps.clock.mono() - t0) / 1000);
-    };
   }
-
-  private onSessionConfigured: (() => void) | undefined;
 
   private onModelMessage(data: Buffer): void {
     const t0 = this.deps.clock.mono();
-    this.stall?.modelEvent();
     const ev = parseModelEvent(data);
     if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
     this.onModelControl(ev);
@@ -527,22 +404,13 @@ export class CallBridge {
       case 'session.created':
         return;
       case 'session.updated':
-        if (this.sessionConfigured) return;
-        if (!ev.audioFormatOk) {
-          // A rejected or partial session.update leaves 24 kHz PCM: forwarding it would be static.
-          this.log.error({ code: 'model_protocol' }, 'model did not accept μ-law audio');
-          return this.fail(CloseCode.modelUnavailable, 'model audio format not μ-law', 'model_failed');
-        }
-        this.sessionConfigured = true;
-        this.onSessionConfigured?.();
-        return this.goLive();
+        return this.session.configure(ev.audioFormatOk);
       case 'speech_started':
-        this.stall?.turn(true);
+        this.session.callerTurn(true);
         this.callerSpeaking = true;
         return this.onCallerSpeech();
       case 'speech_stopped':
-        this.stall?.turn(false);
-        this.stall?.expectEvent();
+        this.session.callerTurn(false);
         this.callerSpeaking = false;
         this.answerOwed = true;
         endSpan(this.turnSpan);
@@ -586,28 +454,11 @@ export class CallBridge {
     }
   }
 
-  private goLive(): void {
-    const resume = this.state.kind === 'reconnecting' || this.resume !== undefined;
-    if ((this.state.kind !== 'connecting' && this.state.kind !== 'reconnecting') || !this.model) return;
-    this.move({ type: 'model-ready' });
-    const model = this.model;
-    this.armRenewal();
-    const moved = this.resume;
-    if (moved && !moved.live) {
-      // [resume] The first session of a moved call: the stored conversation, tool calls included.
-      moved.live = true;
-      const items = resumeItems(moved.ctx.record, this.deps.model.shape);
-      for (const item of items) model.send(item);
-      this.noteResumed(moved.ctx);
-      this.log.info({ replayed: items.length }, 'moved call resumed with its conversation');
-    } else if (resume) {
-      // A new session knows nothing: replay the conversation as text, then carry on.
-      const history = this.history.all;
-      for (const h of history) model.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, this.deps.model.shape));
-      this.log.info({ replayed: history.length }, 'model session re-opened with the conversation so far');
-    } else {
-      this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
-    }
+  /** A model session is configured and knows the conversation: the call is live (again). */
+  private goLive(model: RealtimeSocket, replayed: Replayed): void {
+    this.move({ type: 'model-ready', model });
+    if (replayed === 'moved') this.noteResumed(this.session.adopted!);
+    else if (replayed === 'nothing') this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     // Audio that arrived while we connected goes first, in order.
     this.turnMetrics.restartStream();
     const now = this.deps.clock.mono();
@@ -615,13 +466,31 @@ export class CallBridge {
       model.send(APPEND_PREFIX + payload + '"}');
       this.turnMetrics.appended(payload, now);
     });
-    if (!resume || !(this.greeted || this.history.all.some((h) => h.role === 'assistant'))) {
+    if (replayed === 'nothing' || !(this.greeted || this.history.all.some((h) => h.role === 'assistant'))) {
       // A new call, or a session lost before its greeting was spoken: greet (once it was, never again).
       const greeting = this.tenant!.model.greeting;
       this.responses.request(GREETING_PREFIX + greeting);
     } else if (this.history.lastRole === 'caller') {
       this.responses.request(); // the caller's last words were never answered
     }
+  }
+
+  /** The model session is gone and a new one opening: nothing of the old one may be named in the new one. */
+  private sessionLost(): void {
+    this.move({ type: 'model-lost' });
+    this.callerSpeaking = false;
+    this.answerOwed = false;
+    // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
+    this.modelCongested = false;
+    this.appendSeq = 0;
+    this.appends.clear(); // held for the lost session, which never heard the frames before them either
+    // Its items, responses, truncations.
+    this.responses.reset();
+    this.playout.newSession();
+    this.history.newSession();
+    this.tools.newSession();
+    this.responseInstructions.clear();
+    this.turnMetrics.forgetTurn();
   }
 
   /** [resume] The new leg relays: the move's gap, counted and stored; the call is live here. */
@@ -643,7 +512,7 @@ export class CallBridge {
     this.stats.bargeIns++;
     this.deps.metrics.bargeIns.inc();
     this.turnSpan?.setAttribute(ATTR.bargeIn, true);
-    const model = this.model;
+    const model = this.session.socket;
     for (const t of this.playout.interrupt(active)) {
       model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
       this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
@@ -659,7 +528,7 @@ export class CallBridge {
     const tenant = this.tenant;
     const callSid = this.callSid;
     if (!tenant || !callSid) return;
-    this.tools.dispatch(ev, { callSid, tenant, log: this.log, signal: this.connectAbort.signal, parentSpan: this.turnSpan ?? this.callSpan });
+    this.tools.dispatch(ev, { callSid, tenant, log: this.log, signal: this.callAbort.signal, parentSpan: this.turnSpan ?? this.callSpan });
   }
 
   /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
@@ -707,13 +576,13 @@ export class CallBridge {
       this.windDownResponseSeen = true;
       this.maybeFinishWindDown();
     }
-    this.maybeRenew();
+    this.session.maybeRenew();
   }
 
   /** MAX_CALL_SECONDS: the assistant says a goodbye and the call ends (4014), not the fallback. */
   private onCallTooLong(): void {
     if (this.state.kind === 'ending') return; // already saying goodbye
-    if (this.state.kind !== 'live' || !this.model) return this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long');
+    if (this.state.kind !== 'live') return this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long');
     this.log.info({ maxCallMs: this.deps.limits.maxCallMs }, 'call reached MAX_CALL_SECONDS: saying goodbye');
     this.move({ type: 'wind-down', outcome: 'too_long', closeCode: CloseCode.callTooLong });
     this.windDownResponseSeen = false;
@@ -724,30 +593,6 @@ export class CallBridge {
         if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
       }),
     );
-  }
-
-  /** The session's renewal time: from now, the first pause re-opens it (maybeRenew). */
-  private armRenewal(): void {
-    this.cancelRenewal?.();
-    this.renewDue = false;
-    const ms = this.deps.limits.modelSessionRenewMs ?? 0;
-    if (ms <= 0) return;
-    this.cancelRenewal = this.deps.clock.after(ms, () => {
-      this.cancelRenewal = undefined;
-      this.renewDue = true;
-      this.maybeRenew();
-    });
-  }
-
-  /**
-   * Renew the model session before the API's cap, at a pause: no response active or owed, the caller
-   * not speaking, no tool running, nothing left to play (so nothing of the old session needs a truncate).
-   */
-  private maybeRenew(): void {
-    if (!this.renewDue || this.state.kind !== 'live' || !this.model) return;
-    if (!this.responses.idle || this.callerSpeaking || this.answerOwed || this.tools.running || this.playout.unplayed) return;
-    this.renewDue = false;
-    this.reconnectOrFail('model session renewed before its time cap', 'renewal');
   }
 
   private maybeFinishWindDown(): void {
@@ -794,79 +639,7 @@ export class CallBridge {
       this.log.debug({ code: ev.code, eventId: ev.eventId }, 'response.create rejected; queued behind the active response');
       return;
     }
-    const cause = this.model?.clientEventType?.(ev.eventId);
-    const { class: kind, benign } = classifyModelError(ev.code, cause);
-    this.deps.metrics.modelErrors.labels('error', cause === 'session.update' ? 'session_update_rejected' : modelErrorLabel(ev.code)).inc();
-    const detail = { code: 'model_protocol', modelCode: ev.code, detail: ev.message, eventId: ev.eventId, cause };
-    if (kind === 'ignore') {
-      if (benign) this.log.debug(detail, 'benign model race');
-      else this.log.warn(detail, 'model error');
-      return;
-    }
-    if (kind === 'session') {
-      // The model's session cap (60 min) and the like: carry on in a new session if the call may.
-      this.log.warn(detail, 'model session unusable');
-      return this.reconnectOrFail(`model session ended (${ev.code})`, ev.code === 'session_expired' ? 'renewal' : 'drop');
-    }
-    // Keys, quota, billing, a session.update every session would refuse: fall back now (docs/wire-formats.md §8).
-    this.log.error(detail, 'model cannot serve this call');
-    const outcome: CallOutcome = this.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed';
-    this.fail(CloseCode.modelUnavailable, `model error ${ev.code}`, outcome);
-  }
-
-  /** The stall rule fired: the socket may still answer pings, but the session hears nothing. */
-  private onModelStalled(): void {
-    if (this.state.kind !== 'live' || !this.model) return;
-    this.deps.metrics.modelErrors.labels('socket', 'stalled').inc();
-    this.log.warn({ code: 'model_closed', stallMs: this.stall?.stallMs }, 'model silent while the caller talks');
-    this.reconnectOrFail('model stalled');
-  }
-
-  private onModelClose(code: number, reason: string): void {
-    this.model = undefined;
-    if (this.state.kind === 'ended') return;
-    if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
-    this.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
-    if (this.state.kind === 'ending') return this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
-    // The cap's close (1001) spends the renewal budget, any other loss the drop budget.
-    this.reconnectOrFail('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
-  }
-
-  /**
-   * Open a new model session with the conversation so far. Drops get MAX_RECONNECTS per call, renewals
-   * (planned, or the cap reached) MAX_RENEWALS; past its budget the call ends with the fallback.
-   */
-  private reconnectOrFail(why: string, kind: 'drop' | 'renewal' = 'drop'): void {
-    const old = this.model;
-    this.model = undefined;
-    old?.close(1000, kind === 'renewal' ? 'session renewal' : 'reconnecting');
-    const spent = kind === 'drop' ? this.reconnects >= MAX_RECONNECTS : this.renewals >= MAX_RENEWALS;
-    if (this.state.kind !== 'live' || spent) {
-      return this.fail(CloseCode.modelUnavailable, why, 'model_failed');
-    }
-    if (kind === 'drop') this.reconnects++;
-    else this.renewals++;
-    this.move({ type: 'model-lost' });
-    this.cancelRenewal?.();
-    this.renewDue = false;
-    this.callerSpeaking = false;
-    this.answerOwed = false;
-    this.stall?.reset();
-    // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
-    this.sessionConfigured = false;
-    this.modelCongested = false;
-    this.appendSeq = 0;
-    this.appends.clear(); // held for the lost session, which never heard the frames before them either
-    // Nothing of the old session may be named in the new one: its items, responses, truncations.
-    this.responses.reset();
-    this.playout.newSession();
-    this.history.newSession();
-    this.tools.newSession();
-    this.responseInstructions.clear();
-    this.turnMetrics.forgetTurn();
-    if (kind === 'renewal') this.log.info({ renewals: this.renewals }, `${why}: re-opening the model session`);
-    else this.log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
-    void this.connectModel(true);
+    this.session.error(ev);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1005,11 +778,9 @@ export class CallBridge {
     this.move({ type: 'end', outcome });
     const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
-    this.stall?.reset();
-    this.connectAbort.abort();
+    this.session.end();
+    this.callAbort.abort();
     this.ring.clear();
-    this.model?.close(1000, 'call ended');
-    this.model = undefined;
     if (this.counted) {
       this.deps.metrics.activeCalls.dec();
       this.counted = false;
@@ -1030,7 +801,8 @@ export class CallBridge {
       // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
       outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400, this.deps.pod);
       // [resume] Adopted but never relayed here (model unreachable, hung up in the gap).
-      if (this.resume && !this.resume.live) this.deps.metrics.callMigrations.labels(this.resume.ctx.migration.reason, 'resume_failed').inc();
+      const unresumed = this.session.resumeFailed;
+      if (unresumed) this.deps.metrics.callMigrations.labels(unresumed.migration.reason, 'resume_failed').inc();
       this.background(outcomeStored, 'store.endCall');
       if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     }
@@ -1049,8 +821,8 @@ export class CallBridge {
         durationMs: this.startedAt ? this.deps.clock.now() - this.startedAt : 0,
         ...this.turnMetrics.summary(),
         toolCalls: this.tools.calls,
-        reconnects: this.reconnects,
-        renewals: this.renewals,
+        reconnects: this.session.reconnects,
+        renewals: this.session.renewals,
         transcriptionFailures: this.transcriptionFailures,
         ...this.stats,
         ...(usage ? { usage } : {}),
