@@ -1,9 +1,9 @@
 /**
  * One call: the Twilio media socket on one side, the model session (model-session.ts) on the other.
  * Owns the per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected
- * (server/ owns uWS). Over 400 lines, knowingly and for now: playout, tool dispatch, turn timing and
- * the model session are out, but the migration hooks and the call's teardown still live here; they
- * are the next cut.
+ * (server/ owns uWS). Over 400 lines, knowingly and for now: playout, tool dispatch, turn timing,
+ * the model session and the migration hooks are out, but the call's books and teardown and the
+ * model's control events still live here; they are the next cut.
  */
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
@@ -31,30 +31,18 @@ import { AudioRing } from './audio-ring.js';
 import type { Authorisation, BridgeDeps, StartInfo } from './bridge-deps.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
-import { seedHistory, type ResumeContext } from './resume.js';
+import { seedHistory } from './resume.js';
 import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
 import { ModelSession, type Replayed } from './model-session.js';
 import { ResponseSequencer } from './response-sequencer.js';
-import { migrationReadiness, type MigratableCall, type MigrationReadiness } from './migration.js';
+import { callParties, CallMove } from './call-move.js';
+import type { MigratableCall } from './migration.js';
 import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
 import { decidingEffect, ToolDispatch } from './tool-dispatch.js';
 import { TurnMetrics } from './turn-metrics.js';
 
 export type { TwilioSocket } from './twilio-playout.js';
 export type { AdmissionRefusal, Authorisation, BridgeDeps, BridgeLimits, ModelConnector, StartInfo } from './bridge-deps.js';
-
-/**
- * `from` (masked by the voice webhook) and `to` from the stream's parameters, for the call record.
- * Kept only in the shapes the webhook writes: a masked number, and one of the tenant's own numbers.
- */
-function callParties(p: Readonly<Record<string, string>>, tenant: Tenant): { fromMasked?: string; to?: string } {
-  const from = p['from'];
-  const to = p['to'];
-  return {
-    ...(from !== undefined && /^\+?\*+\d{0,4}$/.test(from) ? { fromMasked: from } : {}),
-    ...(to !== undefined && tenant.phoneNumbers.includes(to) ? { to } : {}),
-  };
-}
 
 /** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
 const MAX_INVALID_MESSAGES = 20;
@@ -81,6 +69,8 @@ export class CallBridge {
   /** Aborted when the call ends: a model connect or a tool in flight gives up. */
   private readonly callAbort = new AbortController();
   private readonly session: ModelSession;
+  /** Drain by migration: the migrator moves the call; this leg then ends without ending it. */
+  private readonly migration: CallMove;
   private readonly ring: AudioRing;
   private readonly playout: TwilioPlayout;
   /** One model response at a time: the relay's own response.create requests wait their turn. */
@@ -150,6 +140,24 @@ export class CallBridge {
         },
         atPause: () => this.responses.idle && !this.callerSpeaking && !this.answerOwed && !this.tools.running && !this.playout.unplayed,
         failed: (reason, outcome) => this.fail(CloseCode.modelUnavailable, reason, outcome),
+      },
+    );
+    this.migration = new CallMove(
+      { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.notify(fn) },
+      {
+        callSid: () => this.callSid,
+        tenant: () => (this.authorised ? this.tenant : undefined),
+        state: () => this.state.kind,
+        facts: () => ({
+          toolsOpen: this.tools.running,
+          effectPending: this.tools.effectPending,
+          restHandOff: this.tools.restHandedOff,
+          // The caller mid-sentence, or owed an answer: what they said is in this session only.
+          responding: !this.responses.idle || this.callerSpeaking || this.answerOwed,
+          unplayed: this.playout.unplayed,
+        }),
+        finish: (outcome, code, reason) => this.finish(outcome, code, reason),
+        log: () => this.log,
       },
     );
     this.log = deps.log;
@@ -241,7 +249,7 @@ export class CallBridge {
         return;
       case 'stop':
         if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
-        if (this.migrating) return this.moveOut('stream stopped by the call update');
+        if (this.migration.leave('stream stopped by the call update')) return;
         if (this.session.socket) this.appends.flush(this.session.socket);
         this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
         return;
@@ -303,7 +311,7 @@ export class CallBridge {
       // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
       this.session.adopt(a.resume);
       const rec = a.resume.record;
-      this.parties = { ...(rec.to !== undefined ? { to: rec.to } : {}), ...(rec.fromMasked !== undefined ? { fromMasked: rec.fromMasked } : {}) };
+      this.migration.adopted(rec);
       seedHistory(this.history, a.resume.record);
       const m = a.resume.migration;
       this.callSpan?.setAttributes({ [ATTR.migrationReason]: m.reason, [ATTR.migrationFrom]: m.from });
@@ -312,13 +320,13 @@ export class CallBridge {
       this.log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: a.resume.record.transcript.length, tools: a.resume.record.tools.length }, 'moved call adopted: resuming');
       return void this.session.open();
     }
-    this.parties = callParties(start.customParameters, a.tenant);
+    this.migration.parties = callParties(start.customParameters, a.tenant);
     this.background(
       this.deps.store.startCall({
         callSid: start.callSid,
         tenantId: a.tenant.id,
         streamSid: start.streamSid,
-        ...this.parties,
+        ...this.migration.parties,
         pod: this.deps.pod,
         startedAt: this.startedAt,
         ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
@@ -347,7 +355,7 @@ export class CallBridge {
   onTwilioClose(code: number): void {
     this.playout.open = false;
     if (this.state.kind === 'ended') return;
-    if (this.migrating) return this.moveOut('media socket closed while moving');
+    if (this.migration.leave('media socket closed while moving')) return;
     this.finish(this.state.kind === 'awaiting-start' ? 'protocol_error' : this.endedByTwilioOutcome(), code, 'media socket closed');
   }
 
@@ -457,7 +465,7 @@ export class CallBridge {
   /** A model session is configured and knows the conversation: the call is live (again). */
   private goLive(model: RealtimeSocket, replayed: Replayed): void {
     this.move({ type: 'model-ready', model });
-    if (replayed === 'moved') this.noteResumed(this.session.adopted!);
+    if (replayed === 'moved') this.migration.resumed(this.session.adopted!, this.callSid!);
     else if (replayed === 'nothing') this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     // Audio that arrived while we connected goes first, in order.
     this.turnMetrics.restartStream();
@@ -491,17 +499,6 @@ export class CallBridge {
     this.tools.newSession();
     this.responseInstructions.clear();
     this.turnMetrics.forgetTurn();
-  }
-
-  /** [resume] The new leg relays: the move's gap, counted and stored; the call is live here. */
-  private noteResumed(ctx: ResumeContext): void {
-    const m = ctx.migration;
-    const gapMs = Math.max(0, this.deps.clock.now() - m.at);
-    this.deps.metrics.callMigrations.labels(m.reason, 'resumed').inc();
-    this.deps.metrics.migrationGap.labels(m.reason).observe(gapMs / 1000);
-    this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
-    this.background(this.deps.store.noteMigrationGap(this.callSid!, gapMs), 'store.noteMigrationGap');
-    this.log.info({ gapMs, reason: m.reason, from: m.from }, 'call moved: relaying on this pod');
   }
 
   /** Barge-in (docs/wire-formats.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
@@ -680,70 +677,9 @@ export class CallBridge {
     }
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // drain by migration (issue 16): the migrator moves the call; this side ends without ending it
-
-  /** The stream's `to` / masked `from`, for the resume TwiML. */
-  private parties: { fromMasked?: string; to?: string } = {};
-  /** The migrator asked Twilio to move the call: the next stop is the move, not a hang-up. */
-  private migrating = false;
-  /** This side ended because the call moved (no outcome, record left live). */
-  private movedOut = false;
-
   /** This call as the migrator sees it; undefined before it is authorised or after it ended. */
   migratable(): MigratableCall | undefined {
-    const callSid = this.callSid;
-    const tenant = this.tenant;
-    if (!this.authorised || !callSid || !tenant || this.state.kind === 'ended') return undefined;
-    return {
-      callSid,
-      tenant,
-      parties: this.parties,
-      migrationReadiness: () => this.migrationReadiness(),
-      beginMigration: () => {
-        this.migrating = true;
-      },
-      cancelMigration: () => this.cancelMigration(),
-    };
-  }
-
-  private migrationReadiness(): MigrationReadiness {
-    return migrationReadiness({
-      state: this.state.kind,
-      toolsOpen: this.tools.running,
-      effectPending: this.tools.effectPending,
-      restHandOff: this.tools.restHandedOff,
-      // The caller mid-sentence, or owed an answer: what they said is in this session only.
-      responding: !this.responses.idle || this.callerSpeaking || this.answerOwed,
-      unplayed: this.playout.unplayed,
-    });
-  }
-
-  /** Twilio stopped the stream of a call being moved: end this side, not the call. */
-  private moveOut(reason: string): void {
-    this.movedOut = true;
-    // The outcome of the ended state is never counted or stored for a moved call.
-    this.finish('drained', CloseCode.normal, reason);
-  }
-
-  /**
-   * The migrator's update did not go through. Still streaming: the call stays here, phase back to
-   * live. Stream already stopped: that stop was the caller hanging up, so the call ends as such.
-   */
-  private cancelMigration(): void {
-    if (!this.migrating) return;
-    this.migrating = false;
-    const callSid = this.callSid;
-    const tenant = this.tenant;
-    if (!callSid || !tenant) return;
-    if (!this.movedOut) {
-      if (this.state.kind === 'live') this.background(this.deps.store.setPhase(callSid, 'live'), 'store.setPhase');
-      return;
-    }
-    this.movedOut = false;
-    this.deps.metrics.callsTotal.labels('caller_hung_up', tenant.id).inc();
-    this.background(this.deps.store.endCall(callSid, 'caller_hung_up', tenant.retentionDays * 86_400), 'store.endCall');
-    this.notify((l) => l.callEnded?.({ callSid, tenant, outcome: 'caller_hung_up' }));
+    return this.migration.migratable();
   }
 
   private notify(fn: (l: CallLifecycleListener) => void): void {
@@ -785,17 +721,14 @@ export class CallBridge {
       this.deps.metrics.activeCalls.dec();
       this.counted = false;
     }
-    const moved = this.movedOut;
+    const moved = this.migration.moved;
     if (wasStarted && !moved) {
       this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
     }
     let outcomeStored: Promise<void> | undefined;
     if (moved && callSid && this.tenant) {
       // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
-      const tenant = this.tenant;
-      // The old leg's stop: the move's gap starts here (unless the adopter was quicker).
-      this.background(this.deps.store.releaseCall(callSid, this.deps.pod, this.deps.clock.now()), 'store.releaseCall');
-      this.notify((l) => l.callMoved?.({ callSid, tenant }));
+      this.migration.release(callSid, this.tenant);
     } else if (callSid && this.tenant) {
       const tenant = this.tenant;
       // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
