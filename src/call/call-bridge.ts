@@ -2,8 +2,8 @@
  * One call: the Twilio media socket on one side, the model session (model-session.ts) on the other.
  * Owns the per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected
  * (server/ owns uWS). Over 400 lines, knowingly and for now: playout, tool dispatch, turn timing,
- * the model session and the migration hooks are out, but the call's books and teardown and the
- * model's control events still live here; they are the next cut.
+ * the model session, the migration hooks and the call's books (call-ledger.ts) are out, but the
+ * model's control events and the wind-down still live here; they are the next cut.
  */
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
@@ -25,16 +25,16 @@ import {
 import { maskNumbersInText } from '../store/call-store.js';
 import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type DropReason } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
-import type { CallUsageMeter } from '../usage/index.js';
 import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import type { Authorisation, BridgeDeps, StartInfo } from './bridge-deps.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
 import { seedHistory } from './resume.js';
-import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
+import type { CallOutcome } from './lifecycle.js';
 import { ModelSession, type Replayed } from './model-session.js';
 import { ResponseSequencer } from './response-sequencer.js';
+import { CallLedger } from './call-ledger.js';
 import { callParties, CallMove } from './call-move.js';
 import type { MigratableCall } from './migration.js';
 import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
@@ -57,20 +57,18 @@ const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
 const HISTORY_TURNS = 40;
 
-/** Longest the media socket stays open after the call ended, waiting for the outcome to be stored. */
-const OUTCOME_STORE_WAIT_MS = 2000;
-
 /** Outcomes that mark the call span as an error. */
 const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
 
 export class CallBridge {
   state: CallState = { kind: 'awaiting-start' };
-  tenant: Tenant | undefined;
   /** Aborted when the call ends: a model connect or a tool in flight gives up. */
   private readonly callAbort = new AbortController();
   private readonly session: ModelSession;
   /** Drain by migration: the migrator moves the call; this leg then ends without ending it. */
   private readonly migration: CallMove;
+  /** What the pod counts, stores and tells about the call. */
+  private readonly ledger: CallLedger;
   private readonly ring: AudioRing;
   private readonly playout: TwilioPlayout;
   /** One model response at a time: the relay's own response.create requests wait their turn. */
@@ -81,13 +79,9 @@ export class CallBridge {
   private readonly tools: ToolDispatch;
   private invalidMessages = 0;
   private unknownEvents = 0;
-  private counted = false;
-  private authorised = false;
-  private startedAt = 0;
   private readonly cancelTimers: (() => void)[] = [];
   private log: Logger;
   private readonly turnMetrics = new TurnMetrics();
-  private usage: CallUsageMeter | undefined;
   private transcriptionFailures = 0;
   private appendSeq = 0;
   private readonly appends: AppendBatcher;
@@ -142,11 +136,12 @@ export class CallBridge {
         failed: (reason, outcome) => this.fail(CloseCode.modelUnavailable, reason, outcome),
       },
     );
+    this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.migration = new CallMove(
-      { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.notify(fn) },
+      { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.ledger.notify(fn) },
       {
         callSid: () => this.callSid,
-        tenant: () => (this.authorised ? this.tenant : undefined),
+        tenant: () => this.ledger.tenant,
         state: () => this.state.kind,
         facts: () => ({
           toolsOpen: this.tools.running,
@@ -165,7 +160,7 @@ export class CallBridge {
     if (startMs > 0) {
       this.cancelTimers.push(
         deps.clock.after(startMs, () => {
-          if (this.authorised || this.state.kind === 'ended') return;
+          if (this.ledger.admitted || this.state.kind === 'ended') return;
           this.log.warn({ code: 'twilio_protocol', timeoutMs: startMs }, 'no authorised start in time: media socket closed');
           this.fail(CloseCode.startTimeout, 'no authorised start in time', 'protocol_error');
         }),
@@ -179,7 +174,12 @@ export class CallBridge {
 
   /** True once the start was authorised and the pod admitted the call (it counts as a live call). */
   get admitted(): boolean {
-    return this.authorised;
+    return this.ledger.admitted;
+  }
+
+  /** The call's tenant, once admitted. */
+  get tenant(): Tenant | undefined {
+    return this.ledger.tenant;
   }
 
   get callSid(): string | undefined {
@@ -261,7 +261,7 @@ export class CallBridge {
       return this.fail(CloseCode.streamMismatch, 'second start on one stream', 'protocol_error');
     }
     this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
-    this.startedAt = this.deps.clock.now();
+    this.ledger.started();
     this.playout.started(m.streamSid);
     this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
     this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
@@ -297,16 +297,10 @@ export class CallBridge {
       this.log.warn({ code: refusal.outcome === 'drained' ? 'draining' : 'rate_limited', tenant: a.tenant.id, reason: refusal.reason }, 'media stream refused');
       return this.fail(refusal.code, refusal.reason, refusal.outcome);
     }
-    this.tenant = a.tenant;
     this.log = this.log.child({ tenant: a.tenant.id });
     this.callSpan?.setAttribute(ATTR.tenant, a.tenant.id);
     this.move({ type: 'authorised', tenantId: a.tenant.id });
-    this.authorised = true;
-    this.counted = true;
-    this.deps.metrics.noteTenant(a.tenant.id);
-    this.deps.metrics.activeCalls.inc();
-    this.notify((l) => l.callStarted?.({ callSid: start.callSid, tenant: a.tenant }));
-    this.usage = this.deps.usage?.open({ callSid: start.callSid, tenant: a.tenant, startedAt: this.startedAt, toolCalls: () => this.tools.calls });
+    this.ledger.admit(start.callSid, a.tenant, () => this.tools.calls);
     if (a.resume) {
       // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
       this.session.adopt(a.resume);
@@ -321,19 +315,7 @@ export class CallBridge {
       return void this.session.open();
     }
     this.migration.parties = callParties(start.customParameters, a.tenant);
-    this.background(
-      this.deps.store.startCall({
-        callSid: start.callSid,
-        tenantId: a.tenant.id,
-        streamSid: start.streamSid,
-        ...this.migration.parties,
-        pod: this.deps.pod,
-        startedAt: this.startedAt,
-        ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
-        retentionSeconds: a.tenant.retentionDays * 86_400,
-      }),
-      'store.startCall',
-    );
+    this.ledger.record(start, a.tenant, this.migration.parties);
     void this.session.open();
   }
 
@@ -551,7 +533,7 @@ export class CallBridge {
   private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
-    if (ev.usage) this.usage?.response(ev.usage);
+    if (ev.usage) this.ledger.response(ev.usage);
     this.playout.closeItems();
     this.responses.onDone(ev.responseId);
     if (!this.tools.owns(ev.responseId)) {
@@ -682,23 +664,13 @@ export class CallBridge {
     return this.migration.migratable();
   }
 
-  private notify(fn: (l: CallLifecycleListener) => void): void {
-    for (const l of this.deps.listeners ?? []) {
-      try {
-        fn(l);
-      } catch (err) {
-        this.log.warn({ code: 'internal', err: errorMessage(err) }, 'call lifecycle listener failed');
-      }
-    }
-  }
-
   private move(input: CallInput): void {
     const next = transition(this.state, input);
     if (next) this.state = next;
   }
 
   private background(p: Promise<unknown>, what: string): void {
-    p.catch((err: unknown) => this.log.warn({ code: 'store_unavailable', op: what, err: errorMessage(err) }, 'store write failed'));
+    this.ledger.background(p, what);
   }
 
   /** End the call because something went wrong (or ran out): close Twilio with `code`. */
@@ -706,39 +678,20 @@ export class CallBridge {
     this.finish(outcome, code, reason);
   }
 
-  /** The single exit: idempotent; closes both sockets, settles metrics and the store record. */
+  /** The single exit: idempotent; closes both sockets, settles the call's books, logs its summary. */
   finish(outcome: CallOutcome, code: number, reason: string): void {
     if (this.state.kind === 'ended') return;
-    const wasStarted = this.state.kind !== 'awaiting-start';
+    const started = this.state.kind !== 'awaiting-start';
     const callSid = this.callSid;
     this.move({ type: 'end', outcome });
-    const usage = this.usage?.end();
     for (const c of this.cancelTimers) c();
     this.session.end();
     this.callAbort.abort();
     this.ring.clear();
-    if (this.counted) {
-      this.deps.metrics.activeCalls.dec();
-      this.counted = false;
-    }
     const moved = this.migration.moved;
-    if (wasStarted && !moved) {
-      this.deps.metrics.callsTotal.labels(outcome, this.tenant?.id ?? 'unknown').inc();
-    }
-    let outcomeStored: Promise<void> | undefined;
-    if (moved && callSid && this.tenant) {
-      // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
-      this.migration.release(callSid, this.tenant);
-    } else if (callSid && this.tenant) {
-      const tenant = this.tenant;
-      // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
-      outcomeStored = this.deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400, this.deps.pod);
-      // [resume] Adopted but never relayed here (model unreachable, hung up in the gap).
-      const unresumed = this.session.resumeFailed;
-      if (unresumed) this.deps.metrics.callMigrations.labels(unresumed.migration.reason, 'resume_failed').inc();
-      this.background(outcomeStored, 'store.endCall');
-      if (this.authorised) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
-    }
+    const { usage, stored } = this.ledger.end({ callSid, outcome, started, moved, unresumed: this.session.resumeFailed });
+    // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
+    if (moved && callSid && this.tenant) this.migration.release(callSid, this.tenant);
     endSpan(this.turnSpan);
     this.turnSpan = undefined;
     if (this.callSpan) {
@@ -751,7 +704,7 @@ export class CallBridge {
         outcome,
         closeCode: code,
         reason,
-        durationMs: this.startedAt ? this.deps.clock.now() - this.startedAt : 0,
+        durationMs: this.ledger.startedAt ? this.deps.clock.now() - this.ledger.startedAt : 0,
         ...this.turnMetrics.summary(),
         toolCalls: this.tools.calls,
         reconnects: this.session.reconnects,
@@ -762,31 +715,9 @@ export class CallBridge {
       },
       moved ? 'call moved to another pod' : 'call ended',
     );
-    this.closeTwilio(code, reason, outcomeStored);
-  }
-
-  /**
-   * Close the media socket once the outcome is stored. Twilio runs the TwiML after `</Connect>`
-   * (the after-stream redirect) the moment the socket closes, possibly on another pod, which reads
-   * the outcome from the store: written after the close, a goodbye could be answered with "our
-   * assistant is unavailable". The wait is bounded: a store that does not answer does not hold
-   * the line open (the after-stream route also waits a little for an outcome still being written).
-   */
-  private closeTwilio(code: number, reason: string, outcomeStored: Promise<void> | undefined): void {
-    if (!this.playout.open || !outcomeStored) {
+    this.ledger.closeWhenStored(this.playout.open ? stored : undefined, () => {
       this.playout.end(code, reason);
       this.onEnded(this);
-      return;
-    }
-    let closed = false;
-    const close = (): void => {
-      if (closed) return;
-      closed = true;
-      cancel();
-      this.playout.end(code, reason);
-      this.onEnded(this);
-    };
-    const cancel = this.deps.clock.after(OUTCOME_STORE_WAIT_MS, close);
-    outcomeStored.then(close, close);
+    });
   }
 }
