@@ -2,8 +2,8 @@
  * One call: the Twilio media socket on one side, the model session (model-session.ts) on the other.
  * Owns the per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected
  * (server/ owns uWS). Over 400 lines, knowingly and for now: playout, tool dispatch, turn timing,
- * the model session, the migration hooks and the call's books (call-ledger.ts) are out, but the
- * model's control events and the wind-down still live here; they are the next cut.
+ * the model session, the migration hooks, the call's books (call-ledger.ts) and its last words
+ * (wind-down.ts) are out, but the model's control events still live here; they are the next cut.
  */
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
@@ -38,8 +38,9 @@ import { CallLedger } from './call-ledger.js';
 import { callParties, CallMove } from './call-move.js';
 import type { MigratableCall } from './migration.js';
 import { TwilioPlayout, type TwilioSocket } from './twilio-playout.js';
-import { decidingEffect, ToolDispatch } from './tool-dispatch.js';
+import { ToolDispatch } from './tool-dispatch.js';
 import { TurnMetrics } from './turn-metrics.js';
+import { WindDown } from './wind-down.js';
 
 export type { TwilioSocket } from './twilio-playout.js';
 export type { AdmissionRefusal, Authorisation, BridgeDeps, BridgeLimits, ModelConnector, StartInfo } from './bridge-deps.js';
@@ -49,9 +50,6 @@ const MAX_INVALID_MESSAGES = 20;
 
 /** The greeting's instructions start so (the tenant's greeting follows). */
 const GREETING_PREFIX = 'Greet the caller with exactly: ';
-/** What the assistant is asked to say when the call reaches MAX_CALL_SECONDS. */
-const TIME_LIMIT_GOODBYE =
-  'The call has reached its time limit. Say goodbye to the caller with exactly: "I am sorry, we have reached the time limit for this call. Thank you for calling, goodbye."';
 /** A failed response (response.done status failed) is asked for again once; a second failure falls back. */
 const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
@@ -69,6 +67,8 @@ export class CallBridge {
   private readonly migration: CallMove;
   /** What the pod counts, stores and tells about the call. */
   private readonly ledger: CallLedger;
+  /** The call's last words (end_call, transfer, the time limit) and when the line closes after them. */
+  private readonly windDown: WindDown;
   private readonly ring: AudioRing;
   private readonly playout: TwilioPlayout;
   /** One model response at a time: the relay's own response.create requests wait their turn. */
@@ -92,8 +92,6 @@ export class CallBridge {
   private answerOwed = false;
   /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
   private greeted = false;
-  /** The response that says the time-limit goodbye, once created. */
-  private goodbyeResponseId: string | undefined;
   private callSpan: Span | undefined;
   private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
@@ -152,6 +150,18 @@ export class CallBridge {
           unplayed: this.playout.unplayed,
         }),
         finish: (outcome, code, reason) => this.finish(outcome, code, reason),
+        log: () => this.log,
+      },
+    );
+    this.windDown = new WindDown(
+      { clock: deps.clock, windDownMs: deps.limits.windDownMs, maxCallMs: deps.limits.maxCallMs, timers: this.cancelTimers },
+      {
+        state: () => this.state,
+        move: (input) => this.move(input),
+        finish: (outcome, code, reason) => this.finish(outcome, code, reason),
+        unplayed: () => this.playout.unplayed,
+        setPhase: (phase) => this.background(this.deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
+        request: (instructions) => this.responses.request(instructions),
         log: () => this.log,
       },
     );
@@ -236,7 +246,7 @@ export class CallBridge {
         return this.onStart(m);
       case 'mark':
         if (this.playout.echoed(m.name)) this.stats.marksEchoed++;
-        this.maybeFinishWindDown();
+        this.windDown.played();
         this.session.maybeRenew();
         return;
       case 'dtmf':
@@ -266,7 +276,7 @@ export class CallBridge {
     this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
     this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
     this.cancelTimers.push(
-      this.deps.clock.after(this.deps.limits.maxCallMs, () => this.onCallTooLong()),
+      this.deps.clock.after(this.deps.limits.maxCallMs, () => this.windDown.timeUp()),
     );
     const start: StartInfo = {
       streamSid: m.streamSid,
@@ -415,7 +425,7 @@ export class CallBridge {
         // Kept so a failed response can be asked for again with the same instructions (the greeting).
         const instructions = this.responses.onCreated(ev.responseId)?.instructions;
         this.responseInstructions.set(ev.responseId, instructions);
-        if (instructions === TIME_LIMIT_GOODBYE) this.goodbyeResponseId = ev.responseId;
+        this.windDown.created(ev.responseId, instructions);
         return;
       }
       case 'audio_done':
@@ -514,23 +524,8 @@ export class CallBridge {
   private onToolsAnswered(): void {
     this.responses.request();
     if (this.state.kind !== 'live') return; // effects wait for the call to be live again
-    const effects = this.tools.takeEffects();
-    const effect = decidingEffect(effects);
-    if (!effect) return;
-    if (effects.length > 1) this.log.info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
-    const outcome: CallOutcome = effect.kind === 'end_call' ? 'ended_by_assistant' : 'transferred';
-    const closeCode = effect.kind === 'end_call' ? CloseCode.callEnded : CloseCode.handedOff;
-    this.move({ type: 'wind-down', outcome, closeCode });
-    this.background(this.deps.store.setPhase(this.callSid!, effect.kind === 'end_call' ? 'ending' : 'handing-off'), 'store.setPhase');
-    this.cancelTimers.push(
-      this.deps.clock.after(this.deps.limits.windDownMs, () => {
-        if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
-      }),
-    );
-    this.windDownResponseSeen = false;
+    this.windDown.effects(this.tools.takeEffects());
   }
-
-  private windDownResponseSeen = false;
 
   private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
     if (ev.usage) this.ledger.response(ev.usage);
@@ -549,35 +544,8 @@ export class CallBridge {
       this.failedResponses = 0;
     }
     // A response that asked for tools is followed up by them; another one may be the goodbye.
-    const s = this.state;
-    if (!this.tools.responseDone(ev.responseId) && s.kind === 'ending' && (s.outcome !== 'too_long' || ev.responseId === this.goodbyeResponseId)) {
-      // The goodbye response finished generating; close once it has played.
-      this.windDownResponseSeen = true;
-      this.maybeFinishWindDown();
-    }
+    if (!this.tools.responseDone(ev.responseId)) this.windDown.responseDone(ev.responseId);
     this.session.maybeRenew();
-  }
-
-  /** MAX_CALL_SECONDS: the assistant says a goodbye and the call ends (4014), not the fallback. */
-  private onCallTooLong(): void {
-    if (this.state.kind === 'ending') return; // already saying goodbye
-    if (this.state.kind !== 'live') return this.fail(CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS', 'too_long');
-    this.log.info({ maxCallMs: this.deps.limits.maxCallMs }, 'call reached MAX_CALL_SECONDS: saying goodbye');
-    this.move({ type: 'wind-down', outcome: 'too_long', closeCode: CloseCode.callTooLong });
-    this.windDownResponseSeen = false;
-    this.background(this.deps.store.setPhase(this.callSid!, 'ending'), 'store.setPhase');
-    this.responses.request(TIME_LIMIT_GOODBYE);
-    this.cancelTimers.push(
-      this.deps.clock.after(this.deps.limits.windDownMs, () => {
-        if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'goodbye timed out');
-      }),
-    );
-  }
-
-  private maybeFinishWindDown(): void {
-    const s = this.state;
-    if (s.kind !== 'ending' || !this.windDownResponseSeen || this.playout.unplayed) return;
-    this.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
   }
 
   /**
