@@ -1,39 +1,29 @@
 /**
- * One call: the Twilio media socket on one side, the model session (model-session.ts) on the other.
- * Owns the per-frame hot path, barge-in, backpressure and tool dispatch; sockets are injected
- * (server/ owns uWS). Over 400 lines, knowingly and for now: playout, tool dispatch, turn timing,
- * the model session, the migration hooks, the call's books (call-ledger.ts) and its last words
- * (wind-down.ts) are out, but the model's control events still live here; they are the next cut.
+ * One call, as its story: the Twilio media socket on one side, the model session on the other, and
+ * the state the call is in. The per-frame path stays here, short and allocation-free (caller media to
+ * an append, a model delta to media + mark, a mark echo); each other job has its module: the model
+ * session (model-session.ts), the model's control events (conversation.ts), tool calls
+ * (tool-dispatch.ts), the Twilio playout and barge-in bookkeeping (twilio-playout.ts), the last
+ * words (wind-down.ts), a move between pods (call-move.ts), what is counted, stored and told
+ * (call-ledger.ts). A little over 400 lines: the two sockets' handlers and the wiring of those parts
+ * read best together, and splitting the per-frame path from them would add a call per frame.
  */
-import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { AppendBatcher } from './append-batcher.js';
 import { CloseCode, errorMessage } from '../errors.js';
-import {
-  APPEND_PREFIX,
-  classifyFailedResponse,
-  modelErrorLabel,
-  INTERRUPT_RESPONSE,
-  parseModelEvent,
-  responseCancel,
-  sessionUpdate,
-  truncateItem,
-  userText,
-  type ModelEvent,
-  type RealtimeSocket,
-} from '../model/index.js';
-import { maskNumbersInText } from '../store/call-store.js';
-import { ATTR, childSpan, endSpan, linkSpan, SPAN, traceBindings, traceparentOf, type DropReason } from '../telemetry/index.js';
+import { APPEND_PREFIX, parseModelEvent, userText, type ModelEvent, type RealtimeSocket } from '../model/index.js';
+import { ATTR, traceBindings, traceparentOf, type DropReason } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import type { Authorisation, BridgeDeps, StartInfo } from './bridge-deps.js';
-import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState } from './call-state.js';
+import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState, type CallView } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
+import { InboundGuard } from './inbound-guard.js';
 import { seedHistory } from './resume.js';
 import type { CallOutcome } from './lifecycle.js';
-import { ModelSession, type Replayed } from './model-session.js';
-import { ResponseSequencer } from './response-sequencer.js';
+import { ModelSession, sessionConfig, type Replayed } from './model-session.js';
+import { Conversation } from './conversation.js';
 import { CallLedger } from './call-ledger.js';
 import { callParties, CallMove } from './call-move.js';
 import type { MigratableCall } from './migration.js';
@@ -45,21 +35,13 @@ import { WindDown } from './wind-down.js';
 export type { TwilioSocket } from './twilio-playout.js';
 export type { AdmissionRefusal, Authorisation, BridgeDeps, BridgeLimits, ModelConnector, StartInfo } from './bridge-deps.js';
 
-/** Invalid messages tolerated per call before the stream is closed (Twilio never sends any). */
-const MAX_INVALID_MESSAGES = 20;
-
-/** The greeting's instructions start so (the tenant's greeting follows). */
-const GREETING_PREFIX = 'Greet the caller with exactly: ';
-/** A failed response (response.done status failed) is asked for again once; a second failure falls back. */
-const MAX_RESPONSE_RETRIES = 1;
 /** Conversation turns kept to replay into a new session after a reconnect. */
 const HISTORY_TURNS = 40;
 
-/** Outcomes that mark the call span as an error. */
-const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
-
-export class CallBridge {
+export class CallBridge implements CallView {
   state: CallState = { kind: 'awaiting-start' };
+  /** The call's logger: it gains the call's ids as they are known. */
+  log: Logger;
   /** Aborted when the call ends: a model connect or a tool in flight gives up. */
   private readonly callAbort = new AbortController();
   private readonly session: ModelSession;
@@ -69,31 +51,19 @@ export class CallBridge {
   private readonly ledger: CallLedger;
   /** The call's last words (end_call, transfer, the time limit) and when the line closes after them. */
   private readonly windDown: WindDown;
+  /** The model's control events: turns, barge-in, responses, transcripts, tool calls. */
+  private readonly conversation: Conversation;
   private readonly ring: AudioRing;
   private readonly playout: TwilioPlayout;
-  /** One model response at a time: the relay's own response.create requests wait their turn. */
-  private readonly responses = new ResponseSequencer((text) => this.session.ask(text), 'sb_response_');
-  /** Instructions of live responses the relay asked for (the greeting), for a retry after `failed`. */
-  private readonly responseInstructions = new Map<string, string | undefined>();
-  private failedResponses = 0;
   private readonly tools: ToolDispatch;
-  private invalidMessages = 0;
-  private unknownEvents = 0;
+  /** Messages Twilio would never send, and events of kinds we do not know. */
+  private readonly inbound: InboundGuard;
   private readonly cancelTimers: (() => void)[] = [];
-  private log: Logger;
   private readonly turnMetrics = new TurnMetrics();
-  private transcriptionFailures = 0;
   private appendSeq = 0;
   private readonly appends: AppendBatcher;
   private modelCongested = false;
   private readonly history = new ConversationHistory(HISTORY_TURNS);
-  /** speech_started seen, speech_stopped not yet; then the answer server VAD owes us. */
-  private callerSpeaking = false;
-  private answerOwed = false;
-  /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
-  private greeted = false;
-  private callSpan: Span | undefined;
-  private turnSpan: Span | undefined;
   private c2m: { observe(v: number): void } | undefined;
   private m2c: { observe(v: number): void } | undefined;
   /** Frames relayed/dropped, for the end-of-call log line. */
@@ -105,7 +75,9 @@ export class CallBridge {
     private readonly upgradeSignature: string | undefined,
     private readonly onEnded: (bridge: CallBridge) => void,
   ) {
+    this.log = deps.log;
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
+    this.inbound = new InboundGuard(deps.metrics);
     this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
     this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes);
     this.tools = new ToolDispatch({
@@ -119,53 +91,51 @@ export class CallBridge {
     });
     this.session = new ModelSession(
       { connector: deps.model, clock: deps.clock, metrics: deps.metrics, limits: deps.limits, history: this.history, signal: this.callAbort.signal, timing: this.turnMetrics },
+      this,
       {
-        state: () => this.state.kind,
-        log: () => this.log,
-        span: () => this.callSpan,
-        configure: () => this.sessionConfig(),
+        span: () => this.ledger.span,
+        configure: () => sessionConfig(deps.model, deps.tools, this.tenant!),
         message: (data) => this.onModelMessage(data),
         ready: (model, replayed) => this.goLive(model, replayed),
         lost: () => this.sessionLost(),
-        closedWhileEnding: () => {
-          if (this.state.kind === 'ending') this.finish(this.state.outcome, this.state.closeCode, 'model closed while ending');
-        },
-        atPause: () => this.responses.idle && !this.callerSpeaking && !this.answerOwed && !this.tools.running && !this.playout.unplayed,
-        failed: (reason, outcome) => this.fail(CloseCode.modelUnavailable, reason, outcome),
+        closedWhileEnding: () => this.windDown.cutShort('model closed while ending'),
+        atPause: () => this.conversation.quiet && !this.tools.running && !this.playout.unplayed,
       },
     );
     this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.migration = new CallMove(
       { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.ledger.notify(fn) },
+      this,
       {
-        callSid: () => this.callSid,
         tenant: () => this.ledger.tenant,
-        state: () => this.state.kind,
         facts: () => ({
           toolsOpen: this.tools.running,
           effectPending: this.tools.effectPending,
           restHandOff: this.tools.restHandedOff,
           // The caller mid-sentence, or owed an answer: what they said is in this session only.
-          responding: !this.responses.idle || this.callerSpeaking || this.answerOwed,
+          responding: !this.conversation.quiet,
           unplayed: this.playout.unplayed,
         }),
-        finish: (outcome, code, reason) => this.finish(outcome, code, reason),
-        log: () => this.log,
       },
     );
     this.windDown = new WindDown(
       { clock: deps.clock, windDownMs: deps.limits.windDownMs, maxCallMs: deps.limits.maxCallMs, timers: this.cancelTimers },
+      this,
       {
-        state: () => this.state,
         move: (input) => this.move(input),
-        finish: (outcome, code, reason) => this.finish(outcome, code, reason),
         unplayed: () => this.playout.unplayed,
         setPhase: (phase) => this.background(this.deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
-        request: (instructions) => this.responses.request(instructions),
-        log: () => this.log,
+        request: (instructions) => this.conversation.request(instructions),
       },
     );
-    this.log = deps.log;
+    this.conversation = new Conversation(
+      {
+        clock: deps.clock, metrics: deps.metrics, store: deps.store, session: this.session, playout: this.playout, tools: this.tools,
+        windDown: this.windDown, ledger: this.ledger, history: this.history, turnMetrics: this.turnMetrics, stats: this.stats, signal: this.callAbort.signal,
+      },
+      this,
+      { span: () => this.ledger.span, background: (p, what) => this.background(p, what) },
+    );
     const startMs = deps.limits.startTimeoutMs ?? 0;
     if (startMs > 0) {
       this.cancelTimers.push(
@@ -254,7 +224,7 @@ export class CallBridge {
           const model = this.state.model;
           this.appends.flush(model); // the key follows what the caller said before it
           model.send(userText(`The caller pressed the key ${m.digit} on their keypad.`));
-          this.responses.request();
+          this.conversation.request();
         }
         return;
       case 'stop':
@@ -271,21 +241,13 @@ export class CallBridge {
       return this.fail(CloseCode.streamMismatch, 'second start on one stream', 'protocol_error');
     }
     this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
-    this.ledger.started();
+    this.ledger.started(m.callSid, this.deps.model.provider);
     this.playout.started(m.streamSid);
-    this.callSpan = childSpan(SPAN.call, undefined, { [ATTR.callSid]: m.callSid, [ATTR.provider]: this.deps.model.provider });
-    this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.callSpan) });
-    this.cancelTimers.push(
-      this.deps.clock.after(this.deps.limits.maxCallMs, () => this.windDown.timeUp()),
-    );
-    const start: StartInfo = {
-      streamSid: m.streamSid,
-      callSid: m.callSid,
-      accountSid: m.accountSid,
-      customParameters: m.customParameters,
-    };
-    const traceparent = traceparentOf(this.callSpan);
-    if (traceparent !== undefined) start.traceparent = traceparent;
+    this.log = this.deps.log.child({ callSid: m.callSid, streamSid: m.streamSid, ...traceBindings(this.ledger.span) });
+    this.cancelTimers.push(this.deps.clock.after(this.deps.limits.maxCallMs, () => this.windDown.timeUp()));
+    const { streamSid, callSid, accountSid, customParameters } = m;
+    const traceparent = traceparentOf(this.ledger.span);
+    const start: StartInfo = { streamSid, callSid, accountSid, customParameters, ...(traceparent !== undefined ? { traceparent } : {}) };
     this.deps.authorise(start, this.upgradeSignature).then(
       (a) => this.onAuthorised(a, start),
       (err: unknown) => {
@@ -308,20 +270,13 @@ export class CallBridge {
       return this.fail(refusal.code, refusal.reason, refusal.outcome);
     }
     this.log = this.log.child({ tenant: a.tenant.id });
-    this.callSpan?.setAttribute(ATTR.tenant, a.tenant.id);
     this.move({ type: 'authorised', tenantId: a.tenant.id });
     this.ledger.admit(start.callSid, a.tenant, () => this.tools.calls);
     if (a.resume) {
       // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
       this.session.adopt(a.resume);
-      const rec = a.resume.record;
-      this.migration.adopted(rec);
       seedHistory(this.history, a.resume.record);
-      const m = a.resume.migration;
-      this.callSpan?.setAttributes({ [ATTR.migrationReason]: m.reason, [ATTR.migrationFrom]: m.from });
-      linkSpan(this.callSpan, rec.traceparent);
-      this.log = this.log.child({ resumed: m.reason, from: m.from });
-      this.log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: a.resume.record.transcript.length, tools: a.resume.record.tools.length }, 'moved call adopted: resuming');
+      this.log = this.migration.adopted(a.resume, this.ledger.span, this.log);
       return void this.session.open();
     }
     this.migration.parties = callParties(start.customParameters, a.tenant);
@@ -364,24 +319,11 @@ export class CallBridge {
   // ---------------------------------------------------------------------------------------------
   // model
 
-  /** The session.update every model session of this call is configured with (the tenant's voice, tools, language). */
-  private sessionConfig(): string {
-    const tenant = this.tenant!;
-    return sessionUpdate({
-      shape: this.deps.model.shape,
-      instructions: tenant.model.instructions,
-      voice: tenant.model.voice,
-      tools: this.deps.tools.definitions(tenant),
-      language: tenant.model.language,
-      ...(this.deps.model.transcriptionModel !== undefined ? { transcriptionModel: this.deps.model.transcriptionModel } : {}),
-    });
-  }
-
   private onModelMessage(data: Buffer): void {
     const t0 = this.deps.clock.mono();
     const ev = parseModelEvent(data);
     if (ev.type === 'audio_delta') return this.onModelAudio(ev, t0);
-    this.onModelControl(ev);
+    this.conversation.event(ev);
   }
 
   private onModelAudio(ev: Extract<ModelEvent, { type: 'audio_delta' }>, t0: number): void {
@@ -395,62 +337,7 @@ export class CallBridge {
     const seconds = this.turnMetrics.audioRelayed(now);
     if (seconds !== undefined) {
       this.deps.metrics.turnLatency.observe(seconds);
-      this.turnSpan?.setAttribute(ATTR.turnLatencyMs, Math.round(seconds * 1000));
-    }
-  }
-
-  private onModelControl(ev: Exclude<ModelEvent, { type: 'audio_delta' }>): void {
-    switch (ev.type) {
-      case 'session.created':
-        return;
-      case 'session.updated':
-        return this.session.configure(ev.audioFormatOk);
-      case 'speech_started':
-        this.session.callerTurn(true);
-        this.callerSpeaking = true;
-        return this.onCallerSpeech();
-      case 'speech_stopped':
-        this.session.callerTurn(false);
-        this.callerSpeaking = false;
-        this.answerOwed = true;
-        endSpan(this.turnSpan);
-        // A turn, everywhere (log line, API, `npm run call`, turn latency): the caller stopped speaking.
-        this.turnSpan = childSpan(SPAN.turn, this.callSpan, {
-          [ATTR.turnIndex]: this.turnMetrics.turnEnded(ev.audioEndMs, this.deps.clock.mono()),
-        });
-        this.responses.onSpeechStopped();
-        return;
-      case 'response_created': {
-        this.answerOwed = false;
-        // Kept so a failed response can be asked for again with the same instructions (the greeting).
-        const instructions = this.responses.onCreated(ev.responseId)?.instructions;
-        this.responseInstructions.set(ev.responseId, instructions);
-        this.windDown.created(ev.responseId, instructions);
-        return;
-      }
-      case 'audio_done':
-        this.playout.closeItems();
-        return;
-      case 'assistant_transcript':
-        this.record({ role: 'assistant', text: ev.transcript, at: this.deps.clock.now(), itemId: ev.itemId, ...(this.playout.isDiscarded(ev.responseId) ? { interrupted: true } : {}) });
-        return;
-      case 'caller_transcript':
-        this.record({ role: 'caller', text: ev.transcript, at: this.deps.clock.now() });
-        return;
-      case 'caller_transcript_failed':
-        return this.onTranscriptionFailed(ev);
-      case 'function_call':
-        return this.onFunctionCall(ev);
-      case 'response_done':
-        return this.onResponseDone(ev);
-      case 'error':
-        return this.onModelError(ev);
-      case 'ignored':
-        if (this.log.isLevelEnabled('debug')) this.log.debug({ eventType: ev.eventType }, 'model event ignored');
-        return;
-      case 'invalid':
-        this.log.warn({ code: 'model_protocol', detail: ev.detail }, 'unparseable model event');
-        return;
+      this.conversation.turnSpan?.setAttribute(ATTR.turnLatencyMs, Math.round(seconds * 1000));
     }
   }
 
@@ -466,139 +353,28 @@ export class CallBridge {
       model.send(APPEND_PREFIX + payload + '"}');
       this.turnMetrics.appended(payload, now);
     });
-    if (replayed === 'nothing' || !(this.greeted || this.history.all.some((h) => h.role === 'assistant'))) {
-      // A new call, or a session lost before its greeting was spoken: greet (once it was, never again).
-      const greeting = this.tenant!.model.greeting;
-      this.responses.request(GREETING_PREFIX + greeting);
-    } else if (this.history.lastRole === 'caller') {
-      this.responses.request(); // the caller's last words were never answered
-    }
+    this.conversation.live(replayed, this.tenant!);
   }
 
   /** The model session is gone and a new one opening: nothing of the old one may be named in the new one. */
   private sessionLost(): void {
     this.move({ type: 'model-lost' });
-    this.callerSpeaking = false;
-    this.answerOwed = false;
     // Per-session state dies with the socket; audio already sent to Twilio keeps playing.
     this.modelCongested = false;
     this.appendSeq = 0;
     this.appends.clear(); // held for the lost session, which never heard the frames before them either
     // Its items, responses, truncations.
-    this.responses.reset();
+    this.conversation.newSession();
     this.playout.newSession();
-    this.history.newSession();
     this.tools.newSession();
-    this.responseInstructions.clear();
     this.turnMetrics.forgetTurn();
-  }
-
-  /** Barge-in (docs/wire-formats.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
-  private onCallerSpeech(): void {
-    this.responses.onSpeechStarted();
-    const active = this.responses.activeResponseId;
-    if (!this.playout.unplayed && !active) return;
-    this.stats.bargeIns++;
-    this.deps.metrics.bargeIns.inc();
-    this.turnSpan?.setAttribute(ATTR.bargeIn, true);
-    const model = this.session.socket;
-    for (const t of this.playout.interrupt(active)) {
-      model?.send(truncateItem(t.itemId, t.contentIndex, t.audioEndMs));
-      this.history.truncate(t.itemId, t.audioEndMs, t.sentMs);
-    }
-    if (active) {
-      // With interrupt_response the server has cancelled it already (a cancel would only earn
-      // response_cancel_not_active); otherwise cancel what is still active.
-      if (!INTERRUPT_RESPONSE) model?.send(responseCancel(active));
-    }
-  }
-
-  private onFunctionCall(ev: Extract<ModelEvent, { type: 'function_call' }>): void {
-    const tenant = this.tenant;
-    const callSid = this.callSid;
-    if (!tenant || !callSid) return;
-    this.tools.dispatch(ev, { callSid, tenant, log: this.log, signal: this.callAbort.signal, parentSpan: this.turnSpan ?? this.callSpan });
   }
 
   /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
   private onToolsAnswered(): void {
-    this.responses.request();
+    this.conversation.request();
     if (this.state.kind !== 'live') return; // effects wait for the call to be live again
     this.windDown.effects(this.tools.takeEffects());
-  }
-
-  private onResponseDone(ev: Extract<ModelEvent, { type: 'response_done' }>): void {
-    if (ev.usage) this.ledger.response(ev.usage);
-    this.playout.closeItems();
-    this.responses.onDone(ev.responseId);
-    if (!this.tools.owns(ev.responseId)) {
-      endSpan(this.turnSpan, ev.status === 'failed' ? `response ${ev.reason ?? 'failed'}` : undefined);
-      this.turnSpan = undefined;
-    }
-    const instructions = this.responseInstructions.get(ev.responseId);
-    this.responseInstructions.delete(ev.responseId);
-    if (ev.status !== 'failed' && instructions?.startsWith(GREETING_PREFIX)) this.greeted = true;
-    if (ev.status === 'failed') {
-      if (this.onResponseFailed(ev.reason, instructions)) return;
-    } else if (ev.status === 'completed') {
-      this.failedResponses = 0;
-    }
-    // A response that asked for tools is followed up by them; another one may be the goodbye.
-    if (!this.tools.responseDone(ev.responseId)) this.windDown.responseDone(ev.responseId);
-    this.session.maybeRenew();
-  }
-
-  /**
-   * A caller turn the model could not transcribe: the conversation goes on (the model heard the
-   * audio), but the transcript, summary and reconnect replay miss it. On Azure every turn fails
-   * this way when REALTIME_TRANSCRIPTION_MODEL is not a deployment name: say so once per call.
-   */
-  private onTranscriptionFailed(ev: Extract<ModelEvent, { type: 'caller_transcript_failed' }>): void {
-    this.deps.metrics.transcriptionFailures.inc();
-    if (this.transcriptionFailures++ > 0) return;
-    this.log.warn(
-      { code: 'model_protocol', modelCode: ev.code, detail: ev.message },
-      'caller speech could not be transcribed (check REALTIME_TRANSCRIPTION_MODEL); further failures on this call are only counted',
-    );
-  }
-
-  /**
-   * A response ended `failed` (status_details.error): ask once more, then fall back. Returns true when
-   * the call was ended. While ending (the goodbye failed) the wind-down simply goes on.
-   */
-  private onResponseFailed(reason: string | undefined, instructions: string | undefined): boolean {
-    this.deps.metrics.modelErrors.labels('response', modelErrorLabel(reason ?? 'response_failed')).inc();
-    const fatal = classifyFailedResponse(reason) === 'call';
-    this.log.warn({ code: 'model_protocol', reason, retry: !fatal && this.failedResponses === 0 }, 'model response failed');
-    if (this.state.kind !== 'live' && this.state.kind !== 'connecting') return false;
-    if (fatal || this.failedResponses >= MAX_RESPONSE_RETRIES) {
-      this.fail(CloseCode.modelUnavailable, `model response failed (${reason ?? 'unknown'})`, 'model_failed');
-      return true;
-    }
-    this.failedResponses++;
-    this.responses.request(instructions);
-    return false;
-  }
-
-  private onModelError(ev: Extract<ModelEvent, { type: 'error' }>): void {
-    if (this.responses.onError(ev.code, ev.eventId)) {
-      this.deps.metrics.modelErrors.labels('error', modelErrorLabel(ev.code)).inc();
-      this.log.debug({ code: ev.code, eventId: ev.eventId }, 'response.create rejected; queued behind the active response');
-      return;
-    }
-    this.session.error(ev);
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // helpers
-
-  private record(entry: { role: 'caller' | 'assistant'; text: string; at: number; itemId?: string; interrupted?: boolean }): void {
-    const { itemId, ...stored } = entry;
-    if (entry.role === 'caller') this.history.caller(entry.text);
-    else this.history.assistant(entry.text, itemId ?? '', entry.interrupted === true);
-    const sid = this.callSid;
-    // Stored masked (phone and card numbers): Redis never holds them, whoever reads it later.
-    if (sid) this.background(this.deps.store.appendTranscript(sid, { ...stored, text: maskNumbersInText(stored.text) }), 'store.appendTranscript');
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
@@ -606,25 +382,14 @@ export class CallBridge {
     this.deps.metrics.framesDropped.labels(direction, reason).inc();
   }
 
-  /**
-   * A well-formed message whose event name we do not know: Twilio may add events (it added `dtmf`
-   * and `mark` after `media`), so it is counted and ignored, before or after `start`, never fatal.
-   */
   private unknownEvent(detail: string): void {
-    if (this.state.kind === 'ended') return;
-    this.deps.metrics.twilioEventsUnknown.inc();
-    if (this.unknownEvents++ === 0) this.log.info({ detail }, 'media-socket event of an unknown kind ignored');
+    if (this.state.kind !== 'ended') this.inbound.unknown(detail, this.log);
   }
 
   private invalid(reason: string, detail: string): void {
     if (this.state.kind === 'ended') return; // uWS may deliver a few messages after end()
-    this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
-    this.invalidMessages++;
-    if (this.invalidMessages === 1) this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');
-    if (reason === 'too_large') return this.fail(CloseCode.messageTooBig, 'message too large', 'protocol_error');
-    if (this.invalidMessages >= MAX_INVALID_MESSAGES || this.state.kind === 'awaiting-start') {
-      this.fail(CloseCode.invalidMessage, 'invalid messages', 'protocol_error');
-    }
+    const close = this.inbound.invalid(reason, detail, this.log, this.state.kind === 'awaiting-start');
+    if (close) this.fail(close.code, close.reason, 'protocol_error');
   }
 
   /** This call as the migrator sees it; undefined before it is authorised or after it ended. */
@@ -657,16 +422,10 @@ export class CallBridge {
     this.callAbort.abort();
     this.ring.clear();
     const moved = this.migration.moved;
-    const { usage, stored } = this.ledger.end({ callSid, outcome, started, moved, unresumed: this.session.resumeFailed });
+    this.conversation.end();
+    const { usage, stored } = this.ledger.end({ callSid, outcome, reason, started, moved, unresumed: this.session.resumeFailed });
     // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
     if (moved && callSid && this.tenant) this.migration.release(callSid, this.tenant);
-    endSpan(this.turnSpan);
-    this.turnSpan = undefined;
-    if (this.callSpan) {
-      this.callSpan.setAttribute(ATTR.outcome, moved ? 'moved' : outcome);
-      endSpan(this.callSpan, FAILED_OUTCOMES.has(outcome) ? reason : undefined);
-      this.callSpan = undefined;
-    }
     this.log.info(
       {
         outcome,
@@ -677,7 +436,7 @@ export class CallBridge {
         toolCalls: this.tools.calls,
         reconnects: this.session.reconnects,
         renewals: this.session.renewals,
-        transcriptionFailures: this.transcriptionFailures,
+        transcriptionFailures: this.conversation.transcriptionFailures,
         ...this.stats,
         ...(usage ? { usage } : {}),
       },

@@ -4,12 +4,13 @@
  * outcome counted and stored (not for a call that moved on: its new pod ends it), listeners told,
  * and the media socket closed only once the outcome is stored.
  */
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { errorMessage } from '../errors.js';
 import type { ResponseUsage } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
-import type { RelayMetrics } from '../telemetry/index.js';
+import { ATTR, childSpan, endSpan, SPAN, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory, UsageView } from '../usage/index.js';
 import type { StartInfo } from './bridge-deps.js';
@@ -18,6 +19,8 @@ import type { ResumeContext } from './resume.js';
 
 /** Longest the media socket stays open after the call ended, waiting for the outcome to be stored. */
 const OUTCOME_STORE_WAIT_MS = 2000;
+/** Outcomes that mark the call span as an error. */
+const FAILED_OUTCOMES: ReadonlySet<CallOutcome> = new Set(['model_unavailable', 'model_failed', 'protocol_error', 'rejected_token']);
 
 export interface CallLedgerDeps {
   store: CallStore;
@@ -34,6 +37,8 @@ export interface CallLedgerDeps {
 export interface CallEnd {
   callSid: string | undefined;
   outcome: CallOutcome;
+  /** Why it ended (the call span's error, for a failed outcome). */
+  reason: string;
   /** A `start` came (a socket closed before it is no call). */
   started: boolean;
   /** The call moved to another pod: no outcome here. */
@@ -49,20 +54,24 @@ export class CallLedger {
   admitted = false;
   /** When the stream started (wall clock, ms); 0 before. */
   startedAt = 0;
+  /** The call's span, from the stream's start to its end. */
+  span: Span | undefined;
   private counted = false;
   private usage: CallUsageMeter | undefined;
 
   constructor(private readonly deps: CallLedgerDeps) {}
 
-  /** The stream's `start`: the call's duration counts from here. */
-  started(): void {
+  /** The stream's `start`: the call's duration counts from here, its span opens. */
+  started(callSid: string, provider: string): void {
     this.startedAt = this.deps.clock.now();
+    this.span = childSpan(SPAN.call, undefined, { [ATTR.callSid]: callSid, [ATTR.provider]: provider });
   }
 
   /** An authorised call the pod took: counted live, listeners told, usage metered. */
   admit(callSid: string, tenant: Tenant, toolCalls: () => number): void {
     const { deps } = this;
     this.tenant = tenant;
+    this.span?.setAttribute(ATTR.tenant, tenant.id);
     this.admitted = true;
     this.counted = true;
     deps.metrics.noteTenant(tenant.id);
@@ -104,6 +113,11 @@ export class CallLedger {
     }
     if (e.started && !e.moved) deps.metrics.callsTotal.labels(e.outcome, this.tenant?.id ?? 'unknown').inc();
     const { callSid, outcome } = e;
+    if (this.span) {
+      this.span.setAttribute(ATTR.outcome, e.moved ? 'moved' : outcome);
+      endSpan(this.span, FAILED_OUTCOMES.has(outcome) ? e.reason : undefined);
+      this.span = undefined;
+    }
     const tenant = this.tenant;
     if (e.moved || !callSid || !tenant) return { usage, stored: undefined };
     // Only while this pod holds the call: a call it released (moving) is its adopter's to end.

@@ -4,26 +4,24 @@
  * Twilio moves the call (no outcome: it goes on elsewhere, so its record stays live), a move that
  * did not happen, and on the adopting pod the move's gap once the new leg relays.
  */
+import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { CloseCode } from '../errors.js';
-import type { CallRecord, CallStore } from '../store/index.js';
-import type { RelayMetrics } from '../telemetry/index.js';
+import type { CallStore } from '../store/index.js';
+import { ATTR, linkSpan, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
-import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
+import type { CallView } from './call-state.js';
+import type { CallLifecycleListener } from './lifecycle.js';
 import { migrationReadiness, type MigratableCall, type MigrationFacts } from './migration.js';
 import type { ResumeContext } from './resume.js';
 
-/** The call, as its move sees it. */
+/** What the move needs of the call beyond its view. */
 export interface CallMoveHost {
-  callSid(): string | undefined;
   /** Set once the stream's start was authorised and admitted. */
   tenant(): Tenant | undefined;
-  state(): MigrationFacts['state'];
   /** What decides whether the call may move now (but its state). */
   facts(): Omit<MigrationFacts, 'state'>;
-  finish(outcome: CallOutcome, code: number, reason: string): void;
-  log(): Logger;
 }
 
 export interface CallMoveDeps {
@@ -62,6 +60,7 @@ export class CallMove {
 
   constructor(
     private readonly deps: CallMoveDeps,
+    private readonly call: CallView,
     private readonly host: CallMoveHost,
   ) {}
 
@@ -70,21 +69,30 @@ export class CallMove {
     return this.movedOut;
   }
 
-  /** [resume] The parties of an adopted call come from its record. */
-  adopted(rec: CallRecord): void {
+  /**
+   * [resume] A moved call adopted by this pod: its parties from its record; its span names the move
+   * and links the old leg's. Returns the call's logger, which names the move too.
+   */
+  adopted(ctx: ResumeContext, span: Span | undefined, callLog: Logger): Logger {
+    const { record: rec, migration: m } = ctx;
+    span?.setAttributes({ [ATTR.migrationReason]: m.reason, [ATTR.migrationFrom]: m.from });
+    linkSpan(span, rec.traceparent);
     this.parties = { ...(rec.to !== undefined ? { to: rec.to } : {}), ...(rec.fromMasked !== undefined ? { fromMasked: rec.fromMasked } : {}) };
+    const log = callLog.child({ resumed: m.reason, from: m.from });
+    log.info({ gapSinceStopMs: this.deps.clock.now() - m.at, lines: rec.transcript.length, tools: rec.tools.length }, 'moved call adopted: resuming');
+    return log;
   }
 
   /** This call as the migrator sees it; undefined before it is authorised or after it ended. */
   migratable(): MigratableCall | undefined {
-    const callSid = this.host.callSid();
+    const callSid = this.call.callSid;
     const tenant = this.host.tenant();
-    if (!callSid || !tenant || this.host.state() === 'ended') return undefined;
+    if (!callSid || !tenant || this.call.state.kind === 'ended') return undefined;
     return {
       callSid,
       tenant,
       parties: this.parties,
-      migrationReadiness: () => migrationReadiness({ state: this.host.state(), ...this.host.facts() }),
+      migrationReadiness: () => migrationReadiness({ state: this.call.state.kind, ...this.host.facts() }),
       beginMigration: () => {
         this.migrating = true;
       },
@@ -97,7 +105,7 @@ export class CallMove {
     if (!this.migrating) return false;
     this.movedOut = true;
     // The outcome of the ended state is never counted or stored for a moved call.
-    this.host.finish('drained', CloseCode.normal, reason);
+    this.call.finish('drained', CloseCode.normal, reason);
     return true;
   }
 
@@ -117,7 +125,7 @@ export class CallMove {
     deps.metrics.migrationGap.labels(m.reason).observe(gapMs / 1000);
     deps.background(deps.store.setPhase(callSid, 'live'), 'store.setPhase');
     deps.background(deps.store.noteMigrationGap(callSid, gapMs), 'store.noteMigrationGap');
-    this.host.log().info({ gapMs, reason: m.reason, from: m.from }, 'call moved: relaying on this pod');
+    this.call.log.info({ gapMs, reason: m.reason, from: m.from }, 'call moved: relaying on this pod');
   }
 
   /**
@@ -127,12 +135,12 @@ export class CallMove {
   private cancel(): void {
     if (!this.migrating) return;
     this.migrating = false;
-    const callSid = this.host.callSid();
+    const callSid = this.call.callSid;
     const tenant = this.host.tenant();
     if (!callSid || !tenant) return;
     const { deps } = this;
     if (!this.movedOut) {
-      if (this.host.state() === 'live') deps.background(deps.store.setPhase(callSid, 'live'), 'store.setPhase');
+      if (this.call.state.kind === 'live') deps.background(deps.store.setPhase(callSid, 'live'), 'store.setPhase');
       return;
     }
     this.movedOut = false;

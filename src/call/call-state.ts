@@ -3,6 +3,7 @@
  * events in and acts on the resulting state; illegal moves return undefined instead of throwing.
  * Each state carries what is true in it: the configured model session only while live or ending.
  */
+import type { Logger } from 'pino';
 import type { CloseCode } from '../errors.js';
 import type { RealtimeSocket } from '../model/index.js';
 import type { CallOutcome } from './lifecycle.js';
@@ -59,4 +60,14 @@ export function relaysCallerAudio(s: CallState): s is Extract<CallState, { kind:
 /** States in which caller audio waits for the model (in the ring). */
 export function buffersCallerAudio(s: CallState): boolean {
   return s.kind === 'verifying' || s.kind === 'connecting' || s.kind === 'reconnecting';
+}
+
+/** The call as its parts (model session, conversation, wind-down, move) see it. */
+export interface CallView {
+  readonly state: CallState;
+  readonly callSid: string | undefined;
+  /** The call's logger now (it gains the call's ids as they are known). */
+  readonly log: Logger;
+  /** The single exit: idempotent; closes both sockets and settles the call. */
+  finish(outcome: CallOutcome, code: number, reason: string): void;
 }

@@ -3,18 +3,29 @@
  * `session.updated` with μ-law both ways, within the connect timeout), the conversation replayed
  * into a new session (after a drop, a renewal, or when a moved call is adopted), a new session
  * after a drop or at the cap within per-call budgets, the planned renewal at a pause, and the stall
- * rule. The bridge sends through `socket` and `ask`, hands over the session's own events
- * (`configured`, `error`), and hears back through ModelSessionHost. Parsing model events stays in
- * the bridge: it is the per-frame path.
+ * rule. The call sends through `socket` (the configured one also rides in the live state) and
+ * `ask`, hands over the session's own events (`configure` for session.updated, `error`), and hears
+ * back through ModelSessionHost. Parsing model events stays with the bridge: it is the per-frame path.
  */
 import type { Span } from '@opentelemetry/api';
-import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { errorMessage, SwitchboardError } from '../errors.js';
-import { assistantText, classifyModelError, isSessionCapClose, KEEPALIVE_CLOSE, modelErrorLabel, userText, type ModelEvent, type RealtimeSocket } from '../model/index.js';
+import { CloseCode, errorMessage, SwitchboardError } from '../errors.js';
+import {
+  assistantText,
+  classifyModelError,
+  isSessionCapClose,
+  KEEPALIVE_CLOSE,
+  modelErrorLabel,
+  sessionUpdate,
+  userText,
+  type ModelEvent,
+  type RealtimeSocket,
+} from '../model/index.js';
 import { ATTR, childSpan, endSpan, SPAN, type RelayMetrics } from '../telemetry/index.js';
+import type { Tenant } from '../tenants/index.js';
+import type { ToolRunner } from '../tools/index.js';
 import type { BridgeLimits, ModelConnector } from './bridge-deps.js';
-import type { CallState } from './call-state.js';
+import type { CallView } from './call-state.js';
 import type { ConversationHistory } from './conversation-history.js';
 import type { CallOutcome } from './lifecycle.js';
 import { resumeItems, type ResumeContext } from './resume.js';
@@ -29,13 +40,23 @@ export const MAX_RECONNECTS = 1;
  */
 export const MAX_RENEWALS = 8;
 
+/** The `session.update` every session of a call is configured with: the tenant's instructions, voice, tools and language. */
+export function sessionConfig(connector: ModelConnector, tools: ToolRunner, tenant: Tenant): string {
+  return sessionUpdate({
+    shape: connector.shape,
+    instructions: tenant.model.instructions,
+    voice: tenant.model.voice,
+    tools: tools.definitions(tenant),
+    language: tenant.model.language,
+    ...(connector.transcriptionModel !== undefined ? { transcriptionModel: connector.transcriptionModel } : {}),
+  });
+}
+
 /** What a configured session was told of the call before it: nothing, the history so far, or a moved call's stored conversation. */
 export type Replayed = 'nothing' | 'history' | 'moved';
 
-/** The call, as its model session sees it. */
+/** What the model session needs of the call beyond its view. */
 export interface ModelSessionHost {
-  state(): CallState['kind'];
-  log(): Logger;
   /** The call span (the connect span's parent). */
   span(): Span | undefined;
   /** The `session.update` every session of the call is configured with. */
@@ -50,8 +71,6 @@ export interface ModelSessionHost {
   closedWhileEnding(): void;
   /** No pause, no renewal: nothing is being said, owed, run or played. */
   atPause(): boolean;
-  /** The model cannot serve the call any more: the fallback (close 4010). */
-  failed(reason: string, outcome: CallOutcome): void;
 }
 
 export interface ModelSessionDeps {
@@ -84,6 +103,7 @@ export class ModelSession {
 
   constructor(
     private readonly deps: ModelSessionDeps,
+    private readonly call: CallView,
     private readonly host: ModelSessionHost,
   ) {
     const stallMs = deps.limits.modelStallMs ?? 0;
@@ -131,16 +151,16 @@ export class ModelSession {
     const span = childSpan(SPAN.connect, this.host.span(), { [ATTR.provider]: provider });
     let sock: RealtimeSocket;
     try {
-      sock = await connector.connect(this.deps.signal, this.host.log());
+      sock = await connector.connect(this.deps.signal, this.call.log);
     } catch (err) {
       endSpan(span, errorMessage(err));
       metrics.upstreamConnect.labels(provider, 'failed').observe((clock.mono() - t0) / 1000);
-      if (this.host.state() === 'ended') return;
+      if (this.call.state.kind === 'ended') return;
       const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
-      this.host.log().warn({ code, err: errorMessage(err), resume: again }, 'model unreachable; caller gets the fallback');
-      return this.host.failed('model unavailable', again ? 'model_failed' : 'model_unavailable');
+      this.call.log.warn({ code, err: errorMessage(err), resume: again }, 'model unreachable; caller gets the fallback');
+      return this.failed('model unavailable', again ? 'model_failed' : 'model_unavailable');
     }
-    if (this.host.state() === 'ended') {
+    if (this.call.state.kind === 'ended') {
       endSpan(span, 'call ended while connecting');
       sock.close(1000, 'call ended');
       return;
@@ -157,11 +177,11 @@ export class ModelSession {
     });
     sock.send(this.host.configure());
     const cancel = clock.after(this.deps.limits.modelConnectTimeoutMs, () => {
-      if (this.configured || this.host.state() === 'ended') return;
+      if (this.configured || this.call.state.kind === 'ended') return;
       endSpan(span, 'session.update not confirmed');
       metrics.upstreamConnect.labels(provider, 'failed').observe((clock.mono() - t0) / 1000);
-      this.host.log().warn({ code: 'model_protocol' }, 'model never confirmed session.update');
-      this.host.failed('model session not configured', again ? 'model_failed' : 'model_unavailable');
+      this.call.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
+      this.failed('model session not configured', again ? 'model_failed' : 'model_unavailable');
     });
     this.timers.push(cancel, () => span.end());
     this.onConfigured = () => {
@@ -177,12 +197,12 @@ export class ModelSession {
     if (this.configured) return;
     if (!audioFormatOk) {
       // A rejected or partial session.update leaves 24 kHz PCM: forwarding it would be static.
-      this.host.log().error({ code: 'model_protocol' }, 'model did not accept μ-law audio');
-      return this.host.failed('model audio format not μ-law', 'model_failed');
+      this.call.log.error({ code: 'model_protocol' }, 'model did not accept μ-law audio');
+      return this.failed('model audio format not μ-law', 'model_failed');
     }
     this.configured = true;
     this.onConfigured?.();
-    const state = this.host.state();
+    const state = this.call.state.kind;
     const sock = this.socket;
     if ((state !== 'connecting' && state !== 'reconnecting') || !sock) return;
     this.armRenewal();
@@ -198,14 +218,14 @@ export class ModelSession {
       moved.live = true;
       const items = resumeItems(moved.ctx.record, shape);
       for (const item of items) sock.send(item);
-      this.host.log().info({ replayed: items.length }, 'moved call resumed with its conversation');
+      this.call.log.info({ replayed: items.length }, 'moved call resumed with its conversation');
       return 'moved';
     }
     if (!reopened && !moved) return 'nothing';
     // A new session knows nothing: replay the conversation as text, then carry on.
     const history = this.deps.history.all;
     for (const h of history) sock.send(h.role === 'caller' ? userText(h.text) : assistantText(h.text, shape));
-    this.host.log().info({ replayed: history.length }, 'model session re-opened with the conversation so far');
+    this.call.log.info({ replayed: history.length }, 'model session re-opened with the conversation so far');
     return 'history';
   }
 
@@ -215,7 +235,7 @@ export class ModelSession {
     const { class: kind, benign } = classifyModelError(ev.code, cause);
     this.deps.metrics.modelErrors.labels('error', cause === 'session.update' ? 'session_update_rejected' : modelErrorLabel(ev.code)).inc();
     const detail = { code: 'model_protocol', modelCode: ev.code, detail: ev.message, eventId: ev.eventId, cause };
-    const log = this.host.log();
+    const log = this.call.log;
     if (kind === 'ignore') {
       if (benign) log.debug(detail, 'benign model race');
       else log.warn(detail, 'model error');
@@ -228,7 +248,7 @@ export class ModelSession {
     }
     // Keys, quota, billing, a session.update every session would refuse: fall back now (docs/wire-formats.md §8).
     log.error(detail, 'model cannot serve this call');
-    this.host.failed(`model error ${ev.code}`, this.host.state() === 'connecting' ? 'model_unavailable' : 'model_failed');
+    this.failed(`model error ${ev.code}`, this.call.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed');
   }
 
   /**
@@ -237,7 +257,7 @@ export class ModelSession {
    * session needs a truncate). The bridge calls this whenever a pause may have begun.
    */
   maybeRenew(): void {
-    if (!this.renewDue || this.host.state() !== 'live' || !this.socket) return;
+    if (!this.renewDue || this.call.state.kind !== 'live' || !this.socket) return;
     if (!this.host.atPause()) return;
     this.renewDue = false;
     this.reopen('model session renewed before its time cap', 'renewal');
@@ -266,18 +286,18 @@ export class ModelSession {
 
   /** The stall rule fired: the socket may still answer pings, but the session hears nothing. */
   private onStalled(): void {
-    if (this.host.state() !== 'live' || !this.socket) return;
+    if (this.call.state.kind !== 'live' || !this.socket) return;
     this.deps.metrics.modelErrors.labels('socket', 'stalled').inc();
-    this.host.log().warn({ code: 'model_closed', stallMs: this.stall?.stallMs }, 'model silent while the caller talks');
+    this.call.log.warn({ code: 'model_closed', stallMs: this.stall?.stallMs }, 'model silent while the caller talks');
     this.reopen('model stalled');
   }
 
   private onClose(code: number, reason: string): void {
     this.socket = undefined;
-    const state = this.host.state();
+    const state = this.call.state.kind;
     if (state === 'ended') return;
     if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
-    this.host.log().warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
+    this.call.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
     if (state === 'ending') return this.host.closedWhileEnding();
     // The cap's close (1001) spends the renewal budget, any other loss the drop budget.
     this.reopen('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
@@ -287,12 +307,17 @@ export class ModelSession {
    * Open a new session with the conversation so far. Drops get MAX_RECONNECTS per call, renewals
    * (planned, or the cap reached) MAX_RENEWALS; past its budget the call ends with the fallback.
    */
+  /** The model cannot serve the call any more: the fallback (close 4010). */
+  private failed(reason: string, outcome: CallOutcome): void {
+    this.call.finish(outcome, CloseCode.modelUnavailable, reason);
+  }
+
   private reopen(why: string, kind: 'drop' | 'renewal' = 'drop'): void {
     const old = this.socket;
     this.socket = undefined;
     old?.close(1000, kind === 'renewal' ? 'session renewal' : 'reconnecting');
     const spent = kind === 'drop' ? this.reconnects >= MAX_RECONNECTS : this.renewals >= MAX_RENEWALS;
-    if (this.host.state() !== 'live' || spent) return this.host.failed(why, 'model_failed');
+    if (this.call.state.kind !== 'live' || spent) return this.failed(why, 'model_failed');
     if (kind === 'drop') this.reconnects++;
     else this.renewals++;
     this.host.lost();
@@ -300,7 +325,7 @@ export class ModelSession {
     this.renewDue = false;
     this.stall?.reset();
     this.configured = false;
-    const log = this.host.log();
+    const log = this.call.log;
     if (kind === 'renewal') log.info({ renewals: this.renewals }, `${why}: re-opening the model session`);
     else log.warn({ code: 'model_closed', attempt: this.reconnects }, `${why}: re-opening the model session`);
     void this.open(true);

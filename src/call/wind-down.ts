@@ -4,12 +4,11 @@
  * moves to `ending`; the line closes once the response saying the last words is done and its
  * audio has played, or after `windDownMs` whatever happens (a goodbye never holds the line open).
  */
-import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { CloseCode } from '../errors.js';
 import type { CallPhase } from '../store/index.js';
 import type { CallEffect } from '../tools/index.js';
-import type { CallInput, CallState } from './call-state.js';
+import type { CallInput, CallView } from './call-state.js';
 import type { CallOutcome } from './lifecycle.js';
 import { decidingEffect } from './tool-dispatch.js';
 
@@ -17,17 +16,14 @@ import { decidingEffect } from './tool-dispatch.js';
 export const TIME_LIMIT_GOODBYE =
   'The call has reached its time limit. Say goodbye to the caller with exactly: "I am sorry, we have reached the time limit for this call. Thank you for calling, goodbye."';
 
-/** The call, as its wind-down sees it. */
+/** What the wind-down needs of the call beyond its view. */
 export interface WindDownHost {
-  state(): CallState;
   move(input: CallInput): void;
-  finish(outcome: CallOutcome, code: number, reason: string): void;
   /** Assistant audio sent to Twilio and not yet played. */
   unplayed(): boolean;
   setPhase(phase: CallPhase): void;
   /** Ask the model for a response with these instructions. */
   request(instructions: string): void;
-  log(): Logger;
 }
 
 export interface WindDownDeps {
@@ -47,6 +43,7 @@ export class WindDown {
 
   constructor(
     private readonly deps: WindDownDeps,
+    private readonly call: CallView,
     private readonly host: WindDownHost,
   ) {}
 
@@ -54,17 +51,17 @@ export class WindDown {
   effects(effects: readonly CallEffect[]): void {
     const effect = decidingEffect(effects);
     if (!effect) return;
-    if (effects.length > 1) this.host.log().info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
+    if (effects.length > 1) this.call.log.info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
     const end = effect.kind === 'end_call';
     this.begin(end ? 'ended_by_assistant' : 'transferred', end ? CloseCode.callEnded : CloseCode.handedOff, end ? 'ending' : 'handing-off');
   }
 
   /** MAX_CALL_SECONDS: the assistant says a goodbye and the call ends (4014), not the fallback. */
   timeUp(): void {
-    const s = this.host.state();
+    const s = this.call.state;
     if (s.kind === 'ending') return; // already saying goodbye
-    if (s.kind !== 'live') return this.host.finish('too_long', CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS');
-    this.host.log().info({ maxCallMs: this.deps.maxCallMs }, 'call reached MAX_CALL_SECONDS: saying goodbye');
+    if (s.kind !== 'live') return this.call.finish('too_long', CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS');
+    this.call.log.info({ maxCallMs: this.deps.maxCallMs }, 'call reached MAX_CALL_SECONDS: saying goodbye');
     this.begin('too_long', CloseCode.callTooLong, 'ending', TIME_LIMIT_GOODBYE);
   }
 
@@ -75,7 +72,7 @@ export class WindDown {
 
   /** A response without tools is done: while ending, the last words are said once it is (the goodbye, at the time limit). */
   responseDone(responseId: string): void {
-    const s = this.host.state();
+    const s = this.call.state;
     if (s.kind !== 'ending' || (s.outcome === 'too_long' && responseId !== this.goodbyeResponseId)) return;
     // The goodbye response finished generating; close once it has played.
     this.said = true;
@@ -84,9 +81,15 @@ export class WindDown {
 
   /** Audio may have finished playing (a mark came back): close once the last words are said and heard. */
   played(): void {
-    const s = this.host.state();
+    const s = this.call.state;
     if (s.kind !== 'ending' || !this.said || this.host.unplayed()) return;
-    this.host.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
+    this.call.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
+  }
+
+  /** Something ended the last words early (the model went away): the call ends as it was ending. */
+  cutShort(reason: string): void {
+    const s = this.call.state;
+    if (s.kind === 'ending') this.call.finish(s.outcome, s.closeCode, reason);
   }
 
   private begin(outcome: CallOutcome, closeCode: CloseCode, phase: CallPhase, goodbye?: string): void {
@@ -95,10 +98,7 @@ export class WindDown {
     this.host.setPhase(phase);
     if (goodbye !== undefined) this.host.request(goodbye);
     this.deps.timers.push(
-      this.deps.clock.after(this.deps.windDownMs, () => {
-        const s = this.host.state();
-        if (s.kind === 'ending') this.host.finish(s.outcome, s.closeCode, 'goodbye timed out');
-      }),
+      this.deps.clock.after(this.deps.windDownMs, () => this.cutShort('goodbye timed out')),
     );
   }
 }

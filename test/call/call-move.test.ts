@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CallMove, callParties, type CallMoveHost } from '../../src/call/call-move.js';
+import type { CallState, CallView } from '../../src/call/call-state.js';
 import type { CallOutcome, CallLifecycleListener } from '../../src/call/lifecycle.js';
 import type { MigrationFacts } from '../../src/call/migration.js';
 import { MemoryCallStore } from '../../src/store/index.js';
@@ -37,20 +38,24 @@ async function harness(): Promise<Harness> {
     callEnded: (c) => h.told.push(`ended ${c.outcome}`),
     callMoved: () => h.told.push('moved'),
   };
-  const host: CallMoveHost = {
+  const call: CallView = {
     // As the bridge's: an ended call's state names no call.
-    callSid: () => (h.state === 'ended' ? undefined : CALL),
-    tenant: () => tenant,
-    state: () => h.state,
-    facts: () => h.facts,
+    get callSid() {
+      return h.state === 'ended' ? undefined : CALL;
+    },
+    log: silentLogger(),
+    get state() {
+      return { kind: h.state } as CallState;
+    },
     finish: (outcome, code, reason) => {
       h.finished.push({ outcome, code, reason });
       h.state = 'ended';
     },
-    log: () => silentLogger(),
   };
+  const host: CallMoveHost = { tenant: () => tenant, facts: () => h.facts };
   h.move = new CallMove(
     { store, metrics, clock, pod: 'pod-a', background: (p) => void p.catch(() => {}), notify: (fn) => fn(listener) },
+    call,
     host,
   );
   return h;
@@ -98,7 +103,6 @@ describe('CallMove', () => {
     await flush();
     expect((await h.store.getCall(CALL))?.phase).toBe('live');
     expect(h.told).toEqual([]);
-
   });
 
   it('an adopted call relaying here: the gap since the old leg stopped, counted and stored', async () => {

@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { tone } from '../../loadtest/lib/audio.js';
 import { ConversationHistory } from '../../src/call/conversation-history.js';
-import type { CallState } from '../../src/call/call-state.js';
+import type { CallState, CallView } from '../../src/call/call-state.js';
 import type { ModelConnector } from '../../src/call/bridge-deps.js';
 import { MAX_RECONNECTS, MAX_RENEWALS, ModelSession, type ModelSessionHost, type Replayed } from '../../src/call/model-session.js';
 import type { CallOutcome } from '../../src/call/lifecycle.js';
@@ -53,19 +53,27 @@ const configure = () => sessionUpdate({ shape: 'ga', instructions: 'Be brief.', 
 const flush = () => new Promise((r) => setImmediate(r));
 const log = silentLogger();
 
-/** The call as a bridge plays it: state moves on ready / lost / failed; everything is recorded. */
-class Call {
-  state: CallState['kind'] = 'connecting';
+/** The call as a bridge plays it: state moves on ready / lost / finish; everything is recorded. */
+class Call implements CallView {
+  kind: CallState['kind'] = 'connecting';
+  readonly callSid = 'CA1';
+  readonly log = log;
   ready: Replayed[] = [];
   lost = 0;
   failed: { reason: string; outcome: CallOutcome } | undefined;
   messages: string[] = [];
   pause = true;
   endedWhileEnding = false;
+  get state(): CallState {
+    return { kind: this.kind } as CallState;
+  }
+  finish(outcome: CallOutcome, code: number, reason: string): void {
+    expect(code).toBe(4010);
+    this.failed = { reason, outcome };
+    this.kind = 'ended';
+  }
   host(): ModelSessionHost {
     return {
-      state: () => this.state,
-      log: () => log,
       span: () => undefined,
       configure,
       message: (data) => {
@@ -77,21 +85,17 @@ class Call {
       },
       ready: (_socket, replayed) => {
         this.ready.push(replayed);
-        this.state = 'live';
+        this.kind = 'live';
       },
       lost: () => {
         this.lost++;
-        this.state = 'reconnecting';
+        this.kind = 'reconnecting';
       },
       closedWhileEnding: () => {
         this.endedWhileEnding = true;
-        this.state = 'ended';
+        this.kind = 'ended';
       },
       atPause: () => this.pause,
-      failed: (reason, outcome) => {
-        this.failed = { reason, outcome };
-        this.state = 'ended';
-      },
     };
   }
   session: ModelSession | undefined;
@@ -133,6 +137,7 @@ function harness(limits: { modelConnectTimeoutMs?: number; modelSessionRenewMs?:
       signal: new AbortController().signal,
       timing: h.timing,
     },
+    h.call,
     h.call.host(),
   );
   h.call.session = h.session;
@@ -240,7 +245,7 @@ describe('ModelSession', () => {
     const h = harness();
     const s = await opened(h);
     s.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'item_truncate_invalid_item_id', message: 'no such item' } });
-    expect(h.call.state).toBe('live');
+    expect(h.call.kind).toBe('live');
     s.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'session_expired', message: 'expired' } });
     expect(s.closed).toEqual({ code: 1000, reason: 'session renewal' });
     const next = await opened(h, true);
@@ -253,7 +258,7 @@ describe('ModelSession', () => {
   it('the model closing while the call says goodbye ends it as it was ending, no new session', async () => {
     const h = harness();
     const s = await opened(h);
-    h.call.state = 'ending';
+    h.call.kind = 'ending';
     s.drop(1006);
     expect(h.call.endedWhileEnding).toBe(true);
     expect(h.sockets).toHaveLength(1);
@@ -324,6 +329,7 @@ describe('ModelSession over a real socket', () => {
         signal: new AbortController().signal,
         timing: { connectMs: undefined },
       },
+      call,
       call.host(),
     );
     call.session = session;
@@ -339,7 +345,7 @@ describe('ModelSession over a real socket', () => {
     for (let i = 0; i < 100 && call.ready.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
     expect(call.ready).toEqual(['nothing', 'history']);
     expect(session).toMatchObject({ reconnects: 0, renewals: 1 });
-    call.state = 'ended';
+    call.kind = 'ended';
     session.end();
     expect((await second.closed).code).toBe(1000);
   });

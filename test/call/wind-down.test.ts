@@ -4,7 +4,7 @@
  * wind-down's bound.
  */
 import { describe, expect, it } from 'vitest';
-import { transition, type CallState } from '../../src/call/call-state.js';
+import { transition, type CallState, type CallView } from '../../src/call/call-state.js';
 import type { CallOutcome } from '../../src/call/lifecycle.js';
 import { TIME_LIMIT_GOODBYE, WindDown } from '../../src/call/wind-down.js';
 import type { RealtimeSocket } from '../../src/model/index.js';
@@ -28,14 +28,19 @@ function harness(kind: 'live' | 'connecting' = 'live') {
     timers: [] as (() => void)[],
     w: undefined as unknown as WindDown,
   };
-  h.w = new WindDown({ clock, windDownMs: 15_000, maxCallMs: 60_000, timers: h.timers }, {
-    state: () => h.state,
-    log: () => silentLogger(),
+  const call: CallView = {
+    get state() {
+      return h.state;
+    },
+    callSid: 'CA',
+    log: silentLogger(),
     finish(outcome, code, reason) {
       if (h.state.kind === 'ended') return;
       h.finished.push({ outcome, code, reason });
       h.state = { kind: 'ended', outcome };
     },
+  };
+  h.w = new WindDown({ clock, windDownMs: 15_000, maxCallMs: 60_000, timers: h.timers }, call, {
     move: (input) => {
       h.state = transition(h.state, input) ?? h.state;
     },
