@@ -6,7 +6,7 @@
  * sim-response.ts).
  */
 import { WebSocket, type RawData } from 'ws';
-import { speechFrames } from '../../loadtest/lib/audio.js';
+import { speechFrames } from './portable/audio.js';
 import { SimClientEvents, type SimSessionState } from './sim-client-events.js';
 import { UNINTELLIGIBLE, planReply, speechDurationMs, type SimMode } from './sim-model-script.js';
 import type { SimModelOptions, SimSession } from './sim-options.js';

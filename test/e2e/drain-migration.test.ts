@@ -6,7 +6,7 @@
  * SIGKILL runs are in test/e2e/migration-processes.test.ts.)
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseTwiml } from '../../loadtest/lib/caller-core.js';
+import { parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import type { Relay } from '../../src/server/index.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';

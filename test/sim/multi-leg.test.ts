@@ -10,7 +10,7 @@ import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildVoiceWebhook, parseTwiml } from '../../loadtest/lib/caller-core.js';
+import { buildVoiceWebhook, parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import type { Relay } from '../../src/server/index.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
