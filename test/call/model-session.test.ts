@@ -4,7 +4,7 @@
  * for a session the server ends at its cap.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { tone } from '../../loadtest/lib/audio.js';
+import { tone } from '../../src/sim/portable/audio.js';
 import { ConversationHistory } from '../../src/call/conversation-history.js';
 import type { CallState, CallView } from '../../src/call/call-state.js';
 import type { ModelConnector } from '../../src/call/bridge-deps.js';
