@@ -53,8 +53,11 @@ export function callParties(p: Readonly<Record<string, string>>, tenant: Tenant)
 export class CallMove {
   /** The stream's `to` / masked `from`, for the resume TwiML. */
   parties: Parties = {};
-  /** The migrator asked Twilio to move the call: the next stop is the move, not a hang-up. */
-  private migrating = false;
+  /**
+   * The move under way (the migrator asked Twilio to move the call): the next stop is the move, not
+   * a hang-up. It names the call, which an ended call's state no longer does.
+   */
+  private moving: { callSid: string; tenant: Tenant } | undefined;
   /** This side ended because the call moved (no outcome, record left live). */
   private movedOut = false;
 
@@ -94,7 +97,7 @@ export class CallMove {
       parties: this.parties,
       migrationReadiness: () => migrationReadiness({ state: this.call.state.kind, ...this.host.facts() }),
       beginMigration: () => {
-        this.migrating = true;
+        this.moving = { callSid, tenant };
       },
       cancelMigration: () => this.cancel(),
     };
@@ -102,7 +105,7 @@ export class CallMove {
 
   /** Twilio stopped the stream (or closed the socket): while moving, that ends this leg, not the call (true). */
   leave(reason: string): boolean {
-    if (!this.migrating) return false;
+    if (!this.moving) return false;
     this.movedOut = true;
     // The outcome of the ended state is never counted or stored for a moved call.
     this.call.finish('drained', CloseCode.normal, reason);
@@ -133,11 +136,10 @@ export class CallMove {
    * live. Stream already stopped: that stop was the caller hanging up, so the call ends as such.
    */
   private cancel(): void {
-    if (!this.migrating) return;
-    this.migrating = false;
-    const callSid = this.call.callSid;
-    const tenant = this.host.tenant();
-    if (!callSid || !tenant) return;
+    const moving = this.moving;
+    if (!moving) return;
+    this.moving = undefined;
+    const { callSid, tenant } = moving;
     const { deps } = this;
     if (!this.movedOut) {
       if (this.call.state.kind === 'live') deps.background(deps.store.setPhase(callSid, 'live'), 'store.setPhase');

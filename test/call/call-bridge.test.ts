@@ -595,6 +595,23 @@ describe('CallBridge', () => {
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
   });
 
+  it('a move whose Twilio update failed after the stream had stopped: the caller hung up, and the call ends as such', async () => {
+    const h = harness();
+    await live(h);
+    await flush(); // the call record is written
+    const m = h.bridge.migratable()!;
+    await h.store.beginMigration(CALL);
+    m.beginMigration();
+    h.bridge.onTwilioMessage(Buffer.from(JSON.stringify({ event: 'stop', sequenceNumber: '9', streamSid: STREAM, stop: { accountSid: tenant.twilio.accountSid, callSid: CALL } })), false);
+    expect(h.bridge.state.kind).toBe('ended');
+    expect(h.bridge.migratable()).toBeUndefined();
+    m.cancelMigration(); // the migrator's update did not go through: that stop was the caller hanging up
+    await flush();
+    expect((await h.store.getCall(CALL))?.outcome).toBe('caller_hung_up');
+    const total = (await h.metrics.callsTotal.get()).values.find((v) => v.labels['outcome'] === 'caller_hung_up');
+    expect(total?.value).toBe(1);
+  });
+
   it('a session.update the model never confirms ends the call within the connect timeout', async () => {
     const h = harness({ modelConnectTimeoutMs: 3000 });
     h.bridge.onTwilioMessage(startMsg(), false);

@@ -19,6 +19,7 @@ const flush = () => new Promise((r) => setImmediate(r));
 
 interface Harness {
   move: CallMove;
+  call: CallView;
   store: MemoryCallStore;
   metrics: RelayMetrics;
   clock: ManualClock;
@@ -53,6 +54,7 @@ async function harness(): Promise<Harness> {
     },
   };
   const host: CallMoveHost = { tenant: () => tenant, facts: () => h.facts };
+  h.call = call;
   h.move = new CallMove(
     { store, metrics, clock, pod: 'pod-a', background: (p) => void p.catch(() => {}), notify: (fn) => fn(listener) },
     call,
@@ -103,6 +105,21 @@ describe('CallMove', () => {
     await flush();
     expect((await h.store.getCall(CALL))?.phase).toBe('live');
     expect(h.told).toEqual([]);
+  });
+
+  it('a move that did not happen after the stream stopped: that stop was the caller hanging up', async () => {
+    const h = await harness();
+    const m = h.move.migratable()!;
+    m.beginMigration();
+    h.move.leave('stream stopped by the call update');
+    expect(h.call.callSid).toBeUndefined(); // the ended call's state names no call
+    m.cancelMigration();
+    await flush();
+    expect(h.move.moved).toBe(false);
+    expect(h.told).toEqual(['ended caller_hung_up']);
+    expect((await h.store.getCall(CALL))?.outcome).toBe('caller_hung_up');
+    const total = (await h.metrics.callsTotal.get()).values.find((v) => v.labels['outcome'] === 'caller_hung_up');
+    expect(total?.value).toBe(1);
   });
 
   it('an adopted call relaying here: the gap since the old leg stopped, counted and stored', async () => {
