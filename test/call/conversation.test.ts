@@ -15,40 +15,22 @@ import { ToolDispatch } from '../../src/call/tool-dispatch.js';
 import { TurnMetrics } from '../../src/call/turn-metrics.js';
 import { TwilioPlayout } from '../../src/call/twilio-playout.js';
 import { WindDown } from '../../src/call/wind-down.js';
-import { parseModelEvent, type RealtimeSocket } from '../../src/model/index.js';
+import { parseModelEvent } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { ManualClock } from '../helpers/manual-clock.js';
+import { FakeRealtimeSocket } from '../helpers/fake-realtime-socket.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 const CALL = 'CA00000000000000000000000000000001';
 const flush = () => new Promise((r) => setImmediate(r));
 
-class FakeSocket implements RealtimeSocket {
-  sent: Record<string, unknown>[] = [];
-  bufferedAmount = 0;
-  isOpen = true;
-  droppedSends = 0;
-  private msg: ((d: Buffer) => void) | undefined;
-  send(text: string): void {
-    this.sent.push(JSON.parse(text) as Record<string, unknown>);
-  }
-  onMessage(cb: (d: Buffer) => void): void {
-    this.msg = cb;
-  }
-  onClose(): void {}
-  close(): void {
-    this.isOpen = false;
-  }
-  emit(ev: Record<string, unknown>): void {
-    this.msg!(Buffer.from(JSON.stringify(ev)));
-  }
-  creates(): (string | undefined)[] {
-    return this.sent.filter((e) => e['type'] === 'response.create').map((e) => (e['response'] as { instructions?: string } | undefined)?.instructions);
-  }
+/** The instructions of each response.create the relay sent (undefined: a plain one). */
+function creates(sock: FakeRealtimeSocket): (string | undefined)[] {
+  return sock.sent.filter((e) => e['type'] === 'response.create').map((e) => (e['response'] as { instructions?: string } | undefined)?.instructions);
 }
 
 async function harness() {
@@ -59,7 +41,7 @@ async function harness() {
   const history = new ConversationHistory(40);
   const turnMetrics = new TurnMetrics();
   const log = silentLogger();
-  const sock = new FakeSocket();
+  const sock = new FakeRealtimeSocket();
   const signal = new AbortController().signal;
   const h = { kind: 'connecting' as CallState['kind'], ended: undefined as { outcome: CallOutcome; code: number; reason: string } | undefined };
   const call: CallView = {
@@ -116,13 +98,13 @@ describe('Conversation', () => {
   it('greets a new call once: a new session after the greeting was said does not greet again', async () => {
     const { sock, conversation } = await harness();
     conversation.live('nothing', tenant);
-    expect(sock.creates()).toEqual([`Greet the caller with exactly: ${tenant.model.greeting}`]);
+    expect(creates(sock)).toEqual([`Greet the caller with exactly: ${tenant.model.greeting}`]);
     sock.emit({ type: 'response.created', response: { id: 'r1' } });
     sock.emit({ type: 'response.done', response: { id: 'r1', status: 'completed' } });
     expect(conversation.quiet).toBe(true);
     conversation.newSession();
     conversation.live('history', tenant);
-    expect(sock.creates()).toHaveLength(1);
+    expect(creates(sock)).toHaveLength(1);
   });
 
   it('a failed response is asked for once more with its instructions; a second failure is the fallback', async () => {
@@ -130,8 +112,8 @@ describe('Conversation', () => {
     conversation.live('nothing', tenant);
     sock.emit({ type: 'response.created', response: { id: 'r1' } });
     sock.emit({ type: 'response.done', response: { id: 'r1', status: 'failed', status_details: { type: 'failed', error: { type: 'server_error', code: 'server_error' } } } });
-    expect(sock.creates()).toHaveLength(2);
-    expect(sock.creates()[1]).toBe(sock.creates()[0]);
+    expect(creates(sock)).toHaveLength(2);
+    expect(creates(sock)[1]).toBe(creates(sock)[0]);
     expect(h.ended).toBeUndefined();
     sock.emit({ type: 'response.created', response: { id: 'r2' } });
     sock.emit({ type: 'response.done', response: { id: 'r2', status: 'failed', status_details: { type: 'failed', error: { type: 'server_error', code: 'server_error' } } } });
@@ -144,14 +126,14 @@ describe('Conversation', () => {
     const { sock, conversation, history, store } = await harness();
     sock.emit({ type: 'response.created', response: { id: 'r_vad' } }); // server VAD's own
     conversation.request();
-    expect(sock.creates()).toHaveLength(0); // waits for the active one
+    expect(creates(sock)).toHaveLength(0); // waits for the active one
     sock.emit({ type: 'response.done', response: { id: 'r_vad', status: 'completed' } });
-    expect(sock.creates()).toHaveLength(1);
+    expect(creates(sock)).toHaveLength(1);
     const eventId = sock.sent.at(-1)!['event_id'] as string;
     sock.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'conversation_already_has_active_response', message: 'busy', event_id: eventId } });
     sock.emit({ type: 'response.created', response: { id: 'r_other' } });
     sock.emit({ type: 'response.done', response: { id: 'r_other', status: 'completed' } });
-    expect(sock.creates()).toHaveLength(2);
+    expect(creates(sock)).toHaveLength(2);
     sock.emit({ type: 'conversation.item.input_audio_transcription.completed', item_id: 'i1', content_index: 0, transcript: 'my card is 4111 1111 1111 1111' });
     await flush();
     expect(history.lastRole).toBe('caller');

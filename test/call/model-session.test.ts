@@ -10,43 +10,12 @@ import type { CallState, CallView } from '../../src/call/call-state.js';
 import type { ModelConnector } from '../../src/call/bridge-deps.js';
 import { MAX_RECONNECTS, MAX_RENEWALS, ModelSession, type ModelSessionHost, type Replayed } from '../../src/call/model-session.js';
 import type { CallOutcome } from '../../src/call/lifecycle.js';
-import { connectRealtime, parseModelEvent, sessionUpdate, type RealtimeSocket } from '../../src/model/index.js';
+import { connectRealtime, parseModelEvent, sessionUpdate } from '../../src/model/index.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { createMetrics, type RelayMetrics } from '../../src/telemetry/metrics.js';
 import { startFaultModel, type FaultModel } from '../helpers/fault-model.js';
 import { ManualClock } from '../helpers/manual-clock.js';
-
-class FakeSocket implements RealtimeSocket {
-  sent: Record<string, unknown>[] = [];
-  bufferedAmount = 0;
-  isOpen = true;
-  droppedSends = 0;
-  closed: { code: number | undefined; reason: string | undefined } | undefined;
-  private msg: ((d: Buffer) => void) | undefined;
-  private closeCb: ((code: number, reason: string) => void) | undefined;
-  send(text: string): void {
-    this.sent.push(JSON.parse(text) as Record<string, unknown>);
-  }
-  onMessage(cb: (d: Buffer) => void): void {
-    this.msg = cb;
-  }
-  onClose(cb: (code: number, reason: string) => void): void {
-    this.closeCb = cb;
-  }
-  close(code?: number, reason?: string): void {
-    this.closed = { code, reason };
-    this.isOpen = false;
-  }
-  emit(ev: Record<string, unknown>): void {
-    this.msg!(Buffer.from(JSON.stringify(ev)));
-  }
-  drop(code: number, reason = 'gone'): void {
-    this.closeCb!(code, reason);
-  }
-  types(): string[] {
-    return this.sent.map((e) => e['type'] as string);
-  }
-}
+import { FakeRealtimeSocket as FakeSocket } from '../helpers/fake-realtime-socket.js';
 
 const pcmu = { type: 'session.updated', session: { type: 'realtime', audio: { input: { format: { type: 'audio/pcmu' } }, output: { format: { type: 'audio/pcmu' } } } } };
 const configure = () => sessionUpdate({ shape: 'ga', instructions: 'Be brief.', voice: 'marin', tools: [], language: 'en' });
