@@ -6,8 +6,9 @@
  *   npx tsx bench/module-rss.ts [--runs 3] [--no-build]
  *
  * Each figure is the median of `--runs` processes: RSS after `gc()` minus RSS of the same process
- * before the import. Packages share dependencies, so the single-package rows do not add up to the
- * relay's; the "relay" rows are the truth, the package rows say which import to look at.
+ * before the import; "(an empty module)" is what any first import costs, included in every row.
+ * Packages share dependencies, so the single-package rows do not add up to the relay's; the
+ * "relay" rows are the truth, the package rows say which import to look at.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -31,7 +32,8 @@ const PACKAGES = [
   'ioredis',
   'yaml',
   'ws',
-  'uWebSockets.js',
+  // The production build (Node 24); on Node ≤ 20 the relay loads this older one instead (src/server/uws.ts).
+  Number(process.versions.node.split('.')[0]) >= 22 ? 'uWebSockets.js' : 'uws-legacy',
 ];
 
 interface Probe {
@@ -49,10 +51,10 @@ function probeImport(specifiers: readonly string[]): Promise<Probe> {
     'console.log(JSON.stringify({ rssMB: mb(b.rss - a.rss), heapMB: mb(b.heapUsed - a.heapUsed) }));',
     'process.exit(0);',
   ].join('\n');
-  return run(process.execPath, ['--expose-gc', '--input-type=module', '-e', code]);
+  return run(process.execPath, ['--expose-gc', '--input-type=module', '-e', code], specifiers.join(', '));
 }
 
-function run(cmd: string, args: string[]): Promise<Probe> {
+function run(cmd: string, args: string[], what: string): Promise<Probe> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
     let out = '';
@@ -62,7 +64,7 @@ function run(cmd: string, args: string[]): Promise<Probe> {
     child.once('error', reject);
     child.once('exit', (code) => {
       const line = out.trim().split('\n').at(-1) ?? '';
-      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`probe failed (${code}): ${err.slice(-500)}`));
+      if (code !== 0 || !line.startsWith('{')) return reject(new Error(`probe of ${what} failed (${code}): ${err.slice(-500)}`));
       resolve(JSON.parse(line) as Probe);
     });
   });
@@ -133,6 +135,8 @@ async function main(): Promise<void> {
     execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'bench/tsconfig.relays.json')], { stdio: 'inherit' });
   }
   const rows: [string, Probe][] = [];
+  // What the first import costs by itself (the ESM loader, compile caches): part of every row below.
+  rows.push(['(an empty module)', await medianOf(runs, () => probeImport(['data:text/javascript,export default 1']))]);
   for (const p of PACKAGES) rows.push([p, await medianOf(runs, () => probeImport([p]))]);
   const src = (f: string): string => new URL(`file://${join(DIST, 'src', f)}`).href;
   rows.push(['relay modules (src/server/index.js)', await medianOf(runs, () => probeImport([src('server/index.js')]))]);

@@ -54,7 +54,7 @@ function main(): void {
     const o = functionName === '(idle)' || functionName === '(garbage collector)' || functionName === '(program)' ? functionName : owner(url);
     pkg.set(o, (pkg.get(o) ?? 0) + t);
   }
-  const pct = (t: number): string => ((t / total) * 100).toFixed(1).padStart(5) + ' %';
+  const pct = (t: number): string => ((t / total) * 100).toFixed(2).padStart(6) + ' %';
   console.log(`${file}: ${(total / 1e6).toFixed(1)} s sampled`);
   console.log('\nby owner (self time):');
   for (const [k, t] of [...pkg].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`${pct(t)}  ${k}`);
