@@ -183,7 +183,8 @@ function killAll(): void {
   children.clear();
 }
 
-function hasTaskset(): boolean {
+/** `taskset` is there to pin processes to cores (util-linux). */
+export function hasTaskset(): boolean {
   try {
     execFileSync('taskset', ['-V'], { stdio: 'ignore' });
     return true;

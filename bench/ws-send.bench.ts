@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import WebSocket from 'ws';
 import { AppendBatcher } from '../src/call/append-batcher.js';
+import { hasTaskset } from './run.js';
 import { makeBenchTls } from './tls.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -32,15 +33,6 @@ const wss = new WebSocketServer({ server, perMessageDeflate: false });
 wss.on('connection', (ws) => ws.on('message', (m) => { if (m.length === 5) ws.send('pong!'); }));
 server.listen(0, '127.0.0.1', () => console.log('port ' + server.address().port));
 `;
-
-function hasTaskset(): boolean {
-  try {
-    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function startServer(tlsDir: string | undefined, pin: boolean): Promise<{ child: ChildProcess; port: number }> {
   const args = ['--input-type=module', '-e', SERVER, tlsDir ?? '-'];
