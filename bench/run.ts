@@ -63,7 +63,12 @@ export interface RunResult {
   /** `process.memoryUsage()` of the relay after the forced GC, calls still up (bytes). */
   gcMemory: GcMemory | null;
   /** Switchboard's own histogram over the window (null for the baseline). */
-  switchboardHistogram: { callerToModel: { p50Ms: number | null; p99Ms: number | null; count: number }; modelToCaller: { p50Ms: number | null; p99Ms: number | null; count: number } } | null;
+  switchboardHistogram: {
+    callerToModel: { p50Ms: number | null; p99Ms: number | null; count: number };
+    modelToCaller: { p50Ms: number | null; p99Ms: number | null; count: number };
+    /** `switchboard_turn_latency_seconds` over the window: its mean (sum/count; the buckets are 100 ms wide). Absent in older JSON. */
+    turn?: { meanMs: number | null; count: number };
+  } | null;
   switchboardDropped: number | null;
   /**
    * CPU on each core spent by processes other than the relay and this driver during the window
@@ -178,7 +183,8 @@ function killAll(): void {
   children.clear();
 }
 
-function hasTaskset(): boolean {
+/** `taskset` is there to pin processes to cores (util-linux). */
+export function hasTaskset(): boolean {
   try {
     execFileSync('taskset', ['-V'], { stdio: 'ignore' });
     return true;
@@ -442,7 +448,7 @@ async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: b
     let dropped: number | null = null;
     if (isSb && metrics0 && metrics1) {
       const lat = relayLatency(metrics0, metrics1);
-      hist = { callerToModel: lat.frames.caller_to_model, modelToCaller: lat.frames.model_to_caller };
+      hist = { callerToModel: lat.frames.caller_to_model, modelToCaller: lat.frames.model_to_caller, turn: { meanMs: lat.turn.meanMs, count: lat.turn.count } };
       dropped = metricSum(metrics1, 'switchboard_frames_dropped_total') - metricSum(metrics0, 'switchboard_frames_dropped_total');
     }
     return {
@@ -473,7 +479,7 @@ const lat = (v: number | null): string => fmt(v, 3);
 
 function levelTable(runs: readonly RunResult[], prevByRelay: ReadonlyMap<RelayKind, RunResult>): string {
   const rows: string[][] = [
-    ['relay', 'held', 'failed', 'c2m p50', 'p99', 'p999', 'm2c p50', 'p99', 'p999', 'hist c2m p50/p99', 'hist m2c p50/p99', 'CPU %', 'CPU %/call', 'RSS MB', 'GC\'d heap MB', 'heap KB/call', 'drops c2m', 'm2c', 'sb drops', 'driver CPU %', 'driver lag p99', 'other CPU % core0/1'],
+    ['relay', 'held', 'failed', 'c2m p50', 'p99', 'p999', 'm2c p50', 'p99', 'p999', 'hist c2m p50/p99', 'hist m2c p50/p99', 'turn mean ms', 'CPU %', 'CPU %/call', 'RSS MB', 'GC\'d heap MB', 'heap KB/call', 'drops c2m', 'm2c', 'sb drops', 'driver CPU %', 'driver lag p99', 'other CPU % core0/1'],
   ];
   for (const r of runs) {
     const d = r.driver;
@@ -492,6 +498,7 @@ function levelTable(runs: readonly RunResult[], prevByRelay: ReadonlyMap<RelayKi
       lat(d.modelToCaller.latencyMs.p999),
       h ? `${lat(h.callerToModel.p50Ms)}/${lat(h.callerToModel.p99Ms)}` : '-',
       h ? `${lat(h.modelToCaller.p50Ms)}/${lat(h.modelToCaller.p99Ms)}` : '-',
+      h?.turn ? fmt(h.turn.meanMs, 1) : '-',
       fmt(r.relayCpuPercent, 1),
       fmt(r.cpuPerCallPercent, 3),
       fmt(r.rssMB, 1),

@@ -159,7 +159,7 @@ const Env = z.object({
   /** Upstream `ws` bufferedAmount past which caller audio is dropped (oldest first) instead of queued. */
   MODEL_MAX_BUFFERED_BYTES: int(256 * 1024, 16 * 1024, 64 * 1024 * 1024),
   /** Caller frames (20 ms each) per append to the model: fewer messages, up to (N-1) × 20 ms later. */
-  MODEL_APPEND_FRAMES: int(1, 1, 3),
+  MODEL_APPEND_FRAMES: int(2, 1, 3),
   /** Largest accepted Twilio media-socket message. Twilio's media frames are ~300 bytes. */
   TWILIO_MAX_MESSAGE_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */

@@ -6,8 +6,6 @@ import { loadConfig } from './config.js';
 import { SwitchboardError } from './errors.js';
 import { startRelay } from './server/index.js';
 import { createLogger, prettyLogs } from './telemetry/index.js';
-// Imported directly (not through telemetry/index) so nothing else loads the OpenTelemetry SDK.
-import { startTracing } from './telemetry/otel.js';
 
 async function main(): Promise<void> {
   let config;
@@ -21,7 +19,12 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger({ level: config.logLevel, pretty: prettyLogs(config.logFormat, process.stdout.isTTY === true) });
-  const tracing = startTracing({ serviceName: config.serviceName, otlpEndpoint: config.otlpEndpoint });
+  // The OpenTelemetry SDK (otel.ts, not re-exported by telemetry/index) is loaded only when there is
+  // a collector to export to; without one the API stays a no-op and the SDK costs no memory.
+  const tracing =
+    config.otlpEndpoint === undefined
+      ? undefined
+      : (await import('./telemetry/otel.js')).startTracing({ serviceName: config.serviceName, otlpEndpoint: config.otlpEndpoint });
   let relay;
   try {
     relay = await startRelay(config, { log });

@@ -1,8 +1,10 @@
 /**
  * Twilio REST call control through the `twilio` SDK: hand a live call to a human by replacing its
  * TwiML, or hang it up. Which call and why is the tools' business; this file owns the REST calls.
+ * The SDK is imported on the first REST call, not at start: most pods never make one, and it is a
+ * large share of the relay's fixed memory (docs/performance).
  */
-import twilio from 'twilio';
+import type twilio from 'twilio';
 import type { Logger } from 'pino';
 import { errorMessage, SwitchboardError } from '../errors.js';
 import { dialTwiml } from './twiml.js';
@@ -71,8 +73,8 @@ const CALL_SID_IN_URI = /\/Calls\/(CA[0-9a-fA-F]{32})\.json/;
  * is its supported seam), and a 429's `Retry-After` kept per CallSid: the SDK's RestException drops
  * response headers, and a call has one update in flight at a time.
  */
-function pacedHttpClient(base: string | undefined, timeoutMs: number, retryAfter: Map<string, string>): HttpClient {
-  const inner = new twilio.RequestClient({ timeout: timeoutMs });
+function pacedHttpClient(sdk: typeof twilio, base: string | undefined, timeoutMs: number, retryAfter: Map<string, string>): HttpClient {
+  const inner = new sdk.RequestClient({ timeout: timeoutMs });
   const origin = base === undefined ? undefined : new URL(base);
   return {
     async request(opts: Parameters<InstanceType<typeof twilio.RequestClient>['request']>[0]) {
@@ -115,15 +117,18 @@ export class TwilioCallControl implements CallControl {
     this.timeoutMs = o.timeoutMs ?? 5000;
   }
 
-  private client(a: TwilioAccount): TwilioClient {
+  private async client(a: TwilioAccount): Promise<TwilioClient> {
     const key = `${a.accountSid}:${a.authToken}`;
     let c = this.clients.get(key);
     if (!c) {
-      c = twilio(a.accountSid, a.authToken, {
+      const sdk = (await import('twilio')).default;
+      c = this.clients.get(key); // another request may have made it while the SDK loaded
+      if (c) return c;
+      c = sdk(a.accountSid, a.authToken, {
         timeout: this.timeoutMs,
         // The SDK falls back to TWILIO_* variables; config.ts is our only reader of the environment.
         env: {},
-        httpClient: pacedHttpClient(this.o.apiBaseUrl, this.timeoutMs, this.retryAfter),
+        httpClient: pacedHttpClient(sdk, this.o.apiBaseUrl, this.timeoutMs, this.retryAfter),
       });
       this.clients.set(key, c);
     }
@@ -142,7 +147,7 @@ export class TwilioCallControl implements CallControl {
   async migrate(account: TwilioAccount, callSid: string, twiml: string): Promise<CallUpdateOutcome> {
     this.retryAfter.delete(callSid);
     try {
-      await this.client(account).calls(callSid).update({ twiml });
+      await (await this.client(account)).calls(callSid).update({ twiml });
       this.o.log?.info({ callSid, op: 'migrate' }, 'twilio call updated');
       return { kind: 'updated' };
     } catch (err) {
@@ -165,7 +170,7 @@ export class TwilioCallControl implements CallControl {
     op: string,
   ): Promise<CallControlResult> {
     try {
-      await this.client(account).calls(callSid).update(params);
+      await (await this.client(account)).calls(callSid).update(params);
       this.o.log?.info({ callSid, op }, 'twilio call updated');
       return 'updated';
     } catch (err) {

@@ -1,13 +1,12 @@
 /**
  * TwiML documents the relay answers with: connect the call to our media stream (with a spoken
- * fallback), say-and-hang-up, and dial a human. Built with the twilio SDK's VoiceResponse for escaping.
+ * fallback), say-and-hang-up, and dial a human. Written by a small builder (twiml-xml.ts) that prints
+ * what the twilio SDK's VoiceResponse prints, so the SDK is not loaded at start (docs/performance).
  */
-import twilio from 'twilio';
 import { SwitchboardError } from '../errors.js';
 import { mintResumeToken, RESUME_TOKEN_TTL_MS, type MigrationReason } from './resume-token.js';
 import { issueStreamToken } from './stream-token.js';
-
-const { VoiceResponse } = twilio.twiml;
+import { twimlDocument, type TwimlNode } from './twiml-xml.js';
 
 /** Twilio's limit on one `<Parameter>`: name plus value must stay under 500 characters. */
 export const MAX_STREAM_PARAMETER_CHARS = 500;
@@ -43,10 +42,7 @@ export function connectStreamTwiml(o: {
   if (o.streamUrl.includes('://') && !o.streamUrl.startsWith('wss://') && !isLoopbackWs(o.streamUrl)) {
     throw new SwitchboardError('twilio_protocol', `the <Stream> url must use wss:// (got ${o.streamUrl.split('://')[0] ?? ''}://)`);
   }
-  const vr = new VoiceResponse();
-  const stream = vr.connect().stream(
-    o.statusCallbackUrl === undefined ? { url: o.streamUrl } : { url: o.streamUrl, statusCallback: o.statusCallbackUrl },
-  );
+  const params: TwimlNode[] = [];
   for (const [name, value] of Object.entries(o.parameters)) {
     if (name.length + value.length >= MAX_STREAM_PARAMETER_CHARS) {
       throw new SwitchboardError(
@@ -54,12 +50,15 @@ export function connectStreamTwiml(o: {
         `stream parameter "${name.slice(0, 40)}" is ${name.length + value.length} chars; name + value must be under ${MAX_STREAM_PARAMETER_CHARS}`,
       );
     }
-    stream.parameter({ name, value });
+    params.push({ name: 'Parameter', attrs: { name, value } });
   }
-  if (o.fallbackSay !== undefined) vr.say(o.fallbackSay);
-  if (o.afterStreamUrl !== undefined) vr.redirect({ method: 'POST' }, o.afterStreamUrl);
-  else if (o.fallbackSay !== undefined) vr.hangup();
-  return vr.toString();
+  const body: TwimlNode[] = [
+    { name: 'Connect', children: [{ name: 'Stream', attrs: { url: o.streamUrl, statusCallback: o.statusCallbackUrl }, children: params }] },
+  ];
+  if (o.fallbackSay !== undefined) body.push({ name: 'Say', text: o.fallbackSay });
+  if (o.afterStreamUrl !== undefined) body.push({ name: 'Redirect', attrs: { method: 'POST' }, text: o.afterStreamUrl });
+  else if (o.fallbackSay !== undefined) body.push({ name: 'Hangup' });
+  return twimlDocument(body);
 }
 
 /** Stream tokens live long enough for Twilio to open the socket after fetching TwiML. */
@@ -124,21 +123,14 @@ function isLoopbackWs(url: string): boolean {
 
 /** `<Say>text</Say><Hangup/>`: unknown numbers, refused calls, the end of a call. */
 export function sayHangupTwiml(text: string): string {
-  const vr = new VoiceResponse();
-  vr.say(text);
-  vr.hangup();
-  return vr.toString();
+  return twimlDocument([{ name: 'Say', text }, { name: 'Hangup' }]);
 }
 
 /** `[<Say>say</Say>]<Dial callerId timeout>to</Dial>`: hand the call to a human (REST update or redirect). */
 export function dialTwiml(o: { to: string; callerId?: string; say?: string; timeoutSeconds?: number }): string {
-  const vr = new VoiceResponse();
-  if (o.say !== undefined) vr.say(o.say);
-  const attrs: { callerId?: string; timeout?: number } = {};
-  if (o.callerId !== undefined) attrs.callerId = o.callerId;
-  if (o.timeoutSeconds !== undefined) attrs.timeout = o.timeoutSeconds;
-  vr.dial(attrs, o.to);
-  return vr.toString();
+  const body: TwimlNode[] = o.say !== undefined ? [{ name: 'Say', text: o.say }] : [];
+  body.push({ name: 'Dial', attrs: { callerId: o.callerId, timeout: o.timeoutSeconds }, text: o.to });
+  return twimlDocument(body);
 }
 
 /**
@@ -147,10 +139,10 @@ export function dialTwiml(o: { to: string; callerId?: string; say?: string; time
  * words after `<Record>` run only when the caller recorded nothing.
  */
 export function voicemailTwiml(o: { say: string; actionUrl: string; maxSeconds: number }): string {
-  const vr = new VoiceResponse();
-  vr.say(o.say);
-  vr.record({ action: o.actionUrl, method: 'POST', maxLength: o.maxSeconds, playBeep: true, finishOnKey: '#' });
-  vr.say('We did not receive a message. Goodbye.');
-  vr.hangup();
-  return vr.toString();
+  return twimlDocument([
+    { name: 'Say', text: o.say },
+    { name: 'Record', attrs: { action: o.actionUrl, method: 'POST', maxLength: o.maxSeconds, playBeep: true, finishOnKey: '#' } },
+    { name: 'Say', text: 'We did not receive a message. Goodbye.' },
+    { name: 'Hangup' },
+  ]);
 }

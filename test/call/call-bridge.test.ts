@@ -214,6 +214,21 @@ describe('CallBridge', () => {
     expect(Buffer.from(appends()[1]!['audio'] as string, 'base64').equals(Buffer.alloc(160, 3))).toBe(true);
   });
 
+  it('MODEL_APPEND_FRAMES=3: a stop sends the held frames as one append before the model socket closes', async () => {
+    const h = harness({ modelAppendFrames: 3 });
+    await live(h);
+    const before = h.model.sent.length;
+    for (let i = 1; i <= 5; i++) h.bridge.onTwilioMessage(mediaMsg(i * 20, payload(160, i)), false);
+    const appends = () => h.model.sent.slice(before).filter((e) => e['type'] === 'input_audio_buffer.append');
+    expect(appends()).toHaveLength(1);
+    expect(h.model.closed).toBeUndefined();
+    h.bridge.onTwilioMessage(Buffer.from(`{"event":"stop","sequenceNumber":"9","streamSid":"${STREAM}","stop":{"accountSid":"AC1","callSid":"CA1"}}`), false);
+    await flush();
+    expect(appends()).toHaveLength(2);
+    expect(Buffer.from(appends()[1]!['audio'] as string, 'base64').equals(Buffer.concat([Buffer.alloc(160, 4), Buffer.alloc(160, 5)]))).toBe(true);
+    expect(h.model.closed).toBe(1000);
+  });
+
   it('refuses a model that did not accept μ-law (forwarding 24 kHz PCM would be static)', async () => {
     const h = harness();
     h.bridge.onTwilioMessage(startMsg(), false);

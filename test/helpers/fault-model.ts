@@ -29,6 +29,8 @@ export interface FaultConnection {
   readonly received: readonly ClientEvent[];
   /** `input_audio_buffer.append` events received. */
   readonly appends: number;
+  /** Caller audio bytes those appends carried (an append holds 1 to MODEL_APPEND_FRAMES frames). */
+  readonly appendedBytes: number;
   /** Server events sent to the relay so far (own and proxied), by type. */
   readonly sentTypes: readonly string[];
   readonly isOpen: boolean;
@@ -133,6 +135,7 @@ class Connection implements FaultConnection {
   readonly received: ClientEvent[] = [];
   readonly sentTypes: string[] = [];
   appends = 0;
+  appendedBytes = 0;
   readonly closed: Promise<{ code: number; reason: string }>;
   private readonly clientWaiters = new Waiters<ClientEvent>();
   private readonly serverWaiters = new Waiters<{ type: string; ev: Record<string, unknown> | undefined }>();
@@ -194,6 +197,8 @@ class Connection implements FaultConnection {
     }
     if (!isBinary && s.includes(APPEND)) {
       this.appends++;
+      const from = s.indexOf('"audio":"') + 9;
+      if (from > 8) this.appendedBytes += Buffer.byteLength(s.slice(from, s.indexOf('"', from)), 'base64');
       return;
     }
     let ev: unknown;

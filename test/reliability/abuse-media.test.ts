@@ -49,13 +49,25 @@ const warnsFor = (callSid: string): LogLine[] => lines.filter((l) => l.callSid =
 const stopMsg = (callSid: string): string =>
   JSON.stringify({ event: 'stop', sequenceNumber: '999', streamSid: 'MZ' + callSid.slice(2), stop: { accountSid: demo.accountSid, callSid } });
 
+/**
+ * Caller frames sent at a time so that audio reaches the model whatever MODEL_APPEND_FRAMES (1-3) is:
+ * the relay holds up to N-1 frames for the next append, and Twilio never stops sending frames, but a
+ * test does. Counted in bytes, not appends (one append carries 1 to N frames).
+ */
+const FRAMES = 6;
+const FRAME_BYTES = 160;
+
+/** The newest simulated model session that has heard caller audio. */
+const heardAudio = () =>
+  relay.sim!.waitForSession((x) => x.appendedBytes > 0 && !x.closed && relay.sim!.sessions.indexOf(x) === relay.sim!.sessions.length - 1);
+
 /** A started stream whose call is live upstream. */
 async function live(): Promise<{ callSid: string; ws: WebSocket; closed: Promise<{ code: number; reason: string }> }> {
   const callSid = randomSid('CA');
   const s = await rawStream(relay, callSid);
   s.start();
-  s.ws.send(mediaFrame(callSid, 2));
-  await relay.sim!.waitForSession((x) => x.appendCount > 0 && !x.closed && relay.sim!.sessions.indexOf(x) === relay.sim!.sessions.length - 1);
+  for (let i = 0; i < FRAMES; i++) s.ws.send(mediaFrame(callSid, 2 + i));
+  await heardAudio();
   return { callSid, ws: s.ws, closed: s.closed };
 }
 
@@ -87,15 +99,15 @@ describe('media socket abuse', () => {
     it(`${name}: every message counted, one warn line for the stream, the call goes on`, async () => {
       const { callSid, ws, closed } = await live();
       const before = await invalidTotal();
-      const appendsBefore = relay.sim!.sessions.at(-1)!.appendCount;
+      const session = relay.sim!.sessions.at(-1)!;
+      const bytesBefore = session.appendedBytes;
       for (let i = 0; i < 10; i++) {
         const m = make(callSid, i);
         ws.send(m, { binary: name === 'binary' });
       }
-      // Real audio after the garbage still reaches the model.
-      for (let i = 0; i < 5; i++) ws.send(mediaFrame(callSid, 10 + i));
-      const session = relay.sim!.sessions.at(-1)!;
-      await eventually(() => session.appendCount >= appendsBefore + 5, 5000, 'audio after garbage');
+      // Real audio after the garbage still reaches the model, all of it.
+      for (let i = 0; i < FRAMES; i++) ws.send(mediaFrame(callSid, 10 + i));
+      await eventually(() => session.appendedBytes >= bytesBefore + FRAMES * FRAME_BYTES, 5000, 'audio after garbage');
       expect((await invalidTotal()) - before).toBe(10);
       ws.send(stopMsg(callSid));
       expect((await closed).code).toBe(1000);
@@ -115,13 +127,13 @@ describe('media socket abuse', () => {
       JSON.stringify({ event: ['stream-paused', 'transcription', 'close', 'media2', '__proto__'][i % 5], sequenceNumber: String(i), streamSid: sid(callSid), x: { y: i } });
     s.ws.send(future(0)); // before start: a stream is not refused for it
     s.start();
-    s.ws.send(mediaFrame(callSid, 2));
-    const session = await relay.sim!.waitForSession((x) => x.appendCount > 0 && !x.closed && relay.sim!.sessions.indexOf(x) === relay.sim!.sessions.length - 1);
+    for (let i = 0; i < FRAMES; i++) s.ws.send(mediaFrame(callSid, 2 + i));
+    const session = await heardAudio();
     // More than the 20 invalid messages that close a stream.
     for (let i = 1; i <= 30; i++) s.ws.send(future(i));
-    const appends = session.appendCount;
-    for (let i = 0; i < 5; i++) s.ws.send(mediaFrame(callSid, 10 + i));
-    await eventually(() => session.appendCount >= appends + 5, 5000, 'audio after the unknown events');
+    const bytes = session.appendedBytes;
+    for (let i = 0; i < FRAMES; i++) s.ws.send(mediaFrame(callSid, 10 + i));
+    await eventually(() => session.appendedBytes >= bytes + FRAMES * FRAME_BYTES, 5000, 'audio after the unknown events');
     const m1 = await scrape(relay);
     expect(metricValue(m1, 'switchboard_twilio_events_unknown_total') - unknownBefore).toBe(31);
     expect(metricValue(m1, 'switchboard_twilio_messages_invalid_total') - invalidBefore).toBe(0);

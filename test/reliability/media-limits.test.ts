@@ -32,8 +32,9 @@ async function abuse(frame: Buffer | string): Promise<{ callSid: string; code: n
   const callSid = randomSid('CA');
   const s = await rawStream(relay, callSid);
   s.start();
-  s.ws.send(mediaFrame(callSid, 2));
-  await relay.sim!.waitForSession((x) => x.appendCount > 0 && !x.closed);
+  // Whole appends whatever MODEL_APPEND_FRAMES (1-3) is: the relay holds up to N-1 frames for the next one.
+  for (let i = 0; i < 6; i++) s.ws.send(mediaFrame(callSid, 2 + i));
+  await relay.sim!.waitForSession((x) => x.appendedBytes > 0 && !x.closed);
   s.ws.send(frame, { binary: false });
   const { code } = await s.closed;
   await eventually(() => relay.activeCalls() === 0, 5000, 'call ended');
