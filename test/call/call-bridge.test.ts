@@ -226,7 +226,7 @@ describe('CallBridge', () => {
     await flush();
     expect(appends()).toHaveLength(2);
     expect(Buffer.from(appends()[1]!['audio'] as string, 'base64').equals(Buffer.concat([Buffer.alloc(160, 4), Buffer.alloc(160, 5)]))).toBe(true);
-    expect(h.model.closed).toBe(1000);
+    expect(h.model.closed?.code).toBe(1000);
   });
 
   it('refuses a model that did not accept μ-law (forwarding 24 kHz PCM would be static)', async () => {
