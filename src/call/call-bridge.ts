@@ -86,6 +86,8 @@ export interface ModelConnector {
 
 export interface BridgeLimits {
   twilioMaxBackpressureBytes: number;
+  /** Model audio per mark toward Twilio, or one per delta when a delta is longer (0/absent: a mark per delta). */
+  twilioMarkIntervalMs?: number;
   modelMaxBufferedBytes: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;
@@ -217,7 +219,7 @@ export class CallBridge {
   ) {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
-    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes);
+    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs);
     this.tools = new ToolDispatch({
       tools: deps.tools,
       metrics: deps.metrics,

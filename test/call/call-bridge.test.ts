@@ -402,6 +402,35 @@ describe('CallBridge', () => {
     expect(rec?.tools.map((t) => t.name)).toEqual(['end_call']);
   });
 
+  it('thinned marks: a goodbye in small deltas gets a mark per 100 ms and one for its tail, and the line closes only once the tail played', async () => {
+    const h = harness({ twilioMarkIntervalMs: 100 });
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
+    h.model.emit({
+      type: 'response.output_item.done',
+      response_id: 'resp_t',
+      output_index: 0,
+      item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'end_call', arguments: '{"reason":"done"}' },
+    });
+    await flush();
+    h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
+    expect(h.bridge.state.kind).toBe('ending');
+    h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
+    for (let i = 0; i < 7; i++) h.model.emit(delta('resp_g', 'item_g', 160)); // 7 × 20 ms
+    expect(h.twilio.events('media')).toHaveLength(7);
+    const names = () => h.twilio.events('mark').map((m) => (m['mark'] as { name: string }).name);
+    expect(names()).toEqual([expect.stringMatching(/^item_g:100:/)]);
+    h.bridge.onTwilioMessage(markMsg(names()[0]!), false);
+    h.model.emit({ type: 'response.output_audio.done', response_id: 'resp_g', item_id: 'item_g', output_index: 0, content_index: 0 });
+    h.model.emit({ type: 'response.done', response: { id: 'resp_g', status: 'completed', output: [] } });
+    expect(names()).toEqual([expect.stringMatching(/^item_g:100:/), expect.stringMatching(/^item_g:140:/)]);
+    await flush();
+    expect(h.twilio.ended).toBeUndefined(); // the last 40 ms have not played yet
+    h.bridge.onTwilioMessage(markMsg(names()[1]!), false);
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
+  });
+
   it('two effects in one response: both are kept, and the hand-off to a human is not lost to a later end_call', async () => {
     const tools: ToolRunner = {
       definitions: () => [],
