@@ -23,6 +23,33 @@ const mediaA = (ts = '5', payload = PAYLOAD, sid = SID): string =>
 const mediaB = (ts = '5', payload = PAYLOAD): string =>
   `{"event":"media","sequenceNumber":"4","media":{"track":"inbound","chunk":"2","timestamp":"${ts}","payload":"${payload}"},"streamSid":"${SID}"}`;
 
+/**
+ * Every single-byte replacement (structurally interesting bytes plus `extra`) and every single-byte
+ * deletion of each frame: wherever `scan` answers, it must answer as the JSON path does.
+ */
+function mutationSweep(scan: (b: Buffer) => ParseResult | undefined, frames: string[], extra: number[]): { checked: number; scanned: number } {
+  let scanned = 0;
+  let checked = 0;
+  for (const frame of frames) {
+    const base = buf(frame);
+    for (let pos = 0; pos < base.length; pos++) {
+      for (const byte of [0x22, 0x5c, 0x7d, 0x7b, 0x2c, 0x3a, 0x20, 0x01, 0x30, 0x41, 0xc3, ...extra]) {
+        const m = Buffer.from(base);
+        m[pos] = byte;
+        const fast = scan(m);
+        checked++;
+        if (fast === undefined) continue;
+        scanned++;
+        expect(fast, `byte ${byte} at ${pos} of ${frame}`).toEqual(parseTwilioJson(m));
+      }
+      const d = Buffer.concat([base.subarray(0, pos), base.subarray(pos + 1)]);
+      const fast = scan(d);
+      if (fast !== undefined) expect(fast).toEqual(parseTwilioJson(d));
+    }
+  }
+  return { checked, scanned };
+}
+
 function expectInvalid(r: ParseResult, reason: string, detail?: RegExp): void {
   expect(r.ok).toBe(false);
   if (r.ok) return;
@@ -112,28 +139,7 @@ describe('parseTwilioMessage: media', () => {
   });
 
   it('never disagrees with the JSON path (mutation sweep)', () => {
-    const frames = [mediaA(), mediaB(), mediaA('0', 'AA=='), mediaB('123', '+/8=')];
-    let scanned = 0;
-    let checked = 0;
-    for (const frame of frames) {
-      const base = buf(frame);
-      // Every single-byte replacement at every position with a set of structurally interesting bytes.
-      for (let pos = 0; pos < base.length; pos++) {
-        for (const byte of [0x22, 0x5c, 0x7d, 0x7b, 0x2c, 0x3a, 0x3d, 0x20, 0x01, 0x30, 0x41, 0x2d, 0xc3]) {
-          const m = Buffer.from(base);
-          m[pos] = byte;
-          const fast = scanMediaFrame(m);
-          checked++;
-          if (fast === undefined) continue;
-          scanned++;
-          expect(fast, `byte ${byte} at ${pos} of ${frame}`).toEqual(parseTwilioJson(m));
-        }
-        // Deleting a byte.
-        const d = Buffer.concat([base.subarray(0, pos), base.subarray(pos + 1)]);
-        const fast = scanMediaFrame(d);
-        if (fast !== undefined) expect(fast).toEqual(parseTwilioJson(d));
-      }
-    }
+    const { checked, scanned } = mutationSweep(scanMediaFrame, [mediaA(), mediaB(), mediaA('0', 'AA=='), mediaB('123', '+/8=')], [0x3d, 0x2d]);
     expect(checked).toBeGreaterThan(10_000);
     expect(scanned).toBeGreaterThan(1_000); // the sweep exercised the fast path, not only the fallback
   });
@@ -203,26 +209,7 @@ describe('parseTwilioMessage: mark echoes', () => {
   });
 
   it('never disagrees with the JSON path (mutation sweep)', () => {
-    const frames = [markA(RELAY_NAME), markB(RELAY_NAME), markA('a'), markB('')];
-    let scanned = 0;
-    let checked = 0;
-    for (const frame of frames) {
-      const base = buf(frame);
-      for (let pos = 0; pos < base.length; pos++) {
-        for (const byte of [0x22, 0x5c, 0x7d, 0x7b, 0x2c, 0x3a, 0x20, 0x01, 0x30, 0x41, 0x7f, 0xc3]) {
-          const m = Buffer.from(base);
-          m[pos] = byte;
-          const fast = scanMarkFrame(m);
-          checked++;
-          if (fast === undefined) continue;
-          scanned++;
-          expect(fast, `byte ${byte} at ${pos} of ${frame}`).toEqual(parseTwilioJson(m));
-        }
-        const d = Buffer.concat([base.subarray(0, pos), base.subarray(pos + 1)]);
-        const fast = scanMarkFrame(d);
-        if (fast !== undefined) expect(fast).toEqual(parseTwilioJson(d));
-      }
-    }
+    const { checked, scanned } = mutationSweep(scanMarkFrame, [markA(RELAY_NAME), markB(RELAY_NAME), markA('a'), markB('')], [0x7f]);
     expect(checked).toBeGreaterThan(3_000);
     expect(scanned).toBeGreaterThan(300); // the sweep exercised the fast path, not only the fallback
   });
