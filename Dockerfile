@@ -11,7 +11,6 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY loadtest/lib ./loadtest/lib
 RUN npm run build
 
 # 2. Production dependencies only. The recorded uWS binary must match its sha256 and load natively on

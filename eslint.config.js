@@ -25,7 +25,7 @@ export default tseslint.config(
   },
   {
     // Plain-JS modules shared with k6 feature-detect these (k6 lacks them; Node has them).
-    files: ['loadtest/lib/*.js'],
+    files: ['src/sim/portable/*.js'],
     languageOptions: { globals: { TextEncoder: 'readonly', TextDecoder: 'readonly' } },
   },
   {

@@ -1,7 +1,8 @@
 /**
  * `npm run load -- --scenario NAME`: the k6 scenarios of loadtest/lib/scenarios.js driven from Node
  * with placeCall (src/sim), bounded in calls and time, with live progress, a summary and thresholds.
- * Call protocol: caller-core.js; scenario data and threshold logic: scenarios.js; k6 runs: k6-adapter.js.
+ * Call protocol: src/sim/portable (caller-core.js, twilio-http.js); scenario data and threshold
+ * logic: scenarios.js; k6 runs: k6-adapter.js.
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';

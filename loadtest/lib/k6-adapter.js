@@ -1,7 +1,8 @@
 // @ts-check
 /**
  * The k6 adapter of the simulated Twilio caller: -e variables, k6 options, and one call per VU
- * iteration over k6/http + k6/ws with k6 metrics. Protocol and scenarios: caller-core.js, scenarios.js.
+ * iteration over k6/http + k6/ws with k6 metrics. Protocol: caller-core.js and twilio-http.js in
+ * src/sim/portable (the simulator's, plain JS k6 runs too); scenarios: scenarios.js.
  * A call moves to a new stream as Twilio moves it: after the relay closes a stream, the after-stream
  * `<Redirect>` is followed; with TWILIO_API_BASE_URL (the simulated Twilio REST API), REST call
  * updates reach the call by polling it (k6 cannot receive HTTP, and k6/ws runs one socket at a time).
@@ -12,8 +13,9 @@ import exec from 'k6/execution';
 import http from 'k6/http';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import ws from 'k6/ws';
-import { CallerSession, MAX_LEGS, afterLeg, buildVoiceWebhook, parseTwiml, twilioSignature } from './caller-core.js';
-import { FRAME_MS } from './audio.js';
+import { FRAME_MS } from '../../src/sim/portable/audio.js';
+import { CallerSession } from '../../src/sim/portable/caller-core.js';
+import { MAX_LEGS, afterLeg, buildVoiceWebhook, parseTwiml, twilioSignature } from '../../src/sim/portable/twilio-http.js';
 import { METRICS, callOutcomeMetrics, callScript, frameGapTap, getScenario, k6ScenarioOptions, scaleScenario, streamDialUrl } from './scenarios.js';
 
 /**
@@ -125,7 +127,7 @@ export function runCall(cfg, callIndex = exec.scenario.iterationInTest) {
   if (res.status < 200 || res.status >= 300) {
     return record({ ...facts, stage: 'rejected', webhookStatus: res.status, errors: [`webhook answered HTTP ${res.status}: ${body.slice(0, 200)}`] }, null);
   }
-  /** @type {import('./caller-core.js').ParsedTwiml} */
+  /** @type {import('../../src/sim/portable/twilio-http.js').ParsedTwiml} */
   let twiml;
   try {
     twiml = parseTwiml(body);
@@ -166,7 +168,7 @@ export function runCall(cfg, callIndex = exec.scenario.iterationInTest) {
       break;
     }
     const update = session.resumable ? r.update : undefined;
-    // What Twilio runs next (caller-core.js afterLeg), its TwiML fetches made here.
+    // What Twilio runs next (twilio-http.js afterLeg), its TwiML fetches made here.
     const gen = afterLeg({ resumable: session.resumable, after: leg.after, call, ...(update ? { update } : {}) });
     let step = gen.next();
     while (!step.done) {
@@ -195,12 +197,12 @@ const POLL_MS = 200;
 /**
  * The next REST update for the call, if any (the simulated Twilio API's polling channel).
  * @param {{ url: string, after: number }} poll @param {string} accountSid
- * @returns {import('./caller-core.js').CallUpdate | undefined}
+ * @returns {import('../../src/sim/portable/twilio-http.js').CallUpdate | undefined}
  */
 function pollUpdate(poll, accountSid) {
   const res = http.get(`${poll.url}/updates?after=${poll.after}&account=${accountSid}`, { tags: { name: 'sim-twilio' }, responseType: 'text', timeout: '2s' });
   if (res.status !== 200 || typeof res.body !== 'string') return undefined;
-  /** @type {{ updates?: Array<{ seq: number, update: import('./caller-core.js').CallUpdate }> }} */
+  /** @type {{ updates?: Array<{ seq: number, update: import('../../src/sim/portable/twilio-http.js').CallUpdate }> }} */
   let got;
   try {
     got = JSON.parse(res.body);
@@ -216,14 +218,14 @@ function pollUpdate(poll, accountSid) {
 /**
  * One Media Stream of the call, open until it closes or a REST update ends it (Twilio's `stop`).
  * @param {K6Config} cfg @param {CallerSession} session
- * @param {Extract<import('./caller-core.js').ParsedTwiml, { kind: 'stream' }>} leg
+ * @param {Extract<import('../../src/sim/portable/twilio-http.js').ParsedTwiml, { kind: 'stream' }>} leg
  * @param {{ url: string, after: number } | null} poll
- * @returns {{ opened: boolean, update?: import('./caller-core.js').CallUpdate, errors: string[] }}
+ * @returns {{ opened: boolean, update?: import('../../src/sim/portable/twilio-http.js').CallUpdate, errors: string[] }}
  */
 function runLeg(cfg, session, leg, poll) {
   let opened = false;
   let closed = false;
-  /** @type {import('./caller-core.js').CallUpdate | undefined} */
+  /** @type {import('../../src/sim/portable/twilio-http.js').CallUpdate | undefined} */
   let update;
   /** @type {string[]} */
   const errors = [];
@@ -279,7 +281,7 @@ function runLeg(cfg, session, leg, poll) {
 
 /**
  * @param {import('./scenarios.js').CallFacts} facts
- * @param {import('./caller-core.js').CallerReport | null} report
+ * @param {import('../../src/sim/portable/caller-core.js').CallerReport | null} report
  */
 function record(facts, report) {
   const m = callOutcomeMetrics(facts, report);

@@ -4,7 +4,7 @@
  * classification and the threshold logic. No Node or k6 imports: k6-adapter.js and node-driver.ts run it.
  */
 
-import { FRAME_BYTES, readSpeechMarker } from './audio.js';
+import { FRAME_BYTES, readSpeechMarker } from '../../src/sim/portable/audio.js';
 
 // --- metric names ----------------------------------------------------------------------------------
 
@@ -360,10 +360,10 @@ function evenly(rate, k) {
  * through caller lines; later turns barge in or press a key at the mix's rates; the caller hangs
  * up shortly after the last reply, as a person would.
  * @param {CallMix} mix @param {number} callIndex
- * @returns {import('./caller-core.js').CallScript}
+ * @returns {import('../../src/sim/portable/caller-core.js').CallScript}
  */
 export function callScript(mix, callIndex) {
-  /** @type {import('./caller-core.js').CallTurn[]} */
+  /** @type {import('../../src/sim/portable/caller-core.js').CallTurn[]} */
   const turns = [];
   const later = Math.max(0, mix.turns - 1);
   for (let j = 0; j < mix.turns; j++) {
@@ -443,7 +443,7 @@ export function classifyCall(c) {
  * One call's contribution to the run's metrics, the same for k6 and the Node driver: its outcome,
  * a value for every counter (0 included, so k6 thresholds always see the metric), and its turn
  * latencies.
- * @param {CallFacts} facts @param {import('./caller-core.js').CallerReport | null} report
+ * @param {CallFacts} facts @param {import('../../src/sim/portable/caller-core.js').CallerReport | null} report
  * @returns {{ outcome: 'completed' | 'failed' | 'refused', reason: string,
  *   counters: Record<string, number>, turnLatencies: number[], moveGaps: number[], moveAudioGaps: number[] }}
  */

@@ -17,7 +17,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { callUpdateFromForm, parseTwiml, type CallUpdate } from '../../loadtest/lib/caller-core.js';
+import { callUpdateFromForm, parseTwiml, type CallUpdate } from './portable/twilio-http.js';
 
 export type { CallUpdate };
 

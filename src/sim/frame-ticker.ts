@@ -1,7 +1,7 @@
 /**
  * One shared drift-corrected 20 ms ticker for every simulated call in the process.
  */
-import { FRAME_MS } from '../../loadtest/lib/audio.js';
+import { FRAME_MS } from './portable/audio.js';
 
 // --- shared ticker ---------------------------------------------------------------------------------
 // Real calls' 20 ms frames arrive at unrelated phases. Firing every call on one 20 ms edge would

@@ -2,30 +2,33 @@
  * The Node adapter of the simulated Twilio caller: the signed webhook over fetch, the Media Stream
  * over `ws`, paced by the shared 20 ms ticker (frame-ticker.ts); REST call updates and
  * after-stream redirects move the call to new streams.
- * The protocol itself (pacing, playback, marks, barge-in) lives in loadtest/lib/caller-core.js.
+ * The protocol itself, shared with k6, is plain JS: pacing, playback, marks and barge-in in
+ * portable/caller-core.js, the webhook, TwiML and what follows a stream in portable/twilio-http.js.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import {
   CallerSession,
+  emptyReport,
+  type CallScript,
+  type CallTurn,
+  type CallerHooks,
+  type CallerReport,
+  type LegReport,
+} from './portable/caller-core.js';
+import {
   MAX_LEGS,
   afterLeg,
   buildVoiceWebhook,
   describeVerbs,
-  emptyReport,
   parseTwiml,
   twilioSignature,
   type AfterLeg,
-  type CallScript,
-  type CallTurn,
   type CallUpdate,
-  type CallerHooks,
-  type CallerReport,
   type FetchAnswer,
   type FetchRequest,
-  type LegReport,
   type ParsedTwiml,
-} from '../../loadtest/lib/caller-core.js';
+} from './portable/twilio-http.js';
 import { errorMessage } from '../errors.js';
 import { REFUSED_HEADER } from '../twilio/twiml.js';
 import type { CallRegistry } from './fake-twilio-api.js';

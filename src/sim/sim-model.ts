@@ -2,7 +2,8 @@
  * The simulated realtime model: a real `ws` WebSocket server speaking the OpenAI Realtime GA protocol
  * (and Azure's preview beta shape) with energy VAD, barge-in, tool calls and μ-law replies whose
  * first frames carry the reply text. This file is the server (endpoints, API keys, upgrade faults,
- * the tests' waiters); one session is sim-connection.ts; what to say lives in sim-model-script.ts.
+ * the tests' waiters); one session is sim-connection.ts (the client events it serves:
+ * sim-client-events.ts); what to say lives in sim-model-script.ts.
  */
 import { STATUS_CODES, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';

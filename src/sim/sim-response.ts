@@ -3,7 +3,7 @@
  * continuous 440 Hz tone whose first frames carry the reply text as speechFrames markers, which the
  * simulated caller reads back), sent as 100 ms deltas.
  */
-import { FRAME_BYTES, tone } from '../../loadtest/lib/audio.js';
+import { FRAME_BYTES, tone } from './portable/audio.js';
 import type { SimReply } from './sim-model-script.js';
 import type { SimModelOptions, SimSession } from './sim-options.js';
 

@@ -1,7 +1,8 @@
 /**
  * A simulated session's configuration as the real API treats it: the default session of each shape
  * (GA, Azure's preview beta), what a session.update may not set and how a patch merges, the event
- * names that differ between the shapes, turn detection, and the pacing of each mode.
+ * names that differ between the shapes, turn detection, transcription, the tools a response may
+ * call, the session as session.updated echoes it, and the pacing of each mode.
  */
 import { REALTIME_VOICES, toolParametersProblem } from '../model/session-rules.js';
 import type { SimMode } from './sim-model-script.js';
@@ -150,4 +151,76 @@ export function defaultSession(shape: 'ga' | 'beta', id: string, model: string):
     prompt: null,
     include: null,
   };
+}
+
+/**
+ * The turn detection a session asks for (GA `audio.input.turn_detection`, beta `turn_detection`):
+ * null turns it off, absent keeps server VAD's defaults; the mode caps the silence it waits for.
+ */
+export function turnDetectionOf(session: Record<string, unknown>, shape: 'ga' | 'beta', maxSilenceMs: number): TurnDetection {
+  const raw = shape === 'ga' ? (isObject(session.audio) && isObject(session.audio.input) ? session.audio.input.turn_detection : undefined) : session.turn_detection;
+  if (raw === null || !isObject(raw)) return { on: raw !== null, silenceMs: 500, createResponse: true, interrupt: true };
+  const silence = typeof raw.silence_duration_ms === 'number' ? raw.silence_duration_ms : 500;
+  return {
+    on: true,
+    silenceMs: Math.min(silence, maxSilenceMs),
+    createResponse: raw.create_response !== false,
+    interrupt: raw.interrupt_response !== false,
+  };
+}
+
+/** The transcription model a session names (GA `audio.input.transcription`, beta `input_audio_transcription`). */
+function transcriptionModelOf(session: Record<string, unknown>, shape: 'ga' | 'beta'): string | undefined {
+  const t = shape === 'ga' ? (isObject(session.audio) && isObject(session.audio.input) ? session.audio.input.transcription : undefined) : session.input_audio_transcription;
+  return isObject(t) && typeof t.model === 'string' ? t.model : undefined;
+}
+
+/**
+ * What a committed caller turn's transcription ends in: its transcript, or, when the endpoint lists
+ * its transcription models (`deployments`, Azure) and the session's is not one of them, Azure's
+ * answer to a model that is not a deployment (the model still hears the turn).
+ */
+export function transcriptionEvent(
+  session: Record<string, unknown>,
+  shape: 'ga' | 'beta',
+  deployments: readonly string[] | undefined,
+  itemId: string,
+  transcript: string,
+): Record<string, unknown> {
+  const model = transcriptionModelOf(session, shape);
+  if (deployments === undefined || (model !== undefined && deployments.includes(model))) {
+    return { type: 'conversation.item.input_audio_transcription.completed', item_id: itemId, content_index: 0, transcript };
+  }
+  return {
+    type: 'conversation.item.input_audio_transcription.failed',
+    item_id: itemId,
+    content_index: 0,
+    error: {
+      type: 'invalid_request_error',
+      code: 'DeploymentNotFound',
+      message: `The API deployment ${JSON.stringify(model ?? '')} for this resource does not exist.`,
+      param: null,
+    },
+  };
+}
+
+/** The names of the tools a response may call: its own `tools` when it gives them, else the session's. */
+export function toolNamesOf(session: Record<string, unknown>, override: unknown): Set<string> {
+  const tools = Array.isArray(override) ? override : session.tools;
+  const names = new Set<string>();
+  if (Array.isArray(tools)) for (const t of tools) if (isObject(t) && typeof t.name === 'string') names.add(t.name);
+  return names;
+}
+
+/**
+ * The session as `session.updated` shows it: a GA session's μ-law formats spelled as `form` says
+ * (the real API's `audio/pcmu` object, Azure's legacy `g711_ulaw` token or `{type:'g711_ulaw'}`).
+ */
+export function echoedSession(session: Record<string, unknown>, shape: 'ga' | 'beta', form: 'object' | 'token' | 'token-object'): Record<string, unknown> {
+  if (form === 'object' || shape !== 'ga' || !isObject(session.audio)) return session;
+  const respell = (dir: unknown): unknown => {
+    if (!isObject(dir) || !isObject(dir.format) || dir.format.type !== 'audio/pcmu') return dir;
+    return { ...dir, format: form === 'token' ? 'g711_ulaw' : { ...dir.format, type: 'g711_ulaw' } };
+  };
+  return { ...session, audio: { ...session.audio, input: respell(session.audio.input), output: respell(session.audio.output) } };
 }

@@ -1,6 +1,7 @@
 /**
  * What the simulated model reports in each `response.done` `usage`: tokens counted the way OpenAI
- * bills them, from what the session holds. Pure bookkeeping; sim-connection.ts owns the socket and events.
+ * bills them, from what the session holds. Pure bookkeeping: sim-connection.ts owns the socket,
+ * sim-client-events.ts the client events.
  *
  * The rules follow OpenAI's realtime cost guide: the whole conversation is the input of every
  * response; user audio is 1 token per 100 ms, assistant audio 1 token per 50 ms; text is ~4 chars a

@@ -4,7 +4,7 @@
  * session's silence duration of quiet frames ends it. Speech frames' text markers are collected for
  * the transcript the model "hears".
  */
-import { FRAME_BYTES, SPEECH_ENERGY_THRESHOLD, SpeechTextCollector, frameEnergy } from '../../loadtest/lib/audio.js';
+import { FRAME_BYTES, SPEECH_ENERGY_THRESHOLD, SpeechTextCollector, frameEnergy } from './portable/audio.js';
 
 export interface VadEvents {
   /** Speech started `audioStartMs` into the session's input audio. */

@@ -3,7 +3,7 @@
  * table and /proc parsing helpers on known inputs. The processes are covered by run.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { FRAME_BYTES, frameEnergy, silence, speechFrames, SPEECH_ENERGY_THRESHOLD } from '../../loadtest/lib/audio.js';
+import { FRAME_BYTES, frameEnergy, silence, speechFrames, SPEECH_ENERGY_THRESHOLD } from '../../src/sim/portable/audio.js';
 import { procCpuSeconds, procStatCores } from '../../bench/run.js';
 import { metricSum } from '../../src/sim/prom-text.js';
 import { readStamp, stampAgeUs, stampBase64Frame, STAMP_OFFSET, writeStamp } from '../../bench/stamp.js';

@@ -1,9 +1,9 @@
 /**
  * The relay's μ-law table and speech threshold (src/call/mulaw.ts) and the simulators' plain-JS
- * copy (loadtest/lib/audio.js) must agree: the stall rule judges speech as the simulated model does.
+ * copy (src/sim/portable/audio.js) must agree: the stall rule judges speech as the simulated model does.
  */
 import { describe, expect, it } from 'vitest';
-import * as simAudio from '../../loadtest/lib/audio.js';
+import * as simAudio from '../../src/sim/portable/audio.js';
 import { MULAW_TO_LINEAR, SPEECH_ENERGY_THRESHOLD } from '../../src/call/mulaw.js';
 
 describe('μ-law decoding shared by the relay and the simulators', () => {

@@ -1,6 +1,6 @@
 /** The stall rule's speech test reads base64 μ-law in place; it must judge as the decoded bytes do. */
 import { describe, expect, it } from 'vitest';
-import { frameEnergy, tone } from '../../loadtest/lib/audio.js';
+import { frameEnergy, tone } from '../../src/sim/portable/audio.js';
 import { base64MulawEnergy, StallWatch } from '../../src/call/stall-watch.js';
 
 describe('base64MulawEnergy', () => {

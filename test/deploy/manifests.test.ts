@@ -6,7 +6,7 @@
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-argument */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, posix, relative, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ensureK8sTools } from '../../scripts/k8s-tools.js';
@@ -119,7 +119,6 @@ describe('kustomize', () => {
     const c = job.spec.template.spec.containers[0];
     const args = c.args as string[];
     expect(args[0]).toBe('run');
-    expect(args[args.length - 1]).toBe('/scripts/call-storm.js');
     const params = singleOfKind(rendered.loadtest, 'ConfigMap').data as Record<string, string>;
     const defined = new Set([...Object.keys(params), ...(c.env as { name: string }[]).map((e) => e.name)]);
     const vars = args.flatMap((a, i) => (args[i - 1] === '-e' ? [a] : []));
@@ -129,11 +128,53 @@ describe('kustomize', () => {
       expect(m, v).not.toBeNull();
       expect(defined.has(m?.[2] ?? '')).toBe(true);
     }
-    const mounts = Object.fromEntries((c.volumeMounts as { name: string; mountPath: string }[]).map((m) => [m.mountPath, m.name]));
-    expect(mounts['/scripts']).toBe('scripts');
-    expect(mounts['/scripts/lib']).toBe('lib');
     expect(job.spec.backoffLimit).toBe(0);
-    // The lib ConfigMap is made from loadtest/lib, which the relay's simulators share.
-    expect(existsSync(join(ROOT, 'loadtest/lib/audio.js'))).toBe(true);
+  });
+
+  it('mounts every file call-storm.js loads where its relative imports look for it, from the ConfigMaps the READMEs create', () => {
+    const spec = singleOfKind(rendered.loadtest, 'Job').spec.template.spec;
+    const c = spec.containers[0];
+    // ConfigMap name -> the repo folder it is made from (`--from-file=DIR/`: the folder's own files).
+    const created = (readme: string): Map<string, string> =>
+      new Map(
+        [...readFileSync(join(ROOT, readme), 'utf8').matchAll(/create configmap (switchboard-loadtest-\S+) --from-file=(\S+?)\/?\s/g)].map((m) => [m[1]!, m[2]!]),
+      );
+    const folders = created('deploy/README.md');
+    expect([...created('loadtest/README.md')]).toEqual([...folders]);
+    const configMapOf = new Map((spec.volumes as { name: string; configMap?: { name: string } }[]).map((v) => [v.name, v.configMap?.name]));
+    // Repo folder -> where the Job mounts it.
+    const mountOf = new Map<string, string>();
+    for (const m of c.volumeMounts as { name: string; mountPath: string }[]) {
+      const cm = configMapOf.get(m.name);
+      if (cm === undefined) continue;
+      expect(folders.has(cm), `ConfigMap ${cm} is created in deploy/README.md`).toBe(true);
+      mountOf.set(folders.get(cm)!, m.mountPath);
+    }
+    const inContainer = (file: string): string => {
+      const at = mountOf.get(posix.dirname(file));
+      expect(at, `${file}: its folder is mounted`).toBeDefined();
+      return posix.join(at ?? '/missing', posix.basename(file));
+    };
+    const entry = 'loadtest/call-storm.js';
+    expect((c.args as string[]).at(-1)).toBe(inContainer(entry));
+    const seen = new Set<string>();
+    const queue = [entry];
+    for (let i = 0; i < queue.length && i < 100; i++) {
+      const file = queue[i]!;
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      for (const m of text.matchAll(/^\s*(?:import|export)\b[^;'"]*?\bfrom\s*['"](\.[^'"]+)['"]/gm)) {
+        const target = posix.join(posix.dirname(file), m[1]!);
+        expect(existsSync(join(ROOT, target)), `${file} imports ${m[1]}`).toBe(true);
+        expect(posix.resolve(posix.dirname(inContainer(file)), m[1]!), `${file} imports ${m[1]}`).toBe(inContainer(target));
+        if (!seen.has(target)) queue.push(target);
+        seen.add(target);
+      }
+    }
+    // The scripts load the shared caller from src/sim/portable (plain JS k6 runs as it is).
+    expect([...seen].filter((f) => f.startsWith('src/')).sort()).toEqual([
+      'src/sim/portable/audio.js',
+      'src/sim/portable/caller-core.js',
+      'src/sim/portable/twilio-http.js',
+    ]);
   });
 });

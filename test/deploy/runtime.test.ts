@@ -5,7 +5,7 @@
  * (`npm run build`, what the image runs) starts with node alone and drains on SIGTERM.
  */
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -161,7 +161,9 @@ const COMPILED_ENTRY = 'dist/src/main.js';
 
 describe('the compiled relay (npm run build), as the image runs it', () => {
   it('imports only production dependencies, starts with node alone and drains on SIGTERM', async () => {
-    // Emit only: `npm run typecheck` (and the image's `npm run build`) check the types.
+    // Emit only: `npm run typecheck` (and the image's `npm run build`) check the types. From an
+    // empty dist/, as the image builds it: what an earlier build left there proves nothing.
+    rmSync(join(ROOT, 'dist'), { recursive: true, force: true });
     await promisify(execFile)(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', '--noCheck'], {
       cwd: ROOT,
     });
@@ -173,6 +175,9 @@ describe('the compiled relay (npm run build), as the image runs it', () => {
       .filter((e) => e.isFile())
       .map((e) => relative(join(ROOT, 'dist'), join(e.parentPath, e.name)));
     expect(compiled.length).toBeGreaterThan(20);
+    // The image ships src/ alone: the simulator's k6-shared JS is src/sim/portable, not loadtest/.
+    expect(compiled.filter((f) => !f.startsWith('src/'))).toEqual([]);
+    expect(compiled).toContain('src/sim/portable/caller-core.js');
     for (const f of compiled) expect(copied.some((c) => f.startsWith(`${c.replace(/\/$/, '')}/`)), `dist/${f}`).toBe(true);
 
     const allowed = new Set(Object.keys(pkg.dependencies));

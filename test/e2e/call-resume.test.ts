@@ -10,18 +10,14 @@ import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-tr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { callDetailView } from '../../src/server/routes/admin-calls.js';
-import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
-import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
-import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
+import { randomSid } from '../../src/sim/sim-caller.js';
 import type { SimSession } from '../../src/sim/sim-model.js';
 import { startTracing, type Tracing } from '../../src/telemetry/otel.js';
 import { ATTR, SPAN } from '../../src/telemetry/index.js';
-import { demo, metricValue, scrape, startTestRelay } from '../helpers/relay.js';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { startTestDeployment, type TestDeployment } from '../helpers/deployment.js';
+import { eventually, metricValue, scrape, startTestRelay } from '../helpers/relay.js';
 
-let redis: RedisServer;
-let svc: LoopbackService;
-let api: FakeTwilioApi;
+let d: TestDeployment;
 let a: Relay;
 let b: Relay;
 const spans = new InMemorySpanExporter();
@@ -29,28 +25,16 @@ let tracing: Tracing | undefined;
 
 beforeAll(async () => {
   tracing = startTracing({ serviceName: 'switchboard-test', otlpEndpoint: undefined, spanProcessors: [new SimpleSpanProcessor(spans)] });
-  redis = await startRedisServer();
-  // Polled slowly: a /readyz answer slower than 2 polls (a busy test machine) takes a relay out of rotation.
-  svc = await startLoopbackService({ pollMs: 1000 });
-  api = await startFakeTwilioApi({ accounts: { [demo.accountSid]: demo.authToken } });
-  const env = { REDIS_URL: redis.url, PUBLIC_URL: svc.url, TWILIO_API_BASE_URL: api.url, DRAIN_MODE: 'migrate' };
+  d = await startTestDeployment();
+  const env = { ...d.relayEnv(), DRAIN_MODE: 'migrate' };
   a = await startTestRelay(env, { pod: 'pod-a' });
   b = await startTestRelay(env, { pod: 'pod-b' });
 }, 30_000);
 afterAll(async () => {
   await Promise.allSettled([a.close(), b.close()]);
-  await svc.close();
-  await api.close();
-  await redis.stop();
+  await d.close();
   await tracing?.shutdown();
 });
-
-/** Point the service at this relay only, once it is ready. */
-async function routeTo(relay: Relay): Promise<void> {
-  for (const r of [a, b]) if (r !== relay) svc.remove(r.url);
-  svc.add(relay.url);
-  await svc.waitFor((x) => x.length === 1 && x[0]!.ready, 8000, `${relay.url} ready`);
-}
 
 const itemsOf = (s: SimSession, type: string): Record<string, unknown>[] =>
   s.received.filter((e) => e.type === 'conversation.item.create').map((e) => e['item'] as Record<string, unknown>).filter((i) => i['type'] === type);
@@ -62,13 +46,10 @@ function texts(items: Record<string, unknown>[]): string[] {
 describe('a call moved by a drain resumes on another pod with its context', () => {
   it('B re-creates the conversation and the booking, does not greet again, does not book again, and answers the next turn', async () => {
     const callSid = randomSid('CA');
-    await routeTo(a);
+    await d.routeTo(a.url);
     let drained: Promise<{ remaining: number }> | undefined;
-    const report = await placeCall({
-      baseUrl: svc.url,
-      ...demo,
+    const report = await d.placeCall({
       callSid,
-      twilioApi: api,
       script: {
         turns: [{ say: 'Hello, my kitchen sink is leaking' }, { say: 'Please book me in for 2030-01-07T11:00' }, { say: 'Thank you, what happens next?' }],
         hangupAfterMs: 300,
@@ -78,7 +59,7 @@ describe('a call moved by a drain resumes on another pod with its context', () =
       hooks: {
         onTurn: (i) => {
           // After the booking's answer: B takes new streams, A drains by migration.
-          if (i === 1) drained = routeTo(b).then(() => a.drain(20_000));
+          if (i === 1) drained = d.routeTo(b.url).then(() => a.drain(20_000));
         },
       },
     });
@@ -127,8 +108,9 @@ describe('a call moved by a drain resumes on another pod with its context', () =
     expect(gapMs).toBeGreaterThanOrEqual(0);
     expect(gapMs).toBeLessThan(3000);
     // Two call spans, one per leg: the new leg's links to the old one and says why it moved.
-    await new Promise((r) => setTimeout(r, 200));
-    const legs = spans.getFinishedSpans().filter((x) => x.name === SPAN.call && x.attributes[ATTR.callSid] === callSid);
+    const legsOf = () => spans.getFinishedSpans().filter((x) => x.name === SPAN.call && x.attributes[ATTR.callSid] === callSid);
+    await eventually(() => legsOf().length >= 2, 5000, 'both call spans ended');
+    const legs = legsOf();
     expect(legs).toHaveLength(2);
     const [oldLeg, newLeg] = [...legs].sort((x, y) => x.startTime[0] - y.startTime[0] || x.startTime[1] - y.startTime[1]);
     expect(newLeg!.attributes).toMatchObject({ [ATTR.migrationReason]: 'drain', [ATTR.migrationFrom]: 'pod-a' });

@@ -4,70 +4,46 @@
  * follow /readyz), the fake Twilio REST API as TWILIO_API_BASE_URL, simulated callers. SIGTERM moves
  * every live call of a relay to the others and the relay exits long before the chart's 120 s grace.
  */
-import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
-import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
-import { placeCall, randomSid, type CallReport, type CallScript } from '../../src/sim/sim-caller.js';
-import { RedisCallStore } from '../../src/store/index.js';
-import { killProcess, startProcessRelay } from '../helpers/process-relay.js';
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
-import { demo, eventually, metricValue, TEST_SECRET, testTenantEnv } from '../helpers/relay.js';
+import { randomSid, type CallReport, type CallScript } from '../../src/sim/sim-caller.js';
+import { routeTo, startTestDeployment, type TestDeployment } from '../helpers/deployment.js';
+import { killProcess, startRelayProcess, type ProcessRelay } from '../helpers/process-relay.js';
+import { eventually, metricValue } from '../helpers/relay.js';
 
-interface ProcRelay {
+interface PodProcess extends ProcessRelay {
   name: string;
-  url: string;
-  child: ChildProcess;
 }
 
-let redis: RedisServer;
-let svc: LoopbackService;
-let api: FakeTwilioApi;
-let reader: RedisCallStore;
-const procs: ProcRelay[] = [];
+let d: TestDeployment;
+const procs: PodProcess[] = [];
 
-async function startRelayProcess(name: string): Promise<ProcRelay> {
-  const port = await freePort();
-  const child = await startProcessRelay({
-    ...testTenantEnv(),
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_URL: svc.url,
-    POD_NAME: name,
-    REDIS_URL: redis.url,
-    DRAIN_MODE: 'migrate',
-    DRAIN_TIMEOUT_SECONDS: '60',
-    TWILIO_API_BASE_URL: api.url,
-    // No preStop sleep here: give the service (polling /readyz every second) time to drop the relay.
-    MIGRATION_START_DELAY_MS: '2500',
-    STREAM_TOKEN_SECRET: TEST_SECRET,
-    SIM_MODEL_MODE: 'loadtest',
-    LOG_LEVEL: 'info',
-    LOG_FORMAT: 'json',
-  });
-  const p = { name, url: `http://127.0.0.1:${port}`, child };
+async function startPod(name: string): Promise<PodProcess> {
+  const p = {
+    name,
+    ...(await startRelayProcess({
+      ...d.relayEnv(),
+      POD_NAME: name,
+      DRAIN_MODE: 'migrate',
+      DRAIN_TIMEOUT_SECONDS: '60',
+      // No preStop sleep here: give the service (polling /readyz every second) time to drop the relay.
+      MIGRATION_START_DELAY_MS: '2500',
+    })),
+  };
   procs.push(p);
   return p;
 }
 
-async function metrics(p: ProcRelay): Promise<string> {
+async function metrics(p: PodProcess): Promise<string> {
   return (await fetch(`${p.url}/metrics`)).text();
 }
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  // Polled once a second: a busy test machine can answer /readyz slowly (2 polls' time before it counts as down).
-  svc = await startLoopbackService({ pollMs: 1000 });
-  api = await startFakeTwilioApi({ accounts: { [demo.accountSid]: demo.authToken } });
-  reader = RedisCallStore.connect(redis.url);
+  d = await startTestDeployment();
 }, 60_000);
 
 afterAll(async () => {
   await Promise.all(procs.map((p) => killProcess(p.child)));
-  await reader.close();
-  await api.close();
-  await svc.close();
-  await redis.stop();
+  await d.close();
 }, 60_000);
 
 const script: CallScript = {
@@ -86,11 +62,8 @@ function placeCalls(n: number): { sids: string[]; reports: Promise<CallReport[]>
   const answered = new Promise<void>((resolve) => (done = resolve));
   const reports = Promise.all(
     sids.map((callSid) =>
-      placeCall({
-        baseUrl: svc.url,
-        ...demo,
+      d.placeCall({
         callSid,
-        twilioApi: api,
         script,
         hooks: {
           onTurn: (i) => {
@@ -103,11 +76,9 @@ function placeCalls(n: number): { sids: string[]; reports: Promise<CallReport[]>
   return { sids, reports, answered };
 }
 
-/** Point the service at exactly these relays, once they answer ready. */
-async function route(...to: ProcRelay[]): Promise<void> {
-  for (const p of procs) if (!to.includes(p)) svc.remove(p.url);
-  for (const p of to) svc.add(p.url);
-  await svc.waitFor((bs) => bs.length === to.length && bs.every((x) => x.ready), 15_000, `${to.map((p) => p.name).join(', ')} ready`);
+/** Point the service at exactly these relays, once they answer ready (three cold processes: slower). */
+async function route(...to: PodProcess[]): Promise<void> {
+  await routeTo(d.svc, to.map((p) => p.url), 15_000);
 }
 
 function expectEveryTurnAnsweredOnce(r: CallReport): void {
@@ -122,9 +93,9 @@ function expectEveryTurnAnsweredOnce(r: CallReport): void {
 describe('SIGTERM with DRAIN_MODE=migrate (three relay processes, one Redis)', () => {
   it('moves every live call to the other relays with its conversation; the relay exits within seconds', async () => {
     // One at a time: three cold tsx starts at once can outlast the helper's start timeout on a busy machine.
-    const a = await startRelayProcess('relay-a');
-    const b = await startRelayProcess('relay-b');
-    const c = await startRelayProcess('relay-c');
+    const a = await startPod('relay-a');
+    const b = await startPod('relay-b');
+    const c = await startPod('relay-c');
     await route(a);
     const CALLS = 4;
     const { sids, reports: allReports, answered } = placeCalls(CALLS);
@@ -151,8 +122,8 @@ describe('SIGTERM with DRAIN_MODE=migrate (three relay processes, one Redis)', (
       expectEveryTurnAnsweredOnce(r);
     }
     for (const callSid of sids) {
-      await eventually(async () => (await reader.getCall(callSid))?.outcome === 'caller_hung_up', 10_000, `${callSid} ended`);
-      const rec = (await reader.getCall(callSid))!;
+      await eventually(async () => (await d.calls.getCall(callSid))?.outcome === 'caller_hung_up', 10_000, `${callSid} ended`);
+      const rec = (await d.calls.getCall(callSid))!;
       expect(rec.pods[0]).toBe('relay-a');
       expect(['relay-b', 'relay-c']).toContain(rec.pods[1]);
       expect(rec.migrations).toMatchObject([{ from: 'relay-a', reason: 'drain' }]);
@@ -160,7 +131,7 @@ describe('SIGTERM with DRAIN_MODE=migrate (three relay processes, one Redis)', (
       expect(rec.tools.filter((t) => t.name === 'check_service_area')).toHaveLength(1);
     }
     // One update per call; the receiving relays counted each resumed call.
-    expect(api.requests.filter((r) => sids.includes(r.callSid)).map((r) => r.status)).toEqual(Array(CALLS).fill(200));
+    expect(d.api.requests.filter((r) => sids.includes(r.callSid)).map((r) => r.status)).toEqual(Array(CALLS).fill(200));
     // The receiving relays count what they took over.
     const resumed = await Promise.all([b, c].map(async (p) => metricValue(await metrics(p), 'switchboard_call_migrations_total', { reason: 'drain', outcome: 'resumed' })));
     expect(resumed[0]! + resumed[1]!).toBeGreaterThan(0);

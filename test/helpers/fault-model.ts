@@ -8,7 +8,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'n
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
-import { FRAME_BYTES, speechFrames } from '../../loadtest/lib/audio.js';
+import { FRAME_BYTES, speechFrames } from '../../src/sim/portable/audio.js';
 
 /** How one upgrade attempt is answered. */
 export type UpgradeFault =

@@ -1,13 +1,48 @@
 /**
- * A relay as its own process (`node --import tsx src/main.ts`), for tests that crash it with SIGKILL:
- * nothing of it can run after the kill, unlike an in-process relay.
+ * A relay as its own process (`node --import tsx src/main.ts`), for tests that crash it with SIGKILL
+ * or stop it with SIGTERM: nothing of it can run after the kill, unlike an in-process relay.
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawnRelay } from '../../src/sim/local-cluster.js';
+import { freePort } from './redis-server.js';
+import { TEST_SECRET, testTenantEnv } from './relay.js';
 
-/** Start the relay process with `env` on top of this one's and resolve once it logs that it listens. */
-export async function startProcessRelay(env: Record<string, string>): Promise<ChildProcess> {
-  return spawnRelay(env, 20_000);
+export interface ProcessRelay {
+  /** http://127.0.0.1:PORT */
+  readonly url: string;
+  readonly child: ChildProcess;
+}
+
+/**
+ * Start a relay process on a free loopback port, as a pod: the test tenant and stream-token secret,
+ * the simulated model in loadtest mode, its own URL as PUBLIC_URL and logs at info (start-up waits
+ * for its "relay listening" line), with `env` on top. Resolves once it listens. The port is picked
+ * before the relay listens, so another test worker can take it in between: that start is retried on
+ * a fresh port (bounded), as startTestRelay does.
+ */
+export async function startRelayProcess(env: Record<string, string> = {}): Promise<ProcessRelay> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      const child = await spawnRelay(
+        {
+          ...testTenantEnv(),
+          HOST: '127.0.0.1',
+          PUBLIC_URL: url,
+          STREAM_TOKEN_SECRET: TEST_SECRET,
+          SIM_MODEL_MODE: 'loadtest',
+          LOG_LEVEL: 'info',
+          ...env,
+          PORT: String(port),
+        },
+        20_000,
+      );
+      return { url, child };
+    } catch (err) {
+      if (attempt >= 5 || !(err instanceof Error) || !err.message.includes('cannot listen on')) throw err;
+    }
+  }
 }
 
 /** SIGKILL the process and wait until it is gone. */

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
-import { parseTwiml } from '../../loadtest/lib/caller-core.js';
+import { parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import { loadConfig } from '../../src/config.js';
 import { metricSum } from '../../src/sim/prom-text.js';
 import { openTenants, type TenantRuntime } from '../../src/server/open-tenants.js';

@@ -7,7 +7,7 @@ import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildVoiceWebhook, parseTwiml } from '../../loadtest/lib/caller-core.js';
+import { buildVoiceWebhook, parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import { METRICS } from '../../loadtest/lib/scenarios.js';
 import { startFakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 import type { Relay } from '../../src/server/app.js';

@@ -6,79 +6,44 @@
  * earlier turns and the booking re-created, no second greeting, the booking not run again. Also with
  * A killed while still in the service's rotation: its refused connects go to B, as through an ingress.
  */
-import type { ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
-import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
-import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
-import { placeCall, randomSid, type CallReport } from '../../src/sim/sim-caller.js';
-import { demo, metricValue, scrape, startTestRelay, TEST_SECRET, testTenantEnv } from '../helpers/relay.js';
-import { killProcess, startProcessRelay } from '../helpers/process-relay.js';
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { randomSid, type CallReport } from '../../src/sim/sim-caller.js';
+import { startTestDeployment, type TestDeployment } from '../helpers/deployment.js';
+import { killProcess, startRelayProcess, type ProcessRelay } from '../helpers/process-relay.js';
+import { metricValue, scrape, startTestRelay } from '../helpers/relay.js';
 
-let redis: RedisServer;
-let svc: LoopbackService;
-let api: FakeTwilioApi;
-let a: ChildProcess | undefined;
-let aUrl: string;
+let d: TestDeployment;
+/** Relay A: a real process on the shared Redis, behind the service, as killable as a pod. */
+let a: ProcessRelay | undefined;
 let b: Relay;
 
-/** Relay A: a real process on the shared Redis, behind the service, as killable as a pod. */
-async function startA(): Promise<[ChildProcess, string]> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const child = await startProcessRelay({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_URL: svc.url,
-    REDIS_URL: redis.url,
-    STREAM_TOKEN_SECRET: TEST_SECRET,
-    SIM_MODEL_MODE: 'loadtest',
-    LOG_LEVEL: 'info',
-    ...testTenantEnv(),
-  });
-  return [child, url];
-}
-
 beforeAll(async () => {
-  redis = await startRedisServer();
-  // Polled slowly: a /readyz answer slower than 2 polls (a busy test machine) takes a relay out of rotation.
-  svc = await startLoopbackService({ pollMs: 1000 });
-  api = await startFakeTwilioApi({ accounts: { [demo.accountSid]: demo.authToken } });
-  [a, aUrl] = await startA();
-  b = await startTestRelay({ REDIS_URL: redis.url, PUBLIC_URL: svc.url }, { pod: 'pod-b' });
+  d = await startTestDeployment();
+  a = await startRelayProcess(d.relayEnv());
+  b = await startTestRelay(d.relayEnv(), { pod: 'pod-b' });
 }, 40_000);
 afterAll(async () => {
-  if (a) await killProcess(a);
+  if (a) await killProcess(a.child);
   await b.close();
-  await svc.close();
-  await api.close();
-  await redis.stop();
+  await d.close();
 });
-
-async function routeTo(...urls: string[]): Promise<void> {
-  for (const r of [aUrl, b.url]) if (!urls.includes(r)) svc.remove(r);
-  for (const u of urls) svc.add(u);
-  await svc.waitFor((x) => x.length === urls.length && x.every((r) => r.ready), 8000, `${urls.join(', ')} ready`);
-}
 
 /**
  * A call through the service that starts on A; after turn `killAfterTurn` the service routes to
  * `routeAfter` and A is SIGKILLed. Resolves once the call is over and A is gone.
  */
 async function callKillingA(callSid: string, says: string[], killAfterTurn: number, routeAfter: string[]): Promise<CallReport> {
-  await routeTo(aUrl);
+  const dead = a!;
+  await d.routeTo(dead.url);
   let killed: Promise<void> | undefined;
-  const report = await placeCall({
-    baseUrl: svc.url,
-    ...demo,
+  const report = await d.placeCall({
     callSid,
-    twilioApi: api,
     script: { turns: says.map((say) => ({ say })), hangupAfterMs: 300, maxCallMs: 40_000, replyTimeoutMs: 8000 },
     hooks: {
       onTurn: (i) => {
-        if (i === killAfterTurn) killed = routeTo(...routeAfter).then(() => killProcess(a!));
+        if (i === killAfterTurn) killed = d.routeTo(...routeAfter).then(() => killProcess(dead.child));
       },
     },
   });
@@ -123,9 +88,9 @@ describe('a call whose pod dies', () => {
     // A fresh A: the first test killed it. The call starts on A; then B joins the rotation and A dies
     // without leaving it, so the redirect or the resume stream may be sent to A's closed port until
     // the next poll, which an ingress answers by trying the next ready pod.
-    [a, aUrl] = await startA();
+    a = await startRelayProcess(d.relayEnv());
     const callSid = randomSid('CA');
-    const report = await callKillingA(callSid, ['Hello, my kitchen sink is leaking', 'Thanks, what happens next?'], 0, [aUrl, b.url]);
+    const report = await callKillingA(callSid, ['Hello, my kitchen sink is leaking', 'Thanks, what happens next?'], 0, [a.url, b.url]);
     expect(report.errors).toEqual([]);
     // What the redirect answered when it did not resume the call (a failed fetch, an apology).
     expect(report.afterStream).toBeUndefined();

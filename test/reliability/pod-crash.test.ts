@@ -3,7 +3,6 @@
  * is SIGKILLed; relay B, sharing Redis, reaps A's call (`abandoned`) and admits new calls once A's
  * tenant lease has expired. B's clock is moved forward instead of waiting the real 30 s / 60 s.
  */
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock, type Clock } from '../../src/clock.js';
 import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
-import { eventually, metricValue, scrape, startTestRelay, TEST_SECRET } from '../helpers/relay.js';
-import { startProcessRelay } from '../helpers/process-relay.js';
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { eventually, metricValue, scrape, startTestRelay } from '../helpers/relay.js';
+import { killProcess, startRelayProcess, type ProcessRelay } from '../helpers/process-relay.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
 const ADMIN_TOKEN = 'admin-token-for-pod-crash-tests-01';
 const tenant = {
@@ -32,8 +31,7 @@ const skewed: Clock = { now: () => Date.now() + skewMs, mono: () => systemClock.
 
 let dir: string;
 let redis: RedisServer;
-let a: ChildProcess | undefined;
-let aUrl: string;
+let a: ProcessRelay | undefined;
 let b: Relay;
 
 async function adminGet(path: string): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -46,22 +44,11 @@ beforeAll(async () => {
   const tenantsFile = join(dir, 'tenants.json');
   writeFileSync(tenantsFile, JSON.stringify([tenant]));
   redis = await startRedisServer();
-  const port = await freePort();
-  aUrl = `http://127.0.0.1:${port}`;
-  a = await startProcessRelay({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_URL: aUrl,
-    REDIS_URL: redis.url,
-    TENANTS_FILE: tenantsFile,
-    STREAM_TOKEN_SECRET: TEST_SECRET,
-    SIM_MODEL_MODE: 'loadtest',
-    LOG_LEVEL: 'info',
-  });
+  a = await startRelayProcess({ REDIS_URL: redis.url, TENANTS_FILE: tenantsFile });
   b = await startTestRelay({ REDIS_URL: redis.url, TENANTS_FILE: tenantsFile, ADMIN_TOKEN }, { pod: 'pod-b', clock: skewed });
 }, 40_000);
 afterAll(async () => {
-  if (a && a.exitCode === null && a.signalCode === null) a.kill('SIGKILL');
+  if (a) await killProcess(a.child);
   await b.close();
   await redis.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -73,7 +60,7 @@ describe('a crashed pod', () => {
     const callSid = randomSid('CA');
     // A live call on A that would go on for a minute.
     const onA = placeCall({
-      baseUrl: aUrl,
+      baseUrl: a!.url,
       ...caller,
       callSid,
       script: { turns: [{ say: 'Hello from the doomed pod' }], maxCallMs: 60_000, hangupAfterMs: 60_000, replyTimeoutMs: 8000 },
@@ -93,8 +80,8 @@ describe('a crashed pod', () => {
     expect(busy.spoken).toMatch(/lines are busy/);
 
     // The crash: no drain, no call end, no lease release, no more heartbeats.
-    const exited = new Promise<void>((resolve) => a!.once('exit', () => resolve()));
-    a!.kill('SIGKILL');
+    const exited = new Promise<void>((resolve) => a!.child.once('exit', () => resolve()));
+    a!.child.kill('SIGKILL');
     await exited;
     const report = await onA;
     expect(report.turns[0]?.said).toBe('Hello from the doomed pod');

@@ -3,7 +3,6 @@
  * runs as its own process on a shared Redis and the test's simulated model, and is SIGKILLed while
  * its call is live. What the store holds afterwards is compared with what the model reported.
  */
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { placeCall, randomSid } from '../../src/sim/sim-caller.js';
 import { startSimModel, type SimModel } from '../../src/sim/sim-model.js';
 import { RedisCallStore, RedisUsageStore, type UsageTotals } from '../../src/store/index.js';
-import { killProcess, startProcessRelay } from '../helpers/process-relay.js';
-import { eventually, TEST_SECRET } from '../helpers/relay.js';
-import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.js';
+import { killProcess, startRelayProcess, type ProcessRelay } from '../helpers/process-relay.js';
+import { eventually } from '../helpers/relay.js';
+import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
 const FLUSH_MS = 1000;
 const AUTH_TOKEN = 'crash-usage-auth-token-not-secret';
@@ -31,8 +30,7 @@ const tenant = {
 let dir: string;
 let redis: RedisServer;
 let sim: SimModel;
-let a: ChildProcess | undefined;
-let aUrl: string;
+let a: ProcessRelay | undefined;
 let calls: RedisCallStore;
 
 beforeAll(async () => {
@@ -41,27 +39,20 @@ beforeAll(async () => {
   writeFileSync(tenantsFile, JSON.stringify([tenant]));
   redis = await startRedisServer();
   sim = await startSimModel({ mode: 'loadtest' });
-  const port = await freePort();
-  aUrl = `http://127.0.0.1:${port}`;
-  a = await startProcessRelay({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_URL: aUrl,
+  a = await startRelayProcess({
     REDIS_URL: redis.url,
     TENANTS_FILE: tenantsFile,
-    STREAM_TOKEN_SECRET: TEST_SECRET,
     MODEL_PROVIDER: 'openai',
     OPENAI_API_KEY: 'sk-test-usage-crash',
     OPENAI_REALTIME_URL: sim.url,
     USAGE_FLUSH_SECONDS: String(FLUSH_MS / 1000),
     CRASH_USAGE_AUTH_TOKEN: AUTH_TOKEN,
-    LOG_LEVEL: 'info',
   });
   calls = RedisCallStore.connect(redis.url);
 }, 40_000);
 
 afterAll(async () => {
-  if (a) await killProcess(a);
+  if (a) await killProcess(a.child);
   await calls?.close();
   await sim?.close();
   await redis?.stop();
@@ -73,7 +64,7 @@ describe('usage when a pod crashes mid-call', () => {
     const callSid = randomSid('CA');
     const before = sim.sessions.length;
     const live = placeCall({
-      baseUrl: aUrl,
+      baseUrl: a!.url,
       to: tenant.phoneNumbers[0]!,
       accountSid: tenant.twilio.accountSid,
       authToken: AUTH_TOKEN,
@@ -87,7 +78,7 @@ describe('usage when a pod crashes mid-call', () => {
     await new Promise((r) => setTimeout(r, FLUSH_MS + SLACK_MS));
 
     const killedAt = Date.now();
-    await killProcess(a!);
+    await killProcess(a!.child);
     a = undefined;
     const report = await live;
     expect(report.closeCode).toBe(1006);

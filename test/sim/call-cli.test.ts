@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
 import { callOutcome, exitCode, formatTurn, verdictLine } from '../../src/sim/call-cli.js';
-import { emptyReport } from '../../loadtest/lib/caller-core.js';
+import { emptyReport } from '../../src/sim/portable/caller-core.js';
 import type { CallReport } from '../../src/sim/sim-caller.js';
 import { startTestRelay } from '../helpers/relay.js';
 

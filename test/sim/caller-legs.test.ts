@@ -5,8 +5,9 @@
  */
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { SpeechTextCollector, speechFrames } from '../../loadtest/lib/audio.js';
-import { CallerSession, afterLeg, callUpdateFromForm, parseTwiml, type AfterLeg, type CallScript, type FetchAnswer } from '../../loadtest/lib/caller-core.js';
+import { SpeechTextCollector, speechFrames } from '../../src/sim/portable/audio.js';
+import { CallerSession, type CallScript } from '../../src/sim/portable/caller-core.js';
+import { afterLeg, callUpdateFromForm, parseTwiml, type AfterLeg, type FetchAnswer } from '../../src/sim/portable/twilio-http.js';
 
 const b64encode = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const b64decode = (s: string): Uint8Array => Buffer.from(s, 'base64');

@@ -10,11 +10,12 @@ import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildVoiceWebhook, parseTwiml } from '../../loadtest/lib/caller-core.js';
+import { buildVoiceWebhook, parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import type { Relay } from '../../src/server/index.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
 import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
-import { placeCall, randomSid, type CallScript } from '../../src/sim/sim-caller.js';
+import { placeCall, randomSid, type CallReport, type CallScript, type PlaceCallOptions } from '../../src/sim/sim-caller.js';
+import { routeTo } from '../helpers/deployment.js';
 import { demo, startTestRelay } from '../helpers/relay.js';
 
 const hmac = (key: string, data: string): string => createHmac('sha1', key).update(data, 'utf8').digest('base64');
@@ -53,11 +54,7 @@ afterAll(async () => {
 });
 
 /** Point the service at this relay only (the others leave it), once it is ready. */
-async function routeTo(relay: Relay): Promise<void> {
-  for (const r of relays) if (r !== relay) svc.remove(r.url);
-  svc.add(relay.url);
-  await svc.waitFor((b) => b.length === 1 && b[0]!.ready, 5000, `${relay.url} ready`);
-}
+const routeToRelay = (relay: Relay): Promise<void> => routeTo(svc, [relay.url], 5000);
 
 /** A fresh `<Connect><Stream>` for this call from the relay (new one-time token), as a resume TwiML would carry. */
 async function streamTwiml(callSid: string, redirectTo: string): Promise<string> {
@@ -81,6 +78,16 @@ async function restUpdate(callSid: string, form: Record<string, string>): Promis
   return res.status;
 }
 
+/** A call to the demo tenant through the service, known to the fake Twilio API. */
+const call = (o: Omit<PlaceCallOptions, 'baseUrl' | 'to' | 'accountSid' | 'authToken' | 'twilioApi'>): Promise<CallReport> =>
+  placeCall({ baseUrl: svc.url, ...demo, twilioApi: api, ...o });
+
+/** Twilio is told to move the call (a REST update) to a new stream on `relay`, which the service routes to. */
+async function moveByUpdate(callSid: string, relay: Relay): Promise<number> {
+  await routeToRelay(relay);
+  return restUpdate(callSid, { Twiml: await streamTwiml(callSid, resumeUrl) });
+}
+
 const script: CallScript = {
   turns: [{ say: 'Hi, do you serve postcode 10001?' }, { say: 'What does drain cleaning cost?' }, { say: 'Is there a call-out fee?' }],
   hangupAfterMs: 300,
@@ -93,24 +100,19 @@ describe('a call moved to new streams', () => {
     const callSid = randomSid('CA');
     let moves = 0;
     const [a, b, c] = relays as [Relay, Relay, Relay];
-    await routeTo(a);
-    const report = await placeCall({
-      baseUrl: svc.url,
-      ...demo,
+    await routeToRelay(a);
+    const report = await call({
       callSid,
-      twilioApi: api,
       script,
       hooks: {
         onTurn: (i) => {
           // After turn 0's reply: Twilio gets a call update with a new <Connect><Stream>.
           if (i === 0 && moves++ === 0) {
-            void routeTo(b)
-              .then(() => streamTwiml(callSid, resumeUrl))
-              .then((twiml) => restUpdate(callSid, { Twiml: twiml }));
+            void moveByUpdate(callSid, b);
           }
           // After turn 1's reply: the pod is lost (no close frame); the redirect connects again.
           if (i === 1 && moves++ === 1) {
-            void routeTo(c)
+            void routeToRelay(c)
               .then(() => streamTwiml(callSid, resumeUrl))
               .then((twiml) => {
                 resumeTwiml = twiml;
@@ -150,11 +152,8 @@ describe('a call moved to new streams', () => {
 
   it('an update with other TwiML ends the stream life; the call is then unknown to the API', async () => {
     const callSid = randomSid('CA');
-    const report = await placeCall({
-      baseUrl: svc.url,
-      ...demo,
+    const report = await call({
       callSid,
-      twilioApi: api,
       script,
       hooks: { onGreeting: () => void restUpdate(callSid, { Twiml: '<Response><Say>Goodbye</Say><Hangup/></Response>' }) },
     });
@@ -166,21 +165,16 @@ describe('a call moved to new streams', () => {
 
   it('stops following a call that keeps moving after maxLegs streams', async () => {
     const callSid = randomSid('CA');
-    await routeTo(relays[0]!);
+    await routeToRelay(relays[0]!);
     let moves = 0;
-    const report = await placeCall({
-      baseUrl: svc.url,
-      ...demo,
+    const report = await call({
       callSid,
-      twilioApi: api,
       maxLegs: 2,
       script: { ...script, turns: [{ say: 'hello' }, { say: 'hello again' }, { say: 'and again' }] },
       hooks: {
         onTurn: () => {
           if (moves++ === 0) {
-            void routeTo(relays[1]!)
-              .then(() => streamTwiml(callSid, resumeUrl))
-              .then((twiml) => restUpdate(callSid, { Twiml: twiml }));
+            void moveByUpdate(callSid, relays[1]!);
           } else void restUpdate(callSid, { Twiml: `<Response><Connect><Stream url="${svc.url.replace('http', 'ws')}/twilio/media"/></Connect></Response>` });
         },
       },

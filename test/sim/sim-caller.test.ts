@@ -8,17 +8,9 @@ import type { AddressInfo } from 'node:net';
 import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { FRAME_BYTES, SPEECH_ENERGY_THRESHOLD, SpeechTextCollector, frameEnergy, speechFrames, tone } from '../../loadtest/lib/audio.js';
-import {
-  CallerSession,
-  buildVoiceWebhook,
-  emptyReport,
-  formEncode,
-  parseTwiml,
-  twilioSignature,
-  type CallScript,
-  type TwimlVerb,
-} from '../../loadtest/lib/caller-core.js';
+import { FRAME_BYTES, SPEECH_ENERGY_THRESHOLD, SpeechTextCollector, frameEnergy, speechFrames, tone } from '../../src/sim/portable/audio.js';
+import { CallerSession, emptyReport, type CallScript } from '../../src/sim/portable/caller-core.js';
+import { buildVoiceWebhook, formEncode, parseTwiml, twilioSignature, type TwimlVerb } from '../../src/sim/portable/twilio-http.js';
 import { callOutcome, histogramBuckets, parseCliArgs, quantileFromBucketDeltas, relayLatency, urlHint } from '../../src/sim/call-cli.js';
 import { placeCall, type CallReport } from '../../src/sim/sim-caller.js';
 

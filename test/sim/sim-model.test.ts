@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { IncomingMessage } from 'node:http';
-import { FRAME_BYTES, SpeechTextCollector, silence, speechFrames } from '../../loadtest/lib/audio.js';
+import { FRAME_BYTES, SpeechTextCollector, silence, speechFrames } from '../../src/sim/portable/audio.js';
 import { startSimModel, type SimModel, type SimModelOptions } from '../../src/sim/sim-model.js';
 
 type Ev = { type: string } & Record<string, unknown>;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseTwiml } from '../../loadtest/lib/caller-core.js';
+import { parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import { SwitchboardError } from '../../src/errors.js';
 import { mintResumeToken, RESUME_TOKEN_TTL_MS, verifyResumeToken } from '../../src/twilio/resume-token.js';
 import { issueStreamToken, verifyStreamToken } from '../../src/twilio/stream-token.js';

@@ -2,7 +2,8 @@
 /**
  * μ-law audio for the simulated caller and model: G.711 tables, tone frames, frame energy, and the
  * "spoken text" marker that lets a simulated model read what a simulated caller said.
- * Plain JS with no Node or k6 imports: k6 scripts, the Node driver and src/sim all load this file.
+ * Plain JS with no Node or k6 imports: src/sim, the Node load driver and k6 (loadtest/lib) all load
+ * this file, and the in-cluster k6 Job mounts this folder beside the scripts (deploy/README.md).
  */
 
 /** 20 ms of 8 kHz μ-law. */
