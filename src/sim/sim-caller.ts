@@ -2,8 +2,9 @@
  * The Node adapter of the simulated Twilio caller: the signed webhook over fetch, the Media Stream
  * over `ws`, paced by the shared 20 ms ticker (frame-ticker.ts); REST call updates and
  * after-stream redirects move the call to new streams.
- * The protocol itself, shared with k6, is plain JS: pacing, playback, marks and barge-in in
- * portable/caller-core.js, the webhook, TwiML and what follows a stream in portable/twilio-http.js.
+ * The protocol itself, shared with k6, is plain JS: the caller's script (pacing, turns, barge-in)
+ * in portable/caller-core.js over the stream's playback and marks in portable/caller-stream.js, the
+ * webhook, TwiML and what follows a stream in portable/twilio-http.js.
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import WebSocket from 'ws';

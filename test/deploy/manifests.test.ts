@@ -174,6 +174,8 @@ describe('kustomize', () => {
     expect([...seen].filter((f) => f.startsWith('src/')).sort()).toEqual([
       'src/sim/portable/audio.js',
       'src/sim/portable/caller-core.js',
+      'src/sim/portable/caller-report.js',
+      'src/sim/portable/caller-stream.js',
       'src/sim/portable/twilio-http.js',
     ]);
   });

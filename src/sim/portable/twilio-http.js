@@ -3,7 +3,7 @@
  * The simulated Twilio's HTTP side, sans-IO: the signed voice webhook, TwiML as Twilio reads it, REST
  * call updates, and what a call does once a stream ends (the TwiML fetches of `<Redirect>` and an
  * update's `Url`). Plain JS with no Node or k6 imports: the Node adapters (src/sim) and k6
- * (loadtest/lib/k6-adapter.js) both load it; caller-core.js is the Media Stream side.
+ * (loadtest/lib/k6-adapter.js) both load it; caller-core.js and caller-stream.js are the Media Stream side.
  */
 
 /**
