@@ -7,7 +7,7 @@ import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { SpeechTextCollector, speechFrames } from '../../src/sim/portable/audio.js';
 import { CallerSession, type CallScript } from '../../src/sim/portable/caller-core.js';
-import { afterLeg, callUpdateFromForm, parseTwiml, type AfterLeg, type FetchAnswer } from '../../src/sim/portable/twilio-http.js';
+import { WEBHOOK_RETRIES, afterLeg, callUpdateFromForm, parseTwiml, type AfterLeg, type FetchAnswer } from '../../src/sim/portable/twilio-http.js';
 
 const b64encode = (b: Uint8Array): string => Buffer.from(b).toString('base64');
 const b64decode = (s: string): Uint8Array => Buffer.from(s, 'base64');
@@ -165,6 +165,20 @@ describe('afterLeg: what Twilio runs once a stream ended', () => {
     const viaGet = drive({ update: { kind: 'url', url: 'https://svc/next?a=1', method: 'GET' }, resumable: true, after: [], call }, [{ status: 503, body: '' }]);
     expect(viaGet.urls[0]).toMatch(/^GET https:\/\/svc\/next\?a=1&AccountSid=AC0+&ApiVersion=2010-04-01&CallSid=CA0+/);
     expect(viaGet.result).toEqual({ kind: 'end', via: 'update', heard: '(redirect answered HTTP 503)', fetched: true });
+  });
+
+  it('retries a fetch whose connection failed once, as Twilio does by default; never an HTTP answer', () => {
+    const update = { kind: 'url' as const, url: 'https://svc/next', method: 'POST' as const };
+    const hangUp = { status: 0, body: '', error: 'socket hang up' };
+    const once = drive({ update, resumable: true, after: [], call }, [hangUp, { status: 200, body: streamXml }]);
+    expect(once.result).toMatchObject({ kind: 'stream', via: 'update' });
+    expect(once.urls).toEqual(['POST https://svc/next', 'POST https://svc/next']);
+    const twice = drive({ update, resumable: true, after: [], call }, [hangUp, hangUp, { status: 200, body: streamXml }]);
+    expect(twice.result).toEqual({ kind: 'end', via: 'update', heard: '(redirect failed: socket hang up)', fetched: true });
+    expect(twice.urls).toHaveLength(1 + WEBHOOK_RETRIES);
+    const answered = drive({ update, resumable: true, after: [], call }, [{ status: 502, body: '' }, { status: 200, body: streamXml }]);
+    expect(answered.result).toMatchObject({ kind: 'end', heard: '(redirect answered HTTP 502)' });
+    expect(answered.urls).toHaveLength(1);
   });
 
   it('does nothing after a caller hang-up, and bounds redirect loops', () => {

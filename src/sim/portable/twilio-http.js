@@ -289,6 +289,9 @@ export function nextStep(t) {
   return { kind: 'end', heard: describeVerbs(t.verbs) };
 }
 
+/** Retries of a TwiML fetch whose connection failed: Twilio's default retry count (`rc`). */
+export const WEBHOOK_RETRIES = 1;
+
 /** A call follows at most this many streams (a bound on update/redirect loops). */
 export const MAX_LEGS = 5;
 
@@ -333,7 +336,12 @@ export function* afterLeg(o) {
     const step = nextStep(doc);
     if (step.kind === 'stream') return { kind: 'stream', via, twiml: step.twiml };
     if (step.kind === 'end') return end(step.heard, fetched);
-    const res = yield twimlFetchRequest({ ...o.call, url: step.url, method: step.method });
+    const request = twimlFetchRequest({ ...o.call, url: step.url, method: step.method });
+    let res = yield request;
+    // Twilio retries a webhook whose connection fails, once by default (its "connection overrides":
+    // rc=1); an HTTP answer, whatever its status, is not retried. A connection reset before any
+    // answer (a pod killed while still in the Service's rotation) counts as a failed connection.
+    for (let retry = 0; res.error !== undefined && retry < WEBHOOK_RETRIES; retry++) res = yield request;
     fetched = true;
     if (res.error !== undefined) return end(`(redirect failed: ${res.error})`, true);
     if (res.status < 200 || res.status >= 300) return end(`(redirect answered HTTP ${res.status})`, true);
