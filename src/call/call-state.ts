@@ -1,8 +1,11 @@
 /**
  * One call's lifecycle as a discriminated union with pure transitions. The bridge feeds socket
  * events in and acts on the resulting state; illegal moves return undefined instead of throwing.
+ * Each state carries what is true in it: the configured model session only while live or ending.
  */
+import type { Logger } from 'pino';
 import type { CloseCode } from '../errors.js';
+import type { RealtimeSocket } from '../model/index.js';
 import type { CallOutcome } from './lifecycle.js';
 
 export type CallState =
@@ -11,17 +14,18 @@ export type CallState =
   | { kind: 'verifying'; streamSid: string; callSid: string }
   /** Authorised; the model socket is opening. Caller audio waits in a bounded ring. */
   | { kind: 'connecting'; streamSid: string; callSid: string; tenantId: string }
-  | { kind: 'live'; streamSid: string; callSid: string; tenantId: string }
+  /** The model session is configured: caller audio goes to `model`, its audio to the caller. */
+  | { kind: 'live'; streamSid: string; callSid: string; tenantId: string; model: RealtimeSocket }
   /** The model socket dropped mid-call; a new session is opening with the conversation so far. */
   | { kind: 'reconnecting'; streamSid: string; callSid: string; tenantId: string }
   /** The assistant is saying its last words (end_call, transfer); the line closes once they played. */
-  | { kind: 'ending'; streamSid: string; callSid: string; tenantId: string; outcome: CallOutcome; closeCode: CloseCode }
+  | { kind: 'ending'; streamSid: string; callSid: string; tenantId: string; model: RealtimeSocket; outcome: CallOutcome; closeCode: CloseCode }
   | { kind: 'ended'; outcome: CallOutcome };
 
 export type CallInput =
   | { type: 'start'; streamSid: string; callSid: string }
   | { type: 'authorised'; tenantId: string }
-  | { type: 'model-ready' }
+  | { type: 'model-ready'; model: RealtimeSocket }
   | { type: 'model-lost' }
   | { type: 'wind-down'; outcome: CallOutcome; closeCode: CloseCode }
   | { type: 'end'; outcome: CallOutcome };
@@ -36,9 +40,11 @@ export function transition(s: CallState, input: CallInput): CallState | undefine
         ? { kind: 'connecting', streamSid: s.streamSid, callSid: s.callSid, tenantId: input.tenantId }
         : undefined;
     case 'model-ready':
-      return s.kind === 'connecting' || s.kind === 'reconnecting' ? { ...s, kind: 'live' } : undefined;
+      return s.kind === 'connecting' || s.kind === 'reconnecting'
+        ? { kind: 'live', streamSid: s.streamSid, callSid: s.callSid, tenantId: s.tenantId, model: input.model }
+        : undefined;
     case 'model-lost':
-      return s.kind === 'live' ? { ...s, kind: 'reconnecting' } : undefined;
+      return s.kind === 'live' ? { kind: 'reconnecting', streamSid: s.streamSid, callSid: s.callSid, tenantId: s.tenantId } : undefined;
     case 'wind-down':
       return s.kind === 'live' ? { ...s, kind: 'ending', outcome: input.outcome, closeCode: input.closeCode } : undefined;
     case 'end':
@@ -46,11 +52,22 @@ export function transition(s: CallState, input: CallInput): CallState | undefine
   }
 }
 
-/** States in which caller audio goes to the model (or waits for it). */
-export function relaysCallerAudio(s: CallState): boolean {
+/** States in which caller audio goes to the model. */
+export function relaysCallerAudio(s: CallState): s is Extract<CallState, { kind: 'live' | 'ending' }> {
   return s.kind === 'live' || s.kind === 'ending';
 }
 
+/** States in which caller audio waits for the model (in the ring). */
 export function buffersCallerAudio(s: CallState): boolean {
   return s.kind === 'verifying' || s.kind === 'connecting' || s.kind === 'reconnecting';
+}
+
+/** The call as its parts (model session, conversation, wind-down, move) see it. */
+export interface CallView {
+  readonly state: CallState;
+  readonly callSid: string | undefined;
+  /** The call's logger now (it gains the call's ids as they are known). */
+  readonly log: Logger;
+  /** The single exit: idempotent; closes both sockets and settles the call. */
+  finish(outcome: CallOutcome, code: number, reason: string): void;
 }

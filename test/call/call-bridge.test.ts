@@ -6,11 +6,11 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { CallBridge, type BridgeDeps, type TwilioSocket } from '../../src/call/call-bridge.js';
 import { ManualClock } from '../helpers/manual-clock.js';
-import type { RealtimeSocket } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { createMetrics, type RelayMetrics } from '../../src/telemetry/metrics.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
 import { BuiltinToolRunner, toolOk, type ToolRunner } from '../../src/tools/index.js';
+import { FakeRealtimeSocket as FakeModel } from '../helpers/fake-realtime-socket.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 
@@ -37,38 +37,6 @@ class FakeTwilio implements TwilioSocket {
   }
   events(name: string): Record<string, unknown>[] {
     return (this.sent as Record<string, unknown>[]).filter((m) => m['event'] === name);
-  }
-}
-
-class FakeModel implements RealtimeSocket {
-  sent: Record<string, unknown>[] = [];
-  bufferedAmount = 0;
-  isOpen = true;
-  droppedSends = 0;
-  closed: number | undefined;
-  private msg: ((d: Buffer) => void) | undefined;
-  private closeCb: ((code: number, reason: string) => void) | undefined;
-  send(text: string): void {
-    this.sent.push(JSON.parse(text) as Record<string, unknown>);
-  }
-  onMessage(cb: (d: Buffer) => void): void {
-    this.msg = cb;
-  }
-  onClose(cb: (code: number, reason: string) => void): void {
-    this.closeCb = cb;
-  }
-  close(code = 1000): void {
-    this.closed = code;
-    this.isOpen = false;
-  }
-  emit(ev: Record<string, unknown>): void {
-    this.msg!(Buffer.from(JSON.stringify(ev)));
-  }
-  drop(code: number): void {
-    this.closeCb!(code, 'gone');
-  }
-  types(): string[] {
-    return this.sent.map((e) => e['type'] as string);
   }
 }
 
@@ -266,7 +234,7 @@ describe('CallBridge', () => {
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
-    expect(h.model.closed).toBe(1000);
+    expect(h.model.closed?.code).toBe(1000);
   });
 
   it('drops the oldest frames when the ring overflows while the model connects', async () => {
@@ -526,7 +494,7 @@ describe('CallBridge', () => {
     expect(h.connect.signal?.aborted).toBe(true);
     h.connect.resolve();
     await flush();
-    expect(h.model.closed).toBe(1000);
+    expect(h.model.closed?.code).toBe(1000);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'caller_hung_up' });
     expect((await h.metrics.activeCalls.get()).values[0]?.value).toBe(0);
   });
@@ -598,7 +566,7 @@ describe('CallBridge', () => {
     expect(h.bridge.state.kind).toBe('live');
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'session_expired', message: 'expired' } });
     await flush();
-    expect(h.models[0]!.closed).toBe(1000);
+    expect(h.models[0]!.closed?.code).toBe(1000);
     expect(h.models).toHaveLength(2);
     h.model.emit(pcmuSession);
     expect(h.bridge.state.kind).toBe('live');
@@ -620,6 +588,23 @@ describe('CallBridge', () => {
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
+  });
+
+  it('a move whose Twilio update failed after the stream had stopped: the caller hung up, and the call ends as such', async () => {
+    const h = harness();
+    await live(h);
+    await flush(); // the call record is written
+    const m = h.bridge.migratable()!;
+    await h.store.beginMigration(CALL);
+    m.beginMigration();
+    h.bridge.onTwilioMessage(Buffer.from(JSON.stringify({ event: 'stop', sequenceNumber: '9', streamSid: STREAM, stop: { accountSid: tenant.twilio.accountSid, callSid: CALL } })), false);
+    expect(h.bridge.state.kind).toBe('ended');
+    expect(h.bridge.migratable()).toBeUndefined();
+    m.cancelMigration(); // the migrator's update did not go through: that stop was the caller hanging up
+    await flush();
+    expect((await h.store.getCall(CALL))?.outcome).toBe('caller_hung_up');
+    const total = (await h.metrics.callsTotal.get()).values.find((v) => v.labels['outcome'] === 'caller_hung_up');
+    expect(total?.value).toBe(1);
   });
 
   it('a session.update the model never confirms ends the call within the connect timeout', async () => {

@@ -2,6 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { AudioRing } from '../../src/call/audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallState } from '../../src/call/call-state.js';
 import { CloseCode } from '../../src/errors.js';
+import type { RealtimeSocket } from '../../src/model/index.js';
+
+const model = { send() {}, bufferedAmount: 0, isOpen: true, droppedSends: 0, onMessage() {}, onClose() {}, close() {} } satisfies RealtimeSocket;
 
 describe('call state transitions', () => {
   it('walks the happy path', () => {
@@ -11,21 +14,33 @@ describe('call state transitions', () => {
     expect(buffersCallerAudio(s)).toBe(true);
     s = transition(s, { type: 'authorised', tenantId: 't' })!;
     expect(s).toEqual({ kind: 'connecting', streamSid: 'MZ1', callSid: 'CA1', tenantId: 't' });
-    s = transition(s, { type: 'model-ready' })!;
-    expect(s.kind).toBe('live');
+    s = transition(s, { type: 'model-ready', model })!;
+    expect(s).toEqual({ kind: 'live', streamSid: 'MZ1', callSid: 'CA1', tenantId: 't', model });
     expect(relaysCallerAudio(s)).toBe(true);
     s = transition(s, { type: 'wind-down', outcome: 'ended_by_assistant', closeCode: CloseCode.callEnded })!;
-    expect(s.kind).toBe('ending');
+    expect(s).toMatchObject({ kind: 'ending', model, outcome: 'ended_by_assistant' });
     expect(relaysCallerAudio(s)).toBe(true);
     s = transition(s, { type: 'end', outcome: 'ended_by_assistant' })!;
     expect(s).toEqual({ kind: 'ended', outcome: 'ended_by_assistant' });
   });
 
+  it('a lost model session takes its socket with it; the next one comes with model-ready', () => {
+    const live: CallState = { kind: 'live', streamSid: 'MZ', callSid: 'CA', tenantId: 't', model };
+    const lost = transition(live, { type: 'model-lost' })!;
+    expect(lost).toEqual({ kind: 'reconnecting', streamSid: 'MZ', callSid: 'CA', tenantId: 't' });
+    expect(relaysCallerAudio(lost)).toBe(false);
+    expect(buffersCallerAudio(lost)).toBe(true);
+    const next = { ...model };
+    const again = transition(lost, { type: 'model-ready', model: next });
+    expect(again?.kind).toBe('live');
+    expect(again && 'model' in again ? again.model : undefined).toBe(next);
+  });
+
   it('refuses illegal moves', () => {
     const start: CallState = { kind: 'awaiting-start' };
-    expect(transition(start, { type: 'model-ready' })).toBeUndefined();
+    expect(transition(start, { type: 'model-ready', model })).toBeUndefined();
     expect(transition(start, { type: 'authorised', tenantId: 't' })).toBeUndefined();
-    const live: CallState = { kind: 'live', streamSid: 'MZ', callSid: 'CA', tenantId: 't' };
+    const live: CallState = { kind: 'live', streamSid: 'MZ', callSid: 'CA', tenantId: 't', model };
     expect(transition(live, { type: 'start', streamSid: 'MZ', callSid: 'CA' })).toBeUndefined();
     expect(transition({ kind: 'ended', outcome: 'completed' }, { type: 'end', outcome: 'completed' })).toBeUndefined();
   });

@@ -1,0 +1,104 @@
+/**
+ * The call's last words: a tool asked to end the call or hand it to a human (end_call, transfer),
+ * or the call reached MAX_CALL_SECONDS and the assistant is asked for a short goodbye. The call
+ * moves to `ending`; the line closes once the response saying the last words is done and its
+ * audio has played, or after `windDownMs` whatever happens (a goodbye never holds the line open).
+ */
+import type { Clock } from '../clock.js';
+import { CloseCode } from '../errors.js';
+import type { CallPhase } from '../store/index.js';
+import type { CallEffect } from '../tools/index.js';
+import type { CallInput, CallView } from './call-state.js';
+import type { CallOutcome } from './lifecycle.js';
+import { decidingEffect } from './tool-dispatch.js';
+
+/** What the assistant is asked to say when the call reaches MAX_CALL_SECONDS. */
+export const TIME_LIMIT_GOODBYE =
+  'The call has reached its time limit. Say goodbye to the caller with exactly: "I am sorry, we have reached the time limit for this call. Thank you for calling, goodbye."';
+
+/** What the wind-down needs of the call beyond its view. */
+export interface WindDownHost {
+  move(input: CallInput): void;
+  /** Assistant audio sent to Twilio and not yet played. */
+  unplayed(): boolean;
+  setPhase(phase: CallPhase): void;
+  /** Ask the model for a response with these instructions. */
+  request(instructions: string): void;
+}
+
+export interface WindDownDeps {
+  clock: Clock;
+  /** How long an ending call may wait for its goodbye to play before the line is closed anyway. */
+  windDownMs: number;
+  maxCallMs: number;
+  /** Where timers go, cancelled when the call ends. */
+  timers: (() => void)[];
+}
+
+export class WindDown {
+  /** The response saying the last words is done (its audio may still be playing). */
+  private said = false;
+  /** The response that says the time-limit goodbye, once created. */
+  private goodbyeResponseId: string | undefined;
+
+  constructor(
+    private readonly deps: WindDownDeps,
+    private readonly call: CallView,
+    private readonly host: WindDownHost,
+  ) {}
+
+  /** What the tools asked for, once their spoken answer was asked for: one effect decides, that answer is the last words. */
+  effects(effects: readonly CallEffect[]): void {
+    const effect = decidingEffect(effects);
+    if (!effect) return;
+    if (effects.length > 1) this.call.log.info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
+    const end = effect.kind === 'end_call';
+    this.begin(end ? 'ended_by_assistant' : 'transferred', end ? CloseCode.callEnded : CloseCode.handedOff, end ? 'ending' : 'handing-off');
+  }
+
+  /** MAX_CALL_SECONDS: the assistant says a goodbye and the call ends (4014), not the fallback. */
+  timeUp(): void {
+    const s = this.call.state;
+    if (s.kind === 'ending') return; // already saying goodbye
+    if (s.kind !== 'live') return this.call.finish('too_long', CloseCode.callTooLong, 'call exceeded MAX_CALL_SECONDS');
+    this.call.log.info({ maxCallMs: this.deps.maxCallMs }, 'call reached MAX_CALL_SECONDS: saying goodbye');
+    this.begin('too_long', CloseCode.callTooLong, 'ending', TIME_LIMIT_GOODBYE);
+  }
+
+  /** `response.created` for the relay's request with `instructions`. */
+  created(responseId: string, instructions: string | undefined): void {
+    if (instructions === TIME_LIMIT_GOODBYE) this.goodbyeResponseId = responseId;
+  }
+
+  /** A response without tools is done: while ending, the last words are said once it is (the goodbye, at the time limit). */
+  responseDone(responseId: string): void {
+    const s = this.call.state;
+    if (s.kind !== 'ending' || (s.outcome === 'too_long' && responseId !== this.goodbyeResponseId)) return;
+    // The goodbye response finished generating; close once it has played.
+    this.said = true;
+    this.played();
+  }
+
+  /** Audio may have finished playing (a mark came back): close once the last words are said and heard. */
+  played(): void {
+    const s = this.call.state;
+    if (s.kind !== 'ending' || !this.said || this.host.unplayed()) return;
+    this.call.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
+  }
+
+  /** Something ended the last words early (the model went away): the call ends as it was ending. */
+  cutShort(reason: string): void {
+    const s = this.call.state;
+    if (s.kind === 'ending') this.call.finish(s.outcome, s.closeCode, reason);
+  }
+
+  private begin(outcome: CallOutcome, closeCode: CloseCode, phase: CallPhase, goodbye?: string): void {
+    this.host.move({ type: 'wind-down', outcome, closeCode });
+    this.said = false;
+    this.host.setPhase(phase);
+    if (goodbye !== undefined) this.host.request(goodbye);
+    this.deps.timers.push(
+      this.deps.clock.after(this.deps.windDownMs, () => this.cutShort('goodbye timed out')),
+    );
+  }
+}
