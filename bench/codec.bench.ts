@@ -1,8 +1,9 @@
 /**
  * Micro-benchmark of the Twilio media codec, old beside new: JSON.parse + zod vs the scanning fast
- * path for inbound media, JSON.stringify vs the encoder splice for outbound. Run: npx tsx bench/codec.bench.ts
+ * paths for inbound media and mark echoes, JSON.stringify vs the encoder splice for outbound.
+ * Run: npx tsx bench/codec.bench.ts
  */
-import { parseTwilioJson, parseTwilioMessage, scanMediaFrame, twilioEncoder } from '../src/twilio/media-stream-codec.js';
+import { parseTwilioJson, parseTwilioMessage, scanMarkFrame, scanMediaFrame, twilioEncoder } from '../src/twilio/media-stream-codec.js';
 
 const ITER = Number(process.argv[2] ?? 200_000);
 const ROUNDS = 9;
@@ -57,6 +58,20 @@ const fast = inb['new: parseTwilioMessage (validated fast path)'] ?? NaN;
 console.log(
   `  fast path: ${((inb['old: JSON.parse + zod (parseTwilioJson)'] ?? NaN) / fast).toFixed(1)}x faster than JSON.parse + zod, ` +
     `${((inb['old: JSON.parse only'] ?? NaN) / fast).toFixed(1)}x faster than JSON.parse alone\n`,
+);
+
+// A mark echo as Twilio sends it, named the way the relay names its marks.
+const markEcho = Buffer.from(
+  JSON.stringify({ event: 'mark', sequenceNumber: '1234', streamSid, mark: { name: 'item_CkYx1v2AbCdEfGhIjKlMn:18400:g3:m917' } }),
+);
+const mk = compare('inbound mark echo (Buffer -> { name })', {
+  'old: JSON.parse + zod (parseTwilioJson)': () => (parseTwilioJson(markEcho).ok ? 1 : 0),
+  'new: parseTwilioMessage (media scan declines, mark fast path)': () => (parseTwilioMessage(markEcho, MAX_BYTES).ok ? 1 : 0),
+  'new: scanMarkFrame alone': () => (scanMarkFrame(markEcho)?.ok ? 1 : 0),
+});
+if (!scanMarkFrame(markEcho)?.ok) throw new Error('fast path did not take the benchmark mark');
+console.log(
+  `  mark fast path: ${((mk['old: JSON.parse + zod (parseTwilioJson)'] ?? NaN) / (mk['new: parseTwilioMessage (media scan declines, mark fast path)'] ?? NaN)).toFixed(1)}x faster than JSON.parse + zod\n`,
 );
 
 const enc = twilioEncoder(streamSid);

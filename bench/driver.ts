@@ -155,12 +155,13 @@ export class BenchDriver {
     private readonly meter: Meter,
   ) {}
 
-  /** With `tls`, the model serves `wss` (bench/tls.ts) as the real API does. */
-  static async start(tls?: { key: Buffer; cert: Buffer }): Promise<BenchDriver> {
+  /** With `tls`, the model serves `wss` (bench/tls.ts) as the real API does; `deltaMs`: audio per delta. */
+  static async start(tls?: { key: Buffer; cert: Buffer }, deltaMs?: number): Promise<BenchDriver> {
     const meter = new Meter();
     const model = await startSimModel({
       mode: 'loadtest',
       host: '127.0.0.1',
+      ...(deltaMs !== undefined ? { deltaMs } : {}),
       ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
       hooks: {
         // An append may carry several 160-byte frames (MODEL_APPEND_FRAMES): each has its stamp.

@@ -48,6 +48,8 @@ export interface BenchOptions {
   sbEnv: Record<string, string>;
   /** The model leg over TLS: the sim model serves `wss` with a CA made at run time (bench/tls.ts). */
   tls: boolean;
+  /** Audio per model delta in ms (`--delta-ms`; the sim's 100 when unset): the real API's are often tens of ms. */
+  deltaMs?: number;
 }
 
 export interface RunResult {
@@ -136,6 +138,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       quiet: { type: 'boolean', default: false },
       tls: { type: 'boolean', default: false },
       'sb-env': { type: 'string' },
+      'delta-ms': { type: 'string' },
     },
     strict: true,
   });
@@ -161,6 +164,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     cpuProfLevel: values['cpu-prof'] !== undefined ? num(values['cpu-prof'], 'cpu-prof', 1) : undefined,
     quiet: values.quiet === true,
     tls: values.tls === true,
+    ...(values['delta-ms'] !== undefined ? { deltaMs: Math.round(num(values['delta-ms'], 'delta-ms', 100)) } : {}),
     sbEnv: Object.fromEntries(
       (values['sb-env'] ?? '')
         .split(',')
@@ -383,7 +387,7 @@ async function readHeap(r: RelayProcess, metricsText: string): Promise<{ heapMB:
 // --- one run ----------------------------------------------------------------------------------------
 
 async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<RunResult> {
-  const driver = await BenchDriver.start(benchTls);
+  const driver = await BenchDriver.start(benchTls, o.deltaMs);
   let relay: RelayProcess | undefined;
   try {
     relay = await startRelayProcess(kind, `${driver.model.url}`, o, pinned, level);
@@ -628,7 +632,7 @@ export function plots(runs: readonly RunResult[], base: string): Array<{ path: s
  * relay's CPU over the whole run, its peak RSS, and a GC'd heap reading while the most calls were up.
  */
 async function runLoadScenario(scenario: string, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<LoadRun> {
-  const driver = await BenchDriver.start(benchTls);
+  const driver = await BenchDriver.start(benchTls, o.deltaMs);
   let relay: RelayProcess | undefined;
   try {
     relay = await startRelayProcess('switchboard', driver.model.url, o, pinned, `load-${scenario}`);
@@ -696,6 +700,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   buildRelays(log);
   benchTls = o.tls ? makeBenchTls(join(o.outDir, 'tls')) : undefined;
   log(o.tls ? `model leg: wss (CA ${benchTls?.caPath ?? '?'} via NODE_EXTRA_CA_CERTS)` : 'model leg: ws (loopback, no TLS)');
+  if (o.deltaMs !== undefined) log(`model deltas: ${o.deltaMs} ms of audio each`);
 
   const startedAt = new Date().toISOString();
   const kinds: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];

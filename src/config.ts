@@ -156,6 +156,8 @@ const Env = z.object({
   FRAME_METRICS: bool('true'),
   /** uWS per-socket send buffer cap toward Twilio; past it outbound audio is dropped, not queued. */
   TWILIO_MAX_BACKPRESSURE_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
+  /** Model audio per mark toward Twilio (or a mark per longer delta); 0 = a mark after every delta. */
+  TWILIO_MARK_INTERVAL_MS: int(100, 0, 1000),
   /** Upstream `ws` bufferedAmount past which caller audio is dropped (oldest first) instead of queued. */
   MODEL_MAX_BUFFERED_BYTES: int(256 * 1024, 16 * 1024, 64 * 1024 * 1024),
   /** Caller frames (20 ms each) per append to the model: fewer messages, up to (N-1) × 20 ms later. */
@@ -245,6 +247,7 @@ export interface Config {
   maxUnstartedSockets: number;
   frameMetrics: boolean;
   twilioMaxBackpressureBytes: number;
+  twilioMarkIntervalMs: number;
   modelMaxBufferedBytes: number;
   modelAppendFrames: number;
   twilioMaxMessageBytes: number;
@@ -375,6 +378,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     maxUnstartedSockets: e.MAX_UNSTARTED_SOCKETS,
     frameMetrics: e.FRAME_METRICS,
     twilioMaxBackpressureBytes: e.TWILIO_MAX_BACKPRESSURE_BYTES,
+    twilioMarkIntervalMs: e.TWILIO_MARK_INTERVAL_MS,
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
     modelAppendFrames: e.MODEL_APPEND_FRAMES,
     twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,

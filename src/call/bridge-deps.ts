@@ -38,6 +38,8 @@ export interface ModelConnector {
 
 export interface BridgeLimits {
   twilioMaxBackpressureBytes: number;
+  /** Model audio per mark toward Twilio, or one per delta when a delta is longer (0/absent: a mark per delta). */
+  twilioMarkIntervalMs?: number;
   modelMaxBufferedBytes: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;

@@ -79,7 +79,7 @@ export class CallBridge implements CallView {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.inbound = new InboundGuard(deps.metrics);
     this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
-    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes);
+    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs);
     this.tools = new ToolDispatch({
       tools: deps.tools,
       metrics: deps.metrics,

@@ -1,6 +1,6 @@
 /**
  * G.711 μ-law decoding for the relay's own audio checks (the stall rule's speech test). The
- * simulators and k6 keep a plain-JS copy in loadtest/lib/audio.js, which k6 can run and the
+ * simulators and k6 keep a plain-JS copy in src/sim/portable/audio.js, which k6 can run and the
  * production relay must not load; test/call/mulaw.test.ts keeps the two identical.
  */
 

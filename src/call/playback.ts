@@ -1,6 +1,12 @@
 /**
  * What the caller has actually heard of the assistant's audio, from Twilio mark echoes and the
  * stream clock (docs/wire-formats.md §7). Pure bookkeeping: the bridge sends the marks, truncates and clears.
+ *
+ * Marks may be thinned (`markIntervalMs`): one per that much audio of an item, or per delta when a
+ * delta is longer. Between marks the stream clock carries the played position: it advances at the
+ * same rate as playback, so truncation stays within a frame of what was heard, as with a mark per
+ * delta. The unmarked tail of an item gets its mark when the model stops sending it (closeItems)
+ * or another item starts (tailMark), so every audio sent is eventually confirmed played.
  */
 
 interface ItemPlayback {
@@ -8,8 +14,16 @@ interface ItemPlayback {
   contentIndex: number;
   /** Milliseconds of this item's audio sent to Twilio. */
   sentMs: number;
-  /** Milliseconds known played: the end of the last echoed mark. */
+  /** Milliseconds of this item's audio followed by a mark; the rest is the unmarked tail. */
+  markedMs: number;
+  /** Milliseconds known played: the end of the last echoed mark (or `guessed`, see there). */
   playedMs: number;
+  /**
+   * True when playedMs came from the stream clock, not a mark: the model paused with an unmarked
+   * tail and, by the clock, Twilio's buffer had run dry when more audio came. The next echo is the
+   * truth even when it is behind the guess.
+   */
+  guessed: boolean;
   /** Stream time (media.timestamp) of the last mark echo, or of the first send before any echo. */
   anchorTs: number;
   /** True once a mark of this item was echoed. */
@@ -44,6 +58,11 @@ export function base64MulawMs(b64: string): number {
   return ((len / 4) * 3 - pad) / 8;
 }
 
+/** Played by marks plus stream time elapsed since the anchor, clamped to what was sent. */
+function heardAt(item: ItemPlayback, streamTs: number): number {
+  return Math.min(item.sentMs, item.playedMs + Math.max(0, streamTs - item.anchorTs));
+}
+
 export class PlaybackTracker {
   /** Bumped at each barge-in; marks of older generations are echoes of a `clear`, not playback. */
   generation = 0;
@@ -51,24 +70,51 @@ export class PlaybackTracker {
   private readonly pending = new Map<string, PendingMark>();
   private seq = 0;
 
+  /** `markIntervalMs`: audio per mark (0: a mark after every delta). */
+  constructor(private readonly markIntervalMs = 0) {}
+
   /**
-   * Record audio sent for `itemId` and return the name of the mark to send right after it.
-   * `streamTs` is the latest inbound media timestamp (the stream clock).
+   * Record audio sent for `itemId` and return the name of the mark to send right after it, or
+   * undefined while the item's unmarked audio is shorter than the mark interval.
+   * `streamTs` is the latest inbound media timestamp (the stream clock). Call {@link tailMark}
+   * first: a new item must not start before the previous one's tail is marked.
    */
-  sent(itemId: string, contentIndex: number, ms: number, streamTs: number): string {
+  sent(itemId: string, contentIndex: number, ms: number, streamTs: number): string | undefined {
     let item = this.items[this.items.length - 1];
     if (!item || item.itemId !== itemId || item.contentIndex !== contentIndex) {
       // A new item starts its own clock (keeping the old start caused "Audio content of X ms is
       // already shorter than Y ms" in the reference implementations); the one before it is done.
       if (item) item.open = false;
-      item = { itemId, contentIndex, sentMs: 0, playedMs: 0, anchorTs: streamTs, echoed: false, open: true, current: true };
+      item = { itemId, contentIndex, sentMs: 0, markedMs: 0, playedMs: 0, guessed: false, anchorTs: streamTs, echoed: false, open: true, current: true };
       this.items.push(item);
-    } else if (this.pending.size === 0) {
-      // Twilio's buffer ran dry during a pause mid-item: this audio starts playing now.
+    } else if (this.pending.size === 0 && item.markedMs >= item.sentMs) {
+      // Twilio's buffer ran dry during a pause mid-item (every mark echoed): this audio starts playing now.
+      item.anchorTs = streamTs;
+    } else if (item.markedMs < item.sentMs && this.items[0] === item && heardAt(item, streamTs) >= item.sentMs) {
+      // The same with an unmarked tail: by the stream clock all of it has played (it is the item
+      // playing, not one queued behind another).
+      item.playedMs = item.sentMs;
+      item.guessed = true;
       item.anchorTs = streamTs;
     }
     item.sentMs += ms;
-    const name = `${itemId}:${Math.round(item.sentMs)}:g${this.generation}:m${++this.seq}`;
+    return item.sentMs - item.markedMs >= this.markIntervalMs ? this.mark(item) : undefined;
+  }
+
+  /**
+   * The name of a mark for the last item's unmarked tail when `itemId`/`contentIndex` (if given)
+   * is not that item: to send before audio of another item, or when the model stops sending.
+   */
+  tailMark(itemId?: string, contentIndex?: number): string | undefined {
+    const item = this.items[this.items.length - 1];
+    if (!item || item.markedMs >= item.sentMs) return undefined;
+    if (item.itemId === itemId && item.contentIndex === contentIndex) return undefined;
+    return this.mark(item);
+  }
+
+  private mark(item: ItemPlayback): string {
+    item.markedMs = item.sentMs;
+    const name = `${item.itemId}:${Math.round(item.sentMs)}:g${this.generation}:m${++this.seq}`;
     this.pending.set(name, { item, endMs: item.sentMs });
     return name;
   }
@@ -78,9 +124,12 @@ export class PlaybackTracker {
     const p = this.pending.get(name);
     if (!p) return false;
     this.pending.delete(name);
-    p.item.playedMs = Math.max(p.item.playedMs, p.endMs);
-    p.item.anchorTs = streamTs;
-    p.item.echoed = true;
+    const item = p.item;
+    // max: a mark uWS dropped is resent later, and may come back after the marks behind it.
+    item.playedMs = item.guessed ? p.endMs : Math.max(item.playedMs, p.endMs);
+    item.guessed = false;
+    item.anchorTs = streamTs;
+    item.echoed = true;
     this.prune(streamTs);
     return true;
   }
@@ -112,9 +161,11 @@ export class PlaybackTracker {
     return false;
   }
 
-  /** Audio sent but not yet confirmed played. */
+  /** Audio sent but not yet confirmed played (a pending mark, or an unmarked tail). */
   get unplayed(): boolean {
-    return this.pending.size > 0;
+    if (this.pending.size > 0) return true;
+    const last = this.items[this.items.length - 1];
+    return last !== undefined && last.markedMs < last.sentMs;
   }
 
   get pendingMarks(): number {
@@ -136,7 +187,7 @@ export class PlaybackTracker {
       let heard = 0;
       if (!playingFound) {
         playingFound = true;
-        heard = Math.min(item.sentMs, item.playedMs + Math.max(0, streamTs - item.anchorTs));
+        heard = heardAt(item, streamTs);
       }
       if (!item.current) continue;
       out.push({ itemId: item.itemId, contentIndex: item.contentIndex, audioEndMs: Math.max(0, Math.floor(heard)), sentMs: item.sentMs });

@@ -1,8 +1,8 @@
 /**
- * The Twilio side of one call: assistant audio out with a mark after each chunk, marks uWS dropped
- * resent on drain, what the caller heard (PlaybackTracker), and the barge-in `clear`
- * (docs/wire-formats.md §7). Per delta it costs what the bridge's inline code did: no allocation
- * beyond the two frames it sends.
+ * The Twilio side of one call: assistant audio out with a mark after every `markIntervalMs` of it
+ * (or after each chunk), marks uWS dropped resent on drain, what the caller heard
+ * (PlaybackTracker), and the barge-in `clear` (docs/wire-formats.md §7). Per delta it costs what
+ * the bridge's inline code did: no allocation beyond the frames it sends.
  */
 import type { DropReason } from '../telemetry/index.js';
 import { twilioEncoder, type TwilioEncoder } from '../twilio/index.js';
@@ -24,16 +24,20 @@ export class TwilioPlayout {
   /** False once the socket was ended or closed under us. */
   open = true;
   private enc: TwilioEncoder | undefined;
-  private readonly playback = new PlaybackTracker();
+  private readonly playback: PlaybackTracker;
   /** Responses cut by a barge-in: their late audio is stale. */
   private readonly discarded = new Set<string>();
   /** Marks uWS dropped although their media frame was sent; resent in order when the socket drains. */
   private readonly lostMarks: string[] = [];
 
+  /** `markIntervalMs`: audio per mark, or a mark after every delta longer than that (0: after every delta). */
   constructor(
     private readonly twilio: TwilioSocket,
     private readonly maxBackpressureBytes: number,
-  ) {}
+    markIntervalMs = 0,
+  ) {
+    this.playback = new PlaybackTracker(markIntervalMs);
+  }
 
   /** The stream started: frames go out on its sid. */
   started(streamSid: string): void {
@@ -57,20 +61,31 @@ export class TwilioPlayout {
     if (twilio.bufferedAmount() > this.maxBackpressureBytes) return 'caller_backpressure';
     const ms = base64MulawMs(delta);
     let media = 1;
-    let mark = 1;
-    let markName = '';
     twilio.cork(() => {
+      // The previous item's unmarked tail is marked before another item's audio.
+      const tail = this.playback.tailMark(itemId, contentIndex);
+      if (tail !== undefined) this.sendMark(enc, tail);
       media = twilio.send(enc.media(delta));
       // A frame uWS dropped gets no mark: one that can never echo would hold a wind-down (and count
       // as audio still playing at the next barge-in) until the caller gave up.
       if (media === 2) return;
-      markName = this.playback.sent(itemId, contentIndex, ms, this.streamTs);
-      mark = twilio.send(enc.mark(markName));
+      const markName = this.playback.sent(itemId, contentIndex, ms, this.streamTs);
+      if (markName !== undefined) this.sendMark(enc, markName);
     });
-    if (media === 2) return 'caller_backpressure';
-    // The audio went out but its mark did not (the media frame filled the buffer): resent on drain.
-    if (mark === 2) this.lostMarks.push(markName);
-    return undefined;
+    return media === 2 ? 'caller_backpressure' : undefined;
+  }
+
+  /** Send a mark; if uWS drops it (the media before it filled the buffer), it is resent on drain. */
+  private sendMark(enc: TwilioEncoder, name: string): void {
+    if (this.twilio.send(enc.mark(name)) === 2) this.lostMarks.push(name);
+  }
+
+  /** The unmarked tail of the last item gets its mark: no more audio follows it for now. */
+  private markTail(): void {
+    const enc = this.enc;
+    if (!this.open || !enc) return;
+    const tail = this.playback.tailMark();
+    if (tail !== undefined) this.sendMark(enc, tail);
   }
 
   /** A mark came back. False for unknown or stale (pre-clear) names. */
@@ -80,6 +95,7 @@ export class TwilioPlayout {
 
   /** The model finished sending audio for now (audio done, response done). */
   closeItems(): void {
+    this.markTail();
     this.playback.closeItems(this.streamTs);
   }
 
@@ -109,6 +125,7 @@ export class TwilioPlayout {
 
   /** A new model session: its responses and items are new; audio of the old one may still play. */
   newSession(): void {
+    this.markTail();
     this.playback.newSession();
     this.discarded.clear();
   }

@@ -317,6 +317,7 @@ function usageRuntime(
 function bridgeLimits(config: Readonly<Config>): BridgeLimits {
   return {
     twilioMaxBackpressureBytes: config.twilioMaxBackpressureBytes,
+    twilioMarkIntervalMs: config.twilioMarkIntervalMs,
     modelMaxBufferedBytes: config.modelMaxBufferedBytes,
     modelAppendFrames: config.modelAppendFrames,
     twilioMaxMessageBytes: config.twilioMaxMessageBytes,

@@ -306,7 +306,8 @@ export class SimConnection {
 
   private pump(r: ActiveResponse): void {
     if (this.s.response !== r || this.info.closed) return;
-    const length = Math.min(DELTA_BYTES, r.totalBytes - r.offset);
+    const deltaMs = this.model.opts.deltaMs;
+    const length = Math.min(deltaMs === undefined ? DELTA_BYTES : deltaMs * 8, r.totalBytes - r.offset);
     const b64 = replyAudioB64(r, length, this.model.opts.hooks, this.info);
     if (this.ws.readyState === WebSocket.OPEN) {
       this.ws.send(r.deltaHead + this.nextEventId() + '","delta":"' + b64 + '"}');

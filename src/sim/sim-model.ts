@@ -67,6 +67,9 @@ class SimModelServer implements SimModel, SimConnectionHost {
   tlsUpgrades = 0;
 
   constructor(o: SimModelOptions) {
+    if (o.deltaMs !== undefined && !(Number.isInteger(o.deltaMs) && o.deltaMs >= 1)) {
+      throw new RangeError(`deltaMs must be a positive whole number of milliseconds, got ${o.deltaMs}`);
+    }
     this.opts = o;
     this.mode = o.mode ?? 'realistic';
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });

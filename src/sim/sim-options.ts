@@ -22,6 +22,12 @@ export interface SimModelOptions {
    * burst, Twilio's buffer runs dry and every pending mark is echoed before more audio arrives.
    */
   bursts?: { audioMs: number; pauseMs: number };
+  /**
+   * Audio per `output_audio.delta`, in ms (default 100, a multiple of 20 keeps the reply's text
+   * markers whole). The real API's deltas are often tens of ms; the gap between deltas is the
+   * mode's either way.
+   */
+  deltaMs?: number;
   faults?: {
     /** Answer every upgrade with this HTTP status (e.g. 503, 401). */
     upgradeStatus?: number;

@@ -97,6 +97,18 @@ interface Harness {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
+/** The model calls end_call in response `resp_t` (its output is sent at once; the follow-up waits for response.done). */
+async function modelCallsEndCall(h: Harness): Promise<void> {
+  h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
+  h.model.emit({
+    type: 'response.output_item.done',
+    response_id: 'resp_t',
+    output_index: 0,
+    item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'end_call', arguments: '{"reason":"done"}' },
+  });
+  await flush();
+}
+
 function harness(limits: Partial<BridgeDeps['limits']> = {}, autoConnect = true, tools: ToolRunner = new BuiltinToolRunner()): Harness {
   const clock = new ManualClock(1_000_000);
   const twilio = new FakeTwilio();
@@ -356,14 +368,7 @@ describe('CallBridge', () => {
   it('tool call: output sent at once, follow-up only after response.done, end_call hangs up after the goodbye played', async () => {
     const h = harness();
     await live(h);
-    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
-    h.model.emit({
-      type: 'response.output_item.done',
-      response_id: 'resp_t',
-      output_index: 0,
-      item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'end_call', arguments: '{"reason":"done"}' },
-    });
-    await flush();
+    await modelCallsEndCall(h);
     const out = h.model.sent.find((e) => e['type'] === 'conversation.item.create')!;
     expect(out).toEqual({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: 'call_1', output: expect.stringContaining('"ok":true') as unknown } });
     const creates = () => h.model.types().filter((t) => t === 'response.create').length;
@@ -383,6 +388,28 @@ describe('CallBridge', () => {
     const rec = await h.store.getCall(CALL);
     expect(rec?.outcome).toBe('ended_by_assistant');
     expect(rec?.tools.map((t) => t.name)).toEqual(['end_call']);
+  });
+
+  it('thinned marks: a goodbye in small deltas gets a mark per 100 ms and one for its tail, and the line closes only once the tail played', async () => {
+    const h = harness({ twilioMarkIntervalMs: 100 });
+    await live(h);
+    await modelCallsEndCall(h);
+    h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
+    expect(h.bridge.state.kind).toBe('ending');
+    h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
+    for (let i = 0; i < 7; i++) h.model.emit(delta('resp_g', 'item_g', 160)); // 7 × 20 ms
+    expect(h.twilio.events('media')).toHaveLength(7);
+    const names = () => h.twilio.events('mark').map((m) => (m['mark'] as { name: string }).name);
+    expect(names()).toEqual([expect.stringMatching(/^item_g:100:/)]);
+    h.bridge.onTwilioMessage(markMsg(names()[0]!), false);
+    h.model.emit({ type: 'response.output_audio.done', response_id: 'resp_g', item_id: 'item_g', output_index: 0, content_index: 0 });
+    h.model.emit({ type: 'response.done', response: { id: 'resp_g', status: 'completed', output: [] } });
+    expect(names()).toEqual([expect.stringMatching(/^item_g:100:/), expect.stringMatching(/^item_g:140:/)]);
+    await flush();
+    expect(h.twilio.ended).toBeUndefined(); // the last 40 ms have not played yet
+    h.bridge.onTwilioMessage(markMsg(names()[1]!), false);
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
   });
 
   it('two effects in one response: both are kept, and the hand-off to a human is not lost to a later end_call', async () => {

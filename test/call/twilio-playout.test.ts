@@ -70,4 +70,39 @@ describe('TwilioPlayout', () => {
     expect(sock.ended).toBe(1000);
     expect(p.play(audio, 'item_2', 0)).toBe('call_ending');
   });
+
+  it('thinned marks: one per 100 ms of small deltas; the tail is marked before the next item and when the model stops', () => {
+    const sock = new Sock();
+    const p = new TwilioPlayout(sock, 1000, 100);
+    p.started('MZ1');
+    const small = Buffer.alloc(160, 0x10).toString('base64'); // 20 ms
+    for (let i = 0; i < 7; i++) expect(p.play(small, 'item_1', 0)).toBeUndefined();
+    const events = () => sock.sent.map((m) => (m['event'] === 'mark' ? `mark ${(m['mark'] as { name: string }).name.split(':g')[0]}` : m['event']));
+    expect(events()).toEqual(['media', 'media', 'media', 'media', 'media', 'mark item_1:100', 'media', 'media']);
+    expect(p.echoed((sock.sent[5]!['mark'] as { name: string }).name)).toBe(true);
+    expect(p.unplayed).toBe(true); // 40 ms sent after the last mark
+    sock.sent = [];
+    p.play(small, 'item_2', 0);
+    expect(events()).toEqual(['mark item_1:140', 'media']);
+    sock.sent = [];
+    p.closeItems();
+    expect(events()).toEqual(['mark item_2:20']);
+    p.closeItems();
+    expect(events()).toEqual(['mark item_2:20']); // nothing unmarked: no second mark
+  });
+
+  it('thinned marks: a tail mark uWS dropped is resent on drain', () => {
+    const sock = new Sock();
+    const p = new TwilioPlayout(sock, 1000, 100);
+    p.started('MZ1');
+    p.play(Buffer.alloc(320, 0x10).toString('base64'), 'item_1', 0);
+    sock.result = { mark: 2 };
+    p.closeItems();
+    expect(sock.sent.map((m) => m['event'])).toEqual(['media']);
+    sock.result = {};
+    p.drained();
+    expect(sock.sent.map((m) => m['event'])).toEqual(['media', 'mark']);
+    expect(p.echoed((sock.sent[1]!['mark'] as { name: string }).name)).toBe(true);
+    expect(p.unplayed).toBe(false);
+  });
 });

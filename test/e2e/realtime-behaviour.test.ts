@@ -70,6 +70,57 @@ describe('bursty model audio', () => {
   });
 });
 
+describe('thinned marks toward Twilio (TWILIO_MARK_INTERVAL_MS, default 100)', () => {
+  /** Truncation within a frame of what the caller heard, with the same one-sided allowance as above. */
+  function expectNearHeard(t: Truncate, heard: number): void {
+    const why = `truncated at ${t.audio_end_ms} ms, heard ${heard} ms`;
+    expect(t.audio_end_ms, why).toBeLessThanOrEqual(heard + 20);
+    expect(t.audio_end_ms, why).toBeGreaterThanOrEqual(heard - 40);
+  }
+
+  it('20 ms deltas get one mark per ~100 ms, and a barge-in mid-reply still truncates within a frame of what was heard', async () => {
+    const { relay: r, sim: s } = await relayWithSim({ mode: 'realistic', deltaMs: 20 });
+    const report = await call(r, { turns: [{ say: 'Sorry, quick question', bargeInAfterMs: 730 }], quietMs: 1200 });
+    expect(report.errors).toEqual([]);
+    // Small deltas relayed as they came: a media message per 20 ms of audio ...
+    expect(report.framesReceived).toBeGreaterThanOrEqual(Math.floor(report.audioMsReceived / 20) - 1);
+    // ... but a mark per 100 ms of it, plus at most one for the tail of each of the two replies.
+    expect(report.marksSent).toBeLessThanOrEqual(Math.ceil(report.audioMsReceived / 100) + 2);
+    expect(report.marksSent).toBeGreaterThan(5);
+    const turn = report.turns[0]!;
+    expect(turn.clearReceived).toBe(true);
+    const heard = turn.playedMsAtClear!;
+    expect(heard).toBeGreaterThan(500);
+    const t = truncates(s.sessions[0]!);
+    expect(t).toHaveLength(1);
+    expectNearHeard(t[0]!, heard);
+    expect(s.sessions[0]!.errors).toEqual([]);
+  });
+
+  it('a pause mid-item after an unmarked tail: the played position follows the stream clock across the dry buffer', async () => {
+    // 660 ms in 20 ms deltas, then 900 ms of nothing: Twilio's buffer runs dry with the last part
+    // unmarked, so no echo says when it ran dry. The next mark comes only one interval into the
+    // next burst; a mark every 500 ms makes that window wide enough to barge into reliably (at
+    // 100 ms it is the same, only narrower).
+    const { relay: r, sim: s } = await relayWithSim(
+      { mode: 'realistic', deltaMs: 20, bursts: { audioMs: 660, pauseMs: 900 } },
+      { TWILIO_MARK_INTERVAL_MS: '500' },
+    );
+    // Marks at 500 and 1000 ms of audio. The second burst arrives ~1230 ms after the first (330 ms
+    // to send 660 ms, then the pause) and its first mark (1000) plays ~340 ms into it.
+    const report = await call(r, { turns: [{ say: 'Sorry, quick question', bargeInAfterMs: 1420 }], quietMs: 1200 });
+    expect(report.errors).toEqual([]);
+    const turn = report.turns[0]!;
+    expect(turn.clearReceived).toBe(true);
+    const heard = turn.playedMsAtClear!;
+    expect(heard).toBeGreaterThan(700); // into the second burst
+    const t = truncates(s.sessions[0]!);
+    expect(t).toHaveLength(1);
+    expectNearHeard(t[0]!, heard);
+    expect(s.sessions[0]!.errors).toEqual([]);
+  });
+});
+
 describe('one active response at a time', () => {
   it('a key pressed while the greeting is still being generated is answered once the greeting is done', async () => {
     // Bursts keep the greeting response active for ~4 s; the key is pressed 300 ms into it.

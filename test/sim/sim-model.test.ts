@@ -538,6 +538,20 @@ describe('sim model: lifecycle and load mode', () => {
     expect(tcp()).toBe(before);
   });
 
+  it('deltaMs: replies in deltas of that much audio, as the real API often sends (tens of ms)', async () => {
+    await expect(startSimModel({ deltaMs: 0 })).rejects.toThrow(/deltaMs/);
+    const m = await start({ mode: 'loadtest', deltaMs: 20 });
+    const c = await gaSession(m);
+    c.send({ type: 'response.create', response: { instructions: 'exactly: Hello.' } });
+    const created = await c.type('response.created');
+    const id = str(created, 'response', 'id');
+    await c.waitFor((e) => e.type === 'response.done' && str(e, 'response', 'id') === id);
+    const sizes = c.all('response.output_audio.delta').map((d) => Buffer.from(str(d, 'delta'), 'base64').length);
+    expect(sizes.length).toBeGreaterThan(5);
+    expect(sizes.every((n) => n === 160)).toBe(true);
+    expect(heard(c, id)).toEqual({ text: 'Hello.', bytes: sizes.length * 160 });
+  });
+
   it('loadtest mode: 200 ms end of speech, 1 s replies, hooks see the audio both ways', async () => {
     let callerBytes = 0;
     const m = await start({

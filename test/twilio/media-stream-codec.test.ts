@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   parseTwilioJson,
   parseTwilioMessage,
+  scanMarkFrame,
   scanMediaFrame,
   twilioEncoder,
   type ParseResult,
@@ -21,6 +22,33 @@ const mediaA = (ts = '5', payload = PAYLOAD, sid = SID): string =>
 /** The layout of Twilio's docs (streamSid last). */
 const mediaB = (ts = '5', payload = PAYLOAD): string =>
   `{"event":"media","sequenceNumber":"4","media":{"track":"inbound","chunk":"2","timestamp":"${ts}","payload":"${payload}"},"streamSid":"${SID}"}`;
+
+/**
+ * Every single-byte replacement (structurally interesting bytes plus `extra`) and every single-byte
+ * deletion of each frame: wherever `scan` answers, it must answer as the JSON path does.
+ */
+function mutationSweep(scan: (b: Buffer) => ParseResult | undefined, frames: string[], extra: number[]): { checked: number; scanned: number } {
+  let scanned = 0;
+  let checked = 0;
+  for (const frame of frames) {
+    const base = buf(frame);
+    for (let pos = 0; pos < base.length; pos++) {
+      for (const byte of [0x22, 0x5c, 0x7d, 0x7b, 0x2c, 0x3a, 0x20, 0x01, 0x30, 0x41, 0xc3, ...extra]) {
+        const m = Buffer.from(base);
+        m[pos] = byte;
+        const fast = scan(m);
+        checked++;
+        if (fast === undefined) continue;
+        scanned++;
+        expect(fast, `byte ${byte} at ${pos} of ${frame}`).toEqual(parseTwilioJson(m));
+      }
+      const d = Buffer.concat([base.subarray(0, pos), base.subarray(pos + 1)]);
+      const fast = scan(d);
+      if (fast !== undefined) expect(fast).toEqual(parseTwilioJson(d));
+    }
+  }
+  return { checked, scanned };
+}
 
 function expectInvalid(r: ParseResult, reason: string, detail?: RegExp): void {
   expect(r.ok).toBe(false);
@@ -111,30 +139,79 @@ describe('parseTwilioMessage: media', () => {
   });
 
   it('never disagrees with the JSON path (mutation sweep)', () => {
-    const frames = [mediaA(), mediaB(), mediaA('0', 'AA=='), mediaB('123', '+/8=')];
-    let scanned = 0;
-    let checked = 0;
-    for (const frame of frames) {
-      const base = buf(frame);
-      // Every single-byte replacement at every position with a set of structurally interesting bytes.
-      for (let pos = 0; pos < base.length; pos++) {
-        for (const byte of [0x22, 0x5c, 0x7d, 0x7b, 0x2c, 0x3a, 0x3d, 0x20, 0x01, 0x30, 0x41, 0x2d, 0xc3]) {
-          const m = Buffer.from(base);
-          m[pos] = byte;
-          const fast = scanMediaFrame(m);
-          checked++;
-          if (fast === undefined) continue;
-          scanned++;
-          expect(fast, `byte ${byte} at ${pos} of ${frame}`).toEqual(parseTwilioJson(m));
-        }
-        // Deleting a byte.
-        const d = Buffer.concat([base.subarray(0, pos), base.subarray(pos + 1)]);
-        const fast = scanMediaFrame(d);
-        if (fast !== undefined) expect(fast).toEqual(parseTwilioJson(d));
-      }
-    }
+    const { checked, scanned } = mutationSweep(scanMediaFrame, [mediaA(), mediaB(), mediaA('0', 'AA=='), mediaB('123', '+/8=')], [0x3d, 0x2d]);
     expect(checked).toBeGreaterThan(10_000);
     expect(scanned).toBeGreaterThan(1_000); // the sweep exercised the fast path, not only the fallback
+  });
+});
+
+/** A mark echo as Twilio's reference shows it (streamSid before mark), and with streamSid last. */
+const markA = (name: string, sid = SID): string => `{"event":"mark","sequenceNumber":"9","streamSid":${JSON.stringify(sid)},"mark":{"name":${JSON.stringify(name)}}}`;
+const markB = (name: string): string => `{"event":"mark","sequenceNumber":"9","mark":{"name":${JSON.stringify(name)}},"streamSid":"${SID}"}`;
+const RELAY_NAME = 'item_CkYx1v2:1840:g3:m17';
+
+describe('parseTwilioMessage: mark echoes', () => {
+  it('reads both layouts through the fast path', () => {
+    for (const frame of [markA(RELAY_NAME), markB(RELAY_NAME), markA(''), markA(' !#$%&()*+,-./09:;<=>?@AZ[]^_`az{|}~')]) {
+      const want = parseTwilioJson(buf(frame));
+      expect(want.ok).toBe(true);
+      expect(scanMarkFrame(buf(frame)), frame).toEqual(want);
+      expect(parse(frame)).toEqual(want);
+    }
+    expect(parse(markA(RELAY_NAME))).toEqual({ ok: true, msg: { event: 'mark', name: RELAY_NAME } });
+  });
+
+  it('reads back the names the relay sends, echoed the way the simulated Twilio does', () => {
+    const enc = twilioEncoder(SID);
+    const sent = JSON.parse(enc.mark(RELAY_NAME)) as { mark: { name: string } };
+    const echo = buf(`{"event":"mark","sequenceNumber":"12","streamSid":"${SID}","mark":{"name":${JSON.stringify(sent.mark.name)}}}`);
+    expect(scanMarkFrame(echo)).toEqual({ ok: true, msg: { event: 'mark', name: RELAY_NAME } });
+  });
+
+  it('returns a name that outlives the buffer it came from', () => {
+    const data = buf(markA(RELAY_NAME));
+    const r = parseTwilioMessage(data, MAX);
+    data.fill(0x41);
+    expect(r.ok && r.msg.event === 'mark' && r.msg.name).toBe(RELAY_NAME);
+  });
+
+  it('falls back to JSON for escapes, non-ASCII names, other orders, spacing and extra fields, with the same answer', () => {
+    const odd = ['say "hi"', 'back\\slash', 'tab\t', 'é', '🎉', '\u0001', 'line\u2028sep'];
+    for (const name of odd) {
+      for (const frame of [markA(name), markB(name)]) {
+        expect(scanMarkFrame(buf(frame)), frame).toBeUndefined();
+        expect(parse(frame)).toEqual(parseTwilioJson(buf(frame)));
+        expect(parse(frame)).toEqual({ ok: true, msg: { event: 'mark', name } });
+      }
+    }
+    const variants = [
+      { mark: { name: RELAY_NAME }, event: 'mark', sequenceNumber: '9', streamSid: SID },
+      { event: 'mark', mark: { name: RELAY_NAME } }, // no sid, no sequence number
+      { event: 'mark', sequenceNumber: '9', streamSid: SID, mark: { name: RELAY_NAME, extra: 1 } },
+      { event: 'mark', sequenceNumber: 9, streamSid: SID, mark: { name: RELAY_NAME } },
+    ];
+    for (const v of variants) {
+      expect(scanMarkFrame(json(v))).toBeUndefined();
+      expect(parse(v)).toEqual({ ok: true, msg: { event: 'mark', name: RELAY_NAME } });
+    }
+    const pretty = JSON.stringify(variants[0], null, 2);
+    expect(scanMarkFrame(buf(pretty))).toBeUndefined();
+    expect(parse(pretty)).toEqual({ ok: true, msg: { event: 'mark', name: RELAY_NAME } });
+  });
+
+  it('rejects malformed marks like the JSON path does', () => {
+    expectInvalid(parse(markA(RELAY_NAME) + 'x'), 'malformed_json');
+    expectInvalid(parse(markA(RELAY_NAME).slice(0, -1)), 'malformed_json');
+    expectInvalid(parse(markA(RELAY_NAME).replace(':m17', ':m\u0001')), 'malformed_json'); // a raw control character
+    expectInvalid(parse(markA('x').replace('"x"', '3')), 'invalid_shape', /mark\.name/);
+    expectInvalid(parse(markA('x').replace('{"name":"x"}', '{}')), 'invalid_shape', /mark\.name/);
+    expectInvalid(parse(markA('x').replace(',"mark":{"name":"x"}', '')), 'invalid_shape', /mark/);
+  });
+
+  it('never disagrees with the JSON path (mutation sweep)', () => {
+    const { checked, scanned } = mutationSweep(scanMarkFrame, [markA(RELAY_NAME), markB(RELAY_NAME), markA('a'), markB('')], [0x7f]);
+    expect(checked).toBeGreaterThan(3_000);
+    expect(scanned).toBeGreaterThan(300); // the sweep exercised the fast path, not only the fallback
   });
 });
 
