@@ -175,6 +175,23 @@ describe('the docs stand on their own', () => {
     expect(outside).toEqual([]);
   });
 
+  it('nor does any code, test, script, chart or manifest (every text file outside node_modules, dist and results)', () => {
+    const TEXT = /\.(ts|js|mjs|cjs|json|ya?ml|tpl|sh|md|txt)$|^(Dockerfile|run)$/;
+    const SKIP = new Set(['node_modules', 'dist', 'results', '.git', 'coverage']);
+    const walk = (dir: string): string[] =>
+      readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) => {
+        if (SKIP.has(e.name)) return [];
+        const path = dir === '.' ? e.name : `${dir}/${e.name}`;
+        return e.isDirectory() ? walk(path) : TEXT.test(e.name) ? [path] : [];
+      });
+    const files = ['src', 'test', 'scripts', 'bench', 'loadtest', 'deploy', '.ci'].flatMap((d) => walk(d)).concat('Dockerfile');
+    expect(files.length).toBeGreaterThan(300);
+    const outside = files.flatMap((file) =>
+      [...read(file).matchAll(/\b(SPEC|PERFORMANCE|PROTOCOLS|STYLE)\.md\b|\.\.\/shared\b/g)].map((m) => `${file}: ${m[0]}`),
+    );
+    expect(outside).toEqual([]);
+  });
+
   it('name the image the chart and the manifests deploy', () => {
     const repository = /^image:\n {2}repository: (\S+)/m.exec(read('deploy/helm/switchboard/values.yaml'))![1]!;
     expect(read('deploy/k8s/base/kustomization.yaml')).toContain(`newName: ${repository}`);

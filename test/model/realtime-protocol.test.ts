@@ -32,7 +32,7 @@ function parse(obj: unknown): ModelEvent {
 }
 
 describe('sessionUpdate', () => {
-  it('GA shape matches PROTOCOLS.md §5', () => {
+  it('GA shape matches docs/wire-formats.md §5', () => {
     const msg: unknown = JSON.parse(
       sessionUpdate({
         shape: 'ga',

@@ -45,7 +45,7 @@ interface Dashboard {
   templating: { list: Variable[] };
 }
 
-/** Metrics the brief and SPEC.md ask the dashboard to show; each must appear in some query. */
+/** Metrics the product contract (README, Metrics) asks the dashboard to show; each must appear in some query. */
 const REQUIRED = [
   'switchboard_active_calls',
   'switchboard_calls_total',

@@ -16,7 +16,7 @@ const buf = (s: string): Buffer => Buffer.from(s, 'utf8');
 const json = (v: unknown): Buffer => buf(JSON.stringify(v));
 const parse = (v: unknown): ParseResult => parseTwilioMessage(typeof v === 'string' ? buf(v) : json(v), MAX);
 
-/** The layout of PROTOCOLS.md §2 (streamSid before media). */
+/** The layout of docs/wire-formats.md §2 (streamSid before media). */
 const mediaA = (ts = '5', payload = PAYLOAD, sid = SID): string =>
   `{"event":"media","sequenceNumber":"4","streamSid":${JSON.stringify(sid)},"media":{"track":"inbound","chunk":"2","timestamp":"${ts}","payload":"${payload}"}}`;
 /** The layout of Twilio's docs (streamSid last). */
@@ -341,7 +341,7 @@ describe('parseTwilioMessage: invalid frames', () => {
 describe('twilioEncoder', () => {
   const enc = twilioEncoder(SID);
 
-  it('media round-trips to the PROTOCOLS.md shape', () => {
+  it('media round-trips to the shape of docs/wire-formats.md §2', () => {
     expect(JSON.parse(enc.media(PAYLOAD))).toStrictEqual({ event: 'media', streamSid: SID, media: { payload: PAYLOAD } });
   });
 

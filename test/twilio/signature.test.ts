@@ -5,7 +5,7 @@ import { computeTwilioSignature, validateTwilioSignature, validateUpgradeSignatu
 
 const TOKEN = '12345';
 
-// Twilio security docs vector (PROTOCOLS.md §3).
+// Twilio security docs vector (docs/wire-formats.md §3).
 const DOCS_URL = 'https://example.com/myapp.php?foo=1&bar=2';
 const DOCS_PARAMS = {
   CallSid: 'CA1234567890ABCDE',
