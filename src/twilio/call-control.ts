@@ -2,7 +2,7 @@
  * Twilio REST call control through the `twilio` SDK: hand a live call to a human by replacing its
  * TwiML, or hang it up. Which call and why is the tools' business; this file owns the REST calls.
  * The SDK is imported on the first REST call, not at start: most pods never make one, and it is a
- * large share of the relay's fixed memory (docs/performance).
+ * large share of the relay's fixed memory (docs/performance.md).
  */
 import type twilio from 'twilio';
 import type { Logger } from 'pino';

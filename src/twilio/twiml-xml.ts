@@ -4,7 +4,7 @@
  * left out), `<X/>` for an element with no content, and its escaping. A character XML cannot carry
  * is refused in text (as the SDK does) and in attribute values (which the SDK prints unchecked, an
  * invalid document). Loading the SDK at start cost more memory than anything else the relay
- * imports (docs/performance); test/twilio/twiml-xml.test.ts holds this to the SDK's output.
+ * imports (docs/performance.md); test/twilio/twiml-xml.test.ts holds this to the SDK's output.
  */
 import { SwitchboardError } from '../errors.js';
 

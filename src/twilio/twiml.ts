@@ -1,7 +1,7 @@
 /**
  * TwiML documents the relay answers with: connect the call to our media stream (with a spoken
  * fallback), say-and-hang-up, and dial a human. Written by a small builder (twiml-xml.ts) that prints
- * what the twilio SDK's VoiceResponse prints, so the SDK is not loaded at start (docs/performance).
+ * what the twilio SDK's VoiceResponse prints, so the SDK is not loaded at start (docs/performance.md).
  */
 import { SwitchboardError } from '../errors.js';
 import { mintResumeToken, RESUME_TOKEN_TTL_MS, type MigrationReason } from './resume-token.js';
