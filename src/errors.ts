@@ -91,10 +91,6 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
-export function assertNever(x: never): never {
-  throw new SwitchboardError('internal', `unhandled variant ${JSON.stringify(x)}`);
-}
-
 /** Pull a short message out of anything thrown; never the stack, never a secret-bearing object. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

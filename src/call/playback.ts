@@ -208,10 +208,4 @@ export class PlaybackTracker {
       item.current = false;
     }
   }
-
-  /** Forget all items without truncating (e.g. the response finished and was fully heard). */
-  reset(): void {
-    this.items = [];
-    this.pending.clear();
-  }
 }

@@ -9,7 +9,6 @@ import { FrameHistogram } from './frame-histogram.js';
 import { createUsageMetrics, type UsageMetrics } from './usage-metrics.js';
 
 /** The `outcome` label's values, defined with the call (call/lifecycle.ts). */
-export { CALL_OUTCOMES, type CallOutcome } from '../call/lifecycle.js';
 
 export type Direction = 'caller_to_model' | 'model_to_caller';
 

@@ -1,2 +1,0 @@
-export * from './sim-model.js';
-export * from './sim-caller.js';
