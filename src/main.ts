@@ -1,5 +1,5 @@
 /**
- * Composition root: config -> dependencies -> server, then signal handling. Nothing else.
+ * Entry point: config -> the relay (server/app.ts, the composition root), then signal handling. Nothing else.
  * A bad configuration prints one line per problem and exits 1.
  */
 import { loadConfig } from './config.js';

@@ -303,15 +303,15 @@ export class ModelSession {
     this.reopen('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
   }
 
-  /**
-   * Open a new session with the conversation so far. Drops get MAX_RECONNECTS per call, renewals
-   * (planned, or the cap reached) MAX_RENEWALS; past its budget the call ends with the fallback.
-   */
   /** The model cannot serve the call any more: the fallback (close 4010). */
   private failed(reason: string, outcome: CallOutcome): void {
     this.call.finish(outcome, CloseCode.modelUnavailable, reason);
   }
 
+  /**
+   * Open a new session with the conversation so far. Drops get MAX_RECONNECTS per call, renewals
+   * (planned, or the cap reached) MAX_RENEWALS; past its budget the call ends with the fallback.
+   */
   private reopen(why: string, kind: 'drop' | 'renewal' = 'drop'): void {
     const old = this.socket;
     this.socket = undefined;

@@ -27,7 +27,7 @@ export interface ToolDispatchDeps {
   clock: Clock;
   /** A store write whose failure is logged, never awaited. */
   background(p: Promise<unknown>, what: string): void;
-  /** The model session now, undefined while there is none (reconnecting, ended). */
+  /** The current session's socket (configured or not, as ModelSession.socket); undefined between sessions and after the end. */
   session(): RealtimeSocket | undefined;
   /** A response's tools have all answered and the response is done: ask for the spoken answer. */
   followUp(): void;
