@@ -154,7 +154,10 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
     const signal = s.signal ?? 'SIGTERM';
     const callsAtSignal = await activeCalls(r.url);
     const t0 = Date.now();
-    const gone = exited(r.child);
+    let exitedMs: number | undefined;
+    const gone = exited(r.child).then(() => {
+      exitedMs = Date.now() - t0;
+    });
     let killed = false;
     const grace = setTimeout(() => {
       killed = true;
@@ -171,14 +174,16 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
         }
         await new Promise((res) => setTimeout(res, 50));
         if (r.child.exitCode !== null || r.child.signalCode !== null) {
-          if ((service.backends().find((x) => x.url === r.url)?.open ?? 0) === 0) emptyMs = Date.now() - t0;
+          // Seen empty only after the exit: it was empty by the exit at the latest (this poll wakes
+          // up to 50 ms after it), never later than the exit it is reported beside.
+          if ((service.backends().find((x) => x.url === r.url)?.open ?? 0) === 0) emptyMs = Math.min(Date.now() - t0, exitedMs ?? Infinity);
           return;
         }
       }
     })();
     await gone;
     clearTimeout(grace);
-    const exitMs = Date.now() - t0;
+    const exitMs = exitedMs!;
     await empty;
     service.remove(r.url);
     relays.splice(relays.indexOf(r), 1);
