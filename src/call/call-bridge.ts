@@ -100,6 +100,7 @@ export class CallBridge implements CallView {
         lost: () => this.sessionLost(),
         closedWhileEnding: () => this.windDown.cutShort('model closed while ending'),
         atPause: () => this.conversation.quiet && !this.tools.running && !this.playout.unplayed,
+        decided: () => this.windDown.stranded(this.tools.takeEffects()),
       },
     );
     this.ledger = new CallLedger({ ...deps, log: () => this.log });

@@ -71,6 +71,11 @@ export interface ModelSessionHost {
   closedWhileEnding(): void;
   /** No pause, no renewal: nothing is being said, owed, run or played. */
   atPause(): boolean;
+  /**
+   * The live session is lost (to be re-opened, or past saving): true when a tool had already
+   * decided the call's end (end_call, transfer) and the call carried it out, so no session is needed.
+   */
+  decided(): boolean;
 }
 
 export interface ModelSessionDeps {
@@ -303,8 +308,9 @@ export class ModelSession {
     this.reopen('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
   }
 
-  /** The model cannot serve the call any more: the fallback (close 4010). */
+  /** The model cannot serve the call any more: the fallback (close 4010), unless a tool already decided how the call ends. */
   private failed(reason: string, outcome: CallOutcome): void {
+    if (this.call.state.kind === 'live' && this.host.decided()) return;
     this.call.finish(outcome, CloseCode.modelUnavailable, reason);
   }
 
@@ -316,6 +322,7 @@ export class ModelSession {
     const old = this.socket;
     this.socket = undefined;
     old?.close(1000, kind === 'renewal' ? 'session renewal' : 'reconnecting');
+    if (this.call.state.kind === 'live' && this.host.decided()) return;
     const spent = kind === 'drop' ? this.reconnects >= MAX_RECONNECTS : this.renewals >= MAX_RENEWALS;
     if (this.call.state.kind !== 'live' || spent) return this.failed(why, 'model_failed');
     if (kind === 'drop') this.reconnects++;

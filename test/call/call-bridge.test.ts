@@ -444,6 +444,57 @@ describe('CallBridge', () => {
     expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
   });
 
+  it('a transfer decided before the session dropped (its response never done): carried out at once, no new session; the call is not stuck busy', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
+    h.model.emit({
+      type: 'response.output_item.done',
+      response_id: 'resp_t',
+      output_index: 0,
+      item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'transfer_to_human', arguments: '{"reason":"gas smell"}' },
+    });
+    await flush();
+    expect(h.model.sent.some((e) => e['type'] === 'conversation.item.create')).toBe(true); // the tool answered
+    expect(h.bridge.migratable()?.migrationReadiness()).toBe('busy');
+    h.model.drop(1006); // before response.done: the session that would say the last words is gone
+    await flush(); // the socket closes once the outcome is stored
+    expect(h.models).toHaveLength(1); // no session is opened for words nobody can say any more
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'transferred' });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
+    expect(h.bridge.migratable()).toBeUndefined();
+  });
+
+  it('an end_call decided before a fatal model error: the call ends as the assistant decided, not with the fallback', async () => {
+    const h = harness();
+    await live(h);
+    await modelCallsEndCall(h);
+    h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'ended_by_assistant' });
+  });
+
+  it('a drop with no effect decided still opens a new session (the call goes on)', async () => {
+    const h = harness();
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
+    h.model.emit({
+      type: 'response.output_item.done',
+      response_id: 'resp_t',
+      output_index: 0,
+      item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'check_service_area', arguments: '{"postcode":"10001"}' },
+    });
+    await flush();
+    h.model.drop(1006);
+    await flush();
+    expect(h.models).toHaveLength(2);
+    h.model.emit(pcmuSession);
+    expect(h.bridge.state.kind).toBe('live');
+    expect(h.bridge.migratable()?.migrationReadiness()).not.toBe('ending');
+  });
+
   it('answers an unknown tool with an error result instead of failing the call', async () => {
     const h = harness();
     await live(h);

@@ -72,6 +72,7 @@ async function harness() {
       lost: () => {},
       closedWhileEnding: () => {},
       atPause: () => true,
+      decided: () => false,
     },
   );
   const playout = new TwilioPlayout({ send: () => 1, bufferedAmount: () => 0, cork: (fn) => fn(), end: () => {} }, 1 << 20);
