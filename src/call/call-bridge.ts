@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'pino';
 import { AppendBatcher } from './append-batcher.js';
-import { CloseCode, errorMessage } from '../errors.js';
+import { ABNORMAL_CLOSE, CloseCode, errorMessage } from '../errors.js';
 import { APPEND_PREFIX, parseModelEvent, userText, type ModelEvent, type RealtimeSocket } from '../model/index.js';
 import { ATTR, traceBindings, traceparentOf, type DropReason } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
@@ -76,6 +76,9 @@ export class CallBridge implements CallView {
     private readonly onEnded: (bridge: CallBridge) => void,
   ) {
     this.log = deps.log;
+    // Parts with no part to call come first; the others reach parts built after them only through
+    // closures, which none calls while the call is being built.
+    this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.inbound = new InboundGuard(deps.metrics);
     this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
@@ -103,9 +106,8 @@ export class CallBridge implements CallView {
         decided: () => this.windDown.stranded(this.tools.takeEffects()),
       },
     );
-    this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.migration = new CallMove(
-      { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.ledger.notify(fn) },
+      { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.ledger.notify(fn), settle: (sid, tenant, outcome) => void this.ledger.settle(sid, tenant, outcome) },
       this,
       {
         tenant: () => this.ledger.tenant,
@@ -143,7 +145,7 @@ export class CallBridge implements CallView {
         deps.clock.after(startMs, () => {
           if (this.ledger.admitted || this.state.kind === 'ended') return;
           this.log.warn({ code: 'twilio_protocol', timeoutMs: startMs }, 'no authorised start in time: media socket closed');
-          this.fail(CloseCode.startTimeout, 'no authorised start in time', 'protocol_error');
+          this.finish('protocol_error', CloseCode.startTimeout, 'no authorised start in time');
         }),
       );
     }
@@ -204,7 +206,7 @@ export class CallBridge implements CallView {
     } else if (buffersCallerAudio(s)) {
       if (this.ring.push(payload)) this.drop('caller_to_model', 'model_not_ready');
     } else if (s.kind === 'awaiting-start') {
-      this.fail(CloseCode.notStarted, 'media before start', 'protocol_error');
+      this.finish('protocol_error', CloseCode.notStarted, 'media before start');
     }
     // ended: late frames after close are ignored
   }
@@ -229,7 +231,7 @@ export class CallBridge implements CallView {
         }
         return;
       case 'stop':
-        if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
+        if (this.state.kind === 'awaiting-start') return this.finish('protocol_error', CloseCode.notStarted, 'stop before start');
         if (this.migration.leave('stream stopped by the call update')) return;
         if (this.session.socket) this.appends.flush(this.session.socket);
         this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
@@ -239,7 +241,7 @@ export class CallBridge implements CallView {
 
   private onStart(m: Extract<TwilioInbound, { event: 'start' }>): void {
     if (this.state.kind !== 'awaiting-start') {
-      return this.fail(CloseCode.streamMismatch, 'second start on one stream', 'protocol_error');
+      return this.finish('protocol_error', CloseCode.streamMismatch, 'second start on one stream');
     }
     this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
     this.ledger.started(m.callSid, this.deps.model.provider);
@@ -253,7 +255,7 @@ export class CallBridge implements CallView {
       (a) => this.onAuthorised(a, start),
       (err: unknown) => {
         this.log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'stream authorisation failed');
-        this.fail(CloseCode.internalError, 'authorisation unavailable', 'protocol_error');
+        this.finish('protocol_error', CloseCode.internalError, 'authorisation unavailable');
       },
     );
   }
@@ -263,12 +265,12 @@ export class CallBridge implements CallView {
     if (!a.ok) {
       const code = a.code === CloseCode.signatureInvalid ? 'signature_invalid' : a.code === CloseCode.callHeldElsewhere ? 'conflict' : 'stream_token_invalid';
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
-      return this.fail(a.code, a.reason, a.outcome);
+      return this.finish(a.outcome, a.code, a.reason);
     }
     const refusal = this.deps.admit?.();
     if (refusal) {
       this.log.warn({ code: refusal.outcome === 'drained' ? 'draining' : 'rate_limited', tenant: a.tenant.id, reason: refusal.reason }, 'media stream refused');
-      return this.fail(refusal.code, refusal.reason, refusal.outcome);
+      return this.finish(refusal.outcome, refusal.code, refusal.reason);
     }
     this.log = this.log.child({ tenant: a.tenant.id });
     this.move({ type: 'authorised', tenantId: a.tenant.id });
@@ -296,7 +298,7 @@ export class CallBridge implements CallView {
     if (this.state.kind === 'ended') return;
     this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
     this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');
-    this.finish('protocol_error', 1006, detail);
+    this.finish('protocol_error', ABNORMAL_CLOSE, detail);
   }
 
   /** The media socket is gone (stop, hang-up, network). */
@@ -390,7 +392,7 @@ export class CallBridge implements CallView {
   private invalid(reason: string, detail: string): void {
     if (this.state.kind === 'ended') return; // uWS may deliver a few messages after end()
     const close = this.inbound.invalid(reason, detail, this.log, this.state.kind === 'awaiting-start');
-    if (close) this.fail(close.code, close.reason, 'protocol_error');
+    if (close) this.finish('protocol_error', close.code, close.reason);
   }
 
   /** This call as the migrator sees it; undefined before it is authorised or after it ended. */
@@ -405,11 +407,6 @@ export class CallBridge implements CallView {
 
   private background(p: Promise<unknown>, what: string): void {
     this.ledger.background(p, what);
-  }
-
-  /** End the call because something went wrong (or ran out): close Twilio with `code`. */
-  fail(code: CloseCode, reason: string, outcome: CallOutcome): void {
-    this.finish(outcome, code, reason);
   }
 
   /** The single exit: idempotent; closes both sockets, settles the call's books, logs its summary. */
