@@ -103,6 +103,7 @@ export class CallBridge implements CallView {
         lost: () => this.sessionLost(),
         closedWhileEnding: () => this.windDown.cutShort('model closed while ending'),
         atPause: () => this.conversation.quiet && !this.tools.running && !this.playout.unplayed,
+        callerSpeaking: () => this.conversation.callerSpeaking,
         decided: () => this.windDown.stranded(this.tools.takeEffects()),
       },
     );

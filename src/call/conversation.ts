@@ -67,8 +67,9 @@ export class Conversation {
   private failedResponses = 0;
   /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
   private greeted = false;
-  /** speech_started seen, speech_stopped not yet; then the answer server VAD owes us. */
-  private callerSpeaking = false;
+  /** speech_started seen, speech_stopped not yet: the one record of it (the sequencer and the stall rule ask). */
+  private speaking = false;
+  /** After speech_stopped, the answer server VAD owes us. */
   private answerOwed = false;
 
   constructor(
@@ -76,12 +77,17 @@ export class Conversation {
     private readonly call: CallView,
     private readonly host: ConversationHost,
   ) {
-    this.responses = new ResponseSequencer((text) => deps.session.ask(text), 'sb_response_');
+    this.responses = new ResponseSequencer((text) => deps.session.ask(text), 'sb_response_', () => this.speaking);
+  }
+
+  /** Server VAD hears the caller now. */
+  get callerSpeaking(): boolean {
+    return this.speaking;
   }
 
   /** Nobody is speaking or owed an answer, no response active, asked for or queued: a pause. */
   get quiet(): boolean {
-    return this.responses.idle && !this.callerSpeaking && !this.answerOwed;
+    return this.responses.idle && !this.speaking && !this.answerOwed;
   }
 
   /** Ask the model to respond (with these instructions), when no response is active. */
@@ -102,7 +108,7 @@ export class Conversation {
 
   /** The model session is gone: nothing of it is active, owed or pending. */
   newSession(): void {
-    this.callerSpeaking = false;
+    this.speaking = false;
     this.answerOwed = false;
     this.responses.reset();
     this.deps.history.newSession();
@@ -124,12 +130,11 @@ export class Conversation {
       case 'session.updated':
         return deps.session.configure(ev.audioFormatOk);
       case 'speech_started':
-        deps.session.callerTurn(true);
-        this.callerSpeaking = true;
+        this.speaking = true;
         return this.bargeIn();
       case 'speech_stopped':
-        deps.session.callerTurn(false);
-        this.callerSpeaking = false;
+        this.speaking = false;
+        deps.session.callerStopped();
         this.answerOwed = true;
         endSpan(this.turnSpan);
         // A turn, everywhere (log line, API, `npm run call`, turn latency): the caller stopped speaking.
@@ -177,7 +182,6 @@ export class Conversation {
   /** Barge-in (docs/wire-formats.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
   private bargeIn(): void {
     const { deps } = this;
-    this.responses.onSpeechStarted();
     const active = this.responses.activeResponseId;
     if (!deps.playout.unplayed && !active) return;
     deps.stats.bargeIns++;

@@ -71,6 +71,8 @@ export interface ModelSessionHost {
   closedWhileEnding(): void;
   /** No pause, no renewal: nothing is being said, owed, run or played. */
   atPause(): boolean;
+  /** Server VAD hears the caller now (speech_started, no speech_stopped yet). */
+  callerSpeaking(): boolean;
   /**
    * The live session is lost (to be re-opened, or past saving): true when a tool had already
    * decided the call's end (end_call, transfer) and the call carried it out, so no session is needed.
@@ -112,7 +114,7 @@ export class ModelSession {
     private readonly host: ModelSessionHost,
   ) {
     const stallMs = deps.limits.modelStallMs ?? 0;
-    if (stallMs > 0) this.stall = new StallWatch(stallMs, deps.clock, () => this.onStalled());
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, deps.clock, () => this.onStalled(), () => host.callerSpeaking());
     this.timers.push(() => this.cancelRenewal?.());
   }
 
@@ -142,10 +144,9 @@ export class ModelSession {
     this.stall?.expectEvent();
   }
 
-  /** Server VAD: the caller started (true) or stopped (false) speaking; after a turn an answer is owed. */
-  callerTurn(open: boolean): void {
-    this.stall?.turn(open);
-    if (!open) this.stall?.expectEvent();
+  /** Server VAD: the caller stopped speaking; an answer is owed. */
+  callerStopped(): void {
+    this.stall?.expectEvent();
   }
 
   /** Open a session: the first, or (`again`) one after a drop or renewal. */

@@ -72,6 +72,7 @@ async function harness() {
       lost: () => {},
       closedWhileEnding: () => {},
       atPause: () => true,
+      callerSpeaking: () => conversation.callerSpeaking,
       decided: () => false,
     },
   );

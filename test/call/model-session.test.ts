@@ -67,6 +67,7 @@ class Call implements CallView {
         this.kind = 'ended';
       },
       atPause: () => this.pause,
+      callerSpeaking: () => false,
       decided: () => {
         if (!this.decidedEnd) return false;
         this.kind = 'ended';
