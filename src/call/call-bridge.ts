@@ -17,7 +17,7 @@ import type { Tenant } from '../tenants/index.js';
 import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import type { Authorisation, BridgeDeps, StartInfo } from './bridge-deps.js';
-import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState, type CallView } from './call-state.js';
+import { buffersCallerAudio, relaysCallerAudio, tenantOf, transition, type CallInput, type CallState, type CallView } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
 import { InboundGuard } from './inbound-guard.js';
 import { seedHistory } from './resume.js';
@@ -111,7 +111,7 @@ export class CallBridge implements CallView {
       { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.ledger.notify(fn), settle: (sid, tenant, outcome) => void this.ledger.settle(sid, tenant, outcome) },
       this,
       {
-        tenant: () => this.ledger.tenant,
+        tenant: () => this.tenant,
         facts: () => ({
           toolsOpen: this.tools.running,
           effectPending: this.tools.effectPending,
@@ -161,11 +161,12 @@ export class CallBridge implements CallView {
     return this.ledger.admitted;
   }
 
-  /** The call's tenant, once admitted. */
+  /** The call's tenant, once authorised (the state says it). */
   get tenant(): Tenant | undefined {
-    return this.ledger.tenant;
+    return tenantOf(this.state);
   }
 
+  /** The call's sid, from its `start` on (the state says it). */
   get callSid(): string | undefined {
     return 'callSid' in this.state ? this.state.callSid : undefined;
   }
@@ -274,7 +275,7 @@ export class CallBridge implements CallView {
       return this.finish(refusal.outcome, refusal.code, refusal.reason);
     }
     this.log = this.log.child({ tenant: a.tenant.id });
-    this.move({ type: 'authorised', tenantId: a.tenant.id });
+    this.move({ type: 'authorised', tenant: a.tenant });
     this.ledger.admit(start.callSid, a.tenant, () => this.tools.calls);
     if (a.resume) {
       // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
@@ -422,7 +423,7 @@ export class CallBridge implements CallView {
     this.ring.clear();
     const moved = this.migration.moved;
     this.conversation.end();
-    const { usage, stored } = this.ledger.end({ callSid, outcome, reason, started, moved, unresumed: this.session.resumeFailed });
+    const { usage, stored } = this.ledger.end({ callSid, tenant: this.tenant, outcome, reason, started, moved, unresumed: this.session.resumeFailed });
     // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
     if (moved && callSid && this.tenant) this.migration.release(callSid, this.tenant);
     this.log.info(

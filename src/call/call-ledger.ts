@@ -36,6 +36,8 @@ export interface CallLedgerDeps {
 /** How the call ended, as its books need it. */
 export interface CallEnd {
   callSid: string | undefined;
+  /** Set once the call was authorised (and so admitted). */
+  tenant: Tenant | undefined;
   outcome: CallOutcome;
   /** Why it ended (the call span's error, for a failed outcome). */
   reason: string;
@@ -48,8 +50,6 @@ export interface CallEnd {
 }
 
 export class CallLedger {
-  /** The call's tenant, once its start was authorised and the pod admitted it. */
-  tenant: Tenant | undefined;
   /** When the stream started (wall clock, ms); 0 before. */
   startedAt = 0;
   /** The call's span, from the stream's start to its end. */
@@ -74,7 +74,6 @@ export class CallLedger {
   /** An authorised call the pod took: counted live, listeners told, usage metered. */
   admit(callSid: string, tenant: Tenant, toolCalls: () => number): void {
     const { deps } = this;
-    this.tenant = tenant;
     this.span?.setAttribute(ATTR.tenant, tenant.id);
     this.stage = 'counted';
     deps.metrics.noteTenant(tenant.id);
@@ -114,13 +113,12 @@ export class CallLedger {
       deps.metrics.activeCalls.dec();
       this.stage = 'settled';
     }
-    const { callSid, outcome } = e;
+    const { callSid, tenant, outcome } = e;
     if (this.span) {
       this.span.setAttribute(ATTR.outcome, e.moved ? 'moved' : outcome);
       endSpan(this.span, FAILED_OUTCOMES.has(outcome) ? e.reason : undefined);
       this.span = undefined;
     }
-    const tenant = this.tenant; // set once admitted
     if (e.moved) return { usage, stored: undefined };
     if (!callSid || !tenant) {
       // Refused or never authorised: counted (a socket closed before its start is no call), nothing stored.

@@ -58,7 +58,7 @@ export class CallMove {
   /**
    * The move under way: `moving` once the migrator asked Twilio to move the call (the next stop is
    * the move, not a hang-up); `left` once that stop ended this side (no outcome, record left live).
-   * It names the call, which an ended call's state no longer does.
+   * It names the call it moves, as it was when the move began.
    */
   private move: { stage: 'moving' | 'left'; callSid: string; tenant: Tenant } | undefined;
 

@@ -14,7 +14,7 @@ import { maskNumbersInText } from '../store/call-store.js';
 import { ATTR, childSpan, endSpan, SPAN, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallLedger } from './call-ledger.js';
-import type { CallView } from './call-state.js';
+import { tenantOf, type CallView } from './call-state.js';
 import type { ConversationHistory } from './conversation-history.js';
 import type { ModelSession, Replayed } from './model-session.js';
 import { ResponseSequencer } from './response-sequencer.js';
@@ -200,7 +200,7 @@ export class Conversation {
   }
 
   private toolCall(ev: Extract<ControlEvent, { type: 'function_call' }>): void {
-    const tenant = this.deps.ledger.tenant;
+    const tenant = tenantOf(this.call.state);
     const callSid = this.call.callSid;
     if (!tenant || !callSid) return;
     this.deps.tools.dispatch(ev, { callSid, tenant, log: this.call.log, signal: this.deps.signal, parentSpan: this.turnSpan ?? this.host.span() });

@@ -248,7 +248,7 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'session.updated', session: { type: 'realtime', audio: { output: { format: { type: 'audio/pcm', rate: 24000 } } } } });
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
     expect(h.model.closed?.code).toBe(1000);
   });
 
@@ -461,7 +461,7 @@ describe('CallBridge', () => {
     await flush(); // the socket closes once the outcome is stored
     expect(h.models).toHaveLength(1); // no session is opened for words nobody can say any more
     expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'transferred' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'transferred', callSid: CALL, tenant });
     expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
     expect(h.bridge.migratable()).toBeUndefined();
   });
@@ -473,7 +473,7 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
     await flush();
     expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'ended_by_assistant' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'ended_by_assistant', callSid: CALL, tenant });
   });
 
   it('a drop with no effect decided still opens a new session (the call goes on)', async () => {
@@ -561,7 +561,7 @@ describe('CallBridge', () => {
     h.connect.resolve();
     await flush();
     expect(h.model.closed?.code).toBe(1000);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'caller_hung_up' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'caller_hung_up', callSid: CALL, tenant });
     expect((await h.metrics.activeCalls.get()).values[0]?.value).toBe(0);
   });
 
@@ -612,7 +612,7 @@ describe('CallBridge', () => {
     second.drop(1006);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
   });
 
   it('a reconnect that fails ends the call with the fallback', async () => {
@@ -622,7 +622,7 @@ describe('CallBridge', () => {
     h.model.drop(1006);
     await flush();
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
   });
 
   it('session expiry opens a new session; fatal errors end the call; benign races do not', async () => {
@@ -639,7 +639,7 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
   });
 
   it('ends a call that runs past MAX_CALL_SECONDS with a goodbye, then 4014 (at the latest after the wind-down)', async () => {
@@ -653,7 +653,7 @@ describe('CallBridge', () => {
     h.clock.advance(15_001);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long', callSid: CALL, tenant });
   });
 
   it('a move whose Twilio update failed after the stream had stopped: the caller hung up, and the call ends as such', async () => {
@@ -680,6 +680,6 @@ describe('CallBridge', () => {
     h.clock.advance(3001);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable', callSid: CALL, tenant });
   });
 });

@@ -42,7 +42,7 @@ async function harness(): Promise<Harness> {
   };
   const ledger = new CallLedger({ store, metrics, clock, pod: 'pod-a', listeners: [listener], log: () => silentLogger() });
   const call: CallView = {
-    // As the bridge's: an ended call's state names no call.
+    // Whether or not an ended call is still named, the move keeps the sid it began with.
     get callSid() {
       return h.state === 'ended' ? undefined : CALL;
     },

@@ -10,7 +10,10 @@ import { decidingEffect, TIME_LIMIT_GOODBYE, WindDown } from '../../src/call/win
 import type { RealtimeSocket } from '../../src/model/index.js';
 import type { CallPhase } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
+import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
 import { ManualClock } from '../helpers/manual-clock.js';
+
+const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 
 const model = { send() {}, bufferedAmount: 0, isOpen: true, droppedSends: 0, onMessage() {}, onClose() {}, close() {} } satisfies RealtimeSocket;
 
@@ -19,8 +22,8 @@ function harness(kind: 'live' | 'connecting' = 'live') {
   const h = {
     clock,
     state: (kind === 'live'
-      ? { kind, streamSid: 'MZ', callSid: 'CA', tenantId: 't', model }
-      : { kind, streamSid: 'MZ', callSid: 'CA', tenantId: 't' }) as CallState,
+      ? { kind, streamSid: 'MZ', callSid: 'CA', tenant, model }
+      : { kind, streamSid: 'MZ', callSid: 'CA', tenant }) as CallState,
     unplayed: false,
     phases: [] as CallPhase[],
     requests: [] as string[],
