@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import { AppendBatcher } from './append-batcher.js';
 import { ABNORMAL_CLOSE, CloseCode, errorMessage } from '../errors.js';
-import { APPEND_PREFIX, parseModelEvent, userText, type ModelEvent, type RealtimeSocket } from '../model/index.js';
+import { parseModelEvent, userText, type ModelEvent, type RealtimeSocket } from '../model/index.js';
 import { ATTR, traceBindings, traceparentOf, type DropReason } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
@@ -351,11 +351,11 @@ export class CallBridge implements CallView {
     this.move({ type: 'model-ready', model });
     if (replayed === 'moved') this.migration.resumed(this.session.adopted!, this.callSid!);
     else if (replayed === 'nothing') this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
-    // Audio that arrived while we connected goes first, in order.
+    // Audio that arrived while we connected goes first, in order: one append per held frame.
     this.turnMetrics.restartStream();
     const now = this.deps.clock.mono();
     this.ring.drain((payload) => {
-      model.send(APPEND_PREFIX + payload + '"}');
+      this.appends.send(payload, model);
       this.turnMetrics.appended(payload, now);
     });
     this.conversation.live(replayed, this.tenant!);

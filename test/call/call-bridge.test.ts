@@ -212,6 +212,21 @@ describe('CallBridge', () => {
     expect(h.model.sent[4]).toEqual({ type: 'input_audio_buffer.append', audio: payload(160, 3) });
   });
 
+  it('MODEL_APPEND_FRAMES=3: frames held while connecting still go one append per frame, each as Twilio sent it', async () => {
+    const h = harness({ modelAppendFrames: 3 }, false);
+    h.bridge.onTwilioMessage(startMsg(), false);
+    h.bridge.onTwilioMessage(mediaMsg(0, payload(160, 1)), false);
+    h.bridge.onTwilioMessage(mediaMsg(20, payload(160, 2)), false);
+    await flush();
+    h.connect.resolve();
+    await flush();
+    h.model.emit(pcmuSession);
+    expect(h.model.sent.slice(1, 3)).toEqual([
+      { type: 'input_audio_buffer.append', audio: payload(160, 1) },
+      { type: 'input_audio_buffer.append', audio: payload(160, 2) },
+    ]);
+  });
+
   it('MODEL_APPEND_FRAMES=2: one append per two caller frames, and a DTMF key flushes the held frame ahead of it', async () => {
     const h = harness({ modelAppendFrames: 2 });
     await live(h);
