@@ -83,15 +83,8 @@ export class CallBridge implements CallView {
     this.inbound = new InboundGuard(deps.metrics);
     this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
     this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs);
-    this.tools = new ToolDispatch({
-      tools: deps.tools,
-      metrics: deps.metrics,
-      store: deps.store,
-      clock: deps.clock,
-      background: (p, what) => this.background(p, what),
-      session: () => this.session.socket,
-      followUp: () => this.onToolsAnswered(),
-    });
+    const background = (p: Promise<unknown>, what: string): void => this.ledger.background(p, what);
+    this.tools = new ToolDispatch({ ...deps, background, session: () => this.session.socket, followUp: () => this.onToolsAnswered() });
     this.session = new ModelSession(
       { connector: deps.model, clock: deps.clock, metrics: deps.metrics, limits: deps.limits, history: this.history, signal: this.callAbort.signal, timing: this.turnMetrics },
       this,
@@ -108,7 +101,7 @@ export class CallBridge implements CallView {
       },
     );
     this.migration = new CallMove(
-      { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.ledger.notify(fn), settle: (sid, tenant, outcome) => void this.ledger.settle(sid, tenant, outcome) },
+      { ...deps, background, notify: (fn) => this.ledger.notify(fn), settle: (sid, tenant, outcome) => void this.ledger.settle(sid, tenant, outcome) },
       this,
       {
         tenant: () => this.tenant,
@@ -128,7 +121,7 @@ export class CallBridge implements CallView {
       {
         move: (input) => this.move(input),
         unplayed: () => this.playout.unplayed,
-        setPhase: (phase) => this.background(this.deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
+        setPhase: (phase) => background(deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
         request: (instructions) => this.conversation.request(instructions),
       },
     );
@@ -138,7 +131,7 @@ export class CallBridge implements CallView {
         windDown: this.windDown, ledger: this.ledger, history: this.history, turnMetrics: this.turnMetrics, stats: this.stats, signal: this.callAbort.signal,
       },
       this,
-      { span: () => this.ledger.span, background: (p, what) => this.background(p, what) },
+      { span: () => this.ledger.span, background },
     );
     const startMs = deps.limits.startTimeoutMs ?? 0;
     if (startMs > 0) {
@@ -350,7 +343,7 @@ export class CallBridge implements CallView {
   private goLive(model: RealtimeSocket, replayed: Replayed): void {
     this.move({ type: 'model-ready', model });
     if (replayed === 'moved') this.migration.resumed(this.session.adopted!, this.callSid!);
-    else if (replayed === 'nothing') this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
+    else if (replayed === 'nothing') this.ledger.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
     // Audio that arrived while we connected goes first, in order: one append per held frame.
     this.turnMetrics.restartStream();
     const now = this.deps.clock.mono();
@@ -405,10 +398,6 @@ export class CallBridge implements CallView {
   private move(input: CallInput): void {
     const next = transition(this.state, input);
     if (next) this.state = next;
-  }
-
-  private background(p: Promise<unknown>, what: string): void {
-    this.ledger.background(p, what);
   }
 
   /** The single exit: idempotent; closes both sockets, settles the call's books, logs its summary. */
