@@ -30,17 +30,21 @@ const MAX_RESPONSE_RETRIES = 1;
 
 type ControlEvent = Exclude<ModelEvent, { type: 'audio_delta' }>;
 
+/**
+ * What the conversation uses of the call's other parts, and only that: a test (or a new part)
+ * gives it these few members, not the parts.
+ */
 export interface ConversationDeps {
   clock: Clock;
   metrics: RelayMetrics;
-  store: CallStore;
-  session: ModelSession;
-  playout: TwilioPlayout;
-  tools: ToolDispatch;
-  windDown: WindDown;
-  ledger: CallLedger;
-  history: ConversationHistory;
-  turnMetrics: TurnMetrics;
+  store: Pick<CallStore, 'appendTranscript'>;
+  session: Pick<ModelSession, 'socket' | 'ask' | 'callerStopped' | 'configure' | 'error' | 'maybeRenew'>;
+  playout: Pick<TwilioPlayout, 'unplayed' | 'closeItems' | 'interrupt' | 'isDiscarded'>;
+  tools: Pick<ToolDispatch, 'dispatch' | 'owns' | 'responseDone'>;
+  windDown: Pick<WindDown, 'created' | 'responseDone'>;
+  ledger: Pick<CallLedger, 'response'>;
+  history: Pick<ConversationHistory, 'all' | 'lastRole' | 'caller' | 'assistant' | 'truncate' | 'newSession'>;
+  turnMetrics: Pick<TurnMetrics, 'turnEnded'>;
   /** The call's counters for its end-of-call line. */
   stats: { bargeIns: number };
   /** Aborted when the call ends (tools in flight give up). */
