@@ -97,14 +97,14 @@ interface Harness {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-/** The model calls end_call in response `resp_t` (its output is sent at once; the follow-up waits for response.done). */
-async function modelCallsEndCall(h: Harness): Promise<void> {
+/** The model calls a tool (end_call) in response `resp_t` (its output is sent at once; the follow-up waits for response.done). */
+async function modelCallsTool(h: Harness, name = 'end_call', args = '{"reason":"done"}'): Promise<void> {
   h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
   h.model.emit({
     type: 'response.output_item.done',
     response_id: 'resp_t',
     output_index: 0,
-    item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'end_call', arguments: '{"reason":"done"}' },
+    item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name, arguments: args },
   });
   await flush();
 }
@@ -383,7 +383,7 @@ describe('CallBridge', () => {
   it('tool call: output sent at once, follow-up only after response.done, end_call hangs up after the goodbye played', async () => {
     const h = harness();
     await live(h);
-    await modelCallsEndCall(h);
+    await modelCallsTool(h);
     const out = h.model.sent.find((e) => e['type'] === 'conversation.item.create')!;
     expect(out).toEqual({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: 'call_1', output: expect.stringContaining('"ok":true') as unknown } });
     const creates = () => h.model.types().filter((t) => t === 'response.create').length;
@@ -408,7 +408,7 @@ describe('CallBridge', () => {
   it('thinned marks: a goodbye in small deltas gets a mark per 100 ms and one for its tail, and the line closes only once the tail played', async () => {
     const h = harness({ twilioMarkIntervalMs: 100 });
     await live(h);
-    await modelCallsEndCall(h);
+    await modelCallsTool(h);
     h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
     expect(h.bridge.state.kind).toBe('ending');
     h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
@@ -462,14 +462,7 @@ describe('CallBridge', () => {
   it('a transfer decided before the session dropped (its response never done): carried out at once, no new session; the call is not stuck busy', async () => {
     const h = harness();
     await live(h);
-    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
-    h.model.emit({
-      type: 'response.output_item.done',
-      response_id: 'resp_t',
-      output_index: 0,
-      item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'transfer_to_human', arguments: '{"reason":"gas smell"}' },
-    });
-    await flush();
+    await modelCallsTool(h, 'transfer_to_human', '{"reason":"gas smell"}');
     expect(h.model.sent.some((e) => e['type'] === 'conversation.item.create')).toBe(true); // the tool answered
     expect(h.bridge.migratable()?.migrationReadiness()).toBe('busy');
     h.model.drop(1006); // before response.done: the session that would say the last words is gone
@@ -484,7 +477,7 @@ describe('CallBridge', () => {
   it('an end_call decided before a fatal model error: the call ends as the assistant decided, not with the fallback', async () => {
     const h = harness();
     await live(h);
-    await modelCallsEndCall(h);
+    await modelCallsTool(h);
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
     await flush();
     expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
@@ -494,14 +487,7 @@ describe('CallBridge', () => {
   it('a drop with no effect decided still opens a new session (the call goes on)', async () => {
     const h = harness();
     await live(h);
-    h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
-    h.model.emit({
-      type: 'response.output_item.done',
-      response_id: 'resp_t',
-      output_index: 0,
-      item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'check_service_area', arguments: '{"postcode":"10001"}' },
-    });
-    await flush();
+    await modelCallsTool(h, 'check_service_area', '{"postcode":"10001"}');
     h.model.drop(1006);
     await flush();
     expect(h.models).toHaveLength(2);
