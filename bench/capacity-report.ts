@@ -112,6 +112,10 @@ export interface RelayCapacity {
   levels: number[];
   e2eCallsPerCore: number;
   histCallsPerCore: number | null;
+  /** The same, counting only levels the driver kept up with (a saturated driver sends less than the level). */
+  histCallsDriverOk: number | null;
+  /** The first level where the driver saturated, if any. */
+  driverSaturatedAt: number | null;
   cpuPercentPerCall: number | null;
   cpuFixedPercent: number | null;
   /** The levels the CPU line was fitted on: every call held and the driver not saturated (when 2+ are). */
@@ -152,6 +156,8 @@ export function relayCapacity(report: BenchReport, relay: RelayKind): RelayCapac
     levels: runs.map((r) => r.level),
     e2eCallsPerCore: highestPassing(runs, meetsE2e),
     histCallsPerCore: runs.some((r) => r.switchboardHistogram) ? highestPassing(runs, meetsHist) : null,
+    histCallsDriverOk: runs.some((r) => r.switchboardHistogram) ? highestPassing(runs, (r) => meetsHist(r) && !r.driver.driver.saturated) : null,
+    driverSaturatedAt: [...runs].sort((a, b) => a.level - b.level).find((r) => r.driver.driver.saturated)?.level ?? null,
     cpuPercentPerCall: cpu,
     cpuFixedPercent: cpuFit?.intercept ?? null,
     cpuFitLevels: cpuRuns.map((r) => r.level).sort((a, b) => a - b),
@@ -210,13 +216,15 @@ export function sizing(sb: RelayCapacity, leg: ModelLeg = 'loopback'): Sizing | 
   const cpuProd = sb.cpuPercentPerCall + tlsAdded;
   const capacityByCpu = Math.floor((CPU_CEILING_PERCENT - fixed) / cpuProd);
   // The relay's own histogram is the relay's latency; the end-to-end one is bounded by the harness.
-  const capacityByLatency = sb.histCallsPerCore ?? sb.e2eCallsPerCore;
+  // Only levels the driver kept up with count: a saturated driver sent the relay less than the level.
+  const capacityByLatency = sb.histCallsDriverOk ?? sb.e2eCallsPerCore;
   const maxLevel = Math.max(...sb.levels);
+  const saturated = sb.driverSaturatedAt !== null && sb.driverSaturatedAt <= maxLevel ? `; the driver saturated at ${sb.driverSaturatedAt} calls, so no level from there counts` : '';
   const latencyBasis =
-    sb.histCallsPerCore !== null
+    sb.histCallsDriverOk !== null
       ? capacityByLatency >= maxLevel
         ? `every call held, no drops, relay-own histogram within target at every measured level (up to ${maxLevel}): nothing is claimed beyond ${maxLevel}`
-        : `every call held, no drops, relay-own histogram within target up to ${capacityByLatency} calls`
+        : `every call held, no drops, relay-own histogram within target up to ${capacityByLatency} calls${saturated}`
       : `end-to-end within target up to ${capacityByLatency} calls`;
   const podCapacityCalls = roundDown(Math.min(capacityByCpu, capacityByLatency), 10);
   // Rounded down to 10 like the capacity, but never up to it (a tiny run's capacity of 10 gives 6).
@@ -442,7 +450,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     p(
       '**The rule.** `podCapacityCalls` = the smaller of (a) the calls at which the CPU line of the production model leg reaches ' +
         `${CPU_CEILING_PERCENT} % of one core (the rest absorbs GC, bursts and TLS variance) and (b) the highest measured level at which every call was held, ` +
-        'no frame was dropped and the relay-own latency (`switchboard_frame_relay_seconds` p50/p99) met its target; rounded down to 10. No capacity is ' +
+        'no frame was dropped, the bench driver kept up (not saturated) and the relay-own latency (`switchboard_frame_relay_seconds` p50/p99) met its target; rounded down to 10. No capacity is ' +
         `claimed beyond the highest measured level. \`targetActiveCallsPerPod\` = ${TARGET_SHARE * 100} % of it (docs/autoscaling.md), rounded down to 10. ` +
         'Memory follows from the capacity: request = 1.25 × (fixed RSS + per-call memory × capacity), limit = 2 × that memory, both rounded up to 64 Mi.',
       '',

@@ -130,16 +130,21 @@ describe('capacity report', () => {
       expect(sb.cpuPercentPerCall).toBeCloseTo(0.25, 10);
       expect(sb.cpuFixedPercent).toBeCloseTo(5, 10);
       const s = sizing(sb, modelLeg(b))!;
-      // (70 - 5) / 0.25 = 260 by CPU; latency held up to 300: capacity 260, target 60 % = 156 -> 150.
-      expect(s).toMatchObject({ modelLeg: 'tls', tlsAddedPercent: 0, capacityByCpu: 260, capacityByLatency: 300, podCapacityCalls: 260, targetActiveCallsPerPod: 150 });
-      // 80 MB + 50 KB x 260 = 92.7 MiB: request x 1.25 -> 128Mi, limit x 2 -> 192Mi.
+      // (70 - 5) / 0.25 = 260 by CPU; latency held up to 300, but the driver saturated there, so
+      // only 200 counts: capacity 200, target 60 % = 120.
+      expect(s).toMatchObject({ modelLeg: 'tls', tlsAddedPercent: 0, capacityByCpu: 260, capacityByLatency: 200, podCapacityCalls: 200, targetActiveCallsPerPod: 120 });
+      expect(s.latencyBasis).toContain('the driver saturated at 300 calls');
+      // Had the driver kept up at 300: CPU decides, 260 and 150.
+      const ok = report([run(100, 30), run(200, 55), run(300, 80)], true);
+      expect(sizing(relayCapacity(ok, 'switchboard')!, 'tls')).toMatchObject({ capacityByCpu: 260, capacityByLatency: 300, podCapacityCalls: 260, targetActiveCallsPerPod: 150 });
+      // 80 MB + 50 KB x 200 = 89.8 MiB: request x 1.25 -> 128Mi, limit x 2 -> 192Mi.
       expect(s.memoryPerCallKB).toBeCloseTo(50, 6);
       expect(s).toMatchObject({ memoryRequestMiB: 128, memoryLimitMiB: 192, cpuRequestMillis: 1000 });
       const md = renderReport({ bench: b, benchPath: FIXTURE }, []);
       expect(md).toContain('Model leg over TLS, as production (`--tls`: 600 Switchboard model sessions arrived on TLS sockets).');
       expect(md).toContain('CPU per call (production)   = 0.250 % of a core (measured, model leg over TLS)');
-      expect(md).toContain('podCapacityCalls            = min of the two, rounded down to 10 = 260');
-      expect(md).toContain('targetActiveCallsPerPod     = 60 % of capacity (docs/autoscaling.md), rounded down to 10 = 150');
+      expect(md).toContain('podCapacityCalls            = min of the two, rounded down to 10 = 200');
+      expect(md).toContain('targetActiveCallsPerPod     = 60 % of capacity (docs/autoscaling.md), rounded down to 10 = 120');
       expect(md).toContain('fitted on levels 100, 200');
       expect(md).toContain('**The rule.**');
     });
@@ -162,7 +167,7 @@ describe('capacity report', () => {
     });
 
     it('says what each values file must change', () => {
-      const s = sizing(relayCapacity(report(levels, true), 'switchboard')!, 'tls')!;
+      const s = sizing(relayCapacity(report([run(100, 30), run(200, 55), run(300, 80)], true), 'switchboard')!, 'tls')!;
       const lines = chartAdvice(s, [
         { path: 'values.yaml', text: 'autoscaling:\n  podCapacityCalls: 190\n  targetActiveCallsPerPod: 110\nresources:\n  requests:\n    memory: 64Mi\n  limits:\n    memory: 768Mi\n' },
         { path: 'values-production.yaml', text: 'autoscaling:\n  podCapacityCalls: 260\n  targetActiveCallsPerPod: 150\n' },
