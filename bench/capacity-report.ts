@@ -548,7 +548,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
   p(
     '## Regenerate',
     '',
-    'On an idle 2-core machine (bench/README.md; about 20 minutes):',
+    'On an idle 2-core machine (bench/README.md; about 16 minutes, 25 at most):',
     '',
     '```sh',
     REGENERATE_COMMAND,
