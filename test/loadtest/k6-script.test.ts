@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildVoiceWebhook, parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import { METRICS } from '../../loadtest/lib/scenarios.js';
-import { startFakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startFakeTwilioApi } from '../helpers/fake-twilio-api.js';
 import type { Relay } from '../../src/server/app.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../../src/tenants/tenant.js';
 import { runK6Script } from './k6-shim.js';
