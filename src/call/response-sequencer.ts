@@ -2,7 +2,8 @@
  * One model response at a time. The realtime API rejects a `response.create` while a response is
  * active (`conversation_already_has_active_response`), and server VAD starts responses on its own,
  * so the relay's own requests (greeting, tool follow-up, DTMF prompt) are queued here and sent when
- * no response is active. The bridge reports the model's response lifecycle and errors.
+ * no response is active. The conversation (conversation.ts) reports the model's response lifecycle
+ * and errors.
  */
 import { responseCreate } from '../model/index.js';
 

@@ -36,7 +36,7 @@ export function registerMediaStreamRoute(ctx: RelayContext, deps: MediaStreamDep
     // Twilio streams 50 messages/s; 30 s of silence on the socket means it is dead.
     idleTimeout: 32,
     sendPingsAutomatically: true,
-    // Hard cap above our own soft cap (the bridge drops audio past twilioMaxBackpressureBytes).
+    // Hard cap above our own soft cap (the call's playout, call/twilio-playout.ts, drops audio past twilioMaxBackpressureBytes).
     maxBackpressure: config.twilioMaxBackpressureBytes * 2,
     closeOnBackpressureLimit: false,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,

@@ -259,7 +259,7 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
         (callStatus !== undefined && FINAL_CALL_STATUSES.has(callStatus)) ||
         (streamEvent !== undefined && FINAL_STREAM_EVENTS.has(streamEvent));
       if (leases && final && /^CA[0-9a-fA-F]{32}$/.test(callSid)) {
-        // The call bridge releases on its own end too; this covers a pod that died, or a webhook
+        // A call releases on its own end too (its ledger tells the leases); this covers a pod that died, or a webhook
         // whose stream never opened. Releasing twice is harmless.
         const results = await Promise.allSettled(owners.map((t) => leases.release(t.id, callSid)));
         for (const r of results) {
