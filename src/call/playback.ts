@@ -66,7 +66,7 @@ function heardAt(item: ItemPlayback, streamTs: number): number {
 
 export class PlaybackTracker {
   /** Bumped at each barge-in; marks of older generations are echoes of a `clear`, not playback. */
-  generation = 0;
+  private generation = 0;
   private items: ItemPlayback[] = [];
   private readonly pending = new Map<string, PendingMark>();
   private seq = 0;
@@ -167,10 +167,6 @@ export class PlaybackTracker {
     if (this.pending.size > 0) return true;
     const last = this.items[this.items.length - 1];
     return last !== undefined && last.markedMs < last.sentMs;
-  }
-
-  get pendingMarks(): number {
-    return this.pending.size;
   }
 
   /**

@@ -41,11 +41,6 @@ export class ResponseSequencer {
     return this.active === undefined && this.inFlight === undefined && this.queue.length === 0;
   }
 
-  /** Requests not yet sent (tests, logs). */
-  get queued(): number {
-    return this.queue.length;
-  }
-
   /** Ask the model to respond: at once when no response is active, else when the active one is done. */
   request(instructions?: string): void {
     if (instructions === undefined && this.queue.some((q) => q.instructions === undefined)) return; // one answer covers both
