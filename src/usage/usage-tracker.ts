@@ -9,7 +9,7 @@ import type { Clock } from '../clock.js';
 import { errorMessage } from '../errors.js';
 import { TOKEN_KINDS, type ResponseUsage, type TokenKind } from '../model/index.js';
 import { emptyUsage, type UsageCallRef, type UsageStore, type UsageTotals } from '../store/index.js';
-import type { Tenant } from '../tenants/index.js';
+import { retentionSeconds, type Tenant } from '../tenants/index.js';
 import { costNanoUsd, NANO_PER_USD, type TokenRates } from './price-table.js';
 import type { UsageMetrics } from '../telemetry/index.js';
 
@@ -151,7 +151,7 @@ export class UsageTracker implements UsageMeterFactory {
   }
 
   open(call: { callSid: string; tenant: Tenant; startedAt: number; toolCalls: () => number }): CallUsageMeter {
-    const u = new CallUsage(this, call.tenant.id, call.callSid, call.tenant.retentionDays * 86_400, call.startedAt, call.toolCalls);
+    const u = new CallUsage(this, call.tenant.id, call.callSid, retentionSeconds(call.tenant), call.startedAt, call.toolCalls);
     this.live.set(call.callSid, u);
     return u;
   }

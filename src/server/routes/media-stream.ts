@@ -6,6 +6,7 @@ import type { HttpRequest, HttpResponse, WebSocket } from 'uWebSockets.js';
 import { CallBridge, type BridgeDeps, type TwilioSocket } from '../../call/index.js';
 import { CloseCode } from '../../errors.js';
 import type { RelayContext } from '../context.js';
+import { remoteAddress } from '../http.js';
 import type { LiveCalls } from '../live-calls.js';
 import { clientAddress, type ConnectionRateLimiter } from '../rate-limit.js';
 
@@ -42,7 +43,7 @@ export function registerMediaStreamRoute(ctx: RelayContext, deps: MediaStreamDep
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
       // Headers die when this callback returns: read everything first.
-      const peer = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const peer = remoteAddress(res);
       const remote = clientAddress(peer, req.getHeader('x-forwarded-for') || undefined, config.trustedProxyHops);
       if (limiter && !limiter.admit(remote)) {
         metrics.webhooks.labels('media_upgrade', 'rate_limited').inc();
