@@ -255,6 +255,11 @@ export function registerAdminTenantRoutes(
     const v = validateTenantBody(body, { allowPrivateWebhooks });
     const fields = [...extra, ...(v.ok ? [] : v.fields)];
     for (const f of referenceErrors(body, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
+    await writeChecked(h, v, fields, mode, op);
+  }
+
+  /** 400 naming every field problem, or a secret that does not resolve here; else write and answer. */
+  async function writeChecked(h: ReplyHandle, v: Validation, fields: FieldError[], mode: TenantWriteMode, op: string): Promise<void> {
     if (!v.ok || fields.length > 0) return replyError(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
     const problem = registry.unresolvable(v.tenant);
     if (problem !== undefined) return replyError(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
@@ -333,10 +338,7 @@ export function registerAdminTenantRoutes(
       if (patch['id'] !== undefined && patch['id'] !== id) fields.push({ path: 'id', message: 'a tenant id cannot change' });
       const v = validateTenantBody(mergePatch(current, patch), { refuseInline: false, allowPrivateWebhooks });
       if (!v.ok) fields.push(...v.fields.filter((f) => !fields.some((e) => e.path === f.path)));
-      if (!v.ok || fields.length > 0) return replyError(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
-      const problem = registry.unresolvable(v.tenant);
-      if (problem !== undefined) return replyError(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
-      answerWrite(h, await registry.write(v.tenant, 'replace'), v.tenant, 'patch');
+      await writeChecked(h, v, fields, 'replace', 'patch');
     })().catch(failed(h, 'patch'));
   });
 
