@@ -76,7 +76,7 @@ export interface Edge {
   /** Both relative to the source root, `/`-separated. */
   from: string;
   to: string;
-  /** An `import()` expression (loaded when reached), not a static import. */
+  /** An `import()` expression or a require (loaded when reached), not a static import. */
   dynamic: boolean;
   /** `import type` / `export type` / `import('x').T`: erased, loads nothing at run time. */
   typeOnly: boolean;
