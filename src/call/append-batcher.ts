@@ -28,11 +28,6 @@ export class AppendBatcher {
     this.buf = Buffer.allocUnsafeSlow(framesPerAppend > 1 ? framesPerAppend * FRAME_BYTES * 2 : 0);
   }
 
-  /** Frames held back, not yet sent. */
-  get pending(): number {
-    return this.frames;
-  }
-
   /** One caller frame (base64 μ-law): sent at once with N = 1, else held until N are, then sent as one append. */
   push(payload: string, out: AppendSink): void {
     if (this.framesPerAppend <= 1) return out.send(APPEND_PREFIX + payload + '"}');
