@@ -11,7 +11,7 @@ import { errorMessage } from '../errors.js';
 import type { ResponseUsage } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { ATTR, childSpan, endSpan, SPAN, type RelayMetrics } from '../telemetry/index.js';
-import type { Tenant } from '../tenants/index.js';
+import { retentionSeconds, type Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory, UsageView } from '../usage/index.js';
 import type { StartInfo } from './bridge-deps.js';
 import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
@@ -94,7 +94,7 @@ export class CallLedger {
         pod: deps.pod,
         startedAt: this.startedAt,
         ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
-        retentionSeconds: tenant.retentionDays * 86_400,
+        retentionSeconds: retentionSeconds(tenant),
       }),
       'store.startCall',
     );
@@ -138,7 +138,7 @@ export class CallLedger {
   settle(callSid: string, tenant: Tenant, outcome: CallOutcome, holder?: string): Promise<void> {
     const { deps } = this;
     deps.metrics.callsTotal.labels(outcome, tenant.id).inc();
-    const stored = deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400, holder);
+    const stored = deps.store.endCall(callSid, outcome, retentionSeconds(tenant), holder);
     this.background(stored, 'store.endCall');
     this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
     return stored;
