@@ -94,7 +94,7 @@ export class CallBridge implements CallView {
         message: (data) => this.onModelMessage(data),
         ready: (model, replayed) => this.goLive(model, replayed),
         lost: () => this.sessionLost(),
-        closedWhileEnding: () => this.windDown.cutShort('model closed while ending'),
+        cutShort: (reason) => this.windDown.cutShort(reason),
         atPause: () => this.conversation.quiet && !this.tools.running && !this.playout.unplayed,
         callerSpeaking: () => this.conversation.callerSpeaking,
         decided: () => this.windDown.stranded(this.tools.takeEffects()),

@@ -74,8 +74,9 @@ export class WindDown {
   }
 
   /**
-   * The model session is lost before the response that asked for these effects was done: the
-   * session that would say the last words is gone, and a new one knows nothing of the tool. The
+   * The model session is lost (or can serve the call no more: a fatal error or failed response)
+   * before the response that asked for these effects was done: the session that would say the last
+   * words is gone, and a new one knows nothing of the tool. The
    * deciding effect is carried out now, without last words (Twilio's after-stream TwiML speaks for
    * the call). True when an effect ended the call; false when there was none (the call goes on).
    */
@@ -83,7 +84,7 @@ export class WindDown {
     const effect = this.deciding(effects);
     if (!effect) return false;
     const { outcome, closeCode } = endFor(effect);
-    this.call.log.warn({ code: 'model_closed', acting: effect.kind }, 'model session lost before the tool\'s answer was spoken: carrying out its effect now');
+    this.call.log.warn({ code: 'model_closed', acting: effect.kind }, 'model session lost or failed before the tool\'s answer was spoken: carrying out its effect now');
     this.call.finish(outcome, closeCode, closedAfter(outcome));
     return true;
   }

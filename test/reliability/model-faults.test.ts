@@ -8,7 +8,7 @@ import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid, type CallReport } from '../../src/sim/sim-caller.js';
 import { startSimModel, type SimModel } from '../../src/sim/sim-model.js';
 import { DEMO_TENANT } from '../../src/tenants/index.js';
-import { dropBetweenToolOutputAndDone, startFaultModel, type FaultModel, type FaultModelOptions } from '../helpers/fault-model.js';
+import { atToolOutput, dropBetweenToolOutputAndDone, failAfterToolOutput, startFaultModel, type FaultModel, type FaultModelOptions } from '../helpers/fault-model.js';
 import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, signedPost, startTestRelay } from '../helpers/relay.js';
 
 let relay: Relay | undefined;
@@ -235,6 +235,39 @@ describe('model upstream: lost between a tool and its response.done', () => {
     expect(report.closeCode).toBe(4012);
     await outcomeOf(relay, callSid, 'transferred');
     expect(report.afterStream).toContain(HAND_OFF);
+  });
+
+  it('transfer_to_human answered, then its response fails for quota: the caller is handed to a person, not the fallback', async () => {
+    const { fault: f, relay: r } = await proxied({ onServerEvent: failAfterToolOutput('transfer_to_human') });
+    const callSid = randomSid('CA');
+    const report = await call(r, callSid, ['call tool transfer_to_human {"reason":"I smell gas"}']);
+    expect(report.closeCode).toBe(4012);
+    expect(f.connections).toHaveLength(1);
+    await outcomeOf(r, callSid, 'transferred');
+    expect(report.afterStream).toContain(HAND_OFF);
+    expect(report.afterStream).not.toContain(APOLOGY);
+    const m = await scrape(r);
+    expect(metricValue(m, 'switchboard_model_errors_total', { kind: 'response', code: 'insufficient_quota' })).toBe(1);
+    expect(metricValue(m, 'switchboard_calls_total', { outcome: 'model_failed' })).toBe(0);
+  });
+
+  it('end_call answered and its response done, then a fatal model error during the last words: the call ends as the assistant decided', async () => {
+    const fatal = { type: 'error', error: { type: 'invalid_request_error', code: 'account_deactivated', message: 'This account is deactivated.' } };
+    const { relay: r } = await proxied({
+      onServerEvent: atToolOutput('end_call', (conn, done) => {
+        const creates = (): number => conn.received.filter((e) => e.type === 'response.create').length;
+        const before = creates();
+        conn.send(done);
+        // The follow-up (the tool's spoken answer, the last words) is asked for: the account dies now.
+        void conn.waitForClient((e) => e.type === 'response.create' && creates() > before).then(() => conn.send(fatal), () => undefined);
+      }),
+    });
+    const callSid = randomSid('CA');
+    const report = await call(r, callSid, ['call tool end_call {"reason":"caller is done"}']);
+    expect(report.closeCode).toBe(4011);
+    await outcomeOf(r, callSid, 'ended_by_assistant');
+    expect(report.afterStream).not.toContain(APOLOGY);
+    expect(metricValue(await scrape(r), 'switchboard_model_errors_total', { kind: 'error', code: 'account_deactivated' })).toBe(1);
   });
 });
 
