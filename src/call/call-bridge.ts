@@ -371,7 +371,7 @@ export class CallBridge implements CallView {
   /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
   private onToolsAnswered(): void {
     this.conversation.request();
-    if (this.state.kind !== 'live') return; // effects wait for the call to be live again
+    if (this.state.kind !== 'live' && this.state.kind !== 'ending') return; // effects wait for the call to be live again
     this.windDown.effects(this.tools.takeEffects());
   }
 

@@ -65,12 +65,23 @@ export class WindDown {
     private readonly host: WindDownHost,
   ) {}
 
-  /** What the tools asked for, once their spoken answer was asked for: one effect decides, that answer is the last words. */
+  /**
+   * What the tools asked for, once their spoken answer was asked for: one effect decides, that
+   * answer is the last words. Decided while the call is already ending (the time-limit goodbye, an
+   * end_call): a hand-off still wins, for the caller asked for a person, and the line closes for it
+   * once the words under way are said and heard (within the same wind-down bound); an end_call is
+   * the ending already under way.
+   */
   effects(effects: readonly CallEffect[]): void {
     const effect = this.deciding(effects);
     if (!effect) return;
     const { outcome, closeCode, phase } = endFor(effect);
-    this.begin(outcome, closeCode, phase);
+    const s = this.call.state;
+    if (s.kind !== 'ending') return this.begin(outcome, closeCode, phase);
+    if (outcome !== 'transferred' || s.outcome === 'transferred') return;
+    this.call.log.info({ was: s.outcome }, 'transfer decided while the call was ending: handing it to a human');
+    this.host.move({ type: 'wind-down', outcome, closeCode });
+    this.host.setPhase(phase);
   }
 
   /**

@@ -23,6 +23,7 @@ afterEach(async () => {
 
 const GREETING: string = DEMO_TENANT.model?.greeting ?? '';
 const APOLOGY = '<Say>Sorry, our assistant is unavailable. Connecting you to a person.</Say>';
+const HAND_OFF = 'Connecting you now. <Dial>+15005550007';
 
 async function relayTo(model: FaultModel, env: Record<string, string> = {}): Promise<Relay> {
   return startTestRelay({ MODEL_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-fault', OPENAI_REALTIME_URL: model.url, ...env });
@@ -206,7 +207,6 @@ describe('model upstream: mid-call', () => {
 
 describe('model upstream: lost between a tool and its response.done', () => {
   /** What the caller hears and where they go once the stream closed (the simulated Twilio's reading of the after-stream TwiML). */
-  const HAND_OFF = 'Connecting you now. <Dial>+15005550007';
 
   it('transfer_to_human answered, then the session drops: the caller is handed to a person at once, counted transferred', async () => {
     const { fault: f, relay: r } = await proxied({ onServerEvent: dropBetweenToolOutputAndDone('transfer_to_human') });
@@ -268,6 +268,31 @@ describe('model upstream: lost between a tool and its response.done', () => {
     await outcomeOf(r, callSid, 'ended_by_assistant');
     expect(report.afterStream).not.toContain(APOLOGY);
     expect(metricValue(await scrape(r), 'switchboard_model_errors_total', { kind: 'error', code: 'account_deactivated' })).toBe(1);
+  });
+});
+
+describe('a tool effect decided during the time-limit goodbye', () => {
+  it('transfer_to_human followed up only once the goodbye is under way: the caller is handed to a person, not hung up on', async () => {
+    const callSid = randomSid('CA');
+    const ending = async (): Promise<boolean> => (await relay?.store.getCall(callSid))?.phase === 'ending';
+    // The tool's response is done only once MAX_CALL_SECONDS has passed and the goodbye begun.
+    sim = await startSimModel({ mode: 'loadtest' });
+    fault = await startFaultModel({
+      upstream: sim.url,
+      onServerEvent: atToolOutput('transfer_to_human', (conn, done) => {
+        void eventually(ending, 15_000, 'the time-limit goodbye').then(() => conn.send(done), () => undefined);
+      }),
+    });
+    relay = await relayTo(fault, { MAX_CALL_SECONDS: '10' });
+    const report = await placeCall({
+      baseUrl: relay.url,
+      ...demo,
+      callSid,
+      script: { turns: [{ say: 'call tool transfer_to_human {"reason":"I want a person"}' }], maxCallMs: 25_000, hangupAfterMs: 5000, replyTimeoutMs: 15_000 },
+    });
+    expect(report.closeCode).toBe(4012);
+    await outcomeOf(relay, callSid, 'transferred');
+    expect(report.afterStream).toContain(HAND_OFF);
   });
 });
 
