@@ -260,7 +260,9 @@ export class ModelSession {
   /**
    * Renew the session before the API's cap, at a pause (ModelSessionHost.atPause: no response active
    * or owed, the caller not speaking, no tool running, nothing left to play, so nothing of the old
-   * session needs a truncate). The bridge calls this whenever a pause may have begun.
+   * session needs a truncate). Called whenever a pause may have begun: by the renewal timer
+   * here, the conversation when a response is done (conversation.ts), and the bridge when
+   * Twilio echoes a mark (the last audio may have played).
    */
   maybeRenew(): void {
     if (!this.renewDue || this.call.state.kind !== 'live' || !this.socket) return;
