@@ -244,7 +244,10 @@ export class BenchDriver {
                 if (track.opened < 0) track.opened = performance.now();
                 return m.stamp(m.c2m, payload);
               },
-              onAudio: (bytes) => m.read(m.m2c, bytes),
+              // A media may join several deltas (TWILIO_COALESCE_MS), each stamped in its first frame.
+              onAudio: (bytes) => {
+                for (let off = 0; off + 160 <= bytes.length; off += 160) m.read(m.m2c, bytes.subarray(off, off + 160));
+              },
             },
           }).then((r) => {
             track.closed = performance.now();
