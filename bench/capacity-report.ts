@@ -8,6 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { LoadResult } from '../loadtest/node-driver.js';
 import { plots, type BenchReport, type LoadRun, type RelayKind, type RunResult } from './run.js';
+import { parse } from 'yaml';
 import { fmt, linearFit, ratio } from './stats.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -16,11 +17,18 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const TARGETS = { p50Ms: 0.3, p99Ms: 2, p999Ms: 5, callsPerCore: 200, stretchCallsPerCore: 300, heapKBPerCall: 64, baselineRatio: 2 } as const;
 /** Share of one core a pod may use at capacity: the rest absorbs GC, bursts and TLS variance. */
 export const CPU_CEILING_PERCENT = 70;
-/** A `ws` send over TLS costs ~40 µs (published measurement), 50 frames/s per call: 0.2 % of a core per call. */
+/**
+ * A `ws` send over TLS costs ~40 µs (published measurement), 50 frames/s per call: 0.2 % of a core per
+ * call. Only added to a loopback run's slope; a `--tls` run measured it (see `modelLeg`).
+ */
 export const TLS_PERCENT_PER_CALL = (40e-6 * 50) * 100;
 /** docs/autoscaling.md: the HPA target is ~60 % of a pod's capacity. */
 export const TARGET_SHARE = 0.6;
 const MEMORY_HEADROOM = 1.25;
+
+/** The one command that regenerates docs/capacity.md (bench/README.md carries the same line). */
+export const REGENERATE_COMMAND =
+  'npm run bench -- --tls --floor --levels 50,100,150,200,250,300 --seconds 30 --ramp 25 --load steady --load-seconds 120 && npx tsx bench/capacity-report.ts';
 
 /** The public sample relay's published figures: a different measurement (another day, other drivers). */
 export const PUBLISHED_BASELINE = [
@@ -104,8 +112,14 @@ export interface RelayCapacity {
   levels: number[];
   e2eCallsPerCore: number;
   histCallsPerCore: number | null;
+  /** The same, counting only levels the driver kept up with (a saturated driver sends less than the level). */
+  histCallsDriverOk: number | null;
+  /** The first level where the driver saturated, if any. */
+  driverSaturatedAt: number | null;
   cpuPercentPerCall: number | null;
   cpuFixedPercent: number | null;
+  /** The levels the CPU line was fitted on: every call held and the driver not saturated (when 2+ are). */
+  cpuFitLevels: number[];
   /** Calls at CPU_CEILING_PERCENT of one core, from the CPU line. */
   callsAtCeiling: number | null;
   heapKBPerCall: number | null;
@@ -127,7 +141,11 @@ export function relayCapacity(report: BenchReport, relay: RelayKind): RelayCapac
       return y === null ? [] : [{ x: r.driver.callsHeld, y }];
     }));
   const gcd = held.length > 0 && held.every((r) => r.heapSource === 'gc');
-  const cpuFit = fit((r) => r.relayCpuPercent);
+  // A saturated driver sends fewer frames than the level asks for, so the relay's CPU there is too
+  // low: the CPU line is fitted on the levels the driver kept up with, when there are two of them.
+  const clean = held.filter((r) => r.driver.callsHeld === r.driver.callsTarget && !r.driver.driver.saturated);
+  const cpuRuns = clean.length >= 2 ? clean : held;
+  const cpuFit = linearFit(cpuRuns.map((r) => ({ x: r.driver.callsHeld, y: r.relayCpuPercent })));
   const heapFit = fit((r) => r.heapMB);
   const extFit = gcd ? fit((r) => (r.gcMemory ? (r.gcMemory.external + r.gcMemory.arrayBuffers) / 2 ** 20 : null)) : null;
   const rssFit = fit((r) => r.rssMB);
@@ -138,8 +156,11 @@ export function relayCapacity(report: BenchReport, relay: RelayKind): RelayCapac
     levels: runs.map((r) => r.level),
     e2eCallsPerCore: highestPassing(runs, meetsE2e),
     histCallsPerCore: runs.some((r) => r.switchboardHistogram) ? highestPassing(runs, meetsHist) : null,
+    histCallsDriverOk: runs.some((r) => r.switchboardHistogram) ? highestPassing(runs, (r) => meetsHist(r) && !r.driver.driver.saturated) : null,
+    driverSaturatedAt: [...runs].sort((a, b) => a.level - b.level).find((r) => r.driver.driver.saturated)?.level ?? null,
     cpuPercentPerCall: cpu,
     cpuFixedPercent: cpuFit?.intercept ?? null,
+    cpuFitLevels: cpuRuns.map((r) => r.level).sort((a, b) => a - b),
     callsAtCeiling: cpu !== null && cpu > 0 ? Math.floor((CPU_CEILING_PERCENT - fixed) / cpu) : null,
     heapKBPerCall: heapFit ? heapFit.slope * 1024 : null,
     heapGcd: gcd,
@@ -149,7 +170,21 @@ export function relayCapacity(report: BenchReport, relay: RelayKind): RelayCapac
   };
 }
 
+/**
+ * How the run reached the model: `tls` when run with `--tls` and every Switchboard run's model sessions
+ * arrived over TLS (the production leg, measured), else `loopback` (plain ws; TLS is then estimated).
+ */
+export type ModelLeg = 'tls' | 'loopback';
+
+export function modelLeg(report: BenchReport): ModelLeg {
+  const sbRuns = report.runs.filter((r) => r.relay === 'switchboard' && r.driver.callsHeld > 0);
+  return report.options.tls === true && sbRuns.length > 0 && sbRuns.every((r) => (r.modelTlsUpgrades ?? 0) > 0) ? 'tls' : 'loopback';
+}
+
 export interface Sizing {
+  modelLeg: ModelLeg;
+  /** What the sizing adds for TLS: 0 when the run measured it. */
+  tlsAddedPercent: number;
   cpuPercentPerCallProd: number;
   capacityByCpu: number;
   capacityByLatency: number;
@@ -167,24 +202,34 @@ export interface Sizing {
 const roundDown = (v: number, step: number): number => Math.max(step, Math.floor(v / step) * step);
 const roundUp = (v: number, step: number): number => Math.ceil(v / step) * step;
 
-/** Pod capacity, HPA target and requests from Switchboard's measured figures (see the report for the why). */
-export function sizing(sb: RelayCapacity): Sizing | undefined {
+/**
+ * Pod capacity, HPA target and requests from Switchboard's measured figures. The rule (stated in the
+ * report): capacity = min(calls at CPU_CEILING_PERCENT on the CPU line of the production model leg,
+ * highest measured level held with no drops and the relay-own latency within target), rounded down
+ * to 10; a capacity is never claimed beyond the levels measured. Target = TARGET_SHARE of it.
+ * Memory follows from the capacity (request and limit minimums), it does not cap it.
+ */
+export function sizing(sb: RelayCapacity, leg: ModelLeg = 'loopback'): Sizing | undefined {
   if (sb.cpuPercentPerCall === null || sb.cpuPercentPerCall <= 0) return undefined;
   const fixed = Math.max(0, sb.cpuFixedPercent ?? 0);
-  const cpuProd = sb.cpuPercentPerCall + TLS_PERCENT_PER_CALL;
+  const tlsAdded = leg === 'tls' ? 0 : TLS_PERCENT_PER_CALL;
+  const cpuProd = sb.cpuPercentPerCall + tlsAdded;
   const capacityByCpu = Math.floor((CPU_CEILING_PERCENT - fixed) / cpuProd);
   // The relay's own histogram is the relay's latency; the end-to-end one is bounded by the harness.
-  const capacityByLatency = sb.histCallsPerCore ?? sb.e2eCallsPerCore;
+  // Only levels the driver kept up with count: a saturated driver sent the relay less than the level.
+  const capacityByLatency = sb.histCallsDriverOk ?? sb.e2eCallsPerCore;
   const maxLevel = Math.max(...sb.levels);
+  const saturated = sb.driverSaturatedAt !== null && sb.driverSaturatedAt <= maxLevel ? `; the driver saturated at ${sb.driverSaturatedAt} calls, so no level from there counts` : '';
   const latencyBasis =
-    sb.histCallsPerCore !== null
+    sb.histCallsDriverOk !== null
       ? capacityByLatency >= maxLevel
-        ? `relay-own histogram within target at every measured level (up to ${maxLevel}); not a limit below that`
-        : `relay-own histogram within target up to ${capacityByLatency} calls`
+        ? `every call held, no drops, relay-own histogram within target at every measured level (up to ${maxLevel}): nothing is claimed beyond ${maxLevel}`
+        : `every call held, no drops, relay-own histogram within target up to ${capacityByLatency} calls${saturated}`
       : `end-to-end within target up to ${capacityByLatency} calls`;
-  const latencyLimit = capacityByLatency >= maxLevel && sb.histCallsPerCore !== null ? Infinity : capacityByLatency;
-  const podCapacityCalls = roundDown(Math.min(capacityByCpu, latencyLimit), 10);
-  const targetActiveCallsPerPod = roundDown(podCapacityCalls * TARGET_SHARE, 10);
+  const podCapacityCalls = roundDown(Math.min(capacityByCpu, capacityByLatency), 10);
+  // Rounded down to 10 like the capacity, but never up to it (a tiny run's capacity of 10 gives 6).
+  const share = podCapacityCalls * TARGET_SHARE;
+  const targetActiveCallsPerPod = share >= 10 ? Math.floor(share / 10) * 10 : Math.floor(share);
   const cpuAtCapacityPercent = fixed + cpuProd * podCapacityCalls;
   // A pod's event loop uses one core at most; below half a core, request what capacity uses.
   const cpuRequestMillis = cpuAtCapacityPercent > 50 ? 1000 : roundUp(cpuAtCapacityPercent * 10 * MEMORY_HEADROOM, 100);
@@ -192,6 +237,8 @@ export function sizing(sb: RelayCapacity): Sizing | undefined {
   const memoryAtCapacityMiB = (sb.rssFixedMB ?? 0) + (perCallKB * podCapacityCalls) / 1024;
   const memoryRequestMiB = roundUp(memoryAtCapacityMiB * MEMORY_HEADROOM, 64);
   return {
+    modelLeg: leg,
+    tlsAddedPercent: tlsAdded,
     cpuPercentPerCallProd: cpuProd,
     capacityByCpu,
     capacityByLatency,
@@ -261,8 +308,12 @@ function saturation(report: BenchReport, sb: RelayCapacity, size: Sizing | undef
     { what: 'bench driver (one Node process)', at: firstLevel(sbRuns, (r) => r.driver.driver.saturated), note: 'driver CPU > 85 % or loop lag p99 > 20 ms' },
     { what: 'relay-own histogram target', at: firstLevel(sbRuns, (r) => r.switchboardHistogram !== null && !meetsHist(r)), note: 'inside the relay: arrival to hand-off' },
     { what: 'frame drops', at: firstLevel(sbRuns, (r) => dropsOf(r) > 0), note: 'lost or backpressure-dropped frames' },
-    { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core (loopback, projected)`, at: sb.callsAtCeiling, note: 'from the CPU line; beyond the measured levels if larger' },
-    { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core with TLS to the model (projected)`, at: size?.capacityByCpu ?? null, note: `+${fmt(TLS_PERCENT_PER_CALL, 2)} %/call (published: 40 µs a TLS send)` },
+    ...(size?.modelLeg === 'tls'
+      ? [{ what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core (TLS model leg, as production)`, at: sb.callsAtCeiling, note: 'from the CPU line measured over TLS; beyond the measured levels if larger' }]
+      : [
+          { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core (loopback, projected)`, at: sb.callsAtCeiling, note: 'from the CPU line; beyond the measured levels if larger' },
+          { what: `relay CPU at ${CPU_CEILING_PERCENT} % of a core with TLS to the model (projected)`, at: size?.capacityByCpu ?? null, note: `+${fmt(TLS_PERCENT_PER_CALL, 2)} %/call (published: 40 µs a TLS send)` },
+        ]),
   ];
   const hit = limits.filter((l) => l.at !== null).sort((a, b) => (a.at ?? 0) - (b.at ?? 0));
   const out = [table([['limit', 'reached at (calls)', 'how it is judged'], ...limits.map((l) => [l.what, l.at === null ? 'not reached' : String(l.at), l.note])])];
@@ -283,8 +334,10 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
   const sb = relayCapacity(b, 'switchboard');
   const bl = relayCapacity(b, 'baseline');
   const fl = relayCapacity(b, 'floor');
-  const size = sb ? sizing(sb) : undefined;
+  const leg = modelLeg(b);
+  const size = sb ? sizing(sb, leg) : undefined;
   const o = b.options;
+  const tlsSessions = b.runs.filter((r) => r.relay === 'switchboard').reduce((n, r) => n + (r.modelTlsUpgrades ?? 0), 0);
   const L: string[] = [];
   const p = (...lines: string[]): void => {
     L.push(...lines);
@@ -296,7 +349,13 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     '',
     `From \`${relative(ROOT, input.benchPath) || input.benchPath}\` (bench started ${b.startedAt}): ${b.machine.cpuModel}, ${b.machine.cores} cores, Node ${b.machine.node}; ${b.machine.note}. ` +
       `Levels ${o.levels.join(', ')} concurrent calls, ${o.seconds} s window each, ramp ${o.rampPerSec} calls/s` +
-      `${o.metricsOff ? ', with a FRAME_METRICS=false Switchboard' : ''}${(o as { floor?: boolean }).floor ? ', with the harness floor relay' : ''}.`,
+      `${o.metricsOff ? ', with a FRAME_METRICS=false Switchboard' : ''}${(o as { floor?: boolean }).floor ? ', with the harness floor relay' : ''}. ` +
+      (leg === 'tls'
+        ? `Model leg over TLS, as production (\`--tls\`: ${tlsSessions} Switchboard model sessions arrived on TLS sockets).`
+        : o.tls
+          ? '**`--tls` was given but not every Switchboard run reached the model over TLS**: the figures are treated as loopback.'
+          : 'Model leg on loopback `ws` (no TLS): production\'s TLS cost is estimated, not measured; regenerate with `--tls`.') +
+      (b.switchboardNodeFlags ? ` Switchboard ran as \`node ${[...b.switchboardNodeFlags, 'dist/src/main.js'].join(' ')}\`.` : ''),
     '',
   );
   const shared = b.runs.filter((r) => r.otherCpuPercent && Math.max(r.otherCpuPercent.core0, r.otherCpuPercent.core1) > 10);
@@ -387,23 +446,34 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
 
   p('## Sizing: HPA target and pod resources', '');
   if (sb && size) {
+    const fixedTxt = fmt(Math.max(0, sb.cpuFixedPercent ?? 0), 1);
     p(
-      'Production differs from the bench in one measured way: the model leg is TLS, and a `ws` send over TLS is published at ~40 µs. ' +
-        `At 50 frames/s that adds ${fmt(TLS_PERCENT_PER_CALL, 2)} % of a core per call, which the sizing adds to the loopback slope.`,
+      '**The rule.** `podCapacityCalls` = the smaller of (a) the calls at which the CPU line of the production model leg reaches ' +
+        `${CPU_CEILING_PERCENT} % of one core (the rest absorbs GC, bursts and TLS variance) and (b) the highest measured level at which every call was held, ` +
+        'no frame was dropped, the bench driver kept up (not saturated) and the relay-own latency (`switchboard_frame_relay_seconds` p50/p99) met its target; rounded down to 10. No capacity is ' +
+        `claimed beyond the highest measured level. \`targetActiveCallsPerPod\` = ${TARGET_SHARE * 100} % of it (docs/autoscaling.md), rounded down to 10. ` +
+        'Memory follows from the capacity: request = 1.25 × (fixed RSS + per-call memory × capacity), limit = 2 × that memory, both rounded up to 64 Mi.',
+      '',
+      size.modelLeg === 'tls'
+        ? `This run measured the model leg over TLS, as production runs it: the CPU line (fitted on levels ${sb.cpuFitLevels.join(', ')}: every call held, driver not saturated) is used as measured, nothing added.`
+        : 'This run\'s model leg was loopback `ws`; production\'s is TLS, and a `ws` send over TLS is published at ~40 µs. ' +
+            `At 50 frames/s that adds ${fmt(TLS_PERCENT_PER_CALL, 2)} % of a core per call, which the sizing adds to the loopback slope (fitted on levels ${sb.cpuFitLevels.join(', ')}). Regenerate with \`--tls\` to measure it instead.`,
       '',
       '```',
-      `CPU per call (production)   = ${fmt(sb.cpuPercentPerCall, 3)} % (measured) + ${fmt(TLS_PERCENT_PER_CALL, 3)} % (TLS) = ${fmt(size.cpuPercentPerCallProd, 3)} % of a core`,
-      `capacity by CPU             = (${CPU_CEILING_PERCENT} % ceiling - ${fmt(Math.max(0, sb.cpuFixedPercent ?? 0), 1)} % fixed) / ${fmt(size.cpuPercentPerCallProd, 3)} % = ${size.capacityByCpu} calls`,
+      size.modelLeg === 'tls'
+        ? `CPU per call (production)   = ${fmt(size.cpuPercentPerCallProd, 3)} % of a core (measured, model leg over TLS)`
+        : `CPU per call (production)   = ${fmt(sb.cpuPercentPerCall, 3)} % (measured, loopback) + ${fmt(TLS_PERCENT_PER_CALL, 3)} % (TLS, estimated) = ${fmt(size.cpuPercentPerCallProd, 3)} % of a core`,
+      `capacity by CPU             = (${CPU_CEILING_PERCENT} % ceiling - ${fixedTxt} % fixed) / ${fmt(size.cpuPercentPerCallProd, 3)} % = ${size.capacityByCpu} calls`,
       `capacity by latency         = ${size.latencyBasis}`,
       `podCapacityCalls            = min of the two, rounded down to 10 = ${size.podCapacityCalls}`,
       `targetActiveCallsPerPod     = ${TARGET_SHARE * 100} % of capacity (docs/autoscaling.md), rounded down to 10 = ${size.targetActiveCallsPerPod}`,
-      `CPU at capacity             = ${fmt(Math.max(0, sb.cpuFixedPercent ?? 0), 1)} % + ${fmt(size.cpuPercentPerCallProd, 3)} % x ${size.podCapacityCalls} = ${fmt(size.cpuAtCapacityPercent, 1)} % of a core -> request ${size.cpuRequestMillis}m, no CPU limit`,
+      `CPU at capacity             = ${fixedTxt} % + ${fmt(size.cpuPercentPerCallProd, 3)} % x ${size.podCapacityCalls} = ${fmt(size.cpuAtCapacityPercent, 1)} % of a core -> request ${size.cpuRequestMillis}m, no CPU limit`,
       `memory per call             = max(RSS slope ${fmt(sb.rssKBPerCall, 1)}, heap ${fmt(sb.heapKBPerCall, 1)} + external ${fmt(sb.externalKBPerCall, 1)}) = ${fmt(size.memoryPerCallKB, 1)} KB`,
       `memory at capacity          = ${fmt(sb.rssFixedMB, 1)} MB fixed + ${fmt(size.memoryPerCallKB, 1)} KB x ${size.podCapacityCalls} = ${fmt(size.memoryAtCapacityMiB, 1)} MiB`,
       `memory request              = x ${MEMORY_HEADROOM} headroom, rounded up to 64 = at least ${size.memoryRequestMiB}Mi; limit = 2 x at capacity = at least ${size.memoryLimitMiB}Mi`,
       '```',
       '',
-      'The chart (`deploy/helm/switchboard/values.yaml`) is where these figures live for the relay and the docs: `autoscaling.podCapacityCalls` (also the relay\'s `MAX_ACTIVE_CALLS`, which the capacity alert and dashboard read back from the pods) and `autoscaling.targetActiveCallsPerPod` as computed here, memory request and limit at least these minimums (more head-room is fine, less is not). `test/docs/sizing-copies.test.ts` checks that the chart and every copy in the docs agree with this block.',
+      'The chart (`deploy/helm/switchboard/values.yaml`, and `values-production.yaml` beside it) is where these figures live for the relay and the docs: `autoscaling.podCapacityCalls` (also the relay\'s `MAX_ACTIVE_CALLS`, which the capacity alert and dashboard read back from the pods) and `autoscaling.targetActiveCallsPerPod` as computed here, memory request and limit at least these minimums (more head-room is fine, less is not). `npx tsx bench/capacity-report.ts` prints the values to set; `test/docs/sizing-copies.test.ts` checks that both values files and every copy in the docs agree with this block.',
       '',
       'The HPA (or KEDA) scales on `switchboard_active_calls` averaged per pod with `autoscaling.targetActiveCallsPerPod`; the 40 % between target and capacity absorbs arrivals during the HPA\'s reaction time (docs/autoscaling.md, `scripts/hpa-sim.ts`).',
       '',
@@ -445,7 +515,8 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     const m = r.summary.metrics;
     const tv = (name: string, k: string): string => fmt(m[name]?.values[k] ?? null, 1);
     p(
-      `From ${input.load.source}. Scenario \`${r.scenario.name}\`: ${r.scenario.description}.`,
+      `From ${input.load.source}. Scenario \`${r.scenario.name}\`: ${r.scenario.description}` +
+        `${input.load.source.startsWith('the bench run') && o.loadSeconds !== undefined ? ` (plan squeezed to ${o.loadSeconds} s by \`--load-seconds\`)` : ''}.`,
       '',
       table([
         ['calls placed', 'completed', 'failed', 'refused', 'dropped', 'elapsed s', 'thresholds'],
@@ -477,14 +548,48 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
   p(
     '## Regenerate',
     '',
-    'On an idle 2-core machine (bench/README.md):',
+    'On an idle 2-core machine (bench/README.md; about 16 minutes, 25 at most):',
     '',
     '```sh',
-    'npm run bench -- --metrics-off --floor --load steady && npx tsx bench/capacity-report.ts',
+    REGENERATE_COMMAND,
     '```',
     '',
   );
   return L.join('\n');
+}
+
+// --- the chart ----------------------------------------------------------------------------------------
+
+/** The values files that carry the sizing (the relay's MAX_ACTIVE_CALLS, the HPA target, resources). */
+export const VALUES_FILES = ['deploy/helm/switchboard/values.yaml', 'deploy/helm/switchboard/values-production.yaml'] as const;
+
+interface SizingValues {
+  autoscaling?: { podCapacityCalls?: number; targetActiveCallsPerPod?: number };
+  resources?: { requests?: { memory?: string }; limits?: { memory?: string } };
+}
+
+const mebibytes = (q: string | undefined): number | null => {
+  const m = /^(\d+)(Mi|Gi)$/.exec(q ?? '');
+  return m ? Number(m[1]) * (m[2] === 'Gi' ? 1024 : 1) : null;
+};
+
+/**
+ * What each values file should change for this sizing: one line per file, `ok` when it already
+ * carries the capacity and target and at least the memory minimums (a file without `resources`
+ * inherits values.yaml's).
+ */
+export function chartAdvice(size: Sizing, files: ReadonlyArray<{ path: string; text: string }>): string[] {
+  return files.map(({ path, text }) => {
+    const v = (parse(text) ?? {}) as SizingValues;
+    const want: string[] = [];
+    if (v.autoscaling?.podCapacityCalls !== size.podCapacityCalls) want.push(`autoscaling.podCapacityCalls: ${size.podCapacityCalls} (now ${v.autoscaling?.podCapacityCalls ?? 'unset'})`);
+    if (v.autoscaling?.targetActiveCallsPerPod !== size.targetActiveCallsPerPod) want.push(`autoscaling.targetActiveCallsPerPod: ${size.targetActiveCallsPerPod} (now ${v.autoscaling?.targetActiveCallsPerPod ?? 'unset'})`);
+    const req = v.resources?.requests?.memory;
+    const lim = v.resources?.limits?.memory;
+    if (req !== undefined && (mebibytes(req) ?? 0) < size.memoryRequestMiB) want.push(`resources.requests.memory: at least ${size.memoryRequestMiB}Mi (now ${req})`);
+    if (lim !== undefined && (mebibytes(lim) ?? 0) < size.memoryLimitMiB) want.push(`resources.limits.memory: at least ${size.memoryLimitMiB}Mi (now ${lim})`);
+    return want.length === 0 ? `${path}: ok` : `${path}: set ${want.join('; ')}`;
+  });
 }
 
 // --- files ---------------------------------------------------------------------------------------------
@@ -522,7 +627,7 @@ const PLOT_TITLES: Record<string, string> = {
 };
 
 /** Reads the JSON(s), writes the plots (the bench's own SVGs when present, else redrawn) and the markdown. */
-export function writeCapacityReport(o: WriteOptions): { markdown: string; plots: string[] } {
+export function writeCapacityReport(o: WriteOptions): { markdown: string; plots: string[]; sizing: Sizing | undefined } {
   const bench = JSON.parse(readFileSync(o.benchPath, 'utf8')) as BenchReport;
   const input: ReportInput = { bench, benchPath: o.benchPath };
   if (o.loadPath) input.load = { ...readLoadJson(o.loadPath), source: `\`${relative(ROOT, o.loadPath) || o.loadPath}\`` };
@@ -545,7 +650,8 @@ export function writeCapacityReport(o: WriteOptions): { markdown: string; plots:
   }
   const markdown = renderReport(input, written).replace(/\(capacity\//g, `(${basename(o.plotsDir)}/`);
   writeFileSync(o.outPath, markdown);
-  return { markdown, plots: written.map((w) => join(o.plotsDir, w.name)) };
+  const sb = relayCapacity(bench, 'switchboard');
+  return { markdown, plots: written.map((w) => join(o.plotsDir, w.name)), sizing: sb ? sizing(sb, modelLeg(bench)) : undefined };
 }
 
 function main(argv: readonly string[]): number {
@@ -569,6 +675,17 @@ function main(argv: readonly string[]): number {
   });
   console.log(`capacity report: ${outPath} from ${benchPath}`);
   for (const p of r.plots) console.log(`plot: ${p}`);
+  if (r.sizing) {
+    const z = r.sizing;
+    console.log(
+      `sizing (${z.modelLeg === 'tls' ? 'model leg over TLS, measured' : 'LOOPBACK run, TLS estimated'}): podCapacityCalls ${z.podCapacityCalls}, ` +
+        `targetActiveCallsPerPod ${z.targetActiveCallsPerPod}, memory request >= ${z.memoryRequestMiB}Mi, limit >= ${z.memoryLimitMiB}Mi, cpu request ${z.cpuRequestMillis}m`,
+    );
+    for (const line of chartAdvice(z, VALUES_FILES.map((f) => ({ path: f, text: readFileSync(join(ROOT, f), 'utf8') })))) console.log(`chart: ${line}`);
+    console.log('then the copies test/docs/sizing-copies.test.ts lists (README.md, deploy/README.md, docs/autoscaling.md, docs/observability.md, docs/kubernetes.md)');
+  } else {
+    console.log('sizing: not enough levels to fit a CPU line');
+  }
   return 0;
 }
 

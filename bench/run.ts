@@ -52,6 +52,10 @@ export interface BenchOptions {
   deltaMs?: number;
   /** Milliseconds between model deltas (`--delta-gap-ms`; the loadtest mode's 20 when unset). */
   deltaGapMs?: number;
+  /** Only these relays (`--only switchboard,baseline`): an A/B of one relay without the others' minutes. */
+  only?: RelayKind[];
+  /** Extra node flags for the Switchboard children (`--sb-node-flags "--trace-gc"`), after the image's own. */
+  sbNodeFlags?: string[];
 }
 
 export interface RunResult {
@@ -92,6 +96,8 @@ export interface BenchReport {
   summary: BenchSummary;
   /** The `--load` run, when asked for. */
   load?: LoadRun;
+  /** The node flags every Switchboard child started with: the image's (Dockerfile CMD) and `--sb-node-flags`. Absent in older JSON. */
+  switchboardNodeFlags?: string[];
   files: { json: string; svg: string[] };
 }
 
@@ -142,6 +148,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       'sb-env': { type: 'string' },
       'delta-ms': { type: 'string' },
       'delta-gap-ms': { type: 'string' },
+      only: { type: 'string' },
+      'sb-node-flags': { type: 'string' },
     },
     strict: true,
   });
@@ -169,6 +177,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     tls: values.tls === true,
     ...(values['delta-ms'] !== undefined ? { deltaMs: Math.round(num(values['delta-ms'], 'delta-ms', 100)) } : {}),
     ...(values['delta-gap-ms'] !== undefined ? { deltaGapMs: Math.round(num(values['delta-gap-ms'], 'delta-gap-ms', 20)) } : {}),
+    ...(values.only !== undefined ? { only: parseOnly(values.only) } : {}),
+    ...(values['sb-node-flags'] !== undefined ? { sbNodeFlags: values['sb-node-flags'].split(/\s+/).filter((f) => f !== '') } : {}),
     sbEnv: Object.fromEntries(
       (values['sb-env'] ?? '')
         .split(',')
@@ -180,6 +190,15 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         }),
     ),
   };
+}
+
+const RELAY_KINDS: readonly RelayKind[] = ['switchboard', 'switchboard-metrics-off', 'baseline', 'floor'];
+
+function parseOnly(v: string): RelayKind[] {
+  const kinds = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const bad = kinds.filter((k) => !(RELAY_KINDS as readonly string[]).includes(k));
+  if (kinds.length === 0 || bad.length > 0) throw new Error(`--only wants relays from ${RELAY_KINDS.join(',')}, got ${v}`);
+  return kinds as RelayKind[];
 }
 
 // --- processes ------------------------------------------------------------------------------------
@@ -231,6 +250,23 @@ const SCRIPTS: Record<RelayKind, string> = {
   floor: join(RELAYS_DIST, 'bench/floor-relay.js'),
 };
 
+/**
+ * The node flags the image starts the relay with: the Dockerfile's last CMD (exec form) between
+ * `node` and the script. Switchboard children get the same, so the bench measures what production runs.
+ */
+export function imageNodeFlags(dockerfile: string): string[] {
+  const cmds = dockerfile.split('\n').filter((l) => /^CMD\s*\[/.test(l));
+  const last = cmds[cmds.length - 1];
+  if (!last) throw new Error('Dockerfile: no CMD in exec form');
+  const argv = JSON.parse(last.replace(/^CMD\s*/, '')) as unknown;
+  if (!Array.isArray(argv) || argv[0] !== 'node' || !argv.every((a) => typeof a === 'string')) throw new Error(`Dockerfile: CMD is not ["node", ...]: ${last}`);
+  const script = argv.findIndex((a: string, i: number) => i > 0 && !a.startsWith('-'));
+  if (script < 0) throw new Error(`Dockerfile: CMD names no script: ${last}`);
+  return argv.slice(1, script);
+}
+
+const IMAGE_NODE_FLAGS = imageNodeFlags(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+
 /** Compile the relays (bench/tsconfig.relays.json, incremental) so no child carries tsx's loader. */
 function buildRelays(log: (s: string) => void): void {
   const t0 = performance.now();
@@ -252,6 +288,8 @@ async function startRelayProcess(kind: RelayKind, modelUrl: string, o: BenchOpti
   // The inspector only listens (loopback, kernel-chosen port) until run.ts asks for one GC'd reading
   // after each window: no domain is enabled, so nothing is profiled or paused meanwhile.
   const nodeArgs = ['--inspect=127.0.0.1:0'];
+  // Switchboard starts as the image starts it (Dockerfile CMD's node flags), plus any A/B flags.
+  if (kind === 'switchboard' || kind === 'switchboard-metrics-off') nodeArgs.push(...IMAGE_NODE_FLAGS, ...(o.sbNodeFlags ?? []));
   if (kind === 'switchboard' && o.cpuProfLevel === level) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', join(o.outDir, 'prof'));
   const cmd = pinned ? 'taskset' : process.execPath;
   const args = pinned ? ['-c', '0', process.execPath, ...nodeArgs, script] : [...nodeArgs, script];
@@ -701,6 +739,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (!pinned) note += !o.pin ? '--no-pin given' : !taskset ? 'taskset missing' : 'fewer than 2 cores';
   if (pinned) execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)], { stdio: 'ignore' });
   log(`switchboard bench: levels ${o.levels.join(',')}, window ${o.seconds} s, ramp ${o.rampPerSec} calls/s; ${note}`);
+  log(`switchboard node flags: ${[...IMAGE_NODE_FLAGS, ...(o.sbNodeFlags ?? [])].join(' ') || '(none)'} (the image's CMD${o.sbNodeFlags ? ' + --sb-node-flags' : ''})`);
   buildRelays(log);
   benchTls = o.tls ? makeBenchTls(join(o.outDir, 'tls')) : undefined;
   log(o.tls ? `model leg: wss (CA ${benchTls?.caPath ?? '?'} via NODE_EXTRA_CA_CERTS)` : 'model leg: ws (loopback, no TLS)');
@@ -708,7 +747,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (o.deltaGapMs !== undefined) log(`model deltas: ${o.deltaGapMs} ms apart`);
 
   const startedAt = new Date().toISOString();
-  const kinds: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
+  const all: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
+  const only = o.only;
+  const kinds = only ? (['floor', 'switchboard', 'switchboard-metrics-off', 'baseline'] as const).filter((k) => only.includes(k)) : all;
   const runs: RunResult[] = [];
   const prev = new Map<RelayKind, RunResult>();
   for (const level of o.levels) {
@@ -773,6 +814,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     runs,
     summary,
     ...(load ? { load } : {}),
+    switchboardNodeFlags: [...IMAGE_NODE_FLAGS, ...(o.sbNodeFlags ?? [])],
     files: { json: `${base}.json`, svg: svgs.map((s) => s.path) },
   };
   writeFileSync(`${base}.json`, JSON.stringify(report, null, 2));

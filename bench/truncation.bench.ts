@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.js';
 import { startRelay, type Relay } from '../src/server/index.js';
-import { freePort } from '../src/sim/redis-process.js';
+import { freePort } from '../test/helpers/redis-process.js';
 import { placeCall, randomSid } from '../src/sim/sim-caller.js';
 import { startSimModel, type SimModel } from '../src/sim/sim-model.js';
 import { silentLogger } from '../src/telemetry/index.js';

@@ -6,7 +6,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { CallRegistry } from '../src/sim/fake-twilio-api.js';
+import type { CallRegistry } from '../src/sim/sim-caller.js';
 import { placeCall, type CallReport } from '../src/sim/sim-caller.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../src/tenants/tenant.js';
 import {

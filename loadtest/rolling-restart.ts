@@ -1,6 +1,6 @@
 /**
  * `npm run load -- --scenario rolling-restart`: a storm of simulated calls while relays restart one
- * at a time, on loopback. It sets the deployment up itself (src/sim/local-cluster.ts): one
+ * at a time, on loopback. It sets the deployment up itself (test/helpers/local-cluster.ts): one
  * redis-server, N relay processes behind the loopback service (their shared PUBLIC_URL), the
  * simulated Twilio REST API as their TWILIO_API_BASE_URL. Then, during the run, each original relay
  * gets SIGTERM, is waited for (SIGKILL after DRAIN_TIMEOUT_SECONDS + 10 s), and a new one is
@@ -8,7 +8,7 @@
  * restart the live calls at SIGTERM, the time until the relay held no connection and until it exited.
  */
 import { join } from 'node:path';
-import { startLocalCluster, type RelayStop } from '../src/sim/local-cluster.js';
+import { startLocalCluster, type RelayStop } from '../test/helpers/local-cluster.js';
 import { METRICS } from './lib/scenarios.js';
 import { formatSummary, resolveScenario, runLoad, type LoadOptions, type LoadResult, type Progress } from './node-driver.js';
 

@@ -1,9 +1,11 @@
 /**
  * The layering of src/, checked on every `npm run lint`: the import graph (type-only imports,
- * re-exports and dynamic `import()` included) has no cycle, each folder imports only the layers
- * below it, nothing in src/ imports from outside src/ (test/, loadtest/, bench/), and production
- * code loads the simulator only where MODEL_PROVIDER=sim asks for it. docs/architecture.md
- * (*Layers*) draws the same table; test/docs/layers.test.ts keeps the two equal.
+ * re-exports, dynamic `import()` and `createRequire(...)` requires included) has no cycle, each
+ * folder imports only the layers below it, no module imports its own folder's barrel (index.ts) or
+ * composition root, nothing in src/ imports from outside src/ (test/, loadtest/, bench/), every
+ * load names its module literally (or is allowed below, with a reason), and production code loads
+ * the simulator only where MODEL_PROVIDER=sim asks for it. docs/architecture.md (*Layers*) draws
+ * the same table; test/docs/layers.test.ts keeps the two equal.
  *
  * Usage: npx tsx scripts/check-layers.ts [SRC_DIR]   (exit 1 and one line per problem)
  */
@@ -50,11 +52,31 @@ export const SIM_LOADER = 'server/model-connector.ts';
  */
 export const OUTSIDE_ALLOWED: readonly string[] = [];
 
+/**
+ * A folder's composition root: the module that wires the folder's parts together. The parts are
+ * leaves under it and never import it (nor the folder's index.ts barrel, which re-exports it), so
+ * each part can be built and tested alone and the folder has no inner cycle through its root.
+ */
+export const FOLDER_ROOTS: Readonly<Record<string, string>> = {
+  call: 'call/call-bridge.ts',
+  server: 'server/app.ts',
+};
+
+/**
+ * Loads whose module the check cannot see (`import(x)`, `require(x)` with a non-literal argument),
+ * keyed `file: expression` as the problems name them, with the reason each is safe. Any other such
+ * load in src/ is refused: it would hide an edge from the layer and cycle checks.
+ */
+export const OPAQUE_ALLOWED: Readonly<Record<string, string>> = {
+  'server/uws.ts: require(build)':
+    'build is one of UWS_BUILDS, two package names (uWebSockets.js, uws-legacy), never a module of src/',
+};
+
 export interface Edge {
   /** Both relative to the source root, `/`-separated. */
   from: string;
   to: string;
-  /** An `import()` expression (loaded when reached), not a static import. */
+  /** An `import()` expression or a require (loaded when reached), not a static import. */
   dynamic: boolean;
   /** `import type` / `export type` / `import('x').T`: erased, loads nothing at run time. */
   typeOnly: boolean;
@@ -70,18 +92,77 @@ function sourceFiles(dir: string): string[] {
   return out.sort();
 }
 
-/** Relative specifiers of one file: import/export declarations, `import()` and `import('x').T` types. */
-function specifiers(file: string): { spec: string; dynamic: boolean; typeOnly: boolean }[] {
+/** A load whose argument is not a literal: `import(x)`, `require(x)`. */
+export interface OpaqueLoad {
+  /** Relative to the source root, `/`-separated. */
+  file: string;
+  /** The call as written, e.g. `require(build)`. */
+  call: string;
+}
+
+/** `createRequire(...)` (or `module.createRequire(...)`). */
+function isCreateRequire(n: ts.Node): n is ts.CallExpression {
+  if (!ts.isCallExpression(n)) return false;
+  const callee = n.expression;
+  return (
+    (ts.isIdentifier(callee) && callee.text === 'createRequire') ||
+    (ts.isPropertyAccessExpression(callee) && callee.name.text === 'createRequire')
+  );
+}
+
+/** Names bound to a require function: `require`, and each `const r = createRequire(...)`. */
+function requireNames(sf: ts.SourceFile): Set<string> {
+  const names = new Set(['require']);
+  const visit = (n: ts.Node): void => {
+    if (ts.isVariableDeclaration(n) && ts.isIdentifier(n.name) && n.initializer && isCreateRequire(n.initializer))
+      names.add(n.name.text);
+    ts.forEachChild(n, visit);
+  };
+  visit(sf);
+  return names;
+}
+
+/** Is this call a require: `r(x)`/`r.resolve(x)` for a require name, or `createRequire(...)(x)`? */
+function isRequireCall(n: ts.CallExpression, names: ReadonlySet<string>): boolean {
+  const callee = n.expression;
+  if (ts.isIdentifier(callee)) return names.has(callee.text);
+  if (ts.isPropertyAccessExpression(callee) && callee.name.text === 'resolve' && ts.isIdentifier(callee.expression))
+    return names.has(callee.expression.text);
+  return isCreateRequire(callee);
+}
+
+/**
+ * Relative specifiers of one file (import/export declarations, `import()`, requires and
+ * `import('x').T` types), and the loads whose argument is not a literal.
+ */
+function specifiers(file: string): {
+  specs: { spec: string; dynamic: boolean; typeOnly: boolean }[];
+  opaque: string[];
+} {
   const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false);
   const out: { spec: string; dynamic: boolean; typeOnly: boolean }[] = [];
+  const opaque: string[] = [];
+  const requires = requireNames(sf);
+  const load = (n: ts.CallExpression, name: string): void => {
+    const arg = n.arguments[0];
+    if (arg && ts.isStringLiteralLike(arg)) out.push({ spec: arg.text, dynamic: true, typeOnly: false });
+    else opaque.push(`${name}(${arg ? arg.getText(sf) : ''})`);
+  };
   const visit = (n: ts.Node): void => {
     if (ts.isImportDeclaration(n) && ts.isStringLiteral(n.moduleSpecifier)) {
       out.push({ spec: n.moduleSpecifier.text, dynamic: false, typeOnly: n.importClause?.isTypeOnly === true });
     } else if (ts.isExportDeclaration(n) && n.moduleSpecifier && ts.isStringLiteral(n.moduleSpecifier)) {
       out.push({ spec: n.moduleSpecifier.text, dynamic: false, typeOnly: n.isTypeOnly });
     } else if (ts.isCallExpression(n) && n.expression.kind === ts.SyntaxKind.ImportKeyword) {
-      const arg = n.arguments[0];
-      if (arg && ts.isStringLiteralLike(arg)) out.push({ spec: arg.text, dynamic: true, typeOnly: false });
+      load(n, 'import');
+    } else if (ts.isCallExpression(n) && isRequireCall(n, requires)) {
+      load(n, 'require');
+    } else if (
+      ts.isImportEqualsDeclaration(n) &&
+      ts.isExternalModuleReference(n.moduleReference) &&
+      ts.isStringLiteral(n.moduleReference.expression)
+    ) {
+      out.push({ spec: n.moduleReference.expression.text, dynamic: false, typeOnly: n.isTypeOnly });
     } else if (
       ts.isImportTypeNode(n) &&
       ts.isLiteralTypeNode(n.argument) &&
@@ -91,8 +172,8 @@ function specifiers(file: string): { spec: string; dynamic: boolean; typeOnly: b
     }
     ts.forEachChild(n, visit);
   };
-  visit(sf);
-  return out.filter((s) => s.spec.startsWith('.'));
+  ts.forEachChild(sf, visit);
+  return { specs: out.filter((s) => s.spec.startsWith('.')), opaque };
 }
 
 /** `./x.js` as NodeNext writes it, to the file on disk (`x.ts`, or `x.js` for plain-JS modules). */
@@ -110,11 +191,19 @@ function resolveSpec(fromFile: string, spec: string): string {
   );
 }
 
+const posix = (p: string): string => p.split(sep).join('/');
+
+/** Every load under `root` whose module is not named literally. */
+export function opaqueLoads(root: string): OpaqueLoad[] {
+  return sourceFiles(root).flatMap((f) =>
+    specifiers(f).opaque.map((call) => ({ file: posix(relative(root, f)), call })),
+  );
+}
+
 /** Every relative import of every file under `root`. */
 export function importGraph(root: string): Edge[] {
-  const posix = (p: string): string => p.split(sep).join('/');
   return sourceFiles(root).flatMap((f) =>
-    specifiers(f).map(({ spec, dynamic, typeOnly }) => ({
+    specifiers(f).specs.map(({ spec, dynamic, typeOnly }) => ({
       from: posix(relative(root, f)),
       to: posix(relative(root, resolveSpec(f, spec))),
       dynamic,
@@ -196,11 +285,26 @@ function rankOf(unit: string): number {
   return LAYERS.findIndex((layer) => layer.includes(unit));
 }
 
+/** The exceptions a check runs with: the real tree's by default, none in a test's fixture. */
+export interface Allowed {
+  outside: readonly string[];
+  opaque: Readonly<Record<string, string>>;
+}
+
 /** Everything wrong with the imports under `root`, one line each; empty when the layering holds. */
-export function checkLayers(root: string, outsideAllowed: readonly string[] = OUTSIDE_ALLOWED): string[] {
+export function checkLayers(
+  root: string,
+  { outside: outsideAllowed, opaque: opaqueAllowed }: Allowed = { outside: OUTSIDE_ALLOWED, opaque: OPAQUE_ALLOWED },
+): string[] {
   const edges = importGraph(root);
   const problems: string[] = [];
   for (const cycle of findCycles(edges)) problems.push(`import cycle: ${cycle.join(' -> ')}`);
+  const opaque = opaqueLoads(root).map((o) => `${o.file}: ${o.call}`);
+  for (const o of opaque)
+    if (!Object.hasOwn(opaqueAllowed, o))
+      problems.push(`${o}: a load the layer check cannot follow (name the module literally, or allow it in OPAQUE_ALLOWED with a reason)`);
+  for (const allowed of Object.keys(opaqueAllowed))
+    if (!opaque.includes(allowed)) problems.push(`${allowed}: allowed in OPAQUE_ALLOWED but no longer written (remove it)`);
   for (const e of edges) {
     const arrow = `${e.from} -> ${e.to}`;
     if (e.to.startsWith('../')) {
@@ -216,7 +320,14 @@ export function checkLayers(root: string, outsideAllowed: readonly string[] = OU
       else if (loads && !e.dynamic) problems.push(`${arrow}: the simulator is loaded with import() when MODEL_PROVIDER=sim, never statically`);
       continue;
     }
-    if (from === to || SHARED_LEAVES.includes(e.to)) continue;
+    if (from === to) {
+      if (e.from !== `${from}/index.ts` && e.to === `${from}/index.ts`)
+        problems.push(`${arrow}: a module of ${from}/ imports its own folder's barrel (import the part itself)`);
+      else if (e.from !== `${from}/index.ts` && e.to === FOLDER_ROOTS[from])
+        problems.push(`${arrow}: ${e.to} is the composition root of ${from}/; its parts never import it`);
+      continue;
+    }
+    if (SHARED_LEAVES.includes(e.to)) continue;
     const [rf, rt] = [rankOf(from), rankOf(to)];
     if (rf < 0)
       problems.push(

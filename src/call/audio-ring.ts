@@ -11,10 +11,6 @@ export class AudioRing {
     this.buf = new Array<string | undefined>(capacity);
   }
 
-  get size(): number {
-    return this.count;
-  }
-
   /** Returns true when an old frame had to be dropped to make room. */
   push(frame: string): boolean {
     const idx = (this.head + this.count) % this.capacity;

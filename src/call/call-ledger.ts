@@ -11,7 +11,7 @@ import { errorMessage } from '../errors.js';
 import type { ResponseUsage } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { ATTR, childSpan, endSpan, SPAN, type RelayMetrics } from '../telemetry/index.js';
-import type { Tenant } from '../tenants/index.js';
+import { retentionSeconds, type Tenant } from '../tenants/index.js';
 import type { CallUsageMeter, UsageMeterFactory, UsageView } from '../usage/index.js';
 import type { StartInfo } from './bridge-deps.js';
 import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
@@ -92,7 +92,7 @@ export class CallLedger {
         pod: deps.pod,
         startedAt: this.startedAt,
         ...(start.traceparent !== undefined ? { traceparent: start.traceparent } : {}),
-        retentionSeconds: tenant.retentionDays * 86_400,
+        retentionSeconds: retentionSeconds(tenant),
       }),
       'store.startCall',
     );
@@ -121,7 +121,7 @@ export class CallLedger {
     const tenant = this.tenant;
     if (e.moved || !callSid || !tenant) return { usage, stored: undefined };
     // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
-    const stored = deps.store.endCall(callSid, outcome, tenant.retentionDays * 86_400, deps.pod);
+    const stored = deps.store.endCall(callSid, outcome, retentionSeconds(tenant), deps.pod);
     // [resume] Adopted but never relayed here (model unreachable, hung up in the gap).
     if (e.unresumed) deps.metrics.callMigrations.labels(e.unresumed.migration.reason, 'resume_failed').inc();
     this.background(stored, 'store.endCall');

@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import { CloseCode } from '../errors.js';
 import type { CallStore } from '../store/index.js';
 import { ATTR, linkSpan, type RelayMetrics } from '../telemetry/index.js';
-import type { Tenant } from '../tenants/index.js';
+import { retentionSeconds, type Tenant } from '../tenants/index.js';
 import type { CallView } from './call-state.js';
 import type { CallLifecycleListener } from './lifecycle.js';
 import { migrationReadiness, type MigratableCall, type MigrationFacts } from './migration.js';
@@ -147,7 +147,7 @@ export class CallMove {
     }
     this.movedOut = false;
     deps.metrics.callsTotal.labels('caller_hung_up', tenant.id).inc();
-    deps.background(deps.store.endCall(callSid, 'caller_hung_up', tenant.retentionDays * 86_400), 'store.endCall');
+    deps.background(deps.store.endCall(callSid, 'caller_hung_up', retentionSeconds(tenant)), 'store.endCall');
     deps.notify((l) => l.callEnded?.({ callSid, tenant, outcome: 'caller_hung_up' }));
   }
 }

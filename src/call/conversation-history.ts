@@ -21,7 +21,8 @@ interface Heard {
   totalMs: number;
 }
 
-const INTERRUPTED = ' [interrupted by the caller]';
+/** Appended to an assistant line the caller talked over, in the record and in a replay. */
+export const INTERRUPTED = ' [interrupted by the caller]';
 
 /**
  * The words of `text` in proportion to the audio heard, cut at a word boundary; the realtime API

@@ -25,7 +25,7 @@ export interface MigratableCall {
   cancelMigration(): void;
 }
 
-/** What the bridge knows that decides readiness (pure, so the rule is tested on its own). */
+/** What the call knows that decides readiness (call-move.ts gathers it; pure, so the rule is tested on its own). */
 export interface MigrationFacts {
   state: CallState['kind'];
   /** Tool calls running, or answered but their spoken follow-up not yet asked for. */

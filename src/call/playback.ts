@@ -1,6 +1,7 @@
 /**
  * What the caller has actually heard of the assistant's audio, from Twilio mark echoes and the
- * stream clock (docs/wire-formats.md §7). Pure bookkeeping: the bridge sends the marks, truncates and clears.
+ * stream clock (docs/wire-formats.md §7). Pure bookkeeping: twilio-playout.ts sends the marks and the
+ * `clear`, conversation.ts the truncates.
  *
  * Marks may be thinned (`markIntervalMs`): one per that much audio of an item, or per delta when a
  * delta is longer. Between marks the stream clock carries the played position: it advances at the
@@ -65,7 +66,7 @@ function heardAt(item: ItemPlayback, streamTs: number): number {
 
 export class PlaybackTracker {
   /** Bumped at each barge-in; marks of older generations are echoes of a `clear`, not playback. */
-  generation = 0;
+  private generation = 0;
   private items: ItemPlayback[] = [];
   private readonly pending = new Map<string, PendingMark>();
   private seq = 0;
@@ -196,13 +197,9 @@ export class PlaybackTracker {
     return last !== undefined && last.markedMs < last.sentMs;
   }
 
-  get pendingMarks(): number {
-    return this.pending.size;
-  }
-
   /**
    * The caller spoke over the assistant: work out how much of each item was heard, then forget
-   * everything (the bridge sends `clear`, so every pending mark will echo as discarded).
+   * everything (twilio-playout.ts sends `clear`, so every pending mark will echo as discarded).
    * Heard = played-by-marks plus stream time elapsed since the last echo, clamped to what was sent;
    * items queued behind the one playing were not heard at all (0). An item still open (the model
    * paused mid-item) is truncated even when all of it played: the model may hold more than was sent.

@@ -2,7 +2,8 @@
  * One model response at a time. The realtime API rejects a `response.create` while a response is
  * active (`conversation_already_has_active_response`), and server VAD starts responses on its own,
  * so the relay's own requests (greeting, tool follow-up, DTMF prompt) are queued here and sent when
- * no response is active. The bridge reports the model's response lifecycle and errors.
+ * no response is active. The conversation (conversation.ts) reports the model's response lifecycle
+ * and errors.
  */
 import { responseCreate } from '../model/index.js';
 
@@ -38,11 +39,6 @@ export class ResponseSequencer {
   /** No response active, none asked for and unanswered, none queued: a pause in the conversation. */
   get idle(): boolean {
     return this.active === undefined && this.inFlight === undefined && this.queue.length === 0;
-  }
-
-  /** Requests not yet sent (tests, logs). */
-  get queued(): number {
-    return this.queue.length;
   }
 
   /** Ask the model to respond: at once when no response is active, else when the active one is done. */

@@ -6,7 +6,7 @@
  */
 import { assistantText, functionCallItem, functionCallOutput, userText, type SessionShape } from '../model/index.js';
 import type { CallRecord, Migration } from '../store/index.js';
-import type { ConversationHistory } from './conversation-history.js';
+import { INTERRUPTED, type ConversationHistory } from './conversation-history.js';
 
 /** What the stream's authorisation hands the bridge when it adopted a moved call. */
 export interface ResumeContext {
@@ -18,7 +18,6 @@ export interface ResumeContext {
 
 /** Conversation items kept for a new session: as many as a renewal replays. */
 const MAX_REPLAYED = 40;
-const INTERRUPTED = ' [interrupted by the caller]';
 
 type Replayed =
   | { at: number; role: 'caller' | 'assistant'; text: string }

@@ -2,7 +2,7 @@
  * The client side of the realtime model wire protocol, as pure functions: session.update in the GA
  * and beta shapes, and the client events as ready-to-send JSON text. Parsing what the model sends
  * is server-events.ts and parse-model-event.ts; sockets, retries and timing are left to
- * realtime-connection.ts and the call bridge.
+ * realtime-connection.ts and the call's model session (src/call/model-session.ts).
  */
 /**
  * A function tool as sent to the model in session.update (GA and beta share this shape). The model's
@@ -110,7 +110,8 @@ export function sessionUpdate(o: SessionOptions): string {
 // Client events
 
 /**
- * The head of `input_audio_buffer.append`. Base64 needs no JSON escaping, so the bridge splices a
+ * The head of `input_audio_buffer.append`. Base64 needs no JSON escaping, so the call's inbound path
+ * (call-bridge.ts, append-batcher.ts) splices a
  * Twilio payload between this and a literal `'"}'` per frame instead of stringifying an object (or
  * calling a builder: an imported suffix measured slower on that path).
  */
@@ -135,7 +136,8 @@ export function responseCancel(responseId?: string): string {
 
 /**
  * `conversation.item.truncate`. `audio_end_ms` must be a non-negative integer no longer than the
- * audio generated ("Audio content of X ms is already shorter than Y ms"); the bridge clamps the top,
+ * audio generated ("Audio content of X ms is already shorter than Y ms"); PlaybackTracker
+ * (src/call/playback.ts) clamps the top to what was sent,
  * this clamps the bottom and floors.
  */
 export function truncateItem(itemId: string, contentIndex: number, audioEndMs: number): string {

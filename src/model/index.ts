@@ -1,6 +1,7 @@
 /**
  * The model folder's public surface: the realtime wire protocol (pure) and the model socket.
- * What to say when (session set-up, barge-in, tools) is left to the call bridge.
+ * What to say when (session set-up, barge-in, tools) is left to src/call/ (model-session.ts,
+ * conversation.ts, tool-dispatch.ts).
  */
 export * from './client-events.js';
 export * from './server-events.js';

@@ -1,7 +1,7 @@
 /**
  * What a model failure means for the call, in one table: every `error` event code, every failed
- * `response.done` and every way the model socket can end is classed here, and the bridge acts on the
- * class alone. docs/model-errors.md is this table in words (what the caller hears for each).
+ * `response.done` and every way the model socket can end is classed here, and the call (model-session.ts,
+ * conversation.ts) acts on the class alone. docs/model-errors.md is this table in words (what the caller hears for each).
  */
 
 /**

@@ -1,7 +1,7 @@
 /**
  * The one model socket: endpoint selection per provider, a bounded connect with retry and backoff,
  * and a small RealtimeSocket over `ws`. What is said on it (session.update, events) is left to
- * client-events.ts and the call bridge. A little over 400 lines: the connect, its retry budget and
+ * client-events.ts and src/call/ (model-session.ts opens and configures it). A little over 400 lines: the connect, its retry budget and
  * the socket's backpressure are one lifecycle, clearer read together than split.
  */
 import WebSocket from 'ws';
@@ -51,11 +51,11 @@ export function modelEndpoint(model: ModelConfig, simUrl?: string): ModelEndpoin
   }
 }
 
-/** The model socket as the bridge sees it. Message data stays a Buffer (no decoding here). */
+/** The model socket as the call sees it. Message data stays a Buffer (no decoding here). */
 export interface RealtimeSocket {
   /** Sends one text frame; a no-op, counted in `droppedSends`, when the socket is not open. */
   send(text: string): void;
-  /** Bytes queued in the socket not yet written: the bridge's backpressure signal. */
+  /** Bytes queued in the socket not yet written: the call's backpressure signal. */
   readonly bufferedAmount: number;
   readonly isOpen: boolean;
   /** Sends attempted while not open. */
@@ -82,7 +82,7 @@ export interface Keepalive {
   timeoutMs: number;
 }
 
-/** The close code and reason the bridge sees when the keepalive cut a silent socket. */
+/** The close code and reason the model session sees when the keepalive cut a silent socket. */
 export const KEEPALIVE_CLOSE = { code: 1006, reason: 'keepalive: no pong from the model' } as const;
 
 export interface ConnectOptions {
@@ -241,7 +241,7 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
 }
 
 /**
- * Open the model socket; resolves once it is OPEN (the bridge then sends session.update and waits
+ * Open the model socket; resolves once it is OPEN (the model session then sends session.update and waits
  * for session.updated). Retries timeouts, refused connections, 5xx and 429 with backoff, at most
  * `attempts` times in all. Throws SwitchboardError `model_auth` (not retryable) on 401/403,
  * `model_unreachable` otherwise (retryable when the last failure was transient, with it as cause),
@@ -325,7 +325,7 @@ function wrap(ws: WebSocket, closeTimeoutMs: number, log: Logger, keepalive: Kee
     else if (early && early.length < MAX_EARLY_MESSAGES) early.push(data);
   });
   ws.on('error', (err: Error & { code?: string }) => {
-    // A 'close' always follows; the bridge learns of the end there.
+    // A 'close' always follows; the model session learns of the end there.
     log.warn({ code: err.code, failure: err.message }, 'model socket error');
   });
   let pingTimer: NodeJS.Timeout | undefined;

@@ -61,8 +61,9 @@ export function replyJson(h: ReplyHandle, status: string, value: unknown): void 
   reply(h, status, JSON.stringify(value), { 'content-type': 'application/json' });
 }
 
-export function replyError(h: ReplyHandle, status: string, code: string, message: string): void {
-  replyJson(h, status, { error: { code, message } });
+/** `{"error":{"code","message"}}`, with the offending `fields` when a body was refused field by field. */
+export function replyError(h: ReplyHandle, status: string, code: string, message: string, fields?: readonly unknown[]): void {
+  replyJson(h, status, { error: fields ? { code, message, fields } : { code, message } });
 }
 
 /** 413 payload_too_large for a body past its limit (from readBody); the connection closes, the rest unread. */
@@ -102,6 +103,7 @@ export function pathAndQuery(req: HttpRequest): string {
   return q ? `${req.getUrl()}?${q}` : req.getUrl();
 }
 
+/** The TCP peer's address as uWS reports it, as text. */
 export function remoteAddress(res: HttpResponse): string {
   return Buffer.from(res.getRemoteAddressAsText()).toString();
 }

@@ -2,7 +2,8 @@
  * Drain by migration: a draining pod moves each live call to another pod through a Twilio call
  * update whose TwiML connects the stream to the service again with a resume token. This file owns
  * the order, the per-account pacing, the retries and the fall-back to waiting; the TwiML is the
- * caller's (`resumeTwiml`), and what happens on the old stream's `stop` is the call bridge's.
+ * caller's (`resumeTwiml`), and what happens on the old stream's `stop` is the call's own
+ * (src/call/call-move.ts).
  */
 import type { Logger } from 'pino';
 import type { MigratableCall, MigrationReadiness } from '../call/index.js';

@@ -32,11 +32,23 @@ import {
 } from './portable/twilio-http.js';
 import { errorMessage } from '../errors.js';
 import { REFUSED_HEADER } from '../twilio/twiml.js';
-import type { CallRegistry } from './fake-twilio-api.js';
 import { subscribe } from './frame-ticker.js';
 import { fetchTwiml } from './twiml-fetch.js';
 
 export type { CallScript, CallTurn, CallUpdate, CallerHooks, CallerReport, LegReport, ParsedTwiml };
+
+/** What a live call does when Twilio acts on an update (called before the HTTP answer). */
+export interface CallHandle {
+  update(u: CallUpdate): void;
+}
+
+/**
+ * Where a caller registers its call for Twilio's REST updates (the simulated Twilio API of the
+ * tests and `npm run load`, in-process). Returns the unregister function.
+ */
+export interface CallRegistry {
+  registerCall(callSid: string, handle: CallHandle, accountSid?: string): () => void;
+}
 
 export interface PlaceCallOptions {
   /** http(s) base of the relay, for the webhook. */

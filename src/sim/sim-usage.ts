@@ -8,6 +8,7 @@
  * token plus a few special tokens per item; the prefix already sent with the previous response is
  * reported as cached (a subset of the input), until a truncation or session.update changes it.
  */
+import type { ResponseUsage } from '../model/index.js';
 
 /** The GA wire block, as OpenAI sends it. */
 export interface SimUsageWire {
@@ -25,14 +26,8 @@ export interface SimUsageWire {
 }
 
 /** Everything a session reported, summed over its responses: what tests compare the relay against. */
-export interface SimUsageTotals {
+export interface SimUsageTotals extends ResponseUsage {
   responses: number;
-  inputText: number;
-  inputAudio: number;
-  inputTextCached: number;
-  inputAudioCached: number;
-  outputText: number;
-  outputAudio: number;
 }
 
 export function emptySimUsage(): SimUsageTotals {

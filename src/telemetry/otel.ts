@@ -1,6 +1,7 @@
 /**
  * Starts and stops the OpenTelemetry trace SDK: provider, OTLP/HTTP exporter, W3C propagator, context
- * manager. Span names and where spans begin and end belong to tracing.ts and the call bridge.
+ * manager. Span names and where spans begin and end belong to tracing.ts and src/call/ (the call's
+ * ledger, model session, conversation and tool dispatch).
  */
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -63,7 +64,7 @@ export function startTracing(o: TracingOptions): Tracing | undefined {
     contextManager.disable();
     throw new SwitchboardError('internal', 'an OpenTelemetry tracer provider is already registered in this process');
   }
-  // The bridge passes parent spans explicitly; the context manager serves code that uses
+  // The call's parts pass parent spans explicitly; the context manager serves code that uses
   // context.with() (and the exporter, which suppresses tracing of its own requests through it).
   context.setGlobalContextManager(contextManager);
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());

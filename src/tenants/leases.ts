@@ -1,7 +1,8 @@
 /**
  * Per-tenant concurrency policy over a LeaseStore: a short lease at the voice webhook, extended when
  * the media stream starts, renewed by one heartbeat timer per pod, released when the call ends.
- * The store does the atomic counting; the routes and the call bridge call in here.
+ * The store does the atomic counting; the routes and the lifecycle listener (told by the call's
+ * ledger, src/call/call-ledger.ts) call in here.
  */
 import type { Logger } from 'pino';
 import type { CallLifecycleListener, CallTenantRef } from '../call/lifecycle.js';

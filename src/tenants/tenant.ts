@@ -164,6 +164,11 @@ export function tenantAuthTokens(t: Tenant): readonly string[] {
   return t.resolvedPreviousAuthToken === undefined ? [t.resolvedAuthToken] : [t.resolvedAuthToken, t.resolvedPreviousAuthToken];
 }
 
+/** How long this tenant's call records and usage are kept, in seconds (`retentionDays`). */
+export function retentionSeconds(t: Pick<TenantConfig, 'retentionDays'>): number {
+  return t.retentionDays * 86_400;
+}
+
 export const DEMO_ACCOUNT_SID = 'AC00000000000000000000000000000000';
 
 /**

@@ -1,7 +1,8 @@
 /**
  * flag_emergency: the caller reports an emergency. The call record is marked; by the tenant's
  * policy the caller is advised and, with `transfer`, handed to the human fallback at once through
- * the Twilio REST API (the advice is spoken by Twilio before the dial). The bridge winds down.
+ * the Twilio REST API (the advice is spoken by Twilio before the dial). The call winds down
+ * (src/call/wind-down.ts).
  */
 import { z } from 'zod';
 import { errorMessage } from '../errors.js';

@@ -1,5 +1,6 @@
 /**
- * The seam between a call and the business tools: the bridge hands every model function call to a
+ * The seam between a call and the business tools: the call's tool dispatch (src/call/tool-dispatch.ts)
+ * hands every model function call to a
  * ToolRunner and relays the result; tools never see sockets. Failures become results, not throws.
  */
 import type { Logger } from 'pino';

@@ -1,4 +1,4 @@
-/** transfer_to_human: the caller asks for a person; the bridge hands off after the model's last words. */
+/** transfer_to_human: the caller asks for a person; the call hands off after the model's last words (src/call/wind-down.ts). */
 import { z } from 'zod';
 import type { ToolDefinition } from '../model/index.js';
 import { toolOk, toolRejected, type ToolContext, type ToolResult } from './tool-runner.js';

@@ -1,14 +1,15 @@
 /**
  * Usage per call on this pod: tokens from each response.done, call seconds, tool calls and the
  * estimated cost, written to the UsageStore every USAGE_FLUSH_SECONDS and at the call's end, so a
- * crash loses at most one interval. Storage is the store's job; the bridge only reports events.
+ * crash loses at most one interval. Storage is the store's job; the call's ledger (call-ledger.ts)
+ * only reports events.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { errorMessage } from '../errors.js';
 import { TOKEN_KINDS, type ResponseUsage, type TokenKind } from '../model/index.js';
 import { emptyUsage, type UsageCallRef, type UsageStore, type UsageTotals } from '../store/index.js';
-import type { Tenant } from '../tenants/index.js';
+import { retentionSeconds, type Tenant } from '../tenants/index.js';
 import { costNanoUsd, NANO_PER_USD, type TokenRates } from './price-table.js';
 import type { UsageMetrics } from '../telemetry/index.js';
 
@@ -47,7 +48,7 @@ export function usageView(u: Readonly<UsageTotals>): UsageView {
   };
 }
 
-/** What the call bridge holds for one call. */
+/** What the call's ledger (src/call/call-ledger.ts) holds for one call. */
 export interface CallUsageMeter {
   /** A response.done's usage block (cancelled responses are billed too). */
   response(u: Readonly<ResponseUsage>): void;
@@ -55,7 +56,7 @@ export interface CallUsageMeter {
   end(): UsageView;
 }
 
-/** Opens a meter per authorised call; the bridge's only dependency on usage. */
+/** Opens a meter per authorised call; the call's only dependency on usage. */
 export interface UsageMeterFactory {
   open(call: { callSid: string; tenant: Tenant; startedAt: number; toolCalls: () => number }): CallUsageMeter;
 }
@@ -150,7 +151,7 @@ export class UsageTracker implements UsageMeterFactory {
   }
 
   open(call: { callSid: string; tenant: Tenant; startedAt: number; toolCalls: () => number }): CallUsageMeter {
-    const u = new CallUsage(this, call.tenant.id, call.callSid, call.tenant.retentionDays * 86_400, call.startedAt, call.toolCalls);
+    const u = new CallUsage(this, call.tenant.id, call.callSid, retentionSeconds(call.tenant), call.startedAt, call.toolCalls);
     this.live.set(call.callSid, u);
     return u;
   }

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { knee, meetsE2e, readLoadJson, relayCapacity, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
+import { REGENERATE_COMMAND, chartAdvice, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
 import type { BenchReport } from '../../bench/run.js';
 
 const FIXTURE = resolve('test/bench/fixtures/bench-tiny.json');
@@ -26,7 +26,7 @@ describe('capacity report', () => {
     }
     // Each level has a floor, a Switchboard and a baseline row.
     for (const level of [4, 8]) for (const relay of ['floor', 'switchboard', 'baseline']) expect(md).toMatch(new RegExp(`\\| ${level} \\| ${relay} \\| ${level}/${level} \\|`));
-    expect(md).toContain('npm run bench -- --metrics-off --floor --load steady && npx tsx bench/capacity-report.ts');
+    expect(md).toContain(REGENERATE_COMMAND);
     expect(readdirSync(join(out, 'capacity')).sort()).toEqual(['cpu.svg', 'heap.svg', 'p99.svg', 'rss.svg']);
     for (const p of r.plots) expect(readFileSync(p, 'utf8')).toMatch(/^<svg /);
     expect(md).toContain('![Relay CPU against concurrent calls](capacity/cpu.svg)');
@@ -39,7 +39,9 @@ describe('capacity report', () => {
     const sb = relayCapacity(bench, 'switchboard')!;
     expect(sb.heapGcd).toBe(true);
     expect(sb.levels).toEqual([4, 8]);
-    const s = sizing(sb)!;
+    // The fixture is a loopback run: the TLS cost is added as an estimate.
+    expect(modelLeg(bench)).toBe('loopback');
+    const s = sizing(sb, modelLeg(bench))!;
     expect(s.cpuPercentPerCallProd).toBeCloseTo(sb.cpuPercentPerCall! + 0.2, 10);
     expect(s.podCapacityCalls % 10).toBe(0);
     expect(s.targetActiveCallsPerPod).toBeLessThanOrEqual(s.podCapacityCalls * 0.6);
@@ -78,6 +80,106 @@ describe('capacity report', () => {
     expect(res.stderr).toBe('');
     expect(res.status).toBe(0);
     expect(res.stdout).toContain(`capacity report: ${join(out, 'cli.md')}`);
+    // The values to set, and what each values file must change (the fixture's tiny run: capacity 10).
+    expect(res.stdout).toContain('sizing (LOOPBACK run, TLS estimated): podCapacityCalls 10, targetActiveCallsPerPod 6');
+    expect(res.stdout).toMatch(/^chart: deploy\/helm\/switchboard\/values\.yaml: set autoscaling\.podCapacityCalls: 10 \(now \d+\)/m);
+    expect(res.stdout).toMatch(/^chart: deploy\/helm\/switchboard\/values-production\.yaml: set /m);
     expect(readFileSync(join(out, 'cli.md'), 'utf8')).toContain('# Capacity');
   }, 30_000);
+
+  describe('sizing from a --tls run', () => {
+    const base = bench.runs.find((r) => r.relay === 'switchboard')!;
+    type Run = BenchReport['runs'][number];
+    /** A Switchboard run at `level` calls: CPU as given, RSS 80 MB + 50 KB a call, heap 20 MB + 30 KB a call. */
+    const run = (level: number, cpu: number, o: { saturated?: boolean; histP99?: number; tlsSessions?: number } = {}): Run => {
+      const dir = (p99: number) => ({ p50Ms: 0.02, p99Ms: p99, count: 1000 });
+      return {
+        ...base,
+        level,
+        relayCpuPercent: cpu,
+        cpuPerCallPercent: cpu / level,
+        rssMB: 80 + (level * 50) / 1024,
+        heapMB: 20 + (level * 30) / 1024,
+        heapSource: 'gc',
+        gcMemory: { rss: 0, heapTotal: 0, heapUsed: 0, external: 2 ** 20, arrayBuffers: 2 ** 20 },
+        switchboardHistogram: { callerToModel: dir(o.histP99 ?? 0.1), modelToCaller: dir(0.1) },
+        switchboardDropped: 0,
+        modelTlsUpgrades: o.tlsSessions ?? level,
+        driver: {
+          ...base.driver,
+          callsHeld: level,
+          callsTarget: level,
+          callerToModel: { ...base.driver.callerToModel, sent: 1000, received: 1000 },
+          modelToCaller: { ...base.driver.modelToCaller, sent: 1000, received: 1000 },
+          driver: { ...base.driver.driver, saturated: o.saturated ?? false },
+        },
+      };
+    };
+    const report = (runs: Run[], tls: boolean): BenchReport => {
+      const { load: _load, ...rest } = bench;
+      return { ...rest, options: { ...bench.options, tls }, runs };
+    };
+    // 5 % fixed + 0.25 % a call at 100 and 200 calls; at 300 the driver was saturated and sent less.
+    const levels = [run(100, 30), run(200, 55), run(300, 62, { saturated: true })];
+
+    it('uses the CPU line measured over TLS as it is, fitted on the levels the driver kept up with', () => {
+      const b = report(levels, true);
+      expect(modelLeg(b)).toBe('tls');
+      const sb = relayCapacity(b, 'switchboard')!;
+      expect(sb.cpuFitLevels).toEqual([100, 200]);
+      expect(sb.cpuPercentPerCall).toBeCloseTo(0.25, 10);
+      expect(sb.cpuFixedPercent).toBeCloseTo(5, 10);
+      const s = sizing(sb, modelLeg(b))!;
+      // (70 - 5) / 0.25 = 260 by CPU; latency held up to 300, but the driver saturated there, so
+      // only 200 counts: capacity 200, target 60 % = 120.
+      expect(s).toMatchObject({ modelLeg: 'tls', tlsAddedPercent: 0, capacityByCpu: 260, capacityByLatency: 200, podCapacityCalls: 200, targetActiveCallsPerPod: 120 });
+      expect(s.latencyBasis).toContain('the driver saturated at 300 calls');
+      // Had the driver kept up at 300: CPU decides, 260 and 150.
+      const ok = report([run(100, 30), run(200, 55), run(300, 80)], true);
+      expect(sizing(relayCapacity(ok, 'switchboard')!, 'tls')).toMatchObject({ capacityByCpu: 260, capacityByLatency: 300, podCapacityCalls: 260, targetActiveCallsPerPod: 150 });
+      // 80 MB + 50 KB x 200 = 89.8 MiB: request x 1.25 -> 128Mi, limit x 2 -> 192Mi.
+      expect(s.memoryPerCallKB).toBeCloseTo(50, 6);
+      expect(s).toMatchObject({ memoryRequestMiB: 128, memoryLimitMiB: 192, cpuRequestMillis: 1000 });
+      const md = renderReport({ bench: b, benchPath: FIXTURE }, []);
+      expect(md).toContain('Model leg over TLS, as production (`--tls`: 600 Switchboard model sessions arrived on TLS sockets).');
+      expect(md).toContain('CPU per call (production)   = 0.250 % of a core (measured, model leg over TLS)');
+      expect(md).toContain('podCapacityCalls            = min of the two, rounded down to 10 = 200');
+      expect(md).toContain('targetActiveCallsPerPod     = 60 % of capacity (docs/autoscaling.md), rounded down to 10 = 120');
+      expect(md).toContain('fitted on levels 100, 200');
+      expect(md).toContain('**The rule.**');
+    });
+
+    it('adds the TLS estimate to a loopback run, and to a --tls run whose sessions did not arrive over TLS', () => {
+      for (const b of [report(levels, false), report(levels.map((r) => ({ ...r, modelTlsUpgrades: 0 })), true)]) {
+        expect(modelLeg(b)).toBe('loopback');
+        // (70 - 5) / (0.25 + 0.2) = 144 -> 140; 60 % = 84 -> 80.
+        expect(sizing(relayCapacity(b, 'switchboard')!, modelLeg(b))).toMatchObject({ tlsAddedPercent: 0.2, capacityByCpu: 144, podCapacityCalls: 140, targetActiveCallsPerPod: 80 });
+      }
+      expect(renderReport({ bench: report(levels.map((r) => ({ ...r, modelTlsUpgrades: 0 })), true), benchPath: FIXTURE }, [])).toContain('was given but not every Switchboard run reached the model over TLS');
+    });
+
+    it('never claims more than the highest level held within the latency target', () => {
+      const b = report([run(100, 30), run(200, 55, { histP99: 2.5 }), run(300, 80)], true);
+      expect(sizing(relayCapacity(b, 'switchboard')!, 'tls')).toMatchObject({ capacityByLatency: 100, podCapacityCalls: 100, targetActiveCallsPerPod: 60 });
+      // CPU would allow 260, but only 150 calls were measured: 150.
+      const short = report([run(100, 30), run(150, 42.5)], true);
+      expect(sizing(relayCapacity(short, 'switchboard')!, 'tls')).toMatchObject({ capacityByCpu: 260, podCapacityCalls: 150, targetActiveCallsPerPod: 90 });
+    });
+
+    it('says what each values file must change', () => {
+      const s = sizing(relayCapacity(report([run(100, 30), run(200, 55), run(300, 80)], true), 'switchboard')!, 'tls')!;
+      const lines = chartAdvice(s, [
+        { path: 'values.yaml', text: 'autoscaling:\n  podCapacityCalls: 190\n  targetActiveCallsPerPod: 110\nresources:\n  requests:\n    memory: 64Mi\n  limits:\n    memory: 768Mi\n' },
+        { path: 'values-production.yaml', text: 'autoscaling:\n  podCapacityCalls: 260\n  targetActiveCallsPerPod: 150\n' },
+      ]);
+      expect(lines).toEqual([
+        'values.yaml: set autoscaling.podCapacityCalls: 260 (now 190); autoscaling.targetActiveCallsPerPod: 150 (now 110); resources.requests.memory: at least 128Mi (now 64Mi)',
+        'values-production.yaml: ok',
+      ]);
+    });
+  });
+
+  it('bench/README.md gives the same regeneration command as the report', () => {
+    expect(readFileSync('bench/README.md', 'utf8')).toContain(REGENERATE_COMMAND);
+  });
 });

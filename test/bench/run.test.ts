@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { BenchReport } from '../../bench/run.js';
+import { imageNodeFlags, parseBenchArgs, type BenchReport } from '../../bench/run.js';
 
 /** `bench/run.ts` with these arguments as its own process, to its exit. */
 async function benchProcess(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -78,4 +78,28 @@ describe('npm run bench --quick --floor', () => {
     }
     expect(stdout).toContain('relays compiled to');
   }, 240_000);
+});
+
+describe('parseBenchArgs --only', () => {
+  it('keeps the named relays, and refuses a name that is not one', () => {
+    expect(parseBenchArgs(['--only', 'switchboard']).only).toEqual(['switchboard']);
+    expect(parseBenchArgs(['--only', 'baseline, floor']).only).toEqual(['baseline', 'floor']);
+    expect(parseBenchArgs([]).only).toBeUndefined();
+    expect(() => parseBenchArgs(['--only', 'switchboard,nope'])).toThrow(/--only wants relays from/);
+  });
+});
+
+describe('imageNodeFlags', () => {
+  it('takes the node flags of the Dockerfile\'s last exec-form CMD, not the health check\'s', () => {
+    const file = 'HEALTHCHECK --interval=10s \\\n  CMD ["node", "-e", "x"]\nCMD ["node", "--max-semi-space-size=2", "--stack-trace-limit=20", "dist/src/main.js"]\n';
+    expect(imageNodeFlags(file)).toEqual(['--max-semi-space-size=2', '--stack-trace-limit=20']);
+    expect(imageNodeFlags('CMD ["node", "dist/src/main.js"]')).toEqual([]);
+    expect(() => imageNodeFlags('CMD node dist/src/main.js')).toThrow(/no CMD in exec form/);
+    expect(() => imageNodeFlags('CMD ["npm", "start"]')).toThrow(/not \["node"/);
+  });
+
+  it('the repo\'s Dockerfile parses (what every Switchboard child of the bench starts with)', () => {
+    const flags = imageNodeFlags(readFileSync('Dockerfile', 'utf8'));
+    for (const f of flags) expect(f).toMatch(/^--[a-z-]+(=\S+)?$/);
+  });
 });

@@ -1,4 +1,6 @@
 /** Caller audio in appends of N frames: bytes in order, nothing lost or doubled, flushed on demand. */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { AppendBatcher } from '../../src/call/append-batcher.js';
 
@@ -23,7 +25,6 @@ describe('AppendBatcher', () => {
     const b = new AppendBatcher(2);
     b.push(frame(1), out);
     expect(out.sent).toHaveLength(0);
-    expect(b.pending).toBe(1);
     b.push(frame(2), out);
     expect(out.sent).toHaveLength(1);
     const audio = audioOf(out.sent[0]!);
@@ -33,7 +34,8 @@ describe('AppendBatcher', () => {
     b.push(frame(4), out);
     b.push(frame(5), out);
     expect(out.sent.map((e) => [...new Set(audioOf(e))])).toEqual([[1, 2], [3, 4]]);
-    expect(b.pending).toBe(1);
+    b.flush(out); // the fifth frame was held
+    expect(out.sent.map((e) => [...new Set(audioOf(e))])).toEqual([[1, 2], [3, 4], [5]]);
   });
 
   it('flush sends what is held at once (and nothing when empty); clear forgets it', () => {
@@ -57,5 +59,28 @@ describe('AppendBatcher', () => {
     b.push(frame(2, 2000), out);
     expect(out.sent.map((e) => audioOf(e).length)).toEqual([160, 2000]);
     expect(audioOf(out.sent[1]!)[0]).toBe(2);
+  });
+
+  it('a held buffer pins its own 640 bytes, not an 8 KB slab of the shared Buffer pool', () => {
+    // Buffer.allocUnsafe(640) is a slice of Node's 8 KB pool: as long as the call lives, the whole
+    // slab does, whatever else (per-frame decodes) was carved from it. Between two calls' set-ups
+    // the pool turns over, so each call would pin a slab of its own (~8 KB of arrayBuffers a call).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const kept: AppendBatcher[] = [];
+    gc();
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 200; i++) {
+      kept.push(new AppendBatcher(2));
+      // The traffic between two call set-ups: short-lived pooled buffers.
+      for (let j = 0; j < 20; j++) Buffer.from(frame(j, 300), 'base64');
+    }
+    gc();
+    gc();
+    const perCall = (process.memoryUsage().arrayBuffers - before) / kept.length;
+    expect(kept).toHaveLength(200);
+    expect(perCall).toBeGreaterThanOrEqual(640);
+    expect(perCall).toBeLessThan(1024);
   });
 });

@@ -57,6 +57,8 @@ describe('AudioRing', () => {
     const out: string[] = [];
     r.drain((f) => out.push(f));
     expect(out).toEqual(['c', 'd', 'e']);
-    expect(r.size).toBe(0);
+    const again: string[] = [];
+    r.drain((f) => again.push(f));
+    expect(again).toEqual([]); // drained: empty
   });
 });

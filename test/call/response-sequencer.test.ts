@@ -25,9 +25,11 @@ describe('ResponseSequencer', () => {
     seq.onCreated('vad_1');
     seq.request();
     seq.request();
-    expect(seq.queued).toBe(1);
     seq.onDone('vad_1');
     expect(sent).toEqual([{ type: 'response.create', event_id: 'r_1' }]);
+    seq.onCreated('resp_1');
+    seq.onDone('resp_1');
+    expect(sent).toHaveLength(1); // the second request was covered by the first, not queued
   });
 
   it('a create rejected because a response was active goes again after it, once', () => {
@@ -39,8 +41,10 @@ describe('ResponseSequencer', () => {
     seq.onDone('vad_1');
     expect(sent.map((e) => e.event_id)).toEqual(['r_1', 'r_2']);
     expect(seq.onError('conversation_already_has_active_response', 'r_2')).toBe(true);
-    expect(seq.queued).toBe(0);
     expect(sent).toHaveLength(2);
+    seq.onCreated('vad_2');
+    seq.onDone('vad_2');
+    expect(sent).toHaveLength(2); // dropped after its one retry, not queued
   });
 
   it('a rejection naming no event answers the create still in flight, so later requests are not held forever', () => {
@@ -59,7 +63,9 @@ describe('ResponseSequencer', () => {
     expect(sent).toHaveLength(0);
     seq.onSpeechStopped();
     expect(sent).toEqual([{ type: 'response.create', event_id: 'r_1', response: { instructions: 'Say exactly: hold on' } }]);
-    expect(seq.queued).toBe(0);
+    seq.onCreated('resp_1');
+    seq.onDone('resp_1');
+    expect(sent).toHaveLength(1); // the plain request was dropped, not queued
   });
 
   it('a new session forgets the old one: nothing active, nothing queued', () => {
@@ -68,8 +74,8 @@ describe('ResponseSequencer', () => {
     seq.request();
     seq.reset();
     expect(seq.activeResponseId).toBeUndefined();
-    expect(seq.queued).toBe(0);
-    seq.request();
-    expect(sent).toHaveLength(1);
+    seq.request('After');
+    // Sent at once, and first: the old session's plain request is gone.
+    expect(sent).toEqual([{ type: 'response.create', event_id: 'r_1', response: { instructions: 'After' } }]);
   });
 });

@@ -6,7 +6,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { checksumProblems, readRuntimes } from '../../scripts/verify-uws.mjs';
@@ -159,6 +159,48 @@ describe('Dockerfile', () => {
 /** tsconfig.build.json: outDir dist, rootDir the repo, so src/main.ts becomes dist/src/main.js. */
 const COMPILED_ENTRY = 'dist/src/main.js';
 
+/**
+ * What the image runs, relative to dist/: the relay, `npm run check` (docs/runtime.md), and the
+ * simulated caller (`npm run call`, which operators point at a deployed relay). The simulated model
+ * is reached through the relay's import() when MODEL_PROVIDER=sim.
+ */
+const IMAGE_ENTRIES = ['src/main.js', 'src/check.js', 'src/sim/call-cli.js'];
+
+/** Relative specifiers of a compiled module: static imports, re-exports and literal import(). */
+function relativeLoads(text: string): string[] {
+  const res = [
+    /^\s*(?:import|export)\b[^;'"]*?\bfrom\s*['"](\.[^'"\s]*)['"]/gm,
+    /^\s*import\s*['"](\.[^'"\s]*)['"]/gm,
+    /\bimport\(\s*['"](\.[^'"\s]*)['"]\s*\)/g,
+  ];
+  return res.flatMap((re) => [...text.matchAll(re)].map((m) => m[1] ?? ''));
+}
+
+/**
+ * The compiled .js files under `dist` that no entry reaches and that are not empty type-only
+ * modules (`export {};` and comments), relative to `dist`.
+ */
+function unreachable(dist: string, entries: readonly string[]): string[] {
+  const reached = new Set<string>();
+  const queue = [...entries];
+  for (let i = 0; i < queue.length; i++) {
+    const f = queue[i]!;
+    if (reached.has(f)) continue;
+    reached.add(f);
+    const text = readFileSync(join(dist, f), 'utf8');
+    for (const spec of relativeLoads(text)) queue.push(relative(dist, resolve(dist, dirname(f), spec)));
+  }
+  const files = readdirSync(dist, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.js'))
+    .map((e) => relative(dist, join(e.parentPath, e.name)));
+  const typeOnly = (f: string): boolean =>
+    readFileSync(join(dist, f), 'utf8')
+      .replace(/\/\*[\s\S]*?\*\//g, '')
+      .replace(/^\s*\/\/.*$/gm, '')
+      .trim() === 'export {};';
+  return files.filter((f) => !reached.has(f) && !typeOnly(f)).sort();
+}
+
 describe('the compiled relay (npm run build), as the image runs it', () => {
   it('imports only production dependencies, starts with node alone and drains on SIGTERM', async () => {
     // Emit only: `npm run typecheck` (and the image's `npm run build`) check the types. From an
@@ -179,6 +221,11 @@ describe('the compiled relay (npm run build), as the image runs it', () => {
     expect(compiled.filter((f) => !f.startsWith('src/'))).toEqual([]);
     expect(compiled).toContain('src/sim/portable/caller-core.js');
     for (const f of compiled) expect(copied.some((c) => f.startsWith(`${c.replace(/\/$/, '')}/`)), `dist/${f}`).toBe(true);
+    // Nothing in the image is there for tests, bench or load tests alone: every compiled module is
+    // loaded (statically or by import()) from what the image runs, or is a type-only module that
+    // compiles to nothing. Harnesses (simulated Twilio API, local cluster, redis launcher, loopback
+    // service) live in test/helpers/.
+    expect(unreachable(join(ROOT, 'dist'), IMAGE_ENTRIES)).toEqual([]);
 
     const allowed = new Set(Object.keys(pkg.dependencies));
     const bare: string[] = [];

@@ -65,6 +65,7 @@ describe('environment variables', () => {
   /** Named in the docs but read by something other than config.ts (or not a variable at all). */
   const NOT_OURS: Record<string, string> = {
     NODE_EXTRA_CA_CERTS: 'read by Node itself',
+    NODE_OPTIONS: 'read by Node itself',
     OTEL_EXPORTER_OTLP_HEADERS: 'read by the OpenTelemetry exporter',
     OTEL_TRACES_SAMPLER: 'read by the OpenTelemetry SDK',
     OTEL_TRACES_SAMPLER_ARG: 'read by the OpenTelemetry SDK',

@@ -17,6 +17,8 @@ interface Values {
   autoscaling: { targetActiveCallsPerPod: number; podCapacityCalls: number };
 }
 const values = parse(read('deploy/helm/switchboard/values.yaml')) as Values;
+/** The production overlay repeats the autoscaling figures (and may override resources). */
+const production = parse(read('deploy/helm/switchboard/values-production.yaml')) as { autoscaling: Values['autoscaling']; resources?: Values['resources'] };
 const CAPACITY = values.autoscaling.podCapacityCalls;
 const TARGET = values.autoscaling.targetActiveCallsPerPod;
 const mib = (q: string): number => {
@@ -45,6 +47,15 @@ describe('sizing numbers', () => {
     expect(mib(values.resources.limits.memory)).toBeGreaterThanOrEqual(Number(mem![2]));
     const cpu = /-> request (\d+)m, no CPU limit/.exec(block);
     expect(Number(values.resources.requests.cpu) * 1000).toBe(Number(cpu![1]));
+  });
+
+  it('values-production.yaml carries the same sizing as values.yaml and docs/capacity.md', () => {
+    expect(production.autoscaling.podCapacityCalls).toBe(CAPACITY);
+    expect(production.autoscaling.targetActiveCallsPerPod).toBe(TARGET);
+    const mem = /^memory request {2,}= .* at least (\d+)Mi; .* at least (\d+)Mi$/m.exec(read('docs/capacity.md'));
+    const res = production.resources ?? values.resources;
+    expect(mib(res.requests.memory)).toBeGreaterThanOrEqual(Number(mem![1]));
+    expect(mib(res.limits.memory)).toBeGreaterThanOrEqual(Number(mem![2]));
   });
 
   it('every doc that states the capacity or the HPA target states the chart values', () => {

@@ -7,7 +7,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
-import type { FakeTwilioApiOptions } from '../../src/sim/fake-twilio-api.js';
+import type { FakeTwilioApiOptions } from '../helpers/fake-twilio-api.js';
 import { randomSid, type CallReport, type CallScript } from '../../src/sim/sim-caller.js';
 import { parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import { startTestDeployment, type TestDeployment } from '../helpers/deployment.js';

@@ -11,7 +11,7 @@ import { MemoryCallStore } from '../../src/store/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { TwilioCallControl } from '../../src/twilio/index.js';
 import { demo, eventually, metricValue, scrape, startTestRelay } from '../helpers/relay.js';
-import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../helpers/fake-twilio-api.js';
 
 let relay: Relay | undefined;
 let twilio: FakeTwilioApi | undefined;

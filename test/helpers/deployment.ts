@@ -4,8 +4,8 @@
  * the fake Twilio REST API that moves calls (TWILIO_API_BASE_URL), and a reader of the call records.
  * Relays join it in-process (startTestRelay) or as processes (startRelayProcess) with relayEnv().
  */
-import { startFakeTwilioApi, type FakeTwilioApi, type FakeTwilioApiOptions } from '../../src/sim/fake-twilio-api.js';
-import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
+import { startFakeTwilioApi, type FakeTwilioApi, type FakeTwilioApiOptions } from './fake-twilio-api.js';
+import { startLoopbackService, type LoopbackService } from './loopback-service.js';
 import { placeCall, type CallReport, type PlaceCallOptions } from '../../src/sim/sim-caller.js';
 import { RedisCallStore } from '../../src/store/index.js';
 import { startRedisServer, type RedisServer } from './redis-server.js';

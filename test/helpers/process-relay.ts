@@ -3,7 +3,7 @@
  * or stop it with SIGTERM: nothing of it can run after the kill, unlike an in-process relay.
  */
 import type { ChildProcess } from 'node:child_process';
-import { spawnRelay } from '../../src/sim/local-cluster.js';
+import { spawnRelay } from './local-cluster.js';
 import { freePort } from './redis-server.js';
 import { TEST_SECRET, testTenantEnv } from './relay.js';
 

@@ -2,7 +2,7 @@
  * Spawns a real redis-server on a free loopback port for a test file, and kills it after.
  * No persistence, no config file: a clean server per call. Restart support for fault tests.
  */
-import { exited, freePort, launchRedis as launch, type RedisServerOptions } from '../../src/sim/redis-process.js';
+import { exited, freePort, launchRedis as launch, type RedisServerOptions } from './redis-process.js';
 
 export { freePort, type RedisServerOptions };
 

@@ -9,11 +9,11 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildVoiceWebhook, parseTwiml } from '../../src/sim/portable/twilio-http.js';
 import { METRICS } from '../../loadtest/lib/scenarios.js';
-import { startFakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startFakeTwilioApi } from '../helpers/fake-twilio-api.js';
 import type { Relay } from '../../src/server/app.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER } from '../../src/tenants/tenant.js';
 import { runK6Script } from './k6-shim.js';
-import { startTestRelay } from '../helpers/relay.js';
+import { eventually, metricValue, scrape, startTestRelay } from '../helpers/relay.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const callStorm = `${root}loadtest/call-storm.js`;
@@ -82,12 +82,11 @@ describe('k6 call-storm.js moved by a REST call update', () => {
     const other = await startTestRelay({ TENANTS_FILE: '' });
     try {
       const run = runK6Script(callStorm, { env: env({ TWILIO_API_BASE_URL: api.url }), vus: 1, iterations: 1, timeoutMs: 40_000 });
-      // The call registers by polling; once it is a second in, Twilio gets an update that connects
-      // a stream on the other relay (its webhook mints the stream token).
-      const deadline = Date.now() + 15_000;
-      while (api.liveCalls().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      // The call registers by polling; once its stream runs on the first relay, Twilio gets an
+      // update that connects a stream on the other relay (its webhook mints the stream token).
+      await eventually(() => api.liveCalls().length > 0, 15_000, 'the call registered with the simulated Twilio API');
       const callSid = api.liveCalls()[0]!;
-      await new Promise((r) => setTimeout(r, 1500));
+      await eventually(async () => metricValue(await scrape(relay), 'switchboard_active_calls') === 1, 15_000, 'the stream live on the first relay');
       const hmac = (key: string, data: string): string => createHmac('sha1', key).update(data, 'utf8').digest('base64');
       const hook = buildVoiceWebhook({ baseUrl: other.url, callSid, accountSid: DEMO_ACCOUNT_SID, from: '+15005550100', to: DEMO_NUMBER, authToken: DEMO_AUTH_TOKEN, hmacSha1Base64: hmac });
       const t = parseTwiml(await (await fetch(hook.url, { method: 'POST', headers: hook.headers, body: hook.body })).text());

@@ -32,7 +32,7 @@ const NO_DATA_EXPECTED: Record<string, string> = {
   'Budget used by tenant / A': 'switchboard_budget_used_ratio exists only for tenants with a budget; the test tenant has none',
   'Calls refused over budget (calls/min) / A': 'switchboard_budget_refusals_total needs a tenant over its budget (the refusal itself: test/e2e/usage-billing.test.ts)',
   'Calls refused: tenant at its concurrency limit (calls/min) / A':
-    'switchboard_tenant_busy_total needs concurrency leases, which startRelay() does not wire yet',
+    'switchboard_tenant_busy_total needs a tenant at its concurrency limit; the test tenant allows 50 calls at once (the refusal itself: test/e2e/security-concurrency.test.ts)',
 };
 
 /** Label values each panel must show, beyond the label names its `by (...)` clauses promise. */

@@ -10,7 +10,7 @@ import { MemoryCallStore } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema, type Tenant } from '../../src/tenants/index.js';
 import { TwilioCallControl, type CallControl } from '../../src/twilio/index.js';
-import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../helpers/fake-twilio-api.js';
 
 function tenantOn(id: string, accountSid: string, over: Record<string, unknown> = {}): Tenant {
   return resolveTenant(TenantSchema.parse({ ...DEMO_TENANT, id, twilio: { accountSid, authToken: { value: `tok-${id}` } }, ...over }), {});

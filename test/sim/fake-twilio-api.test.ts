@@ -4,7 +4,7 @@
  * before the answer, and the polling channel for callers that cannot receive HTTP (k6).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { startFakeTwilioApi, type CallUpdate, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startFakeTwilioApi, type CallUpdate, type FakeTwilioApi } from '../helpers/fake-twilio-api.js';
 
 const ACCOUNT = 'AC' + '1'.repeat(32);
 const TOKEN = 'account-one-token';

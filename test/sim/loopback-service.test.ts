@@ -8,7 +8,7 @@ import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../src/server/index.js';
-import { startLoopbackService, type LoopbackService } from '../../src/sim/loopback-service.js';
+import { startLoopbackService, type LoopbackService } from '../helpers/loopback-service.js';
 import { placeCall, type CallScript } from '../../src/sim/sim-caller.js';
 import { demo, startTestRelay } from '../helpers/relay.js';
 

@@ -4,7 +4,7 @@ import { resolveTenant, TenantSchema, DEMO_TENANT } from '../../src/tenants/inde
 import { silentLogger } from '../../src/telemetry/index.js';
 import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { retryAfterMs, TwilioCallControl } from '../../src/twilio/call-control.js';
-import { startFakeTwilioApi, type FakeTwilioApi } from '../../src/sim/fake-twilio-api.js';
+import { startFakeTwilioApi, type FakeTwilioApi } from '../helpers/fake-twilio-api.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 const account = { accountSid: 'AC' + 'a'.repeat(32), authToken: 'tok-123' };

@@ -8,7 +8,7 @@ import { TenantSchema, type SecretRef, type TenantConfig } from '../../tenants/i
 import { errorMessage, SwitchboardError } from '../../errors.js';
 import { webhookUrlProblem } from '../../ssrf.js';
 import type { RelayContext } from '../context.js';
-import { readBody, reply, replyJson, replyTooLarge, type ReplyHandle } from '../http.js';
+import { readBody, reply, replyError, replyJson, replyTooLarge, type ReplyHandle } from '../http.js';
 import { adminGuard } from '../admin-auth.js';
 
 /** What the routes need from the registry (StoreTenantRegistry provides it). */
@@ -204,10 +204,6 @@ export function registerAdminTenantRoutes(
   const rules: ReferenceRules = { envPrefix: ctx.config.adminSecretEnvPrefix, dir: ctx.config.adminSecretDir };
   const allowPrivateWebhooks = ctx.config.webhookToolsAllowPrivate;
 
-  const error = (h: ReplyHandle, status: string, code: string, message: string, fields?: FieldError[]): void => {
-    replyJson(h, status, { error: fields ? { code, message, fields } : { code, message } });
-  };
-
   const guard = adminGuard(auth);
 
   /** Read and parse a JSON body; replies (413 or 400) and returns undefined on failure. */
@@ -221,14 +217,14 @@ export function registerAdminTenantRoutes(
     }
     if (nestingDepth(raw) > MAX_JSON_DEPTH) {
       // Recursive validation and merge-patch would overflow the stack long before JSON.parse does.
-      error(h, '400 Bad Request', 'bad_request', `body nests deeper than ${MAX_JSON_DEPTH} levels`);
+      replyError(h, '400 Bad Request', 'bad_request', `body nests deeper than ${MAX_JSON_DEPTH} levels`);
       return undefined;
     }
     try {
       return { value: JSON.parse(raw.toString('utf8')) as unknown };
     } catch {
       // The parser's message quotes the body; say where it failed only in general terms.
-      error(h, '400 Bad Request', 'bad_request', 'body is not valid JSON');
+      replyError(h, '400 Bad Request', 'bad_request', 'body is not valid JSON');
       return undefined;
     }
   }
@@ -244,11 +240,11 @@ export function registerAdminTenantRoutes(
     }
     switch (r.reason) {
       case 'exists':
-        return error(h, '409 Conflict', 'conflict', `tenant ${tenant.id} already exists; use PUT or PATCH /v1/tenants/${tenant.id}`);
+        return replyError(h, '409 Conflict', 'conflict', `tenant ${tenant.id} already exists; use PUT or PATCH /v1/tenants/${tenant.id}`);
       case 'not_found':
-        return error(h, '404 Not Found', 'not_found', `no tenant ${tenant.id}`);
+        return replyError(h, '404 Not Found', 'not_found', `no tenant ${tenant.id}`);
       case 'number_taken':
-        return error(h, '409 Conflict', 'conflict', `number ${r.number} belongs to tenant ${r.owner}`, [
+        return replyError(h, '409 Conflict', 'conflict', `number ${r.number} belongs to tenant ${r.owner}`, [
           { path: `phoneNumbers.${tenant.phoneNumbers.indexOf(r.number)}`, message: `belongs to tenant ${r.owner}` },
         ]);
     }
@@ -259,9 +255,14 @@ export function registerAdminTenantRoutes(
     const v = validateTenantBody(body, { allowPrivateWebhooks });
     const fields = [...extra, ...(v.ok ? [] : v.fields)];
     for (const f of referenceErrors(body, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
-    if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
+    await writeChecked(h, v, fields, mode, op);
+  }
+
+  /** 400 naming every field problem, or a secret that does not resolve here; else write and answer. */
+  async function writeChecked(h: ReplyHandle, v: Validation, fields: FieldError[], mode: TenantWriteMode, op: string): Promise<void> {
+    if (!v.ok || fields.length > 0) return replyError(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
     const problem = registry.unresolvable(v.tenant);
-    if (problem !== undefined) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
+    if (problem !== undefined) return replyError(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
     answerWrite(h, await registry.write(v.tenant, mode), v.tenant, op);
   }
 
@@ -269,10 +270,10 @@ export function registerAdminTenantRoutes(
     // Only a store failure is the store's fault; anything else is ours and says so.
     if (isStoreError(err)) {
       log.error({ code: 'store_unavailable', op, err: errorMessage(err) }, 'admin tenant request failed');
-      error(h, '503 Service Unavailable', 'store_unavailable', 'tenant store unavailable; try again');
+      replyError(h, '503 Service Unavailable', 'store_unavailable', 'tenant store unavailable; try again');
     } else {
       log.error({ code: 'internal', op, err: errorMessage(err) }, 'admin tenant request failed');
-      error(h, '500 Internal Server Error', 'internal', 'internal error');
+      replyError(h, '500 Internal Server Error', 'internal', 'internal error');
     }
   };
 
@@ -300,7 +301,7 @@ export function registerAdminTenantRoutes(
     const id = req.getParameter(0) ?? '';
     registry
       .config(id)
-      .then((cfg) => (cfg ? replyJson(h, '200 OK', tenantView(cfg)) : error(h, '404 Not Found', 'not_found', `no tenant ${id}`)))
+      .then((cfg) => (cfg ? replyJson(h, '200 OK', tenantView(cfg)) : replyError(h, '404 Not Found', 'not_found', `no tenant ${id}`)))
       .catch(failed(h, 'get'));
   });
 
@@ -329,18 +330,15 @@ export function registerAdminTenantRoutes(
       const body = await jsonBody(h);
       if (!body) return;
       const patch = body.value;
-      if (!isObject(patch)) return error(h, '400 Bad Request', 'bad_request', 'a merge patch must be a JSON object');
+      if (!isObject(patch)) return replyError(h, '400 Bad Request', 'bad_request', 'a merge patch must be a JSON object');
       const current = await registry.config(id);
-      if (!current) return error(h, '404 Not Found', 'not_found', `no tenant ${id}`);
+      if (!current) return replyError(h, '404 Not Found', 'not_found', `no tenant ${id}`);
       const fields = inlineSecretErrors(patch);
       for (const f of referenceErrors(patch, rules)) if (!fields.some((e) => e.path === f.path)) fields.push(f);
       if (patch['id'] !== undefined && patch['id'] !== id) fields.push({ path: 'id', message: 'a tenant id cannot change' });
       const v = validateTenantBody(mergePatch(current, patch), { refuseInline: false, allowPrivateWebhooks });
       if (!v.ok) fields.push(...v.fields.filter((f) => !fields.some((e) => e.path === f.path)));
-      if (!v.ok || fields.length > 0) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', fields);
-      const problem = registry.unresolvable(v.tenant);
-      if (problem !== undefined) return error(h, '400 Bad Request', 'bad_request', 'tenant is invalid', [unresolvedField(problem)]);
-      answerWrite(h, await registry.write(v.tenant, 'replace'), v.tenant, 'patch');
+      await writeChecked(h, v, fields, 'replace', 'patch');
     })().catch(failed(h, 'patch'));
   });
 
@@ -351,7 +349,7 @@ export function registerAdminTenantRoutes(
     registry
       .remove(id)
       .then((had) => {
-        if (!had) return error(h, '404 Not Found', 'not_found', `no tenant ${id}`);
+        if (!had) return replyError(h, '404 Not Found', 'not_found', `no tenant ${id}`);
         log.info({ tenant: id, op: 'delete' }, 'tenant deleted through the admin API');
         reply(h, '204 No Content', '');
       })

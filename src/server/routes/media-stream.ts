@@ -6,6 +6,7 @@ import type { HttpRequest, HttpResponse, WebSocket } from 'uWebSockets.js';
 import { CallBridge, type BridgeDeps, type TwilioSocket } from '../../call/index.js';
 import { CloseCode } from '../../errors.js';
 import type { RelayContext } from '../context.js';
+import { remoteAddress } from '../http.js';
 import type { LiveCalls } from '../live-calls.js';
 import { clientAddress, type ConnectionRateLimiter } from '../rate-limit.js';
 
@@ -36,13 +37,13 @@ export function registerMediaStreamRoute(ctx: RelayContext, deps: MediaStreamDep
     // Twilio streams 50 messages/s; 30 s of silence on the socket means it is dead.
     idleTimeout: 32,
     sendPingsAutomatically: true,
-    // Hard cap above our own soft cap (the bridge drops audio past twilioMaxBackpressureBytes).
+    // Hard cap above our own soft cap (the call's playout, call/twilio-playout.ts, drops audio past twilioMaxBackpressureBytes).
     maxBackpressure: config.twilioMaxBackpressureBytes * 2,
     closeOnBackpressureLimit: false,
     maxLifetime: Math.ceil(config.maxCallSeconds / 60) + 1,
     upgrade(res: HttpResponse, req: HttpRequest, context) {
       // Headers die when this callback returns: read everything first.
-      const peer = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const peer = remoteAddress(res);
       const remote = clientAddress(peer, req.getHeader('x-forwarded-for') || undefined, config.trustedProxyHops);
       if (limiter && !limiter.admit(remote)) {
         metrics.webhooks.labels('media_upgrade', 'rate_limited').inc();

@@ -89,6 +89,31 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
     };
   }
 
+  type SignedForm = NonNullable<Awaited<ReturnType<typeof signedForm>>>;
+
+  /** A signed Twilio form webhook at `path`: the body read and its signature checker built, failures answered. */
+  function signedWebhook(path: string, route: string, handle: (h: ReplyHandle, form: SignedForm) => Promise<void> | void): void {
+    app.post(path, (res, req) => {
+      const h = track(res);
+      const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
+      void (async () => {
+        const form = await signedForm(h, meta, route);
+        if (form) await handle(h, form);
+      })().catch((err: unknown) => internalError(h, route, err));
+    });
+  }
+
+  /** The tenant a webhook's `To` and `AccountSid` name, if any. */
+  const tenantOf = (form: SignedForm): Tenant | undefined =>
+    tenants.byNumber(first(form.params['To']) ?? '', first(form.params['AccountSid']));
+
+  /** 403 for a webhook no tenant's auth token signed, counted under its route. */
+  function badSignature(h: ReplyHandle, route: string): void {
+    metrics.webhooks.labels(route, 'bad_signature').inc();
+    replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
+  }
+
+  // Not signedWebhook: an unready pod answers before it reads the body.
   app.post('/twilio/voice', (res, req) => {
     const h = track(res);
     const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
@@ -110,9 +135,8 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
         return replyTwiml(h, sayHangupTwiml('Sorry, the number you have called is not in service. Goodbye.'));
       }
       if (!form.tenantOk(tenant)) {
-        metrics.webhooks.labels('voice', 'bad_signature').inc();
         log.warn({ code: 'signature_invalid', tenant: tenant.id }, 'voice webhook signature invalid');
-        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
+        return badSignature(h, 'voice');
       }
       if (!/^CA[0-9a-fA-F]{32}$/.test(callSid)) {
         metrics.webhooks.labels('voice', 'bad_request').inc();
@@ -165,109 +189,82 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
 
   // TwiML after </Connect> redirects here once the media socket closes: what the caller hears next
   // depends on how the call ended (goodbye, transfer, or the model was unavailable).
-  app.post('/twilio/after-stream', (res, req) => {
-    const h = track(res);
-    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
-    void (async () => {
-      const form = await signedForm(h, meta, 'after_stream');
-      if (!form) return;
-      const tenant = tenants.byNumber(first(form.params['To']) ?? '', first(form.params['AccountSid']));
-      if (!tenant) return replyTwiml(h, sayHangupTwiml('Sorry, something went wrong. Goodbye.'));
-      if (!form.tenantOk(tenant)) {
-        metrics.webhooks.labels('after_stream', 'bad_signature').inc();
-        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
-      }
-      const callSid = first(form.params['CallSid']) ?? '';
-      const read = (): ReturnType<typeof store.getCall> => store.getCall(callSid);
-      const sleep = (ms: number): Promise<void> => new Promise((resolve) => clock.after(ms, resolve));
-      let outcome: string | undefined;
-      try {
-        let waitMs = OUTCOME_WAIT_MS;
-        if (config.drainMode === 'migrate') {
-          const resume = await crashResume(tenant, callSid, read, sleep);
-          if (resume !== undefined) {
-            metrics.webhooks.labels('after_stream', 'ok').inc();
-            return replyTwiml(h, resume);
-          }
-          waitMs -= CRASH_OUTCOME_WAIT_MS;
+  signedWebhook('/twilio/after-stream', 'after_stream', async (h, form) => {
+    const tenant = tenantOf(form);
+    if (!tenant) return replyTwiml(h, sayHangupTwiml('Sorry, something went wrong. Goodbye.'));
+    if (!form.tenantOk(tenant)) return badSignature(h, 'after_stream');
+    const callSid = first(form.params['CallSid']) ?? '';
+    const read = (): ReturnType<typeof store.getCall> => store.getCall(callSid);
+    const sleep = (ms: number): Promise<void> => new Promise((resolve) => clock.after(ms, resolve));
+    let outcome: string | undefined;
+    try {
+      let waitMs = OUTCOME_WAIT_MS;
+      if (config.drainMode === 'migrate') {
+        const resume = await crashResume(tenant, callSid, read, sleep);
+        if (resume !== undefined) {
+          metrics.webhooks.labels('after_stream', 'ok').inc();
+          return replyTwiml(h, resume);
         }
-        outcome = await settledOutcome(read, sleep, waitMs);
-      } catch (err) {
-        log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'after-stream lookup failed');
+        waitMs -= CRASH_OUTCOME_WAIT_MS;
       }
-      metrics.webhooks.labels('after_stream', 'ok').inc();
-      replyTwiml(h, afterStreamTwiml(outcome, tenant.humanFallbackNumber, tenant.phoneNumbers[0]));
-    })().catch((err: unknown) => internalError(h, 'after_stream', err));
+      outcome = await settledOutcome(read, sleep, waitMs);
+    } catch (err) {
+      log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'after-stream lookup failed');
+    }
+    metrics.webhooks.labels('after_stream', 'ok').inc();
+    replyTwiml(h, afterStreamTwiml(outcome, tenant.humanFallbackNumber, tenant.phoneNumbers[0]));
   });
 
   // A voicemail recorded after a budget refusal (<Record action>): log where Twilio keeps it, hang up.
-  app.post('/twilio/voicemail', (res, req) => {
-    const h = track(res);
-    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
-    void (async () => {
-      const form = await signedForm(h, meta, 'voicemail');
-      if (!form) return;
-      const tenant = tenants.byNumber(first(form.params['To']) ?? '', first(form.params['AccountSid']));
-      if (!tenant || !form.tenantOk(tenant)) {
-        metrics.webhooks.labels('voicemail', 'bad_signature').inc();
-        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
-      }
-      metrics.webhooks.labels('voicemail', 'ok').inc();
-      log.info(
-        {
-          tenant: tenant.id,
-          callSid: first(form.params['CallSid']),
-          recordingSid: first(form.params['RecordingSid']),
-          recordingUrl: first(form.params['RecordingUrl']),
-          recordingSeconds: Number(first(form.params['RecordingDuration']) ?? 0),
-        },
-        'voicemail recorded',
-      );
-      replyTwiml(h, sayHangupTwiml('Thank you, we will get back to you. Goodbye.'));
-    })().catch((err: unknown) => internalError(h, 'voicemail', err));
+  signedWebhook('/twilio/voicemail', 'voicemail', (h, form) => {
+    const tenant = tenantOf(form);
+    if (!tenant || !form.tenantOk(tenant)) return badSignature(h, 'voicemail');
+    metrics.webhooks.labels('voicemail', 'ok').inc();
+    log.info(
+      {
+        tenant: tenant.id,
+        callSid: first(form.params['CallSid']),
+        recordingSid: first(form.params['RecordingSid']),
+        recordingUrl: first(form.params['RecordingUrl']),
+        recordingSeconds: Number(first(form.params['RecordingDuration']) ?? 0),
+      },
+      'voicemail recorded',
+    );
+    replyTwiml(h, sayHangupTwiml('Thank you, we will get back to you. Goodbye.'));
   });
 
-  app.post('/twilio/status', (res, req) => {
-    const h = track(res);
-    const meta = { path: pathAndQuery(req), signature: req.getHeader('x-twilio-signature') || undefined };
-    void (async () => {
-      const form = await signedForm(h, meta, 'status');
-      if (!form) return;
-      const accountSid = first(form.params['AccountSid']);
-      // Stream callbacks carry no To: every tenant of the account whose token verifies may own the call.
-      const owners = tenants.list().filter((t) => t.twilio.accountSid === accountSid && form.tenantOk(t));
-      if (owners.length === 0) {
-        metrics.webhooks.labels('status', 'bad_signature').inc();
-        return replyError(h, '403 Forbidden', 'signature_invalid', 'X-Twilio-Signature does not match');
+  signedWebhook('/twilio/status', 'status', async (h, form) => {
+    const accountSid = first(form.params['AccountSid']);
+    // Stream callbacks carry no To: every tenant of the account whose token verifies may own the call.
+    const owners = tenants.list().filter((t) => t.twilio.accountSid === accountSid && form.tenantOk(t));
+    if (owners.length === 0) return badSignature(h, 'status');
+    const callSid = first(form.params['CallSid']) ?? '';
+    const callStatus = first(form.params['CallStatus']);
+    const streamEvent = first(form.params['StreamEvent']);
+    metrics.webhooks.labels('status', 'ok').inc();
+    log.info(
+      {
+        callSid,
+        tenant: owners.length === 1 ? owners[0]?.id : owners.map((t) => t.id),
+        streamEvent,
+        callStatus,
+        streamError: first(form.params['StreamError']),
+        callDuration: first(form.params['CallDuration']),
+      },
+      'twilio status callback',
+    );
+    const final =
+      (callStatus !== undefined && FINAL_CALL_STATUSES.has(callStatus)) ||
+      (streamEvent !== undefined && FINAL_STREAM_EVENTS.has(streamEvent));
+    if (leases && final && /^CA[0-9a-fA-F]{32}$/.test(callSid)) {
+      // A call releases on its own end too (its ledger tells the leases); this covers a pod that died, or a webhook
+      // whose stream never opened. Releasing twice is harmless.
+      const results = await Promise.allSettled(owners.map((t) => leases.release(t.id, callSid)));
+      for (const r of results) {
+        if (r.status === 'rejected') log.warn({ code: 'store_unavailable', callSid, err: errorMessage(r.reason) }, 'lease release failed');
       }
-      const callSid = first(form.params['CallSid']) ?? '';
-      const callStatus = first(form.params['CallStatus']);
-      const streamEvent = first(form.params['StreamEvent']);
-      metrics.webhooks.labels('status', 'ok').inc();
-      log.info(
-        {
-          callSid,
-          tenant: owners.length === 1 ? owners[0]?.id : owners.map((t) => t.id),
-          streamEvent,
-          callStatus,
-          streamError: first(form.params['StreamError']),
-          callDuration: first(form.params['CallDuration']),
-        },
-        'twilio status callback',
-      );
-      const final =
-        (callStatus !== undefined && FINAL_CALL_STATUSES.has(callStatus)) ||
-        (streamEvent !== undefined && FINAL_STREAM_EVENTS.has(streamEvent));
-      if (leases && final && /^CA[0-9a-fA-F]{32}$/.test(callSid)) {
-        // The call bridge releases on its own end too; this covers a pod that died, or a webhook
-        // whose stream never opened. Releasing twice is harmless.
-        const results = await Promise.allSettled(owners.map((t) => leases.release(t.id, callSid)));
-        for (const r of results) {
-          if (r.status === 'rejected') log.warn({ code: 'store_unavailable', callSid, err: errorMessage(r.reason) }, 'lease release failed');
-        }
-      }
-      reply(h, '204 No Content', '');
-    })().catch((err: unknown) => internalError(h, 'status', err));
+    }
+    reply(h, '204 No Content', '');
   });
 
   /**

@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { processEnvironment } from '../config.js';
+import { processEnvironment } from '../../src/config.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from './fake-twilio-api.js';
 import { startLoopbackService, type LoopbackService } from './loopback-service.js';
 import { exited, freePort, launchRedis, redisServerOnPath } from './redis-process.js';

@@ -17,9 +17,10 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { callUpdateFromForm, parseTwiml, type CallUpdate } from './portable/twilio-http.js';
+import { callUpdateFromForm, parseTwiml, type CallUpdate } from '../../src/sim/portable/twilio-http.js';
+import type { CallHandle, CallRegistry } from '../../src/sim/sim-caller.js';
 
-export type { CallUpdate };
+export type { CallHandle, CallRegistry, CallUpdate };
 
 export interface RecordedRequest {
   method: string;
@@ -37,16 +38,6 @@ export interface RecordedRequest {
   status: number;
   /** This account's requests in flight when it arrived, itself included. */
   inFlight: number;
-}
-
-/** What a live call does when Twilio acts on an update (called before the HTTP answer). */
-export interface CallHandle {
-  update(u: CallUpdate): void;
-}
-
-/** Where a caller registers its call (this fake, in-process). Returns the unregister function. */
-export interface CallRegistry {
-  registerCall(callSid: string, handle: CallHandle, accountSid?: string): () => void;
 }
 
 export interface FakeTwilioApiOptions {
