@@ -91,6 +91,12 @@ export const CloseCode = {
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
+/**
+ * The code a WebSocket reports for a connection that ended without a close frame (RFC 6455 §7.1.5:
+ * a drop, or uWS force-closing a socket whose frame it refused). Never sent, only seen.
+ */
+export const ABNORMAL_CLOSE = 1006;
+
 /** Pull a short message out of anything thrown; never the stack, never a secret-bearing object. */
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;

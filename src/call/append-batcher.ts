@@ -28,15 +28,23 @@ export class AppendBatcher {
     this.buf = Buffer.allocUnsafeSlow(framesPerAppend > 1 ? framesPerAppend * FRAME_BYTES * 2 : 0);
   }
 
+  /**
+   * Base64 audio as one append of its own: the one place the event is spliced (a frame with N = 1,
+   * an oversized frame, each frame held while the model connected, a flush).
+   */
+  send(audio: string, out: AppendSink): void {
+    out.send(APPEND_PREFIX + audio + '"}');
+  }
+
   /** One caller frame (base64 μ-law): sent at once with N = 1, else held until N are, then sent as one append. */
   push(payload: string, out: AppendSink): void {
-    if (this.framesPerAppend <= 1) return out.send(APPEND_PREFIX + payload + '"}');
+    if (this.framesPerAppend <= 1) return this.send(payload, out);
     // Decoded size is at most 3/4 of the base64 length. What would not fit goes out first; an
     // oversized frame (not Twilio's 160 bytes) then goes alone.
     const max = (payload.length * 3) >>> 2;
     if (this.len + max > this.buf.length) {
       this.flush(out);
-      if (max > this.buf.length) return out.send(APPEND_PREFIX + payload + '"}');
+      if (max > this.buf.length) return this.send(payload, out);
     }
     this.len += this.buf.write(payload, this.len, 'base64');
     if (++this.frames >= this.framesPerAppend) this.flush(out);
@@ -45,10 +53,10 @@ export class AppendBatcher {
   /** Send what is held as one append (nothing when empty): before any event that must follow the audio. */
   flush(out: AppendSink): void {
     if (this.len === 0) return;
-    const ev = APPEND_PREFIX + this.buf.toString('base64', 0, this.len) + '"}';
+    const audio = this.buf.toString('base64', 0, this.len);
     this.len = 0;
     this.frames = 0;
-    out.send(ev);
+    this.send(audio, out);
   }
 
   /** Forget what is held (the session it was meant for is gone). */

@@ -10,14 +10,14 @@
  */
 import type { Logger } from 'pino';
 import { AppendBatcher } from './append-batcher.js';
-import { CloseCode, errorMessage } from '../errors.js';
-import { APPEND_PREFIX, parseModelEvent, userText, type ModelEvent, type RealtimeSocket } from '../model/index.js';
+import { ABNORMAL_CLOSE, CloseCode, errorMessage } from '../errors.js';
+import { parseModelEvent, userText, type ModelEvent, type RealtimeSocket } from '../model/index.js';
 import { ATTR, traceBindings, traceparentOf, type DropReason } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import { parseTwilioMessage, type TwilioInbound } from '../twilio/index.js';
 import { AudioRing } from './audio-ring.js';
 import type { Authorisation, BridgeDeps, StartInfo } from './bridge-deps.js';
-import { buffersCallerAudio, relaysCallerAudio, transition, type CallInput, type CallState, type CallView } from './call-state.js';
+import { buffersCallerAudio, relaysCallerAudio, tenantOf, transition, type CallInput, type CallState, type CallView } from './call-state.js';
 import { ConversationHistory } from './conversation-history.js';
 import { InboundGuard } from './inbound-guard.js';
 import { seedHistory } from './resume.js';
@@ -76,21 +76,17 @@ export class CallBridge implements CallView {
     private readonly onEnded: (bridge: CallBridge) => void,
   ) {
     this.log = deps.log;
+    // Parts with no part to call come first; the others reach parts built after them only through
+    // closures, which none calls while the call is being built.
+    this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.inbound = new InboundGuard(deps.metrics);
     this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
     this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs, deps.limits.twilioCoalesceMs, (reason, deltas) => {
       for (let i = 0; i < deltas; i++) this.drop('model_to_caller', reason);
     });
-    this.tools = new ToolDispatch({
-      tools: deps.tools,
-      metrics: deps.metrics,
-      store: deps.store,
-      clock: deps.clock,
-      background: (p, what) => this.background(p, what),
-      session: () => this.session.socket,
-      followUp: () => this.onToolsAnswered(),
-    });
+    const background = (p: Promise<unknown>, what: string): void => this.ledger.background(p, what);
+    this.tools = new ToolDispatch({ ...deps, background, session: () => this.session.socket, followUp: () => this.onToolsAnswered() });
     this.session = new ModelSession(
       { connector: deps.model, clock: deps.clock, metrics: deps.metrics, limits: deps.limits, history: this.history, signal: this.callAbort.signal, timing: this.turnMetrics },
       this,
@@ -102,14 +98,15 @@ export class CallBridge implements CallView {
         lost: () => this.sessionLost(),
         closedWhileEnding: () => this.windDown.cutShort('model closed while ending'),
         atPause: () => this.conversation.quiet && !this.tools.running && !this.playout.unplayed,
+        callerSpeaking: () => this.conversation.callerSpeaking,
+        decided: () => this.windDown.stranded(this.tools.takeEffects()),
       },
     );
-    this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.migration = new CallMove(
-      { store: deps.store, metrics: deps.metrics, clock: deps.clock, pod: deps.pod, background: (p, what) => this.background(p, what), notify: (fn) => this.ledger.notify(fn) },
+      { ...deps, background, notify: (fn) => this.ledger.notify(fn), settle: (sid, tenant, outcome) => void this.ledger.settle(sid, tenant, outcome) },
       this,
       {
-        tenant: () => this.ledger.tenant,
+        tenant: () => this.tenant,
         facts: () => ({
           toolsOpen: this.tools.running,
           effectPending: this.tools.effectPending,
@@ -126,7 +123,7 @@ export class CallBridge implements CallView {
       {
         move: (input) => this.move(input),
         unplayed: () => this.playout.unplayed,
-        setPhase: (phase) => this.background(this.deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
+        setPhase: (phase) => background(deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
         request: (instructions) => this.conversation.request(instructions),
       },
     );
@@ -136,7 +133,7 @@ export class CallBridge implements CallView {
         windDown: this.windDown, ledger: this.ledger, history: this.history, turnMetrics: this.turnMetrics, stats: this.stats, signal: this.callAbort.signal,
       },
       this,
-      { span: () => this.ledger.span, background: (p, what) => this.background(p, what) },
+      { span: () => this.ledger.span, background },
     );
     const startMs = deps.limits.startTimeoutMs ?? 0;
     if (startMs > 0) {
@@ -144,7 +141,7 @@ export class CallBridge implements CallView {
         deps.clock.after(startMs, () => {
           if (this.ledger.admitted || this.state.kind === 'ended') return;
           this.log.warn({ code: 'twilio_protocol', timeoutMs: startMs }, 'no authorised start in time: media socket closed');
-          this.fail(CloseCode.startTimeout, 'no authorised start in time', 'protocol_error');
+          this.finish('protocol_error', CloseCode.startTimeout, 'no authorised start in time');
         }),
       );
     }
@@ -159,11 +156,12 @@ export class CallBridge implements CallView {
     return this.ledger.admitted;
   }
 
-  /** The call's tenant, once admitted. */
+  /** The call's tenant, once authorised (the state says it). */
   get tenant(): Tenant | undefined {
-    return this.ledger.tenant;
+    return tenantOf(this.state);
   }
 
+  /** The call's sid, from its `start` on (the state says it). */
   get callSid(): string | undefined {
     return 'callSid' in this.state ? this.state.callSid : undefined;
   }
@@ -205,7 +203,7 @@ export class CallBridge implements CallView {
     } else if (buffersCallerAudio(s)) {
       if (this.ring.push(payload)) this.drop('caller_to_model', 'model_not_ready');
     } else if (s.kind === 'awaiting-start') {
-      this.fail(CloseCode.notStarted, 'media before start', 'protocol_error');
+      this.finish('protocol_error', CloseCode.notStarted, 'media before start');
     }
     // ended: late frames after close are ignored
   }
@@ -230,7 +228,7 @@ export class CallBridge implements CallView {
         }
         return;
       case 'stop':
-        if (this.state.kind === 'awaiting-start') return this.fail(CloseCode.notStarted, 'stop before start', 'protocol_error');
+        if (this.state.kind === 'awaiting-start') return this.finish('protocol_error', CloseCode.notStarted, 'stop before start');
         if (this.migration.leave('stream stopped by the call update')) return;
         if (this.session.socket) this.appends.flush(this.session.socket);
         this.finish(this.endedByTwilioOutcome(), CloseCode.normal, 'stream stopped');
@@ -240,7 +238,7 @@ export class CallBridge implements CallView {
 
   private onStart(m: Extract<TwilioInbound, { event: 'start' }>): void {
     if (this.state.kind !== 'awaiting-start') {
-      return this.fail(CloseCode.streamMismatch, 'second start on one stream', 'protocol_error');
+      return this.finish('protocol_error', CloseCode.streamMismatch, 'second start on one stream');
     }
     this.move({ type: 'start', streamSid: m.streamSid, callSid: m.callSid });
     this.ledger.started(m.callSid, this.deps.model.provider);
@@ -254,7 +252,7 @@ export class CallBridge implements CallView {
       (a) => this.onAuthorised(a, start),
       (err: unknown) => {
         this.log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'stream authorisation failed');
-        this.fail(CloseCode.internalError, 'authorisation unavailable', 'protocol_error');
+        this.finish('protocol_error', CloseCode.internalError, 'authorisation unavailable');
       },
     );
   }
@@ -264,15 +262,15 @@ export class CallBridge implements CallView {
     if (!a.ok) {
       const code = a.code === CloseCode.signatureInvalid ? 'signature_invalid' : a.code === CloseCode.callHeldElsewhere ? 'conflict' : 'stream_token_invalid';
       this.log.warn({ code, reason: a.reason }, 'media stream refused');
-      return this.fail(a.code, a.reason, a.outcome);
+      return this.finish(a.outcome, a.code, a.reason);
     }
     const refusal = this.deps.admit?.();
     if (refusal) {
       this.log.warn({ code: refusal.outcome === 'drained' ? 'draining' : 'rate_limited', tenant: a.tenant.id, reason: refusal.reason }, 'media stream refused');
-      return this.fail(refusal.code, refusal.reason, refusal.outcome);
+      return this.finish(refusal.outcome, refusal.code, refusal.reason);
     }
     this.log = this.log.child({ tenant: a.tenant.id });
-    this.move({ type: 'authorised', tenantId: a.tenant.id });
+    this.move({ type: 'authorised', tenant: a.tenant });
     this.ledger.admit(start.callSid, a.tenant, () => this.tools.calls);
     if (a.resume) {
       // [resume] A moved call, adopted by this pod (resume.ts): its record exists; rebuild from it.
@@ -297,7 +295,7 @@ export class CallBridge implements CallView {
     if (this.state.kind === 'ended') return;
     this.deps.metrics.twilioMessagesInvalid.labels(reason).inc();
     this.log.warn({ code: 'twilio_message_invalid', reason, detail }, 'invalid media-socket message');
-    this.finish('protocol_error', 1006, detail);
+    this.finish('protocol_error', ABNORMAL_CLOSE, detail);
   }
 
   /** The media socket is gone (stop, hang-up, network). */
@@ -347,12 +345,12 @@ export class CallBridge implements CallView {
   private goLive(model: RealtimeSocket, replayed: Replayed): void {
     this.move({ type: 'model-ready', model });
     if (replayed === 'moved') this.migration.resumed(this.session.adopted!, this.callSid!);
-    else if (replayed === 'nothing') this.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
-    // Audio that arrived while we connected goes first, in order.
+    else if (replayed === 'nothing') this.ledger.background(this.deps.store.setPhase(this.callSid!, 'live'), 'store.setPhase');
+    // Audio that arrived while we connected goes first, in order: one append per held frame.
     this.turnMetrics.restartStream();
     const now = this.deps.clock.mono();
     this.ring.drain((payload) => {
-      model.send(APPEND_PREFIX + payload + '"}');
+      this.appends.send(payload, model);
       this.turnMetrics.appended(payload, now);
     });
     this.conversation.live(replayed, this.tenant!);
@@ -391,7 +389,7 @@ export class CallBridge implements CallView {
   private invalid(reason: string, detail: string): void {
     if (this.state.kind === 'ended') return; // uWS may deliver a few messages after end()
     const close = this.inbound.invalid(reason, detail, this.log, this.state.kind === 'awaiting-start');
-    if (close) this.fail(close.code, close.reason, 'protocol_error');
+    if (close) this.finish('protocol_error', close.code, close.reason);
   }
 
   /** This call as the migrator sees it; undefined before it is authorised or after it ended. */
@@ -402,15 +400,6 @@ export class CallBridge implements CallView {
   private move(input: CallInput): void {
     const next = transition(this.state, input);
     if (next) this.state = next;
-  }
-
-  private background(p: Promise<unknown>, what: string): void {
-    this.ledger.background(p, what);
-  }
-
-  /** End the call because something went wrong (or ran out): close Twilio with `code`. */
-  fail(code: CloseCode, reason: string, outcome: CallOutcome): void {
-    this.finish(outcome, code, reason);
   }
 
   /** The single exit: idempotent; closes both sockets, settles the call's books, logs its summary. */
@@ -425,7 +414,7 @@ export class CallBridge implements CallView {
     this.ring.clear();
     const moved = this.migration.moved;
     this.conversation.end();
-    const { usage, stored } = this.ledger.end({ callSid, outcome, reason, started, moved, unresumed: this.session.resumeFailed });
+    const { usage, stored } = this.ledger.end({ callSid, tenant: this.tenant, outcome, reason, started, moved, unresumed: this.session.resumeFailed });
     // The call goes on on another pod: no outcome, its record stays live; this pod lets go of it.
     if (moved && callSid && this.tenant) this.migration.release(callSid, this.tenant);
     this.log.info(

@@ -36,6 +36,8 @@ export interface CallLedgerDeps {
 /** How the call ended, as its books need it. */
 export interface CallEnd {
   callSid: string | undefined;
+  /** Set once the call was authorised (and so admitted). */
+  tenant: Tenant | undefined;
   outcome: CallOutcome;
   /** Why it ended (the call span's error, for a failed outcome). */
   reason: string;
@@ -48,18 +50,20 @@ export interface CallEnd {
 }
 
 export class CallLedger {
-  /** The call's tenant, once its start was authorised and the pod admitted it. */
-  tenant: Tenant | undefined;
-  /** True once the start was authorised and the pod admitted the call (it counts as a live call). */
-  admitted = false;
   /** When the stream started (wall clock, ms); 0 before. */
   startedAt = 0;
   /** The call's span, from the stream's start to its end. */
   span: Span | undefined;
-  private counted = false;
+  /** Before admission; admitted and counted among the pod's live calls; admitted, its end settled. */
+  private stage: 'before' | 'counted' | 'settled' = 'before';
   private usage: CallUsageMeter | undefined;
 
   constructor(private readonly deps: CallLedgerDeps) {}
+
+  /** True once the start was authorised and the pod admitted the call (it counts as a live call until it ends). */
+  get admitted(): boolean {
+    return this.stage !== 'before';
+  }
 
   /** The stream's `start`: the call's duration counts from here, its span opens. */
   started(callSid: string, provider: string): void {
@@ -70,10 +74,8 @@ export class CallLedger {
   /** An authorised call the pod took: counted live, listeners told, usage metered. */
   admit(callSid: string, tenant: Tenant, toolCalls: () => number): void {
     const { deps } = this;
-    this.tenant = tenant;
     this.span?.setAttribute(ATTR.tenant, tenant.id);
-    this.admitted = true;
-    this.counted = true;
+    this.stage = 'counted';
     deps.metrics.noteTenant(tenant.id);
     deps.metrics.activeCalls.inc();
     this.notify((l) => l.callStarted?.({ callSid, tenant }));
@@ -107,26 +109,39 @@ export class CallLedger {
   end(e: CallEnd): { usage: UsageView | undefined; stored: Promise<void> | undefined } {
     const { deps } = this;
     const usage = this.usage?.end();
-    if (this.counted) {
+    if (this.stage === 'counted') {
       deps.metrics.activeCalls.dec();
-      this.counted = false;
+      this.stage = 'settled';
     }
-    if (e.started && !e.moved) deps.metrics.callsTotal.labels(e.outcome, this.tenant?.id ?? 'unknown').inc();
-    const { callSid, outcome } = e;
+    const { callSid, tenant, outcome } = e;
     if (this.span) {
       this.span.setAttribute(ATTR.outcome, e.moved ? 'moved' : outcome);
       endSpan(this.span, FAILED_OUTCOMES.has(outcome) ? e.reason : undefined);
       this.span = undefined;
     }
-    const tenant = this.tenant;
-    if (e.moved || !callSid || !tenant) return { usage, stored: undefined };
-    // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
-    const stored = deps.store.endCall(callSid, outcome, retentionSeconds(tenant), deps.pod);
+    if (e.moved) return { usage, stored: undefined };
+    if (!callSid || !tenant) {
+      // Refused or never authorised: counted (a socket closed before its start is no call), nothing stored.
+      if (e.started) deps.metrics.callsTotal.labels(outcome, 'unknown').inc();
+      return { usage, stored: undefined };
+    }
     // [resume] Adopted but never relayed here (model unreachable, hung up in the gap).
     if (e.unresumed) deps.metrics.callMigrations.labels(e.unresumed.migration.reason, 'resume_failed').inc();
+    // Only while this pod holds the call: a call it released (moving) is its adopter's to end.
+    return { usage, stored: this.settle(callSid, tenant, outcome, deps.pod) };
+  }
+
+  /**
+   * An admitted call's outcome, counted, stored and told. `holder`: stored only while that pod
+   * holds the call; without it, whoever holds it (a move that did not happen, after this pod let go).
+   */
+  settle(callSid: string, tenant: Tenant, outcome: CallOutcome, holder?: string): Promise<void> {
+    const { deps } = this;
+    deps.metrics.callsTotal.labels(outcome, tenant.id).inc();
+    const stored = deps.store.endCall(callSid, outcome, retentionSeconds(tenant), holder);
     this.background(stored, 'store.endCall');
-    if (this.admitted) this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
-    return { usage, stored };
+    this.notify((l) => l.callEnded?.({ callSid, tenant, outcome }));
+    return stored;
   }
 
   /** Tell every lifecycle listener; one that throws is logged and the others still hear. */

@@ -10,9 +10,9 @@ import type { Clock } from '../clock.js';
 import { CloseCode } from '../errors.js';
 import type { CallStore } from '../store/index.js';
 import { ATTR, linkSpan, type RelayMetrics } from '../telemetry/index.js';
-import { retentionSeconds, type Tenant } from '../tenants/index.js';
+import type { Tenant } from '../tenants/index.js';
 import type { CallView } from './call-state.js';
-import type { CallLifecycleListener } from './lifecycle.js';
+import type { CallLifecycleListener, CallOutcome } from './lifecycle.js';
 import { migrationReadiness, type MigratableCall, type MigrationFacts } from './migration.js';
 import type { ResumeContext } from './resume.js';
 
@@ -33,6 +33,8 @@ export interface CallMoveDeps {
   background(p: Promise<unknown>, what: string): void;
   /** Tell the call's lifecycle listeners (a throwing listener is logged). */
   notify(fn: (l: CallLifecycleListener) => void): void;
+  /** The call's outcome counted, stored and told (the ledger's end-of-call books). */
+  settle(callSid: string, tenant: Tenant, outcome: CallOutcome): void;
 }
 
 type Parties = { fromMasked?: string; to?: string };
@@ -54,12 +56,11 @@ export class CallMove {
   /** The stream's `to` / masked `from`, for the resume TwiML. */
   parties: Parties = {};
   /**
-   * The move under way (the migrator asked Twilio to move the call): the next stop is the move, not
-   * a hang-up. It names the call, which an ended call's state no longer does.
+   * The move under way: `moving` once the migrator asked Twilio to move the call (the next stop is
+   * the move, not a hang-up); `left` once that stop ended this side (no outcome, record left live).
+   * It names the call it moves, as it was when the move began.
    */
-  private moving: { callSid: string; tenant: Tenant } | undefined;
-  /** This side ended because the call moved (no outcome, record left live). */
-  private movedOut = false;
+  private move: { stage: 'moving' | 'left'; callSid: string; tenant: Tenant } | undefined;
 
   constructor(
     private readonly deps: CallMoveDeps,
@@ -69,7 +70,7 @@ export class CallMove {
 
   /** This leg ended because the call moved: no outcome is counted or stored. */
   get moved(): boolean {
-    return this.movedOut;
+    return this.move?.stage === 'left';
   }
 
   /**
@@ -97,7 +98,7 @@ export class CallMove {
       parties: this.parties,
       migrationReadiness: () => migrationReadiness({ state: this.call.state.kind, ...this.host.facts() }),
       beginMigration: () => {
-        this.moving = { callSid, tenant };
+        this.move = { stage: 'moving', callSid, tenant };
       },
       cancelMigration: () => this.cancel(),
     };
@@ -105,8 +106,8 @@ export class CallMove {
 
   /** Twilio stopped the stream (or closed the socket): while moving, that ends this leg, not the call (true). */
   leave(reason: string): boolean {
-    if (!this.moving) return false;
-    this.movedOut = true;
+    if (!this.move) return false;
+    this.move = { ...this.move, stage: 'left' };
     // The outcome of the ended state is never counted or stored for a moved call.
     this.call.finish('drained', CloseCode.normal, reason);
     return true;
@@ -136,18 +137,15 @@ export class CallMove {
    * live. Stream already stopped: that stop was the caller hanging up, so the call ends as such.
    */
   private cancel(): void {
-    const moving = this.moving;
-    if (!moving) return;
-    this.moving = undefined;
-    const { callSid, tenant } = moving;
+    const move = this.move;
+    if (!move) return;
+    this.move = undefined;
+    const { callSid, tenant } = move;
     const { deps } = this;
-    if (!this.movedOut) {
+    if (move.stage === 'moving') {
       if (this.call.state.kind === 'live') deps.background(deps.store.setPhase(callSid, 'live'), 'store.setPhase');
       return;
     }
-    this.movedOut = false;
-    deps.metrics.callsTotal.labels('caller_hung_up', tenant.id).inc();
-    deps.background(deps.store.endCall(callSid, 'caller_hung_up', retentionSeconds(tenant)), 'store.endCall');
-    deps.notify((l) => l.callEnded?.({ callSid, tenant, outcome: 'caller_hung_up' }));
+    deps.settle(callSid, tenant, 'caller_hung_up');
   }
 }

@@ -14,7 +14,7 @@ import { maskNumbersInText } from '../store/call-store.js';
 import { ATTR, childSpan, endSpan, SPAN, type RelayMetrics } from '../telemetry/index.js';
 import type { Tenant } from '../tenants/index.js';
 import type { CallLedger } from './call-ledger.js';
-import type { CallView } from './call-state.js';
+import { tenantOf, type CallView } from './call-state.js';
 import type { ConversationHistory } from './conversation-history.js';
 import type { ModelSession, Replayed } from './model-session.js';
 import { ResponseSequencer } from './response-sequencer.js';
@@ -30,17 +30,21 @@ const MAX_RESPONSE_RETRIES = 1;
 
 type ControlEvent = Exclude<ModelEvent, { type: 'audio_delta' }>;
 
+/**
+ * What the conversation uses of the call's other parts, and only that: a test (or a new part)
+ * gives it these few members, not the parts.
+ */
 export interface ConversationDeps {
   clock: Clock;
   metrics: RelayMetrics;
-  store: CallStore;
-  session: ModelSession;
-  playout: TwilioPlayout;
-  tools: ToolDispatch;
-  windDown: WindDown;
-  ledger: CallLedger;
-  history: ConversationHistory;
-  turnMetrics: TurnMetrics;
+  store: Pick<CallStore, 'appendTranscript'>;
+  session: Pick<ModelSession, 'socket' | 'ask' | 'callerStopped' | 'configure' | 'error' | 'maybeRenew'>;
+  playout: Pick<TwilioPlayout, 'unplayed' | 'closeItems' | 'interrupt' | 'isDiscarded'>;
+  tools: Pick<ToolDispatch, 'dispatch' | 'owns' | 'responseDone'>;
+  windDown: Pick<WindDown, 'created' | 'responseDone'>;
+  ledger: Pick<CallLedger, 'response'>;
+  history: Pick<ConversationHistory, 'all' | 'lastRole' | 'caller' | 'assistant' | 'truncate' | 'newSession'>;
+  turnMetrics: Pick<TurnMetrics, 'turnEnded'>;
   /** The call's counters for its end-of-call line. */
   stats: { bargeIns: number };
   /** Aborted when the call ends (tools in flight give up). */
@@ -67,8 +71,9 @@ export class Conversation {
   private failedResponses = 0;
   /** The greeting was spoken (or cut by the caller): a new session never greets again (nor once the assistant spoke). */
   private greeted = false;
-  /** speech_started seen, speech_stopped not yet; then the answer server VAD owes us. */
-  private callerSpeaking = false;
+  /** speech_started seen, speech_stopped not yet: the one record of it (the sequencer and the stall rule ask). */
+  private speaking = false;
+  /** After speech_stopped, the answer server VAD owes us. */
   private answerOwed = false;
 
   constructor(
@@ -76,12 +81,17 @@ export class Conversation {
     private readonly call: CallView,
     private readonly host: ConversationHost,
   ) {
-    this.responses = new ResponseSequencer((text) => deps.session.ask(text), 'sb_response_');
+    this.responses = new ResponseSequencer((text) => deps.session.ask(text), 'sb_response_', () => this.speaking);
+  }
+
+  /** Server VAD hears the caller now. */
+  get callerSpeaking(): boolean {
+    return this.speaking;
   }
 
   /** Nobody is speaking or owed an answer, no response active, asked for or queued: a pause. */
   get quiet(): boolean {
-    return this.responses.idle && !this.callerSpeaking && !this.answerOwed;
+    return this.responses.idle && !this.speaking && !this.answerOwed;
   }
 
   /** Ask the model to respond (with these instructions), when no response is active. */
@@ -102,7 +112,7 @@ export class Conversation {
 
   /** The model session is gone: nothing of it is active, owed or pending. */
   newSession(): void {
-    this.callerSpeaking = false;
+    this.speaking = false;
     this.answerOwed = false;
     this.responses.reset();
     this.deps.history.newSession();
@@ -124,12 +134,11 @@ export class Conversation {
       case 'session.updated':
         return deps.session.configure(ev.audioFormatOk);
       case 'speech_started':
-        deps.session.callerTurn(true);
-        this.callerSpeaking = true;
+        this.speaking = true;
         return this.bargeIn();
       case 'speech_stopped':
-        deps.session.callerTurn(false);
-        this.callerSpeaking = false;
+        this.speaking = false;
+        deps.session.callerStopped();
         this.answerOwed = true;
         endSpan(this.turnSpan);
         // A turn, everywhere (log line, API, `npm run call`, turn latency): the caller stopped speaking.
@@ -177,7 +186,6 @@ export class Conversation {
   /** Barge-in (docs/wire-formats.md §7): clear Twilio, truncate to what was heard, stop the response's audio. */
   private bargeIn(): void {
     const { deps } = this;
-    this.responses.onSpeechStarted();
     const active = this.responses.activeResponseId;
     if (!deps.playout.unplayed && !active) return;
     deps.stats.bargeIns++;
@@ -196,7 +204,7 @@ export class Conversation {
   }
 
   private toolCall(ev: Extract<ControlEvent, { type: 'function_call' }>): void {
-    const tenant = this.deps.ledger.tenant;
+    const tenant = tenantOf(this.call.state);
     const callSid = this.call.callSid;
     if (!tenant || !callSid) return;
     this.deps.tools.dispatch(ev, { callSid, tenant, log: this.call.log, signal: this.deps.signal, parentSpan: this.turnSpan ?? this.host.span() });

@@ -71,6 +71,13 @@ export interface ModelSessionHost {
   closedWhileEnding(): void;
   /** No pause, no renewal: nothing is being said, owed, run or played. */
   atPause(): boolean;
+  /** Server VAD hears the caller now (speech_started, no speech_stopped yet). */
+  callerSpeaking(): boolean;
+  /**
+   * The live session is lost (to be re-opened, or past saving): true when a tool had already
+   * decided the call's end (end_call, transfer) and the call carried it out, so no session is needed.
+   */
+  decided(): boolean;
 }
 
 export interface ModelSessionDeps {
@@ -107,7 +114,7 @@ export class ModelSession {
     private readonly host: ModelSessionHost,
   ) {
     const stallMs = deps.limits.modelStallMs ?? 0;
-    if (stallMs > 0) this.stall = new StallWatch(stallMs, deps.clock, () => this.onStalled());
+    if (stallMs > 0) this.stall = new StallWatch(stallMs, deps.clock, () => this.onStalled(), () => host.callerSpeaking());
     this.timers.push(() => this.cancelRenewal?.());
   }
 
@@ -137,10 +144,9 @@ export class ModelSession {
     this.stall?.expectEvent();
   }
 
-  /** Server VAD: the caller started (true) or stopped (false) speaking; after a turn an answer is owed. */
-  callerTurn(open: boolean): void {
-    this.stall?.turn(open);
-    if (!open) this.stall?.expectEvent();
+  /** Server VAD: the caller stopped speaking; an answer is owed. */
+  callerStopped(): void {
+    this.stall?.expectEvent();
   }
 
   /** Open a session: the first, or (`again`) one after a drop or renewal. */
@@ -303,8 +309,9 @@ export class ModelSession {
     this.reopen('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
   }
 
-  /** The model cannot serve the call any more: the fallback (close 4010). */
+  /** The model cannot serve the call any more: the fallback (close 4010), unless a tool already decided how the call ends. */
   private failed(reason: string, outcome: CallOutcome): void {
+    if (this.call.state.kind === 'live' && this.host.decided()) return;
     this.call.finish(outcome, CloseCode.modelUnavailable, reason);
   }
 
@@ -316,6 +323,7 @@ export class ModelSession {
     const old = this.socket;
     this.socket = undefined;
     old?.close(1000, kind === 'renewal' ? 'session renewal' : 'reconnecting');
+    if (this.call.state.kind === 'live' && this.host.decided()) return;
     const spent = kind === 'drop' ? this.reconnects >= MAX_RECONNECTS : this.renewals >= MAX_RENEWALS;
     if (this.call.state.kind !== 'live' || spent) return this.failed(why, 'model_failed');
     if (kind === 'drop') this.reconnects++;

@@ -24,11 +24,12 @@ export class ResponseSequencer {
   private lastSent: (Request & { eventId: string }) | undefined;
   private readonly queue: Request[] = [];
   private seq = 0;
-  private callerSpeaking = false;
 
   constructor(
     private readonly send: (text: string) => void,
     private readonly idPrefix: string,
+    /** Server VAD hears the caller now (the conversation knows): requests wait, the caller's turn comes first. */
+    private readonly callerSpeaking: () => boolean,
   ) {}
 
   /** The model's response in progress, if any. */
@@ -84,17 +85,11 @@ export class ResponseSequencer {
     return true;
   }
 
-  /** Server VAD heard the caller start: hold requests, the caller's turn comes first. */
-  onSpeechStarted(): void {
-    this.callerSpeaking = true;
-  }
-
   /**
    * Server VAD heard the caller stop and answers the turn itself (`create_response`): plain
    * requests are covered by that answer, which sees everything sent before it.
    */
   onSpeechStopped(): void {
-    this.callerSpeaking = false;
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.instructions === undefined) this.queue.splice(i, 1);
     this.pump();
   }
@@ -108,11 +103,10 @@ export class ResponseSequencer {
     this.active = undefined;
     this.inFlight = undefined;
     this.lastSent = undefined;
-    this.callerSpeaking = false;
   }
 
   private pump(): void {
-    if (this.active !== undefined || this.inFlight !== undefined || this.callerSpeaking) return;
+    if (this.active !== undefined || this.inFlight !== undefined || this.callerSpeaking()) return;
     const next = this.queue.shift();
     if (!next) return;
     const eventId = `${this.idPrefix}${++this.seq}`;

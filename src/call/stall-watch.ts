@@ -49,8 +49,6 @@ export class StallWatch {
   private lastSpeechMono = 0;
   /** When the caller began talking with no model event since; undefined otherwise. */
   private onsetMono: number | undefined;
-  /** speech_started seen and not yet speech_stopped: the model has the turn in hand. */
-  private turnOpen = false;
   private cancelTimer: (() => void) | undefined;
   /** Model events seen; an owed event is one that moves this on. */
   private events = 0;
@@ -60,6 +58,8 @@ export class StallWatch {
     readonly stallMs: number,
     private readonly clock: Pick<Clock, 'after' | 'mono'>,
     private readonly onStall: () => void,
+    /** speech_started seen and not yet speech_stopped (the conversation knows): the model has the turn in hand. */
+    private readonly turnOpen: () => boolean,
   ) {}
 
   /** One sampled caller frame (base64 μ-law), at monotonic time `now`. */
@@ -69,12 +69,12 @@ export class StallWatch {
       return;
     }
     this.lastSpeechMono = now;
-    if (++this.run < ONSET_SAMPLES || this.turnOpen || this.onsetMono !== undefined) return;
+    if (++this.run < ONSET_SAMPLES || this.turnOpen() || this.onsetMono !== undefined) return;
     const onset = (this.onsetMono = now);
     this.cancelTimer?.();
     this.cancelTimer = this.clock.after(this.stallMs, () => {
       this.cancelTimer = undefined;
-      if (this.onsetMono === onset && !this.turnOpen && this.clock.mono() - this.lastSpeechMono < STILL_TALKING_MS) this.onStall();
+      if (this.onsetMono === onset && !this.turnOpen() && this.clock.mono() - this.lastSpeechMono < STILL_TALKING_MS) this.onStall();
     });
   }
 
@@ -94,11 +94,6 @@ export class StallWatch {
     });
   }
 
-  /** speech_started (true) / speech_stopped (false). */
-  turn(open: boolean): void {
-    this.turnOpen = open;
-  }
-
   /** A new session, or the call ended. */
   reset(): void {
     this.cancelTimer?.();
@@ -106,7 +101,6 @@ export class StallWatch {
     this.cancelOwed?.();
     this.cancelOwed = undefined;
     this.onsetMono = undefined;
-    this.turnOpen = false;
     this.run = 0;
   }
 }

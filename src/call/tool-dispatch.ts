@@ -43,15 +43,6 @@ export interface ToolCall {
   parentSpan: Span | undefined;
 }
 
-/**
- * Which of the effects gathered before a follow-up the call acts on: a hand-off to a human wins
- * over ending the call, whatever their order (a caller in an emergency is never hung up on);
- * otherwise the first asked for.
- */
-export function decidingEffect(effects: readonly CallEffect[]): CallEffect | undefined {
-  return effects.find((e) => e.kind === 'transfer') ?? effects[0];
-}
-
 export class ToolDispatch {
   /** Function calls run on this call. */
   calls = 0;
@@ -93,7 +84,7 @@ export class ToolDispatch {
     return this.byResponse.has(responseId);
   }
 
-  /** The model's session is gone: nothing of it is followed up (effects stay: the call still does them). */
+  /** The model's session is gone: nothing of it is followed up (its effects were taken first: the call carried them out). */
   newSession(): void {
     this.byResponse.clear();
   }

@@ -10,7 +10,25 @@ import type { CallPhase } from '../store/index.js';
 import type { CallEffect } from '../tools/index.js';
 import type { CallInput, CallView } from './call-state.js';
 import type { CallOutcome } from './lifecycle.js';
-import { decidingEffect } from './tool-dispatch.js';
+
+/**
+ * Which of the effects gathered before a follow-up the call acts on: a hand-off to a human wins
+ * over ending the call, whatever their order (a caller in an emergency is never hung up on);
+ * otherwise the first asked for.
+ */
+export function decidingEffect(effects: readonly CallEffect[]): CallEffect | undefined {
+  return effects.find((e) => e.kind === 'transfer') ?? effects[0];
+}
+
+/** How the call ends for an effect: its outcome, close code, phase while ending, and the close's reason. */
+function endFor(effect: CallEffect): { outcome: CallOutcome; closeCode: CloseCode; phase: CallPhase } {
+  return effect.kind === 'end_call'
+    ? { outcome: 'ended_by_assistant', closeCode: CloseCode.callEnded, phase: 'ending' }
+    : { outcome: 'transferred', closeCode: CloseCode.handedOff, phase: 'handing-off' };
+}
+
+/** Why the line closed after the last words of an outcome. */
+const closedAfter = (outcome: CallOutcome): string => (outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
 
 /** What the assistant is asked to say when the call reaches MAX_CALL_SECONDS. */
 export const TIME_LIMIT_GOODBYE =
@@ -49,11 +67,25 @@ export class WindDown {
 
   /** What the tools asked for, once their spoken answer was asked for: one effect decides, that answer is the last words. */
   effects(effects: readonly CallEffect[]): void {
-    const effect = decidingEffect(effects);
+    const effect = this.deciding(effects);
     if (!effect) return;
-    if (effects.length > 1) this.call.log.info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
-    const end = effect.kind === 'end_call';
-    this.begin(end ? 'ended_by_assistant' : 'transferred', end ? CloseCode.callEnded : CloseCode.handedOff, end ? 'ending' : 'handing-off');
+    const { outcome, closeCode, phase } = endFor(effect);
+    this.begin(outcome, closeCode, phase);
+  }
+
+  /**
+   * The model session is lost before the response that asked for these effects was done: the
+   * session that would say the last words is gone, and a new one knows nothing of the tool. The
+   * deciding effect is carried out now, without last words (Twilio's after-stream TwiML speaks for
+   * the call). True when an effect ended the call; false when there was none (the call goes on).
+   */
+  stranded(effects: readonly CallEffect[]): boolean {
+    const effect = this.deciding(effects);
+    if (!effect) return false;
+    const { outcome, closeCode } = endFor(effect);
+    this.call.log.warn({ code: 'model_closed', acting: effect.kind }, 'model session lost before the tool\'s answer was spoken: carrying out its effect now');
+    this.call.finish(outcome, closeCode, closedAfter(outcome));
+    return true;
   }
 
   /** MAX_CALL_SECONDS: the assistant says a goodbye and the call ends (4014), not the fallback. */
@@ -83,13 +115,20 @@ export class WindDown {
   played(): void {
     const s = this.call.state;
     if (s.kind !== 'ending' || !this.said || this.host.unplayed()) return;
-    this.call.finish(s.outcome, s.closeCode, s.outcome === 'transferred' ? 'handed to a human' : 'assistant ended the call');
+    this.call.finish(s.outcome, s.closeCode, closedAfter(s.outcome));
   }
 
   /** Something ended the last words early (the model went away): the call ends as it was ending. */
   cutShort(reason: string): void {
     const s = this.call.state;
     if (s.kind === 'ending') this.call.finish(s.outcome, s.closeCode, reason);
+  }
+
+  /** The effect that decides among `effects`, logged when several compete. */
+  private deciding(effects: readonly CallEffect[]): CallEffect | undefined {
+    const effect = decidingEffect(effects);
+    if (effect && effects.length > 1) this.call.log.info({ effects: effects.map((e) => e.kind), acting: effect.kind }, 'several call effects at once: one decides');
+    return effect;
   }
 
   private begin(outcome: CallOutcome, closeCode: CloseCode, phase: CallPhase, goodbye?: string): void {

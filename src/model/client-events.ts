@@ -110,10 +110,10 @@ export function sessionUpdate(o: SessionOptions): string {
 // Client events
 
 /**
- * The head of `input_audio_buffer.append`. Base64 needs no JSON escaping, so the call's inbound path
- * (call-bridge.ts, append-batcher.ts) splices a
- * Twilio payload between this and a literal `'"}'` per frame instead of stringifying an object (or
- * calling a builder: an imported suffix measured slower on that path).
+ * The head of `input_audio_buffer.append`. Base64 needs no JSON escaping, so the call's append
+ * batcher (call/append-batcher.ts, the one place it is used) splices the audio between this and a
+ * literal `'"}'` instead of stringifying an object (or calling a builder: an imported suffix
+ * measured slower on the per-frame path).
  */
 export const APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"';
 

@@ -7,7 +7,7 @@
 import WebSocket from 'ws';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { ModelConfig } from '../config.js';
-import { SwitchboardError } from '../errors.js';
+import { ABNORMAL_CLOSE, SwitchboardError } from '../errors.js';
 import type { Logger } from '../telemetry/index.js';
 import { ClientEventLedger } from './model-errors.js';
 import type { SessionShape } from './client-events.js';
@@ -83,7 +83,7 @@ export interface Keepalive {
 }
 
 /** The close code and reason the model session sees when the keepalive cut a silent socket. */
-export const KEEPALIVE_CLOSE = { code: 1006, reason: 'keepalive: no pong from the model' } as const;
+export const KEEPALIVE_CLOSE = { code: ABNORMAL_CLOSE, reason: 'keepalive: no pong from the model' } as const;
 
 export interface ConnectOptions {
   /** Per attempt: TCP + TLS + upgrade. */

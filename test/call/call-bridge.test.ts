@@ -97,14 +97,14 @@ interface Harness {
 
 const flush = () => new Promise((r) => setImmediate(r));
 
-/** The model calls end_call in response `resp_t` (its output is sent at once; the follow-up waits for response.done). */
-async function modelCallsEndCall(h: Harness): Promise<void> {
+/** The model calls a tool (end_call) in response `resp_t` (its output is sent at once; the follow-up waits for response.done). */
+async function modelCallsTool(h: Harness, name = 'end_call', args = '{"reason":"done"}'): Promise<void> {
   h.model.emit({ type: 'response.created', response: { id: 'resp_t', status: 'in_progress' } });
   h.model.emit({
     type: 'response.output_item.done',
     response_id: 'resp_t',
     output_index: 0,
-    item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name: 'end_call', arguments: '{"reason":"done"}' },
+    item: { id: 'item_f', type: 'function_call', call_id: 'call_1', name, arguments: args },
   });
   await flush();
 }
@@ -212,6 +212,21 @@ describe('CallBridge', () => {
     expect(h.model.sent[4]).toEqual({ type: 'input_audio_buffer.append', audio: payload(160, 3) });
   });
 
+  it('MODEL_APPEND_FRAMES=3: frames held while connecting still go one append per frame, each as Twilio sent it', async () => {
+    const h = harness({ modelAppendFrames: 3 }, false);
+    h.bridge.onTwilioMessage(startMsg(), false);
+    h.bridge.onTwilioMessage(mediaMsg(0, payload(160, 1)), false);
+    h.bridge.onTwilioMessage(mediaMsg(20, payload(160, 2)), false);
+    await flush();
+    h.connect.resolve();
+    await flush();
+    h.model.emit(pcmuSession);
+    expect(h.model.sent.slice(1, 3)).toEqual([
+      { type: 'input_audio_buffer.append', audio: payload(160, 1) },
+      { type: 'input_audio_buffer.append', audio: payload(160, 2) },
+    ]);
+  });
+
   it('MODEL_APPEND_FRAMES=2: one append per two caller frames, and a DTMF key flushes the held frame ahead of it', async () => {
     const h = harness({ modelAppendFrames: 2 });
     await live(h);
@@ -248,7 +263,7 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'session.updated', session: { type: 'realtime', audio: { output: { format: { type: 'audio/pcm', rate: 24000 } } } } });
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
     expect(h.model.closed?.code).toBe(1000);
   });
 
@@ -368,7 +383,7 @@ describe('CallBridge', () => {
   it('tool call: output sent at once, follow-up only after response.done, end_call hangs up after the goodbye played', async () => {
     const h = harness();
     await live(h);
-    await modelCallsEndCall(h);
+    await modelCallsTool(h);
     const out = h.model.sent.find((e) => e['type'] === 'conversation.item.create')!;
     expect(out).toEqual({ type: 'conversation.item.create', item: { type: 'function_call_output', call_id: 'call_1', output: expect.stringContaining('"ok":true') as unknown } });
     const creates = () => h.model.types().filter((t) => t === 'response.create').length;
@@ -393,7 +408,7 @@ describe('CallBridge', () => {
   it('thinned marks: a goodbye in small deltas gets a mark per 100 ms and one for its tail, and the line closes only once the tail played', async () => {
     const h = harness({ twilioMarkIntervalMs: 100 });
     await live(h);
-    await modelCallsEndCall(h);
+    await modelCallsTool(h);
     h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
     expect(h.bridge.state.kind).toBe('ending');
     h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
@@ -442,6 +457,43 @@ describe('CallBridge', () => {
     await flush();
     expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
     expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
+  });
+
+  it('a transfer decided before the session dropped (its response never done): carried out at once, no new session; the call is not stuck busy', async () => {
+    const h = harness();
+    await live(h);
+    await modelCallsTool(h, 'transfer_to_human', '{"reason":"gas smell"}');
+    expect(h.model.sent.some((e) => e['type'] === 'conversation.item.create')).toBe(true); // the tool answered
+    expect(h.bridge.migratable()?.migrationReadiness()).toBe('busy');
+    h.model.drop(1006); // before response.done: the session that would say the last words is gone
+    await flush(); // the socket closes once the outcome is stored
+    expect(h.models).toHaveLength(1); // no session is opened for words nobody can say any more
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'transferred', callSid: CALL, tenant });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
+    expect(h.bridge.migratable()).toBeUndefined();
+  });
+
+  it('an end_call decided before a fatal model error: the call ends as the assistant decided, not with the fallback', async () => {
+    const h = harness();
+    await live(h);
+    await modelCallsTool(h);
+    h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'ended_by_assistant', callSid: CALL, tenant });
+  });
+
+  it('a drop with no effect decided still opens a new session (the call goes on)', async () => {
+    const h = harness();
+    await live(h);
+    await modelCallsTool(h, 'check_service_area', '{"postcode":"10001"}');
+    h.model.drop(1006);
+    await flush();
+    expect(h.models).toHaveLength(2);
+    h.model.emit(pcmuSession);
+    expect(h.bridge.state.kind).toBe('live');
+    expect(h.bridge.migratable()?.migrationReadiness()).not.toBe('ending');
   });
 
   it('answers an unknown tool with an error result instead of failing the call', async () => {
@@ -510,7 +562,7 @@ describe('CallBridge', () => {
     h.connect.resolve();
     await flush();
     expect(h.model.closed?.code).toBe(1000);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'caller_hung_up' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'caller_hung_up', callSid: CALL, tenant });
     expect((await h.metrics.activeCalls.get()).values[0]?.value).toBe(0);
   });
 
@@ -561,7 +613,7 @@ describe('CallBridge', () => {
     second.drop(1006);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
   });
 
   it('a reconnect that fails ends the call with the fallback', async () => {
@@ -571,7 +623,7 @@ describe('CallBridge', () => {
     h.model.drop(1006);
     await flush();
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
   });
 
   it('session expiry opens a new session; fatal errors end the call; benign races do not', async () => {
@@ -588,7 +640,7 @@ describe('CallBridge', () => {
     h.model.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_failed', callSid: CALL, tenant });
   });
 
   it('ends a call that runs past MAX_CALL_SECONDS with a goodbye, then 4014 (at the latest after the wind-down)', async () => {
@@ -602,7 +654,7 @@ describe('CallBridge', () => {
     h.clock.advance(15_001);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4014);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'too_long', callSid: CALL, tenant });
   });
 
   it('a move whose Twilio update failed after the stream had stopped: the caller hung up, and the call ends as such', async () => {
@@ -629,6 +681,6 @@ describe('CallBridge', () => {
     h.clock.advance(3001);
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
-    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable' });
+    expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable', callSid: CALL, tenant });
   });
 });

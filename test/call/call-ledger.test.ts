@@ -52,7 +52,7 @@ describe('CallLedger', () => {
     expect(await gauge(h.metrics)).toBe(1);
     expect(told).toEqual([`started ${CALL}`]); // the throwing listener did not stop the next
     expect((await h.store.getCall(CALL))?.to).toBe(tenant.phoneNumbers[0]);
-    const { stored } = h.ledger.end({ callSid: CALL, outcome: 'completed', reason: 'stream stopped', started: true, moved: false, unresumed: undefined });
+    const { stored } = h.ledger.end({ callSid: CALL, tenant, outcome: 'completed', reason: 'stream stopped', started: true, moved: false, unresumed: undefined });
     await stored;
     expect(await gauge(h.metrics)).toBe(0);
     expect(await outcomes(h.metrics)).toEqual({ completed: 1 });
@@ -65,7 +65,7 @@ describe('CallLedger', () => {
     h.ledger.started(CALL, 'sim');
     h.ledger.admit(CALL, tenant, () => 0);
     h.ledger.record(START, tenant, {});
-    const moved = h.ledger.end({ callSid: CALL, outcome: 'drained', reason: 'moved', started: true, moved: true, unresumed: undefined });
+    const moved = h.ledger.end({ callSid: CALL, tenant, outcome: 'drained', reason: 'moved', started: true, moved: true, unresumed: undefined });
     expect(moved.stored).toBeUndefined();
     await flush();
     expect(await outcomes(h.metrics)).toEqual({});
@@ -73,7 +73,7 @@ describe('CallLedger', () => {
     expect(await gauge(h.metrics)).toBe(0);
 
     const g = harness();
-    expect(g.ledger.end({ callSid: undefined, outcome: 'protocol_error', reason: 'media socket closed', started: false, moved: false, unresumed: undefined }).stored).toBeUndefined();
+    expect(g.ledger.end({ callSid: undefined, tenant: undefined, outcome: 'protocol_error', reason: 'media socket closed', started: false, moved: false, unresumed: undefined }).stored).toBeUndefined();
     expect(await outcomes(g.metrics)).toEqual({});
   });
 

@@ -3,6 +3,7 @@
  * the call, a move that did not happen, and the adopting pod's gap — against the memory store.
  */
 import { describe, expect, it } from 'vitest';
+import { CallLedger } from '../../src/call/call-ledger.js';
 import { CallMove, callParties, type CallMoveHost } from '../../src/call/call-move.js';
 import type { CallState, CallView } from '../../src/call/call-state.js';
 import type { CallOutcome, CallLifecycleListener } from '../../src/call/lifecycle.js';
@@ -39,8 +40,9 @@ async function harness(): Promise<Harness> {
     callEnded: (c) => h.told.push(`ended ${c.outcome}`),
     callMoved: () => h.told.push('moved'),
   };
+  const ledger = new CallLedger({ store, metrics, clock, pod: 'pod-a', listeners: [listener], log: () => silentLogger() });
   const call: CallView = {
-    // As the bridge's: an ended call's state names no call.
+    // Whether or not an ended call is still named, the move keeps the sid it began with.
     get callSid() {
       return h.state === 'ended' ? undefined : CALL;
     },
@@ -56,7 +58,7 @@ async function harness(): Promise<Harness> {
   const host: CallMoveHost = { tenant: () => tenant, facts: () => h.facts };
   h.call = call;
   h.move = new CallMove(
-    { store, metrics, clock, pod: 'pod-a', background: (p) => void p.catch(() => {}), notify: (fn) => fn(listener) },
+    { store, metrics, clock, pod: 'pod-a', background: (p) => void p.catch(() => {}), notify: (fn) => ledger.notify(fn), settle: (sid, t, outcome) => void ledger.settle(sid, t, outcome) },
     call,
     host,
   );

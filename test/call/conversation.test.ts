@@ -1,26 +1,23 @@
 /**
- * The conversation on its own, over real parts (model session on a scripted socket, playout on a
- * recording Twilio socket, tool dispatch, wind-down, ledger) but no bridge: the greeting said once
+ * The conversation on its own, over the real parts these tests exercise (model session on a scripted
+ * socket, playout on a recording Twilio socket, history) and the few members it uses of the others
+ * (tool dispatch, wind-down, ledger) as doubles, no bridge: the greeting said once
  * across sessions, a failed response asked for once more then the fallback, a transcript kept
  * masked, and the error that answers the relay's own response.create.
  */
 import { describe, expect, it } from 'vitest';
-import { CallLedger } from '../../src/call/call-ledger.js';
 import type { CallState, CallView } from '../../src/call/call-state.js';
-import { Conversation } from '../../src/call/conversation.js';
+import { Conversation, type ConversationDeps } from '../../src/call/conversation.js';
 import { ConversationHistory } from '../../src/call/conversation-history.js';
 import type { CallOutcome } from '../../src/call/lifecycle.js';
 import { ModelSession } from '../../src/call/model-session.js';
-import { ToolDispatch } from '../../src/call/tool-dispatch.js';
 import { TurnMetrics } from '../../src/call/turn-metrics.js';
 import { TwilioPlayout } from '../../src/call/twilio-playout.js';
-import { WindDown } from '../../src/call/wind-down.js';
 import { parseModelEvent } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
 import { createMetrics } from '../../src/telemetry/metrics.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
-import { BuiltinToolRunner } from '../../src/tools/index.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 import { FakeRealtimeSocket } from '../helpers/fake-realtime-socket.js';
 
@@ -72,17 +69,15 @@ async function harness() {
       lost: () => {},
       closedWhileEnding: () => {},
       atPause: () => true,
+      callerSpeaking: () => conversation.callerSpeaking,
+      decided: () => false,
     },
   );
   const playout = new TwilioPlayout({ send: () => 1, bufferedAmount: () => 0, cork: (fn) => fn(), end: () => {} }, 1 << 20);
-  const tools = new ToolDispatch({ tools: new BuiltinToolRunner(), metrics, store, clock, background, session: () => session.socket, followUp: () => conversation.request() });
-  const ledger = new CallLedger({ store, metrics, clock, pod: 'pod-a', log: () => log });
-  const windDown = new WindDown({ clock, windDownMs: 15_000, maxCallMs: 3_600_000, timers: [] }, call, {
-    move: () => {},
-    unplayed: () => playout.unplayed,
-    setPhase: () => {},
-    request: (i) => conversation.request(i),
-  });
+  // No tool is called and the call never winds down here: those parts only need to be there.
+  const tools: ConversationDeps['tools'] = { dispatch: () => {}, owns: () => false, responseDone: () => false };
+  const windDown: ConversationDeps['windDown'] = { created: () => {}, responseDone: () => {} };
+  const ledger: ConversationDeps['ledger'] = { response: () => {} };
   const conversation: Conversation = new Conversation(
     { clock, metrics, store, session, playout, tools, windDown, ledger, history, turnMetrics, stats: { bargeIns: 0 }, signal },
     call,

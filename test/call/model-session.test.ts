@@ -33,6 +33,8 @@ class Call implements CallView {
   messages: string[] = [];
   pause = true;
   endedWhileEnding = false;
+  /** A tool decided the call's end (end_call, transfer): a lost session carries it out and ends the call. */
+  decidedEnd = false;
   get state(): CallState {
     return { kind: this.kind } as CallState;
   }
@@ -65,6 +67,12 @@ class Call implements CallView {
         this.kind = 'ended';
       },
       atPause: () => this.pause,
+      callerSpeaking: () => false,
+      decided: () => {
+        if (!this.decidedEnd) return false;
+        this.kind = 'ended';
+        return true;
+      },
     };
   }
   session: ModelSession | undefined;
@@ -231,6 +239,21 @@ describe('ModelSession', () => {
     s.drop(1006);
     expect(h.call.endedWhileEnding).toBe(true);
     expect(h.sockets).toHaveLength(1);
+  });
+
+  it('a session lost after a tool decided how the call ends (drop, fatal error): no new session, no fallback', async () => {
+    for (const lose of ['drop', 'fatal'] as const) {
+      const h = harness();
+      const s = await opened(h);
+      h.call.decidedEnd = true;
+      if (lose === 'drop') s.drop(1006);
+      else s.emit({ type: 'error', error: { type: 'invalid_request_error', code: 'invalid_api_key', message: 'bad key' } });
+      await flush();
+      expect(h.sockets).toHaveLength(1);
+      expect(h.call.lost).toBe(0);
+      expect(h.call.failed).toBeUndefined();
+      expect(h.call.kind).toBe('ended');
+    }
   });
 
   it('the stall rule: the caller talks, the model says nothing for MODEL_STALL_TIMEOUT_MS: a new session', async () => {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ResponseSequencer } from '../../src/call/response-sequencer.js';
 
-function sequencer(): { seq: ResponseSequencer; sent: Record<string, unknown>[] } {
+function sequencer(): { seq: ResponseSequencer; sent: Record<string, unknown>[]; caller: { speaking: boolean } } {
   const sent: Record<string, unknown>[] = [];
-  const seq = new ResponseSequencer((t) => sent.push(JSON.parse(t) as Record<string, unknown>), 'r_');
-  return { seq, sent };
+  const caller = { speaking: false };
+  const seq = new ResponseSequencer((t) => sent.push(JSON.parse(t) as Record<string, unknown>), 'r_', () => caller.speaking);
+  return { seq, sent, caller };
 }
 
 describe('ResponseSequencer', () => {
@@ -56,11 +57,12 @@ describe('ResponseSequencer', () => {
   });
 
   it('holds requests while the caller speaks; the server answers the turn itself, so plain ones are dropped', () => {
-    const { seq, sent } = sequencer();
-    seq.onSpeechStarted();
+    const { seq, sent, caller } = sequencer();
+    caller.speaking = true;
     seq.request();
     seq.request('Say exactly: hold on');
     expect(sent).toHaveLength(0);
+    caller.speaking = false;
     seq.onSpeechStopped();
     expect(sent).toEqual([{ type: 'response.create', event_id: 'r_1', response: { instructions: 'Say exactly: hold on' } }]);
     seq.onCreated('resp_1');

@@ -19,10 +19,11 @@ describe('StallWatch', () => {
   const speech = Buffer.from(tone(160, 440, 0)).toString('base64');
   const quiet = Buffer.alloc(160, 0xff).toString('base64');
 
-  function harness(): { w: StallWatch; fire: () => void; stalls: number } {
+  function harness(): { w: StallWatch; fire: () => void; stalls: number; turnOpen: boolean } {
     let pending: (() => void) | undefined;
     const h = {
       stalls: 0,
+      turnOpen: false,
       w: undefined as unknown as StallWatch,
       fire: () => pending?.(),
     };
@@ -30,6 +31,7 @@ describe('StallWatch', () => {
       1000,
       { after: (_ms, fn) => ((pending = fn), () => (pending = undefined)), mono: () => performance.now() },
       () => h.stalls++,
+      () => h.turnOpen,
     );
     return h;
   }
@@ -59,7 +61,7 @@ describe('StallWatch', () => {
     for (let i = 0; i < 5; i++) h.w.sample(speech, performance.now());
     h.w.modelEvent();
     h.fire();
-    h.w.turn(true);
+    h.turnOpen = true;
     for (let i = 0; i < 5; i++) h.w.sample(speech, performance.now());
     h.fire();
     expect(h.stalls).toBe(0);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/clock.js';
-import { decidingEffect, ToolDispatch } from '../../src/call/tool-dispatch.js';
+import { ToolDispatch } from '../../src/call/tool-dispatch.js';
 import type { RealtimeSocket } from '../../src/model/index.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { createLogger, silentLogger } from '../../src/telemetry/logger.js';
@@ -80,14 +80,5 @@ describe('ToolDispatch', () => {
     const line = JSON.parse(out.find((l) => l.includes('"tool call"'))!) as Record<string, unknown>;
     expect(line).toMatchObject({ msg: 'tool call', tool: 'end_call', callId: 'c1', outcome: 'ok' });
     expect(line).not.toHaveProperty('tool_span_id');
-  });
-
-  it('a transfer decides over an end_call in either order', () => {
-    const end = { kind: 'end_call', reason: 'x' } as const;
-    const transfer = { kind: 'transfer', to: '+1', reason: 'caller-asked' } as const;
-    expect(decidingEffect([end, transfer])).toBe(transfer);
-    expect(decidingEffect([transfer, end])).toBe(transfer);
-    expect(decidingEffect([end])).toBe(end);
-    expect(decidingEffect([])).toBeUndefined();
   });
 });

@@ -1,16 +1,19 @@
 /**
  * The call's last words on their own, over the real state transitions and a manual clock: which
- * effect decides, the time-limit goodbye, closing once the words are said and heard, and the
+ * effect decides, an effect whose session was lost, the time-limit goodbye, closing once the words are said and heard, and the
  * wind-down's bound.
  */
 import { describe, expect, it } from 'vitest';
 import { transition, type CallState, type CallView } from '../../src/call/call-state.js';
 import type { CallOutcome } from '../../src/call/lifecycle.js';
-import { TIME_LIMIT_GOODBYE, WindDown } from '../../src/call/wind-down.js';
+import { decidingEffect, TIME_LIMIT_GOODBYE, WindDown } from '../../src/call/wind-down.js';
 import type { RealtimeSocket } from '../../src/model/index.js';
 import type { CallPhase } from '../../src/store/index.js';
 import { silentLogger } from '../../src/telemetry/logger.js';
+import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
 import { ManualClock } from '../helpers/manual-clock.js';
+
+const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
 
 const model = { send() {}, bufferedAmount: 0, isOpen: true, droppedSends: 0, onMessage() {}, onClose() {}, close() {} } satisfies RealtimeSocket;
 
@@ -19,8 +22,8 @@ function harness(kind: 'live' | 'connecting' = 'live') {
   const h = {
     clock,
     state: (kind === 'live'
-      ? { kind, streamSid: 'MZ', callSid: 'CA', tenantId: 't', model }
-      : { kind, streamSid: 'MZ', callSid: 'CA', tenantId: 't' }) as CallState,
+      ? { kind, streamSid: 'MZ', callSid: 'CA', tenant, model }
+      : { kind, streamSid: 'MZ', callSid: 'CA', tenant }) as CallState,
     unplayed: false,
     phases: [] as CallPhase[],
     requests: [] as string[],
@@ -102,5 +105,26 @@ describe('WindDown', () => {
     expect(g.finished).toEqual([]);
     g.clock.advance(1);
     expect(g.finished).toEqual([{ outcome: 'ended_by_assistant', code: 4011, reason: 'goodbye timed out' }]);
+  });
+
+  it('a transfer decides over an end_call in either order', () => {
+    const end = { kind: 'end_call', reason: 'x' } as const;
+    const transfer = { kind: 'transfer', to: '+1', reason: 'caller-asked' } as const;
+    expect(decidingEffect([end, transfer])).toBe(transfer);
+    expect(decidingEffect([transfer, end])).toBe(transfer);
+    expect(decidingEffect([end])).toBe(end);
+    expect(decidingEffect([])).toBeUndefined();
+  });
+
+  it('an effect whose session was lost before its answer: carried out at once, without last words', () => {
+    const h = harness();
+    expect(h.w.stranded([])).toBe(false);
+    expect(h.state.kind).toBe('live');
+    expect(h.w.stranded([{ kind: 'end_call', reason: 'done' }, { kind: 'transfer', to: '+1', reason: 'emergency' }])).toBe(true);
+    expect(h.finished).toEqual([{ outcome: 'transferred', code: 4012, reason: 'handed to a human' }]);
+    expect(h.requests).toEqual([]);
+    const e = harness();
+    expect(e.w.stranded([{ kind: 'end_call', reason: 'done' }])).toBe(true);
+    expect(e.finished).toEqual([{ outcome: 'ended_by_assistant', code: 4011, reason: 'assistant ended the call' }]);
   });
 });

@@ -295,6 +295,32 @@ class Connection implements FaultConnection {
   }
 }
 
+/**
+ * Proxy mode: on session `session` (default the first), the response in which the model calls
+ * `tool` is never done there: its `response.done` is held back and, once the relay has answered the
+ * call (`function_call_output`), the session drops with no close frame. The tool ran and its
+ * effect stands; the session that would speak its answer is gone.
+ */
+export function dropBetweenToolOutputAndDone(tool: string, session = 0): NonNullable<FaultModelOptions['onServerEvent']> {
+  const calls = new Map<string, string>(); // response id -> call_id of its `tool` call
+  return (conn, ev) => {
+    if (conn.index !== session) return;
+    const item = isObject(ev.item) ? ev.item : undefined;
+    if (ev.type === 'response.output_item.done' && item?.type === 'function_call' && item.name === tool) {
+      calls.set(String(ev.response_id), String(item.call_id));
+    }
+    const response = isObject(ev.response) ? ev.response : undefined;
+    const callId = ev.type === 'response.done' ? calls.get(String(response?.id)) : undefined;
+    if (callId === undefined) return;
+    const answered = (e: ClientEvent): boolean => e.type === 'conversation.item.create' && isObject(e.item) && e.item.type === 'function_call_output' && e.item.call_id === callId;
+    conn.waitForClient(answered).then(
+      () => conn.drop(),
+      () => undefined,
+    );
+    return false;
+  };
+}
+
 /** Start a fault model on 127.0.0.1, port 0. */
 export async function startFaultModel(o: FaultModelOptions = {}): Promise<FaultModel> {
   const sockets = new Set<Socket>();

@@ -8,7 +8,7 @@ import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid, type CallReport } from '../../src/sim/sim-caller.js';
 import { startSimModel, type SimModel } from '../../src/sim/sim-model.js';
 import { DEMO_TENANT } from '../../src/tenants/index.js';
-import { startFaultModel, type FaultModel, type FaultModelOptions } from '../helpers/fault-model.js';
+import { dropBetweenToolOutputAndDone, startFaultModel, type FaultModel, type FaultModelOptions } from '../helpers/fault-model.js';
 import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, signedPost, startTestRelay } from '../helpers/relay.js';
 
 let relay: Relay | undefined;
@@ -201,6 +201,40 @@ describe('model upstream: mid-call', () => {
     expect(report.endedBy).toBe('caller');
     expect(report.closeCode).toBe(1000);
     await outcomeOf(r, callSid, 'caller_hung_up');
+  });
+});
+
+describe('model upstream: lost between a tool and its response.done', () => {
+  /** What the caller hears and where they go once the stream closed (the simulated Twilio's reading of the after-stream TwiML). */
+  const HAND_OFF = 'Connecting you now. <Dial>+15005550007';
+
+  it('transfer_to_human answered, then the session drops: the caller is handed to a person at once, counted transferred', async () => {
+    const { fault: f, relay: r } = await proxied({ onServerEvent: dropBetweenToolOutputAndDone('transfer_to_human') });
+    const callSid = randomSid('CA');
+    const report = await call(r, callSid, ['call tool transfer_to_human {"reason":"I smell gas"}']);
+    expect(report.closeCode).toBe(4012);
+    expect(report.endedBy).toBe('relay');
+    expect(f.connections).toHaveLength(1); // no session opened for words the lost one can no longer say
+    await outcomeOf(r, callSid, 'transferred');
+    expect(report.afterStream).toContain(HAND_OFF);
+    const m = await scrape(r);
+    expect(metricValue(m, 'switchboard_calls_total', { outcome: 'transferred' })).toBe(1);
+    expect(metricValue(m, 'switchboard_active_calls')).toBe(0);
+  });
+
+  it('the same with the model unreachable afterwards: the transfer still happens, not the fallback', async () => {
+    sim = await startSimModel({ mode: 'loadtest' });
+    fault = await startFaultModel({
+      upstream: sim.url,
+      upgrade: (n) => (n === 0 ? { kind: 'accept' } : { kind: 'status', status: 503 }),
+      onServerEvent: dropBetweenToolOutputAndDone('transfer_to_human'),
+    });
+    relay = await relayTo(fault, { MODEL_CONNECT_ATTEMPTS: '1' });
+    const callSid = randomSid('CA');
+    const report = await call(relay, callSid, ['call tool transfer_to_human {"reason":"I smell gas"}']);
+    expect(report.closeCode).toBe(4012);
+    await outcomeOf(relay, callSid, 'transferred');
+    expect(report.afterStream).toContain(HAND_OFF);
   });
 });
 

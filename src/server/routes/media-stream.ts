@@ -4,7 +4,7 @@
  */
 import type { HttpRequest, HttpResponse, WebSocket } from 'uWebSockets.js';
 import { CallBridge, type BridgeDeps, type TwilioSocket } from '../../call/index.js';
-import { CloseCode } from '../../errors.js';
+import { ABNORMAL_CLOSE, CloseCode } from '../../errors.js';
 import type { RelayContext } from '../context.js';
 import { remoteAddress } from '../http.js';
 import type { LiveCalls } from '../live-calls.js';
@@ -103,7 +103,7 @@ export function registerMediaStreamRoute(ctx: RelayContext, deps: MediaStreamDep
       if (!bridge) return;
       // uWS force-closes (1006) on frames it refuses before any message callback; those are
       // protocol errors, not hang-ups.
-      if (code === 1006) {
+      if (code === ABNORMAL_CLOSE) {
         const why = Buffer.from(message).toString();
         if (why === 'Received invalid UTF-8') return bridge.onTwilioRefused('invalid_utf8', why);
         if (why === 'Received too big message') return bridge.onTwilioRefused('too_large', why);
