@@ -1,7 +1,9 @@
 /**
  * The bridge's per-frame path alone, with no sockets: a caller media frame to its append, a model
- * audio delta to its media + mark, and a mark echo. Doubles do nothing but count, so the figures
- * are the bridge's own cost per frame. Run: npx tsx bench/bridge-frame.bench.ts
+ * audio delta to its media + mark, and a mark echo; and 20 ms deltas with TWILIO_COALESCE_MS off and
+ * at 60 (the stream clock stands still here, so Twilio's buffer is always ahead: after the first
+ * 100 ms every delta is held and every third sends the joined 60 ms). Doubles do nothing but
+ * count, so the figures are the bridge's own cost per frame. Run: npx tsx bench/bridge-frame.bench.ts
  */
 import { CallBridge, type BridgeDeps, type TwilioSocket } from '../src/call/index.js';
 import { systemClock } from '../src/clock.js';
@@ -29,7 +31,7 @@ const twilio: TwilioSocket = {
   end: () => {},
 };
 let onMessage: ((d: Buffer) => void) | undefined;
-const model: RealtimeSocket = {
+const makeModel = (): RealtimeSocket => ({
   bufferedAmount: 0,
   isOpen: true,
   droppedSends: 0,
@@ -41,9 +43,9 @@ const model: RealtimeSocket = {
   },
   onClose() {},
   close() {},
-};
+});
 
-const deps: BridgeDeps = {
+const deps = (coalesceMs: number): BridgeDeps => ({
   clock: systemClock,
   store: new MemoryCallStore(() => Date.now()),
   tools: new BuiltinToolRunner(),
@@ -51,7 +53,7 @@ const deps: BridgeDeps = {
   log: silentLogger(),
   pod: 'bench',
   authorise: () => Promise.resolve({ ok: true, tenant }),
-  model: { provider: 'sim', shape: 'ga', connect: () => Promise.resolve(model) },
+  model: { provider: 'sim', shape: 'ga', connect: () => Promise.resolve(makeModel()) },
   limits: {
     twilioMaxBackpressureBytes: 1 << 30,
     modelMaxBufferedBytes: 1 << 30,
@@ -61,25 +63,56 @@ const deps: BridgeDeps = {
     modelConnectTimeoutMs: 5000,
     frameMetrics: true,
     windDownMs: 15_000,
+    twilioCoalesceMs: coalesceMs,
   },
-};
+});
 
-const bridge = new CallBridge(twilio, deps, undefined, () => {});
-bridge.onTwilioMessage(
-  Buffer.from(
-    JSON.stringify({
-      event: 'start',
-      sequenceNumber: '1',
-      streamSid: STREAM,
-      start: { accountSid: tenant.twilio.accountSid, streamSid: STREAM, callSid: CALL, tracks: ['inbound'], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 } },
-    }),
-  ),
-  false,
-);
-await new Promise((r) => setImmediate(r));
-onMessage!(Buffer.from(JSON.stringify({ type: 'session.updated', session: { type: 'realtime', audio: { input: { format: { type: 'audio/pcmu' } }, output: { format: { type: 'audio/pcmu' } } } } })));
-if (bridge.state.kind !== 'live') throw new Error(`bridge not live: ${bridge.state.kind}`);
-onMessage!(Buffer.from(JSON.stringify({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } })));
+/** A live bridge with a response in progress, and the model socket's message handler. */
+async function liveBridge(
+  coalesceMs: number,
+): Promise<{ bridge: CallBridge; toBridge: (d: Buffer) => void }> {
+  const bridge = new CallBridge(twilio, deps(coalesceMs), undefined, () => {});
+  bridge.onTwilioMessage(
+    Buffer.from(
+      JSON.stringify({
+        event: 'start',
+        sequenceNumber: '1',
+        streamSid: STREAM,
+        start: {
+          accountSid: tenant.twilio.accountSid,
+          streamSid: STREAM,
+          callSid: CALL,
+          tracks: ['inbound'],
+          customParameters: {},
+          mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+        },
+      }),
+    ),
+    false,
+  );
+  await new Promise((r) => setImmediate(r));
+  onMessage!(
+    Buffer.from(
+      JSON.stringify({
+        type: 'session.updated',
+        session: {
+          type: 'realtime',
+          audio: { input: { format: { type: 'audio/pcmu' } }, output: { format: { type: 'audio/pcmu' } } },
+        },
+      }),
+    ),
+  );
+  if (bridge.state.kind !== 'live') throw new Error(`bridge not live: ${bridge.state.kind}`);
+  onMessage!(
+    Buffer.from(
+      JSON.stringify({ type: 'response.created', response: { id: 'resp_1', status: 'in_progress' } }),
+    ),
+  );
+  return { bridge, toBridge: onMessage! };
+}
+const { bridge, toBridge } = await liveBridge(0);
+const off20 = await liveBridge(0);
+const on20 = await liveBridge(60);
 
 const payload = Buffer.alloc(160, 0xff).toString('base64');
 const media = Buffer.from(
@@ -87,6 +120,10 @@ const media = Buffer.from(
 );
 const delta = Buffer.from(
   `{"type":"response.output_audio.delta","event_id":"ev","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"${Buffer.alloc(800, 0x10).toString('base64')}"}`,
+);
+
+const delta20 = Buffer.from(
+  `{"type":"response.output_audio.delta","event_id":"ev","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"${Buffer.alloc(160, 0x10).toString('base64')}"}`,
 );
 
 function time(fn: () => void, iterations: number): number {
@@ -100,12 +137,19 @@ const cases: [string, () => void][] = [
   [
     'model delta -> media + mark, mark echo',
     () => {
-      onMessage!(delta);
+      toBridge(delta);
       const name = /"name":"([^"]+)"/.exec(lastMark)![1]!;
-      bridge.onTwilioMessage(Buffer.from(`{"event":"mark","sequenceNumber":"3","streamSid":"${STREAM}","mark":{"name":"${name}"}}`), false);
+      bridge.onTwilioMessage(
+        Buffer.from(
+          `{"event":"mark","sequenceNumber":"3","streamSid":"${STREAM}","mark":{"name":"${name}"}}`,
+        ),
+        false,
+      );
     },
   ],
-  ['model delta -> media + mark (no echo)', () => onMessage!(delta)],
+  ['model delta -> media + mark (no echo)', () => toBridge(delta)],
+  ['20 ms delta, coalescing off', () => off20.toBridge(delta20)],
+  ['20 ms delta, TWILIO_COALESCE_MS=60', () => on20.toBridge(delta20)],
 ];
 
 // Shared machines: interleave rounds and keep each case's best.

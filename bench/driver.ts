@@ -33,6 +33,9 @@ export interface DriverResult {
   /** Barge-ins the callers saw answered with `clear` during the whole run, and marks echoed. */
   clears: number;
   marksEchoed: number;
+  /** Media and mark messages the relay sent the callers during the whole run (Twilio's side of the wire). */
+  mediaToCallers: number;
+  marksToCallers: number;
   driver: { cpuPercent: number; loopLagP99Ms: number; loopLagMaxMs: number; saturated: boolean };
 }
 
@@ -155,13 +158,17 @@ export class BenchDriver {
     private readonly meter: Meter,
   ) {}
 
-  /** With `tls`, the model serves `wss` (bench/tls.ts) as the real API does; `deltaMs`: audio per delta. */
-  static async start(tls?: { key: Buffer; cert: Buffer }, deltaMs?: number): Promise<BenchDriver> {
+  /**
+   * With `tls`, the model serves `wss` (bench/tls.ts) as the real API does; `deltaMs`: audio per
+   * delta; `gapMs`: time between deltas (shorter than `deltaMs`: the model runs ahead of playback).
+   */
+  static async start(tls?: { key: Buffer; cert: Buffer }, deltaMs?: number, gapMs?: number): Promise<BenchDriver> {
     const meter = new Meter();
     const model = await startSimModel({
       mode: 'loadtest',
       host: '127.0.0.1',
       ...(deltaMs !== undefined ? { deltaMs } : {}),
+      ...(gapMs !== undefined ? { gapMs } : {}),
       ...(tls ? { tls: { key: tls.key, cert: tls.cert } } : {}),
       hooks: {
         // An append may carry several 160-byte frames (MODEL_APPEND_FRAMES): each has its stamp.
@@ -237,7 +244,10 @@ export class BenchDriver {
                 if (track.opened < 0) track.opened = performance.now();
                 return m.stamp(m.c2m, payload);
               },
-              onAudio: (bytes) => m.read(m.m2c, bytes),
+              // A media may join several deltas (TWILIO_COALESCE_MS), each stamped in its first frame.
+              onAudio: (bytes) => {
+                for (let off = 0; off + 160 <= bytes.length; off += 160) m.read(m.m2c, bytes.subarray(off, off + 160));
+              },
             },
           }).then((r) => {
             track.closed = performance.now();
@@ -294,6 +304,8 @@ export class BenchDriver {
         modelToCaller: m.m2c.result(),
         clears: 0,
         marksEchoed: 0,
+        mediaToCallers: 0,
+        marksToCallers: 0,
         driver: {
           cpuPercent: ((cpu.user + cpu.system) / 1000 / windowMs) * 100,
           // The histogram records the whole timer interval: lag is what lies beyond it.
@@ -314,6 +326,8 @@ export class BenchDriver {
         if (r) {
           result.clears += r.clears;
           result.marksEchoed += r.marksEchoed;
+          result.mediaToCallers += r.framesReceived;
+          result.marksToCallers += r.marksSent;
         }
         const failedEarly = t.opened < 0 || t.opened > heldFrom || (t.closed >= 0 && t.closed < heldTo);
         if (!failedEarly) continue;

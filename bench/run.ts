@@ -50,6 +50,8 @@ export interface BenchOptions {
   tls: boolean;
   /** Audio per model delta in ms (`--delta-ms`; the sim's 100 when unset): the real API's are often tens of ms. */
   deltaMs?: number;
+  /** Milliseconds between model deltas (`--delta-gap-ms`; the loadtest mode's 20 when unset). */
+  deltaGapMs?: number;
   /** Only these relays (`--only switchboard,baseline`): an A/B of one relay without the others' minutes. */
   only?: RelayKind[];
   /** Extra node flags for the Switchboard children (`--sb-node-flags "--trace-gc"`), after the image's own. */
@@ -145,6 +147,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
       tls: { type: 'boolean', default: false },
       'sb-env': { type: 'string' },
       'delta-ms': { type: 'string' },
+      'delta-gap-ms': { type: 'string' },
       only: { type: 'string' },
       'sb-node-flags': { type: 'string' },
     },
@@ -173,6 +176,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     quiet: values.quiet === true,
     tls: values.tls === true,
     ...(values['delta-ms'] !== undefined ? { deltaMs: Math.round(num(values['delta-ms'], 'delta-ms', 100)) } : {}),
+    ...(values['delta-gap-ms'] !== undefined ? { deltaGapMs: Math.round(num(values['delta-gap-ms'], 'delta-gap-ms', 20)) } : {}),
     ...(values.only !== undefined ? { only: parseOnly(values.only) } : {}),
     ...(values['sb-node-flags'] !== undefined ? { sbNodeFlags: values['sb-node-flags'].split(/\s+/).filter((f) => f !== '') } : {}),
     sbEnv: Object.fromEntries(
@@ -425,7 +429,7 @@ async function readHeap(r: RelayProcess, metricsText: string): Promise<{ heapMB:
 // --- one run ----------------------------------------------------------------------------------------
 
 async function runOne(kind: RelayKind, level: number, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<RunResult> {
-  const driver = await BenchDriver.start(benchTls, o.deltaMs);
+  const driver = await BenchDriver.start(benchTls, o.deltaMs, o.deltaGapMs);
   let relay: RelayProcess | undefined;
   try {
     relay = await startRelayProcess(kind, `${driver.model.url}`, o, pinned, level);
@@ -670,7 +674,7 @@ export function plots(runs: readonly RunResult[], base: string): Array<{ path: s
  * relay's CPU over the whole run, its peak RSS, and a GC'd heap reading while the most calls were up.
  */
 async function runLoadScenario(scenario: string, o: BenchOptions, pinned: boolean, log: (s: string) => void): Promise<LoadRun> {
-  const driver = await BenchDriver.start(benchTls, o.deltaMs);
+  const driver = await BenchDriver.start(benchTls, o.deltaMs, o.deltaGapMs);
   let relay: RelayProcess | undefined;
   try {
     relay = await startRelayProcess('switchboard', driver.model.url, o, pinned, `load-${scenario}`);
@@ -740,6 +744,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   benchTls = o.tls ? makeBenchTls(join(o.outDir, 'tls')) : undefined;
   log(o.tls ? `model leg: wss (CA ${benchTls?.caPath ?? '?'} via NODE_EXTRA_CA_CERTS)` : 'model leg: ws (loopback, no TLS)');
   if (o.deltaMs !== undefined) log(`model deltas: ${o.deltaMs} ms of audio each`);
+  if (o.deltaGapMs !== undefined) log(`model deltas: ${o.deltaGapMs} ms apart`);
 
   const startedAt = new Date().toISOString();
   const all: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
@@ -766,6 +771,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         log(`!!! DRIVER SATURATED at ${kind} ${level}: driver CPU ${fmt(r.driver.driver.cpuPercent, 0)} %, loop lag p99 ${fmt(r.driver.driver.loopLagP99Ms, 1)} ms: latencies include the driver's own delay`);
       }
       for (const f of r.driver.failures) log(`[${kind} ${level}] ${f.count} failed: ${f.reason}`);
+      const d = r.driver;
+      log(`[${kind} ${level}] toward the callers, whole run: ${d.mediaToCallers} media + ${d.marksToCallers} marks (${fmt((d.mediaToCallers + d.marksToCallers) / level, 0)} per call), ${d.marksEchoed} mark echoes back`);
     }
     log(`\n== ${level} concurrent calls ==`);
     log(levelTable(levelRuns, prev));

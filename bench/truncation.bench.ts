@@ -1,13 +1,16 @@
 /**
- * Truncation accuracy with thinned marks: barge-ins at many offsets into the greeting, one call at a
- * time (so each model session belongs to one known call), for each mark interval side by side. Real
+ * Truncation accuracy with thinned marks and coalesced media: barge-ins at many offsets into the
+ * greeting, one call at a time (so each model session belongs to one known call), for each mark
+ * interval and each TWILIO_COALESCE_MS side by side. Real
  * uWS relay, the simulated model speaking realistic-paced deltas of `--delta-ms`, the simulated
  * caller acting as Twilio (real-time playback, mark echoes, clear). The error of a cut is the
  * relay's `audio_end_ms` minus what the caller had played when the `clear` arrived; the caller
  * measures a little late (the clear's delivery, and up to one 20 ms frame of the relay's stream
- * clock), so a small negative bias is expected and is the same for every interval.
+ * clock), so a small negative bias is expected and is the same for every interval. Beside it, media
+ * messages per second of audio and the caller's `dryMs` (silence mid-reply waiting for audio).
  *
- * Run: npx tsx bench/truncation.bench.ts [--calls 12] [--delta-ms 20] [--intervals 0,100] [--bursts 660/900]
+ * Run: npx tsx bench/truncation.bench.ts [--calls 12] [--delta-ms 20] [--gap-ms 10] [--intervals 0,100]
+ *   [--coalesce 0,40] [--bursts 660/900]
  */
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,16 +31,23 @@ const { values } = parseArgs({
     calls: { type: 'string', default: '12' },
     'delta-ms': { type: 'string', default: '20' },
     intervals: { type: 'string', default: '0,100' },
+    coalesce: { type: 'string', default: '0' },
+    'gap-ms': { type: 'string' },
     bursts: { type: 'string' },
   },
 });
 const calls = Math.max(1, Math.min(200, Number(values.calls)));
 const deltaMs = Number(values['delta-ms']);
 const intervals = values.intervals.split(',').map(Number);
+const coalesce = values.coalesce.split(',').map(Number);
+const gapMs = values['gap-ms'] !== undefined ? Number(values['gap-ms']) : undefined;
 const bursts = values.bursts?.split('/').map(Number);
 
 interface Side {
   interval: number;
+  coalesceMs: number;
+  media: number;
+  dryMs: number;
   relay: Relay;
   sim: SimModel;
   errors: number[];
@@ -45,10 +55,11 @@ interface Side {
   audioMs: number;
 }
 
-async function side(interval: number): Promise<Side> {
+async function side(interval: number, coalesceMs: number): Promise<Side> {
   const sim = await startSimModel({
     mode: 'realistic',
     deltaMs,
+    ...(gapMs !== undefined ? { gapMs } : {}),
     ...(bursts ? { bursts: { audioMs: bursts[0]!, pauseMs: bursts[1]! } } : {}),
   });
   const port = await freePort();
@@ -65,14 +76,15 @@ async function side(interval: number): Promise<Side> {
       TENANTS_FILE: join(ROOT, 'bench', 'tenants.yaml'),
       [BENCH_TOKEN_VAR]: BENCH_AUTH_TOKEN,
       TWILIO_MARK_INTERVAL_MS: String(interval),
+      TWILIO_COALESCE_MS: String(coalesceMs),
     }),
     { log: silentLogger() },
   );
-  return { interval, relay, sim, errors: [], marks: 0, audioMs: 0 };
+  return { interval, coalesceMs, relay, sim, errors: [], marks: 0, audioMs: 0, media: 0, dryMs: 0 };
 }
 
 const sides: Side[] = [];
-for (const i of intervals) sides.push(await side(i));
+for (const i of intervals) for (const c of coalesce) sides.push(await side(i, c));
 try {
   // Offsets spread over the greeting (2.1 s at the realistic pace), the same for every side.
   for (let c = 0; c < calls; c++) {
@@ -94,6 +106,8 @@ try {
       if (cut?.audio_end_ms !== undefined && heard !== null && heard !== undefined) s.errors.push(cut.audio_end_ms - heard);
       else console.log(`interval ${s.interval}, barge-in at ${bargeInAfterMs} ms: no truncate/clear pair (truncate ${cut?.audio_end_ms}, heard ${heard})`);
       s.marks += report.marksSent;
+      s.media += report.framesReceived;
+      s.dryMs += report.dryMs;
       s.audioMs += report.audioMsReceived;
     }
   }
@@ -108,12 +122,16 @@ const q = (xs: number[], p: number): number => {
   const v = [...xs].sort((a, b) => a - b);
   return v[Math.min(v.length - 1, Math.floor(p * v.length))] ?? NaN;
 };
-console.log(`node ${process.version}; ${calls} barge-ins per interval, deltas of ${deltaMs} ms${bursts ? `, bursts ${bursts[0]} ms / pause ${bursts[1]} ms` : ''}`);
-console.log('interval ms  cuts  error min / p50 / max (ms)  |error| max  marks per s of audio');
+console.log(
+  `node ${process.version}; ${calls} barge-ins per side, deltas of ${deltaMs} ms${gapMs !== undefined ? ` every ${gapMs} ms` : ''}` +
+    `${bursts ? `, bursts ${bursts[0]} ms / pause ${bursts[1]} ms` : ''}`,
+);
+console.log('interval ms  coalesce ms  cuts  error min / p50 / max (ms)  |error| max  marks per s of audio  media per s of audio  dry ms per call');
 for (const s of sides) {
   const abs = s.errors.map(Math.abs);
   console.log(
-    `${String(s.interval).padStart(11)}  ${String(s.errors.length).padStart(4)}  ${q(s.errors, 0).toFixed(0).padStart(5)} / ${q(s.errors, 0.5).toFixed(0).padStart(4)} / ${q(s.errors, 1).toFixed(0).padStart(4)}` +
-      `            ${Math.max(...abs).toFixed(0).padStart(4)}  ${((s.marks / s.audioMs) * 1000).toFixed(1).padStart(8)}`,
+    `${String(s.interval).padStart(11)}  ${String(s.coalesceMs).padStart(11)}  ${String(s.errors.length).padStart(4)}  ${q(s.errors, 0).toFixed(0).padStart(5)} / ${q(s.errors, 0.5).toFixed(0).padStart(4)} / ${q(s.errors, 1).toFixed(0).padStart(4)}` +
+      `            ${Math.max(...abs).toFixed(0).padStart(4)}  ${((s.marks / s.audioMs) * 1000).toFixed(1).padStart(8)}` +
+      `  ${((s.media / s.audioMs) * 1000).toFixed(1).padStart(20)}  ${(s.dryMs / calls).toFixed(1).padStart(15)}`,
   );
 }

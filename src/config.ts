@@ -162,6 +162,8 @@ const Env = z.object({
   MODEL_MAX_BUFFERED_BYTES: int(256 * 1024, 16 * 1024, 64 * 1024 * 1024),
   /** Caller frames (20 ms each) per append to the model: fewer messages, up to (N-1) × 20 ms later. */
   MODEL_APPEND_FRAMES: int(2, 1, 3),
+  /** Most model audio (ms) joined into one media message toward Twilio once its buffer is ahead; 0 = one per delta. */
+  TWILIO_COALESCE_MS: int(0, 0, 60),
   /** Largest accepted Twilio media-socket message. Twilio's media frames are ~300 bytes. */
   TWILIO_MAX_MESSAGE_BYTES: int(64 * 1024, 1024, 16 * 1024 * 1024),
   /** Seconds of caller audio kept while the model connects or reconnects (the ring's size). */
@@ -250,6 +252,7 @@ export interface Config {
   twilioMarkIntervalMs: number;
   modelMaxBufferedBytes: number;
   modelAppendFrames: number;
+  twilioCoalesceMs: number;
   twilioMaxMessageBytes: number;
   callerAudioRingFrames: number;
   usageFlushSeconds: number;
@@ -381,6 +384,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = processEnvironment(), opts: 
     twilioMarkIntervalMs: e.TWILIO_MARK_INTERVAL_MS,
     modelMaxBufferedBytes: e.MODEL_MAX_BUFFERED_BYTES,
     modelAppendFrames: e.MODEL_APPEND_FRAMES,
+    twilioCoalesceMs: e.TWILIO_COALESCE_MS,
     twilioMaxMessageBytes: e.TWILIO_MAX_MESSAGE_BYTES,
     callerAudioRingFrames: e.CALLER_AUDIO_RING_SECONDS * 50,
     usageFlushSeconds: e.USAGE_FLUSH_SECONDS,

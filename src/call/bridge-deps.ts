@@ -56,6 +56,8 @@ export interface BridgeLimits {
   modelStallMs?: number;
   /** Caller frames per `input_audio_buffer.append` (append-batcher.ts; 1/absent = one per frame). */
   modelAppendFrames?: number;
+  /** Most model audio joined into one media message once Twilio's buffer is ahead (twilio-playout.ts; 0/absent = off). */
+  twilioCoalesceMs?: number;
 }
 
 /** Why the pod turns an authorised call away (over capacity, draining). */

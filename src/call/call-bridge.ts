@@ -82,7 +82,9 @@ export class CallBridge implements CallView {
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.inbound = new InboundGuard(deps.metrics);
     this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
-    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs);
+    this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs, deps.limits.twilioCoalesceMs, (reason, deltas) => {
+      for (let i = 0; i < deltas; i++) this.drop('model_to_caller', reason);
+    });
     const background = (p: Promise<unknown>, what: string): void => this.ledger.background(p, what);
     this.tools = new ToolDispatch({ ...deps, background, session: () => this.session.socket, followUp: () => this.onToolsAnswered() });
     this.session = new ModelSession(
@@ -183,7 +185,7 @@ export class CallBridge implements CallView {
 
   private onCallerAudio(payload: string, ts: number, t0: number): void {
     this.stats.framesIn++;
-    this.playout.streamTs = ts;
+    this.playout.tick(ts);
     const s = this.state;
     if (relaysCallerAudio(s)) {
       const model = s.model;

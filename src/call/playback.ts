@@ -162,6 +162,34 @@ export class PlaybackTracker {
     return false;
   }
 
+  /** True when audio of `itemId`/`contentIndex` was the last sent: more of it continues that item. */
+  continues(itemId: string, contentIndex: number): boolean {
+    const item = this.items[this.items.length - 1];
+    return item !== undefined && item.itemId === itemId && item.contentIndex === contentIndex;
+  }
+
+  /**
+   * Milliseconds of audio sent and, by the marks and the stream clock, not yet played: what Twilio's
+   * buffer holds ahead of playout. The item playing counts what is left of it, the items queued
+   * behind it all of theirs. An estimate on the late side of playback (the stream clock is the
+   * caller's last frame), so callers keep a margin.
+   */
+  queuedMs(streamTs: number): number {
+    let queued = 0;
+    let playingFound = false;
+    for (const item of this.items) {
+      if (playingFound) {
+        queued += item.sentMs - item.playedMs;
+        continue;
+      }
+      const heard = heardAt(item, streamTs);
+      if (heard >= item.sentMs) continue; // played out (maybe awaiting its echo)
+      playingFound = true;
+      queued += item.sentMs - heard;
+    }
+    return queued;
+  }
+
   /** Audio sent but not yet confirmed played (a pending mark, or an unmarked tail). */
   get unplayed(): boolean {
     if (this.pending.size > 0) return true;

@@ -320,6 +320,7 @@ function bridgeLimits(config: Readonly<Config>): BridgeLimits {
     twilioMarkIntervalMs: config.twilioMarkIntervalMs,
     modelMaxBufferedBytes: config.modelMaxBufferedBytes,
     modelAppendFrames: config.modelAppendFrames,
+    twilioCoalesceMs: config.twilioCoalesceMs,
     twilioMaxMessageBytes: config.twilioMaxMessageBytes,
     callerAudioRingFrames: config.callerAudioRingFrames,
     maxCallMs: config.maxCallSeconds * 1000,

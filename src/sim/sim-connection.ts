@@ -326,7 +326,7 @@ export class SimConnection {
     this.s.itemSentMs.set(r.itemId, r.offset / 8);
     if (r.offset >= r.totalBytes) return this.finishSpeech(r);
     const bursts = this.model.opts.bursts;
-    let gapMs = this.pacing.gapMs;
+    let gapMs = this.model.opts.gapMs ?? this.pacing.gapMs;
     if (bursts && (r.burstBytes += length) >= bursts.audioMs * 8) {
       r.burstBytes = 0;
       gapMs = bursts.pauseMs;

@@ -70,6 +70,9 @@ class SimModelServer implements SimModel, SimConnectionHost {
     if (o.deltaMs !== undefined && !(Number.isInteger(o.deltaMs) && o.deltaMs >= 1)) {
       throw new RangeError(`deltaMs must be a positive whole number of milliseconds, got ${o.deltaMs}`);
     }
+    if (o.gapMs !== undefined && !(Number.isInteger(o.gapMs) && o.gapMs >= 0)) {
+      throw new RangeError(`gapMs must be a whole number of milliseconds >= 0, got ${o.gapMs}`);
+    }
     this.opts = o;
     this.mode = o.mode ?? 'realistic';
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });

@@ -28,6 +28,12 @@ export interface SimModelOptions {
    * mode's either way.
    */
   deltaMs?: number;
+  /**
+   * Milliseconds between two deltas of a reply (default: the mode's, 10 realistic, 20 loadtest).
+   * Shorter than `deltaMs` streams faster than playback, as the real model does at the start of a
+   * response: Twilio's buffer then runs ahead of what the caller hears.
+   */
+  gapMs?: number;
   faults?: {
     /** Answer every upgrade with this HTTP status (e.g. 503, 401). */
     upgradeStatus?: number;

@@ -183,4 +183,19 @@ describe('PlaybackTracker with thinned marks (one per 100 ms of audio)', () => {
     // Played 100 at 230: at 280 the caller has heard 150, not 160 + 80.
     expect(p.interrupt(280)).toEqual([{ itemId: 'item_a', contentIndex: 0, audioEndMs: 150, sentMs: 260 }]);
   });
+
+  it('queuedMs: what Twilio holds ahead of playout, by marks and the stream clock; continues() names the last item', () => {
+    const p = new PlaybackTracker(100);
+    expect(p.queuedMs(0)).toBe(0);
+    const a = p.sent('item_a', 0, 100, 0)!;
+    p.sent('item_b', 0, 60, 0); // queued behind item_a
+    expect(p.continues('item_b', 0)).toBe(true);
+    expect(p.continues('item_a', 0)).toBe(false);
+    expect(p.queuedMs(40)).toBe(60 + 60); // 60 ms of item_a left, all of item_b
+    p.echoed(a, 100); // item_b starts playing only now
+    expect(p.queuedMs(130)).toBe(30);
+    expect(p.queuedMs(500)).toBe(0);
+    p.interrupt(500);
+    expect(p.continues('item_b', 0)).toBe(false);
+  });
 });

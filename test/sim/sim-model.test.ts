@@ -580,3 +580,10 @@ describe('sim model: lifecycle and load mode', () => {
     expect(m.sessions[0]?.appendCount).toBe(Math.ceil(all.length / 250));
   });
 });
+
+describe('sim model pacing options', () => {
+  it('refuses a negative or fractional gap between deltas', async () => {
+    await expect(startSimModel({ gapMs: -1 })).rejects.toThrow(/gapMs must be a whole number/);
+    await expect(startSimModel({ gapMs: 2.5 })).rejects.toThrow(RangeError);
+  });
+});

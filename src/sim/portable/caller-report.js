@@ -22,10 +22,12 @@
  *   (audio received since the reply's first marked frame, minus what was still queued).
  * @typedef {{ callSid: string, streamSid: string, greeting: string, turns: TurnReport[],
  *   turnsPlanned: number, marksSent: number, marksEchoed: number, clears: number, framesSent: number,
- *   framesReceived: number, audioMsReceived: number, dtmfSent: number, maxInterArrivalGapMs: number,
+ *   framesReceived: number, audioMsReceived: number, dtmfSent: number, maxInterArrivalGapMs: number, dryMs: number,
  *   closeCode: number | null, closeReason: string, endedBy: 'caller' | 'relay' | 'timeout' | 'update' | null,
  *   fallback: string | null, durationMs: number, errors: string[], legs: LegReport[] }} CallerReport
  *   `marksSent`: marks the relay sent (received here); `marksEchoed`: echoes sent back.
+ *   `dryMs`: silence heard mid-reply: for each media of a reply that arrived after everything
+ *   before it had played, the time the playback buffer had been empty, summed.
  *   `fallback`: the TwiML after `</Connect>` Twilio would run because the relay closed the socket.
  *   `endedBy: 'update'`: a REST call update ended the stream (Twilio's `stop`) and no new stream followed.
  *   `legs`: the call's Media Streams in order (one unless Twilio moved the call); `closeCode`,
@@ -71,6 +73,7 @@ export function emptyReport(callSid, streamSid = '') {
     audioMsReceived: 0,
     dtmfSent: 0,
     maxInterArrivalGapMs: 0,
+    dryMs: 0,
     closeCode: null,
     closeReason: '',
     endedBy: null,

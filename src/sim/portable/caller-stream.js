@@ -379,7 +379,10 @@ export class CallerStream {
       }
     }
     // Gaps count within one reply only: a new reply, a clear or caller speech in between is a boundary.
-    if (!this.boundary && !newReply && this.lastMediaMs >= 0) r.maxInterArrivalGapMs = Math.max(r.maxInterArrivalGapMs, now - this.lastMediaMs);
+    if (!this.boundary && !newReply && this.lastMediaMs >= 0) {
+      r.maxInterArrivalGapMs = Math.max(r.maxInterArrivalGapMs, now - this.lastMediaMs);
+      if (this.playEndMs < now) r.dryMs += now - this.playEndMs;
+    }
     this.lastMediaMs = now;
     this.boundary = false;
     if ((this.phase === 'greeting' || this.phase === 'listening') && this.replyRecvMs < 0) {
