@@ -96,7 +96,7 @@ export class CallBridge implements CallView {
         message: (data) => this.onModelMessage(data),
         ready: (model, replayed) => this.goLive(model, replayed),
         lost: () => this.sessionLost(),
-        closedWhileEnding: () => this.windDown.cutShort('model closed while ending'),
+        cutShort: (reason) => this.windDown.cutShort(reason),
         atPause: () => this.conversation.quiet && !this.tools.running && !this.playout.unplayed,
         callerSpeaking: () => this.conversation.callerSpeaking,
         decided: () => this.windDown.stranded(this.tools.takeEffects()),
@@ -373,7 +373,7 @@ export class CallBridge implements CallView {
   /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
   private onToolsAnswered(): void {
     this.conversation.request();
-    if (this.state.kind !== 'live') return; // effects wait for the call to be live again
+    if (this.state.kind !== 'live' && this.state.kind !== 'ending') return; // effects wait for the call to be live again
     this.windDown.effects(this.tools.takeEffects());
   }
 

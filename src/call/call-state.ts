@@ -50,7 +50,8 @@ export function transition(s: CallState, input: CallInput): CallState | undefine
     case 'model-lost':
       return s.kind === 'live' ? { kind: 'reconnecting', streamSid: s.streamSid, callSid: s.callSid, tenant: s.tenant } : undefined;
     case 'wind-down':
-      return s.kind === 'live' ? { ...s, kind: 'ending', outcome: input.outcome, closeCode: input.closeCode } : undefined;
+      // From ending too: a hand-off decided during the last words re-targets them (wind-down.ts).
+      return s.kind === 'live' || s.kind === 'ending' ? { ...s, kind: 'ending', outcome: input.outcome, closeCode: input.closeCode } : undefined;
     case 'end':
       return { kind: 'ended', outcome: input.outcome, ...('callSid' in s ? { callSid: s.callSid } : {}), ...('tenant' in s ? { tenant: s.tenant } : {}) };
   }

@@ -7,7 +7,6 @@
  */
 import type { Span } from '@opentelemetry/api';
 import type { Clock } from '../clock.js';
-import { CloseCode } from '../errors.js';
 import { classifyFailedResponse, INTERRUPT_RESPONSE, modelErrorLabel, responseCancel, truncateItem, type ModelEvent } from '../model/index.js';
 import type { CallStore } from '../store/index.js';
 import { maskNumbersInText } from '../store/call-store.js';
@@ -38,7 +37,7 @@ export interface ConversationDeps {
   clock: Clock;
   metrics: RelayMetrics;
   store: Pick<CallStore, 'appendTranscript'>;
-  session: Pick<ModelSession, 'socket' | 'ask' | 'callerStopped' | 'configure' | 'error' | 'maybeRenew'>;
+  session: Pick<ModelSession, 'socket' | 'ask' | 'callerStopped' | 'configure' | 'error' | 'maybeRenew' | 'fail'>;
   playout: Pick<TwilioPlayout, 'unplayed' | 'closeItems' | 'interrupt' | 'isDiscarded'>;
   tools: Pick<ToolDispatch, 'dispatch' | 'owns' | 'responseDone'>;
   windDown: Pick<WindDown, 'created' | 'responseDone'>;
@@ -233,8 +232,9 @@ export class Conversation {
   }
 
   /**
-   * A response ended `failed` (status_details.error): ask once more, then fall back. Returns true when
-   * the call was ended. While ending (the goodbye failed) the wind-down simply goes on.
+   * A response ended `failed` (status_details.error): ask once more, then fall back (the model
+   * session's rule: an answered tool's effect is carried out instead). Returns true when the call
+   * was ended. While ending (the goodbye failed) the wind-down simply goes on.
    */
   private responseFailed(reason: string | undefined, instructions: string | undefined): boolean {
     this.deps.metrics.modelErrors.labels('response', modelErrorLabel(reason ?? 'response_failed')).inc();
@@ -243,7 +243,7 @@ export class Conversation {
     const state = this.call.state.kind;
     if (state !== 'live' && state !== 'connecting') return false;
     if (fatal || this.failedResponses >= MAX_RESPONSE_RETRIES) {
-      this.call.finish('model_failed', CloseCode.modelUnavailable, `model response failed (${reason ?? 'unknown'})`);
+      this.deps.session.fail(`model response failed (${reason ?? 'unknown'})`, 'model_failed');
       return true;
     }
     this.failedResponses++;

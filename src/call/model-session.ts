@@ -67,8 +67,8 @@ export interface ModelSessionHost {
   ready(socket: RealtimeSocket, replayed: Replayed): void;
   /** The session is gone and a new one is opening: forget everything of the old one. */
   lost(): void;
-  /** The socket closed while the call was saying its last words: end it as it was ending. */
-  closedWhileEnding(): void;
+  /** The session can no longer say the call's last words (it closed, or failed): end the call as it was ending. */
+  cutShort(reason: string): void;
   /** No pause, no renewal: nothing is being said, owed, run or played. */
   atPause(): boolean;
   /** Server VAD hears the caller now (speech_started, no speech_stopped yet). */
@@ -164,7 +164,7 @@ export class ModelSession {
       if (this.call.state.kind === 'ended') return;
       const code = err instanceof SwitchboardError ? err.code : 'model_unreachable';
       this.call.log.warn({ code, err: errorMessage(err), resume: again }, 'model unreachable; caller gets the fallback');
-      return this.failed('model unavailable', again ? 'model_failed' : 'model_unavailable');
+      return this.fail('model unavailable', again ? 'model_failed' : 'model_unavailable');
     }
     if (this.call.state.kind === 'ended') {
       endSpan(span, 'call ended while connecting');
@@ -187,7 +187,7 @@ export class ModelSession {
       endSpan(span, 'session.update not confirmed');
       metrics.upstreamConnect.labels(provider, 'failed').observe((clock.mono() - t0) / 1000);
       this.call.log.warn({ code: 'model_protocol' }, 'model never confirmed session.update');
-      this.failed('model session not configured', again ? 'model_failed' : 'model_unavailable');
+      this.fail('model session not configured', again ? 'model_failed' : 'model_unavailable');
     });
     this.timers.push(cancel, () => span.end());
     this.onConfigured = () => {
@@ -204,7 +204,7 @@ export class ModelSession {
     if (!audioFormatOk) {
       // A rejected or partial session.update leaves 24 kHz PCM: forwarding it would be static.
       this.call.log.error({ code: 'model_protocol' }, 'model did not accept μ-law audio');
-      return this.failed('model audio format not μ-law', 'model_failed');
+      return this.fail('model audio format not μ-law', 'model_failed');
     }
     this.configured = true;
     this.onConfigured?.();
@@ -254,13 +254,15 @@ export class ModelSession {
     }
     // Keys, quota, billing, a session.update every session would refuse: fall back now (docs/wire-formats.md §8).
     log.error(detail, 'model cannot serve this call');
-    this.failed(`model error ${ev.code}`, this.call.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed');
+    this.fail(`model error ${ev.code}`, this.call.state.kind === 'connecting' ? 'model_unavailable' : 'model_failed');
   }
 
   /**
    * Renew the session before the API's cap, at a pause (ModelSessionHost.atPause: no response active
    * or owed, the caller not speaking, no tool running, nothing left to play, so nothing of the old
-   * session needs a truncate). The bridge calls this whenever a pause may have begun.
+   * session needs a truncate). Called whenever a pause may have begun: by the renewal timer
+   * here, the conversation when a response is done (conversation.ts), and the bridge when
+   * Twilio echoes a mark (the last audio may have played).
    */
   maybeRenew(): void {
     if (!this.renewDue || this.call.state.kind !== 'live' || !this.socket) return;
@@ -304,14 +306,21 @@ export class ModelSession {
     if (state === 'ended') return;
     if (reason === KEEPALIVE_CLOSE.reason) this.deps.metrics.modelErrors.labels('socket', 'keepalive_timeout').inc();
     this.call.log.warn({ code: 'model_closed', wsCode: code, reason }, 'model socket closed mid-call');
-    if (state === 'ending') return this.host.closedWhileEnding();
+    if (state === 'ending') return this.host.cutShort('model closed while ending');
     // The cap's close (1001) spends the renewal budget, any other loss the drop budget.
     this.reopen('model connection lost', isSessionCapClose(code, reason) ? 'renewal' : 'drop');
   }
 
-  /** The model cannot serve the call any more: the fallback (close 4010), unless a tool already decided how the call ends. */
-  private failed(reason: string, outcome: CallOutcome): void {
-    if (this.call.state.kind === 'live' && this.host.decided()) return;
+  /**
+   * The model cannot serve the call any more (a fatal error or failed response, a session past
+   * saving): the fallback (close 4010), unless a tool already decided how the call ends. Once a
+   * tool has answered, its effect stands: carried out now (live), or, while the last words are
+   * being said, the call ends as it was ending (end_call, transfer, the time limit).
+   */
+  fail(reason: string, outcome: CallOutcome): void {
+    const state = this.call.state.kind;
+    if (state === 'ending') return this.host.cutShort(`${reason} while ending`);
+    if (state === 'live' && this.host.decided()) return;
     this.call.finish(outcome, CloseCode.modelUnavailable, reason);
   }
 
@@ -325,7 +334,7 @@ export class ModelSession {
     old?.close(1000, kind === 'renewal' ? 'session renewal' : 'reconnecting');
     if (this.call.state.kind === 'live' && this.host.decided()) return;
     const spent = kind === 'drop' ? this.reconnects >= MAX_RECONNECTS : this.renewals >= MAX_RENEWALS;
-    if (this.call.state.kind !== 'live' || spent) return this.failed(why, 'model_failed');
+    if (this.call.state.kind !== 'live' || spent) return this.fail(why, 'model_failed');
     if (kind === 'drop') this.reconnects++;
     else this.renewals++;
     this.host.lost();

@@ -65,17 +65,29 @@ export class WindDown {
     private readonly host: WindDownHost,
   ) {}
 
-  /** What the tools asked for, once their spoken answer was asked for: one effect decides, that answer is the last words. */
+  /**
+   * What the tools asked for, once their spoken answer was asked for: one effect decides, that
+   * answer is the last words. Decided while the call is already ending (the time-limit goodbye, an
+   * end_call): a hand-off still wins, for the caller asked for a person, and the line closes for it
+   * once the words under way are said and heard (within the same wind-down bound); an end_call is
+   * the ending already under way.
+   */
   effects(effects: readonly CallEffect[]): void {
     const effect = this.deciding(effects);
     if (!effect) return;
     const { outcome, closeCode, phase } = endFor(effect);
-    this.begin(outcome, closeCode, phase);
+    const s = this.call.state;
+    if (s.kind !== 'ending') return this.begin(outcome, closeCode, phase);
+    if (outcome !== 'transferred' || s.outcome === 'transferred') return;
+    this.call.log.info({ was: s.outcome }, 'transfer decided while the call was ending: handing it to a human');
+    this.host.move({ type: 'wind-down', outcome, closeCode });
+    this.host.setPhase(phase);
   }
 
   /**
-   * The model session is lost before the response that asked for these effects was done: the
-   * session that would say the last words is gone, and a new one knows nothing of the tool. The
+   * The model session is lost (or can serve the call no more: a fatal error or failed response)
+   * before the response that asked for these effects was done: the session that would say the last
+   * words is gone, and a new one knows nothing of the tool. The
    * deciding effect is carried out now, without last words (Twilio's after-stream TwiML speaks for
    * the call). True when an effect ended the call; false when there was none (the call goes on).
    */
@@ -83,7 +95,7 @@ export class WindDown {
     const effect = this.deciding(effects);
     if (!effect) return false;
     const { outcome, closeCode } = endFor(effect);
-    this.call.log.warn({ code: 'model_closed', acting: effect.kind }, 'model session lost before the tool\'s answer was spoken: carrying out its effect now');
+    this.call.log.warn({ code: 'model_closed', acting: effect.kind }, 'model session lost or failed before the tool\'s answer was spoken: carrying out its effect now');
     this.call.finish(outcome, closeCode, closedAfter(outcome));
     return true;
   }

@@ -23,6 +23,9 @@ describe('call state transitions', () => {
     s = transition(s, { type: 'wind-down', outcome: 'ended_by_assistant', closeCode: CloseCode.callEnded })!;
     expect(s).toMatchObject({ kind: 'ending', model, outcome: 'ended_by_assistant' });
     expect(relaysCallerAudio(s)).toBe(true);
+    // The last words re-targeted (a hand-off decided during them): still ending, with its socket.
+    expect(transition(s, { type: 'wind-down', outcome: 'transferred', closeCode: CloseCode.handedOff })).toMatchObject({ kind: 'ending', model, outcome: 'transferred', closeCode: 4012 });
+    expect(transition({ kind: 'reconnecting', streamSid: 'MZ1', callSid: 'CA1', tenant }, { type: 'wind-down', outcome: 'transferred', closeCode: CloseCode.handedOff })).toBeUndefined();
     s = transition(s, { type: 'end', outcome: 'ended_by_assistant' })!;
     expect(s).toEqual({ kind: 'ended', outcome: 'ended_by_assistant', callSid: 'CA1', tenant }); // an ended call still names itself
     expect(transition({ kind: 'awaiting-start' }, { type: 'end', outcome: 'protocol_error' })).toEqual({ kind: 'ended', outcome: 'protocol_error' });

@@ -67,7 +67,7 @@ async function harness() {
         h.kind = 'live';
       },
       lost: () => {},
-      closedWhileEnding: () => {},
+      cutShort: () => {},
       atPause: () => true,
       callerSpeaking: () => conversation.callerSpeaking,
       decided: () => false,

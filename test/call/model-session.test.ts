@@ -62,7 +62,7 @@ class Call implements CallView {
         this.lost++;
         this.kind = 'reconnecting';
       },
-      closedWhileEnding: () => {
+      cutShort: () => {
         this.endedWhileEnding = true;
         this.kind = 'ended';
       },

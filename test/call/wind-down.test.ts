@@ -94,6 +94,31 @@ describe('WindDown', () => {
     expect(h.requests).toHaveLength(1);
   });
 
+  it('an effect decided during the time-limit goodbye: an end_call changes nothing, a transfer hands the call over once the goodbye played', () => {
+    const h = harness();
+    h.w.timeUp();
+    h.w.effects([{ kind: 'end_call', reason: 'bye' }]);
+    expect(h.state).toMatchObject({ kind: 'ending', outcome: 'too_long', closeCode: 4014 });
+    h.w.effects([{ kind: 'transfer', to: '+1', reason: 'caller-asked' }]);
+    expect(h.state).toMatchObject({ kind: 'ending', outcome: 'transferred', closeCode: 4012 });
+    expect(h.phases).toEqual(['ending', 'handing-off']);
+    h.w.created('resp_bye', TIME_LIMIT_GOODBYE);
+    h.unplayed = true;
+    h.w.responseDone('resp_bye');
+    expect(h.finished).toEqual([]); // said, still playing
+    h.unplayed = false;
+    h.w.played();
+    expect(h.finished).toEqual([{ outcome: 'transferred', code: 4012, reason: 'handed to a human' }]);
+
+    const t = harness(); // a transfer never turns into a hang-up, and the wind-down bound still holds
+    t.w.effects([{ kind: 'transfer', to: '+1', reason: 'caller-asked' }]);
+    t.w.effects([{ kind: 'end_call', reason: 'bye' }]);
+    t.w.timeUp();
+    expect(t.state).toMatchObject({ kind: 'ending', outcome: 'transferred' });
+    t.clock.advance(15_000);
+    expect(t.finished).toEqual([{ outcome: 'transferred', code: 4012, reason: 'goodbye timed out' }]);
+  });
+
   it('a call not live at the limit ends at once; a goodbye that never plays ends at the wind-down bound', () => {
     const h = harness('connecting');
     h.w.timeUp();

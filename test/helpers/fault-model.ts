@@ -297,11 +297,15 @@ class Connection implements FaultConnection {
 
 /**
  * Proxy mode: on session `session` (default the first), the response in which the model calls
- * `tool` is never done there: its `response.done` is held back and, once the relay has answered the
- * call (`function_call_output`), the session drops with no close frame. The tool ran and its
- * effect stands; the session that would speak its answer is gone.
+ * `tool` is never done there as the model says: its `response.done` is held back and, once the relay
+ * has answered the call (`function_call_output`), `act` decides what the relay gets instead (the
+ * held event is passed to it). The tool ran and its effect stands.
  */
-export function dropBetweenToolOutputAndDone(tool: string, session = 0): NonNullable<FaultModelOptions['onServerEvent']> {
+export function atToolOutput(
+  tool: string,
+  act: (conn: FaultConnection, heldDone: Record<string, unknown>) => void,
+  session = 0,
+): NonNullable<FaultModelOptions['onServerEvent']> {
   const calls = new Map<string, string>(); // response id -> call_id of its `tool` call
   return (conn, ev) => {
     if (conn.index !== session) return;
@@ -314,11 +318,27 @@ export function dropBetweenToolOutputAndDone(tool: string, session = 0): NonNull
     if (callId === undefined) return;
     const answered = (e: ClientEvent): boolean => e.type === 'conversation.item.create' && isObject(e.item) && e.item.type === 'function_call_output' && e.item.call_id === callId;
     conn.waitForClient(answered).then(
-      () => conn.drop(),
+      () => act(conn, ev),
       () => undefined,
     );
     return false;
   };
+}
+
+/** The session drops with no close frame once the relay answered `tool`: the session that would speak its answer is gone. */
+export function dropBetweenToolOutputAndDone(tool: string, session = 0): NonNullable<FaultModelOptions['onServerEvent']> {
+  return atToolOutput(tool, (conn) => conn.drop(), session);
+}
+
+/**
+ * Once the relay answered `tool`, the response that called it ends `failed` for `code` (as the API
+ * says it: status_details.error), a code that ends a call (quota, keys): the model cannot go on.
+ */
+export function failAfterToolOutput(tool: string, code = 'insufficient_quota'): NonNullable<FaultModelOptions['onServerEvent']> {
+  return atToolOutput(tool, (conn, done) => {
+    const response = isObject(done.response) ? done.response : {};
+    conn.send({ type: 'response.done', response: { ...response, status: 'failed', status_details: { type: 'failed', error: { type: code, code } } } });
+  });
 }
 
 /** Start a fault model on 127.0.0.1, port 0. */

@@ -8,7 +8,7 @@ import type { Relay } from '../../src/server/index.js';
 import { placeCall, randomSid, type CallReport } from '../../src/sim/sim-caller.js';
 import { startSimModel, type SimModel } from '../../src/sim/sim-model.js';
 import { DEMO_TENANT } from '../../src/tenants/index.js';
-import { dropBetweenToolOutputAndDone, startFaultModel, type FaultModel, type FaultModelOptions } from '../helpers/fault-model.js';
+import { atToolOutput, dropBetweenToolOutputAndDone, failAfterToolOutput, startFaultModel, type FaultModel, type FaultModelOptions } from '../helpers/fault-model.js';
 import { demo, eventually, mediaFrame, metricValue, rawStream, scrape, signedPost, startTestRelay } from '../helpers/relay.js';
 
 let relay: Relay | undefined;
@@ -23,6 +23,7 @@ afterEach(async () => {
 
 const GREETING: string = DEMO_TENANT.model?.greeting ?? '';
 const APOLOGY = '<Say>Sorry, our assistant is unavailable. Connecting you to a person.</Say>';
+const HAND_OFF = 'Connecting you now. <Dial>+15005550007';
 
 async function relayTo(model: FaultModel, env: Record<string, string> = {}): Promise<Relay> {
   return startTestRelay({ MODEL_PROVIDER: 'openai', OPENAI_API_KEY: 'sk-fault', OPENAI_REALTIME_URL: model.url, ...env });
@@ -206,7 +207,6 @@ describe('model upstream: mid-call', () => {
 
 describe('model upstream: lost between a tool and its response.done', () => {
   /** What the caller hears and where they go once the stream closed (the simulated Twilio's reading of the after-stream TwiML). */
-  const HAND_OFF = 'Connecting you now. <Dial>+15005550007';
 
   it('transfer_to_human answered, then the session drops: the caller is handed to a person at once, counted transferred', async () => {
     const { fault: f, relay: r } = await proxied({ onServerEvent: dropBetweenToolOutputAndDone('transfer_to_human') });
@@ -232,6 +232,64 @@ describe('model upstream: lost between a tool and its response.done', () => {
     relay = await relayTo(fault, { MODEL_CONNECT_ATTEMPTS: '1' });
     const callSid = randomSid('CA');
     const report = await call(relay, callSid, ['call tool transfer_to_human {"reason":"I smell gas"}']);
+    expect(report.closeCode).toBe(4012);
+    await outcomeOf(relay, callSid, 'transferred');
+    expect(report.afterStream).toContain(HAND_OFF);
+  });
+
+  it('transfer_to_human answered, then its response fails for quota: the caller is handed to a person, not the fallback', async () => {
+    const { fault: f, relay: r } = await proxied({ onServerEvent: failAfterToolOutput('transfer_to_human') });
+    const callSid = randomSid('CA');
+    const report = await call(r, callSid, ['call tool transfer_to_human {"reason":"I smell gas"}']);
+    expect(report.closeCode).toBe(4012);
+    expect(f.connections).toHaveLength(1);
+    await outcomeOf(r, callSid, 'transferred');
+    expect(report.afterStream).toContain(HAND_OFF);
+    expect(report.afterStream).not.toContain(APOLOGY);
+    const m = await scrape(r);
+    expect(metricValue(m, 'switchboard_model_errors_total', { kind: 'response', code: 'insufficient_quota' })).toBe(1);
+    expect(metricValue(m, 'switchboard_calls_total', { outcome: 'model_failed' })).toBe(0);
+  });
+
+  it('end_call answered and its response done, then a fatal model error during the last words: the call ends as the assistant decided', async () => {
+    const fatal = { type: 'error', error: { type: 'invalid_request_error', code: 'account_deactivated', message: 'This account is deactivated.' } };
+    const { relay: r } = await proxied({
+      onServerEvent: atToolOutput('end_call', (conn, done) => {
+        const creates = (): number => conn.received.filter((e) => e.type === 'response.create').length;
+        const before = creates();
+        conn.send(done);
+        // The follow-up (the tool's spoken answer, the last words) is asked for: the account dies now.
+        void conn.waitForClient((e) => e.type === 'response.create' && creates() > before).then(() => conn.send(fatal), () => undefined);
+      }),
+    });
+    const callSid = randomSid('CA');
+    const report = await call(r, callSid, ['call tool end_call {"reason":"caller is done"}']);
+    expect(report.closeCode).toBe(4011);
+    await outcomeOf(r, callSid, 'ended_by_assistant');
+    expect(report.afterStream).not.toContain(APOLOGY);
+    expect(metricValue(await scrape(r), 'switchboard_model_errors_total', { kind: 'error', code: 'account_deactivated' })).toBe(1);
+  });
+});
+
+describe('a tool effect decided during the time-limit goodbye', () => {
+  it('transfer_to_human followed up only once the goodbye is under way: the caller is handed to a person, not hung up on', async () => {
+    const callSid = randomSid('CA');
+    const ending = async (): Promise<boolean> => (await relay?.store.getCall(callSid))?.phase === 'ending';
+    // The tool's response is done only once MAX_CALL_SECONDS has passed and the goodbye begun.
+    sim = await startSimModel({ mode: 'loadtest' });
+    fault = await startFaultModel({
+      upstream: sim.url,
+      onServerEvent: atToolOutput('transfer_to_human', (conn, done) => {
+        void eventually(ending, 15_000, 'the time-limit goodbye').then(() => conn.send(done), () => undefined);
+      }),
+    });
+    relay = await relayTo(fault, { MAX_CALL_SECONDS: '10' });
+    const report = await placeCall({
+      baseUrl: relay.url,
+      ...demo,
+      callSid,
+      script: { turns: [{ say: 'call tool transfer_to_human {"reason":"I want a person"}' }], maxCallMs: 25_000, hangupAfterMs: 5000, replyTimeoutMs: 15_000 },
+    });
     expect(report.closeCode).toBe(4012);
     await outcomeOf(relay, callSid, 'transferred');
     expect(report.afterStream).toContain(HAND_OFF);
