@@ -16,15 +16,21 @@ afterEach(async () => {
 
 const APOLOGY = '<Say>Sorry, our assistant is unavailable. Connecting you to a person.</Say>';
 
+/** A relay whose store holds an ended call with this outcome; its after-stream answer and log lines. */
+async function afterStreamFor(outcome: string): Promise<{ callSid: string; status: number; body: string; lines: Record<string, unknown>[] }> {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
+  relay = await startTestRelay({}, { log });
+  const callSid = randomSid('CA');
+  await relay.store.startCall({ callSid, tenantId: 'demo', pod: 'p', startedAt: Date.now() });
+  await relay.store.endCall(callSid, outcome, 60);
+  const { status, body } = await signedPost(relay, '/twilio/after-stream', { CallSid: callSid, AccountSid: demo.accountSid, To: demo.to });
+  return { callSid, status, body, lines };
+}
+
 describe('after-stream with a stored outcome it does not know', () => {
   it('answers with the fallback (a human, with an apology) and logs the unknown outcome', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const log = createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
-    relay = await startTestRelay({}, { log });
-    const callSid = randomSid('CA');
-    await relay.store.startCall({ callSid, tenantId: 'demo', pod: 'p', startedAt: Date.now() });
-    await relay.store.endCall(callSid, 'beamed_up', 60);
-    const { status, body } = await signedPost(relay, '/twilio/after-stream', { CallSid: callSid, AccountSid: demo.accountSid, To: demo.to });
+    const { callSid, status, body, lines } = await afterStreamFor('beamed_up');
     expect(status).toBe(200);
     expect(body).toContain(APOLOGY);
     expect(body).toContain('<Dial');
@@ -33,13 +39,7 @@ describe('after-stream with a stored outcome it does not know', () => {
   });
 
   it('a known outcome is answered as before (ended_by_assistant hangs up), with no such line', async () => {
-    const lines: Record<string, unknown>[] = [];
-    const log = createLogger({ level: 'info', destination: { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) } });
-    relay = await startTestRelay({}, { log });
-    const callSid = randomSid('CA');
-    await relay.store.startCall({ callSid, tenantId: 'demo', pod: 'p', startedAt: Date.now() });
-    await relay.store.endCall(callSid, 'ended_by_assistant', 60);
-    const { body } = await signedPost(relay, '/twilio/after-stream', { CallSid: callSid, AccountSid: demo.accountSid, To: demo.to });
+    const { body, lines } = await afterStreamFor('ended_by_assistant');
     expect(body).toContain('<Hangup/>');
     expect(lines.some((l) => l['code'] === 'internal')).toBe(false);
   });
