@@ -1,7 +1,7 @@
 /**
  * The layering of src/, checked on every `npm run lint`: the import graph (type-only imports,
- * re-exports, dynamic `import()`, `createRequire(...)` requires, `new Worker(new URL(...))` and
- * `/// <reference path>` included; .ts/.mts/.cts/.js/.mjs/.cjs files) has no cycle, each
+ * re-exports, dynamic `import()`, `createRequire(...)` requires, `new Worker(new URL(...))`,
+ * `/// <reference path>` and JSDoc import types included; .ts/.mts/.cts/.js/.mjs/.cjs files) has no cycle, each
  * folder imports only the layers below it, no module imports its own folder's barrel (index.ts) or
  * composition root, nothing in src/ imports from outside src/ (test/, loadtest/, bench/), every
  * load names its module literally and by a relative path (or is allowed below, with a reason), a
@@ -233,6 +233,8 @@ function specifiers(file: string): {
       ts.isStringLiteral(n.moduleReference.expression)
     ) {
       out.push({ spec: n.moduleReference.expression.text, dynamic: false, typeOnly: n.isTypeOnly });
+    } else if (ts.isJSDocImportTag(n) && ts.isStringLiteral(n.moduleSpecifier)) {
+      out.push({ spec: n.moduleSpecifier.text, dynamic: false, typeOnly: true });
     } else if (
       ts.isImportTypeNode(n) &&
       ts.isLiteralTypeNode(n.argument) &&
@@ -240,6 +242,8 @@ function specifiers(file: string): {
     ) {
       out.push({ spec: n.argument.literal.text, dynamic: false, typeOnly: true });
     }
+    // JSDoc (types of plain-JS modules: `{import('./x.js').T}`, `@import`) hangs off its node.
+    for (const doc of (n as { jsDoc?: readonly ts.Node[] }).jsDoc ?? []) visit(doc);
     ts.forEachChild(n, visit);
   };
   ts.forEachChild(sf, visit);

@@ -199,6 +199,18 @@ describe('layers', () => {
     ]);
   });
 
+  it('sees JSDoc import() types and @import tags in plain-JS modules', () => {
+    const src = tree({
+      'model/p.js': "/** @param {import('../call/c.js').C} c */\nexport const p = (c) => c;\n",
+      'model/q.mjs': "/** @import { C } from '../call/c.js' */\n/** @type {C | undefined} */\nexport const q = undefined;\n",
+      'call/c.ts': 'export type C = number;\n',
+    });
+    expect(importGraph(src).map((e) => `${e.from} -> ${e.to}${e.typeOnly ? ' (type)' : ''}`).sort()).toEqual([
+      'model/p.js -> call/c.ts (type)',
+      'model/q.mjs -> call/c.ts (type)',
+    ]);
+  });
+
   it("refuses a part that imports its folder's barrel or composition root", () => {
     const src = tree({
       'call/index.ts': "export * from './call-bridge.js';\nexport * from './playback.js';\n",
