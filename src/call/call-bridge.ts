@@ -64,7 +64,6 @@ export class CallBridge implements CallView {
   private readonly appends: AppendBatcher;
   private modelCongested = false;
   private readonly history = new ConversationHistory(HISTORY_TURNS);
-  private c2m: { observe(v: number): void } | undefined;
   private m2c: { observe(v: number): void } | undefined;
   /** Frames relayed/dropped, for the end-of-call log line. */
   readonly stats = { framesIn: 0, framesOut: 0, dropped: 0, bargeIns: 0, marksEchoed: 0 };
@@ -81,7 +80,10 @@ export class CallBridge implements CallView {
     this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.inbound = new InboundGuard(deps.metrics);
-    this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
+    // caller_to_model is observed by the batcher when a frame's append is sent (the hold included).
+    if (deps.limits.frameMetrics) this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
+    const c2m = deps.limits.frameMetrics ? { clock: deps.clock, histogram: deps.metrics.frameRelay.labels('caller_to_model') } : undefined;
+    this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1, c2m);
     this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs, deps.limits.twilioCoalesceMs, (reason, deltas) => {
       for (let i = 0; i < deltas; i++) this.drop('model_to_caller', reason);
     });
@@ -145,10 +147,6 @@ export class CallBridge implements CallView {
         }),
       );
     }
-    if (deps.limits.frameMetrics) {
-      this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
-      this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
-    }
   }
 
   /** True once the start was authorised and the pod admitted the call (it counts as a live call). */
@@ -196,10 +194,8 @@ export class CallBridge implements CallView {
         this.session.sample(payload, t0);
       }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
-      this.appends.push(payload, model);
-      const now = this.deps.clock.mono();
-      this.turnMetrics.appended(payload, now);
-      this.c2m?.observe((now - t0) / 1000);
+      this.appends.push(payload, model, t0);
+      this.turnMetrics.appended(payload, this.deps.clock.mono());
     } else if (buffersCallerAudio(s)) {
       if (this.ring.push(payload)) this.drop('caller_to_model', 'model_not_ready');
     } else if (s.kind === 'awaiting-start') {

@@ -241,6 +241,34 @@ describe('CallBridge', () => {
     expect(Buffer.from(appends()[1]!['audio'] as string, 'base64').equals(Buffer.alloc(160, 3))).toBe(true);
   });
 
+  it('switchboard_frame_relay_seconds{caller_to_model} is each frame\'s arrival to the send of its append, the hold included', async () => {
+    const h = harness({ modelAppendFrames: 3 });
+    await live(h);
+    const c2m = async () => {
+      const v = (await h.metrics.frameRelay.get()).values.filter((x) => x.labels['direction'] === 'caller_to_model');
+      const at = (name: string, le?: number) => v.find((x) => x.metricName.endsWith(name) && (le === undefined || x.labels['le'] === le))?.value ?? 0;
+      return { count: at('_count'), sum: at('_sum'), le10ms: at('_bucket', 0.01), le25ms: at('_bucket', 0.025) };
+    };
+    const before = await c2m();
+    for (let i = 1; i <= 3; i++) {
+      h.bridge.onTwilioMessage(mediaMsg(i * 20, payload(160, i)), false);
+      if (i < 3) h.clock.advance(20);
+    }
+    // Held 40, 20 and 0 ms: observed when their one append went, not when each came in.
+    const sent = await c2m();
+    expect(sent.count - before.count).toBe(3);
+    expect(sent.sum - before.sum).toBeCloseTo(0.06, 6);
+    expect(sent.le25ms - before.le25ms).toBe(2);
+    h.bridge.onTwilioMessage(mediaMsg(80, payload(160, 4)), false);
+    expect((await c2m()).count).toBe(sent.count); // held: not observed yet
+    h.clock.advance(5);
+    h.bridge.onTwilioMessage(Buffer.from(`{"event":"dtmf","streamSid":"${STREAM}","sequenceNumber":"99","dtmf":{"track":"inbound_track","digit":"5"}}`), false);
+    const flushed = await c2m();
+    expect(flushed.count - sent.count).toBe(1);
+    expect(flushed.sum - sent.sum).toBeCloseTo(0.005, 6);
+    expect(flushed.le10ms - sent.le10ms).toBe(1);
+  });
+
   it('MODEL_APPEND_FRAMES=3: a stop sends the held frames as one append before the model socket closes', async () => {
     const h = harness({ modelAppendFrames: 3 });
     await live(h);
