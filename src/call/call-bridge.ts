@@ -124,7 +124,7 @@ export class CallBridge implements CallView {
         move: (input) => this.move(input),
         unplayed: () => this.playout.unplayed,
         setPhase: (phase) => background(deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
-        request: (instructions) => this.conversation.request(instructions),
+        request: (instructions) => this.conversation.request(instructions, true),
       },
     );
     this.conversation = new Conversation(
@@ -370,11 +370,13 @@ export class CallBridge implements CallView {
     this.turnMetrics.forgetTurn();
   }
 
-  /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
+  /**
+   * A response's tools all answered: act on what the tools asked for, then ask for the spoken
+   * answer, which says the call's last words when the call is (now) ending.
+   */
   private onToolsAnswered(): void {
-    this.conversation.request();
-    if (this.state.kind !== 'live' && this.state.kind !== 'ending') return; // effects wait for the call to be live again
-    this.windDown.effects(this.tools.takeEffects());
+    if (this.state.kind === 'live' || this.state.kind === 'ending') this.windDown.effects(this.tools.takeEffects());
+    this.conversation.request(undefined, this.state.kind === 'ending');
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {

@@ -684,3 +684,62 @@ describe('CallBridge', () => {
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable', callSid: CALL, tenant });
   });
 });
+
+describe('CallBridge: the last words and effects across sessions', () => {
+  it('end_call answered while server VAD answers the caller: the line closes after the goodbye, not after that answer', async () => {
+    let answer: (r: ReturnType<typeof toolOk>) => void = () => {};
+    const tools: ToolRunner = { definitions: () => [], run: () => new Promise((r) => { answer = r; }) };
+    const h = harness({}, true, tools);
+    await live(h);
+    await modelCallsTool(h); // resp_t asks end_call; the tool is slow
+    h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
+    // The caller speaks meanwhile; server VAD answers with resp_v
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 0, item_id: 'it_c' });
+    h.model.emit({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: 500, item_id: 'it_c' });
+    h.model.emit({ type: 'response.created', response: { id: 'resp_v', status: 'in_progress' } });
+    answer(toolOk({}, { kind: 'end_call', reason: 'done' }));
+    await flush();
+    expect(h.bridge.state.kind).toBe('ending');
+    const creates = () => h.model.types().filter((t) => t === 'response.create').length;
+    const createsBefore = creates();
+    h.model.emit(delta('resp_v', 'item_v'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_v', status: 'completed', output: [] } });
+    expect(creates()).toBe(createsBefore + 1); // the goodbye, asked for once resp_v is done
+    h.bridge.onTwilioMessage(markMsg((h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name), false);
+    await flush();
+    expect(h.twilio.ended).toBeUndefined(); // resp_v played; the goodbye is not said yet
+    h.model.emit({ type: 'response.created', response: { id: 'resp_bye', status: 'in_progress' } });
+    h.model.emit(delta('resp_bye', 'item_bye'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_bye', status: 'completed', output: [] } });
+    expect(h.twilio.ended).toBeUndefined(); // said, not yet heard
+    h.bridge.onTwilioMessage(markMsg((h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name), false);
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
+  });
+
+
+
+
+  it('a transfer asked for during the time-limit goodbye hands the call over once its answer is said and heard', async () => {
+    const h = harness({ maxCallMs: 60_000 });
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_greet', status: 'in_progress' } });
+    h.model.emit({ type: 'response.done', response: { id: 'resp_greet', status: 'completed', output: [] } });
+    h.clock.advance(60_000);
+    expect(h.bridge.state.kind).toBe('ending');
+    h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
+    h.model.emit({ type: 'response.output_item.done', response_id: 'resp_g', output_index: 0, item: { id: 'item_f', type: 'function_call', call_id: 'call_x', name: 'transfer_to_human', arguments: '{"reason":"wants a person"}' } });
+    await flush(); await flush();
+    h.model.emit({ type: 'response.done', response: { id: 'resp_g', status: 'completed', output: [] } });
+    await flush();
+    expect(h.model.sent.filter((e) => e['type'] === 'conversation.item.create')).toHaveLength(1);
+    expect(h.twilio.ended).toBeUndefined();
+    h.model.emit({ type: 'response.created', response: { id: 'resp_f', status: 'in_progress' } });
+    h.model.emit(delta('resp_f', 'item_f2'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_f', status: 'completed', output: [] } });
+    h.bridge.onTwilioMessage(markMsg((h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name), false);
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
+  });
+});
