@@ -717,8 +717,57 @@ describe('CallBridge: the last words and effects across sessions', () => {
     expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
   });
 
+  it('a transfer answered just after the model session dropped is carried out once the call is live again', async () => {
+    let answer: (r: ReturnType<typeof toolOk>) => void = () => {};
+    const tools: ToolRunner = { definitions: () => [], run: () => new Promise((r) => { answer = r; }) };
+    const h = harness({}, true, tools);
+    await live(h);
+    await modelCallsTool(h, 'transfer_to_human', '{"reason":"x"}');
+    h.model.drop(1006);
+    await flush();
+    h.model.emit(pcmuSession);
+    await flush();
+    expect(h.bridge.state.kind).toBe('live'); // on the new session, the tool still running
+    answer(toolOk({ transferring: true }, { kind: 'transfer', to: '+15550100', reason: 'caller-asked' }));
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
+    expect(h.model.types().filter((t) => t === 'conversation.item.create')).toHaveLength(0); // the new session never hears of it
+  });
 
+  it('a transfer answered while the new session is still opening is carried out at once', async () => {
+    let answer: (r: ReturnType<typeof toolOk>) => void = () => {};
+    const tools: ToolRunner = { definitions: () => [], run: () => new Promise((r) => { answer = r; }) };
+    const h = harness({}, true, tools);
+    await live(h);
+    await modelCallsTool(h, 'transfer_to_human', '{"reason":"x"}');
+    h.model.drop(1006);
+    await flush();
+    expect(h.bridge.state.kind).toBe('reconnecting');
+    answer(toolOk({ transferring: true }, { kind: 'transfer', to: '+15550100', reason: 'caller-asked' }));
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+  });
 
+  it('a tool of a lost session still running keeps the call busy: no renewal at a pause, no move', async () => {
+    let answer: (r: ReturnType<typeof toolOk>) => void = () => {};
+    const tools: ToolRunner = { definitions: () => [], run: () => new Promise((r) => { answer = r; }) };
+    const h = harness({}, true, tools);
+    await live(h);
+    await modelCallsTool(h, 'check_availability', '{}');
+    h.model.drop(1006);
+    await flush();
+    h.model.emit(pcmuSession);
+    await flush();
+    expect(h.bridge.state.kind).toBe('live');
+    h.model.emit({ type: 'response.created', response: { id: 'resp_hi', status: 'in_progress' } }); // the new session's greeting
+    h.model.emit({ type: 'response.done', response: { id: 'resp_hi', status: 'completed', output: [] } });
+    expect(h.bridge.migratable()?.migrationReadiness()).toBe('busy');
+    answer(toolOk({ slots: [] }));
+    await flush();
+    expect(h.bridge.state.kind).toBe('live'); // no effect: the call goes on
+    expect(h.bridge.migratable()?.migrationReadiness()).toBe('ready');
+  });
 
   it('a transfer asked for during the time-limit goodbye hands the call over once its answer is said and heard', async () => {
     const h = harness({ maxCallMs: 60_000 });
