@@ -88,7 +88,7 @@ export class CallBridge implements CallView {
       for (let i = 0; i < deltas; i++) this.drop('model_to_caller', reason);
     });
     const background = (p: Promise<unknown>, what: string): void => this.ledger.background(p, what);
-    this.tools = new ToolDispatch({ ...deps, background, session: () => this.session.socket, followUp: () => this.onToolsAnswered() });
+    this.tools = new ToolDispatch({ ...deps, background, session: () => this.session.socket, followUp: () => this.onToolsAnswered(), stranded: () => this.onStrandedEffect() });
     this.session = new ModelSession(
       { connector: deps.model, clock: deps.clock, metrics: deps.metrics, limits: deps.limits, history: this.history, signal: this.callAbort.signal, timing: this.turnMetrics },
       this,
@@ -126,7 +126,7 @@ export class CallBridge implements CallView {
         move: (input) => this.move(input),
         unplayed: () => this.playout.unplayed,
         setPhase: (phase) => background(deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
-        request: (instructions) => this.conversation.request(instructions),
+        request: (instructions) => this.conversation.request(instructions, true),
       },
     );
     this.conversation = new Conversation(
@@ -366,11 +366,24 @@ export class CallBridge implements CallView {
     this.turnMetrics.forgetTurn();
   }
 
-  /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
+  /**
+   * A response's tools all answered: act on what the tools asked for, then ask for the spoken
+   * answer, which says the call's last words when the call is (now) ending.
+   */
   private onToolsAnswered(): void {
-    this.conversation.request();
-    if (this.state.kind !== 'live' && this.state.kind !== 'ending') return; // effects wait for the call to be live again
-    this.windDown.effects(this.tools.takeEffects());
+    if (this.state.kind === 'live' || this.state.kind === 'ending') this.windDown.effects(this.tools.takeEffects());
+    this.conversation.request(undefined, this.state.kind === 'ending');
+  }
+
+  /**
+   * A tool of a lost session answered with an effect: it stands. Live on a new session (which knows
+   * nothing of the tool) or still opening one, the call carries it out at once, as for an effect
+   * collected when the session was lost; saying its last words, a transfer re-targets the ending.
+   */
+  private onStrandedEffect(): void {
+    const k = this.state.kind;
+    if (k === 'live' || k === 'reconnecting') this.windDown.stranded(this.tools.takeEffects());
+    else if (k === 'ending') this.windDown.effects(this.tools.takeEffects());
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {
