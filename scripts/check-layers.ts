@@ -1,16 +1,18 @@
 /**
  * The layering of src/, checked on every `npm run lint`: the import graph (type-only imports,
- * re-exports, dynamic `import()` and `createRequire(...)` requires included) has no cycle, each
+ * re-exports, dynamic `import()`, `createRequire(...)` requires, `new Worker(new URL(...))`,
+ * `/// <reference path>` and JSDoc import types included; .ts/.mts/.cts/.js/.mjs/.cjs files) has no cycle, each
  * folder imports only the layers below it, no module imports its own folder's barrel (index.ts) or
  * composition root, nothing in src/ imports from outside src/ (test/, loadtest/, bench/), every
- * load names its module literally (or is allowed below, with a reason), and production code loads
+ * load names its module literally and by a relative path (or is allowed below, with a reason), a
+ * require function is only ever called (never aliased, reassigned or passed on), and production code loads
  * the simulator only where MODEL_PROVIDER=sim asks for it. docs/architecture.md (*Layers*) draws
  * the same table; test/docs/layers.test.ts keeps the two equal.
  *
  * Usage: npx tsx scripts/check-layers.ts [SRC_DIR]   (exit 1 and one line per problem)
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join, relative, resolve, sep } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
@@ -80,6 +82,8 @@ export interface Edge {
   dynamic: boolean;
   /** `import type` / `export type` / `import('x').T`: erased, loads nothing at run time. */
   typeOnly: boolean;
+  /** The specifier as written when it is an absolute path or a file: URL (refused: a relative path only). */
+  absolute?: string;
 }
 
 function sourceFiles(dir: string): string[] {
@@ -87,7 +91,7 @@ function sourceFiles(dir: string): string[] {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) out.push(...sourceFiles(p));
-    else if (/\.(ts|js|mjs)$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(p);
+    else if (/\.[mc]?[tj]s$/.test(e.name) && !/\.d\.[mc]?ts$/.test(e.name)) out.push(p);
   }
   return out.sort();
 }
@@ -100,21 +104,39 @@ export interface OpaqueLoad {
   call: string;
 }
 
-/** `createRequire(...)` (or `module.createRequire(...)`). */
-function isCreateRequire(n: ts.Node): n is ts.CallExpression {
+/**
+ * Names bound to node:module's createRequire: `createRequire` itself, an import of it under another
+ * name (`import { createRequire as cr }`) and a destructured one (`const { createRequire: cr } = ...`).
+ * `x.createRequire` (a namespace or default import of node:module) is recognised by its property.
+ */
+function createRequireNames(sf: ts.SourceFile): Set<string> {
+  const names = new Set(['createRequire']);
+  const visit = (n: ts.Node): void => {
+    if ((ts.isImportSpecifier(n) || ts.isBindingElement(n)) && ts.isIdentifier(n.name)) {
+      const key = n.propertyName ?? n.name;
+      if ((ts.isIdentifier(key) || ts.isStringLiteral(key)) && key.text === 'createRequire') names.add(n.name.text);
+    }
+    ts.forEachChild(n, visit);
+  };
+  visit(sf);
+  return names;
+}
+
+/** `createRequire(...)` under any of its names, or `x.createRequire(...)`. */
+function isCreateRequire(n: ts.Node, fns: ReadonlySet<string>): n is ts.CallExpression {
   if (!ts.isCallExpression(n)) return false;
   const callee = n.expression;
   return (
-    (ts.isIdentifier(callee) && callee.text === 'createRequire') ||
+    (ts.isIdentifier(callee) && fns.has(callee.text)) ||
     (ts.isPropertyAccessExpression(callee) && callee.name.text === 'createRequire')
   );
 }
 
 /** Names bound to a require function: `require`, and each `const r = createRequire(...)`. */
-function requireNames(sf: ts.SourceFile): Set<string> {
+function requireNames(sf: ts.SourceFile, fns: ReadonlySet<string>): Set<string> {
   const names = new Set(['require']);
   const visit = (n: ts.Node): void => {
-    if (ts.isVariableDeclaration(n) && ts.isIdentifier(n.name) && n.initializer && isCreateRequire(n.initializer))
+    if (ts.isVariableDeclaration(n) && ts.isIdentifier(n.name) && n.initializer && isCreateRequire(n.initializer, fns))
       names.add(n.name.text);
     ts.forEachChild(n, visit);
   };
@@ -123,13 +145,50 @@ function requireNames(sf: ts.SourceFile): Set<string> {
 }
 
 /** Is this call a require: `r(x)`/`r.resolve(x)` for a require name, or `createRequire(...)(x)`? */
-function isRequireCall(n: ts.CallExpression, names: ReadonlySet<string>): boolean {
+function isRequireCall(n: ts.CallExpression, names: ReadonlySet<string>, fns: ReadonlySet<string>): boolean {
   const callee = n.expression;
   if (ts.isIdentifier(callee)) return names.has(callee.text);
   if (ts.isPropertyAccessExpression(callee) && callee.name.text === 'resolve' && ts.isIdentifier(callee.expression))
     return names.has(callee.expression.text);
-  return isCreateRequire(callee);
+  return isCreateRequire(callee, fns);
 }
+
+/**
+ * A use of a require function or of createRequire that the check cannot follow: anything but a
+ * call (`r(x)`, `r.resolve(x)`, `createRequire(u)(x)`), `const r = createRequire(u)`, a binding
+ * site or a type query. An alias (`const r2 = r`), an assignment (`q = createRequire(u)`) or a
+ * require handed to a function would hide loads from the check, so they are refused as opaque.
+ */
+function unfollowable(n: ts.Node, names: ReadonlySet<string>, fns: ReadonlySet<string>): boolean {
+  const p = n.parent;
+  if (isCreateRequire(n, fns))
+    return !(
+      (ts.isVariableDeclaration(p) && p.initializer === n && ts.isIdentifier(p.name)) ||
+      (ts.isCallExpression(p) && p.expression === n) ||
+      (ts.isPropertyAccessExpression(p) && p.expression === n && p.name.text === 'resolve' && ts.isCallExpression(p.parent) && p.parent.expression === p)
+    );
+  if (!ts.isIdentifier(n) || !(names.has(n.text) || fns.has(n.text))) return false;
+  if (ts.isCallExpression(p) && p.expression === n) return false;
+  if (ts.isPropertyAccessExpression(p))
+    return p.expression === n && !(p.name.text === 'resolve' && ts.isCallExpression(p.parent) && p.parent.expression === p);
+  if ((ts.isVariableDeclaration(p) || ts.isParameter(p) || ts.isPropertyAssignment(p)) && p.name === n) return false;
+  return !(ts.isImportSpecifier(p) || ts.isImportClause(p) || ts.isNamespaceImport(p) || ts.isBindingElement(p) || ts.isTypeQueryNode(p) || ts.isQualifiedName(p));
+}
+
+/** `new Worker(...)` (node:worker_threads, or `x.Worker`). */
+const isWorker = (n: ts.Node): n is ts.NewExpression =>
+  ts.isNewExpression(n) && ((ts.isIdentifier(n.expression) && n.expression.text === 'Worker') || (ts.isPropertyAccessExpression(n.expression) && n.expression.name.text === 'Worker'));
+
+/** The literal of `new URL('lit', import.meta.url)`, or undefined. */
+function moduleUrl(n: ts.Node | undefined): string | undefined {
+  if (!n || !ts.isNewExpression(n) || !ts.isIdentifier(n.expression) || n.expression.text !== 'URL') return undefined;
+  const [lit, base] = n.arguments ?? [];
+  const metaUrl = base && ts.isPropertyAccessExpression(base) && ts.isMetaProperty(base.expression) && base.name.text === 'url';
+  return lit && ts.isStringLiteralLike(lit) && metaUrl ? lit.text : undefined;
+}
+
+/** A module named by path rather than by package: relative, absolute, or a file: URL. */
+const isPathSpec = (spec: string): boolean => spec.startsWith('.') || isAbsolute(spec) || spec.startsWith('file:');
 
 /**
  * Relative specifiers of one file (import/export declarations, `import()`, requires and
@@ -139,23 +198,34 @@ function specifiers(file: string): {
   specs: { spec: string; dynamic: boolean; typeOnly: boolean }[];
   opaque: string[];
 } {
-  const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, false);
+  const sf = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
   const out: { spec: string; dynamic: boolean; typeOnly: boolean }[] = [];
   const opaque: string[] = [];
-  const requires = requireNames(sf);
+  const fns = createRequireNames(sf);
+  const requires = requireNames(sf, fns);
+  for (const ref of sf.referencedFiles) {
+    const spec = isPathSpec(ref.fileName) ? ref.fileName : './' + ref.fileName;
+    out.push({ spec, dynamic: false, typeOnly: true });
+  }
   const load = (n: ts.CallExpression, name: string): void => {
     const arg = n.arguments[0];
     if (arg && ts.isStringLiteralLike(arg)) out.push({ spec: arg.text, dynamic: true, typeOnly: false });
     else opaque.push(`${name}(${arg ? arg.getText(sf) : ''})`);
   };
   const visit = (n: ts.Node): void => {
+    if (unfollowable(n, requires, fns)) opaque.push(n.parent.getText(sf));
+    if (isWorker(n)) {
+      const spec = moduleUrl(n.arguments?.[0]);
+      if (spec !== undefined) out.push({ spec, dynamic: true, typeOnly: false });
+      else opaque.push(n.getText(sf));
+    }
     if (ts.isImportDeclaration(n) && ts.isStringLiteral(n.moduleSpecifier)) {
       out.push({ spec: n.moduleSpecifier.text, dynamic: false, typeOnly: n.importClause?.isTypeOnly === true });
     } else if (ts.isExportDeclaration(n) && n.moduleSpecifier && ts.isStringLiteral(n.moduleSpecifier)) {
       out.push({ spec: n.moduleSpecifier.text, dynamic: false, typeOnly: n.isTypeOnly });
     } else if (ts.isCallExpression(n) && n.expression.kind === ts.SyntaxKind.ImportKeyword) {
       load(n, 'import');
-    } else if (ts.isCallExpression(n) && isRequireCall(n, requires)) {
+    } else if (ts.isCallExpression(n) && isRequireCall(n, requires, fns)) {
       load(n, 'require');
     } else if (
       ts.isImportEqualsDeclaration(n) &&
@@ -163,6 +233,8 @@ function specifiers(file: string): {
       ts.isStringLiteral(n.moduleReference.expression)
     ) {
       out.push({ spec: n.moduleReference.expression.text, dynamic: false, typeOnly: n.isTypeOnly });
+    } else if (ts.isJSDocImportTag(n) && ts.isStringLiteral(n.moduleSpecifier)) {
+      out.push({ spec: n.moduleSpecifier.text, dynamic: false, typeOnly: true });
     } else if (
       ts.isImportTypeNode(n) &&
       ts.isLiteralTypeNode(n.argument) &&
@@ -170,16 +242,29 @@ function specifiers(file: string): {
     ) {
       out.push({ spec: n.argument.literal.text, dynamic: false, typeOnly: true });
     }
+    // JSDoc (types of plain-JS modules: `{import('./x.js').T}`, `@import`) hangs off its node.
+    for (const doc of (n as { jsDoc?: readonly ts.Node[] }).jsDoc ?? []) visit(doc);
     ts.forEachChild(n, visit);
   };
   ts.forEachChild(sf, visit);
-  return { specs: out.filter((s) => s.spec.startsWith('.')), opaque };
+  return { specs: out.filter((s) => isPathSpec(s.spec)), opaque };
 }
 
-/** `./x.js` as NodeNext writes it, to the file on disk (`x.ts`, or `x.js` for plain-JS modules). */
+/**
+ * `./x.js` as NodeNext writes it, to the file on disk (`x.ts`, `x.mts` for `.mjs`, `x.cts` for
+ * `.cjs`, or the plain-JS module itself); an absolute path or file: URL as it points.
+ */
 function resolveSpec(fromFile: string, spec: string): string {
-  const base = resolve(dirname(fromFile), spec);
-  const candidates = [base.replace(/\.js$/, '.ts'), base, base + '.ts', join(base, 'index.ts')];
+  let path = spec;
+  if (spec.startsWith('file:')) {
+    try {
+      path = fileURLToPath(spec);
+    } catch {
+      path = spec.slice('file:'.length);
+    }
+  }
+  const base = resolve(dirname(fromFile), path);
+  const candidates = [base.replace(/\.js$/, '.ts'), base.replace(/\.mjs$/, '.mts'), base.replace(/\.cjs$/, '.cts'), base, base + '.ts', join(base, 'index.ts')];
   return (
     candidates.find((c) => {
       try {
@@ -200,7 +285,7 @@ export function opaqueLoads(root: string): OpaqueLoad[] {
   );
 }
 
-/** Every relative import of every file under `root`. */
+/** Every import by path (relative, absolute or file: URL) of every file under `root`. */
 export function importGraph(root: string): Edge[] {
   return sourceFiles(root).flatMap((f) =>
     specifiers(f).specs.map(({ spec, dynamic, typeOnly }) => ({
@@ -208,6 +293,7 @@ export function importGraph(root: string): Edge[] {
       to: posix(relative(root, resolveSpec(f, spec))),
       dynamic,
       typeOnly,
+      ...(spec.startsWith('.') ? {} : { absolute: spec }),
     })),
   );
 }
@@ -307,6 +393,10 @@ export function checkLayers(
     if (!opaque.includes(allowed)) problems.push(`${allowed}: allowed in OPAQUE_ALLOWED but no longer written (remove it)`);
   for (const e of edges) {
     const arrow = `${e.from} -> ${e.to}`;
+    if (e.absolute !== undefined) {
+      problems.push(`${arrow}: names its module by an absolute path or file: URL (${e.absolute}); use a relative path`);
+      continue;
+    }
     if (e.to.startsWith('../')) {
       if (!outsideAllowed.includes(arrow))
         problems.push(`${arrow}: src/ imports from outside src/ (test/, loadtest/, bench/ are not shipped)`);

@@ -3,6 +3,7 @@
  * goodbye, dial the tenant's human after a hand-off, apologise (and dial a human if there is one),
  * or, with DRAIN_MODE=migrate, resume a call whose pod died mid-call on whichever pod answers.
  */
+import { CALL_OUTCOMES, type CallOutcome } from '../call/lifecycle.js';
 import type { CallRecord } from '../store/index.js';
 import { dialTwiml, sayHangupTwiml } from '../twilio/index.js';
 
@@ -45,27 +46,42 @@ export function crashResumeRefusal(rec: CallRecord, now: number, maxCallMs: numb
   return undefined;
 }
 
+/** A stored outcome read back as a CallOutcome; undefined for one this build does not know. */
+export function parseOutcome(stored: string): CallOutcome | undefined {
+  return (CALL_OUTCOMES as readonly string[]).includes(stored) ? (stored as CallOutcome) : undefined;
+}
+
 /**
  * The outcome to answer with. Twilio runs the redirect as soon as the media socket closes, maybe on
  * another pod than the call's: its pod stores the outcome before closing, but a slow store can
  * still lose that race, so a record without an outcome is read again (bounded). If none arrives,
  * a call that was saying goodbye or handing off is answered as such; anything else gets the fallback.
+ * A stored outcome this build does not know (a newer pod's) is told to `unknown` and gets the fallback.
  */
 export async function settledOutcome(
   read: () => Promise<CallRecord | undefined>,
   sleep: (ms: number) => Promise<void>,
   waitMs = OUTCOME_WAIT_MS,
-): Promise<string | undefined> {
+  unknown: (stored: string) => void = () => {},
+): Promise<CallOutcome | undefined> {
   const rec = await settledRecord(read, sleep, waitMs);
   if (!rec) return undefined;
-  if (rec.outcome !== undefined) return rec.outcome;
+  if (rec.outcome !== undefined) {
+    const outcome = parseOutcome(rec.outcome);
+    if (outcome === undefined) unknown(rec.outcome);
+    return outcome;
+  }
   if (rec.phase === 'ending') return 'ended_by_assistant';
   if (rec.phase === 'handing-off') return 'transferred';
   return undefined;
 }
 
+/**
+ * The TwiML for how the call ended. The switch names every outcome and has no default: a new
+ * outcome fails the typecheck here until someone decides what its caller hears.
+ */
 export function afterStreamTwiml(
-  outcome: string | undefined,
+  outcome: CallOutcome | undefined,
   humanNumber: string | undefined,
   callerId: string | undefined,
 ): string {
@@ -83,9 +99,17 @@ export function afterStreamTwiml(
       return sayHangupTwiml(
         'Sorry, nobody is available to take your call right now. Please call again later. Goodbye.',
       );
+    case 'model_unavailable':
+    case 'model_failed':
+    case 'protocol_error':
+    case 'rejected_token':
+    case 'rejected_capacity':
+    case 'rejected_budget':
+    case 'drained':
+    case 'abandoned':
     case undefined:
-    default:
-      // model_unavailable, model_failed, unknown call, store down: never dead air.
+      // The model failed, the stream was refused or cut, an unknown call or outcome, the store is
+      // down: never dead air.
       if (humanNumber) {
         return dialTwiml({
           to: humanNumber,

@@ -167,7 +167,7 @@ async function compose(config: Readonly<Config>, opts: RelayOptions, started: St
   const calls = new LiveCalls({ maxActiveCalls: config.maxActiveCalls, log });
   const bridge: BridgeDeps = {
     usage,
-    listeners: [...(opts.listeners ?? []), ...(tenantRt ? [tenantRt.listener] : []), callSummaryListener(store, log)],
+    listeners: [...(opts.listeners ?? []), ...(tenantRt ? [tenantRt.listener] : []), callSummaryListener(store, log, clock)],
     clock,
     store,
     tools,

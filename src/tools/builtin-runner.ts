@@ -61,10 +61,6 @@ function fromStored(s: StoredToolResult): ToolResult {
   return r;
 }
 
-function webhookTools(tenant: Tenant): readonly WebhookTool[] {
-  return (tenant as { webhookTools?: readonly WebhookTool[] }).webhookTools ?? [];
-}
-
 /** A webhook tool's JSON Schema as a validator; a schema zod cannot read accepts any object. */
 function webhookArgsSchema(t: WebhookTool): z.ZodType {
   try {
@@ -108,7 +104,7 @@ export class BuiltinToolRunner implements ToolRunner {
   definitions(tenant: Tenant): ToolDefinition[] {
     const enabled = new Set<string>(tenant.tools);
     const builtin = [...this.tools.values()].filter((t) => enabled.has(t.definition.name)).map((t) => t.definition);
-    const hooks = webhookTools(tenant)
+    const hooks = tenant.webhookTools
       .filter((w) => !this.tools.has(w.name))
       .map((w): ToolDefinition => ({ type: 'function', name: w.name, description: w.description, parameters: w.parameters }));
     return [...builtin, ...hooks];
@@ -154,7 +150,7 @@ export class BuiltinToolRunner implements ToolRunner {
 
   private async execute(ctx: ToolContext, name: string, argumentsJson: string): Promise<ToolResult> {
     const impl = this.tools.get(name);
-    const hook = impl ? undefined : webhookTools(ctx.tenant).find((w) => w.name === name);
+    const hook = impl ? undefined : ctx.tenant.webhookTools.find((w) => w.name === name);
     if ((!impl || !(ctx.tenant.tools as readonly string[]).includes(name)) && !hook) {
       return toolError('unknown_tool', `No tool named ${name} is available on this call.`);
     }

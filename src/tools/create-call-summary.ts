@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CallLifecycleListener } from '../call/lifecycle.js';
+import { systemClock, type Clock } from '../clock.js';
 import { errorMessage } from '../errors.js';
 import type { CallRecord, CallStore } from '../store/index.js';
 import type { ToolDefinition } from '../model/index.js';
@@ -119,15 +120,16 @@ export async function createCallSummary(args: z.infer<typeof CreateCallSummaryAr
 
 /**
  * Writes the summary when a call ends (after the end, so bookings made late are included). Pass it
- * in RelayOptions.listeners; failures are logged, the call is already over.
+ * in RelayOptions.listeners; failures are logged, the call is already over. A record not yet marked
+ * ended is timed to `clock`'s now.
  */
-export function callSummaryListener(store: CallStore, log?: Logger): CallLifecycleListener {
+export function callSummaryListener(store: CallStore, log?: Logger, clock: Clock = systemClock): CallLifecycleListener {
   return {
     callEnded({ callSid, outcome }) {
       void (async () => {
         const record = await store.getCall(callSid);
         if (!record) return;
-        await store.setSummary(callSid, summariseCall({ ...record, outcome: record.outcome ?? outcome, endedAt: record.endedAt ?? Date.now() }));
+        await store.setSummary(callSid, summariseCall({ ...record, outcome: record.outcome ?? outcome, endedAt: record.endedAt ?? clock.now() }));
       })().catch((err: unknown) => log?.warn({ code: 'store_unavailable', callSid, err: errorMessage(err) }, 'call summary not written'));
     },
   };

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { AudioRing } from '../../src/call/audio-ring.js';
 import { buffersCallerAudio, relaysCallerAudio, transition, type CallState } from '../../src/call/call-state.js';
 import { CloseCode } from '../../src/errors.js';
 import type { RealtimeSocket } from '../../src/model/index.js';
@@ -50,22 +49,5 @@ describe('call state transitions', () => {
     const live: CallState = { kind: 'live', streamSid: 'MZ', callSid: 'CA', tenant, model };
     expect(transition(live, { type: 'start', streamSid: 'MZ', callSid: 'CA' })).toBeUndefined();
     expect(transition({ kind: 'ended', outcome: 'completed' }, { type: 'end', outcome: 'completed' })).toBeUndefined();
-  });
-});
-
-describe('AudioRing', () => {
-  it('keeps the newest frames and reports each overflow', () => {
-    const r = new AudioRing(3);
-    expect(r.push('a')).toBe(false);
-    expect(r.push('b')).toBe(false);
-    expect(r.push('c')).toBe(false);
-    expect(r.push('d')).toBe(true);
-    expect(r.push('e')).toBe(true);
-    const out: string[] = [];
-    r.drain((f) => out.push(f));
-    expect(out).toEqual(['c', 'd', 'e']);
-    const again: string[] = [];
-    r.drain((f) => again.push(f));
-    expect(again).toEqual([]); // drained: empty
   });
 });

@@ -1,12 +1,14 @@
 /**
  * The layering of src/ (scripts/check-layers.ts, run by `npm run lint`): the real tree passes, a
  * tree with a cycle, an upward import, an import from outside src/, a static simulator import, a
- * load the check cannot follow or a part importing its folder's barrel or composition root fails
+ * load the check cannot follow (a non-literal, an aliased or reassigned require, a Worker of an
+ * unknown file), an absolute path or file: URL, or a part importing its folder's barrel or composition root fails
  * with a line naming it, and docs/architecture.md draws the same layer table as the code.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkLayers, findCycles, importGraph, LAYERS, opaqueLoads } from '../../scripts/check-layers.js';
 
@@ -99,6 +101,113 @@ describe('layers', () => {
     const allowed = { 'model/a.ts: import(name)': 'r', 'model/a.ts: import(`./${n}.js`)': 'r', 'model/a.ts: require(name)': 'r', 'model/z.ts: import(x)': 'gone' };
     expect(checkLayers(src, { outside: [], opaque: allowed })).toEqual([
       'model/z.ts: import(x): allowed in OPAQUE_ALLOWED but no longer written (remove it)',
+    ]);
+  });
+
+  it('scans .mts, .cts and .cjs files too, resolving .mjs/.cjs specifiers to their .mts/.cts sources', () => {
+    const src = tree({
+      'model/a.mts': "import { b } from './b.cjs';\nexport const a = b;\n",
+      'model/b.cts': "import { c } from '../call/c.js';\nexport const b = c;\n",
+      'model/e.cjs': "const c = require('../call/c.js');\nmodule.exports = c;\n",
+      'model/f.ts': "export { a } from './a.mjs';\n",
+      'call/c.ts': 'export const c = 1;\n',
+    });
+    expect(importGraph(src).map((e) => `${e.from} -> ${e.to}`).sort()).toEqual([
+      'model/a.mts -> model/b.cts',
+      'model/b.cts -> call/c.ts',
+      'model/e.cjs -> call/c.ts',
+      'model/f.ts -> model/a.mts',
+    ]);
+    expect(checkLayers(src, NONE).sort()).toEqual([
+      'model/b.cts -> call/c.ts: model (layer 3) may import only layers below it, not call (layer 7)',
+      'model/e.cjs -> call/c.ts: model (layer 3) may import only layers below it, not call (layer 7)',
+    ]);
+  });
+
+  it('refuses an absolute path or a file: URL as a module name, even one inside src/', () => {
+    const src = tree({ 'call/c.ts': 'export const c = 1;\n', 'model/keep.ts': '', 'tools/keep.ts': '' });
+    const c = join(src, 'call/c.ts');
+    writeFileSync(
+      join(src, 'model/m.ts'),
+      `import { c } from ${JSON.stringify(c.replace(/\.ts$/, '.js'))};\nexport const load = () => import(${JSON.stringify(pathToFileURL(c).href)});\nexport const m = c;\n`,
+    );
+    writeFileSync(join(src, 'tools/t.ts'), `export const load = () => import(${JSON.stringify(pathToFileURL(join(src, 'model/x.js')).href)});\n`);
+    expect(checkLayers(src, NONE).sort()).toEqual([
+      `model/m.ts -> call/c.ts: names its module by an absolute path or file: URL (${pathToFileURL(c).href}); use a relative path`,
+      `model/m.ts -> call/c.ts: names its module by an absolute path or file: URL (${c.replace(/\.ts$/, '.js')}); use a relative path`,
+      `tools/t.ts -> model/x.js: names its module by an absolute path or file: URL (${pathToFileURL(join(src, 'model/x.js')).href}); use a relative path`,
+    ].sort());
+  });
+
+  it('follows createRequire through a renamed import, a namespace or default import and destructuring', () => {
+    const src = tree({
+      'model/a.ts':
+        "import { createRequire as cr } from 'node:module';\nconst r = cr(import.meta.url);\nexport const b = r('./b.js');\n",
+      'model/b.ts':
+        "import * as mod from 'node:module';\nexport const c = mod.createRequire(import.meta.url)('./c.js');\n",
+      'model/c.ts':
+        "import module from 'module';\nconst q = module.createRequire(import.meta.url);\nexport const d = q.resolve('./d.js');\n",
+      'model/d.ts':
+        "const { createRequire: make } = await import('node:module');\nconst need = make(import.meta.url);\nexport const e = need('./e.js');\n",
+      'model/e.ts': 'export const e = 1;\n',
+    });
+    expect(importGraph(src).map((e) => `${e.from} -> ${e.to}`).sort()).toEqual([
+      'model/a.ts -> model/b.ts',
+      'model/b.ts -> model/c.ts',
+      'model/c.ts -> model/d.ts',
+      'model/d.ts -> model/e.ts',
+    ]);
+    expect(opaqueLoads(src)).toEqual([]);
+  });
+
+  it('refuses a require it cannot follow: an alias, a later assignment, one handed to a function', () => {
+    const src = tree({
+      'model/a.ts':
+        "import { createRequire as cr } from 'node:module';\nconst r = cr(import.meta.url);\nconst r2 = r;\nexport const b = r2('./b.js');\n",
+      'model/b.ts':
+        "import { createRequire } from 'node:module';\nlet q: NodeRequire | undefined;\nq = createRequire(import.meta.url);\nexport const c = q('./c.js');\n",
+      'model/c.ts':
+        "import { createRequire } from 'node:module';\nconst make = createRequire;\nexport const use = (f: unknown) => f;\nexport const u = use(createRequire(import.meta.url));\nexport const m = make;\n",
+    });
+    expect(opaqueLoads(src)).toEqual([
+      { file: 'model/a.ts', call: 'r2 = r' },
+      { file: 'model/b.ts', call: 'q = createRequire(import.meta.url)' },
+      { file: 'model/c.ts', call: 'make = createRequire' },
+      { file: 'model/c.ts', call: 'use(createRequire(import.meta.url))' },
+    ]);
+    expect(checkLayers(src, NONE)).toContain(
+      'model/a.ts: r2 = r: a load the layer check cannot follow (name the module literally, or allow it in OPAQUE_ALLOWED with a reason)',
+    );
+  });
+
+  it('sees new Worker(new URL(...)) and /// <reference path> as imports', () => {
+    const src = tree({
+      'model/m.ts':
+        "/// <reference path=\"../call/types.d.ts\" />\nimport { Worker } from 'node:worker_threads';\n" +
+        "export const w = new Worker(new URL('../call/w.js', import.meta.url));\nexport const v = (p: string) => new Worker(p);\n",
+      'call/types.d.ts': 'declare const T: number;\n',
+      'call/w.ts': 'export const w = 1;\n',
+    });
+    expect(importGraph(src).map((e) => `${e.from} -> ${e.to}${e.dynamic ? ' (dynamic)' : ''}${e.typeOnly ? ' (type)' : ''}`).sort()).toEqual([
+      'model/m.ts -> call/types.d.ts (type)',
+      'model/m.ts -> call/w.ts (dynamic)',
+    ]);
+    expect(opaqueLoads(src)).toEqual([{ file: 'model/m.ts', call: 'new Worker(p)' }]);
+    expect(checkLayers(src, NONE).filter((p) => p.includes('may import only layers below')).sort()).toEqual([
+      'model/m.ts -> call/types.d.ts: model (layer 3) may import only layers below it, not call (layer 7)',
+      'model/m.ts -> call/w.ts: model (layer 3) may import only layers below it, not call (layer 7)',
+    ]);
+  });
+
+  it('sees JSDoc import() types and @import tags in plain-JS modules', () => {
+    const src = tree({
+      'model/p.js': "/** @param {import('../call/c.js').C} c */\nexport const p = (c) => c;\n",
+      'model/q.mjs': "/** @import { C } from '../call/c.js' */\n/** @type {C | undefined} */\nexport const q = undefined;\n",
+      'call/c.ts': 'export type C = number;\n',
+    });
+    expect(importGraph(src).map((e) => `${e.from} -> ${e.to}${e.typeOnly ? ' (type)' : ''}`).sort()).toEqual([
+      'model/p.js -> call/c.ts (type)',
+      'model/q.mjs -> call/c.ts (type)',
     ]);
   });
 

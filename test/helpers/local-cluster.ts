@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { processEnvironment } from '../../src/config.js';
 import { startFakeTwilioApi, type FakeTwilioApi } from './fake-twilio-api.js';
 import { startLoopbackService, type LoopbackService } from './loopback-service.js';
-import { exited, freePort, launchRedis, redisServerOnPath } from './redis-process.js';
+import { exited, freePort, launchRedis, onFreshPort, redisServerOnPath } from './redis-process.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 
@@ -130,8 +130,8 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
   process.once('exit', orphans);
 
   async function startRelay(): Promise<ClusterRelay> {
-    const port = await freePort();
-    const child = await spawnRelay({
+    // The port is picked before the relay listens: lose it to another process, try a fresh one.
+    const env = (port: number): Record<string, string> => ({
       PORT: String(port),
       HOST: '127.0.0.1',
       PUBLIC_URL: service.url,
@@ -143,6 +143,7 @@ export async function startLocalCluster(o: LocalClusterOptions): Promise<LocalCl
       LOG_LEVEL: 'info',
       ...o.env,
     });
+    const { port, child } = await onFreshPort(async (port) => ({ port, child: await spawnRelay(env(port)) }));
     const r: ClusterRelay = { url: `http://127.0.0.1:${port}`, child, startedAt: Date.now() };
     relays.push(r);
     service.add(r.url);

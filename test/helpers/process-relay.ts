@@ -4,7 +4,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { spawnRelay } from './local-cluster.js';
-import { freePort } from './redis-server.js';
+import { onFreshPort } from './redis-server.js';
 import { TEST_SECRET, testTenantEnv } from './relay.js';
 
 export interface ProcessRelay {
@@ -21,28 +21,23 @@ export interface ProcessRelay {
  * a fresh port (bounded), as startTestRelay does.
  */
 export async function startRelayProcess(env: Record<string, string> = {}): Promise<ProcessRelay> {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+  return onFreshPort(async (port) => {
     const url = `http://127.0.0.1:${port}`;
-    try {
-      const child = await spawnRelay(
-        {
-          ...testTenantEnv(),
-          HOST: '127.0.0.1',
-          PUBLIC_URL: url,
-          STREAM_TOKEN_SECRET: TEST_SECRET,
-          SIM_MODEL_MODE: 'loadtest',
-          LOG_LEVEL: 'info',
-          ...env,
-          PORT: String(port),
-        },
-        20_000,
-      );
-      return { url, child };
-    } catch (err) {
-      if (attempt >= 5 || !(err instanceof Error) || !err.message.includes('cannot listen on')) throw err;
-    }
-  }
+    const child = await spawnRelay(
+      {
+        ...testTenantEnv(),
+        HOST: '127.0.0.1',
+        PUBLIC_URL: url,
+        STREAM_TOKEN_SECRET: TEST_SECRET,
+        SIM_MODEL_MODE: 'loadtest',
+        LOG_LEVEL: 'info',
+        ...env,
+        PORT: String(port),
+      },
+      20_000,
+    );
+    return { url, child };
+  });
 }
 
 /** SIGKILL the process and wait until it is gone. */

@@ -18,6 +18,23 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Start a server on a port from freePort. The port is picked before the server listens (a relay's
+ * PUBLIC_URL must name it first), so another process can take it in between: a start that fails
+ * with "cannot listen on" (the relay's listen_failed) is tried again on a fresh port, up to
+ * `attempts` times; any other failure is thrown at once.
+ */
+export async function onFreshPort<T>(start: (port: number) => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return await start(port);
+    } catch (err) {
+      if (attempt >= attempts || !(err instanceof Error) || !err.message.includes('cannot listen on')) throw err;
+    }
+  }
+}
+
 export interface RedisServerOptions {
   /** More redis-server arguments, e.g. ['--requirepass', 'pw']. */
   args?: readonly string[];

@@ -2,9 +2,9 @@
  * Spawns a real redis-server on a free loopback port for a test file, and kills it after.
  * No persistence, no config file: a clean server per call. Restart support for fault tests.
  */
-import { exited, freePort, launchRedis as launch, type RedisServerOptions } from './redis-process.js';
+import { exited, freePort, launchRedis as launch, onFreshPort, type RedisServerOptions } from './redis-process.js';
 
-export { freePort, type RedisServerOptions };
+export { freePort, onFreshPort, type RedisServerOptions };
 
 export interface RedisServer {
   readonly port: number;

@@ -16,7 +16,7 @@ import { createRedis } from '../../src/store/redis-connection.js';
 import { silentLogger } from '../../src/telemetry/index.js';
 import { DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN, DEMO_NUMBER, DEMO_TENANT } from '../../src/tenants/index.js';
 import { computeTwilioSignature } from '../../src/twilio/index.js';
-import { freePort } from './redis-server.js';
+import { onFreshPort } from './redis-server.js';
 
 export const TEST_SECRET = 'test-stream-token-secret-0123456789abcdef';
 
@@ -52,8 +52,7 @@ export function testTenantEnv(): Record<string, string> {
 export async function startTestRelay(env: Record<string, string> = {}, opts: RelayOptions = {}): Promise<Relay> {
   // PUBLIC_URL must name the port before the relay listens, so the port is picked first; another
   // test worker can take it in between. Lose that race and try a fresh port (bounded).
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
+  return onFreshPort((port) => {
     const config = loadConfig({
       PORT: String(port),
       HOST: '127.0.0.1',
@@ -66,12 +65,8 @@ export async function startTestRelay(env: Record<string, string> = {}, opts: Rel
       ...(opts.tenants || 'TENANTS_FILE' in env ? { TENANTS_FILE: '' } : {}),
       ...env,
     });
-    try {
-      return await startRelay(config, { log: silentLogger(), ...opts });
-    } catch (err) {
-      if (attempt >= 5 || !(err instanceof Error) || !err.message.startsWith('cannot listen on')) throw err;
-    }
-  }
+    return startRelay(config, { log: silentLogger(), ...opts });
+  });
 }
 
 /** POST a signed Twilio form webhook to the relay, as Twilio would. */

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryCallStore, RedisCallStore, type CallRecord } from '../../src/store/index.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
 import { silentLogger } from '../../src/telemetry/index.js';
-import { BuiltinToolRunner, summariseCall, type ToolResult } from '../../src/tools/index.js';
+import { BuiltinToolRunner, callSummaryListener, summariseCall, type ToolResult } from '../../src/tools/index.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
@@ -164,5 +165,17 @@ describe('business tools across pods (real Redis)', () => {
       await podA.close();
       await podB.close();
     }
+  });
+});
+
+describe('the call-end summary listener', () => {
+  it("times a call whose record has no end yet by the relay's clock, not the wall clock", async () => {
+    const clock = new ManualClock(1_000_000);
+    const store = new MemoryCallStore();
+    const callSid = 'CA' + '7'.repeat(32);
+    await store.startCall({ callSid, tenantId: 'demo', pod: 'p', startedAt: clock.now() - 90_000 });
+    callSummaryListener(store, silentLogger(), clock).callEnded?.({ callSid, tenant: { id: 'demo' }, outcome: 'completed' });
+    for (let i = 0; i < 100 && (await store.getCall(callSid))?.summary === undefined; i++) await new Promise((r) => setTimeout(r, 5));
+    expect((await store.getCall(callSid))?.summary).toMatchObject({ durationMs: 90_000, callOutcome: 'completed' });
   });
 });

@@ -2,6 +2,7 @@
  * Twilio's signed form webhooks: the voice webhook answering TwiML with a one-time stream token (or a
  * busy message past the tenant's concurrency limit), the after-stream redirect, and status callbacks.
  */
+import type { CallOutcome } from '../../call/lifecycle.js';
 import { errorMessage } from '../../errors.js';
 import { maskNumber, numberForLog } from '../../store/call-store.js';
 import { tenantAuthTokens, type Admission, type Tenant } from '../../tenants/index.js';
@@ -196,7 +197,7 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
     const callSid = first(form.params['CallSid']) ?? '';
     const read = (): ReturnType<typeof store.getCall> => store.getCall(callSid);
     const sleep = (ms: number): Promise<void> => new Promise((resolve) => clock.after(ms, resolve));
-    let outcome: string | undefined;
+    let outcome: CallOutcome | undefined;
     try {
       let waitMs = OUTCOME_WAIT_MS;
       if (config.drainMode === 'migrate') {
@@ -207,7 +208,9 @@ export function registerTwilioWebhooks(ctx: RelayContext, opts: TwilioWebhookOpt
         }
         waitMs -= CRASH_OUTCOME_WAIT_MS;
       }
-      outcome = await settledOutcome(read, sleep, waitMs);
+      outcome = await settledOutcome(read, sleep, waitMs, (stored) =>
+        log.warn({ code: 'internal', callSid, outcome: stored }, 'unknown stored call outcome; answering with the fallback'),
+      );
     } catch (err) {
       log.warn({ code: 'store_unavailable', err: errorMessage(err) }, 'after-stream lookup failed');
     }
