@@ -7,7 +7,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { LoadResult } from '../loadtest/node-driver.js';
-import { plots, type BenchReport, type LoadRun, type RelayKind, type RunResult } from './run.js';
+import { benchKinds, plots, type BenchReport, type LoadRun, type RelayKind, type RunResult } from './run.js';
 import { parse } from 'yaml';
 import { fmt, linearFit, ratio } from './stats.js';
 
@@ -594,6 +594,23 @@ export function chartAdvice(size: Sizing, files: ReadonlyArray<{ path: string; t
 
 // --- files ---------------------------------------------------------------------------------------------
 
+/**
+ * Why a bench JSON cannot be reported (empty when it can): a relay run or the load run that failed
+ * (the bench's `failures`), or a relay and level the options asked for with no run in the JSON (an
+ * older bench that did not record its failures). A report of the runs that happened to survive
+ * would read as a success.
+ */
+export function benchRefusal(bench: BenchReport): string[] {
+  const why = (bench.failures ?? []).map((f) => `${f.relay}${f.level === null ? '' : ` at ${f.level} calls`} failed: ${f.error}`);
+  for (const level of bench.options.levels) {
+    for (const kind of benchKinds(bench.options)) {
+      if (!bench.runs.some((r) => r.relay === kind && r.level === level) && !why.some((w) => w.startsWith(`${kind} at ${level} calls `))) why.push(`${kind} at ${level} calls: no run in the JSON`);
+    }
+  }
+  if (bench.options.load !== undefined && !bench.load && !why.some((w) => w.startsWith('load '))) why.push(`load scenario ${bench.options.load}: no result in the JSON`);
+  return why;
+}
+
 /** Newest bench JSON in `dir` by name (names carry the ISO start time). */
 export function newestBenchJson(dir: string): string | undefined {
   const files = readdirSync(dir).filter((f) => /^bench-.*\.json$/.test(f)).sort();
@@ -629,6 +646,8 @@ const PLOT_TITLES: Record<string, string> = {
 /** Reads the JSON(s), writes the plots (the bench's own SVGs when present, else redrawn) and the markdown. */
 export function writeCapacityReport(o: WriteOptions): { markdown: string; plots: string[]; sizing: Sizing | undefined } {
   const bench = JSON.parse(readFileSync(o.benchPath, 'utf8')) as BenchReport;
+  const refused = benchRefusal(bench);
+  if (refused.length > 0) throw new Error(`${o.benchPath}: refused, the bench did not complete (nothing written):\n  ${refused.join('\n  ')}`);
   const input: ReportInput = { bench, benchPath: o.benchPath };
   if (o.loadPath) input.load = { ...readLoadJson(o.loadPath), source: `\`${relative(ROOT, o.loadPath) || o.loadPath}\`` };
   else if (bench.load) input.load = { ...bench.load, source: 'the bench run\'s `--load` scenario (same relay build, same pinning)' };

@@ -3,11 +3,11 @@
  * the floor relay and a smoke load scenario): every section, the sizing arithmetic, plots, load input.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REGENERATE_COMMAND, chartAdvice, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
+import { REGENERATE_COMMAND, benchRefusal, chartAdvice, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
 import type { BenchReport } from '../../bench/run.js';
 
 const FIXTURE = resolve('test/bench/fixtures/bench-tiny.json');
@@ -85,6 +85,26 @@ describe('capacity report', () => {
     expect(res.stdout).toMatch(/^chart: deploy\/helm\/switchboard\/values\.yaml: set autoscaling\.podCapacityCalls: 10 \(now \d+\)/m);
     expect(res.stdout).toMatch(/^chart: deploy\/helm\/switchboard\/values-production\.yaml: set /m);
     expect(readFileSync(join(out, 'cli.md'), 'utf8')).toContain('# Capacity');
+  }, 30_000);
+
+  it('refuses a bench where a relay or a level failed: non-zero exit, nothing written', () => {
+    expect(benchRefusal(bench)).toEqual([]);
+    const failed: BenchReport = { ...bench, runs: bench.runs.filter((r) => !(r.relay === 'switchboard' && r.level === 8)), failures: [{ relay: 'switchboard', level: 8, error: 'switchboard exited with 1 (see sb.log)' }] };
+    // An older JSON without `failures`: the missing run gives it away; a lost load run too.
+    const { load: _load, ...noLoad } = bench;
+    const silent: BenchReport = { ...noLoad, runs: bench.runs.filter((r) => r.relay !== 'baseline' || r.level !== 4) };
+    expect(benchRefusal(failed)).toEqual(['switchboard at 8 calls failed: switchboard exited with 1 (see sb.log)']);
+    expect(benchRefusal(silent)).toEqual(['baseline at 4 calls: no run in the JSON', 'load scenario smoke: no result in the JSON']);
+    for (const [name, b] of [['failed.json', failed], ['silent.json', silent]] as const) {
+      const file = join(out, name);
+      writeFileSync(file, JSON.stringify(b));
+      const md = join(out, `${name}.md`);
+      const res = spawnSync(process.execPath, ['--import', 'tsx', 'bench/capacity-report.ts', file, '--out', md, '--plots', join(out, `${name}-plots`)], { encoding: 'utf8' });
+      expect(res.status).toBe(1);
+      expect(res.stderr).toContain('refused, the bench did not complete');
+      expect(existsSync(md)).toBe(false);
+      expect(existsSync(join(out, `${name}-plots`))).toBe(false);
+    }
   }, 30_000);
 
   describe('sizing from a --tls run', () => {
