@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REGENERATE_COMMAND, benchRefusal, chartAdvice, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
+import { REGENERATE_COMMAND, appendHoldMs, benchRefusal, chartAdvice, judgedE2e, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
 import type { BenchReport } from '../../bench/run.js';
 
 const FIXTURE = resolve('test/bench/fixtures/bench-tiny.json');
@@ -58,8 +58,11 @@ describe('capacity report', () => {
       level,
       driver: { ...base.driver, callsHeld: level, callsTarget: level, modelToCaller: { ...base.driver.modelToCaller, latencyMs: { ...base.driver.modelToCaller.latencyMs, p50: 0.1, p99, p999: p99 } }, callerToModel: { ...base.driver.callerToModel, latencyMs: { ...base.driver.callerToModel.latencyMs, p50: 0.1, p99, p999: p99 } } },
     });
-    expect(knee([at(50, 0.5), at(100, 0.8), at(200, 1.9), at(300, 2.5)])).toEqual({ before: 100, at: 200, p99Before: 0.8, p99At: 1.9 });
+    // The knee: p99 more than double the lowest level's, or drops.
+    expect(knee([at(50, 0.5), at(100, 0.8), at(200, 1.9), at(300, 2.5)])).toEqual({ lowest: 50, p99Lowest: 0.5, at: 200, p99At: 1.9, drops: 0, cause: 'p99' });
     expect(knee([at(50, 0.5), at(100, 0.6)])).toBeNull();
+    const dropped = at(100, 0.6);
+    expect(knee([at(50, 0.5), { ...dropped, driver: { ...dropped.driver, modelToCaller: { ...dropped.driver.modelToCaller, received: dropped.driver.modelToCaller.sent - 3 } } }])).toMatchObject({ at: 100, drops: 3, cause: 'drops' });
     expect(meetsE2e(at(50, 1.5))).toBe(true);
     expect(meetsE2e(at(50, 2.5))).toBe(false);
   });
@@ -176,6 +179,41 @@ describe('capacity report', () => {
         expect(sizing(relayCapacity(b, 'switchboard')!, modelLeg(b))).toMatchObject({ tlsAddedPercent: 0.2, capacityByCpu: 144, podCapacityCalls: 140, targetActiveCallsPerPod: 80 });
       }
       expect(renderReport({ bench: report(levels.map((r) => ({ ...r, modelTlsUpgrades: 0 })), true), benchPath: FIXTURE }, [])).toContain('was given but not every Switchboard run reached the model over TLS');
+    });
+
+    it('judges issue 18\'s targets, Switchboard\'s caller→model net of the designed append hold', () => {
+      const lat = (p50: number, p99: number) => ({ count: 1000, p50, p99, p999: p99, max: p99 });
+      const withLat = (r: Run, c2m: ReturnType<typeof lat>, m2c: ReturnType<typeof lat>, relay: Run['relay'] = r.relay): Run => ({
+        ...r,
+        relay,
+        ...(relay === 'baseline' ? { switchboardHistogram: null, switchboardDropped: null } : {}),
+        driver: { ...r.driver, callerToModel: { ...r.driver.callerToModel, latencyMs: c2m }, modelToCaller: { ...r.driver.modelToCaller, latencyMs: m2c } },
+      });
+      // Two frames per append (the default): caller→model p50 ~12 ms and p99 ~28 ms at every level, by design.
+      const sbRuns = [run(50, 17.5), run(100, 30), run(150, 42.5)].map((r) => withLat(r, lat(12, 28), lat(0.2, 0.8)));
+      // The baseline: 2 % fixed + 0.5 % a call -> 70 % at 136 calls.
+      const blRuns = [run(50, 27), run(100, 52), run(150, 77)].map((r) => withLat(r, lat(0.3, 1.2), lat(0.3, 0.9), 'baseline'));
+      const b = report([...sbRuns, ...blRuns], true);
+      expect(appendHoldMs(b)).toBe(20);
+      expect(appendHoldMs({ options: { ...b.options, sbEnv: { MODEL_APPEND_FRAMES: '1' } } })).toBe(0);
+      expect(judgedE2e(sbRuns[0]!, 'p99', 20)).toBe(0.8);
+      expect(meetsE2e(sbRuns[0]!, 20)).toBe(true);
+      expect(meetsE2e(sbRuns[0]!, 0)).toBe(false);
+      expect(knee(sbRuns, 20)).toBeNull();
+      const sb = relayCapacity(b, 'switchboard')!;
+      expect(sb.e2eCallsPerCore).toBe(150);
+      const md = renderReport({ bench: b, benchPath: FIXTURE }, []);
+      expect(md).not.toContain('First to saturate: end-to-end latency target');
+      expect(md).toContain('- switchboard: no knee over the measured levels');
+      expect(md).toContain('judged end to end on model→caller only');
+      // 2x by the capacity rule: Switchboard min(260 at 70 %, held up to 150) = 150 vs baseline 136: 1.10x.
+      expect(md).toMatch(/\| >= 2x the baseline's calls per core [^|]* \| Switchboard 150 \(70 % CPU at 260, held up to 150\) vs baseline 136 [^|]*: 1\.10x \(Switchboard capped by the highest level measured, 150: a lower bound\); per-level CPU ratio baseline\/Switchboard: 50: 1\.54x, 100: 1\.73x, 150: 1\.81x \| \*\*missed\*\* \|/);
+      expect(md).toMatch(/\| per-frame p99 <= the baseline's, caller→model, at each level \| [^|]*net of the 20 ms append hold\): 50: 8\.000 vs 1\.200 \(missed\)[^|]*\| \*\*missed\*\* \|/);
+      expect(md).toMatch(/\| per-frame p99 <= the baseline's, model→caller, at each level \| [^|]*50: 0\.800 vs 0\.900;[^|]*\| met \|/);
+      expect(md).toMatch(/\| zero drops up to the knee \| no drops at any measured level \(up to 150\); latency knee not reached \| met \|/);
+      expect(md).toMatch(/\| <= 32 KB heap per call \| 30\.0 KB\/call [^|]*\| met \|/);
+      expect(md).toMatch(/\| fixed RSS <= 90 MB \| 80\.0 MB [^|]*\| met \|/);
+      expect(md).toMatch(/\| turn latency added by batching <= 20 ms p50 \| not measured by this run/);
     });
 
     it('never claims more than the highest level held within the latency target', () => {
