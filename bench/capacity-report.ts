@@ -34,6 +34,20 @@ export const TLS_PERCENT_PER_CALL = (40e-6 * 50) * 100;
 export const TARGET_SHARE = 0.6;
 const MEMORY_HEADROOM = 1.25;
 
+/**
+ * The one pod-capacity rule, with its numbers: the report prints it and docs/autoscaling.md carries it
+ * word for word (test/bench/capacity-report.test.ts checks).
+ */
+export const CAPACITY_RULE =
+  `\`podCapacityCalls\` is the smaller of (a) the calls at which the relay's CPU line reaches ${CPU_CEILING_PERCENT} % of one core ` +
+  '(the rest absorbs GC, bursts and TLS variance) and (b) the highest measured level at which every call was held, no frame was dropped, ' +
+  `the bench driver kept up (not saturated) and the relay-own frame latency (\`switchboard_frame_relay_seconds\`, each direction) had ` +
+  `p50 ≤ ${TARGETS.p50Ms} ms and p99 ≤ ${TARGETS.p99Ms} ms; rounded down to a multiple of 10, and never more than the highest level measured. ` +
+  'The CPU line is a least-squares fit (fixed % of a core + % per call) over the unsaturated levels (every call held, the bench driver ' +
+  'not saturated) of a run with the model leg over TLS, as production; its R² is printed with it, and a line whose slope is ≤ 0 is not used. ' +
+  `\`targetActiveCallsPerPod\` is ${TARGET_SHARE * 100} % of the capacity, rounded down to a multiple of 10. Memory follows from the capacity: ` +
+  `request = ${MEMORY_HEADROOM} × (fixed RSS + memory per call × capacity), limit = 2 × (fixed RSS + memory per call × capacity), both rounded up to 64 Mi.`;
+
 /** The one command that regenerates docs/capacity.md (bench/README.md carries the same line). */
 export const REGENERATE_COMMAND =
   'npm run bench -- --tls --floor --levels 50,100,150,200,250,300 --seconds 30 --ramp 25 --load steady --load-seconds 120 && npx tsx bench/capacity-report.ts';
@@ -168,6 +182,8 @@ export interface RelayCapacity {
   cpuFitLevels: number[];
   /** R² of the CPU line over `cpuFitLevels` (null when it cannot be computed). */
   cpuFitR2: number | null;
+  /** The fit levels are the unsaturated ones (false: fewer than two were, so every level with calls held). */
+  cpuFitUnsaturated: boolean;
   /** Calls at CPU_CEILING_PERCENT of one core, from the CPU line. */
   callsAtCeiling: number | null;
   /** Highest measured level (and every level below it) with every call held, no drops, the driver not saturated. */
@@ -217,6 +233,7 @@ export function relayCapacity(report: BenchReport, relay: RelayKind): RelayCapac
     cpuFixedPercent: cpuFit?.intercept ?? null,
     cpuFitLevels: cpuRuns.map((r) => r.level).sort((a, b) => a - b),
     cpuFitR2: cpuFit?.r2 ?? null,
+    cpuFitUnsaturated: clean.length >= 2,
     callsAtCeiling,
     heldUpTo,
     ruleCalls: callsAtCeiling === null ? null : Math.min(callsAtCeiling, heldUpTo),
@@ -354,6 +371,21 @@ function latencyRows(report: BenchReport): string[][] {
     }
   }
   return rows;
+}
+
+/** The CPU line as fitted: levels, fixed cost, slope, R². */
+function cpuLineText(c: RelayCapacity): string {
+  return (
+    `${fmt(c.cpuFixedPercent, 1)} % fixed + ${fmt(c.cpuPercentPerCall, 3)} % a call, least-squares fit over levels ${c.cpuFitLevels.join(', ')} ` +
+    `(${c.cpuFitUnsaturated ? 'every call held, driver not saturated' : 'FEWER THAN TWO unsaturated levels: fitted on every level with calls held'}), R² = ${fmt(c.cpuFitR2, 3)}`
+  );
+}
+
+/** Why no sizing came out of the run. */
+function noSizing(sb: RelayCapacity | undefined): string {
+  if (!sb) return 'No Switchboard run: no sizing';
+  if (sb.cpuPercentPerCall !== null && sb.cpuPercentPerCall <= 0) return `CPU line not usable (slope ≤ 0): ${cpuLineText(sb)}; no capacity is derived from this run`;
+  return 'Not enough levels to fit a CPU line (two levels with calls held are needed): no capacity is derived from this run';
 }
 
 /** How the end-to-end latency is judged, for the report's text. */
@@ -528,7 +560,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
       `"At ${CPU_CEILING_PERCENT} % CPU" is where the CPU line (fixed cost + slope × calls) reaches ${CPU_CEILING_PERCENT} % of the core.`,
     '',
   );
-  const capRows: string[][] = [['relay', 'e2e targets held up to', 'relay-own hist held up to', 'CPU %/call (slope)', 'fixed CPU %', `calls at ${CPU_CEILING_PERCENT} % CPU`, 'calls/core if CPU-bound (100 %)']];
+  const capRows: string[][] = [['relay', 'e2e targets held up to', 'relay-own hist held up to', 'CPU %/call (slope)', 'fixed CPU %', 'CPU line R²', `calls at ${CPU_CEILING_PERCENT} % CPU`, 'calls/core if CPU-bound (100 %)']];
   for (const c of [sb, bl, fl]) {
     if (!c) continue;
     capRows.push([
@@ -537,6 +569,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
       c.histCallsPerCore === null ? '-' : String(c.histCallsPerCore),
       fmt(c.cpuPercentPerCall, 3),
       fmt(c.cpuFixedPercent, 1),
+      fmt(c.cpuFitR2, 3),
       fmt(c.callsAtCeiling, 0),
       c.cpuPercentPerCall ? fmt(100 / c.cpuPercentPerCall, 0) : '-',
     ]);
@@ -586,14 +619,12 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
   if (sb && size) {
     const fixedTxt = fmt(Math.max(0, sb.cpuFixedPercent ?? 0), 1);
     p(
-      '**The rule.** `podCapacityCalls` = the smaller of (a) the calls at which the CPU line of the production model leg reaches ' +
-        `${CPU_CEILING_PERCENT} % of one core (the rest absorbs GC, bursts and TLS variance) and (b) the highest measured level at which every call was held, ` +
-        'no frame was dropped, the bench driver kept up (not saturated) and the relay-own latency (`switchboard_frame_relay_seconds` p50/p99) met its target; rounded down to 10. No capacity is ' +
-        `claimed beyond the highest measured level. \`targetActiveCallsPerPod\` = ${TARGET_SHARE * 100} % of it (docs/autoscaling.md), rounded down to 10. ` +
-        'Memory follows from the capacity: request = 1.25 × (fixed RSS + per-call memory × capacity), limit = 2 × that memory, both rounded up to 64 Mi.',
+      `**The rule.** ${CAPACITY_RULE}`,
+      '',
+      `This run's CPU line: ${cpuLineText(sb)}.`,
       '',
       size.modelLeg === 'tls'
-        ? `This run measured the model leg over TLS, as production runs it: the CPU line (fitted on levels ${sb.cpuFitLevels.join(', ')}: every call held, driver not saturated) is used as measured, nothing added.`
+        ? `This run measured the model leg over TLS, as production runs it: the CPU line (fitted on levels ${sb.cpuFitLevels.join(', ')}) is used as measured, nothing added.`
         : 'This run\'s model leg was loopback `ws`; production\'s is TLS, and a `ws` send over TLS is published at ~40 µs. ' +
             `At 50 frames/s that adds ${fmt(TLS_PERCENT_PER_CALL, 2)} % of a core per call, which the sizing adds to the loopback slope (fitted on levels ${sb.cpuFitLevels.join(', ')}). Regenerate with \`--tls\` to measure it instead.`,
       '',
@@ -617,7 +648,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
       '',
     );
   } else {
-    p('Not enough levels to fit a CPU line.', '');
+    p(`${noSizing(sb)}.`, `The rule: ${CAPACITY_RULE}`, '');
   }
 
   p('## Against the baseline relay', '');
@@ -841,7 +872,8 @@ function main(argv: readonly string[]): number {
     for (const line of chartAdvice(z, VALUES_FILES.map((f) => ({ path: f, text: readFileSync(join(ROOT, f), 'utf8') })))) console.log(`chart: ${line}`);
     console.log('then the copies test/docs/sizing-copies.test.ts lists (README.md, deploy/README.md, docs/autoscaling.md, docs/observability.md, docs/kubernetes.md)');
   } else {
-    console.log('sizing: not enough levels to fit a CPU line');
+    const sb = relayCapacity(JSON.parse(readFileSync(benchPath, 'utf8')) as BenchReport, 'switchboard');
+    console.log(`sizing: ${noSizing(sb)}`);
   }
   return 0;
 }

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REGENERATE_COMMAND, appendHoldMs, benchRefusal, chartAdvice, judgedE2e, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
+import { CAPACITY_RULE, REGENERATE_COMMAND, appendHoldMs, benchRefusal, chartAdvice, judgedE2e, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
 import type { BenchReport } from '../../bench/run.js';
 
 const FIXTURE = resolve('test/bench/fixtures/bench-tiny.json');
@@ -169,7 +169,25 @@ describe('capacity report', () => {
       expect(md).toContain('podCapacityCalls            = min of the two, rounded down to 10 = 200');
       expect(md).toContain('targetActiveCallsPerPod     = 60 % of capacity (docs/autoscaling.md), rounded down to 10 = 120');
       expect(md).toContain('fitted on levels 100, 200');
-      expect(md).toContain('**The rule.**');
+      // The rule with its numbers, and this run's CPU line with its R² (an exact line: 1).
+      expect(md).toContain(`**The rule.** ${CAPACITY_RULE}`);
+      for (const n of ['70 % of one core', 'p50 ≤ 0.3 ms and p99 ≤ 2 ms', 'least-squares fit', 'over the unsaturated levels', '60 % of the capacity', 'rounded down to a multiple of 10']) expect(CAPACITY_RULE).toContain(n);
+      expect(md).toContain("This run's CPU line: 5.0 % fixed + 0.250 % a call, least-squares fit over levels 100, 200 (every call held, driver not saturated), R² = 1.000.");
+    });
+
+    it('says a CPU line with a slope <= 0 is not usable, rather than "not enough levels"', () => {
+      // A loopback run at 20 and 40 calls whose CPU fell (noise on a busy machine).
+      const b = report([run(20, 12), run(40, 10)], false);
+      expect(sizing(relayCapacity(b, 'switchboard')!, 'loopback')).toBeUndefined();
+      const md = renderReport({ bench: b, benchPath: FIXTURE }, []);
+      expect(md).toContain('CPU line not usable (slope ≤ 0): 14.0 % fixed + -0.100 % a call, least-squares fit over levels 20, 40');
+      expect(md).not.toContain('Not enough levels');
+      expect(renderReport({ bench: report([run(20, 12)], false), benchPath: FIXTURE }, [])).toContain('Not enough levels to fit a CPU line (two levels with calls held are needed)');
+    });
+
+    it('docs/autoscaling.md states the same capacity rule as the report', () => {
+      const doc = readFileSync('docs/autoscaling.md', 'utf8').replace(/\s+/g, ' ');
+      expect(doc).toContain(CAPACITY_RULE);
     });
 
     it('adds the TLS estimate to a loopback run, and to a --tls run whose sessions did not arrive over TLS', () => {
