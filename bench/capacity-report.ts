@@ -19,6 +19,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
  * rule, same run) and the turn latency batching may add (p50).
  */
 export const TARGETS = { p50Ms: 0.3, p99Ms: 2, p999Ms: 5, callsPerCore: 200, stretchCallsPerCore: 300, heapKBPerCall: 32, fixedRssMB: 90, baselineRatio: 2, turnAddedP50Ms: 20 } as const;
+/** The fixed-RSS target in MiB (the bench reads RSS in MiB: /proc's kB / 1024). */
+const FIXED_RSS_TARGET_MIB = (TARGETS.fixedRssMB * 1e6) / 2 ** 20;
 /** Twilio's frame: 20 ms of 8 kHz μ-law. */
 export const FRAME_MS = 20;
 /** MODEL_APPEND_FRAMES's default (src/config.ts): what a bench without `--sb-env MODEL_APPEND_FRAMES=` ran. */
@@ -344,7 +346,7 @@ function latencyRows(report: BenchReport): string[][] {
   const kinds = [...new Set(report.runs.map((r) => r.relay))];
   const levels = [...new Set(report.runs.map((r) => r.level))].sort((a, b) => a - b);
   const rows: string[][] = [
-    ['calls', 'relay', 'held', 'e2e p50 / p99 / p999 (ms, worst dir.)', 'relay-own hist p50 / p99 (ms)', 'p99 above floor (ms)', 'CPU %', 'GC\'d heap MB', 'RSS MB', 'drops', 'driver CPU % / lag p99 ms', 'other CPU % core0/1'],
+    ['calls', 'relay', 'held', 'e2e p50 / p99 / p999 (ms, worst dir.)', 'relay-own hist p50 / p99 (ms)', 'p99 above floor (ms)', 'CPU %', 'GC\'d heap MiB', 'RSS MiB', 'drops', 'driver CPU % / lag p99 ms', 'other CPU % core0/1'],
   ];
   for (const level of levels) {
     const floor = report.runs.find((r) => r.relay === 'floor' && r.level === level);
@@ -460,9 +462,9 @@ function targetRows(b: BenchReport, sb: RelayCapacity, bl: RelayCapacity | undef
     sb.heapKBPerCall === null ? '-' : yes(sb.heapKBPerCall <= TARGETS.heapKBPerCall),
   ]);
   rows.push([
-    `fixed RSS <= ${TARGETS.fixedRssMB} MB`,
-    `${fmt(sb.rssFixedMB, 1)} MB (intercept of the RSS line over the levels, under the bench)`,
-    sb.rssFixedMB === null ? '-' : yes(sb.rssFixedMB <= TARGETS.fixedRssMB),
+    `fixed RSS <= ${TARGETS.fixedRssMB} MB (${fmt(FIXED_RSS_TARGET_MIB, 1)} MiB)`,
+    `${fmt(sb.rssFixedMB, 1)} MiB (intercept of the RSS line over the levels, under the bench)`,
+    sb.rssFixedMB === null ? '-' : yes(sb.rssFixedMB <= FIXED_RSS_TARGET_MIB),
   ]);
   const turn = sbRuns.map((r) => r.switchboardHistogram?.turn).filter((t) => t !== undefined && t.meanMs !== null && t.count > 0);
   rows.push([
@@ -577,12 +579,12 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
   p(table(capRows), '');
 
   p('## Memory per call', '');
-  const memRows: string[][] = [['relay', 'heap KB/call (slope)', 'external + array buffers KB/call', 'RSS KB/call (slope)', 'RSS fixed MB']];
+  const memRows: string[][] = [['relay', 'heap KB/call (slope)', 'external + array buffers KB/call', 'RSS KB/call (slope)', 'RSS fixed MiB']];
   for (const c of [sb, bl, fl]) if (c) memRows.push([c.relay, fmt(c.heapKBPerCall, 1) + (c.heapGcd ? '' : ' (no GC)'), fmt(c.externalKBPerCall, 1), fmt(c.rssKBPerCall, 1), fmt(c.rssFixedMB, 1)]);
   p(
     table(memRows),
     '',
-    'Heap is read after a full GC forced through the relay\'s inspector (`HeapProfiler.collectGarbage`, then `process.memoryUsage()`), with every call still up, at each level; the slope over levels is the cost per call. RSS slopes are noisier: V8 and glibc keep freed pages.',
+    'Memory is binary throughout: MiB = 2^20 bytes, KB per call = KiB (1024 bytes) of the MiB slopes. Heap is read after a full GC forced through the relay\'s inspector (`HeapProfiler.collectGarbage`, then `process.memoryUsage()`), with every call still up, at each level; the slope over levels is the cost per call. RSS slopes are noisier: V8 and glibc keep freed pages.',
     '',
   );
 
@@ -638,7 +640,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
       `targetActiveCallsPerPod     = ${TARGET_SHARE * 100} % of capacity (docs/autoscaling.md), rounded down to 10 = ${size.targetActiveCallsPerPod}`,
       `CPU at capacity             = ${fixedTxt} % + ${fmt(size.cpuPercentPerCallProd, 3)} % x ${size.podCapacityCalls} = ${fmt(size.cpuAtCapacityPercent, 1)} % of a core -> request ${size.cpuRequestMillis}m, no CPU limit`,
       `memory per call             = max(RSS slope ${fmt(sb.rssKBPerCall, 1)}, heap ${fmt(sb.heapKBPerCall, 1)} + external ${fmt(sb.externalKBPerCall, 1)}) = ${fmt(size.memoryPerCallKB, 1)} KB`,
-      `memory at capacity          = ${fmt(sb.rssFixedMB, 1)} MB fixed + ${fmt(size.memoryPerCallKB, 1)} KB x ${size.podCapacityCalls} = ${fmt(size.memoryAtCapacityMiB, 1)} MiB`,
+      `memory at capacity          = ${fmt(sb.rssFixedMB, 1)} MiB fixed + ${fmt(size.memoryPerCallKB, 1)} KiB x ${size.podCapacityCalls} = ${fmt(size.memoryAtCapacityMiB, 1)} MiB`,
       `memory request              = x ${MEMORY_HEADROOM} headroom, rounded up to 64 = at least ${size.memoryRequestMiB}Mi; limit = 2 x at capacity = at least ${size.memoryLimitMiB}Mi`,
       '```',
       '',
@@ -654,7 +656,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
   p('## Against the baseline relay', '');
   if (sb && bl) {
     const at = (relay: RelayKind, level: number): RunResult | undefined => b.runs.find((r) => r.relay === relay && r.level === level);
-    const rows: string[][] = [['calls', 'CPU % sb / baseline', 'e2e p99 ms sb / baseline', 'GC\'d heap MB sb / baseline', 'RSS MB sb / baseline', 'CPU ratio']];
+    const rows: string[][] = [['calls', 'CPU % sb / baseline', 'e2e p99 ms sb / baseline', 'GC\'d heap MiB sb / baseline', 'RSS MiB sb / baseline', 'CPU ratio']];
     for (const level of [...new Set(b.runs.map((r) => r.level))].sort((x, y) => x - y)) {
       const s = at('switchboard', level);
       const t = at('baseline', level);
@@ -678,7 +680,8 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     '',
   );
 
-  p('## Steady load (`npm run load -- --scenario steady`)', '');
+  const scenario = input.load?.result.scenario.name;
+  p(scenario === undefined ? '## Load run' : `## Load: scenario \`${scenario}\` (\`npm run load -- --scenario ${scenario}\`)`, '');
   if (input.load) {
     const r = input.load.result;
     const m = r.summary.metrics;
@@ -703,8 +706,8 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     const rel = input.load.relay;
     if (rel) {
       p(
-        `Relay during the run (pinned like the bench): ${fmt(rel.cpuPercent, 1)} % of one core on average, peak RSS ${fmt(rel.rssMBMax, 1)} MB, ` +
-          `GC'd heap ${rel.gcMemory ? fmt(rel.gcMemory.heapUsed / 2 ** 20, 1) : '-'} MB with ${rel.peakCalls} calls up.`,
+        `Relay during the run (pinned like the bench): ${fmt(rel.cpuPercent, 1)} % of one core on average, peak RSS ${fmt(rel.rssMBMax, 1)} MiB, ` +
+          `GC'd heap ${rel.gcMemory ? fmt(rel.gcMemory.heapUsed / 2 ** 20, 1) : '-'} MiB with ${rel.peakCalls} calls up.`,
         '',
       );
     }

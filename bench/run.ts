@@ -54,7 +54,7 @@ export interface BenchOptions {
   deltaGapMs?: number;
   /** Only these relays (`--only switchboard,baseline`): an A/B of one relay without the others' minutes. */
   only?: RelayKind[];
-  /** Extra node flags for the Switchboard children (`--sb-node-flags "--trace-gc"`), after the image's own. */
+  /** Extra node flags for the Switchboard children (`--sb-node-flags=--trace-gc`: the `=` form, since a value starting with `--` is read as an option), after the image's own. */
   sbNodeFlags?: string[];
 }
 

@@ -21,7 +21,7 @@ describe('capacity report', () => {
     const r = writeCapacityReport({ benchPath: FIXTURE, outPath: join(out, 'capacity.md'), plotsDir: join(out, 'capacity') });
     const md = readFileSync(join(out, 'capacity.md'), 'utf8');
     expect(md).toBe(r.markdown);
-    for (const h of ['# Capacity', '## Against the targets', '## Calls per core and per pod', '## Memory per call', '## Latency by level, with the harness floor', '## The knee', '## What saturates first', '## Sizing: HPA target and pod resources', '## Against the baseline relay', '### The published baseline figures — another measurement', '## Steady load', '## Plots', '## Regenerate']) {
+    for (const h of ['# Capacity', '## Against the targets', '## Calls per core and per pod', '## Memory per call', '## Latency by level, with the harness floor', '## The knee', '## What saturates first', '## Sizing: HPA target and pod resources', '## Against the baseline relay', '### The published baseline figures — another measurement', '## Load: scenario `smoke` (`npm run load -- --scenario smoke`)', '## Plots', '## Regenerate']) {
       expect(md).toContain(h);
     }
     // Each level has a floor, a Switchboard and a baseline row.
@@ -230,7 +230,10 @@ describe('capacity report', () => {
       expect(md).toMatch(/\| per-frame p99 <= the baseline's, model→caller, at each level \| [^|]*50: 0\.800 vs 0\.900;[^|]*\| met \|/);
       expect(md).toMatch(/\| zero drops up to the knee \| no drops at any measured level \(up to 150\); latency knee not reached \| met \|/);
       expect(md).toMatch(/\| <= 32 KB heap per call \| 30\.0 KB\/call [^|]*\| met \|/);
-      expect(md).toMatch(/\| fixed RSS <= 90 MB \| 80\.0 MB [^|]*\| met \|/);
+      expect(md).toMatch(/\| fixed RSS <= 90 MB \(85\.8 MiB\) \| 80\.0 MiB [^|]*\| met \|/);
+      // 90 MB is 85.8 MiB: an intercept of 87 MiB misses it.
+      const fat = report([...sbRuns, ...blRuns].map((r) => (r.relay === 'switchboard' ? { ...r, rssMB: (r.rssMB ?? 0) + 7 } : r)), true);
+      expect(renderReport({ bench: fat, benchPath: FIXTURE }, [])).toMatch(/\| fixed RSS <= 90 MB \(85\.8 MiB\) \| 87\.0 MiB [^|]*\| \*\*missed\*\* \|/);
       expect(md).toMatch(/\| turn latency added by batching <= 20 ms p50 \| not measured by this run/);
     });
 
