@@ -605,7 +605,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
     p(
       `- ${c.relay}: ${
         k === null
-          ? `no knee over the measured levels (judged p99 never more than doubled ${ms(judgedE2e(b.runs.filter((r) => r.relay === c.relay).sort((x, y) => x.level - y.level)[0]!, 'p99', hold))} ms at the lowest level, and no drops)`
+          ? `no knee over the measured levels (judged p99 never more than double the lowest level's, ${ms(judgedE2e(b.runs.filter((r) => r.relay === c.relay).sort((x, y) => x.level - y.level)[0]!, 'p99', hold))} ms, and no drops)`
           : k.cause === 'drops'
             ? `${k.drops} frames dropped at ${k.at} calls (judged p99 ${ms(k.p99At)} ms; ${ms(k.p99Lowest)} ms at ${k.lowest})`
             : `judged p99 ${ms(k.p99At)} ms at ${k.at} calls, more than double the ${ms(k.p99Lowest)} ms at ${k.lowest} calls`
