@@ -45,7 +45,7 @@ const makeModel = (): RealtimeSocket => ({
   close() {},
 });
 
-const deps = (coalesceMs: number): BridgeDeps => ({
+const deps = (coalesceMs: number, appendFrames = 1): BridgeDeps => ({
   clock: systemClock,
   store: new MemoryCallStore(() => Date.now()),
   tools: new BuiltinToolRunner(),
@@ -64,14 +64,16 @@ const deps = (coalesceMs: number): BridgeDeps => ({
     frameMetrics: true,
     windDownMs: 15_000,
     twilioCoalesceMs: coalesceMs,
+    modelAppendFrames: appendFrames,
   },
 });
 
 /** A live bridge with a response in progress, and the model socket's message handler. */
 async function liveBridge(
   coalesceMs: number,
+  appendFrames = 1,
 ): Promise<{ bridge: CallBridge; toBridge: (d: Buffer) => void }> {
-  const bridge = new CallBridge(twilio, deps(coalesceMs), undefined, () => {});
+  const bridge = new CallBridge(twilio, deps(coalesceMs, appendFrames), undefined, () => {});
   bridge.onTwilioMessage(
     Buffer.from(
       JSON.stringify({
@@ -113,6 +115,7 @@ async function liveBridge(
 const { bridge, toBridge } = await liveBridge(0);
 const off20 = await liveBridge(0);
 const on20 = await liveBridge(60);
+const append2 = await liveBridge(0, 2);
 
 const payload = Buffer.alloc(160, 0xff).toString('base64');
 const media = Buffer.from(
@@ -134,6 +137,7 @@ function time(fn: () => void, iterations: number): number {
 
 const cases: [string, () => void][] = [
   ['caller media -> append', () => bridge.onTwilioMessage(media, false)],
+  ['caller media, MODEL_APPEND_FRAMES=2 (default)', () => append2.bridge.onTwilioMessage(media, false)],
   [
     'model delta -> media + mark, mark echo',
     () => {
@@ -161,5 +165,5 @@ for (let r = 0; r < ROUNDS; r++) {
     best[i] = Math.min(best[i]!, time(fn, N));
   });
 }
-cases.forEach(([name], i) => console.log(`${name.padEnd(42)} ${best[i]!.toFixed(0).padStart(6)} ns/op`));
+cases.forEach(([name], i) => console.log(`${name.padEnd(46)} ${best[i]!.toFixed(0).padStart(6)} ns/op`));
 if (sink < 0) console.log(sink);

@@ -96,7 +96,7 @@ async function round(url: string, ca: Buffer | undefined, v: Variant, frames: nu
   // 30 loop turns of one frame per socket, then a ping-pong on each, so nothing queues unbounded.
   const block = async (): Promise<void> => {
     for (let t = 0; t < 30; t++) {
-      for (const s of sockets) s.batcher.push(payload, s.ws);
+      for (const s of sockets) s.batcher.push(payload, s.ws, 0);
       await turn();
     }
     await pongs();

@@ -17,13 +17,32 @@ const bool = (def: 'true' | 'false') =>
     .default(def)
     .transform((v) => v === 'true' || v === '1');
 
+/**
+ * Every numeric variable goes through here, one rule for all: an empty or blank value is unset (the
+ * default; Helm and Kubernetes often render an unset value as ""), otherwise the value must be a
+ * whole number in decimal digits (an optional leading minus): 0x64, 1e2, 1.5 or "100ms" are refused
+ * with the value quoted, never read as 0 or as something else.
+ */
 const int = (def: number, min: number, max: number) =>
-  z.coerce
-    .number({ message: 'must be a number' })
-    .int({ message: 'must be a whole number' })
-    .min(min, { message: `must be at least ${min}` })
-    .max(max, { message: `must be at most ${max}` })
-    .default(def);
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const t = v?.trim();
+      if (t === undefined || t === '') return def;
+      if (!/^-?\d+$/.test(t)) {
+        const hint = /^-?\d*\.\d+$/.test(t) ? 'must be a whole number' : 'must be a number written in decimal digits';
+        ctx.addIssue({ code: 'custom', message: `${hint} (e.g. ${def}), not ${JSON.stringify(t.slice(0, 40))}` });
+        return z.NEVER;
+      }
+      return Number(t);
+    })
+    .pipe(
+      z
+        .number()
+        .min(min, { message: `must be at least ${min}` })
+        .max(max, { message: `must be at most ${max}` }),
+    );
 
 const optionalString = z
   .string()

@@ -64,7 +64,6 @@ export class CallBridge implements CallView {
   private readonly appends: AppendBatcher;
   private modelCongested = false;
   private readonly history = new ConversationHistory(HISTORY_TURNS);
-  private c2m: { observe(v: number): void } | undefined;
   private m2c: { observe(v: number): void } | undefined;
   /** Frames relayed/dropped, for the end-of-call log line. */
   readonly stats = { framesIn: 0, framesOut: 0, dropped: 0, bargeIns: 0, marksEchoed: 0 };
@@ -81,12 +80,15 @@ export class CallBridge implements CallView {
     this.ledger = new CallLedger({ ...deps, log: () => this.log });
     this.ring = new AudioRing(deps.limits.callerAudioRingFrames);
     this.inbound = new InboundGuard(deps.metrics);
-    this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1);
+    // caller_to_model is observed by the batcher when a frame's append is sent (the hold included).
+    if (deps.limits.frameMetrics) this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
+    const c2m = deps.limits.frameMetrics ? { clock: deps.clock, histogram: deps.metrics.frameRelay.labels('caller_to_model') } : undefined;
+    this.appends = new AppendBatcher(deps.limits.modelAppendFrames ?? 1, c2m);
     this.playout = new TwilioPlayout(twilio, deps.limits.twilioMaxBackpressureBytes, deps.limits.twilioMarkIntervalMs, deps.limits.twilioCoalesceMs, (reason, deltas) => {
       for (let i = 0; i < deltas; i++) this.drop('model_to_caller', reason);
     });
     const background = (p: Promise<unknown>, what: string): void => this.ledger.background(p, what);
-    this.tools = new ToolDispatch({ ...deps, background, session: () => this.session.socket, followUp: () => this.onToolsAnswered() });
+    this.tools = new ToolDispatch({ ...deps, background, session: () => this.session.socket, followUp: () => this.onToolsAnswered(), stranded: () => this.onStrandedEffect() });
     this.session = new ModelSession(
       { connector: deps.model, clock: deps.clock, metrics: deps.metrics, limits: deps.limits, history: this.history, signal: this.callAbort.signal, timing: this.turnMetrics },
       this,
@@ -124,7 +126,7 @@ export class CallBridge implements CallView {
         move: (input) => this.move(input),
         unplayed: () => this.playout.unplayed,
         setPhase: (phase) => background(deps.store.setPhase(this.callSid!, phase), 'store.setPhase'),
-        request: (instructions) => this.conversation.request(instructions),
+        request: (instructions) => this.conversation.request(instructions, true),
       },
     );
     this.conversation = new Conversation(
@@ -144,10 +146,6 @@ export class CallBridge implements CallView {
           this.finish('protocol_error', CloseCode.startTimeout, 'no authorised start in time');
         }),
       );
-    }
-    if (deps.limits.frameMetrics) {
-      this.c2m = deps.metrics.frameRelay.labels('caller_to_model');
-      this.m2c = deps.metrics.frameRelay.labels('model_to_caller');
     }
   }
 
@@ -196,10 +194,8 @@ export class CallBridge implements CallView {
         this.session.sample(payload, t0);
       }
       if (this.modelCongested) return this.drop('caller_to_model', 'model_backpressure');
-      this.appends.push(payload, model);
-      const now = this.deps.clock.mono();
-      this.turnMetrics.appended(payload, now);
-      this.c2m?.observe((now - t0) / 1000);
+      this.appends.push(payload, model, t0);
+      this.turnMetrics.appended(payload, this.deps.clock.mono());
     } else if (buffersCallerAudio(s)) {
       if (this.ring.push(payload)) this.drop('caller_to_model', 'model_not_ready');
     } else if (s.kind === 'awaiting-start') {
@@ -370,11 +366,24 @@ export class CallBridge implements CallView {
     this.turnMetrics.forgetTurn();
   }
 
-  /** A response's tools all answered: ask for the spoken answer, then act on what the tools asked for. */
+  /**
+   * A response's tools all answered: act on what the tools asked for, then ask for the spoken
+   * answer, which says the call's last words when the call is (now) ending.
+   */
   private onToolsAnswered(): void {
-    this.conversation.request();
-    if (this.state.kind !== 'live' && this.state.kind !== 'ending') return; // effects wait for the call to be live again
-    this.windDown.effects(this.tools.takeEffects());
+    if (this.state.kind === 'live' || this.state.kind === 'ending') this.windDown.effects(this.tools.takeEffects());
+    this.conversation.request(undefined, this.state.kind === 'ending');
+  }
+
+  /**
+   * A tool of a lost session answered with an effect: it stands. Live on a new session (which knows
+   * nothing of the tool) or still opening one, the call carries it out at once, as for an effect
+   * collected when the session was lost; saying its last words, a transfer re-targets the ending.
+   */
+  private onStrandedEffect(): void {
+    const k = this.state.kind;
+    if (k === 'live' || k === 'reconnecting') this.windDown.stranded(this.tools.takeEffects());
+    else if (k === 'ending') this.windDown.effects(this.tools.takeEffects());
   }
 
   private drop(direction: 'caller_to_model' | 'model_to_caller', reason: DropReason): void {

@@ -93,9 +93,9 @@ export class Conversation {
     return this.responses.idle && !this.speaking && !this.answerOwed;
   }
 
-  /** Ask the model to respond (with these instructions), when no response is active. */
-  request(instructions?: string): void {
-    this.responses.request(instructions);
+  /** Ask the model to respond (with these instructions), when no response is active; `lastWords`: the call's last words. */
+  request(instructions?: string, lastWords = false): void {
+    this.responses.request(instructions, lastWords);
   }
 
   /** A session is live and knows the conversation: greet a new call (or one never greeted), or answer the caller's last words. */
@@ -149,9 +149,10 @@ export class Conversation {
       case 'response_created': {
         this.answerOwed = false;
         // Kept so a failed response can be asked for again with the same instructions (the greeting).
-        const instructions = this.responses.onCreated(ev.responseId)?.instructions;
+        const answered = this.responses.onCreated(ev.responseId);
+        const instructions = answered?.instructions;
         this.instructions.set(ev.responseId, instructions);
-        deps.windDown.created(ev.responseId, instructions);
+        deps.windDown.created(ev.responseId, answered?.lastWords === true);
         return;
       }
       case 'audio_done':

@@ -28,7 +28,7 @@ export interface MigratableCall {
 /** What the call knows that decides readiness (call-move.ts gathers it; pure, so the rule is tested on its own). */
 export interface MigrationFacts {
   state: CallState['kind'];
-  /** Tool calls running, or answered but their spoken follow-up not yet asked for. */
+  /** Tool calls running (also of a session since lost), or answered but their spoken follow-up not yet asked for. */
   toolsOpen: boolean;
   /** A tool returned end_call / transfer: the wind-down starts when its response is done. */
   effectPending: boolean;

@@ -11,6 +11,8 @@ interface Request {
   /** Per-response instructions (the greeting); a plain request answers the conversation so far. */
   instructions: string | undefined;
   retried: boolean;
+  /** The call's last words (the wind-down's goodbye, or the answer to the tool that ended the call): the wind-down waits for this response. */
+  lastWords: boolean;
 }
 
 /** Requests kept at most; beyond it the oldest plain ones are dropped (one answer covers them). */
@@ -24,6 +26,8 @@ export class ResponseSequencer {
   private lastSent: (Request & { eventId: string }) | undefined;
   private readonly queue: Request[] = [];
   private seq = 0;
+  /** A queued last-words request was dropped for server VAD's answer: the next response the server starts says them. */
+  private vadSaysLastWords = false;
 
   constructor(
     private readonly send: (text: string) => void,
@@ -42,17 +46,25 @@ export class ResponseSequencer {
     return this.active === undefined && this.inFlight === undefined && this.queue.length === 0;
   }
 
-  /** Ask the model to respond: at once when no response is active, else when the active one is done. */
-  request(instructions?: string): void {
-    if (instructions === undefined && this.queue.some((q) => q.instructions === undefined)) return; // one answer covers both
+  /**
+   * Ask the model to respond: at once when no response is active, else when the active one is
+   * done. `lastWords`: this response says the call's last words (onCreated tells which one it is).
+   */
+  request(instructions?: string, lastWords = false): void {
+    const covering = instructions === undefined ? this.queue.find((q) => q.instructions === undefined) : undefined;
+    if (covering) {
+      covering.lastWords ||= lastWords; // one answer covers both
+      return;
+    }
     if (this.queue.length >= MAX_QUEUED) this.queue.shift();
-    this.queue.push({ instructions, retried: false });
+    this.queue.push({ instructions, retried: false, lastWords });
     this.pump();
   }
 
   /** `response.created`: ours (returns the request it answers) or one server VAD started. */
-  onCreated(responseId: string): { instructions: string | undefined } | undefined {
-    const answered = this.inFlight;
+  onCreated(responseId: string): { instructions: string | undefined; lastWords: boolean } | undefined {
+    const answered = this.inFlight ?? (this.vadSaysLastWords ? { instructions: undefined, lastWords: true } : undefined);
+    this.vadSaysLastWords = false;
     this.active = responseId;
     this.inFlight = undefined;
     return answered;
@@ -79,7 +91,7 @@ export class ResponseSequencer {
     if (this.inFlight === sent) this.inFlight = undefined;
     this.lastSent = undefined;
     if (code === 'conversation_already_has_active_response' && !sent.retried) {
-      this.queue.unshift({ instructions: sent.instructions, retried: true });
+      this.queue.unshift({ instructions: sent.instructions, retried: true, lastWords: sent.lastWords });
     }
     this.pump();
     return true;
@@ -90,7 +102,12 @@ export class ResponseSequencer {
    * requests are covered by that answer, which sees everything sent before it.
    */
   onSpeechStopped(): void {
-    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.instructions === undefined) this.queue.splice(i, 1);
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      const q = this.queue[i]!;
+      if (q.instructions !== undefined) continue;
+      if (q.lastWords) this.vadSaysLastWords = true;
+      this.queue.splice(i, 1);
+    }
     this.pump();
   }
 
@@ -103,6 +120,7 @@ export class ResponseSequencer {
     this.active = undefined;
     this.inFlight = undefined;
     this.lastSent = undefined;
+    this.vadSaysLastWords = false;
   }
 
   private pump(): void {

@@ -1,8 +1,9 @@
 /**
  * The tool calls of one call: each function call the model makes is run, answered on the session
- * that asked (a result for a session since replaced is dropped), metered and recorded. Effects
- * (end the call, hand it to a human) are kept in order, every one of them: the bridge acts on them
- * once the response that asked is done and all its tools have answered (the follow-up).
+ * that asked (a session since replaced is not told: the new one knows nothing of the call), metered
+ * and recorded. Effects (end the call, hand it to a human) are kept in order, every one of them: the
+ * bridge acts on them once the response that asked is done and all its tools have answered (the
+ * follow-up), or at once when the session that asked is gone (an answered effect stands).
  */
 import type { Span } from '@opentelemetry/api';
 import type { Logger } from 'pino';
@@ -18,6 +19,8 @@ interface ResponseTools {
   pending: number;
   done: boolean;
   followUpSent: boolean;
+  /** Its session is gone: its tools still running are counted in `ToolDispatch.orphans`. */
+  orphaned: boolean;
 }
 
 export interface ToolDispatchDeps {
@@ -31,6 +34,8 @@ export interface ToolDispatchDeps {
   session(): RealtimeSocket | undefined;
   /** A response's tools have all answered and the response is done: ask for the spoken answer. */
   followUp(): void;
+  /** A tool of a session since lost answered with an effect (now in the list): the call acts on it at once. */
+  stranded(): void;
 }
 
 /** The call the tools run for. */
@@ -51,12 +56,14 @@ export class ToolDispatch {
   /** Effects of answered tools, in order, not yet acted on. */
   private readonly effects: CallEffect[] = [];
   private readonly byResponse = new Map<string, ResponseTools>();
+  /** Tools still running for sessions since lost. */
+  private orphans = 0;
 
   constructor(private readonly deps: ToolDispatchDeps) {}
 
-  /** A tool of some response is still running or its response not yet done. */
+  /** A tool of some response is still running (also for a session since lost) or its response not yet done. */
   get running(): boolean {
-    return this.byResponse.size > 0;
+    return this.byResponse.size > 0 || this.orphans > 0;
   }
 
   /** The call is being handed to a human (an effect waits, or a tool moved it through REST). */
@@ -84,8 +91,15 @@ export class ToolDispatch {
     return this.byResponse.has(responseId);
   }
 
-  /** The model's session is gone: nothing of it is followed up (its effects were taken first: the call carried them out). */
+  /**
+   * The model's session is gone: nothing of it is followed up (its effects were taken first: the
+   * call carried them out). Its tools still running keep the call busy until they answer.
+   */
   newSession(): void {
+    for (const rt of this.byResponse.values()) {
+      rt.orphaned = true;
+      this.orphans += rt.pending;
+    }
     this.byResponse.clear();
   }
 
@@ -94,7 +108,7 @@ export class ToolDispatch {
     this.calls++;
     let rt = this.byResponse.get(ev.responseId);
     if (!rt) {
-      rt = { pending: 0, done: false, followUpSent: false };
+      rt = { pending: 0, done: false, followUpSent: false, orphaned: false };
       this.byResponse.set(ev.responseId, rt);
     }
     rt.pending++;
@@ -149,7 +163,7 @@ export class ToolDispatch {
           }),
           'store.recordToolCall',
         );
-        if (!model || deps.session() !== model) return; // that session is gone (or the call)
+        if (!model || deps.session() !== model) return this.orphanAnswered(owner, result.effect); // that session is gone (or the call)
         model.send(functionCallOutput(ev.callId, result.output));
         if (result.effect) this.effects.push(result.effect);
         owner.pending--;
@@ -164,6 +178,20 @@ export class ToolDispatch {
     rt.done = true;
     this.maybeFollowUp(responseId, rt);
     return true;
+  }
+
+  /**
+   * A tool answered after its session was lost: no session to tell, but its effect stands (the
+   * model decided): kept, and the call acts on it at once (ToolDispatchDeps.stranded).
+   */
+  private orphanAnswered(owner: ResponseTools, effect: CallEffect | undefined): void {
+    if (owner.orphaned) {
+      owner.pending--;
+      this.orphans--;
+    }
+    if (!effect) return;
+    this.effects.push(effect);
+    this.deps.stranded();
   }
 
   /** After a tool result, ask for the spoken answer only once the tool's response is done. */

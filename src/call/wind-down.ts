@@ -3,6 +3,9 @@
  * or the call reached MAX_CALL_SECONDS and the assistant is asked for a short goodbye. The call
  * moves to `ending`; the line closes once the response saying the last words is done and its
  * audio has played, or after `windDownMs` whatever happens (a goodbye never holds the line open).
+ * The last words are the response the wind-down asked for (the goodbye, or the tools' spoken
+ * answer), known by the request it answers: a response server VAD started meanwhile (the caller
+ * spoke while end_call ran) is not them, and the line does not close when it is done.
  */
 import type { Clock } from '../clock.js';
 import { CloseCode } from '../errors.js';
@@ -40,7 +43,7 @@ export interface WindDownHost {
   /** Assistant audio sent to Twilio and not yet played. */
   unplayed(): boolean;
   setPhase(phase: CallPhase): void;
-  /** Ask the model for a response with these instructions. */
+  /** Ask the model for the call's last words (with these instructions; none: the answer to the tools). */
   request(instructions: string): void;
 }
 
@@ -56,8 +59,8 @@ export interface WindDownDeps {
 export class WindDown {
   /** The response saying the last words is done (its audio may still be playing). */
   private said = false;
-  /** The response that says the time-limit goodbye, once created. */
-  private goodbyeResponseId: string | undefined;
+  /** The response that says the last words (answering the wind-down's request), once created. */
+  private lastWordsId: string | undefined;
 
   constructor(
     private readonly deps: WindDownDeps,
@@ -109,16 +112,16 @@ export class WindDown {
     this.begin('too_long', CloseCode.callTooLong, 'ending', TIME_LIMIT_GOODBYE);
   }
 
-  /** `response.created` for the relay's request with `instructions`. */
-  created(responseId: string, instructions: string | undefined): void {
-    if (instructions === TIME_LIMIT_GOODBYE) this.goodbyeResponseId = responseId;
+  /** `response.created`; `lastWords`: it answers a request for the call's last words. */
+  created(responseId: string, lastWords: boolean): void {
+    if (lastWords) this.lastWordsId = responseId;
   }
 
-  /** A response without tools is done: while ending, the last words are said once it is (the goodbye, at the time limit). */
+  /** A response without tools is done: while ending, the last words are said once the response saying them is. */
   responseDone(responseId: string): void {
     const s = this.call.state;
-    if (s.kind !== 'ending' || (s.outcome === 'too_long' && responseId !== this.goodbyeResponseId)) return;
-    // The goodbye response finished generating; close once it has played.
+    if (s.kind !== 'ending' || responseId !== this.lastWordsId) return;
+    // The last words finished generating; close once they have played.
     this.said = true;
     this.played();
   }

@@ -114,7 +114,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean; prefix?: string 
     }),
     frameRelay: new FrameHistogram(
       'switchboard_frame_relay_seconds',
-      "Time from a frame's arrival on one socket to its hand-off to the other.",
+      "Time from a frame's arrival on one socket to its hand-off to the other; caller_to_model until the append carrying it is sent (the MODEL_APPEND_FRAMES hold included).",
       'direction',
       FRAME_BUCKETS,
       registry,

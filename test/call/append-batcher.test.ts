@@ -16,23 +16,23 @@ describe('AppendBatcher', () => {
   it('N = 1 sends each frame as it comes, its base64 untouched', () => {
     const out = sink();
     const b = new AppendBatcher(1);
-    b.push(frame(1), out);
+    b.push(frame(1), out, 0);
     expect(out.sent).toEqual([`{"type":"input_audio_buffer.append","audio":"${frame(1)}"}`]);
   });
 
   it('N = 2 sends one append per two frames, the decoded bytes in order (base64 re-encoded, no inner padding)', () => {
     const out = sink();
     const b = new AppendBatcher(2);
-    b.push(frame(1), out);
+    b.push(frame(1), out, 0);
     expect(out.sent).toHaveLength(0);
-    b.push(frame(2), out);
+    b.push(frame(2), out, 0);
     expect(out.sent).toHaveLength(1);
     const audio = audioOf(out.sent[0]!);
     expect(audio.equals(Buffer.concat([Buffer.alloc(160, 1), Buffer.alloc(160, 2)]))).toBe(true);
     expect((JSON.parse(out.sent[0]!) as { audio: string }).audio).not.toMatch(/=[^=]/);
-    b.push(frame(3), out);
-    b.push(frame(4), out);
-    b.push(frame(5), out);
+    b.push(frame(3), out, 0);
+    b.push(frame(4), out, 0);
+    b.push(frame(5), out, 0);
     expect(out.sent.map((e) => [...new Set(audioOf(e))])).toEqual([[1, 2], [3, 4]]);
     b.flush(out); // the fifth frame was held
     expect(out.sent.map((e) => [...new Set(audioOf(e))])).toEqual([[1, 2], [3, 4], [5]]);
@@ -43,10 +43,10 @@ describe('AppendBatcher', () => {
     const b = new AppendBatcher(3);
     b.flush(out);
     expect(out.sent).toHaveLength(0);
-    b.push(frame(7), out);
+    b.push(frame(7), out, 0);
     b.flush(out);
     expect(audioOf(out.sent[0]!).equals(Buffer.alloc(160, 7))).toBe(true);
-    b.push(frame(8), out);
+    b.push(frame(8), out, 0);
     b.clear();
     b.flush(out);
     expect(out.sent).toHaveLength(1);
@@ -55,8 +55,8 @@ describe('AppendBatcher', () => {
   it('an oversized frame flushes what is held, then goes alone, order kept', () => {
     const out = sink();
     const b = new AppendBatcher(2);
-    b.push(frame(1), out);
-    b.push(frame(2, 2000), out);
+    b.push(frame(1), out, 0);
+    b.push(frame(2, 2000), out, 0);
     expect(out.sent.map((e) => audioOf(e).length)).toEqual([160, 2000]);
     expect(audioOf(out.sent[1]!)[0]).toBe(2);
   });

@@ -9,7 +9,7 @@ import { ManualClock } from '../helpers/manual-clock.js';
 import { MemoryCallStore } from '../../src/store/index.js';
 import { createMetrics, type RelayMetrics } from '../../src/telemetry/metrics.js';
 import { DEMO_TENANT, resolveTenant, TenantSchema } from '../../src/tenants/index.js';
-import { BuiltinToolRunner, toolOk, type ToolRunner } from '../../src/tools/index.js';
+import { BuiltinToolRunner, toolOk, type ToolResult, type ToolRunner } from '../../src/tools/index.js';
 import { FakeRealtimeSocket as FakeModel } from '../helpers/fake-realtime-socket.js';
 
 const tenant = resolveTenant(TenantSchema.parse(DEMO_TENANT), {});
@@ -239,6 +239,34 @@ describe('CallBridge', () => {
     const after = h.model.sent.slice(before).map((e) => e['type']);
     expect(after.slice(0, 3)).toEqual(['input_audio_buffer.append', 'input_audio_buffer.append', 'conversation.item.create']);
     expect(Buffer.from(appends()[1]!['audio'] as string, 'base64').equals(Buffer.alloc(160, 3))).toBe(true);
+  });
+
+  it('switchboard_frame_relay_seconds{caller_to_model} is each frame\'s arrival to the send of its append, the hold included', async () => {
+    const h = harness({ modelAppendFrames: 3 });
+    await live(h);
+    const c2m = async () => {
+      const v = (await h.metrics.frameRelay.get()).values.filter((x) => x.labels['direction'] === 'caller_to_model');
+      const at = (name: string, le?: number) => v.find((x) => x.metricName.endsWith(name) && (le === undefined || x.labels['le'] === le))?.value ?? 0;
+      return { count: at('_count'), sum: at('_sum'), le10ms: at('_bucket', 0.01), le25ms: at('_bucket', 0.025) };
+    };
+    const before = await c2m();
+    for (let i = 1; i <= 3; i++) {
+      h.bridge.onTwilioMessage(mediaMsg(i * 20, payload(160, i)), false);
+      if (i < 3) h.clock.advance(20);
+    }
+    // Held 40, 20 and 0 ms: observed when their one append went, not when each came in.
+    const sent = await c2m();
+    expect(sent.count - before.count).toBe(3);
+    expect(sent.sum - before.sum).toBeCloseTo(0.06, 6);
+    expect(sent.le25ms - before.le25ms).toBe(2);
+    h.bridge.onTwilioMessage(mediaMsg(80, payload(160, 4)), false);
+    expect((await c2m()).count).toBe(sent.count); // held: not observed yet
+    h.clock.advance(5);
+    h.bridge.onTwilioMessage(Buffer.from(`{"event":"dtmf","streamSid":"${STREAM}","sequenceNumber":"99","dtmf":{"track":"inbound_track","digit":"5"}}`), false);
+    const flushed = await c2m();
+    expect(flushed.count - sent.count).toBe(1);
+    expect(flushed.sum - sent.sum).toBeCloseTo(0.005, 6);
+    expect(flushed.le10ms - sent.le10ms).toBe(1);
   });
 
   it('MODEL_APPEND_FRAMES=3: a stop sends the held frames as one append before the model socket closes', async () => {
@@ -682,5 +710,115 @@ describe('CallBridge', () => {
     await flush(); // the socket closes once the outcome is stored
     expect(h.twilio.ended?.code).toBe(4010);
     expect(h.bridge.state).toEqual({ kind: 'ended', outcome: 'model_unavailable', callSid: CALL, tenant });
+  });
+});
+
+/** A live call whose tools answer only when the test says (`answer`). */
+async function liveWithSlowTool(): Promise<{ h: Harness; answer: (r: ToolResult) => void }> {
+  const slow = { answer: (_r: ToolResult): void => {} };
+  const tools: ToolRunner = { definitions: () => [], run: () => new Promise((r) => { slow.answer = r; }) };
+  const h = harness({}, true, tools);
+  await live(h);
+  return { h, answer: (r) => slow.answer(r) };
+}
+
+/** The model calls a slow tool, then its session drops while the tool runs. */
+async function toolRunningAtDrop(name: string, args: string): Promise<{ h: Harness; answer: (r: ToolResult) => void }> {
+  const t = await liveWithSlowTool();
+  await modelCallsTool(t.h, name, args);
+  t.h.model.drop(1006);
+  await flush();
+  return t;
+}
+
+/** Twilio echoes the last mark sent: the audio before it has played. */
+function echoLastMark(h: Harness): void {
+  h.bridge.onTwilioMessage(markMsg((h.twilio.events('mark').at(-1)!['mark'] as { name: string }).name), false);
+}
+
+describe('CallBridge: the last words and effects across sessions', () => {
+  it('end_call answered while server VAD answers the caller: the line closes after the goodbye, not after that answer', async () => {
+    const { h, answer } = await liveWithSlowTool();
+    await modelCallsTool(h); // resp_t asks end_call; the tool is slow
+    h.model.emit({ type: 'response.done', response: { id: 'resp_t', status: 'completed', output: [] } });
+    // The caller speaks meanwhile; server VAD answers with resp_v
+    h.model.emit({ type: 'input_audio_buffer.speech_started', audio_start_ms: 0, item_id: 'it_c' });
+    h.model.emit({ type: 'input_audio_buffer.speech_stopped', audio_end_ms: 500, item_id: 'it_c' });
+    h.model.emit({ type: 'response.created', response: { id: 'resp_v', status: 'in_progress' } });
+    answer(toolOk({}, { kind: 'end_call', reason: 'done' }));
+    await flush();
+    expect(h.bridge.state.kind).toBe('ending');
+    const creates = () => h.model.types().filter((t) => t === 'response.create').length;
+    const createsBefore = creates();
+    h.model.emit(delta('resp_v', 'item_v'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_v', status: 'completed', output: [] } });
+    expect(creates()).toBe(createsBefore + 1); // the goodbye, asked for once resp_v is done
+    echoLastMark(h);
+    await flush();
+    expect(h.twilio.ended).toBeUndefined(); // resp_v played; the goodbye is not said yet
+    h.model.emit({ type: 'response.created', response: { id: 'resp_bye', status: 'in_progress' } });
+    h.model.emit(delta('resp_bye', 'item_bye'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_bye', status: 'completed', output: [] } });
+    expect(h.twilio.ended).toBeUndefined(); // said, not yet heard
+    echoLastMark(h);
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4011, reason: 'assistant ended the call' });
+  });
+
+  it('a transfer answered just after the model session dropped is carried out once the call is live again', async () => {
+    const { h, answer } = await toolRunningAtDrop('transfer_to_human', '{"reason":"x"}');
+    h.model.emit(pcmuSession);
+    await flush();
+    expect(h.bridge.state.kind).toBe('live'); // on the new session, the tool still running
+    answer(toolOk({ transferring: true }, { kind: 'transfer', to: '+15550100', reason: 'caller-asked' }));
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
+    expect(h.model.types().filter((t) => t === 'conversation.item.create')).toHaveLength(0); // the new session never hears of it
+  });
+
+  it('a transfer answered while the new session is still opening is carried out at once', async () => {
+    const { h, answer } = await toolRunningAtDrop('transfer_to_human', '{"reason":"x"}');
+    expect(h.bridge.state.kind).toBe('reconnecting');
+    answer(toolOk({ transferring: true }, { kind: 'transfer', to: '+15550100', reason: 'caller-asked' }));
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+  });
+
+  it('a tool of a lost session still running keeps the call busy: no renewal at a pause, no move', async () => {
+    const { h, answer } = await toolRunningAtDrop('check_availability', '{}');
+    h.model.emit(pcmuSession);
+    await flush();
+    expect(h.bridge.state.kind).toBe('live');
+    h.model.emit({ type: 'response.created', response: { id: 'resp_hi', status: 'in_progress' } }); // the new session's greeting
+    h.model.emit({ type: 'response.done', response: { id: 'resp_hi', status: 'completed', output: [] } });
+    expect(h.bridge.migratable()?.migrationReadiness()).toBe('busy');
+    answer(toolOk({ slots: [] }));
+    await flush();
+    expect(h.bridge.state.kind).toBe('live'); // no effect: the call goes on
+    expect(h.bridge.migratable()?.migrationReadiness()).toBe('ready');
+  });
+
+  it('a transfer asked for during the time-limit goodbye hands the call over once its answer is said and heard', async () => {
+    const h = harness({ maxCallMs: 60_000 });
+    await live(h);
+    h.model.emit({ type: 'response.created', response: { id: 'resp_greet', status: 'in_progress' } });
+    h.model.emit({ type: 'response.done', response: { id: 'resp_greet', status: 'completed', output: [] } });
+    h.clock.advance(60_000);
+    expect(h.bridge.state.kind).toBe('ending');
+    h.model.emit({ type: 'response.created', response: { id: 'resp_g', status: 'in_progress' } });
+    h.model.emit({ type: 'response.output_item.done', response_id: 'resp_g', output_index: 0, item: { id: 'item_f', type: 'function_call', call_id: 'call_x', name: 'transfer_to_human', arguments: '{"reason":"wants a person"}' } });
+    await flush(); await flush();
+    h.model.emit({ type: 'response.done', response: { id: 'resp_g', status: 'completed', output: [] } });
+    await flush();
+    expect(h.model.sent.filter((e) => e['type'] === 'conversation.item.create')).toHaveLength(1);
+    expect(h.twilio.ended).toBeUndefined();
+    h.model.emit({ type: 'response.created', response: { id: 'resp_f', status: 'in_progress' } });
+    h.model.emit(delta('resp_f', 'item_f2'));
+    h.model.emit({ type: 'response.done', response: { id: 'resp_f', status: 'completed', output: [] } });
+    echoLastMark(h);
+    await flush();
+    expect(h.twilio.ended).toEqual({ code: 4012, reason: 'handed to a human' });
+    expect((await h.store.getCall(CALL))?.outcome).toBe('transferred');
   });
 });

@@ -70,6 +70,31 @@ describe('ResponseSequencer', () => {
     expect(sent).toHaveLength(1); // the plain request was dropped, not queued
   });
 
+  it('tells which response says the last words: the one answering that request, or server VAD\'s answer that covers it', () => {
+    const { seq, sent } = sequencer();
+    expect(seq.onCreated('vad_1')).toBeUndefined(); // server VAD's own: nobody asked for it
+    seq.request(undefined, true); // the tools' answer, the call's last words, waits for vad_1
+    expect(sent).toHaveLength(0);
+    seq.onDone('vad_1');
+    expect(seq.onCreated('resp_bye')).toEqual({ instructions: undefined, lastWords: true, retried: false, eventId: 'r_1' });
+    seq.onDone('resp_bye');
+
+    seq.onCreated('vad_2');
+    seq.request(); // a plain request queued, then the last words: one answer covers both, and says them
+    seq.request(undefined, true);
+    seq.onDone('vad_2');
+    expect(seq.onCreated('resp_bye2')?.lastWords).toBe(true);
+    seq.onDone('resp_bye2');
+
+    seq.onCreated('vad_3');
+    seq.request(undefined, true);
+    seq.onSpeechStopped(); // the caller spoke again: server VAD's next answer sees the tool output and says the last words
+    seq.onDone('vad_3');
+    expect(sent).toHaveLength(2);
+    expect(seq.onCreated('vad_4')).toEqual({ instructions: undefined, lastWords: true });
+    expect(seq.onCreated('vad_5')).toBeUndefined();
+  });
+
   it('a new session forgets the old one: nothing active, nothing queued', () => {
     const { seq, sent } = sequencer();
     seq.onCreated('old');

@@ -15,7 +15,7 @@ function setup() {
   const sent: string[] = [];
   const session = { send: (t: string) => sent.push(t) } as unknown as RealtimeSocket;
   const results = new Map<string, (r: ToolResult) => void>();
-  const h = { sent, followUps: 0, current: session as RealtimeSocket | undefined };
+  const h = { sent, followUps: 0, stranded: 0, current: session as RealtimeSocket | undefined };
   const d = new ToolDispatch({
     tools: { definitions: () => [], run: (ctx) => new Promise((resolve) => results.set(ctx.callId, resolve)) },
     metrics: createMetrics({ defaultMetrics: false }),
@@ -24,6 +24,7 @@ function setup() {
     background: (p) => void p.catch(() => {}),
     session: () => h.current,
     followUp: () => h.followUps++,
+    stranded: () => h.stranded++,
   });
   const call = { callSid: 'CA1', tenant, log: silentLogger(), signal: new AbortController().signal, parentSpan: undefined };
   const fn = (callId: string, responseId = 'r1') => d.dispatch({ type: 'function_call', responseId, callId, name: 'end_call', arguments: '{}' }, call);
@@ -51,16 +52,28 @@ describe('ToolDispatch', () => {
     expect(d.calls).toBe(2);
   });
 
-  it('a result for a session since replaced is dropped, with its effect', async () => {
+  it('a result for a session since replaced is not sent to the new one, but its effect stands; its tools keep the call busy until they answer', async () => {
     const { d, h, results, fn } = setup();
     fn('c1');
+    fn('c2');
+    fn('c3', 'r2');
+    results.get('c3')!(toolOk({}));
+    await flush();
     h.current = { send: () => {} } as unknown as RealtimeSocket;
     d.newSession();
-    results.get('c1')!(toolOk({}, { kind: 'end_call', reason: 'bye' }));
-    await flush();
-    expect(h.sent).toEqual([]);
-    expect(d.takeEffects()).toEqual([]);
+    expect(d.running).toBe(true); // c1 and c2 still run
     expect(d.responseDone('r1')).toBe(false);
+    results.get('c1')!(toolOk({}));
+    await flush();
+    expect(d.running).toBe(true);
+    expect(h.stranded).toBe(0); // no effect: nothing to act on
+    results.get('c2')!(toolOk({}, { kind: 'transfer', to: '+15550100', reason: 'emergency' }));
+    await flush();
+    expect(d.running).toBe(false);
+    expect(h.sent).toHaveLength(1); // only c3's, on its own session
+    expect(h.stranded).toBe(1);
+    expect(h.followUps).toBe(0);
+    expect(d.takeEffects()).toEqual([{ kind: 'transfer', to: '+15550100', reason: 'emergency' }]);
   });
 
   it('logs the tool line without a tool span id when tracing is off (no all-zero id)', async () => {
@@ -74,6 +87,7 @@ describe('ToolDispatch', () => {
       background: (p) => void p.catch(() => {}),
       session: () => ({ send: () => {} }) as unknown as RealtimeSocket,
       followUp: () => {},
+      stranded: () => {},
     });
     d.dispatch({ type: 'function_call', responseId: 'r1', callId: 'c1', name: 'end_call', arguments: '{}' }, { callSid: 'CA1', tenant, log, signal: new AbortController().signal, parentSpan: undefined });
     for (let i = 0; i < 5 && out.length === 0; i++) await flush();

@@ -63,6 +63,11 @@ describe('WindDown', () => {
     ]);
     expect(h.state).toMatchObject({ kind: 'ending', outcome: 'transferred', closeCode: 4012 });
     expect(h.phases).toEqual(['handing-off']);
+    h.w.created('resp_vad', false); // server VAD answered the caller meanwhile: not the last words
+    h.w.responseDone('resp_vad');
+    h.w.played();
+    expect(h.finished).toEqual([]);
+    h.w.created('resp_answer', true); // the tools' spoken answer, asked for as the last words
     h.unplayed = true;
     h.w.responseDone('resp_answer');
     expect(h.finished).toEqual([]); // said, still playing
@@ -83,11 +88,11 @@ describe('WindDown', () => {
     h.w.timeUp();
     expect(h.requests).toEqual([TIME_LIMIT_GOODBYE]);
     expect(h.phases).toEqual(['ending']);
-    h.w.created('resp_other', undefined);
+    h.w.created('resp_other', false);
     h.w.responseDone('resp_other'); // an answer still running when the limit came
     h.w.played();
     expect(h.finished).toEqual([]);
-    h.w.created('resp_bye', TIME_LIMIT_GOODBYE);
+    h.w.created('resp_bye', true);
     h.w.responseDone('resp_bye');
     expect(h.finished).toEqual([{ outcome: 'too_long', code: 4014, reason: 'assistant ended the call' }]);
     h.w.timeUp(); // ended: nothing more
@@ -102,7 +107,7 @@ describe('WindDown', () => {
     h.w.effects([{ kind: 'transfer', to: '+1', reason: 'caller-asked' }]);
     expect(h.state).toMatchObject({ kind: 'ending', outcome: 'transferred', closeCode: 4012 });
     expect(h.phases).toEqual(['ending', 'handing-off']);
-    h.w.created('resp_bye', TIME_LIMIT_GOODBYE);
+    h.w.created('resp_bye', true);
     h.unplayed = true;
     h.w.responseDone('resp_bye');
     expect(h.finished).toEqual([]); // said, still playing

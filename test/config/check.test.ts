@@ -63,11 +63,13 @@ describe('npm run check', { timeout: 120_000 }, () => {
 
   it('reports YAML syntax errors with line and column, and bad environment variables, one line each', async () => {
     const f = file('syntax.yaml', "tenants:\n  - id: acme\n    displayName: Acme\n   phoneNumbers: ['+14155550100']\n");
-    const r = await check([], { TENANTS_FILE: f, PORT: 'eighty', LOG_LEVEL: 'loud' });
+    // An empty numeric value (a Helm-rendered "") is unset, not 0; a hex one is refused, never read.
+    const r = await check([], { TENANTS_FILE: f, PORT: 'eighty', LOG_LEVEL: 'loud', TWILIO_MARK_INTERVAL_MS: '', MAX_ACTIVE_CALLS: '0x64' });
     expect(r.code).toBe(1);
     const lines = r.stderr.trim().split('\n');
-    expect(lines).toHaveLength(3);
-    expect(lines).toContain('switchboard: invalid configuration: PORT: must be a number');
+    expect(lines).toHaveLength(4);
+    expect(lines).toContain('switchboard: invalid configuration: PORT: must be a number written in decimal digits (e.g. 8080), not "eighty"');
+    expect(lines).toContain('switchboard: invalid configuration: MAX_ACTIVE_CALLS: must be a number written in decimal digits (e.g. 0), not "0x64"');
     expect(lines.some((l) => l.startsWith('switchboard: invalid configuration: LOG_LEVEL: '))).toBe(true);
     expect(lines).toContain(`switchboard: invalid tenants: ${f}:4:1: not valid YAML: Sequence item without - indicator`);
     expect(r.stdout).toBe('');

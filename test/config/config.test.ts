@@ -92,6 +92,24 @@ describe('loadConfig', () => {
     expect(loadConfig({ ADMIN_TOKEN: 'a'.repeat(16) + ', ' + 'b'.repeat(20) }).adminToken).toBe('a'.repeat(16) + ', ' + 'b'.repeat(20));
   });
 
+  it('numeric variables: empty or blank is unset (the default), only decimal digits are read', () => {
+    const blank = loadConfig({ TWILIO_MARK_INTERVAL_MS: '', MAX_ACTIVE_CALLS: '  ', MODEL_APPEND_FRAMES: '', PORT: '' });
+    expect(blank.twilioMarkIntervalMs).toBe(100);
+    expect(blank.maxActiveCalls).toBe(0);
+    expect(blank.modelAppendFrames).toBe(2);
+    expect(blank.port).toBe(8080);
+    const set = loadConfig({ TWILIO_MARK_INTERVAL_MS: ' 40 ', MAX_ACTIVE_CALLS: '250', MODEL_APPEND_FRAMES: '3' });
+    expect([set.twilioMarkIntervalMs, set.maxActiveCalls, set.modelAppendFrames]).toEqual([40, 250, 3]);
+    expect(configError({ MAX_ACTIVE_CALLS: '0x64', MODEL_APPEND_FRAMES: '1e0', TWILIO_MARK_INTERVAL_MS: '100ms', PORT: '80.5', USAGE_FLUSH_SECONDS: 'Infinity' }).sort()).toEqual([
+      'MAX_ACTIVE_CALLS: must be a number written in decimal digits (e.g. 0), not "0x64"',
+      'PORT: must be a whole number (e.g. 8080), not "80.5"',
+      'TWILIO_MARK_INTERVAL_MS: must be a number written in decimal digits (e.g. 100), not "100ms"',
+      'MODEL_APPEND_FRAMES: must be a number written in decimal digits (e.g. 2), not "1e0"',
+      'USAGE_FLUSH_SECONDS: must be a number written in decimal digits (e.g. 30), not "Infinity"',
+    ].sort());
+    expect(configError({ MODEL_APPEND_FRAMES: '-1' })).toEqual(['MODEL_APPEND_FRAMES: must be at least 1']);
+  });
+
   it('rejects short secrets and out-of-range numbers', () => {
     expect(configError({ STREAM_TOKEN_SECRET: 'short' })[0]).toMatch(/^STREAM_TOKEN_SECRET: must be at least 32/);
     expect(configError({ ADMIN_TOKEN: 'x' })[0]).toMatch(/^ADMIN_TOKEN: must be at least 16/);
