@@ -54,7 +54,7 @@ export interface BenchOptions {
   deltaGapMs?: number;
   /** Only these relays (`--only switchboard,baseline`): an A/B of one relay without the others' minutes. */
   only?: RelayKind[];
-  /** Extra node flags for the Switchboard children (`--sb-node-flags "--trace-gc"`), after the image's own. */
+  /** Extra node flags for the Switchboard children (`--sb-node-flags=--trace-gc`: the `=` form, since a value starting with `--` is read as an option), after the image's own. */
   sbNodeFlags?: string[];
 }
 
@@ -98,7 +98,23 @@ export interface BenchReport {
   load?: LoadRun;
   /** The node flags every Switchboard child started with: the image's (Dockerfile CMD) and `--sb-node-flags`. Absent in older JSON. */
   switchboardNodeFlags?: string[];
+  /** Every relay run (or the load run) that failed: the bench then exits non-zero and the report refuses the JSON. Absent in older JSON. */
+  failures?: BenchFailure[];
   files: { json: string; svg: string[] };
+}
+
+/** A relay run at one level (or the `--load` run, `level` null) that did not complete. */
+export interface BenchFailure {
+  relay: RelayKind | 'load';
+  level: number | null;
+  error: string;
+}
+
+/** The relays a bench with these options runs at every level, in order. */
+export function benchKinds(o: Pick<BenchOptions, 'floor' | 'metricsOff' | 'only'>): RelayKind[] {
+  const all: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
+  const only = o.only;
+  return only ? (['floor', 'switchboard', 'switchboard-metrics-off', 'baseline'] as const).filter((k) => only.includes(k)) : all;
 }
 
 /** One `npm run load` scenario against a Switchboard process pinned like the bench's, with its costs. */
@@ -747,10 +763,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (o.deltaGapMs !== undefined) log(`model deltas: ${o.deltaGapMs} ms apart`);
 
   const startedAt = new Date().toISOString();
-  const all: RelayKind[] = [...(o.floor ? (['floor'] as const) : []), 'switchboard', ...(o.metricsOff ? (['switchboard-metrics-off'] as const) : []), 'baseline'];
-  const only = o.only;
-  const kinds = only ? (['floor', 'switchboard', 'switchboard-metrics-off', 'baseline'] as const).filter((k) => only.includes(k)) : all;
+  const kinds = benchKinds(o);
   const runs: RunResult[] = [];
+  const failures: BenchFailure[] = [];
   const prev = new Map<RelayKind, RunResult>();
   for (const level of o.levels) {
     const levelRuns: RunResult[] = [];
@@ -759,7 +774,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       try {
         r = await runOne(kind, level, o, pinned, log);
       } catch (err) {
-        log(`[${kind} ${level}] FAILED: ${err instanceof Error ? err.message : String(err)}`);
+        const error = err instanceof Error ? err.message : String(err);
+        log(`[${kind} ${level}] FAILED: ${error}`);
+        failures.push({ relay: kind, level, error });
         continue;
       }
       levelRuns.push(r);
@@ -797,7 +814,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     try {
       load = await runLoadScenario(o.load, o, pinned, log);
     } catch (err) {
-      log(`[load ${o.load}] FAILED: ${err instanceof Error ? err.message : String(err)}`);
+      const error = err instanceof Error ? err.message : String(err);
+      log(`[load ${o.load}] FAILED: ${error}`);
+      failures.push({ relay: 'load', level: null, error });
     }
   }
 
@@ -815,12 +834,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     summary,
     ...(load ? { load } : {}),
     switchboardNodeFlags: [...IMAGE_NODE_FLAGS, ...(o.sbNodeFlags ?? [])],
+    failures,
     files: { json: `${base}.json`, svg: svgs.map((s) => s.path) },
   };
   writeFileSync(`${base}.json`, JSON.stringify(report, null, 2));
   log(`\nlatency = relay-added latency (loopback, end to end): stamped send time in the μ-law -> read on the far side, nothing subtracted`);
   log(`JSON: ${base}.json`);
   for (const p of svgs) log(`SVG:  ${p.path}`);
+  for (const f of failures) log(`!!! FAILED: ${f.relay}${f.level === null ? '' : ` at ${f.level} calls`}: ${f.error}`);
   return report;
 }
 
@@ -832,7 +853,12 @@ async function main(argv: readonly string[]): Promise<number> {
     console.error(`npm run bench: ${err instanceof Error ? err.message : String(err)}`);
     return 2;
   }
-  await runBench(o);
+  const report = await runBench(o);
+  const failed = report.failures ?? [];
+  if (failed.length > 0) {
+    console.error(`npm run bench: ${failed.length} run(s) failed (${failed.map((f) => `${f.relay}${f.level === null ? '' : ` ${f.level}`}`).join(', ')}): the JSON is kept for diagnosis, but capacity-report refuses it`);
+    return 1;
+  }
   return 0;
 }
 

@@ -94,12 +94,16 @@ export function slope(points: ReadonlyArray<{ x: number; y: number }>): number |
 }
 
 /** Least-squares line y = intercept + slope·x; null with fewer than two distinct x values. */
-export function linearFit(points: ReadonlyArray<{ x: number; y: number }>): { slope: number; intercept: number } | null {
+export function linearFit(points: ReadonlyArray<{ x: number; y: number }>): { slope: number; intercept: number; r2: number | null } | null {
   const m = slope(points);
   if (m === null) return null;
   const mx = points.reduce((s, p) => s + p.x, 0) / points.length;
   const my = points.reduce((s, p) => s + p.y, 0) / points.length;
-  return { slope: m, intercept: my - m * mx };
+  const intercept = my - m * mx;
+  // R²: the share of y's variance the line explains (null when y does not vary: nothing to explain).
+  const ssTot = points.reduce((s, p) => s + (p.y - my) ** 2, 0);
+  const ssRes = points.reduce((s, p) => s + (p.y - (intercept + m * p.x)) ** 2, 0);
+  return { slope: m, intercept, r2: ssTot === 0 ? null : 1 - ssRes / ssTot };
 }
 
 /** A fixed-width text table: first row is the header; numbers right-aligned, text left-aligned. */

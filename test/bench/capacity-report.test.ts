@@ -3,11 +3,11 @@
  * the floor relay and a smoke load scenario): every section, the sizing arithmetic, plots, load input.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { REGENERATE_COMMAND, chartAdvice, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
+import { CAPACITY_RULE, REGENERATE_COMMAND, appendHoldMs, benchRefusal, chartAdvice, judgedE2e, knee, meetsE2e, modelLeg, readLoadJson, relayCapacity, renderReport, sizing, writeCapacityReport } from '../../bench/capacity-report.js';
 import type { BenchReport } from '../../bench/run.js';
 
 const FIXTURE = resolve('test/bench/fixtures/bench-tiny.json');
@@ -21,7 +21,7 @@ describe('capacity report', () => {
     const r = writeCapacityReport({ benchPath: FIXTURE, outPath: join(out, 'capacity.md'), plotsDir: join(out, 'capacity') });
     const md = readFileSync(join(out, 'capacity.md'), 'utf8');
     expect(md).toBe(r.markdown);
-    for (const h of ['# Capacity', '## Against the targets', '## Calls per core and per pod', '## Memory per call', '## Latency by level, with the harness floor', '## The knee', '## What saturates first', '## Sizing: HPA target and pod resources', '## Against the baseline relay', '### The published baseline figures — another measurement', '## Steady load', '## Plots', '## Regenerate']) {
+    for (const h of ['# Capacity', '## Against the targets', '## Calls per core and per pod', '## Memory per call', '## Latency by level, with the harness floor', '## The knee', '## What saturates first', '## Sizing: HPA target and pod resources', '## Against the baseline relay', '### The published baseline figures — another measurement', '## Load: scenario `smoke` (`npm run load -- --scenario smoke`)', '## Plots', '## Regenerate']) {
       expect(md).toContain(h);
     }
     // Each level has a floor, a Switchboard and a baseline row.
@@ -58,8 +58,11 @@ describe('capacity report', () => {
       level,
       driver: { ...base.driver, callsHeld: level, callsTarget: level, modelToCaller: { ...base.driver.modelToCaller, latencyMs: { ...base.driver.modelToCaller.latencyMs, p50: 0.1, p99, p999: p99 } }, callerToModel: { ...base.driver.callerToModel, latencyMs: { ...base.driver.callerToModel.latencyMs, p50: 0.1, p99, p999: p99 } } },
     });
-    expect(knee([at(50, 0.5), at(100, 0.8), at(200, 1.9), at(300, 2.5)])).toEqual({ before: 100, at: 200, p99Before: 0.8, p99At: 1.9 });
+    // The knee: p99 more than double the lowest level's, or drops.
+    expect(knee([at(50, 0.5), at(100, 0.8), at(200, 1.9), at(300, 2.5)])).toEqual({ lowest: 50, p99Lowest: 0.5, at: 200, p99At: 1.9, drops: 0, cause: 'p99' });
     expect(knee([at(50, 0.5), at(100, 0.6)])).toBeNull();
+    const dropped = at(100, 0.6);
+    expect(knee([at(50, 0.5), { ...dropped, driver: { ...dropped.driver, modelToCaller: { ...dropped.driver.modelToCaller, received: dropped.driver.modelToCaller.sent - 3 } } }])).toMatchObject({ at: 100, drops: 3, cause: 'drops' });
     expect(meetsE2e(at(50, 1.5))).toBe(true);
     expect(meetsE2e(at(50, 2.5))).toBe(false);
   });
@@ -85,6 +88,26 @@ describe('capacity report', () => {
     expect(res.stdout).toMatch(/^chart: deploy\/helm\/switchboard\/values\.yaml: set autoscaling\.podCapacityCalls: 10 \(now \d+\)/m);
     expect(res.stdout).toMatch(/^chart: deploy\/helm\/switchboard\/values-production\.yaml: set /m);
     expect(readFileSync(join(out, 'cli.md'), 'utf8')).toContain('# Capacity');
+  }, 30_000);
+
+  it('refuses a bench where a relay or a level failed: non-zero exit, nothing written', () => {
+    expect(benchRefusal(bench)).toEqual([]);
+    const failed: BenchReport = { ...bench, runs: bench.runs.filter((r) => !(r.relay === 'switchboard' && r.level === 8)), failures: [{ relay: 'switchboard', level: 8, error: 'switchboard exited with 1 (see sb.log)' }] };
+    // An older JSON without `failures`: the missing run gives it away; a lost load run too.
+    const { load: _load, ...noLoad } = bench;
+    const silent: BenchReport = { ...noLoad, runs: bench.runs.filter((r) => r.relay !== 'baseline' || r.level !== 4) };
+    expect(benchRefusal(failed)).toEqual(['switchboard at 8 calls failed: switchboard exited with 1 (see sb.log)']);
+    expect(benchRefusal(silent)).toEqual(['baseline at 4 calls: no run in the JSON', 'load scenario smoke: no result in the JSON']);
+    for (const [name, b] of [['failed.json', failed], ['silent.json', silent]] as const) {
+      const file = join(out, name);
+      writeFileSync(file, JSON.stringify(b));
+      const md = join(out, `${name}.md`);
+      const res = spawnSync(process.execPath, ['--import', 'tsx', 'bench/capacity-report.ts', file, '--out', md, '--plots', join(out, `${name}-plots`)], { encoding: 'utf8' });
+      expect(res.status).toBe(1);
+      expect(res.stderr).toContain('refused, the bench did not complete');
+      expect(existsSync(md)).toBe(false);
+      expect(existsSync(join(out, `${name}-plots`))).toBe(false);
+    }
   }, 30_000);
 
   describe('sizing from a --tls run', () => {
@@ -146,7 +169,25 @@ describe('capacity report', () => {
       expect(md).toContain('podCapacityCalls            = min of the two, rounded down to 10 = 200');
       expect(md).toContain('targetActiveCallsPerPod     = 60 % of capacity (docs/autoscaling.md), rounded down to 10 = 120');
       expect(md).toContain('fitted on levels 100, 200');
-      expect(md).toContain('**The rule.**');
+      // The rule with its numbers, and this run's CPU line with its R² (an exact line: 1).
+      expect(md).toContain(`**The rule.** ${CAPACITY_RULE}`);
+      for (const n of ['70 % of one core', 'p50 ≤ 0.3 ms and p99 ≤ 2 ms', 'least-squares fit', 'over the unsaturated levels', '60 % of the capacity', 'rounded down to a multiple of 10']) expect(CAPACITY_RULE).toContain(n);
+      expect(md).toContain("This run's CPU line: 5.0 % fixed + 0.250 % a call, least-squares fit over levels 100, 200 (every call held, driver not saturated), R² = 1.000.");
+    });
+
+    it('says a CPU line with a slope <= 0 is not usable, rather than "not enough levels"', () => {
+      // A loopback run at 20 and 40 calls whose CPU fell (noise on a busy machine).
+      const b = report([run(20, 12), run(40, 10)], false);
+      expect(sizing(relayCapacity(b, 'switchboard')!, 'loopback')).toBeUndefined();
+      const md = renderReport({ bench: b, benchPath: FIXTURE }, []);
+      expect(md).toContain('CPU line not usable (slope ≤ 0): 14.0 % fixed + -0.100 % a call, least-squares fit over levels 20, 40');
+      expect(md).not.toContain('Not enough levels');
+      expect(renderReport({ bench: report([run(20, 12)], false), benchPath: FIXTURE }, [])).toContain('Not enough levels to fit a CPU line (two levels with calls held are needed)');
+    });
+
+    it('docs/autoscaling.md states the same capacity rule as the report', () => {
+      const doc = readFileSync('docs/autoscaling.md', 'utf8').replace(/\s+/g, ' ');
+      expect(doc).toContain(CAPACITY_RULE);
     });
 
     it('adds the TLS estimate to a loopback run, and to a --tls run whose sessions did not arrive over TLS', () => {
@@ -158,8 +199,54 @@ describe('capacity report', () => {
       expect(renderReport({ bench: report(levels.map((r) => ({ ...r, modelTlsUpgrades: 0 })), true), benchPath: FIXTURE }, [])).toContain('was given but not every Switchboard run reached the model over TLS');
     });
 
+    it('judges issue 18\'s targets, Switchboard\'s caller→model net of the designed append hold', () => {
+      const lat = (p50: number, p99: number) => ({ count: 1000, p50, p99, p999: p99, max: p99 });
+      const withLat = (r: Run, c2m: ReturnType<typeof lat>, m2c: ReturnType<typeof lat>, relay: Run['relay'] = r.relay): Run => ({
+        ...r,
+        relay,
+        ...(relay === 'baseline' ? { switchboardHistogram: null, switchboardDropped: null } : {}),
+        driver: { ...r.driver, callerToModel: { ...r.driver.callerToModel, latencyMs: c2m }, modelToCaller: { ...r.driver.modelToCaller, latencyMs: m2c } },
+      });
+      // Two frames per append (the default): caller→model p50 ~12 ms and p99 ~28 ms at every level, by design.
+      // The relay-own caller→model histogram runs until the append is sent: p99 ~22 ms too.
+      const sbRuns = [run(50, 17.5, { histP99: 22 }), run(100, 30, { histP99: 22 }), run(150, 42.5, { histP99: 22 })].map((r) => withLat(r, lat(12, 28), lat(0.2, 0.8)));
+      // The baseline: 2 % fixed + 0.5 % a call -> 70 % at 136 calls.
+      const blRuns = [run(50, 27), run(100, 52), run(150, 77)].map((r) => withLat(r, lat(0.3, 1.2), lat(0.3, 0.9), 'baseline'));
+      const b = report([...sbRuns, ...blRuns], true);
+      expect(appendHoldMs(b)).toBe(20);
+      expect(appendHoldMs({ options: { ...b.options, sbEnv: { MODEL_APPEND_FRAMES: '1' } } })).toBe(0);
+      expect(judgedE2e(sbRuns[0]!, 'p99', 20)).toBe(0.8);
+      expect(meetsE2e(sbRuns[0]!, 20)).toBe(true);
+      expect(meetsE2e(sbRuns[0]!, 0)).toBe(false);
+      expect(knee(sbRuns, 20)).toBeNull();
+      const sb = relayCapacity(b, 'switchboard')!;
+      expect(sb.e2eCallsPerCore).toBe(150);
+      expect(sb.histCallsDriverOk).toBe(150);
+      expect(sizing(sb, 'tls')).toMatchObject({ capacityByLatency: 150, podCapacityCalls: 150 });
+      // With one frame per append there is no hold: the same figures would be a miss at every level.
+      const oneFrame = { ...b, options: { ...b.options, sbEnv: { MODEL_APPEND_FRAMES: '1' } } };
+      expect(relayCapacity(oneFrame, 'switchboard')).toMatchObject({ e2eCallsPerCore: 0, histCallsDriverOk: 0 });
+      const md = renderReport({ bench: b, benchPath: FIXTURE }, []);
+      expect(md).not.toContain('First to saturate: end-to-end latency target');
+      expect(md).toContain('- switchboard: no knee over the measured levels');
+      expect(md).toContain("Switchboard's latency is therefore judged on model→caller only");
+      // 2x by the capacity rule: Switchboard min(260 at 70 %, held up to 150) = 150 vs baseline 136: 1.10x.
+      expect(md).toMatch(/\| >= 2x the baseline's calls per core [^|]* \| Switchboard 150 \(70 % CPU at 260, held up to 150\) vs baseline 136 [^|]*: 1\.10x \(Switchboard capped by the highest level measured, 150: a lower bound\); per-level CPU ratio baseline\/Switchboard: 50: 1\.54x, 100: 1\.73x, 150: 1\.81x \| \*\*missed\*\* \|/);
+      expect(md).toMatch(/\| per-frame p99 <= the baseline's, caller→model, at each level \| [^|]*net of the 20 ms append hold\): 50: 8\.000 vs 1\.200 \(missed\)[^|]*\| \*\*missed\*\* \|/);
+      expect(md).toMatch(/\| per-frame p99 <= the baseline's, model→caller, at each level \| [^|]*50: 0\.800 vs 0\.900;[^|]*\| met \|/);
+      expect(md).toMatch(/\| zero drops up to the knee \| no drops at any measured level \(up to 150\); latency knee not reached \| met \|/);
+      expect(md).toMatch(/\| <= 32 KB heap per call \| 30\.0 KB\/call [^|]*\| met \|/);
+      expect(md).toMatch(/\| fixed RSS <= 90 MB \(85\.8 MiB\) \| 80\.0 MiB [^|]*\| met \|/);
+      // 90 MB is 85.8 MiB: an intercept of 87 MiB misses it.
+      const fat = report([...sbRuns, ...blRuns].map((r) => (r.relay === 'switchboard' ? { ...r, rssMB: (r.rssMB ?? 0) + 7 } : r)), true);
+      expect(renderReport({ bench: fat, benchPath: FIXTURE }, [])).toMatch(/\| fixed RSS <= 90 MB \(85\.8 MiB\) \| 87\.0 MiB [^|]*\| \*\*missed\*\* \|/);
+      expect(md).toMatch(/\| turn latency added by batching <= 20 ms p50 \| not measured by this run/);
+    });
+
     it('never claims more than the highest level held within the latency target', () => {
-      const b = report([run(100, 30), run(200, 55, { histP99: 2.5 }), run(300, 80)], true);
+      // One frame per append: the caller→model histogram is judged too (with more, it carries the hold).
+      const one = report([run(100, 30), run(200, 55, { histP99: 2.5 }), run(300, 80)], true);
+      const b = { ...one, options: { ...one.options, sbEnv: { MODEL_APPEND_FRAMES: '1' } } };
       expect(sizing(relayCapacity(b, 'switchboard')!, 'tls')).toMatchObject({ capacityByLatency: 100, podCapacityCalls: 100, targetActiveCallsPerPod: 60 });
       // CPU would allow 260, but only 150 calls were measured: 150.
       const short = report([run(100, 30), run(150, 42.5)], true);
