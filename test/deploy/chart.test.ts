@@ -306,7 +306,7 @@ describe('bad values are rejected', () => {
     ['a short websocket timeout', ['--set', 'ingress.websocketTimeoutSeconds=60'], /websocketTimeoutSeconds'?: minimum: got 60, want 3,?600/],
     ['autoscaling without shared Redis', ['--set', 'autoscaling.enabled=true'], /more than one replica needs shared state: set redis\.url/],
     ['KEDA without shared Redis', ['--set', 'keda.enabled=true'], /more than one replica needs shared state: set redis\.url/],
-    ['a target above pod capacity', ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS, '--set', 'autoscaling.targetActiveCallsPerPod=400'], /targetActiveCallsPerPod \(400\) is above autoscaling\.podCapacityCalls \(190\)/],
+    ['a target above pod capacity', ['--set', 'autoscaling.enabled=true', ...BUILTIN_REDIS, '--set', 'autoscaling.targetActiveCallsPerPod=400'], /targetActiveCallsPerPod \(400\) is above autoscaling\.podCapacityCalls \(250\)/],
     ['an ingress without a host', ['--set', 'ingress.enabled=true'], /ingress\.enabled needs ingress\.host/],
     ['no secret at all', ['--set', 'secrets.create=false'], /set secrets\.existingSecret/],
   ];

@@ -32,7 +32,7 @@ function checkInvariants(r: SimResult, s: AutoscalingSettings): void {
 
 describe('hpa-sim', () => {
   it('reads the chart defaults', () => {
-    expect(chart.targetActiveCallsPerPod).toBe(110);
+    expect(chart.targetActiveCallsPerPod).toBe(150);
     expect(chart.podCapacityCalls).toBeGreaterThan(chart.targetActiveCallsPerPod);
     expect(chart.behavior.scaleDown.stabilizationWindowSeconds).toBeGreaterThan(0);
   });
