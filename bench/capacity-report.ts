@@ -425,7 +425,7 @@ function targetRows(b: BenchReport, sb: RelayCapacity, bl: RelayCapacity | undef
     rows.push([
       `>= ${TARGETS.baselineRatio}x the baseline's calls per core (capacity rule: min(calls at ${CPU_CEILING_PERCENT} % CPU on the CPU line, highest level held), same run)`,
       `Switchboard ${fmt(sb.ruleCalls, 0)} (${CPU_CEILING_PERCENT} % CPU at ${fmt(sb.callsAtCeiling, 0)}, held up to ${sb.heldUpTo}) vs baseline ${fmt(bl.ruleCalls, 0)} (${CPU_CEILING_PERCENT} % CPU at ${fmt(bl.callsAtCeiling, 0)}, held up to ${bl.heldUpTo}): ` +
-        `${ratioNow === null ? '-' : `${ratioNow.toFixed(2)}x`}${capped ? ` (Switchboard capped by the highest level measured, ${maxLevel}: a lower bound)` : ''}; per-level CPU ratio baseline/Switchboard: ${perLevelTxt}`,
+        `${ratioNow === null ? '-' : `${ratioNow.toFixed(2)}x`}${capped ? ` (Switchboard capped by the highest level held, ${sb.heldUpTo}: a lower bound)` : ''}; per-level CPU ratio baseline/Switchboard: ${perLevelTxt}`,
       ratioNow === null ? '**not measured** (no usable CPU line)' : yes(ratioNow >= TARGETS.baselineRatio),
     ]);
     // Per-frame p99 <= the baseline's, per direction, per level.
@@ -563,7 +563,7 @@ export function renderReport(input: ReportInput, plotFiles: ReadonlyArray<{ name
 
   p('## Calls per core and per pod', '');
   p(
-    'A pod runs one relay process, whose event loop uses one core at most, so calls per pod = calls per core at the pod\'s 1 CPU request. ' +
+    'A pod runs one relay process, whose event loop uses one core at most and has no CPU limit, so calls per pod = calls per core; the pod\'s CPU request is what it uses at capacity plus head-room (Sizing, below). ' +
       `"At ${CPU_CEILING_PERCENT} % CPU" is where the CPU line (fixed cost + slope × calls) reaches ${CPU_CEILING_PERCENT} % of the core.`,
     '',
   );

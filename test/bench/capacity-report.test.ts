@@ -231,7 +231,7 @@ describe('capacity report', () => {
       expect(md).toContain('- switchboard: no knee over the measured levels');
       expect(md).toContain("Switchboard's latency is therefore judged on model→caller only");
       // 2x by the capacity rule: Switchboard min(260 at 70 %, held up to 150) = 150 vs baseline 136: 1.10x.
-      expect(md).toMatch(/\| >= 2x the baseline's calls per core [^|]* \| Switchboard 150 \(70 % CPU at 260, held up to 150\) vs baseline 136 [^|]*: 1\.10x \(Switchboard capped by the highest level measured, 150: a lower bound\); per-level CPU ratio baseline\/Switchboard: 50: 1\.54x, 100: 1\.73x, 150: 1\.81x \| \*\*missed\*\* \|/);
+      expect(md).toMatch(/\| >= 2x the baseline's calls per core [^|]* \| Switchboard 150 \(70 % CPU at 260, held up to 150\) vs baseline 136 [^|]*: 1\.10x \(Switchboard capped by the highest level held, 150: a lower bound\); per-level CPU ratio baseline\/Switchboard: 50: 1\.54x, 100: 1\.73x, 150: 1\.81x \| \*\*missed\*\* \|/);
       expect(md).toMatch(/\| per-frame p99 <= the baseline's, caller→model, at each level \| [^|]*net of the 20 ms append hold\): 50: 8\.000 vs 1\.200 \(missed\)[^|]*\| \*\*missed\*\* \|/);
       expect(md).toMatch(/\| per-frame p99 <= the baseline's, model→caller, at each level \| [^|]*50: 0\.800 vs 0\.900;[^|]*\| met \|/);
       expect(md).toMatch(/\| zero drops up to the knee \| no drops at any measured level \(up to 150\); latency knee not reached \| met \|/);
