@@ -330,12 +330,15 @@ describe('a real Prometheus scraping relays with calls', () => {
   it('shows the traffic it carried: frames relayed, the live call, failures on relay-1', async () => {
     const value = async (expr: string): Promise<number[]> => (await query(expr)).map((s) => Number(s.value[1]));
     const sel = `namespace="${NAMESPACE}"`;
-    // Frames crossed relay-0 in both directions at tens of microseconds, not milliseconds.
+    // Frames crossed relay-0 model→caller at tens of microseconds, not milliseconds; caller→model
+    // includes the append hold (MODEL_APPEND_FRAMES=2 by default: every other frame waits ~20 ms for
+    // the next), so its median sits near 10–20 ms by design and is bounded by the hold plus 10 ms.
+    const bound: Record<string, number> = { model_to_caller: 0.01, caller_to_model: 0.02 + 0.01 };
     const p50 = await query(
       `histogram_quantile(0.5, sum by (direction, le) (rate(switchboard_frame_relay_seconds_bucket{${sel},pod="${PODS[0]}"}[5m])))`,
     );
     expect(p50).toHaveLength(2);
-    for (const s of p50) expect(Number(s.value[1]), s.metric['direction']).toBeLessThan(0.01);
+    for (const s of p50) expect(Number(s.value[1]), s.metric['direction']).toBeLessThan(bound[s.metric['direction'] ?? ''] ?? 0);
     expect(await value(`sum(switchboard_active_calls{${sel},pod="${PODS[0]}"})`)).toEqual([1]);
     expect(await value(`sum(switchboard_active_calls{${sel},pod="${PODS[1]}"})`)).toEqual([0]);
     expect((await value(`sum(switchboard_barge_ins_total{${sel}})`))[0]).toBeGreaterThanOrEqual(1);
