@@ -4,7 +4,8 @@
  * (`connected`/`start`, `media`, `mark`, `stop`), what it does with the relay's (`media` queued
  * for playback, marks echoed once their audio has played, `clear`), the close, and the legs when
  * Twilio moves the call to a new stream. caller-core.js drives it with the caller's script.
- * Sans-IO plain JS with no Node or k6 imports, like the rest of this folder.
+ * Sans-IO plain JS with no Node or k6 imports, like the rest of this folder. Just over 400 lines:
+ * Twilio's side of one stream (framing, playback queue, marks, legs) reads best in one place.
  */
 import { FRAME_BYTES, FRAME_MS, SpeechTextCollector, readSpeechMarker } from './audio.js';
 import { emptyReport } from './caller-report.js';
