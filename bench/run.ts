@@ -5,7 +5,6 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -19,6 +18,7 @@ import { BenchDriver, type DriverResult } from './driver.js';
 import { makeBenchTls, type BenchTls } from './tls.js';
 import { gcMemoryUsage, watchInspectorUrl, type GcMemory } from './inspector-heap.js';
 import { fmt, formatTable, linearFit, ratio, svgLinePlot } from './stats.js';
+import { freePort } from '../test/helpers/redis-process.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const STREAM_SECRET = 'bench-stream-token-secret-0123456789abcdef';
@@ -234,18 +234,6 @@ export function hasTaskset(): boolean {
   } catch {
     return false;
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => ok(port));
-    });
-  });
 }
 
 interface RelayProcess {
